@@ -1,0 +1,42 @@
+"""interp_audit: locate, check and repair the paths that carry a protected attribute (or memorized
+data) through a transformer, with exact numbers and clean hooks.
+
+    import interp_audit as ia
+    subject = ia.load_model("zoo:handbuilt-copy")
+    pairs = ia.ContrastSet.from_prompts(subject, clean=[...], counterfactual=[...], answers=[...])
+    eff = ia.patch(subject, pairs, metric=ia.metrics.logit_diff, sites="heads")
+
+Importing this package does not import TransformerLens; loading a model does.
+"""
+
+from . import metrics
+from .components import Component, parse_component
+from .contrast import ContrastSet
+from .effects import Effects
+from .errors import AuditError, ContrastError, ModelLoadError, SiteError, SpecError
+from .interventions import ablate, patch_in
+from .loading import load_model
+from .locate.path_patching import patch_path
+from .locate.patching import patch
+from .subject import Subject
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuditError",
+    "Component",
+    "ContrastError",
+    "ContrastSet",
+    "Effects",
+    "ModelLoadError",
+    "SiteError",
+    "SpecError",
+    "Subject",
+    "ablate",
+    "load_model",
+    "metrics",
+    "parse_component",
+    "patch",
+    "patch_in",
+    "patch_path",
+]

@@ -1,0 +1,119 @@
+"""The one place that knows how TransformerLens models compute, piece by piece.
+
+The patching engine runs a model from a given layer, on a slice of positions, reading out only
+what a metric needs. That needs the block call conventions (KV cache entries for causal models,
+additive masks for encoders) and the final norm/unembedding, which differ per model class.
+Models this module does not know run through a plain hooked forward instead (slower, exact).
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from .metrics import Readout, mean_pool
+from .subject import Subject
+
+
+def fast_path(subject: Subject) -> bool:
+    """Can the engine call blocks directly (layer skipping)? Else it uses full forwards."""
+    name = type(subject.model).__name__
+    cfg = subject.cfg
+    if name == "HookedEncoder":
+        return not getattr(cfg, "use_split_qkv_input", False)
+    if name not in ("HookedTransformer", "HookedSAETransformer"):
+        return False
+    return (
+        getattr(cfg, "positional_embeddings_type", "standard") in ("standard", "rotary")
+        and not getattr(cfg, "use_split_qkv_input", False)
+        and not getattr(cfg, "use_attn_in", False)
+        and not getattr(cfg, "use_local_attn", False)
+        and getattr(cfg, "n_devices", 1) == 1
+    )
+
+
+def position_skipping(subject: Subject) -> bool:
+    """Causal models need not recompute positions before a per-position patch (KV cache)."""
+    return subject.kind == "causal" and fast_path(subject)
+
+
+def run_block(
+    subject: Subject,
+    layer: int,
+    resid: Float[Tensor, "rows pos d_model"],
+    past_kv: tuple[Tensor, Tensor] | None = None,
+    encoder_mask: Float[Tensor, "rows 1 1 pos"] | None = None,
+) -> Float[Tensor, "rows pos d_model"]:
+    """One block; ``past_kv`` holds the (frozen) keys/values of the positions before ``resid``."""
+    block = subject.model.blocks[layer]
+    if subject.kind == "encoder":
+        return block(resid, encoder_mask)
+    if past_kv is None:
+        return block(resid)
+    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
+
+    entry = TransformerLensKeyValueCacheEntry(past_keys=past_kv[0], past_values=past_kv[1], frozen=True)
+    return block(resid, past_kv_cache_entry=entry)
+
+
+def kv_hooks(layer: int) -> tuple[str, str]:
+    """Hook names whose activations are what the KV cache stores for ``layer``."""
+    return f"blocks.{layer}.attn.hook_k", f"blocks.{layer}.attn.hook_v"
+
+
+def encoder_additive_mask(mask: Int[Tensor, "b pos"], dtype: torch.dtype) -> Float[Tensor, "b 1 1 pos"]:
+    """HookedEncoder's additive attention mask from a one/zero mask."""
+    add = torch.where(mask.bool(), 0.0, float("-inf")).to(dtype)
+    return add[:, None, None, :]
+
+
+def final_readout(
+    subject: Subject,
+    readout: Readout,
+    resid_at: Float[Tensor, "rows d_model"] | None,
+    answers: Int[Tensor, "rows 2"] | None = None,
+    hidden: Float[Tensor, "rows pos d_model"] | None = None,
+    mask: Int[Tensor, "rows pos"] | None = None,
+) -> Tensor:
+    """The metric's readout from the final residual stream.
+
+    ``answer_logits`` unembeds only the two answer tokens of each row; ``final_logits`` the
+    whole vocabulary at the scored position; ``embedding`` mean-pools ``hidden`` (encoders).
+    """
+    model = subject.model
+    if readout == "embedding":
+        if subject.kind != "encoder":
+            raise_readout(subject, readout)
+        return mean_pool(hidden, mask)
+    if subject.kind == "encoder":
+        if not subject.has_lm_head:
+            raise_readout(subject, readout)
+        x = model.mlm_head(resid_at[:, None, :])[:, 0]
+    else:
+        x = model.ln_final(resid_at[:, None, :])[:, 0]
+    if readout == "answer_logits":
+        w = model.unembed.W_U[:, answers]  # [d, rows, 2]
+        out = torch.einsum("rd,drk->rk", x, w)
+        b = getattr(model.unembed, "b_U", None)
+        return out if b is None else out + b[answers]
+    return model.unembed(x[:, None, :])[:, 0]
+
+
+def raise_readout(subject: Subject, readout: str):
+    from .errors import AuditError
+
+    if readout == "embedding":
+        raise AuditError(f"metric reads a sentence embedding, but {subject.source!r} is a causal LM; use logit_diff, prob_diff, logprob or kl_to_clean")
+    raise AuditError(
+        f"metric reads logits, but {subject.source!r} has no language-model head (a sentence encoder); "
+        "use ia.metrics.embedding_similarity(...)"
+    )
+
+
+def resid_hook(layer: int) -> str:
+    return f"blocks.{layer}.hook_resid_pre"
+
+
+def final_hook(subject: Subject) -> str:
+    return f"blocks.{subject.n_layers - 1}.hook_resid_post"

@@ -1,0 +1,387 @@
+"""Contrast sets: clean / counterfactual prompt pairs with answer tokens, validated up front.
+
+A pair differs only in the variable being audited (a protected attribute, a record, an
+environment). Pairs are stored as right-padded token tensors with per-pair lengths: in a causal
+model right padding changes nothing before the pad, so no attention mask is needed there.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from .errors import ContrastError
+
+if TYPE_CHECKING:
+    from .subject import Subject
+
+__all__ = ["ContrastSet"]
+
+
+def _pad(rows: Sequence[Sequence[int]], pad_id: int) -> Tensor:
+    width = max(len(r) for r in rows)
+    out = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(list(r), dtype=torch.long)
+    return out
+
+
+@dataclass(frozen=True)
+class ContrastSet:
+    """Clean/counterfactual token pairs, the answer tokens that score them, labels and groups.
+
+    Attributes:
+        clean, counterfactual: ``[pair, pos]`` token ids, right-padded with ``pad_id``.
+        lengths: ``[pair]`` real length of each pair (clean and counterfactual are equal).
+        answers: ``[pair, 2]`` (correct, incorrect) answer token ids, or None.
+        answer_pos: ``[pair]`` position whose output is scored (default: the last real token
+            for causal LMs, the first ``[MASK]`` (else 0) for encoders).
+        labels, groups: optional strings per pair (shown in reports; groups split statistics).
+    """
+
+    clean: Int[Tensor, "pair pos"]
+    counterfactual: Int[Tensor, "pair pos"]
+    lengths: Int[Tensor, " pair"]
+    answers: Int[Tensor, "pair 2"] | None = None
+    answer_pos: Int[Tensor, " pair"] | None = None
+    pad_id: int = 0
+    labels: tuple[str, ...] | None = None
+    groups: tuple[str, ...] | None = None
+    clean_text: tuple[str, ...] | None = None
+    counterfactual_text: tuple[str, ...] | None = None
+    str_tokens: tuple[tuple[str, ...], ...] | None = field(default=None, repr=False)
+    cf_str_tokens: tuple[tuple[str, ...], ...] | None = field(default=None, repr=False)
+
+    # ---- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_tokens(
+        cls,
+        clean: Int[Tensor, "pair pos"] | Sequence[Sequence[int]],
+        counterfactual: Int[Tensor, "pair pos"] | Sequence[Sequence[int]],
+        answers: Int[Tensor, "pair 2"] | Sequence[Sequence[int]] | None = None,
+        *,
+        lengths: Sequence[int] | Tensor | None = None,
+        answer_pos: Sequence[int] | Tensor | None = None,
+        labels: Sequence[str] | None = None,
+        groups: Sequence[str] | None = None,
+        pad_id: int = 0,
+        d_vocab: int | None = None,
+    ) -> ContrastSet:
+        """Pairs from token ids: ``[pair, pos]`` tensors (or lists of lists, padded here)."""
+        clean_t = cls._as_tokens(clean, "clean", pad_id)
+        cf_t = cls._as_tokens(counterfactual, "counterfactual", pad_id)
+        if clean_t.shape[0] != cf_t.shape[0]:
+            raise ContrastError(
+                f"{clean_t.shape[0]} clean prompts but {cf_t.shape[0]} counterfactual prompts: "
+                "every clean prompt needs exactly one counterfactual"
+            )
+        if clean_t.shape[0] == 0:
+            raise ContrastError("the contrast set is empty: give at least one clean/counterfactual pair")
+        if clean_t.shape[1] != cf_t.shape[1]:
+            width = max(clean_t.shape[1], cf_t.shape[1])
+            clean_t = torch.nn.functional.pad(clean_t, (0, width - clean_t.shape[1]), value=pad_id)
+            cf_t = torch.nn.functional.pad(cf_t, (0, width - cf_t.shape[1]), value=pad_id)
+        if lengths is None:
+            if isinstance(clean, Tensor):
+                lengths_t = torch.full((clean_t.shape[0],), clean_t.shape[1], dtype=torch.long)
+            else:
+                lens_c = [len(r) for r in clean]
+                lens_f = [len(r) for r in counterfactual]
+                for i, (a, b) in enumerate(zip(lens_c, lens_f, strict=True)):
+                    if a != b:
+                        raise ContrastError(
+                            f"pair {i}: clean has {a} tokens {list(clean[i])} but counterfactual has "
+                            f"{b} tokens {list(counterfactual[i])}; positions must align"
+                        )
+                lengths_t = torch.tensor(lens_c, dtype=torch.long)
+        else:
+            lengths_t = torch.as_tensor(lengths, dtype=torch.long)
+        ans = None
+        if answers is not None:
+            ans = torch.as_tensor(answers, dtype=torch.long)
+            if ans.ndim == 1 and ans.shape[0] == 2:
+                ans = ans.expand(clean_t.shape[0], 2).clone()
+            if ans.ndim != 2 or ans.shape != (clean_t.shape[0], 2):
+                raise ContrastError(
+                    f"answers must be [pair, 2] (correct, incorrect) token ids for {clean_t.shape[0]} "
+                    f"pairs; got shape {tuple(ans.shape)}"
+                )
+        pos = None if answer_pos is None else torch.as_tensor(answer_pos, dtype=torch.long)
+        out = cls(
+            clean=clean_t,
+            counterfactual=cf_t,
+            lengths=lengths_t,
+            answers=ans,
+            answer_pos=pos,
+            pad_id=pad_id,
+            labels=None if labels is None else tuple(labels),
+            groups=None if groups is None else tuple(groups),
+        )
+        out.validate(d_vocab=d_vocab)
+        return out
+
+    @staticmethod
+    def _as_tokens(x, name: str, pad_id: int) -> Tensor:
+        if isinstance(x, Tensor):
+            if x.dtype.is_floating_point:
+                raise ContrastError(f"{name} tokens must be integer ids, got a {x.dtype} tensor")
+            if x.ndim == 1:
+                x = x.unsqueeze(0)
+            if x.ndim != 2:
+                raise ContrastError(f"{name} tokens must be [pair, pos]; got shape {tuple(x.shape)}")
+            return x.long().cpu()
+        rows = [list(r) for r in x]
+        for i, r in enumerate(rows):
+            if len(r) == 0:
+                raise ContrastError(f"pair {i}: the {name} prompt has no tokens")
+        if not rows:
+            return torch.zeros((0, 1), dtype=torch.long)
+        return _pad(rows, pad_id)
+
+    @classmethod
+    def from_prompts(
+        cls,
+        subject: Subject,
+        clean: Sequence[str],
+        counterfactual: Sequence[str],
+        answers: Sequence[tuple[str, str]] | tuple[str, str] | None = None,
+        *,
+        labels: Sequence[str] | None = None,
+        groups: Sequence[str] | None = None,
+    ) -> ContrastSet:
+        """Pairs from text. Every error names the pair index, its text and its tokens."""
+        if isinstance(clean, str) or isinstance(counterfactual, str):
+            raise ContrastError("clean and counterfactual must be lists of prompts, not a single string")
+        clean, counterfactual = list(clean), list(counterfactual)
+        if len(clean) != len(counterfactual):
+            raise ContrastError(
+                f"{len(clean)} clean prompts but {len(counterfactual)} counterfactual prompts: "
+                "every clean prompt needs exactly one counterfactual"
+            )
+        if not clean:
+            raise ContrastError("the contrast set is empty: give at least one clean/counterfactual pair")
+        for name, seq in (("labels", labels), ("groups", groups)):
+            if seq is not None and len(seq) != len(clean):
+                raise ContrastError(f"{len(seq)} {name} for {len(clean)} pairs: give one per pair")
+        rows_c, rows_f = [], []
+        for i, (c, f) in enumerate(zip(clean, counterfactual, strict=True)):
+            for name, text in (("clean", c), ("counterfactual", f)):
+                if not isinstance(text, str) or not text.strip():
+                    raise ContrastError(f"pair {i}: the {name} prompt {text!r} is empty")
+            tc, tf = subject.to_tokens(c), subject.to_tokens(f)
+            if len(tc) != len(tf):
+                raise ContrastError(
+                    f"pair {i}: clean {c!r} is {len(tc)} tokens {subject.token_str(tc)} but "
+                    f"counterfactual {f!r} is {len(tf)} tokens {subject.token_str(tf)}; "
+                    "the swap must keep positions aligned (use single-token fillers)"
+                )
+            if tc == tf:
+                raise ContrastError(
+                    f"pair {i}: clean and counterfactual are the same tokens {subject.token_str(tc)} "
+                    f"({c!r}); a pair must differ in what is being audited"
+                )
+            n_ctx = getattr(subject.cfg, "n_ctx", None)
+            if n_ctx is not None and len(tc) > n_ctx:
+                raise ContrastError(f"pair {i}: {c!r} is {len(tc)} tokens, longer than the model's context ({n_ctx})")
+            rows_c.append(tc)
+            rows_f.append(tf)
+        ans = None
+        if answers is not None:
+            if isinstance(answers, tuple) and len(answers) == 2 and all(isinstance(a, str) for a in answers):
+                answers = [answers] * len(clean)
+            answers = list(answers)
+            if len(answers) != len(clean):
+                raise ContrastError(f"{len(answers)} answer pairs for {len(clean)} prompt pairs: give one (correct, incorrect) per pair")
+            ids = []
+            for i, pair in enumerate(answers):
+                if len(pair) != 2:
+                    raise ContrastError(f"pair {i}: answers {pair!r} must be (correct, incorrect)")
+                row = []
+                for text in pair:
+                    toks = subject.answer_token(text)
+                    if len(toks) != 1:
+                        raise ContrastError(
+                            f"pair {i}: answer {text!r} is {len(toks)} tokens {subject.token_str(toks)}, "
+                            "not one; answers must be single tokens (mind the leading space)"
+                        )
+                    row.append(toks[0])
+                ids.append(row)
+            ans = torch.tensor(ids, dtype=torch.long)
+        lengths = [len(r) for r in rows_c]
+        answer_pos = None
+        if subject.kind == "encoder":
+            mask_id = getattr(subject.tokenizer, "mask_token_id", None)
+            answer_pos = [r.index(mask_id) if mask_id in r else 0 for r in rows_c]
+        out = cls(
+            clean=_pad(rows_c, subject.pad_token_id),
+            counterfactual=_pad(rows_f, subject.pad_token_id),
+            lengths=torch.tensor(lengths),
+            answers=ans,
+            answer_pos=None if answer_pos is None else torch.tensor(answer_pos),
+            pad_id=subject.pad_token_id,
+            labels=None if labels is None else tuple(labels),
+            groups=None if groups is None else tuple(groups),
+            clean_text=tuple(clean),
+            counterfactual_text=tuple(counterfactual),
+            str_tokens=tuple(tuple(subject.token_str(r)) for r in rows_c),
+            cf_str_tokens=tuple(tuple(subject.token_str(r)) for r in rows_f),
+        )
+        out.validate(d_vocab=int(subject.cfg.d_vocab))
+        return out
+
+    # ---- validation ------------------------------------------------------------------------
+    def _describe(self, i: int) -> str:
+        if self.clean_text is not None:
+            return f"pair {i} ({self.clean_text[i]!r} vs {self.counterfactual_text[i]!r})"
+        n = int(self.lengths[i])
+        return f"pair {i} (tokens {self.clean[i, :n].tolist()} vs {self.counterfactual[i, :n].tolist()})"
+
+    def validate(self, d_vocab: int | None = None) -> None:
+        """Check shapes and ids; raises :class:`ContrastError` naming the first bad pair."""
+        n, width = self.clean.shape
+        if self.counterfactual.shape != self.clean.shape:
+            raise ContrastError(f"clean {tuple(self.clean.shape)} and counterfactual {tuple(self.counterfactual.shape)} shapes differ")
+        if self.lengths.shape != (n,):
+            raise ContrastError(f"lengths must have one entry per pair ({n}); got {tuple(self.lengths.shape)}")
+        for i in range(n):
+            length = int(self.lengths[i])
+            if not 0 < length <= width:
+                raise ContrastError(f"pair {i}: length {length} is outside 1..{width}")
+            if torch.equal(self.clean[i, :length], self.counterfactual[i, :length]):
+                raise ContrastError(f"{self._describe(i)}: clean and counterfactual are identical; a pair must differ")
+        for name, t in (("clean", self.clean), ("counterfactual", self.counterfactual)):
+            if (t < 0).any() or (d_vocab is not None and (t >= d_vocab).any()):
+                bad = int(((t < 0) | (t >= (d_vocab or 1 << 62))).any(1).nonzero()[0, 0])
+                raise ContrastError(
+                    f"{self._describe(bad)}: {name} token ids {t[bad].tolist()} fall outside the vocabulary 0..{(d_vocab or 0) - 1}"
+                )
+        if self.answers is not None:
+            if d_vocab is not None and ((self.answers < 0) | (self.answers >= d_vocab)).any():
+                bad = int(((self.answers < 0) | (self.answers >= d_vocab)).any(1).nonzero()[0, 0])
+                raise ContrastError(f"{self._describe(bad)}: answer ids {self.answers[bad].tolist()} fall outside the vocabulary 0..{d_vocab - 1}")
+            same = (self.answers[:, 0] == self.answers[:, 1]).nonzero()
+            if len(same):
+                i = int(same[0, 0])
+                raise ContrastError(f"{self._describe(i)}: correct and incorrect answers are the same token {int(self.answers[i, 0])}")
+        if self.answer_pos is not None:
+            bad = ((self.answer_pos < 0) | (self.answer_pos >= self.lengths)).nonzero()
+            if len(bad):
+                i = int(bad[0, 0])
+                raise ContrastError(f"{self._describe(i)}: answer position {int(self.answer_pos[i])} is outside its {int(self.lengths[i])} tokens")
+        for name, seq in (("labels", self.labels), ("groups", self.groups)):
+            if seq is not None and len(seq) != n:
+                raise ContrastError(f"{len(seq)} {name} for {n} pairs: give one per pair")
+
+    # ---- views -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.clean.shape[0])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.clean.shape[1])
+
+    @property
+    def aligned(self) -> bool:
+        """True when every pair has the same length (per-position work needs it)."""
+        return bool((self.lengths == self.lengths[0]).all())
+
+    def scored_positions(self, kind: str = "causal") -> Tensor:
+        """``[pair]`` position scored by the metric."""
+        if self.answer_pos is not None:
+            return self.answer_pos
+        return self.lengths - 1 if kind == "causal" else torch.zeros_like(self.lengths)
+
+    def attention_mask(self) -> Int[Tensor, "pair pos"]:
+        return (torch.arange(self.seq_len)[None, :] < self.lengths[:, None]).long()
+
+    def differing_positions(self) -> list[list[int]]:
+        """For each pair, the positions where clean and counterfactual tokens differ."""
+        diff = self.clean != self.counterfactual
+        return [row.nonzero().flatten().tolist() for row in diff]
+
+    def __getitem__(self, idx) -> ContrastSet:
+        if isinstance(idx, int):
+            idx = slice(idx, idx + 1) if idx != -1 else slice(-1, None)
+        index = torch.arange(len(self))[idx]
+        if index.numel() == 0:
+            raise ContrastError(f"selection {idx!r} of a {len(self)}-pair contrast set is empty")
+        rows = index.tolist()
+        width = int(self.lengths[index].max())
+
+        def pick(seq):
+            return None if seq is None else tuple(seq[i] for i in rows)
+
+        return replace(
+            self,
+            clean=self.clean[index, :width],
+            counterfactual=self.counterfactual[index, :width],
+            lengths=self.lengths[index],
+            answers=None if self.answers is None else self.answers[index],
+            answer_pos=None if self.answer_pos is None else self.answer_pos[index],
+            labels=pick(self.labels),
+            groups=pick(self.groups),
+            clean_text=pick(self.clean_text),
+            counterfactual_text=pick(self.counterfactual_text),
+            str_tokens=pick(self.str_tokens),
+            cf_str_tokens=pick(self.cf_str_tokens),
+        )
+
+    def batches(self, size: int) -> Iterator[ContrastSet]:
+        if size < 1:
+            raise ContrastError(f"batch size must be at least 1, got {size}")
+        for start in range(0, len(self), size):
+            yield self[start : start + size]
+
+    def swapped(self) -> ContrastSet:
+        """Counterfactual becomes clean and the answers swap: the reverse direction."""
+        return replace(
+            self,
+            clean=self.counterfactual,
+            counterfactual=self.clean,
+            answers=None if self.answers is None else self.answers.flip(-1),
+            clean_text=self.counterfactual_text,
+            counterfactual_text=self.clean_text,
+            str_tokens=self.cf_str_tokens,
+            cf_str_tokens=self.str_tokens,
+        )
+
+    def position_labels(self) -> list[str]:
+        """Axis labels for positions: ``'3 nurse'`` from the first pair (or just the index)."""
+        if self.str_tokens is None:
+            return [str(p) for p in range(self.seq_len)]
+        first = self.str_tokens[0]
+        return [f"{p} {first[p].strip() or repr(first[p])}" if p < len(first) else str(p) for p in range(self.seq_len)]
+
+    def __repr__(self) -> str:
+        return f"ContrastSet({len(self)} pairs, {self.seq_len} positions, answers={'yes' if self.answers is not None else 'no'})"
+
+    def _repr_html_(self, max_rows: int = 20) -> str:
+        rows = []
+        for i in range(min(len(self), max_rows)):
+            n = int(self.lengths[i])
+            diff = set(self.differing_positions()[i])
+            cells = []
+            for name, toks, strs in (("clean", self.clean, self.str_tokens), ("counterfactual", self.counterfactual, self.cf_str_tokens)):
+                parts = []
+                for p in range(n):
+                    text = html.escape(strs[i][p] if strs else str(int(toks[i, p])))
+                    style = "background:#ffd54f;font-weight:bold" if p in diff else ""
+                    parts.append(f'<span style="{style};border:1px solid #ddd;padding:0 2px;margin:1px">{text}</span>')
+                cells.append("".join(parts))
+            ans = "" if self.answers is None else html.escape(str(self.answers[i].tolist()))
+            label = html.escape(self.labels[i]) if self.labels else ""
+            group = html.escape(self.groups[i]) if self.groups else ""
+            rows.append(f"<tr><td>{i}</td><td>{cells[0]}</td><td>{cells[1]}</td><td>{ans}</td><td>{label}</td><td>{group}</td></tr>")
+        more = f"<p>… {len(self) - max_rows} more pairs</p>" if len(self) > max_rows else ""
+        return (
+            f"<div><b>ContrastSet</b>: {len(self)} pairs, {self.seq_len} positions (differing tokens highlighted)"
+            "<table><tr><th>#</th><th>clean</th><th>counterfactual</th><th>answers</th><th>label</th><th>group</th></tr>"
+            + "".join(rows)
+            + f"</table>{more}</div>"
+        )

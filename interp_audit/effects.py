@@ -1,0 +1,150 @@
+"""``Effects``: the one labelled result type every locate method returns.
+
+A tensor with named dims and axis labels, one component label per cell, the metric and method
+that produced it, and the reference values (clean / counterfactual) that give it meaning.
+Displays itself in Jupyter; saves as JSON + safetensors.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .errors import AuditError, SiteError, did_you_mean
+
+__all__ = ["Effects"]
+
+
+@dataclass
+class Effects:
+    """Effect of each component on a behaviour metric.
+
+    Attributes:
+        values: tensor shaped by ``dims`` (e.g. ``("layer", "head")``).
+        dims: names of the axes.
+        axes: tick labels per axis (``{"layer": ["0", "1"], "head": [...]}``).
+        components: one component label per cell, in ``values.flatten()`` order.
+        metric, method: what was measured and how (``"patch"``, ``"atp"``, ...).
+        normalized: True when 0 = unpatched and 1 = fully restored.
+        per_example: ``[*dims, example]`` unnormalised per-example metric, when kept.
+        baseline: mean metric on the base and source runs (``{"clean": .., "counterfactual": ..}``).
+    """
+
+    values: Tensor
+    dims: tuple[str, ...]
+    axes: dict[str, list[str]]
+    components: list[str]
+    metric: str = ""
+    method: str = "patch"
+    normalized: bool = True
+    per_example: Tensor | None = None
+    baseline: dict[str, float] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if tuple(self.values.shape) != tuple(len(self.axes[d]) for d in self.dims):
+            raise AuditError(f"Effects: values {tuple(self.values.shape)} do not match axes {[len(self.axes[d]) for d in self.dims]}")
+        if len(self.components) != self.values.numel():
+            raise AuditError("Effects: one component label per cell is required")
+
+    # ---- lookup ----------------------------------------------------------------------------
+    @property
+    def flat(self) -> Tensor:
+        return self.values.detach().flatten().float().cpu()
+
+    def __getitem__(self, label: str) -> float:
+        try:
+            return float(self.flat[self.components.index(label)])
+        except ValueError:
+            raise SiteError(f"no component {label!r} in these effects{did_you_mean(label, self.components)}") from None
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(self.components, self.flat.tolist(), strict=True))
+
+    def top(self, k: int = 10, *, by: str = "abs") -> list[tuple[str, float]]:
+        """The ``k`` largest effects as (component, value), by absolute value or signed."""
+        flat = self.flat
+        key = flat.abs() if by == "abs" else flat
+        order = torch.argsort(key, descending=True)[:k]
+        return [(self.components[i], float(flat[i])) for i in order.tolist()]
+
+    def to_frame(self):
+        """Long-format pandas DataFrame: one row per component, a column per dim + value."""
+        import itertools
+
+        import pandas as pd
+
+        rows = []
+        for cell, (comp, val) in zip(itertools.product(*(self.axes[d] for d in self.dims)), zip(self.components, self.flat.tolist(), strict=True), strict=True):
+            rows.append({**dict(zip(self.dims, cell, strict=True)), "component": comp, "value": val})
+        return pd.DataFrame(rows)
+
+    # ---- display ---------------------------------------------------------------------------
+    def title(self) -> str:
+        kind = "normalised" if self.normalized else "mean"
+        return f"{self.method} · {self.metric} ({kind}) · {' × '.join(self.dims)}"
+
+    def plot(self, title: str | None = None):
+        """A plotly figure: heatmap for 2-D effects, bars for 1-D (3-D: one panel per first axis)."""
+        import plotly.graph_objects as go
+
+        vals = self.values.detach().float().cpu()
+        title = title or self.title()
+        if vals.ndim == 1:
+            fig = go.Figure(go.Bar(x=self.axes[self.dims[0]], y=vals.tolist(), marker_color=["#c62828" if v > 0 else "#1565c0" for v in vals.tolist()]))
+            fig.update_layout(xaxis_title=self.dims[0], yaxis_title="effect")
+        else:
+            if vals.ndim > 2:
+                vals = vals.reshape(vals.shape[0] * vals.shape[1], -1) if vals.ndim == 3 else vals.flatten(0, -2)
+                y = [f"{a}/{b}" for a in self.axes[self.dims[0]] for b in self.axes[self.dims[1]]]
+                ytitle, xdim = f"{self.dims[0]}/{self.dims[1]}", self.dims[-1]
+            else:
+                y, ytitle, xdim = self.axes[self.dims[0]], self.dims[0], self.dims[1]
+            bound = float(vals.abs().max()) or 1.0
+            fig = go.Figure(go.Heatmap(z=vals.tolist(), x=self.axes[xdim], y=y, colorscale="RdBu_r", zmid=0, zmin=-bound, zmax=bound, colorbar={"title": "effect"}))
+            fig.update_layout(xaxis_title=xdim, yaxis_title=ytitle, yaxis_autorange="reversed")
+        fig.update_layout(title=title, template="plotly_white", height=max(300, 40 * min(len(self.axes[self.dims[0]]), 20) + 150))
+        return fig
+
+    def __repr__(self) -> str:
+        top = ", ".join(f"{c}={v:+.3f}" for c, v in self.top(3))
+        return f"Effects({self.title()}, shape={tuple(self.values.shape)}, top: {top})"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td>{html.escape(c)}</td><td>{v:+.4f}</td></tr>" for c, v in self.top(8))
+        base = ", ".join(f"{k}={v:.4f}" for k, v in self.baseline.items())
+        try:
+            fig = self.plot().to_html(full_html=False, include_plotlyjs="cdn")
+        except Exception:  # a display must never raise
+            fig = ""
+        return f"<div><b>{html.escape(self.title())}</b><br><small>{html.escape(base)}</small><table><tr><th>component</th><th>effect</th></tr>{rows}</table>{fig}</div>"
+
+    # ---- persistence -----------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        tensors = {"values": self.values.detach().contiguous().cpu()}
+        if self.per_example is not None:
+            tensors["per_example"] = self.per_example.detach().contiguous().cpu()
+        save_file(tensors, str(out / "effects.safetensors"))
+        meta = {k: getattr(self, k) for k in ("dims", "axes", "components", "metric", "method", "normalized", "baseline", "meta")}
+        (out / "effects.json").write_text(json.dumps(meta, indent=1, default=str))
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Effects:
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        tensors = load_file(str(d / "effects.safetensors"))
+        meta = json.loads((d / "effects.json").read_text())
+        meta["dims"] = tuple(meta["dims"])
+        return cls(values=tensors["values"], per_example=tensors.get("per_example"), **meta)

@@ -1,0 +1,300 @@
+"""The batched patching engine: many patched variants of a prompt batch in few forward passes.
+
+A *variant* is a set of :class:`Patch` es (hook, index, value). Variants ride on the batch axis
+(variant-major: row ``v * b + i`` is example ``i`` under variant ``v``). Execution is
+*staggered*: a variant joins the batch at the first layer it patches, starting from the cached
+base residual stream there, so layers below a patch point are computed once (in the base run)
+and never again. For per-position patches in causal models only the positions from the patched
+one onward are recomputed; earlier positions come from the base run's key/value cache. Only the
+readout the metric needs is computed (two answer logits, not the vocabulary).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from . import backend
+from .components import layer_of_hook
+from .contrast import ContrastSet
+from .metrics import Metric, MetricContext
+from .subject import Subject, quiet_tl_warnings
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Set ``activation[hook][:, *index] = value[:, *index]`` (value defaults to the source run)."""
+
+    hook: str
+    index: tuple = ()
+    value: Tensor | None = field(default=None, compare=False, hash=False)
+
+    @property
+    def layer(self) -> int:
+        layer = layer_of_hook(self.hook)
+        return 0 if layer is None else layer
+
+    @property
+    def pos_dim(self) -> int:
+        """Non-batch axis that indexes query positions (sliced when positions are skipped)."""
+        return 1 if self.hook.endswith(("hook_pattern", "hook_attn_scores")) else 0
+
+    def position(self) -> int | None:
+        """The single query position this patch touches, or None if it spans all positions."""
+        if len(self.index) <= self.pos_dim:
+            return None
+        p = self.index[self.pos_dim]
+        return p if isinstance(p, int) else None
+
+
+Variant = tuple[Patch, ...]
+
+
+def _entry(v: Variant) -> int:
+    return min(p.layer for p in v)
+
+
+def _start(v: Variant, skip: bool) -> int:
+    if not skip:
+        return 0
+    positions = [p.position() for p in v]
+    return 0 if any(q is None for q in positions) else min(positions)
+
+
+@dataclass
+class RunContext:
+    """Base and source runs of one example batch, cached for the variants that follow."""
+
+    subject: Subject
+    metric: Metric
+    base_tokens: Tensor
+    mask: Tensor
+    scored: Tensor
+    metric_ctx: MetricContext
+    base_resid: list[Tensor]
+    base_kv: list[tuple[Tensor, Tensor]] | None
+    source: dict[str, Tensor]
+    base_values: Tensor
+    source_values: Tensor
+    fast: bool
+
+    @property
+    def batch(self) -> int:
+        return int(self.base_tokens.shape[0])
+
+    @classmethod
+    def build(cls, subject: Subject, contrast: ContrastSet, metric: Metric, *, direction: str = "denoise", source_hooks: Sequence[str] = (), need_kv: bool = False) -> RunContext:
+        dev = subject.device
+        if direction == "denoise":
+            base_tokens, source_tokens = contrast.counterfactual, contrast.clean
+        else:
+            base_tokens, source_tokens = contrast.clean, contrast.counterfactual
+        base_tokens, source_tokens = base_tokens.to(dev), source_tokens.to(dev)
+        mask = contrast.attention_mask().to(dev)
+        scored = contrast.scored_positions(subject.kind).to(dev)
+        answers = None if contrast.answers is None else contrast.answers.to(dev)
+        fast = backend.fast_path(subject)
+        n = subject.n_layers
+        base_names = {backend.final_hook(subject)}
+        if fast:
+            base_names |= {backend.resid_hook(layer) for layer in range(n)}
+            if need_kv:
+                base_names |= {h for layer in range(n) for h in backend.kv_hooks(layer)}
+        source_names = set(source_hooks) | {backend.final_hook(subject)}
+        base_cache, base_logits = cached_run(subject, base_tokens, mask, base_names)
+        src_cache, src_logits = cached_run(subject, source_tokens, mask, source_names)
+        readout_kw = dict(subject=subject, metric=metric, scored=scored, answers=answers, mask=mask)
+        base_read = _readout(final=base_cache[backend.final_hook(subject)], logits=base_logits, **readout_kw)
+        src_read = _readout(final=src_cache[backend.final_hook(subject)], logits=src_logits, **readout_kw)
+        reference = None
+        if metric.needs_reference:  # the clean run is the reference, whatever the direction
+            reference = src_read if direction == "denoise" else base_read
+        mctx = MetricContext(answers=answers, reference=reference)
+        return cls(
+            subject=subject,
+            metric=metric,
+            base_tokens=base_tokens,
+            mask=mask,
+            scored=scored,
+            metric_ctx=mctx,
+            base_resid=[base_cache[backend.resid_hook(layer)] for layer in range(n)] if fast else [],
+            base_kv=[(base_cache[k], base_cache[v]) for k, v in map(backend.kv_hooks, range(n))] if fast and need_kv else None,
+            source={k: src_cache[k] for k in source_hooks},
+            base_values=metric(base_read, mctx),
+            source_values=metric(src_read, mctx),
+            fast=fast,
+        )
+
+
+def cached_run(subject: Subject, tokens: Tensor, mask: Tensor, names: set[str]) -> tuple[dict[str, Tensor], Tensor | None]:
+    """One forward with the named activations cached (and full logits where there is no fast path)."""
+    cache: dict[str, Tensor] = {}
+
+    def save(act, *, hook):
+        cache[hook.name] = act.detach()
+
+    with torch.no_grad(), quiet_tl_warnings(), subject.hooks([(name, save) for name in sorted(names)]):
+        if subject.kind == "encoder":
+            subject.model.encoder_output(tokens, None, mask)
+            logits = None
+        elif backend.fast_path(subject):
+            subject.model(tokens, return_type=None)
+            logits = None
+        else:
+            logits = subject.model(tokens)
+    return cache, logits
+
+
+def _readout(*, subject: Subject, metric: Metric, final: Tensor, logits: Tensor | None, scored: Tensor, answers: Tensor | None, mask: Tensor, start: int = 0) -> Tensor:
+    if logits is not None:
+        return metric.readout_from_logits(logits, scored, answers)
+    rows = torch.arange(final.shape[0], device=final.device)
+    at = final[rows, scored - start] if metric.readout != "embedding" else None
+    return backend.final_readout(subject, metric.readout, at, answers=answers, hidden=final, mask=mask)
+
+
+class _PatchHook:
+    """One hook function applying every variant's patch at one hook point, vectorised."""
+
+    def __init__(self, entries: list[tuple[int, Patch]], source: dict[str, Tensor], start: int, batch: int):
+        self.entries = entries  # (variant slot in the running batch, patch)
+        self.source = source
+        self.start = start
+        self.batch = batch
+
+    def _shift(self, patch: Patch) -> tuple:
+        idx = list(patch.index)
+        d = patch.pos_dim
+        if self.start and len(idx) > d and isinstance(idx[d], int):
+            idx[d] -= self.start
+        return tuple(idx)
+
+    def _slice(self, t: Tensor, patch: Patch) -> Tensor:
+        if not self.start:
+            return t
+        sl = [slice(None)] * t.ndim
+        sl[1 + patch.pos_dim] = slice(self.start, None)
+        return t[tuple(sl)]
+
+    def __call__(self, act: Tensor, *, hook) -> Tensor:
+        b = self.batch
+        n_slots = act.shape[0] // b
+        view = act.view(n_slots, b, *act.shape[1:])
+        shared = [(s, p) for s, p in self.entries if p.value is None]
+        if shared:
+            src = self._slice(self.source[shared[0][1].hook], shared[0][1]).to(act.dtype)
+            mask = torch.zeros((n_slots, 1, *act.shape[1:]), dtype=torch.bool, device=act.device)
+            for slot, patch in shared:
+                mask[(slot, slice(None), *self._shift(patch))] = True
+            view = torch.where(mask, src.unsqueeze(0), view)
+        own = [(s, p) for s, p in self.entries if p.value is not None]
+        if own:
+            view = view.clone() if not shared else view
+            for slot, patch in own:
+                idx = (slice(None), *self._shift(patch))
+                view[slot][idx] = self._slice(patch.value, patch).to(act.dtype)[idx]
+        return view.reshape(act.shape)
+
+
+def default_max_rows(subject: Subject, seq_len: int, max_memory: int | None = None) -> int:
+    """Rows (sequences) per forward: from ``max_memory`` bytes when given, else a CPU/GPU default."""
+    if max_memory is None:
+        return 256 if subject.device.type == "cpu" else 2048
+    cfg = subject.cfg
+    per_pos = cfg.d_model * 8 + (getattr(cfg, "d_mlp", 0) or 0) * 2 + cfg.n_heads * seq_len * 2
+    bytes_per_row = per_pos * seq_len * torch.finfo(subject.dtype).bits // 8
+    return max(1, int(max_memory // max(1, bytes_per_row)))
+
+
+def run_variants(ctx: RunContext, variants: Sequence[Variant], *, max_rows: int = 256, progress: bool | None = None, desc: str = "patching") -> Tensor:
+    """Per-example metric under each variant: ``[n_variants, batch]``."""
+    subject = ctx.subject
+    b = ctx.batch
+    out = torch.empty((len(variants), b), dtype=torch.float32, device=subject.device)
+    if not variants:
+        return out
+    skip = ctx.base_kv is not None and ctx.fast
+    per_chunk = max(1, max_rows // b)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, v in enumerate(variants):
+        groups[_start(v, skip)].append(i)
+    chunks = []
+    for start, idxs in sorted(groups.items()):
+        idxs.sort(key=lambda i: _entry(variants[i]))
+        chunks += [(start, idxs[k : k + per_chunk]) for k in range(0, len(idxs), per_chunk)]
+    if progress is None:
+        progress = len(chunks) > 8 and not os.environ.get("TQDM_DISABLE")
+    with torch.no_grad(), quiet_tl_warnings():
+        for start, idxs in tqdm(chunks, desc=desc, disable=not progress, leave=False):
+            chunk = [variants[i] for i in idxs]
+            values = _run_chunk_fast(ctx, chunk, start) if ctx.fast else _run_chunk_full(ctx, chunk)
+            out[idxs] = values.float()
+    return out
+
+
+def _hooks_for(ctx: RunContext, slots: list[tuple[int, Variant]], start: int, layer: int | None) -> list[tuple[str, _PatchHook]]:
+    by_hook: dict[str, list[tuple[int, Patch]]] = defaultdict(list)
+    for slot, v in slots:
+        for p in v:
+            if layer is None or p.layer == layer:
+                by_hook[p.hook].append((slot, p))
+    return [(name, _PatchHook(entries, ctx.source, start, ctx.batch)) for name, entries in by_hook.items()]
+
+
+def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor:
+    subject = ctx.subject
+    b = ctx.batch
+    entering: dict[int, list[int]] = defaultdict(list)
+    for j, v in enumerate(chunk):
+        entering[_entry(v)].append(j)
+    order: list[int] = []
+    resid = None
+    enc_mask = backend.encoder_additive_mask(ctx.mask, subject.dtype) if subject.kind == "encoder" else None
+    for layer in range(min(entering), subject.n_layers):
+        new = entering.get(layer, [])
+        if new:
+            block_in = ctx.base_resid[layer][:, start:].repeat(len(new), 1, 1)
+            resid = block_in if resid is None else torch.cat([resid, block_in])
+            order += new
+        n_act = len(order)
+        hooks = _hooks_for(ctx, [(slot, chunk[j]) for slot, j in enumerate(order)], start, layer)
+        kv = None
+        if start:
+            k, v = ctx.base_kv[layer]
+            kv = (k[:, :start].repeat(n_act, *([1] * (k.ndim - 1))), v[:, :start].repeat(n_act, *([1] * (v.ndim - 1))))
+        mask = None if enc_mask is None else enc_mask.repeat(n_act, 1, 1, 1)
+        with subject.hooks(hooks):
+            resid = backend.run_block(subject, layer, resid, past_kv=kv, encoder_mask=mask)
+    n_act = len(order)
+    read = _readout(
+        subject=subject,
+        metric=ctx.metric,
+        final=resid,
+        logits=None,
+        scored=ctx.scored.repeat(n_act),
+        answers=None if ctx.metric_ctx.answers is None else ctx.metric_ctx.answers.repeat(n_act, 1),
+        mask=ctx.mask.repeat(n_act, 1),
+        start=start,
+    )
+    values = ctx.metric(read, ctx.metric_ctx.repeat(n_act)).view(n_act, b)
+    out = torch.empty_like(values)
+    out[torch.tensor(order, device=values.device)] = values
+    return out
+
+
+def _run_chunk_full(ctx: RunContext, chunk: list[Variant]) -> Tensor:
+    """Models without a fast path: one full hooked forward over all variants of the chunk."""
+    subject = ctx.subject
+    n = len(chunk)
+    hooks = _hooks_for(ctx, list(enumerate(chunk)), 0, None)
+    with subject.hooks(hooks):
+        logits = subject.model(ctx.base_tokens.repeat(n, 1))
+    answers = None if ctx.metric_ctx.answers is None else ctx.metric_ctx.answers.repeat(n, 1)
+    read = ctx.metric.readout_from_logits(logits, ctx.scored.repeat(n), answers)
+    return ctx.metric(read, ctx.metric_ctx.repeat(n)).view(n, ctx.batch)

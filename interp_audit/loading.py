@@ -1,0 +1,265 @@
+"""``load_model``: every source a user has -> a :class:`Subject`.
+
+Sources: an in-memory TransformerLens model, a TransformerLens pretrained name (hub), a local
+Hugging Face folder (GPT-2-style causal LM or BERT encoder), a folder written by
+:meth:`Subject.save`, and ``"zoo:NAME"``. Weights are read from safetensors, or with
+``torch.load(weights_only=True)``: nothing here unpickles arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ModelLoadError, did_you_mean
+from .subject import DEFAULT_WEIGHT_PROCESSING, Subject, quiet_tl_warnings
+
+__all__ = ["load_model", "build_model", "config_to_json"]
+
+_PROCESSING_KEYS = tuple(DEFAULT_WEIGHT_PROCESSING)
+
+
+def _resolve_device(device: str | torch.device | None) -> str:
+    if device is None or device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    name = str(dtype).replace("torch.", "")
+    aliases = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16"}
+    name = aliases.get(name, name)
+    if not isinstance(getattr(torch, name, None), torch.dtype):
+        raise ModelLoadError(f"unknown dtype {dtype!r}: use float32, float16 or bfloat16")
+    return getattr(torch, name)
+
+
+def _check_processing(flags: dict[str, Any]) -> dict[str, bool]:
+    for key in flags:
+        if key not in _PROCESSING_KEYS:
+            raise ModelLoadError(
+                f"unknown weight-processing option {key!r}; valid: {', '.join(_PROCESSING_KEYS)}"
+                f"{did_you_mean(key, _PROCESSING_KEYS)}"
+            )
+    return {k: bool(flags.get(k, v)) for k, v in DEFAULT_WEIGHT_PROCESSING.items()}
+
+
+def config_to_json(cfg) -> dict[str, Any]:
+    """A TransformerLens config as plain JSON (dtype by name, device dropped)."""
+    out = {}
+    for key, value in cfg.to_dict().items():
+        if key in ("device", "tokenizer_name"):
+            continue
+        if isinstance(value, torch.dtype):
+            value = str(value).replace("torch.", "")
+        try:
+            json.dumps(value)
+        except TypeError:
+            continue
+        out[key] = value
+    return out
+
+
+def build_model(tl_config: dict[str, Any], kind: str = "causal", *, seed: int | None = None, device: str | None = None):
+    """Build a TransformerLens model (random init) from a config dict: the offline test path."""
+    with quiet_tl_warnings():
+        from transformer_lens import HookedEncoder, HookedTransformer, HookedTransformerConfig
+
+        cfg = dict(tl_config)
+        if isinstance(cfg.get("dtype"), str):
+            cfg["dtype"] = getattr(torch, cfg["dtype"])
+        if seed is not None:
+            cfg["seed"] = seed
+        cfg["device"] = _resolve_device(device)
+        import dataclasses
+
+        fields = {f.name for f in dataclasses.fields(HookedTransformerConfig)}
+        unknown = sorted(set(cfg) - fields)
+        if unknown:
+            raise ModelLoadError(f"unknown TransformerLens config key {unknown[0]!r}{did_you_mean(unknown[0], fields)}")
+        config = HookedTransformerConfig(**cfg)
+        if kind == "encoder":
+            return HookedEncoder(config)
+        return HookedTransformer(config)
+
+
+def _apply_processing(model, flags: dict[str, bool], already: dict[str, bool] | None = None) -> dict[str, bool]:
+    todo = {k: v and not (already or {}).get(k, False) for k, v in flags.items()}
+    applied = {k: bool(flags[k] or (already or {}).get(k, False)) for k in flags}
+    if not any(todo.values()):
+        return applied
+    if not hasattr(model, "load_and_process_state_dict"):
+        raise ModelLoadError(
+            f"weight processing {sorted(k for k, v in todo.items() if v)} is not supported for "
+            f"{type(model).__name__} (BERT's post-LayerNorm cannot be folded)"
+        )
+    with quiet_tl_warnings():
+        model.load_and_process_state_dict(dict(model.state_dict()), **todo)
+    return applied
+
+
+def _subject_from_module(model, source: str, flags: dict[str, bool], already: dict[str, bool] | None = None, **kw) -> Subject:
+    if not hasattr(model, "hook_dict") or not hasattr(model, "cfg"):
+        raise ModelLoadError(
+            f"cannot audit a {type(model).__name__}: load_model needs a TransformerLens model "
+            "(HookedTransformer, HookedEncoder, HookedSAETransformer, TransformerBridge)"
+        )
+    name = type(model).__name__
+    kind = "encoder" if name == "HookedEncoder" or getattr(model.cfg, "attention_dir", "causal") == "bidirectional" else "causal"
+    applied = _apply_processing(model, flags, already) if name != "TransformerBridge" else dict(flags)
+    tokenizer = kw.pop("tokenizer", None) or getattr(model, "tokenizer", None)
+    prepend = kw.pop("prepend_bos", None)
+    if prepend is None:
+        prepend = bool(getattr(model.cfg, "default_prepend_bos", True))
+    model.eval()
+    return Subject(model=model, tokenizer=tokenizer, kind=kind, source=source, weight_processing=applied, prepend_bos=prepend, **kw)
+
+
+def load_model(source: Any, *, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None, **weight_processing: bool) -> Subject:
+    """Load a model to audit.
+
+    Args:
+        source: a TransformerLens model object; a :class:`Subject`; ``"zoo:NAME"``; a folder
+            (written by :meth:`Subject.save`, or a Hugging Face GPT-2/BERT folder with
+            ``config.json`` + weights); or a TransformerLens pretrained name such as
+            ``"gpt2"`` (downloads from the Hugging Face hub).
+        device: ``"cpu"``, ``"cuda"``, or None/"auto" for CUDA when present.
+        dtype: float32 (default), float16 or bfloat16.
+        **weight_processing: ``fold_ln``, ``center_writing_weights``, ``center_unembed``,
+            ``fold_value_biases``. All default to **False** (unlike TransformerLens's
+            ``from_pretrained``): an audit sees the weights as trained unless asked otherwise.
+            What was applied is recorded in ``subject.weight_processing``.
+    """
+    flags = _check_processing(weight_processing)
+    dev = _resolve_device(device)
+    dt = _resolve_dtype(dtype)
+    subject = _dispatch(source, flags, dev, dt)
+    subject.model.to(dev)
+    if dt is not None:
+        subject.model.to(dt)
+        if hasattr(subject.model.cfg, "dtype"):
+            subject.model.cfg.dtype = dt
+    if hasattr(subject.model.cfg, "device"):
+        subject.model.cfg.device = dev
+    return subject
+
+
+def _dispatch(source: Any, flags: dict[str, bool], device: str, dtype: torch.dtype | None) -> Subject:
+    if isinstance(source, Subject):
+        if any(flags.values()):
+            source.weight_processing = _apply_processing(source.model, flags, source.weight_processing)
+        return source
+    if isinstance(source, torch.nn.Module):
+        return _subject_from_module(source, f"<in-memory {type(source).__name__}>", flags)
+    if not isinstance(source, str | Path):
+        raise ModelLoadError(f"cannot load a model from {type(source).__name__} {source!r}")
+    text = str(source)
+    if text.startswith("zoo:"):
+        from .zoo import load_zoo
+
+        return load_zoo(text[4:], flags)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _load_folder(path, flags)
+    if path.suffix in (".safetensors", ".json", ".pt", ".bin") or path.exists():
+        raise ModelLoadError(f"model source {text!r} is a file; pass the folder that holds config.json and the weights")
+    if "/" in text and (text.startswith((".", "/", "~")) or Path(text).parent.exists()):
+        raise ModelLoadError(f"model folder {text!r} does not exist")
+    return _load_pretrained_name(text, flags, device, dtype)
+
+
+def _load_pretrained_name(name: str, flags: dict[str, bool], device: str, dtype: torch.dtype | None) -> Subject:
+    """A TransformerLens pretrained name: the real hub path (needs the internet)."""
+    with quiet_tl_warnings():
+        from transformer_lens import HookedEncoder, HookedTransformer
+
+        logging.getLogger("transformer_lens").setLevel(logging.ERROR)
+        try:
+            if name.lower().startswith("bert") or "minilm" in name.lower():
+                if any(flags.values()):
+                    _apply_processing(object(), flags)  # raises the clear message
+                model = HookedEncoder.from_pretrained(name, device=device, dtype=dtype or torch.float32)
+            else:
+                model = HookedTransformer.from_pretrained(name, device=device, dtype=dtype or torch.float32, **flags)
+        except Exception as err:  # the hub, a bad name, no network: one readable line
+            raise ModelLoadError(
+                f"could not load pretrained model {name!r} through TransformerLens: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            ) from err
+    return _subject_from_module(model, name, dict.fromkeys(flags, False), already=flags)
+
+
+def _read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    st = folder / "model.safetensors"
+    if st.exists():
+        return load_file(str(st))
+    pt = folder / "pytorch_model.bin"
+    if pt.exists():
+        try:
+            return torch.load(str(pt), map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ModelLoadError(f"{pt} is not a plain tensor checkpoint (refusing to unpickle it): {err}") from err
+    raise ModelLoadError(f"folder {str(folder)!r} has no model.safetensors (or pytorch_model.bin)")
+
+
+def _load_folder(folder: Path, flags: dict[str, bool]) -> Subject:
+    cfg_path = folder / "config.json"
+    if not cfg_path.exists():
+        raise ModelLoadError(f"folder {str(folder)!r} has no config.json")
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelLoadError(f"{cfg_path} is not valid JSON: {err}") from err
+    if "interp_audit_format" in meta:
+        return _load_saved(folder, meta, flags)
+    model_type = meta.get("model_type")
+    if model_type == "gpt2":
+        from .hf_convert import load_hf_gpt2
+
+        model, tok = load_hf_gpt2(folder, meta)
+    elif model_type == "bert":
+        from .hf_convert import load_hf_bert
+
+        model, tok, has_head = load_hf_bert(folder, meta, _read_state_dict(folder))
+        return _subject_from_module(model, str(folder), flags, tokenizer=tok, prepend_bos=False, has_lm_head=has_head)
+    else:
+        raise ModelLoadError(
+            f"{cfg_path}: model_type {model_type!r} is not supported from a local folder "
+            "(supported: 'gpt2', 'bert', or a folder written by Subject.save); "
+            "load it with TransformerLens and pass the model object instead"
+        )
+    return _subject_from_module(model, str(folder), flags, tokenizer=tok)
+
+
+def _load_saved(folder: Path, meta: dict[str, Any], flags: dict[str, bool]) -> Subject:
+    kind = meta.get("kind", "causal")
+    model = build_model(meta["tl_config"], kind=kind, device="cpu")
+    state = _read_state_dict(folder)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith(("IGNORE", "mask"))]
+    if missing or unexpected:
+        raise ModelLoadError(
+            f"{folder}/model.safetensors does not match its config.json: "
+            f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
+    tok = None
+    if (folder / "tokenizer").is_dir():
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
+    return _subject_from_module(
+        model,
+        meta.get("source", str(folder)) if str(meta.get("source", "")).startswith("zoo:") else str(folder),
+        flags,
+        already=meta.get("weight_processing"),
+        tokenizer=tok,
+        prepend_bos=meta.get("prepend_bos", True),
+        has_lm_head=meta.get("has_lm_head", True),
+    )

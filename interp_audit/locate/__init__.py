@@ -1,0 +1,1 @@
+"""Locate methods: exact patching, path patching (attribution and SAE features come next)."""

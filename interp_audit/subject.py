@@ -1,0 +1,249 @@
+"""The Subject: one model under audit, with its tokenizer, hook names and provenance.
+
+This module and :mod:`interp_audit.loading` are the only places that know TransformerLens's
+model classes; everything downstream speaks hook names and :class:`Component` addresses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from .components import ModelShape
+from .errors import ContrastError, SiteError, did_you_mean
+
+HookFn = Callable[..., Tensor | None]
+Kind = Literal["causal", "encoder"]
+
+#: The defaults of :func:`interp_audit.load_model`: no silent weight processing.
+DEFAULT_WEIGHT_PROCESSING = {
+    "fold_ln": False,
+    "center_writing_weights": False,
+    "center_unembed": False,
+    "fold_value_biases": False,
+}
+
+_context_levels = itertools.count(10_000)
+
+
+@contextlib.contextmanager
+def quiet_tl_warnings() -> Iterator[None]:
+    """Silence TransformerLens 3.9's deprecation notices (HookedTransformer -> Bridge)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*deprecated.*")
+        yield
+
+
+@dataclass
+class Subject:
+    """A model under audit.
+
+    Attributes:
+        model: the TransformerLens module (HookedTransformer, HookedEncoder,
+            HookedSAETransformer or TransformerBridge).
+        tokenizer: a Hugging Face tokenizer, or None for token-only work.
+        kind: ``"causal"`` (next-token LM) or ``"encoder"`` (bidirectional, e.g. BERT).
+        source: where the model came from, as the user named it.
+        weight_processing: the processing flags applied at load time (for reports).
+        prepend_bos: whether :meth:`to_tokens` puts the BOS token first (causal LMs).
+    """
+
+    model: torch.nn.Module
+    tokenizer: Any = None
+    kind: Kind = "causal"
+    source: str = "<in-memory>"
+    weight_processing: dict[str, bool] = field(default_factory=lambda: dict(DEFAULT_WEIGHT_PROCESSING))
+    prepend_bos: bool = True
+    has_lm_head: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ---- facts about the model -------------------------------------------------------------
+    @property
+    def cfg(self):
+        return self.model.cfg
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.cfg.n_layers)
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.cfg.n_heads)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def model_class(self) -> str:
+        return type(self.model).__name__
+
+    @property
+    def shape(self) -> ModelShape:
+        cfg = self.cfg
+        attn_only = bool(getattr(cfg, "attn_only", False))
+        parallel = bool(getattr(cfg, "parallel_attn_mlp", False))
+        return ModelShape(
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            d_mlp=None if attn_only else getattr(cfg, "d_mlp", None),
+            has_mlp=not attn_only,
+            has_resid_mid=not attn_only and not parallel and self.kind == "causal",
+            n_kv_heads=getattr(cfg, "n_key_value_heads", None),
+        )
+
+    @property
+    def hook_dict(self) -> dict[str, Any]:
+        return self.model.hook_dict
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance for reports: what was loaded, how, and where it runs."""
+        cfg = self.cfg
+        return {
+            "source": self.source,
+            "model_class": self.model_class,
+            "kind": self.kind,
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "d_model": int(cfg.d_model),
+            "d_vocab": int(cfg.d_vocab),
+            "weight_processing": dict(self.weight_processing),
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"Subject({self.source!r}, {self.model_class}, {self.kind}, layers={self.n_layers}, "
+            f"heads={self.n_heads}, d_model={self.cfg.d_model}, device={self.device})"
+        )
+
+    # ---- tokens ----------------------------------------------------------------------------
+    def _need_tokenizer(self, what: str) -> Any:
+        if self.tokenizer is None:
+            raise ContrastError(
+                f"cannot tokenize {what!r}: this model has no tokenizer; "
+                "build the contrast set with ContrastSet.from_tokens(...)"
+            )
+        return self.tokenizer
+
+    def to_tokens(self, text: str) -> list[int]:
+        """Token ids of one prompt, with the special tokens this model expects."""
+        tok = self._need_tokenizer(text)
+        if self.kind == "encoder":
+            return list(tok(text, add_special_tokens=True)["input_ids"])
+        ids = list(tok(text, add_special_tokens=False)["input_ids"])
+        if self.prepend_bos and tok.bos_token_id is not None:
+            ids = [int(tok.bos_token_id)] + ids
+        return ids
+
+    def answer_token(self, text: str) -> list[int]:
+        """Token ids of an answer string (no special tokens): must be one id to be an answer."""
+        tok = self._need_tokenizer(text)
+        return list(tok(text, add_special_tokens=False)["input_ids"])
+
+    def token_str(self, ids: Sequence[int] | Tensor) -> list[str]:
+        """Readable strings for token ids (for labels and HTML)."""
+        ids = [int(i) for i in ids]
+        if self.tokenizer is None:
+            return [f"#{i}" for i in ids]
+        return [self.tokenizer.decode([i]) for i in ids]
+
+    @property
+    def pad_token_id(self) -> int:
+        tok = self.tokenizer
+        if tok is not None:
+            for name in ("pad_token_id", "eos_token_id", "bos_token_id"):
+                val = getattr(tok, name, None)
+                if val is not None:
+                    return int(val)
+        return 0
+
+    # ---- hooks -----------------------------------------------------------------------------
+    def check_hook(self, name: str) -> None:
+        if name not in self.hook_dict:
+            raise SiteError(
+                f"hook {name!r} does not exist on this {self.model_class} "
+                f"(layers 0..{self.n_layers - 1}){did_you_mean(name, self.hook_dict)}"
+            )
+
+    @contextlib.contextmanager
+    def hooks(self, fwd: Sequence[tuple[str, HookFn]] = (), bwd: Sequence[tuple[str, HookFn]] = ()) -> Iterator[Subject]:
+        """Attach ``fn(activation, *, hook)`` hooks for the body of a ``with`` block.
+
+        Hooks are removed on exit, also when the body raises, and only the hooks this context
+        added: hooks the user attached outside stay. Hook names are checked first, so a typo
+        fails before anything is attached.
+        """
+        for name, _ in [*fwd, *bwd]:
+            self.check_hook(name)
+        level = next(_context_levels)
+        touched = []
+        try:
+            for direction, pairs in (("fwd", fwd), ("bwd", bwd)):
+                for name, fn in pairs:
+                    hp = self.hook_dict[name]
+                    hp.add_hook(fn, dir=direction, level=level)
+                    touched.append(hp)
+            yield self
+        finally:
+            for hp in touched:
+                hp.remove_hooks("both", including_permanent=False, level=level)
+
+    def live_hooks(self) -> list[str]:
+        """Names of hook points that currently have any non-permanent hook attached."""
+        return [n for n, hp in self.hook_dict.items() if hp.has_hooks(including_permanent=False)]
+
+    # ---- running ---------------------------------------------------------------------------
+    def run(self, tokens: Int[Tensor, "batch pos"], attention_mask: Tensor | None = None, return_type: str = "logits") -> Tensor:
+        """Plain forward: logits for causal LMs (and encoders with an MLM head)."""
+        tokens = tokens.to(self.device)
+        with torch.no_grad(), quiet_tl_warnings():
+            if self.kind == "encoder":
+                mask = None if attention_mask is None else attention_mask.to(self.device)
+                if return_type == "resid":
+                    return self.model.encoder_output(tokens, None, mask)
+                return self.model(tokens, one_zero_attention_mask=mask)
+            return self.model(tokens)
+
+    # ---- persistence -----------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (+ ``tokenizer/``): loadable by load_model."""
+        from safetensors.torch import save_file
+
+        from .loading import config_to_json
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
+        save_file(state, str(out / "model.safetensors"))
+        meta = {
+            "interp_audit_format": 1,
+            "model_class": self.model_class,
+            "kind": self.kind,
+            "tl_config": config_to_json(self.cfg),
+            "weight_processing": self.weight_processing,
+            "prepend_bos": self.prepend_bos,
+            "has_lm_head": self.has_lm_head,
+            "source": self.source,
+        }
+        (out / "config.json").write_text(json.dumps(meta, indent=2))
+        if self.tokenizer is not None and hasattr(self.tokenizer, "save_pretrained"):
+            self.tokenizer.save_pretrained(str(out / "tokenizer"))
+        return out
