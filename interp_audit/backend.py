@@ -25,7 +25,7 @@ def fast_path(subject: Subject) -> bool:
     if name not in ("HookedTransformer", "HookedSAETransformer"):
         return False
     return (
-        getattr(cfg, "positional_embeddings_type", "standard") in ("standard", "rotary")
+        getattr(cfg, "positional_embedding_type", "standard") in ("standard", "rotary")
         and not getattr(cfg, "use_split_qkv_input", False)
         and not getattr(cfg, "use_attn_in", False)
         and not getattr(cfg, "use_local_attn", False)
@@ -91,7 +91,8 @@ def final_readout(
             raise_readout(subject, readout)
         x = model.mlm_head(resid_at[:, None, :])[:, 0]
     else:
-        x = model.ln_final(resid_at[:, None, :])[:, 0]
+        ln = getattr(model, "ln_final", None)  # absent when normalization_type is None
+        x = resid_at if ln is None else ln(resid_at[:, None, :])[:, 0]
     if readout == "answer_logits":
         w = model.unembed.W_U[:, answers]  # [d, rows, 2]
         out = torch.einsum("rd,drk->rk", x, w)

@@ -89,6 +89,7 @@ class RunContext:
         return int(self.base_tokens.shape[0])
 
     @classmethod
+    @torch.no_grad()
     def build(cls, subject: Subject, contrast: ContrastSet, metric: Metric, *, direction: str = "denoise", source_hooks: Sequence[str] = (), need_kv: bool = False) -> RunContext:
         dev = subject.device
         if direction == "denoise":

@@ -5,6 +5,8 @@ TransformerLens's own loaders want a hub name; users often hold a fine-tuned cop
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +59,8 @@ def load_hf_gpt2(folder: Path, hf: dict[str, Any]):
             default_prepend_bos=True,
             device="cpu",
         )
-        model = HookedTransformer(cfg)
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = HookedTransformer(cfg)
         state = convert_gpt2_weights(hf_model, cfg)
         model.load_and_process_state_dict(
             state, fold_ln=False, center_writing_weights=False, center_unembed=False, fold_value_biases=False
@@ -92,7 +95,8 @@ def load_hf_bert(folder: Path, hf: dict[str, Any], flat: dict[str, torch.Tensor]
             model_name=folder.name,
             device="cpu",
         )
-        model = HookedEncoder(cfg)
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = HookedEncoder(cfg)
     sd = {k.removeprefix("bert."): v for k, v in flat.items()}
 
     def get(key: str) -> torch.Tensor:

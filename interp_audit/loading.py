@@ -8,6 +8,8 @@ Hugging Face folder (GPT-2-style causal LM or BERT encoder), a folder written by
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 from pathlib import Path
@@ -84,9 +86,26 @@ def build_model(tl_config: dict[str, Any], kind: str = "causal", *, seed: int | 
         if unknown:
             raise ModelLoadError(f"unknown TransformerLens config key {unknown[0]!r}{did_you_mean(unknown[0], fields)}")
         config = HookedTransformerConfig(**cfg)
-        if kind == "encoder":
-            return HookedEncoder(config)
-        return HookedTransformer(config)
+        with contextlib.redirect_stdout(io.StringIO()):  # TL prints "Moving model to device"
+            if kind != "encoder":
+                return HookedTransformer(config)
+            model = HookedEncoder(config)
+        _init_encoder(model, seed if seed is not None else 0)
+        return model
+
+
+def _init_encoder(model, seed: int) -> None:
+    """HookedEncoder leaves parameters uninitialised (torch.empty): give them BERT's init."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf == "w" and ".ln" in f".{name}":
+                param.fill_(1.0)
+            elif leaf.startswith("b") or leaf == "b":
+                param.zero_()
+            else:
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.02 * 10)
 
 
 def _apply_processing(model, flags: dict[str, bool], already: dict[str, bool] | None = None) -> dict[str, bool]:
@@ -140,9 +159,10 @@ def load_model(source: Any, *, device: str | torch.device | None = None, dtype: 
     dev = _resolve_device(device)
     dt = _resolve_dtype(dtype)
     subject = _dispatch(source, flags, dev, dt)
-    subject.model.to(dev)
-    if dt is not None:
-        subject.model.to(dt)
+    with contextlib.redirect_stdout(io.StringIO()):  # TL's .to() prints
+        subject.model.to(dev)
+        if dt is not None:
+            subject.model.to(dt)
         if hasattr(subject.model.cfg, "dtype"):
             subject.model.cfg.dtype = dt
     if hasattr(subject.model.cfg, "device"):

@@ -73,13 +73,13 @@ class Metric:
             return at
         raise AuditError(f"metric {self.name!r} reads embeddings, not logits")
 
-    def from_logits(self, logits: Float[Tensor, "b pos vocab"], contrast, *, clean_logits: Tensor | None = None) -> Float[Tensor, " b"]:
+    def from_logits(self, logits: Float[Tensor, "b pos vocab"], contrast, *, clean_logits: Tensor | None = None, kind: str = "causal") -> Float[Tensor, " b"]:
         """Per-example metric from full logits, e.g. to hand TransformerLens's patching a metric.
 
         ``contrast`` supplies answers and scored positions; ``clean_logits`` is needed by
         metrics that compare against the clean run (``kl_to_clean``).
         """
-        positions = contrast.scored_positions("causal")
+        positions = contrast.scored_positions(kind)
         answers = contrast.answers
         readout = self.readout_from_logits(logits, positions, answers)
         ref = None

@@ -1,0 +1,47 @@
+"""Shared fixtures: small random-init models built from a config (no downloads) and contrasts."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest
+import torch
+
+import interp_audit as ia
+from interp_audit.loading import build_model
+
+from helpers import ENCODER_CFG, build_cfg, random_pairs  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def causal_subject():
+    return ia.load_model(build_model(build_cfg(), seed=1))
+
+
+@pytest.fixture(scope="session")
+def encoder_subject():
+    return ia.load_model(build_model(ENCODER_CFG, kind="encoder", seed=2))
+
+
+@pytest.fixture(scope="session")
+def handbuilt():
+    return ia.load_model("zoo:handbuilt-copy")
+
+
+@pytest.fixture(scope="session")
+def handbuilt_pairs(handbuilt):
+    return ia.ContrastSet.from_prompts(
+        handbuilt,
+        clean=["A x ->", "A y ->", "A x ->"],
+        counterfactual=["B x ->", "B y ->", "B x ->"],
+        answers=("YES", "NO"),
+    )
+
+
+@pytest.fixture
+def pairs():
+    return random_pairs()

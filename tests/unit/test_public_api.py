@@ -1,0 +1,25 @@
+import subprocess
+import sys
+
+import interp_audit as ia
+
+
+def test_public_api_is_curated():
+    assert sorted(ia.__all__) == sorted([
+        "AuditError", "Component", "ContrastError", "ContrastSet", "Effects", "ModelLoadError",
+        "SiteError", "SpecError", "Subject", "ablate", "load_model", "metrics", "parse_component",
+        "patch", "patch_in", "patch_path",
+    ])
+    for name in ia.__all__:
+        assert hasattr(ia, name), name
+
+
+def test_one_exception_hierarchy():
+    for err in (ia.SpecError, ia.ModelLoadError, ia.ContrastError, ia.SiteError):
+        assert issubclass(err, ia.AuditError)
+
+
+def test_import_does_not_load_transformer_lens():
+    code = "import sys, interp_audit; print('transformer_lens' in sys.modules, 'sae_lens' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
