@@ -16,8 +16,8 @@ from .effects import Effects
 from .errors import AuditError, ContrastError, ModelLoadError, SiteError, SpecError
 from .interventions import ablate, patch_in
 from .loading import load_model
-from .locate.path_patching import patch_path
 from .locate.patching import patch
+from .locate.path_patching import patch_path
 from .subject import Subject
 
 __version__ = "0.1.0"

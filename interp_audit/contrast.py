@@ -367,7 +367,7 @@ class ContrastSet:
             n = int(self.lengths[i])
             diff = set(self.differing_positions()[i])
             cells = []
-            for name, toks, strs in (("clean", self.clean, self.str_tokens), ("counterfactual", self.counterfactual, self.cf_str_tokens)):
+            for toks, strs in ((self.clean, self.str_tokens), (self.counterfactual, self.cf_str_tokens)):
                 parts = []
                 for p in range(n):
                     text = html.escape(strs[i][p] if strs else str(int(toks[i, p])))

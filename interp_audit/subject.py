@@ -222,6 +222,17 @@ class Subject:
                 return self.model(tokens, one_zero_attention_mask=mask)
             return self.model(tokens)
 
+    def embed(self, texts: Sequence[str]) -> Tensor:
+        """Mean-pooled last hidden state of each text (encoders): anchors for embedding metrics."""
+        from .metrics import mean_pool
+
+        if self.kind != "encoder":
+            raise ContrastError(f"embed() needs an encoder; {self.source!r} is a causal LM")
+        tok = self._need_tokenizer(texts[0] if texts else "")
+        enc = tok(list(texts), padding=True, return_tensors="pt")
+        hidden = self.run(enc["input_ids"], enc["attention_mask"], return_type="resid")
+        return mean_pool(hidden, enc["attention_mask"].to(hidden.device))
+
     # ---- persistence -----------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (+ ``tokenizer/``): loadable by load_model."""
