@@ -117,4 +117,8 @@ def resid_hook(layer: int) -> str:
 
 
 def final_hook(subject: Subject) -> str:
-    return f"blocks.{subject.n_layers - 1}.hook_resid_post"
+    """The hook whose activation is the final residual stream (BERT blocks end in a LayerNorm)."""
+    last = subject.n_layers - 1
+    if subject.kind == "encoder" and type(subject.model).__name__ == "HookedEncoder":
+        return f"blocks.{last}.hook_normalized_resid_post"
+    return f"blocks.{last}.hook_resid_post"

@@ -60,11 +60,13 @@ def _entry(v: Variant) -> int:
     return min(p.layer for p in v)
 
 
-def _start(v: Variant, skip: bool) -> int:
-    if not skip:
-        return 0
-    positions = [p.position() for p in v]
-    return 0 if any(q is None for q in positions) else min(positions)
+def _start(ctx: RunContext, v: Variant, skip: bool) -> int | None:
+    """First position a variant must recompute; None when it changes nothing at all."""
+    firsts = [ctx.first_change(p) for p in v]
+    live = [f for f in firsts if f is not None]
+    if not live:
+        return None
+    return min(live) if skip else 0
 
 
 @dataclass
@@ -80,6 +82,7 @@ class RunContext:
     base_resid: list[Tensor]
     base_kv: list[tuple[Tensor, Tensor]] | None
     source: dict[str, Tensor]
+    base_sites: dict[str, Tensor]
     base_values: Tensor
     source_values: Tensor
     fast: bool
@@ -87,6 +90,27 @@ class RunContext:
     @property
     def batch(self) -> int:
         return int(self.base_tokens.shape[0])
+
+    def first_change(self, patch: Patch) -> int | None:
+        """First query position where this patch changes anything, or None if it is a no-op.
+
+        Patching a source activation equal to the base one changes nothing, and in a causal
+        model positions before the first differing token are equal in both runs: those
+        positions (or the whole variant) need no recomputation. Checked on the tensors, exactly.
+        """
+        if patch.value is not None or patch.hook not in self.base_sites:
+            return 0
+        base, src = self.base_sites[patch.hook], self.source[patch.hook]
+        idx = (slice(None), *patch.index)
+        differs = base[idx] != src[idx]
+        pos = patch.position()
+        if pos is not None or not differs.any():
+            return pos if bool(differs.any()) else None
+        d = 1 + patch.pos_dim
+        if differs.ndim <= d:
+            return 0
+        along = differs.movedim(d, 0).reshape(differs.shape[d], -1).any(1)
+        return int(along.nonzero()[0, 0])
 
     @classmethod
     @torch.no_grad()
@@ -107,6 +131,7 @@ class RunContext:
             base_names |= {backend.resid_hook(layer) for layer in range(n)}
             if need_kv:
                 base_names |= {h for layer in range(n) for h in backend.kv_hooks(layer)}
+        base_names |= set(source_hooks)  # to tell which patches change nothing
         source_names = set(source_hooks) | {backend.final_hook(subject)}
         base_cache, base_logits = cached_run(subject, base_tokens, mask, base_names)
         src_cache, src_logits = cached_run(subject, source_tokens, mask, source_names)
@@ -127,6 +152,7 @@ class RunContext:
             base_resid=[base_cache[backend.resid_hook(layer)] for layer in range(n)] if fast else [],
             base_kv=[(base_cache[k], base_cache[v]) for k, v in map(backend.kv_hooks, range(n))] if fast and need_kv else None,
             source={k: src_cache[k] for k in source_hooks},
+            base_sites={k: base_cache[k] for k in source_hooks},
             base_values=metric(base_read, mctx),
             source_values=metric(src_read, mctx),
             fast=fast,
@@ -161,45 +187,54 @@ def _readout(*, subject: Subject, metric: Metric, final: Tensor, logits: Tensor 
 
 
 class _PatchHook:
-    """One hook function applying every variant's patch at one hook point, vectorised."""
+    """One hook function applying every variant's patch at one hook point, vectorised.
 
-    def __init__(self, entries: list[tuple[int, Patch]], source: dict[str, Tensor], start: int, batch: int):
+    ``offset`` is the absolute position of the activation's first query position (it moves
+    when positions are skipped); patches at positions outside the current slice are skipped.
+    """
+
+    def __init__(self, entries: list[tuple[int, Patch]], source: dict[str, Tensor], offset: int, batch: int):
         self.entries = entries  # (variant slot in the running batch, patch)
         self.source = source
-        self.start = start
+        self.offset = offset
         self.batch = batch
 
-    def _shift(self, patch: Patch) -> tuple:
+    def _shift(self, patch: Patch, length: int) -> tuple | None:
         idx = list(patch.index)
         d = patch.pos_dim
-        if self.start and len(idx) > d and isinstance(idx[d], int):
-            idx[d] -= self.start
+        if len(idx) > d and isinstance(idx[d], int):
+            idx[d] -= self.offset
+            if not 0 <= idx[d] < length:
+                return None
         return tuple(idx)
 
-    def _slice(self, t: Tensor, patch: Patch) -> Tensor:
-        if not self.start:
-            return t
+    def _slice(self, t: Tensor, patch: Patch, act: Tensor) -> Tensor:
+        d = 1 + patch.pos_dim
         sl = [slice(None)] * t.ndim
-        sl[1 + patch.pos_dim] = slice(self.start, None)
+        sl[d] = slice(self.offset, self.offset + act.shape[d])
+        if patch.pos_dim == 1:  # attention pattern: keys run up to the current query
+            sl[-1] = slice(0, act.shape[-1])
         return t[tuple(sl)]
 
     def __call__(self, act: Tensor, *, hook) -> Tensor:
         b = self.batch
         n_slots = act.shape[0] // b
         view = act.view(n_slots, b, *act.shape[1:])
-        shared = [(s, p) for s, p in self.entries if p.value is None]
+        length_of = {p.pos_dim: act.shape[1 + p.pos_dim] for _, p in self.entries}
+        live = [(s, p, i) for s, p in self.entries if (i := self._shift(p, length_of[p.pos_dim])) is not None]
+        shared = [(s, p, i) for s, p, i in live if p.value is None]
         if shared:
-            src = self._slice(self.source[shared[0][1].hook], shared[0][1]).to(act.dtype)
+            src = self._slice(self.source[shared[0][1].hook], shared[0][1], act).to(act.dtype)
             mask = torch.zeros((n_slots, 1, *act.shape[1:]), dtype=torch.bool, device=act.device)
-            for slot, patch in shared:
-                mask[(slot, slice(None), *self._shift(patch))] = True
+            for slot, _, idx in shared:
+                mask[(slot, slice(None), *idx)] = True
             view = torch.where(mask, src.unsqueeze(0), view)
-        own = [(s, p) for s, p in self.entries if p.value is not None]
+        own = [(s, p, i) for s, p, i in live if p.value is not None]
         if own:
             view = view.clone() if not shared else view
-            for slot, patch in own:
-                idx = (slice(None), *self._shift(patch))
-                view[slot][idx] = self._slice(patch.value, patch).to(act.dtype)[idx]
+            for slot, patch, idx in own:
+                full = (slice(None), *idx)
+                view[slot][full] = self._slice(patch.value, patch, act).to(act.dtype)[full]
         return view.reshape(act.shape)
 
 
@@ -224,7 +259,11 @@ def run_variants(ctx: RunContext, variants: Sequence[Variant], *, max_rows: int 
     per_chunk = max(1, max_rows // b)
     groups: dict[int, list[int]] = defaultdict(list)
     for i, v in enumerate(variants):
-        groups[_start(v, skip)].append(i)
+        start = _start(ctx, v, skip)
+        if start is None:
+            out[i] = ctx.base_values.float()
+        else:
+            groups[start].append(i)
     chunks = []
     for start, idxs in sorted(groups.items()):
         idxs.sort(key=lambda i: _entry(variants[i]))
@@ -257,6 +296,10 @@ def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor
     order: list[int] = []
     resid = None
     enc_mask = backend.encoder_additive_mask(ctx.mask, subject.dtype) if subject.kind == "encoder" else None
+    scored = ctx.scored
+    one_position = subject.kind == "causal" and bool((scored == scored[0]).all()) and int(scored[0]) >= start
+    last = subject.n_layers - 1
+    read_from = start
     for layer in range(min(entering), subject.n_layers):
         new = entering.get(layer, [])
         if new:
@@ -267,26 +310,49 @@ def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor
         hooks = _hooks_for(ctx, [(slot, chunk[j]) for slot, j in enumerate(order)], start, layer)
         kv = None
         if start:
-            k, v = ctx.base_kv[layer]
-            kv = (k[:, :start].repeat(n_act, *([1] * (k.ndim - 1))), v[:, :start].repeat(n_act, *([1] * (v.ndim - 1))))
+            kv = tuple(t[:, :start].repeat(n_act, *([1] * (t.ndim - 1))) for t in ctx.base_kv[layer])
         mask = None if enc_mask is None else enc_mask.repeat(n_act, 1, 1, 1)
         with subject.hooks(hooks):
-            resid = backend.run_block(subject, layer, resid, past_kv=kv, encoder_mask=mask)
+            if layer == last and one_position:
+                resid, read_from = _last_block_at(subject, layer, resid, kv, hooks, start, int(scored[0]))
+            else:
+                resid = backend.run_block(subject, layer, resid, past_kv=kv, encoder_mask=mask)
     n_act = len(order)
     read = _readout(
         subject=subject,
         metric=ctx.metric,
         final=resid,
         logits=None,
-        scored=ctx.scored.repeat(n_act),
+        scored=scored.repeat(n_act),
         answers=None if ctx.metric_ctx.answers is None else ctx.metric_ctx.answers.repeat(n_act, 1),
         mask=ctx.mask.repeat(n_act, 1),
-        start=start,
+        start=read_from,
     )
     values = ctx.metric(read, ctx.metric_ctx.repeat(n_act)).view(n_act, b)
     out = torch.empty_like(values)
     out[torch.tensor(order, device=values.device)] = values
     return out
+
+
+def _last_block_at(subject: Subject, layer: int, resid: Tensor, kv, hooks, start: int, pos: int) -> tuple[Tensor, int]:
+    """The last block computed only at the scored position ``pos``.
+
+    Its other positions feed nothing downstream; they only contribute keys and values, which
+    are computed (through the same hooks, so k/v patches apply) without queries or MLPs.
+    """
+    if pos > start:
+        block = subject.model.blocks[layer]
+        prefix = block.hook_resid_pre(resid[:, : pos - start])  # resid_pre patches apply here too
+        attn = block.attn
+        normed = block.ln1(prefix)
+        _, k, v = attn.calculate_qkv_matrices(normed, normed, normed)
+        k_all = k if kv is None else torch.cat([kv[0], k], dim=1)
+        v_all = v if kv is None else torch.cat([kv[1], v], dim=1)
+        kv = (k_all, v_all)
+    for _, hook in hooks:
+        hook.offset = pos
+    out = backend.run_block(subject, layer, resid[:, pos - start : pos - start + 1], past_kv=kv)
+    return out, pos
 
 
 def _run_chunk_full(ctx: RunContext, chunk: list[Variant]) -> Tensor:

@@ -77,7 +77,7 @@ def patch(
         raise ContrastError(f"per-position patching needs prompts of one length; this set has lengths {lens}")
     rows = batch_size or default_max_rows(subject, contrast.seq_len, max_memory)
     per_example, base_vals, src_vals = [], [], []
-    need_kv = plan.per_position and subject.kind == "causal"
+    need_kv = subject.kind == "causal"
     for part in contrast.batches(max(1, rows)):
         ctx = RunContext.build(subject, part, metric, direction=direction, source_hooks=plan.hooks, need_kv=need_kv)
         per_example.append(run_variants(ctx, plan.variants, max_rows=rows, progress=progress).cpu())

@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .. import backend
 from ..components import parse_components
 from ..contrast import ContrastSet
 from ..effects import Effects
@@ -166,7 +167,7 @@ def _frozen_run(subject: Subject, ctx: RunContext, senders: list[Patch], base_ca
 
     hooks = [(h, make_hook(h, True)) for h in frozen_hooks]
     hooks += [(h, make_hook(h, False)) for h in by_hook if h not in frozen_hooks]
-    final_name = f"blocks.{subject.n_layers - 1}.hook_resid_post"
+    final_name = backend.final_hook(subject)
     hooks += [(h, save) for h in [*record, final_name]]
     tokens = ctx.base_tokens.repeat(k, 1)
     with torch.no_grad(), quiet_tl_warnings(), subject.hooks(hooks):

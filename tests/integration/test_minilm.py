@@ -68,3 +68,7 @@ def test_minilm_patching_matches_hand_hooked_transformers(minilm):
     emb = ia.metrics.mean_pool(out, mask)
     expected = torch.nn.functional.cosine_similarity(emb, anchor[None], dim=-1)
     assert float(eff.values[0]) == pytest.approx(float(expected), abs=1e-4)
+    with torch.no_grad():
+        plain = hf(input_ids=pairs.counterfactual, attention_mask=mask).last_hidden_state
+    base = torch.nn.functional.cosine_similarity(ia.metrics.mean_pool(plain, mask), anchor[None], dim=-1)
+    assert eff.baseline["counterfactual"] == pytest.approx(float(base), abs=1e-4)

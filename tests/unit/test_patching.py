@@ -47,6 +47,8 @@ def test_matches_transformer_lens_causal(lm, site, per_position, fn):
     eff = ia.patch(lm, pairs, ia.metrics.logit_diff, sites=site, per_position=per_position, normalize=False)
     assert tuple(eff.values.shape) == tuple(ref.shape)
     torch.testing.assert_close(eff.values, ref, atol=1e-5, rtol=0)
+    plain = ia.metrics.logit_diff.from_logits(lm.run(pairs.counterfactual), pairs).mean()
+    assert eff.baseline["counterfactual"] == pytest.approx(float(plain), abs=1e-5)
 
 
 @pytest.mark.parametrize("site, per_position, fn", TL_SWEEPS[:6] + TL_SWEEPS[12:], ids=[f"{s}-{'pos' if p else 'all'}" for s, p, _ in TL_SWEEPS[:6] + TL_SWEEPS[12:]])
@@ -59,6 +61,10 @@ def test_matches_transformer_lens_encoder(site, per_position, fn):
     ref = _tl_reference(enc, pairs, fn, ia.metrics.logit_diff, kind="encoder")
     eff = ia.patch(enc, pairs, ia.metrics.logit_diff, sites=site, per_position=per_position, normalize=False)
     torch.testing.assert_close(eff.values, ref, atol=1e-5, rtol=0)
+    # the baselines (what normalisation divides by) are the plain forward's metric
+    for name, tokens in (("clean", pairs.clean), ("counterfactual", pairs.counterfactual)):
+        plain = ia.metrics.logit_diff.from_logits(enc.run(tokens), pairs, kind="encoder").mean()
+        assert eff.baseline[name] == pytest.approx(float(plain), abs=1e-5)
 
 
 @pytest.mark.parametrize("metric", ["prob_diff", "logprob", "kl_to_clean"])

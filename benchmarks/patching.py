@@ -1,0 +1,116 @@
+"""Exact patching speed and memory: ia.patch vs transformer_lens.patching, same model and data.
+
+    python benchmarks/patching.py [--layers 4] [--pairs 16] [--tokens 24] [--vocab 2000] [--batch-size N]
+
+Prints, for the full head sweep and for resid_pre x positions: wall time of each, the speed
+ratio, the max abs difference of their numbers, and peak memory (each method runs in a fresh
+subprocess; peak RSS above the model-loaded baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def setup(args):
+    import torch
+
+    import interp_audit as ia
+    from interp_audit.loading import build_model
+
+    cfg = dict(n_layers=args.layers, d_model=args.d_model, n_heads=args.heads, d_head=args.d_model // args.heads, d_mlp=4 * args.d_model,
+               d_vocab=args.vocab, n_ctx=max(64, args.tokens), act_fn="gelu", normalization_type="LN")
+    subject = ia.load_model(build_model(cfg, seed=0), device=args.device)
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randint(0, args.vocab, (args.pairs, args.tokens), generator=g)
+    cf = clean.clone()
+    cf[:, args.tokens // 3] = torch.randint(0, args.vocab, (args.pairs,), generator=g)
+    answers = torch.randint(0, args.vocab, (args.pairs, 2), generator=g)
+    pairs = ia.ContrastSet.from_tokens(clean, cf, answers)
+    return subject, pairs
+
+
+SWEEPS = {"heads": ("heads", False, "get_act_patch_attn_head_out_all_pos"), "resid_pre_pos": ("resid_pre", True, "get_act_patch_resid_pre")}
+
+
+def run_one(args, sweep: str, method: str) -> dict:
+    import torch
+    from transformer_lens import patching as tlp
+
+    import interp_audit as ia
+
+    subject, pairs = setup(args)
+    site, per_pos, tl_name = SWEEPS[sweep]
+    dev = subject.device
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    if method == "tl":
+        model = subject.model
+        with torch.no_grad():
+            _, cache = model.run_with_cache(pairs.clean.to(dev))
+            metric = lambda logits: ia.metrics.logit_diff.from_logits(logits, pairs).mean()  # noqa: E731
+            values = getattr(tlp, tl_name)(model, pairs.counterfactual.to(dev), cache, metric)
+    else:
+        values = ia.patch(subject, pairs, "logit_diff", sites=site, per_position=per_pos, normalize=False, batch_size=args.batch_size).values
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss
+    gpu_peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else 0
+    return {"seconds": seconds, "peak_rss_mb": peak / 1024, "gpu_peak_mb": gpu_peak / 2**20, "values": values.detach().cpu().flatten().tolist()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--d-model", type=int, default=256)
+    p.add_argument("--vocab", type=int, default=2000)
+    p.add_argument("--pairs", type=int, default=16)
+    p.add_argument("--tokens", type=int, default=24)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--one", nargs=2, metavar=("SWEEP", "METHOD"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args, *args.one)))
+        return
+    import platform
+
+    import torch
+
+    print(f"model: {args.layers} layers, {args.heads} heads, d_model {args.d_model}, vocab {args.vocab}; "
+          f"{args.pairs} pairs x {args.tokens} tokens; device {args.device}; torch {torch.__version__}; "
+          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    print(f"{'sweep':<15}{'TL s':>9}{'ia s':>9}{'speed-up':>10}{'max |diff|':>12}{'TL peak MB':>12}{'ia peak MB':>12}")
+    forwarded = [a for a in sys.argv[1:]]
+    for sweep in SWEEPS:
+        res = {}
+        for method in ("tl", "ia"):
+            runs = []
+            for _ in range(args.repeats):
+                out = subprocess.run([sys.executable, __file__, *forwarded, "--one", sweep, method], capture_output=True, text=True)
+                if out.returncode:
+                    sys.exit(out.stderr)
+                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            best = min(runs, key=lambda r: r["seconds"])
+            res[method] = best
+        diff = max(abs(a - b) for a, b in zip(res["tl"]["values"], res["ia"]["values"], strict=True))
+        mem = "gpu_peak_mb" if args.device.startswith("cuda") else "peak_rss_mb"
+        print(f"{sweep:<15}{res['tl']['seconds']:>9.2f}{res['ia']['seconds']:>9.2f}{res['tl']['seconds'] / res['ia']['seconds']:>9.1f}x"
+              f"{diff:>12.2e}{res['tl'][mem]:>12.0f}{res['ia'][mem]:>12.0f}")
+
+
+if __name__ == "__main__":
+    main()
