@@ -38,6 +38,44 @@ def position_skipping(subject: Subject) -> bool:
     return subject.kind == "causal" and fast_path(subject)
 
 
+def mid_block_entry(subject: Subject) -> bool:
+    """Can a variant that only changes head outputs join mid-block (attention reused)?
+
+    True where a block's attention output adds linearly into the residual stream and the MLP
+    reads that sum: pre-LN causal HookedTransformers without extra norms around sublayers.
+    """
+    cfg = subject.cfg
+    return (
+        subject.kind == "causal"
+        and fast_path(subject)
+        and not getattr(cfg, "use_normalization_before_and_after", False)
+        and not getattr(cfg, "parallel_attn_mlp", False)
+        and getattr(cfg, "original_architecture", None) not in ("Olmo2ForCausalLM", "Olmo3ForCausalLM")
+    )
+
+
+def mid_hook(subject: Subject, layer: int) -> str:
+    """Hook holding the residual stream between attention and MLP (after it, if attention-only)."""
+    return f"blocks.{layer}.hook_resid_post" if subject.cfg.attn_only else f"blocks.{layer}.hook_resid_mid"
+
+
+def head_output(subject: Subject, layer: int, z: Float[Tensor, "rows pos head d_head"]) -> Float[Tensor, "rows pos d_model"]:
+    """What heads write into the residual stream for head vectors ``z`` (no output bias)."""
+    return torch.einsum("rphd,hdm->rpm", z, subject.model.blocks[layer].attn.W_O)
+
+
+def run_block_after_attention(subject: Subject, layer: int, resid_mid: Float[Tensor, "rows pos d_model"]) -> Float[Tensor, "rows pos d_model"]:
+    """The second half of a pre-LN block: from resid_mid to resid_post (the MLP and its hooks)."""
+    block = subject.model.blocks[layer]
+    cfg = subject.cfg
+    if cfg.attn_only:
+        return block.hook_resid_post(resid_mid)
+    resid_mid = block.hook_resid_mid(resid_mid)
+    mlp_in = block.hook_mlp_in(resid_mid.clone()) if getattr(cfg, "use_hook_mlp_in", False) else resid_mid
+    mlp_out = block.apply_mlp(block.ln2(mlp_in))
+    return block.hook_resid_post(resid_mid + mlp_out)
+
+
 def run_block(
     subject: Subject,
     layer: int,

@@ -81,6 +81,7 @@ class RunContext:
     metric_ctx: MetricContext
     base_resid: list[Tensor]
     base_kv: list[tuple[Tensor, Tensor]] | None
+    base_mid: list[Tensor] | None
     source: dict[str, Tensor]
     base_sites: dict[str, Tensor]
     base_values: Tensor
@@ -132,6 +133,9 @@ class RunContext:
             if need_kv:
                 base_names |= {h for layer in range(n) for h in backend.kv_hooks(layer)}
         base_names |= set(source_hooks)  # to tell which patches change nothing
+        mid = backend.mid_block_entry(subject)
+        if mid:
+            base_names |= {backend.mid_hook(subject, layer) for layer in range(n)}
         source_names = set(source_hooks) | {backend.final_hook(subject)}
         base_cache, base_logits = cached_run(subject, base_tokens, mask, base_names)
         src_cache, src_logits = cached_run(subject, source_tokens, mask, source_names)
@@ -151,6 +155,7 @@ class RunContext:
             metric_ctx=mctx,
             base_resid=[base_cache[backend.resid_hook(layer)] for layer in range(n)] if fast else [],
             base_kv=[(base_cache[k], base_cache[v]) for k, v in map(backend.kv_hooks, range(n))] if fast and need_kv else None,
+            base_mid=[base_cache[backend.mid_hook(subject, layer)] for layer in range(n)] if mid else None,
             source={k: src_cache[k] for k in source_hooks},
             base_sites={k: base_cache[k] for k in source_hooks},
             base_values=metric(base_read, mctx),
@@ -287,6 +292,33 @@ def _hooks_for(ctx: RunContext, slots: list[tuple[int, Variant]], start: int, la
     return [(name, _PatchHook(entries, ctx.source, start, ctx.batch)) for name, entries in by_hook.items()]
 
 
+_ATTENTION_OUTPUTS = ("attn.hook_z", "hook_attn_out")
+
+
+def _enters_mid_block(ctx: RunContext, v: Variant) -> bool:
+    """True when a variant changes only head/attention outputs at its entry layer."""
+    if ctx.base_mid is None:
+        return False
+    entry = _entry(v)
+    return all(p.hook.endswith(_ATTENTION_OUTPUTS) and p.hook in ctx.base_sites for p in v if p.layer == entry)
+
+
+def _mid_block_resid(ctx: RunContext, layer: int, slots: list[tuple[int, Variant]], start: int) -> Tensor:
+    """resid_mid of variants entering at ``layer``: the base one plus their attention-output change.
+
+    Attention itself is unchanged by patching its own outputs, so it is not recomputed.
+    """
+    subject, k = ctx.subject, len(slots)
+    delta = None
+    for hook_name, hook in _hooks_for(ctx, slots, start, layer):
+        base = ctx.base_sites[hook_name][:, start:].repeat(k, *([1] * (ctx.base_sites[hook_name].ndim - 1)))
+        change = hook(base, hook=None) - base
+        if hook_name.endswith("attn.hook_z"):
+            change = backend.head_output(subject, layer, change)
+        delta = change if delta is None else delta + change
+    return ctx.base_mid[layer][:, start:].repeat(k, 1, 1) + delta
+
+
 def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor:
     subject = ctx.subject
     b = ctx.batch
@@ -302,21 +334,37 @@ def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor
     read_from = start
     for layer in range(min(entering), subject.n_layers):
         new = entering.get(layer, [])
-        if new:
-            block_in = ctx.base_resid[layer][:, start:].repeat(len(new), 1, 1)
+        mid = [j for j in new if _enters_mid_block(ctx, chunk[j])]
+        full = [j for j in new if j not in mid]
+        if full:
+            block_in = ctx.base_resid[layer][:, start:].repeat(len(full), 1, 1)
             resid = block_in if resid is None else torch.cat([resid, block_in])
-            order += new
-        n_act = len(order)
-        hooks = _hooks_for(ctx, [(slot, chunk[j]) for slot, j in enumerate(order)], start, layer)
-        kv = None
-        if start:
-            kv = tuple(t[:, :start].repeat(n_act, *([1] * (t.ndim - 1))) for t in ctx.base_kv[layer])
-        mask = None if enc_mask is None else enc_mask.repeat(n_act, 1, 1, 1)
-        with subject.hooks(hooks):
+            order += full
+        outs = []
+        if order:
+            n_act = len(order)
+            hooks = _hooks_for(ctx, [(slot, chunk[j]) for slot, j in enumerate(order)], start, layer)
+            kv = None
+            if start:
+                kv = tuple(t[:, :start].repeat(n_act, *([1] * (t.ndim - 1))) for t in ctx.base_kv[layer])
+            mask = None if enc_mask is None else enc_mask.repeat(n_act, 1, 1, 1)
+            with subject.hooks(hooks):
+                if layer == last and one_position:
+                    out, read_from = _last_block_at(subject, layer, resid, kv, hooks, start, int(scored[0]))
+                else:
+                    out = backend.run_block(subject, layer, resid, past_kv=kv, encoder_mask=mask)
+            outs.append(out)
+        if mid:
+            slots = [(slot, chunk[j]) for slot, j in enumerate(mid)]
+            resid_mid = _mid_block_resid(ctx, layer, slots, start)
             if layer == last and one_position:
-                resid, read_from = _last_block_at(subject, layer, resid, kv, hooks, start, int(scored[0]))
-            else:
-                resid = backend.run_block(subject, layer, resid, past_kv=kv, encoder_mask=mask)
+                pos = int(scored[0])
+                resid_mid, read_from = resid_mid[:, pos - start : pos - start + 1], pos
+            hooks = _hooks_for(ctx, slots, read_from if layer == last and one_position else start, layer)
+            with subject.hooks(hooks):
+                outs.append(backend.run_block_after_attention(subject, layer, resid_mid))
+            order += mid
+        resid = outs[0] if len(outs) == 1 else torch.cat(outs)
     n_act = len(order)
     read = _readout(
         subject=subject,
