@@ -16,6 +16,9 @@ from .effects import Effects
 from .errors import AuditError, ContrastError, ModelLoadError, SiteError, SpecError
 from .interventions import ablate, patch_in
 from .loading import load_model
+from .locate.attribution import attribute
+from .locate.compare import Comparison, compare
+from .locate.edges import Circuit, attribute_edges, patch_edges, prune
 from .locate.patching import patch
 from .locate.path_patching import patch_path
 from .subject import Subject
@@ -24,6 +27,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuditError",
+    "Circuit",
+    "Comparison",
     "Component",
     "ContrastError",
     "ContrastSet",
@@ -33,10 +38,15 @@ __all__ = [
     "SpecError",
     "Subject",
     "ablate",
+    "attribute",
+    "attribute_edges",
+    "compare",
     "load_model",
     "metrics",
     "parse_component",
     "patch",
+    "patch_edges",
     "patch_in",
     "patch_path",
+    "prune",
 ]

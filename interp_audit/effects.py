@@ -70,8 +70,8 @@ class Effects:
     def top(self, k: int = 10, *, by: str = "abs") -> list[tuple[str, float]]:
         """The ``k`` largest effects as (component, value), by absolute value or signed."""
         flat = self.flat
-        key = flat.abs() if by == "abs" else flat
-        order = torch.argsort(key, descending=True)[:k]
+        key = (flat.abs() if by == "abs" else flat).nan_to_num(nan=-float("inf"))
+        order = torch.argsort(key, descending=True)[: min(k, int((~flat.isnan()).sum()))]
         return [(self.components[i], float(flat[i])) for i in order.tolist()]
 
     def to_frame(self):

@@ -257,7 +257,7 @@ def run_variants(ctx: RunContext, variants: Sequence[Variant], *, max_rows: int 
     """Per-example metric under each variant: ``[n_variants, batch]``."""
     subject = ctx.subject
     b = ctx.batch
-    out = torch.empty((len(variants), b), dtype=torch.float32, device=subject.device)
+    out = torch.empty((len(variants), b), dtype=torch.promote_types(subject.dtype, torch.float32), device=subject.device)
     if not variants:
         return out
     skip = ctx.base_kv is not None and ctx.fast
@@ -266,7 +266,7 @@ def run_variants(ctx: RunContext, variants: Sequence[Variant], *, max_rows: int 
     for i, v in enumerate(variants):
         start = _start(ctx, v, skip)
         if start is None:
-            out[i] = ctx.base_values.float()
+            out[i] = ctx.base_values.to(out.dtype)
         else:
             groups[start].append(i)
     chunks = []
@@ -279,7 +279,7 @@ def run_variants(ctx: RunContext, variants: Sequence[Variant], *, max_rows: int 
         for start, idxs in tqdm(chunks, desc=desc, disable=not progress, leave=False):
             chunk = [variants[i] for i in idxs]
             values = _run_chunk_fast(ctx, chunk, start) if ctx.fast else _run_chunk_full(ctx, chunk)
-            out[idxs] = values.float()
+            out[idxs] = values.to(out.dtype)
     return out
 
 

@@ -1,0 +1,209 @@
+"""Attribution patching: estimate every component's patching effect from a few passes.
+
+* ``"atp"`` (Nanda 2023): effect ~ (a_source - a_base) . dM/da at the base run; two forwards
+  and one backward for every component of every layer.
+* ``"atp*"`` (Kramár et al. 2024): AtP with the QK fix (a query/key patch is pushed through the
+  attention softmax exactly; only the pattern onward is linearised) and GradDrop (one backward
+  per layer l with the gradient stopped from flowing back through layer l's attention and MLP;
+  the estimate is sum_l |AtP_l| / (L - 1)). It estimates the *magnitude* of an effect (no
+  sign), made robust to cancelling paths; use it to rank, not to read signed effects.
+* ``"ig"`` (Marks et al. 2024): integrated gradients along the base->source activation path,
+  one hook (layer) at a time, ``steps`` midpoint-rule steps; the components at one hook are
+  interpolated together, so their attributions add up to that hook's whole patching effect.
+
+Returns the same :class:`Effects` as :func:`interp_audit.patch` (same dims and labels), with
+``values`` estimating the patched metric (``normalize=False``) or its normalised form.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..contrast import ContrastSet
+from ..effects import Effects
+from ..engine import Patch, RunContext, cached_run, default_max_rows
+from ..errors import AuditError, ContrastError
+from ..metrics import Metric, get_metric
+from ..subject import Subject
+from .gradients import gradient_run
+from .patching import _check_direction, normalise
+from .sites import plan_sites
+
+__all__ = ["attribute"]
+
+Method = Literal["atp", "atp*", "ig"]
+METHODS = ("atp", "atp*", "ig")
+
+
+def _component_sums(product: Tensor, patches: list[tuple[int, Patch]], out: Tensor) -> None:
+    """out[variant] = sum of ``product`` over each patch's index (per example)."""
+    for i, p in patches:
+        part = product[(slice(None), *p.index)]
+        out[i] = part.reshape(part.shape[0], -1).sum(1) if part.ndim > 1 else part
+
+
+def attribute(
+    subject: Subject,
+    contrast: ContrastSet,
+    metric: Metric | str = "logit_diff",
+    sites: str | list[str] = "heads",
+    *,
+    method: Method = "atp",
+    per_position: bool = False,
+    direction: Literal["denoise", "noise"] = "denoise",
+    normalize: bool = True,
+    steps: int = 16,
+    graddrop: bool = True,
+    batch_size: int | None = None,
+) -> Effects:
+    """Estimate patching effects of every site by attribution (see module docstring).
+
+    ``graddrop=False`` makes ``"atp*"`` the QK fix alone: signed estimates like ``"atp"``.
+    """
+    metric = get_metric(metric)
+    _check_direction(direction)
+    if method not in METHODS:
+        raise AuditError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "ig" and steps < 1:
+        raise AuditError(f"ig needs steps >= 1, got {steps}")
+    if not isinstance(contrast, ContrastSet):
+        raise ContrastError(f"attribute needs a ContrastSet, got {type(contrast).__name__}")
+    plan = plan_sites(subject, contrast, sites, per_position)
+    rows = batch_size or default_max_rows(subject, contrast.seq_len)
+    by_hook: dict[str, list[tuple[int, Patch]]] = defaultdict(list)
+    for i, (p,) in enumerate(plan.variants):
+        by_hook[p.hook].append((i, p))
+    per_example, base_vals, src_vals = [], [], []
+    for part in contrast.batches(max(1, rows if method != "ig" else max(1, rows // steps))):
+        ctx = RunContext.build(subject, part, metric, direction=direction, source_hooks=plan.hooks)
+        est = torch.empty((len(plan.variants), ctx.batch), device=subject.device)
+        if method == "ig":
+            _integrated_gradients(ctx, by_hook, steps, est)
+        else:
+            _atp(ctx, by_hook, est, qk_fix=method == "atp*", graddrop=method == "atp*" and graddrop)
+        magnitude = method == "atp*" and graddrop
+        per_example.append(est.float().cpu() if magnitude else (ctx.base_values[None] + est).float().cpu())
+        base_vals.append(ctx.base_values.cpu())
+        src_vals.append(ctx.source_values.cpu())
+    values_pe = torch.cat(per_example, dim=1)
+    base = float(torch.cat(base_vals).mean())
+    source = float(torch.cat(src_vals).mean())
+    if method == "atp*" and graddrop:  # magnitudes of the change, not patched values
+        mean = values_pe.mean(1)
+        values = mean / abs(source - base) if normalize else mean
+        meta_kind = "magnitude"
+    else:
+        mean = values_pe.mean(1)
+        values = normalise(mean, base, source) if normalize else mean
+        meta_kind = "patched metric"
+    shape = [len(plan.axes[d]) for d in plan.dims]
+    clean, cf = (source, base) if direction == "denoise" else (base, source)
+    return Effects(
+        values=values.reshape(shape),
+        dims=plan.dims,
+        axes=plan.axes,
+        components=plan.components,
+        metric=metric.name,
+        method=method,
+        normalized=normalize,
+        per_example=values_pe.reshape(*shape, -1),
+        baseline={"clean": clean, "counterfactual": cf},
+        meta={"direction": direction, "per_position": plan.per_position, "estimates": meta_kind, "steps": steps if method == "ig" else None, "n_pairs": len(contrast)},
+    )
+
+
+def _atp(ctx: RunContext, by_hook: dict[str, list[tuple[int, Patch]]], out: Tensor, *, qk_fix: bool, graddrop: bool) -> None:
+    subject = ctx.subject
+    qk = {h for h in by_hook if qk_fix and h.endswith(("attn.hook_q", "attn.hook_k"))}
+    capture = list(by_hook)
+    pattern_hooks = sorted({h.rsplit(".", 1)[0] + ".hook_pattern" for h in qk})
+    capture += [h for h in pattern_hooks if h not in by_hook]
+    drops: list[int | None] = list(range(subject.n_layers)) if graddrop and subject.n_layers > 1 else [None]
+    acts, grads_all, _ = gradient_run(ctx, ctx.base_tokens, capture, drop_layers=drops)
+    estimates = []
+    for grads in grads_all:
+        est = torch.zeros_like(out)
+        for hook, patches in by_hook.items():
+            if hook in qk:
+                _qk_fix(ctx, hook, patches, acts, grads, est)
+            else:
+                _component_sums((ctx.source[hook] - acts[hook]) * grads[hook], patches, est)
+        estimates.append(est)
+    if graddrop and len(estimates) > 1:  # GradDrop: sum_l |estimate_l| / (L - 1)
+        out.copy_(torch.stack(estimates).abs().sum(0) / (len(estimates) - 1))
+    elif graddrop:
+        out.copy_(estimates[0].abs())
+    else:
+        out.copy_(estimates[0])
+
+
+def _qk_fix(ctx: RunContext, hook: str, patches: list[tuple[int, Patch]], acts: dict[str, Tensor], grads: dict[str, Tensor], out: Tensor) -> None:
+    """Queries/keys through the softmax exactly; linear only from the attention pattern on."""
+    subject = ctx.subject
+    cfg = subject.cfg
+    if getattr(cfg, "positional_embedding_type", "standard") not in ("standard",) or getattr(cfg, "n_key_value_heads", None):
+        raise AuditError("atp*'s QK fix supports standard positional embeddings without grouped-query attention; use method='atp' for this model")
+    layer = int(hook.split(".")[1])
+    attn = subject.model.blocks[layer].attn
+    prefix = f"blocks.{layer}.attn."
+    q_base, k_base = _qk_base(ctx, layer)
+    pat_name = prefix + "hook_pattern"
+    pattern_base = acts.get(pat_name)
+    grad_pattern = grads[pat_name]
+    is_q = hook.endswith("hook_q")
+    src = ctx.source[hook]
+
+    def pattern(q: Tensor, k: Tensor) -> Tensor:
+        scores = attn.calculate_attention_scores(q, k)
+        if subject.kind == "causal":
+            scores = attn.apply_causal_mask(scores)
+        else:
+            scores = scores + torch.where(ctx.mask.bool(), 0.0, float("-inf"))[:, None, None, :]
+        return torch.softmax(scores.float(), dim=-1).to(q.dtype)
+
+    with torch.no_grad():
+        full = pattern(src, k_base) if is_q else pattern(q_base, src)
+        for i, p in patches:
+            head = p.index[1] if len(p.index) > 1 else None
+            pos = p.index[0] if isinstance(p.index[0], int) else None
+            if is_q or pos is None:  # query rows (or every key) of this head change together
+                new = full[:, head]
+                if pos is not None:
+                    delta = (new[:, pos] - pattern_base[:, head, pos]) * grad_pattern[:, head, pos]
+                else:
+                    delta = (new - pattern_base[:, head]) * grad_pattern[:, head]
+            else:  # one key position: only that key column's score changes, every row renormalises
+                k_new = k_base.clone()
+                k_new[:, pos, head] = src[:, pos, head]
+                new = pattern(q_base, k_new)[:, head]
+                delta = (new - pattern_base[:, head]) * grad_pattern[:, head]
+            out[i] = delta.reshape(delta.shape[0], -1).sum(1)
+
+
+def _qk_base(ctx: RunContext, layer: int) -> tuple[Tensor, Tensor]:
+    names = {f"blocks.{layer}.attn.hook_q", f"blocks.{layer}.attn.hook_k"}
+    cache, _ = cached_run(ctx.subject, ctx.base_tokens, ctx.mask, names)
+    return cache[f"blocks.{layer}.attn.hook_q"], cache[f"blocks.{layer}.attn.hook_k"]
+
+
+def _integrated_gradients(ctx: RunContext, by_hook: dict[str, list[tuple[int, Patch]]], steps: int, out: Tensor) -> None:
+    """Per hook: interpolate it base -> source, average the gradient over ``steps`` midpoints."""
+    b = ctx.batch
+    alphas = (torch.arange(steps, device=ctx.base_tokens.device, dtype=torch.float32) + 0.5) / steps
+    base_acts, _ = cached_run(ctx.subject, ctx.base_tokens, ctx.mask, set(by_hook))
+    for hook, patches in by_hook.items():
+        base, src = base_acts[hook], ctx.source[hook]
+        delta = src - base
+        a = alphas.repeat_interleave(b).reshape(-1, *([1] * (base.ndim - 1))).to(base.dtype)
+
+        def interpolate(act, base=base, delta=delta, a=a):
+            return base.repeat(steps, *([1] * (base.ndim - 1))) + a * delta.repeat(steps, *([1] * (base.ndim - 1)))
+
+        tokens = ctx.base_tokens.repeat(steps, 1)
+        _, grads_all, _ = gradient_run(ctx, tokens, [hook], replace={hook: interpolate}, rows=steps)
+        mean_grad = grads_all[0][hook].reshape(steps, b, *base.shape[1:]).mean(0)
+        _component_sums(delta * mean_grad, patches, out)
