@@ -115,7 +115,12 @@ class RunContext:
 
     @classmethod
     @torch.no_grad()
-    def build(cls, subject: Subject, contrast: ContrastSet, metric: Metric, *, direction: str = "denoise", source_hooks: Sequence[str] = (), need_kv: bool = False) -> RunContext:
+    def build(cls, subject: Subject, contrast: ContrastSet, metric: Metric, *, direction: str = "denoise", source_hooks: Sequence[str] = (), need_kv: bool = False, base_run: bool = True) -> RunContext:
+        """Run and cache the source run, and the base run unless ``base_run=False``.
+
+        Attribution skips the base run here: its gradient pass is the base run, and it fills
+        ``base_values`` from there (two forwards and one backward in all).
+        """
         dev = subject.device
         if direction == "denoise":
             base_tokens, source_tokens = contrast.counterfactual, contrast.clean
@@ -137,13 +142,17 @@ class RunContext:
         if mid:
             base_names |= {backend.mid_hook(subject, layer) for layer in range(n)}
         source_names = set(source_hooks) | {backend.final_hook(subject)}
-        base_cache, base_logits = cached_run(subject, base_tokens, mask, base_names)
+        if not base_run:
+            base_names = set()
+        base_cache, base_logits = cached_run(subject, base_tokens, mask, base_names) if base_run else ({}, None)
         src_cache, src_logits = cached_run(subject, source_tokens, mask, source_names)
         readout_kw = dict(subject=subject, metric=metric, scored=scored, answers=answers, mask=mask)
-        base_read = _readout(final=base_cache[backend.final_hook(subject)], logits=base_logits, **readout_kw)
+        base_read = _readout(final=base_cache[backend.final_hook(subject)], logits=base_logits, **readout_kw) if base_run else None
         src_read = _readout(final=src_cache[backend.final_hook(subject)], logits=src_logits, **readout_kw)
         reference = None
         if metric.needs_reference:  # the clean run is the reference, whatever the direction
+            if direction == "noise" and not base_run:
+                base_read = _readout(final=cached_run(subject, base_tokens, mask, {backend.final_hook(subject)})[0][backend.final_hook(subject)], logits=None, **readout_kw)
             reference = src_read if direction == "denoise" else base_read
         mctx = MetricContext(answers=answers, reference=reference)
         return cls(
@@ -153,12 +162,12 @@ class RunContext:
             mask=mask,
             scored=scored,
             metric_ctx=mctx,
-            base_resid=[base_cache[backend.resid_hook(layer)] for layer in range(n)] if fast else [],
-            base_kv=[(base_cache[k], base_cache[v]) for k, v in map(backend.kv_hooks, range(n))] if fast and need_kv else None,
-            base_mid=[base_cache[backend.mid_hook(subject, layer)] for layer in range(n)] if mid else None,
+            base_resid=[base_cache[backend.resid_hook(layer)] for layer in range(n)] if fast and base_run else [],
+            base_kv=[(base_cache[k], base_cache[v]) for k, v in map(backend.kv_hooks, range(n))] if fast and need_kv and base_run else None,
+            base_mid=[base_cache[backend.mid_hook(subject, layer)] for layer in range(n)] if mid and base_run else None,
             source={k: src_cache[k] for k in source_hooks},
-            base_sites={k: base_cache[k] for k in source_hooks},
-            base_values=metric(base_read, mctx),
+            base_sites={k: base_cache[k] for k in source_hooks} if base_run else {},
+            base_values=metric(base_read, mctx) if base_run else torch.empty(0),
             source_values=metric(src_read, mctx),
             fast=fast,
         )

@@ -79,12 +79,12 @@ def attribute(
         by_hook[p.hook].append((i, p))
     per_example, base_vals, src_vals = [], [], []
     for part in contrast.batches(max(1, rows if method != "ig" else max(1, rows // steps))):
-        ctx = RunContext.build(subject, part, metric, direction=direction, source_hooks=plan.hooks)
-        est = torch.empty((len(plan.variants), ctx.batch), device=subject.device)
+        ctx = RunContext.build(subject, part, metric, direction=direction, source_hooks=plan.hooks, base_run=method == "ig")
+        est = torch.empty((len(plan.variants), ctx.batch), device=subject.device, dtype=torch.promote_types(subject.dtype, torch.float32))
         if method == "ig":
             _integrated_gradients(ctx, by_hook, steps, est)
         else:
-            _atp(ctx, by_hook, est, qk_fix=method == "atp*", graddrop=method == "atp*" and graddrop)
+            ctx.base_values = _atp(ctx, by_hook, est, qk_fix=method == "atp*", graddrop=method == "atp*" and graddrop)
         magnitude = method == "atp*" and graddrop
         per_example.append(est.float().cpu() if magnitude else (ctx.base_values[None] + est).float().cpu())
         base_vals.append(ctx.base_values.cpu())
@@ -116,14 +116,15 @@ def attribute(
     )
 
 
-def _atp(ctx: RunContext, by_hook: dict[str, list[tuple[int, Patch]]], out: Tensor, *, qk_fix: bool, graddrop: bool) -> None:
+def _atp(ctx: RunContext, by_hook: dict[str, list[tuple[int, Patch]]], out: Tensor, *, qk_fix: bool, graddrop: bool) -> Tensor:
+    """Fill ``out`` with estimated changes; return the base run's metric values."""
     subject = ctx.subject
     qk = {h for h in by_hook if qk_fix and h.endswith(("attn.hook_q", "attn.hook_k"))}
     capture = list(by_hook)
-    pattern_hooks = sorted({h.rsplit(".", 1)[0] + ".hook_pattern" for h in qk})
-    capture += [h for h in pattern_hooks if h not in by_hook]
+    extra = {h.rsplit(".", 1)[0] + suffix for h in qk for suffix in (".hook_pattern", ".hook_q", ".hook_k")}
+    capture += sorted(extra - set(by_hook))
     drops: list[int | None] = list(range(subject.n_layers)) if graddrop and subject.n_layers > 1 else [None]
-    acts, grads_all, _ = gradient_run(ctx, ctx.base_tokens, capture, drop_layers=drops)
+    acts, grads_all, base_values = gradient_run(ctx, ctx.base_tokens, capture, drop_layers=drops)
     estimates = []
     for grads in grads_all:
         est = torch.zeros_like(out)
@@ -139,6 +140,7 @@ def _atp(ctx: RunContext, by_hook: dict[str, list[tuple[int, Patch]]], out: Tens
         out.copy_(estimates[0].abs())
     else:
         out.copy_(estimates[0])
+    return base_values
 
 
 def _qk_fix(ctx: RunContext, hook: str, patches: list[tuple[int, Patch]], acts: dict[str, Tensor], grads: dict[str, Tensor], out: Tensor) -> None:
@@ -150,7 +152,7 @@ def _qk_fix(ctx: RunContext, hook: str, patches: list[tuple[int, Patch]], acts: 
     layer = int(hook.split(".")[1])
     attn = subject.model.blocks[layer].attn
     prefix = f"blocks.{layer}.attn."
-    q_base, k_base = _qk_base(ctx, layer)
+    q_base, k_base = acts[prefix + "hook_q"], acts[prefix + "hook_k"]
     pat_name = prefix + "hook_pattern"
     pattern_base = acts.get(pat_name)
     grad_pattern = grads[pat_name]
@@ -182,12 +184,6 @@ def _qk_fix(ctx: RunContext, hook: str, patches: list[tuple[int, Patch]], acts: 
                 new = pattern(q_base, k_new)[:, head]
                 delta = (new - pattern_base[:, head]) * grad_pattern[:, head]
             out[i] = delta.reshape(delta.shape[0], -1).sum(1)
-
-
-def _qk_base(ctx: RunContext, layer: int) -> tuple[Tensor, Tensor]:
-    names = {f"blocks.{layer}.attn.hook_q", f"blocks.{layer}.attn.hook_k"}
-    cache, _ = cached_run(ctx.subject, ctx.base_tokens, ctx.mask, names)
-    return cache[f"blocks.{layer}.attn.hook_q"], cache[f"blocks.{layer}.attn.hook_k"]
 
 
 def _integrated_gradients(ctx: RunContext, by_hook: dict[str, list[tuple[int, Patch]]], steps: int, out: Tensor) -> None:

