@@ -10,6 +10,7 @@ Importing this package does not import TransformerLens; loading a model does.
 """
 
 from . import metrics
+from .audit.run import AuditReport, audit
 from .components import Component, parse_component
 from .contrast import ContrastSet
 from .effects import Effects
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuditError",
+    "AuditReport",
     "Circuit",
     "Comparison",
     "Component",
@@ -40,6 +42,7 @@ __all__ = [
     "ablate",
     "attribute",
     "attribute_edges",
+    "audit",
     "compare",
     "load_model",
     "metrics",

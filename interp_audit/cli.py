@@ -13,6 +13,14 @@ import sys
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="interp-audit", description="Mechanistic-interpretability audits of transformers.")
     sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run an audit spec; exit 0 pass, 1 a check failed, 2 could not run")
+    r.add_argument("spec", help="audit spec (YAML)")
+    r.add_argument("--out", required=True, help="output folder for report.html, report.json, effects/")
+    r.add_argument("--junit", default=None, help="also write JUnit XML here")
+    r.add_argument("--device", default=None, help="cpu, cuda or auto (overrides the spec)")
+    rep = sub.add_parser("report", help="re-render report.html (and JUnit) from a saved run folder")
+    rep.add_argument("folder", help="a folder written by `interp-audit run`")
+    rep.add_argument("--junit", default=None)
     d = sub.add_parser("demo", help="run the demo audit on the real all-MiniLM-L6-v2 encoder")
     d.add_argument("--out", default="demo-report", help="output folder (default: demo-report)")
     d.add_argument("--device", default=None, help="cpu, cuda or auto")
@@ -34,6 +42,29 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import AuditError
 
     try:
+        if args.command == "run":
+            import interp_audit as ia
+
+            report = ia.audit(args.spec, device=args.device)
+            out = report.save(args.out, junit=args.junit)
+            print(repr(report))
+            print(f"report: {out / 'report.html'}")
+            return 0 if report.passed else 1
+        if args.command == "report":
+            import json
+            from pathlib import Path
+
+            from .report import render_html, render_junit
+
+            folder = Path(args.folder)
+            if not (folder / "report.json").exists():
+                raise AuditError(f"{str(folder)!r} has no report.json (run `interp-audit run SPEC --out {folder}` first)")
+            data = json.loads((folder / "report.json").read_text())
+            (folder / "report.html").write_text(render_html(data))
+            if args.junit:
+                Path(args.junit).write_text(render_junit(data))
+            print(f"report: {folder / 'report.html'}")
+            return 0 if data["passed"] else 1
         if args.command == "demo":
             from .demo import run_demo
 
@@ -59,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     except AuditError as err:
         print(f"interp-audit: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # the audit could not run: say why in one line, exit 2
+        first = str(err).splitlines()[0] if str(err) else ""
+        print(f"interp-audit: error: {type(err).__name__}: {first}", file=sys.stderr)
         return 2
     return 2
 

@@ -109,6 +109,7 @@ def _init_encoder(model, seed: int) -> None:
 
 
 def _apply_processing(model, flags: dict[str, bool], already: dict[str, bool] | None = None) -> dict[str, bool]:
+    flags = {**DEFAULT_WEIGHT_PROCESSING, **flags}
     todo = {k: v and not (already or {}).get(k, False) for k, v in flags.items()}
     applied = {k: bool(flags[k] or (already or {}).get(k, False)) for k in flags}
     if not any(todo.values()):

@@ -1,0 +1,189 @@
+"""Check kinds: each turns per-pair measurements into a statistic with a bootstrap CI and a verdict.
+
+A check passes only when its whole confidence interval lies inside the tolerance, so a small
+or noisy contrast set cannot pass by luck.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..contrast import ContrastSet
+from ..engine import RunContext, run_variants
+from ..interventions import ablate
+from ..locate.sites import parse_variant_sets, plan_sites
+from ..metrics import Metric
+from ..subject import Subject
+from .spec import ComponentMediationCheck, InterventionCheck, InvarianceCheck, PathInvarianceCheck
+from .stats import bootstrap, mean_ci
+
+
+@dataclass
+class CheckResult:
+    """One check's verdict and its evidence."""
+
+    name: str
+    kind: str
+    passed: bool
+    statistic: float
+    ci: tuple[float, float]
+    threshold: float
+    message: str
+    details: list[dict[str, Any]] = field(default_factory=list)
+    confidence: float = 0.95
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ci"] = list(self.ci)
+        return d
+
+
+def _within(lo: float, hi: float, tol: float) -> bool:
+    return -tol <= lo and hi <= tol
+
+
+def pair_effects(subject: Subject, contrast: ContrastSet, metric: Metric) -> tuple[Tensor, Tensor]:
+    """Per-pair metric on clean and on counterfactual inputs (plain forwards, hooks respected)."""
+    ctx = RunContext.build(subject, contrast, metric, direction="denoise")
+    return ctx.source_values.detach().cpu(), ctx.base_values.detach().cpu()
+
+
+def _groups(contrast: ContrastSet) -> dict[str, Tensor]:
+    if contrast.groups is None:
+        return {}
+    out: dict[str, list[int]] = {}
+    for i, g in enumerate(contrast.groups):
+        out.setdefault(g, []).append(i)
+    return {g: torch.tensor(v) for g, v in out.items()}
+
+
+def run_invariance(chk: InvarianceCheck, name: str, subject: Subject, contrasts: dict[str, ContrastSet], metric: Metric, seed: int) -> CheckResult:
+    cs = contrasts[chk.contrast]
+    clean, cf = pair_effects(subject, cs, metric)
+    effect = clean - cf
+    kw = dict(n_boot=chk.n_boot, confidence=chk.confidence, seed=seed)
+    point, lo, hi = mean_ci(effect, **kw)
+    passed = _within(lo, hi, chk.tolerance)
+    details = [{"group": "all", "n": len(effect), "effect": point, "ci": [lo, hi], "passed": passed}]
+    if chk.per_group:
+        for g, idx in _groups(cs).items():
+            gp, glo, ghi = mean_ci(effect[idx], **kw)
+            ok = _within(glo, ghi, chk.tolerance)
+            details.append({"group": g, "n": len(idx), "effect": gp, "ci": [glo, ghi], "passed": ok})
+            passed = passed and ok
+    worst = max(details, key=lambda d: max(abs(d["ci"][0]), abs(d["ci"][1])))
+    msg = (
+        f"total effect of {chk.contrast!r} on {metric.name}: {point:+.4f} [{lo:+.4f}, {hi:+.4f}]; tolerance ±{chk.tolerance}"
+        + ("" if passed else f"; violated by group {worst['group']!r} ({worst['effect']:+.4f} [{worst['ci'][0]:+.4f}, {worst['ci'][1]:+.4f}])")
+    )
+    return CheckResult(name, chk.kind, passed, point, (lo, hi), chk.tolerance, msg, details, chk.confidence)
+
+
+def run_path_invariance(chk: PathInvarianceCheck, name: str, subject: Subject, contrasts: dict[str, ContrastSet], metric: Metric, seed: int) -> CheckResult:
+    kw = dict(n_boot=chk.n_boot, confidence=chk.confidence, seed=seed)
+    details, passed = [], True
+    worst = None
+    for role, paths in (("inadmissible", chk.inadmissible), ("admissible", chk.admissible)):
+        for path, cname in paths.items():
+            clean, cf = pair_effects(subject, contrasts[cname], metric)
+            point, lo, hi = mean_ci(clean - cf, **kw)
+            ok = _within(lo, hi, chk.tolerance) if role == "inadmissible" else None
+            details.append({"path": path, "role": role, "contrast": cname, "effect": point, "ci": [lo, hi], "passed": ok})
+            if role == "inadmissible":
+                passed = passed and ok
+                if worst is None or max(abs(lo), abs(hi)) > max(abs(worst["ci"][0]), abs(worst["ci"][1])):
+                    worst = details[-1]
+    bad = [d["path"] for d in details if d["passed"] is False]
+    allowed = ", ".join(f"{d['path']} {d['effect']:+.4f}" for d in details if d["role"] == "admissible")
+    msg = (
+        f"largest inadmissible path effect: {worst['path']} {worst['effect']:+.4f} [{worst['ci'][0]:+.4f}, {worst['ci'][1]:+.4f}]; tolerance ±{chk.tolerance}"
+        + (f"; violated on {', '.join(bad)}" if bad else "")
+        + (f"; admissible (allowed): {allowed}" if allowed else "")
+    )
+    return CheckResult(name, chk.kind, passed, worst["effect"], tuple(worst["ci"]), chk.tolerance, msg, details, chk.confidence)
+
+
+def run_component_mediation(chk: ComponentMediationCheck, name: str, subject: Subject, contrasts: dict[str, ContrastSet], metric: Metric, seed: int) -> CheckResult:
+    cs = contrasts[chk.contrast]
+    if chk.together:
+        if isinstance(chk.sites, str):
+            from ..errors import SpecError
+
+            raise SpecError(f"{name}: together=true needs sites as a list of components, got {chk.sites!r}")
+        variants, labels = parse_variant_sets(subject, [chk.sites]), ["+".join(chk.sites)]
+    else:
+        plan = plan_sites(subject, cs, chk.sites, per_position=False)
+        variants, labels = plan.variants, plan.components
+    hooks = sorted({p.hook for v in variants for p in v})
+    ctx = RunContext.build(subject, cs, metric, direction="denoise", source_hooks=hooks, need_kv=subject.kind == "causal")
+    patched = run_variants(ctx, variants, progress=False).double().cpu()  # [component, pair]
+    base, source = ctx.base_values.double().cpu(), ctx.source_values.double().cpu()
+
+    def shares(idx: Tensor) -> Tensor:
+        gap = source[idx].mean() - base[idx].mean()
+        return (patched[:, idx].mean(1) - base[idx].mean()) / gap if abs(float(gap)) > 1e-12 else torch.zeros(len(labels), dtype=torch.float64)
+
+    all_shares = shares(torch.arange(len(base)))
+    top = int(all_shares.argmax())
+    point, lo, hi = bootstrap(lambda idx: float(shares(idx).max()), len(base), n_boot=chk.n_boot, confidence=chk.confidence, seed=seed)
+    passed = hi <= chk.max_share
+    order = torch.argsort(all_shares, descending=True)[:10].tolist()
+    details = [{"component": labels[i], "share": float(all_shares[i])} for i in order]
+    msg = f"largest share of the {chk.contrast!r} effect mediated by one {'set' if chk.together else 'component'}: {labels[top]} {point:.3f} [{lo:.3f}, {hi:.3f}]; limit {chk.max_share}"
+    return CheckResult(name, chk.kind, passed, point, (lo, hi), chk.max_share, msg, details, chk.confidence)
+
+
+def utility_values(subject: Subject, contrast: ContrastSet, kind: str) -> Tensor:
+    """Per-pair utility on the clean prompts: accuracy (0/1), loss (-log p correct) or logit diff."""
+    from ..metrics import get_metric
+
+    if kind == "accuracy":
+        clean, _ = pair_effects(subject, contrast, get_metric("logit_diff"))
+        return (clean > 0).double()
+    if kind == "loss":
+        clean, _ = pair_effects(subject, contrast, get_metric("logprob"))
+        return -clean.double()
+    clean, _ = pair_effects(subject, contrast, get_metric("logit_diff"))
+    return clean.double()
+
+
+def run_intervention(chk: InterventionCheck, name: str, subject: Subject, contrasts: dict[str, ContrastSet], metric: Metric, seed: int) -> CheckResult:
+    cs = contrasts[chk.contrast]
+    util_cs = contrasts[chk.utility.contrast]
+    kw = dict(n_boot=chk.n_boot, confidence=chk.confidence, seed=seed)
+    c0, f0 = pair_effects(subject, cs, metric)
+    u0 = utility_values(subject, util_cs, chk.utility.metric)
+    reference = contrasts[chk.ablate.reference] if chk.ablate.reference else None
+    with ablate(subject, chk.ablate.components, kind=chk.ablate.kind, reference=reference, seed=seed):
+        c1, f1 = pair_effects(subject, cs, metric)
+        u1 = utility_values(subject, util_cs, chk.utility.metric)
+    before = mean_ci(c0 - f0, **kw)
+    point, lo, hi = mean_ci(c1 - f1, **kw)
+    drop = (u1 - u0) if chk.utility.metric == "loss" else (u0 - u1)
+    dp, dlo, dhi = mean_ci(drop, **kw)
+    effect_ok = _within(lo, hi, chk.tolerance)
+    utility_ok = dhi <= chk.utility.budget
+    details = [
+        {"measure": "effect before", "value": before[0], "ci": [before[1], before[2]]},
+        {"measure": "effect after", "value": point, "ci": [lo, hi], "passed": effect_ok, "tolerance": chk.tolerance},
+        {"measure": f"utility ({chk.utility.metric}) before", "value": float(u0.mean())},
+        {"measure": f"utility ({chk.utility.metric}) after", "value": float(u1.mean())},
+        {"measure": f"utility ({chk.utility.metric}) cost", "value": dp, "ci": [dlo, dhi], "passed": utility_ok, "budget": chk.utility.budget},
+    ]
+    msg = (
+        f"{chk.ablate.kind}-ablating {', '.join(chk.ablate.components)}: effect {before[0]:+.4f} -> {point:+.4f} [{lo:+.4f}, {hi:+.4f}] (tolerance ±{chk.tolerance}"
+        f"{'' if effect_ok else ', VIOLATED'}); {chk.utility.metric} cost {dp:+.4f} [{dlo:+.4f}, {dhi:+.4f}] (budget {chk.utility.budget}{'' if utility_ok else ', EXCEEDED'})"
+    )
+    return CheckResult(name, chk.kind, effect_ok and utility_ok, point, (lo, hi), chk.tolerance, msg, details, chk.confidence)
+
+
+RUNNERS = {
+    "invariance": run_invariance,
+    "path_invariance": run_path_invariance,
+    "component_mediation": run_component_mediation,
+    "intervention": run_intervention,
+}

@@ -1,0 +1,137 @@
+"""``ia.audit(spec) -> AuditReport``: load, build contrasts, locate, check, report."""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..effects import Effects
+from ..metrics import Metric, embedding_similarity, get_metric
+from ..subject import Subject
+from .checks import RUNNERS, CheckResult
+from .contrasts import build_contrasts
+from .spec import AuditSpec, load_spec
+
+__all__ = ["AuditReport", "audit"]
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("interp_audit", "torch", "transformer_lens", "sae_lens", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _metric(subject: Subject, spec: AuditSpec) -> Metric:
+    m = spec.metric
+    if m.name == "embedding_similarity":
+        if m.anchors:
+            anchors = subject.embed(m.anchors)
+            return embedding_similarity(anchors if len(m.anchors) == 2 else anchors[0], name="embedding_similarity(" + " vs ".join(m.anchors) + ")")
+        return embedding_similarity()
+    return get_metric(m.name)
+
+
+@dataclass
+class AuditReport:
+    """The verdict of an audit: checks with statistics, located effects, provenance."""
+
+    name: str
+    checks: list[CheckResult]
+    effects: dict[str, Effects] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "checks": [c.to_dict() for c in self.checks],
+            "located": {k: {"method": e.method, "metric": e.metric, "dims": list(e.dims), "axes": e.axes, "values": e.values.detach().cpu().tolist(), "top": [[c, v] for c, v in e.top(10)], "baseline": e.baseline, "normalized": e.normalized} for k, e in self.effects.items()},
+            "provenance": self.provenance,
+        }
+
+    def save(self, directory: str | Path, *, junit: str | Path | None = None) -> Path:
+        """Write report.json, report.html (self-contained) and effects/; JUnit XML if asked."""
+        from ..report import render_html, render_junit
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        data = self.to_dict()
+        (out / "report.json").write_text(json.dumps(data, indent=2, sort_keys=True))
+        for k, e in self.effects.items():
+            e.save(out / "effects" / k.replace("/", "_").replace("*", "star").replace(":", "_"))
+        (out / "report.html").write_text(render_html(data))
+        if junit is not None:
+            Path(junit).parent.mkdir(parents=True, exist_ok=True)
+            Path(junit).write_text(render_junit(data))
+        return out
+
+    def __repr__(self) -> str:
+        verdict = "PASSED" if self.passed else "FAILED"
+        lines = [f"AuditReport({self.name!r}: {verdict}, {sum(c.passed for c in self.checks)}/{len(self.checks)} checks pass)"]
+        lines += [f"  [{'pass' if c.passed else 'FAIL'}] {c.name}: {c.message}" for c in self.checks]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td style='color:{'#2e7d32' if c.passed else '#c62828'};font-weight:bold'>{'pass' if c.passed else 'FAIL'}</td>"
+            f"<td>{html.escape(c.name)}</td><td>{html.escape(c.kind)}</td><td>{c.statistic:+.4f}</td><td>[{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]</td><td>{c.threshold}</td><td>{html.escape(c.message)}</td></tr>"
+            for c in self.checks
+        )
+        verdict = "<span style='color:#2e7d32'>PASSED</span>" if self.passed else "<span style='color:#c62828'>FAILED</span>"
+        return (
+            f"<div><h3>Audit {html.escape(self.name)}: {verdict}</h3><table><tr><th></th><th>check</th><th>kind</th><th>statistic</th>"
+            f"<th>{int(100 * (self.checks[0].confidence if self.checks else 0.95))}% CI</th><th>tolerance</th><th>evidence</th></tr>{rows}</table>"
+            f"<small>located: {', '.join(self.effects) or 'none'}; spec {self.provenance.get('spec_hash', '')[:12]}</small></div>"
+        )
+
+
+def audit(spec, *, device: str | None = None) -> AuditReport:
+    """Run an audit spec (a YAML path, YAML text, a dict or an AuditSpec)."""
+    import interp_audit as ia
+
+    parsed, base = load_spec(spec)
+    torch.manual_seed(parsed.seed)
+    source = parsed.model.source
+    if source.startswith((".", "/")) or (not source.startswith("zoo:") and (base / source).exists()):
+        source = str((base / source).resolve())
+    subject = ia.load_model(source, device=device or parsed.model.device, dtype=parsed.model.dtype, **parsed.model.weight_processing)
+    contrasts = build_contrasts(subject, parsed.contrasts, base)
+    metric = _metric(subject, parsed)
+    effects: dict[str, Effects] = {}
+    for loc in parsed.locate:
+        name = loc.name or f"{loc.method}_{loc.sites if isinstance(loc.sites, str) else 'components'}_{loc.contrast}"
+        if loc.method == "patch":
+            effects[name] = ia.patch(subject, contrasts[loc.contrast], metric, sites=loc.sites, per_position=loc.per_position, progress=False)
+        else:
+            effects[name] = ia.attribute(subject, contrasts[loc.contrast], metric, sites=loc.sites, per_position=loc.per_position, method=loc.method)
+    results = []
+    for name, chk in zip(parsed.check_names(), parsed.checks, strict=True):
+        results.append(RUNNERS[chk.kind](chk, name, subject, contrasts, metric, parsed.seed))
+    provenance = {
+        "spec_hash": parsed.digest(),
+        "spec": parsed.model_dump(mode="json"),
+        "seed": parsed.seed,
+        "versions": _versions(),
+        "model": subject.describe(),
+        "metric": metric.name,
+        "contrasts": {k: len(v) for k, v in contrasts.items()},
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    return AuditReport(parsed.name, results, effects, provenance)

@@ -1,0 +1,309 @@
+"""The audit spec: YAML validated with pydantic, errors that name the key and the nearest valid one.
+
+A spec names the model, the contrast sets (from templates, files or a zoo SCM), the metric, the
+locate methods to run and the checks. Small sections, each its own model, nested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+
+from ..errors import SpecError, did_you_mean
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Section):
+    source: str
+    device: str | None = None
+    dtype: str | None = None
+    weight_processing: dict[str, bool] = Field(default_factory=dict)
+
+
+class MetricSpec(_Section):
+    name: Literal["logit_diff", "prob_diff", "logprob", "kl_to_clean", "embedding_similarity"] = "logit_diff"
+    anchors: list[str] | None = None  # embedding_similarity: [positive, negative] texts
+
+
+class SwapSpec(_Section):
+    slot: str
+    pairs: list[tuple[str, str]]
+
+
+class TemplateContrast(_Section):
+    template: str
+    slots: dict[str, list[str]] = Field(default_factory=dict)
+    swap: SwapSpec
+    answers: tuple[str, str] | None = None
+    group_by: str | None = None
+
+    @model_validator(mode="after")
+    def _slots_match(self):
+        import string
+
+        names = {f for _, f, _, _ in string.Formatter().parse(self.template) if f}
+        if self.swap.slot not in names:
+            raise ValueError(f"swap slot {self.swap.slot!r} is not in the template {self.template!r} (its slots: {sorted(names)})")
+        missing = names - set(self.slots) - {self.swap.slot}
+        if missing:
+            raise ValueError(f"template slot {sorted(missing)[0]!r} has no fillers under 'slots'")
+        unused = set(self.slots) - names
+        if unused:
+            raise ValueError(f"slot {sorted(unused)[0]!r} is not in the template {self.template!r}")
+        if self.group_by is not None and self.group_by not in names:
+            raise ValueError(f"group_by {self.group_by!r} is not a template slot ({sorted(names)})")
+        return self
+
+
+class FileContrast(_Section):
+    file: str
+    answers: tuple[str, str] | None = None
+
+
+class ScmContrast(_Section):
+    scm: str
+    path: str
+    n: int = Field(200, ge=1)
+    seed: int = 0
+    attribute: Literal["A", "E"] = "A"
+    split: Literal["train", "test"] = "test"
+
+
+def _contrast_kind(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return {TemplateContrast: "template", FileContrast: "file", ScmContrast: "scm"}.get(type(value))
+    if isinstance(value, dict):
+        for key in ("template", "file", "scm"):
+            if key in value:
+                return key
+    return None
+
+
+Contrast = Annotated[
+    Annotated[TemplateContrast, Tag("template")] | Annotated[FileContrast, Tag("file")] | Annotated[ScmContrast, Tag("scm")],
+    Discriminator(_contrast_kind),
+]
+
+
+class LocateSpec(_Section):
+    method: Literal["patch", "atp", "atp*", "ig"] = "patch"
+    contrast: str
+    sites: str | list[str] = "heads"
+    per_position: bool = False
+    name: str | None = None
+
+
+class AblationSpec(_Section):
+    components: list[str]
+    kind: Literal["zero", "mean", "resample"] = "mean"
+    reference: str | None = None
+
+
+class UtilitySpec(_Section):
+    contrast: str
+    metric: Literal["accuracy", "loss", "logit_diff"] = "accuracy"
+    budget: float = Field(ge=0)
+
+
+class _Check(_Section):
+    name: str | None = None
+    confidence: float = Field(0.95, gt=0, lt=1)
+    n_boot: int = Field(1000, ge=100)
+
+
+class InvarianceCheck(_Check):
+    kind: Literal["invariance"]
+    contrast: str
+    tolerance: float = Field(ge=0)
+    per_group: bool = True
+
+
+class PathInvarianceCheck(_Check):
+    kind: Literal["path_invariance"]
+    inadmissible: dict[str, str]  # path name -> contrast
+    admissible: dict[str, str] = Field(default_factory=dict)
+    tolerance: float = Field(ge=0)
+
+
+class ComponentMediationCheck(_Check):
+    kind: Literal["component_mediation"]
+    contrast: str
+    sites: str | list[str] = "heads"
+    max_share: float = Field(gt=0)
+    together: bool = False  # sites is one located set patched jointly
+
+
+class InterventionCheck(_Check):
+    kind: Literal["intervention"]
+    contrast: str
+    ablate: AblationSpec
+    tolerance: float = Field(ge=0)
+    utility: UtilitySpec
+
+
+Check = Annotated[InvarianceCheck | PathInvarianceCheck | ComponentMediationCheck | InterventionCheck, Field(discriminator="kind")]
+CHECK_KINDS = ("invariance", "path_invariance", "component_mediation", "intervention")
+
+
+class AuditSpec(_Section):
+    name: str = "audit"
+    seed: int = 0
+    model: ModelSpec
+    metric: MetricSpec = MetricSpec()
+    contrasts: dict[str, Contrast]
+    locate: list[LocateSpec] = Field(default_factory=list)
+    checks: list[Check] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references_exist(self):
+        known = set(self.contrasts)
+
+        def need(name: str, where: str) -> None:
+            if name not in known:
+                raise ValueError(f"{where} names contrast {name!r}, which is not defined under 'contrasts' (defined: {sorted(known)}){did_you_mean(name, known)}")
+
+        for i, loc in enumerate(self.locate):
+            need(loc.contrast, f"locate[{i}]")
+        for i, chk in enumerate(self.checks):
+            where = f"checks[{i}]"
+            if isinstance(chk, PathInvarianceCheck):
+                for c in [*chk.inadmissible.values(), *chk.admissible.values()]:
+                    need(c, where)
+            else:
+                need(chk.contrast, where)
+            if isinstance(chk, InterventionCheck):
+                need(chk.utility.contrast, where + ".utility")
+                if chk.ablate.reference:
+                    need(chk.ablate.reference, where + ".ablate.reference")
+                elif chk.ablate.kind != "zero":
+                    raise ValueError(f"{where}.ablate: {chk.ablate.kind} ablation needs a 'reference' contrast")
+        names = [c.name for c in self.checks if c.name]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"check name {sorted(dup)[0]!r} is used twice; check names must be unique")
+        return self
+
+    def check_names(self) -> list[str]:
+        return [c.name or f"{c.kind}_{i}" for i, c in enumerate(self.checks)]
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical spec: identical specs give identical hashes."""
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+# ---- readable errors ---------------------------------------------------------------------------
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Valid keys at the location of an 'extra' error, for did-you-mean."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part)
+            if field is None:
+                # a discriminated union tag (e.g. 'invariance') or a dict key: look through it
+                for cls in (InvarianceCheck, PathInvarianceCheck, ComponentMediationCheck, InterventionCheck, TemplateContrast, FileContrast, ScmContrast):
+                    if cls.model_fields.get("kind") and cls.model_fields["kind"].annotation.__args__[0] == part:
+                        current = cls
+                        break
+                else:
+                    current = None
+                continue
+            current = _inner_model(field.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _inner_model(annotation) -> Any:
+    args = getattr(annotation, "__args__", ())
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for a in args:
+        inner = _inner_model(a)
+        if inner is not None:
+            return inner
+    return None
+
+
+def _readable(err: ValidationError, raw: dict) -> SpecError:
+    errors = err.errors()
+    # a misspelt key also leaves the real key missing: report the misspelling, which explains both
+    e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
+    loc = tuple(e["loc"])
+    skip = set(CHECK_KINDS) | {"template", "file", "scm"}
+    shown = [p for p in loc if not (isinstance(p, str) and ("[" in p or p in skip and loc.index(p) == 2 and loc[0] in ("contrasts", "checks")))]
+    path = ".".join(str(p) for p in shown)
+    if e["type"] == "extra_forbidden":
+        key = str(loc[-1])
+        if loc[0] == "contrasts" and len(loc) == 4:
+            kind = {"template": TemplateContrast, "file": FileContrast, "scm": ScmContrast}[loc[2]]
+            options = list(kind.model_fields)
+        else:
+            options = _fields_at(AuditSpec, loc)
+        return SpecError(f"unknown key {path!r}{did_you_mean(key, options)}; valid keys there: {', '.join(options)}")
+    if e["type"] == "missing":
+        return SpecError(f"missing required key {path!r}")
+    if loc and loc[0] == "contrasts" and e["type"] == "union_tag_not_found":
+        return SpecError(f"{path}: a contrast needs one of 'template', 'file' or 'scm' (got keys {sorted(e.get('input') or {})})")
+    if e["type"] == "union_tag_invalid" or e["type"] == "union_tag_not_found":
+        got = e.get("input", {}).get("kind") if isinstance(e.get("input"), dict) else None
+        return SpecError(f"{path}: unknown check kind {got!r}; valid kinds: {', '.join(CHECK_KINDS)}{did_you_mean(str(got), CHECK_KINDS)}")
+    if loc and loc[0] == "contrasts" and len(loc) >= 2 and e["type"] in ("model_type", "dict_type"):
+        return SpecError(f"contrasts.{loc[1]}: expected a mapping with 'template', 'file' or 'scm'")
+    msg = e["msg"].removeprefix("Value error, ")
+    return SpecError(f"{path}: {msg}" if path else msg)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YES, NO, on, off stay strings (answer tokens!)."""
+
+
+_Loader.yaml_implicit_resolvers = {k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"] for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def load_spec(spec: str | Path | dict | AuditSpec) -> tuple[AuditSpec, Path]:
+    """Parse a spec from a YAML path, YAML text or a dict; returns it and its base folder."""
+    if isinstance(spec, AuditSpec):
+        return spec, Path.cwd()
+    base = Path.cwd()
+    if isinstance(spec, dict):
+        raw = spec
+    else:
+        text = str(spec)
+        path = Path(text)
+        if "\n" not in text and (path.suffix in (".yaml", ".yml", ".json") or path.exists()):
+            if not path.exists():
+                raise SpecError(f"audit spec {text!r} does not exist")
+            base = path.resolve().parent
+            text = path.read_text()
+        try:
+            raw = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise SpecError(f"the audit spec is not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"the audit spec must be a mapping of keys (model, contrasts, checks, ...); got {type(raw).__name__}")
+    try:
+        return AuditSpec.model_validate(raw), base
+    except ValidationError as err:
+        raise _readable(err, raw) from None

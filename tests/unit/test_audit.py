@@ -1,0 +1,211 @@
+"""Audit specs, the four check kinds on the hand-built model, reports, JUnit and the CLI."""
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+import interp_audit as ia
+from interp_audit.audit.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = ROOT / "circuits" / "handbuilt" / "audit.yaml"
+
+SWAP = {"template": "{subject} {filler} ->", "slots": {"filler": ["x", "y"]}, "swap": {"slot": "subject", "pairs": [["A", "B"]]}, "answers": ["YES", "NO"], "group_by": "filler"}
+FILLER = {"template": "{subject} {filler} ->", "slots": {"subject": ["A", "B"]}, "swap": {"slot": "filler", "pairs": [["x", "y"]]}, "answers": ["YES", "NO"]}
+BASE = {"name": "t", "model": {"source": "zoo:handbuilt-copy"}, "contrasts": {"swap": SWAP, "filler": FILLER}, "checks": []}
+
+
+def spec_with(*checks, **extra):
+    s = copy.deepcopy(BASE)
+    s["checks"] = list(checks)
+    s.update(extra)
+    return s
+
+
+# ---- validation: a dozen bad specs, each message asserted -----------------------------------
+
+BAD_SPECS = [
+    (lambda s: s.update(chekcs=[]), r"unknown key 'chekcs' \(did you mean 'checks'\?\)"),
+    (lambda s: s["model"].update(sorce="x"), r"unknown key 'model.sorce' \(did you mean 'source'\?\)"),
+    (lambda s: s.pop("model"), r"missing required key 'model'"),
+    (lambda s: s["checks"].append({"kind": "invariant", "contrast": "swap", "tolerance": 1}), r"unknown check kind 'invariant'.*did you mean 'invariance'"),
+    (lambda s: s["checks"].append({"kind": "invariance", "contrast": "swp", "tolerance": 1}), r"checks\[0\] names contrast 'swp', which is not defined.*did you mean 'swap'"),
+    (lambda s: s["checks"].append({"kind": "invariance", "contrast": "swap", "tolerence": 1}), r"unknown key 'checks.0.tolerence' \(did you mean 'tolerance'"),
+    (lambda s: s["checks"].append({"kind": "invariance", "contrast": "swap", "tolerance": -1}), r"checks.0.tolerance: Input should be greater than or equal to 0"),
+    (lambda s: s["contrasts"]["swap"].update(tempalte="x"), r"unknown key 'contrasts.swap.tempalte' \(did you mean 'template'\?\)"),
+    (lambda s: s["contrasts"]["swap"]["swap"].update(slot="q"), r"contrasts.swap: swap slot 'q' is not in the template"),
+    (lambda s: s["contrasts"].update(bad={"tmpl": "x"}), r"contrasts.bad: a contrast needs one of 'template', 'file' or 'scm'"),
+    (lambda s: s.update(metric={"name": "logit_dif"}), r"metric.name: Input should be 'logit_diff'"),
+    (lambda s: s["checks"].append({"kind": "intervention", "contrast": "swap", "tolerance": 0.1, "ablate": {"components": ["L0H0"], "kind": "mean"}, "utility": {"contrast": "swap", "budget": 0.1}}), r"checks\[0\].ablate: mean ablation needs a 'reference' contrast"),
+    (lambda s: s["checks"].extend([{"kind": "invariance", "contrast": "swap", "tolerance": 1, "name": "a"}, {"kind": "invariance", "contrast": "swap", "tolerance": 1, "name": "a"}]), r"check name 'a' is used twice"),
+    (lambda s: s["contrasts"]["swap"].update(slots={"filler": ["x"], "extra": ["z"]}), r"slot 'extra' is not in the template"),
+]
+
+
+@pytest.mark.parametrize("mutate, message", BAD_SPECS)
+def test_bad_specs_name_the_key(mutate, message):
+    s = copy.deepcopy(BASE)
+    mutate(s)
+    with pytest.raises(ia.SpecError, match=message):
+        load_spec(s)
+
+
+def test_yaml_errors_and_yes_no_answers():
+    with pytest.raises(ia.SpecError, match="not valid YAML at line 1"):
+        load_spec("model: [1, 2")
+    with pytest.raises(ia.SpecError, match="must be a mapping"):
+        load_spec("- 1\n- 2\n")
+    parsed, _ = load_spec(SPEC)
+    assert parsed.contrasts["subject_swap"].answers == ("YES", "NO")  # not booleans
+    assert parsed.digest() == load_spec(SPEC)[0].digest()
+
+
+# ---- each check kind passes and fails on the hand-built model (analytic numbers) -------------
+
+def run_checks(*checks):
+    return ia.audit(spec_with(*checks)).checks
+
+
+def test_invariance_pass_and_fail():
+    ok, bad = run_checks(
+        {"kind": "invariance", "contrast": "filler", "tolerance": 0.01, "name": "ok"},
+        {"kind": "invariance", "contrast": "swap", "tolerance": 7.9, "name": "bad"},
+    )
+    assert ok.passed and ok.statistic == pytest.approx(0.0) and ok.ci == (0.0, 0.0)
+    assert not bad.passed and bad.statistic == pytest.approx(8.0)  # +4 - (-4)
+    assert [d["group"] for d in bad.details] == ["all", "x", "y"]
+
+
+def test_path_invariance_pass_and_fail():
+    (res,) = run_checks({"kind": "path_invariance", "inadmissible": {"filler_path": "filler"}, "admissible": {"subject_path": "swap"}, "tolerance": 0.01})
+    assert res.passed and "admissible (allowed): subject_path +8.0000" in res.message
+    (res,) = run_checks({"kind": "path_invariance", "inadmissible": {"subject_path": "swap", "filler_path": "filler"}, "tolerance": 0.01})
+    assert not res.passed and "violated on subject_path" in res.message
+
+
+def test_component_mediation_pass_and_fail():
+    ok, bad, together = run_checks(
+        {"kind": "component_mediation", "contrast": "swap", "sites": ["L1H0", "L1H1"], "max_share": 0.8, "name": "relay"},
+        {"kind": "component_mediation", "contrast": "swap", "sites": "heads", "max_share": 0.8, "name": "mover"},
+        {"kind": "component_mediation", "contrast": "swap", "sites": ["L1H0", "L1H1"], "together": True, "max_share": 0.7, "name": "set"},
+    )
+    assert ok.passed and ok.statistic == pytest.approx(0.75)
+    assert not bad.passed and bad.statistic == pytest.approx(1.0) and bad.details[0]["component"] == "L0H0"
+    assert not together.passed and together.statistic == pytest.approx(0.75)
+
+
+def test_intervention_pass_and_fail():
+    removes, costly = run_checks(
+        {"kind": "intervention", "contrast": "filler", "tolerance": 0.01, "ablate": {"components": ["L0H1"], "kind": "zero"}, "utility": {"contrast": "swap", "metric": "accuracy", "budget": 0.0}, "name": "harmless"},
+        {"kind": "intervention", "contrast": "swap", "tolerance": 0.01, "ablate": {"components": ["L0H0"], "kind": "mean", "reference": "swap"}, "utility": {"contrast": "swap", "metric": "accuracy", "budget": 0.1}, "name": "blind"},
+    )
+    assert removes.passed
+    # mean-ablating the mover removes the subject effect entirely (c = (c_A + c_B) / 2 on both
+    # runs), and with it all accuracy: YES and NO tie at 2, and a tie is not a correct answer
+    assert blind_effect(costly) == pytest.approx(0.0, abs=1e-6)
+    assert not costly.passed and "EXCEEDED" in costly.message
+    cost = [d for d in costly.details if d["measure"].endswith("cost")][0]
+    assert cost["value"] == pytest.approx(1.0)
+
+
+def blind_effect(res):
+    return [d for d in res.details if d["measure"] == "effect after"][0]["value"]
+
+
+# ---- report, determinism, JUnit, HTML ---------------------------------------------------------
+
+def test_report_json_schema_and_determinism(tmp_path):
+    a = ia.audit(SPEC).save(tmp_path / "a")
+    b = ia.audit(SPEC).save(tmp_path / "b")
+    ja, jb = (json.loads((d / "report.json").read_text()) for d in (a, b))
+    assert set(ja) == {"name", "passed", "checks", "located", "provenance"}
+    assert {"spec_hash", "versions", "model", "seed", "timestamp", "metric", "contrasts"} <= set(ja["provenance"])
+    assert ja["provenance"]["model"]["weight_processing"]["fold_ln"] is False
+    assert {"torch", "transformer_lens", "sae_lens", "interp_audit", "python"} <= set(ja["provenance"]["versions"])
+    for d in (ja, jb):
+        d["provenance"].pop("timestamp")
+    assert ja == jb
+    c = ja["checks"][0]
+    assert {"name", "kind", "passed", "statistic", "ci", "threshold", "message", "details", "confidence"} <= set(c)
+    assert ja["located"]["heads_exact"]["values"] == [[1.0, 0.0], [0.75, 0.0]]
+
+
+def external_resources(page: str) -> list[str]:
+    from html.parser import HTMLParser
+
+    found = []
+
+    class Finder(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag in ("script", "img", "iframe") and a.get("src"):
+                found.append(a["src"])
+            if tag == "link" and a.get("href"):
+                found.append(a["href"])
+
+    Finder().feed(page)
+    return found
+
+
+def test_junit_round_trip_and_html_is_self_contained(tmp_path):
+    report = ia.audit(spec_with({"kind": "invariance", "contrast": "filler", "tolerance": 0.01, "name": "ok"}, {"kind": "invariance", "contrast": "swap", "tolerance": 1, "name": "bad"}))
+    report.save(tmp_path, junit=tmp_path / "junit.xml")
+    suite = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite")
+    assert suite.get("tests") == "2" and suite.get("failures") == "1"
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert cases["ok"].find("failure") is None
+    assert "total effect of 'swap'" in cases["bad"].find("failure").get("message")
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("Plotly.newPlot") == 2  # one figure per check
+    assert external_resources(page) == []  # nothing is fetched: plotly.js is inlined
+    assert "FAILED" in page and report._repr_html_().count("<tr>") == 3
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="no headless chromium installed")
+def test_html_renders_offline_in_headless_chromium(tmp_path):
+    ia.audit(SPEC).save(tmp_path)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", (tmp_path / "report.html").as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert dom.count('class="plot-container plotly"') == 4  # 2 checks + 2 located effects, drawn by the inlined plotly.js
+
+
+# ---- the real CLI in a subprocess: exit codes 0 / 1 / 2 --------------------------------------
+
+def cli(*args, cwd=None):
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    return subprocess.run([sys.executable, "-m", "interp_audit.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_cli_exit_codes(tmp_path):
+    ok = cli("run", str(SPEC), "--out", str(tmp_path / "ok"), "--junit", str(tmp_path / "ok.xml"))
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "ok" / "report.html").exists() and (tmp_path / "ok.xml").exists()
+    failing = tmp_path / "fail.yaml"
+    failing.write_text(SPEC.read_text().replace("max_share: 0.8", "max_share: 0.5"))
+    bad = cli("run", str(failing), "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 1 and "FAIL" in bad.stdout
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(SPEC.read_text().replace("tolerance:", "tolerence:"))
+    res = cli("run", str(broken), "--out", str(tmp_path / "x"))
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and "did you mean 'tolerance'" in res.stderr
+    noload = tmp_path / "noload.yaml"
+    noload.write_text(SPEC.read_text().replace("zoo:handbuilt-copy", "zoo:nothing"))
+    res = cli("run", str(noload), "--out", str(tmp_path / "y"))
+    assert res.returncode == 2 and "no zoo model 'nothing'" in res.stderr
+    again = cli("report", str(tmp_path / "bad"))
+    assert again.returncode == 1
+    assert cli("report", str(tmp_path / "nothing")).returncode == 2
+
+
+def test_cli_help_does_not_import_transformer_lens():
+    code = "import sys; from interp_audit import cli; sys.argv=['interp-audit','--help']\ntry: cli.main()\nexcept SystemExit: pass\nprint('transformer_lens' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert out.strip().endswith("False")
