@@ -8,7 +8,7 @@ def test_public_api_is_curated():
     assert sorted(ia.__all__) == sorted([
         "AuditError", "AuditReport", "Circuit", "Comparison", "Component", "ContrastError", "ContrastSet", "Effects",
         "ModelLoadError", "SiteError", "SpecError", "Subject", "ablate", "attribute", "attribute_edges", "audit",
-        "audit", "compare", "load_model", "metrics", "parse_component", "patch", "patch_edges", "patch_in",
+        "compare", "load_model", "metrics", "parse_component", "patch", "patch_edges", "patch_in",
         "patch_path", "prune",
     ])
     for name in ia.__all__:
