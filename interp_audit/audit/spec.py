@@ -83,6 +83,7 @@ class ScmContrast(_Section):
     seed: int = 0
     attribute: Literal["A", "E"] = "A"
     split: Literal["train", "test"] = "test"
+    answers: Literal["fixed", "observed", "fair"] = "fixed"
 
 
 def _contrast_kind(value: Any) -> str | None:

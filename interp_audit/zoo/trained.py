@@ -1,0 +1,36 @@
+"""Zoo models trained by scripts under ``circuits/`` and shipped as safetensors folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..subject import Subject
+from . import register
+
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+
+TRAINED = {
+    "readmission": "the readmission model (circuits/readmission/train.py): age, insurance, measured labs, hospital -> YES/NO",
+    "readmission-ftu": "readmission retrained without the age token (fairness through unawareness)",
+    "readmission-blind": "readmission retrained with age and all its descendants (insurance, labs) masked",
+    "readmission-nohosp": "readmission retrained without the hospital token",
+    "readmission-cleanlabs": "readmission retrained on labs measured without the hospital artefact",
+}
+
+
+def _loader(name: str):
+    def build() -> Subject:
+        from ..loading import load_model
+
+        folder = WEIGHTS / name
+        if not (folder / "model.safetensors").exists():
+            from ..errors import ModelLoadError
+
+            raise ModelLoadError(f"zoo:{name} weights are missing from {folder}; run the training script under circuits/")
+        return load_model(folder)
+
+    return build
+
+
+for _name, _doc in TRAINED.items():
+    register(_name, _doc)(_loader(_name))
