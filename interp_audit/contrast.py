@@ -57,6 +57,14 @@ class ContrastSet:
     counterfactual_text: tuple[str, ...] | None = None
     str_tokens: tuple[tuple[str, ...], ...] | None = field(default=None, repr=False)
     cf_str_tokens: tuple[tuple[str, ...], ...] | None = field(default=None, repr=False)
+    extra: dict[str, Tensor] = field(default_factory=dict, repr=False)  # per-pair data for metrics (e.g. query embeddings)
+
+    def with_extra(self, **tensors: Tensor) -> ContrastSet:
+        """A copy carrying per-pair tensors (first axis = pair) that metrics can read by name."""
+        for name, t in tensors.items():
+            if t.shape[0] != len(self):
+                raise ContrastError(f"extra {name!r} has {t.shape[0]} rows for {len(self)} pairs")
+        return replace(self, extra={**self.extra, **tensors})
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
@@ -330,6 +338,7 @@ class ContrastSet:
             counterfactual_text=pick(self.counterfactual_text),
             str_tokens=pick(self.str_tokens),
             cf_str_tokens=pick(self.cf_str_tokens),
+            extra={k: v[index] for k, v in self.extra.items()},
         )
 
     def batches(self, size: int) -> Iterator[ContrastSet]:

@@ -154,7 +154,7 @@ class RunContext:
             if direction == "noise" and not base_run:
                 base_read = _readout(final=cached_run(subject, base_tokens, mask, {backend.final_hook(subject)})[0][backend.final_hook(subject)], logits=None, **readout_kw)
             reference = src_read if direction == "denoise" else base_read
-        mctx = MetricContext(answers=answers, reference=reference)
+        mctx = MetricContext(answers=answers, reference=reference, extra={k: v.to(dev) for k, v in contrast.extra.items()})
         return cls(
             subject=subject,
             metric=metric,

@@ -10,7 +10,7 @@ tokens is most of the saving over a full forward with a large vocabulary.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -29,6 +29,7 @@ __all__ = [
     "logit_diff",
     "logprob",
     "prob_diff",
+    "query_similarity",
 ]
 
 
@@ -38,6 +39,7 @@ class MetricContext:
 
     answers: Int[Tensor, "b 2"] | None = None
     reference: Tensor | None = None  # clean readout (kl_to_clean, embedding_similarity)
+    extra: dict[str, Tensor] = field(default_factory=dict)  # per-pair data from the ContrastSet
 
     def repeat(self, n: int) -> MetricContext:
         """Tile for ``n`` patched variants stacked on the batch axis (variant-major)."""
@@ -45,7 +47,7 @@ class MetricContext:
         def rep(t):
             return None if t is None else t.repeat(n, *([1] * (t.ndim - 1)))
 
-        return MetricContext(answers=rep(self.answers), reference=rep(self.reference))
+        return MetricContext(answers=rep(self.answers), reference=rep(self.reference), extra={k: rep(v) for k, v in self.extra.items()})
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,20 @@ def embedding_similarity(anchor: Float[Tensor, " d"] | Float[Tensor, "2 d"] | No
         needs_reference=anchor is None,
         description="cosine similarity of the mean-pooled last hidden state",
     )
+
+
+def query_similarity(key: str = "query", name: str | None = None) -> Metric:
+    """Cosine of the mean-pooled embedding to a per-pair query embedding (retrieval score).
+
+    The queries ride on the contrast set: ``pairs.with_extra(query=subject.embed(queries))``.
+    """
+
+    def fn(r: Tensor, ctx: MetricContext) -> Tensor:
+        if key not in ctx.extra:
+            raise ContrastError(f"metric {name or 'query_similarity'!r} needs per-pair {key!r} embeddings: pairs.with_extra({key}=subject.embed([...]))")
+        return torch.nn.functional.cosine_similarity(r.float(), ctx.extra[key].float().to(r.device), dim=-1)
+
+    return Metric(name or "query_similarity", "embedding", fn, needs_answers=False, description=f"cosine of the sentence embedding to the pair's {key} embedding")
 
 
 def mean_pool(hidden: Float[Tensor, "b pos d"], mask: Int[Tensor, "b pos"]) -> Float[Tensor, "b d"]:

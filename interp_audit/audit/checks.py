@@ -7,6 +7,7 @@ or noisy contrast set cannot pass by luck.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -61,7 +62,7 @@ def _groups(contrast: ContrastSet) -> dict[str, Tensor]:
     return {g: torch.tensor(v) for g, v in out.items()}
 
 
-def run_invariance(chk: InvarianceCheck, name: str, subject: Subject, contrasts: dict[str, ContrastSet], metric: Metric, seed: int) -> CheckResult:
+def run_invariance(chk: InvarianceCheck, name: str, subject: Subject, contrasts: dict[str, ContrastSet], metric: Metric, seed: int, **_) -> CheckResult:
     cs = contrasts[chk.contrast]
     clean, cf = pair_effects(subject, cs, metric)
     effect = clean - cf
@@ -83,7 +84,7 @@ def run_invariance(chk: InvarianceCheck, name: str, subject: Subject, contrasts:
     return CheckResult(name, chk.kind, passed, point, (lo, hi), chk.tolerance, msg, details, chk.confidence)
 
 
-def run_path_invariance(chk: PathInvarianceCheck, name: str, subject: Subject, contrasts: dict[str, ContrastSet], metric: Metric, seed: int) -> CheckResult:
+def run_path_invariance(chk: PathInvarianceCheck, name: str, subject: Subject, contrasts: dict[str, ContrastSet], metric: Metric, seed: int, **_) -> CheckResult:
     kw = dict(n_boot=chk.n_boot, confidence=chk.confidence, seed=seed)
     details, passed = [], True
     worst = None
@@ -107,7 +108,7 @@ def run_path_invariance(chk: PathInvarianceCheck, name: str, subject: Subject, c
     return CheckResult(name, chk.kind, passed, worst["effect"], tuple(worst["ci"]), chk.tolerance, msg, details, chk.confidence)
 
 
-def run_component_mediation(chk: ComponentMediationCheck, name: str, subject: Subject, contrasts: dict[str, ContrastSet], metric: Metric, seed: int) -> CheckResult:
+def run_component_mediation(chk: ComponentMediationCheck, name: str, subject: Subject, contrasts: dict[str, ContrastSet], metric: Metric, seed: int, **_) -> CheckResult:
     cs = contrasts[chk.contrast]
     if chk.together:
         if isinstance(chk.sites, str):
@@ -151,20 +152,53 @@ def utility_values(subject: Subject, contrast: ContrastSet, kind: str) -> Tensor
     return clean.double()
 
 
-def run_intervention(chk: InterventionCheck, name: str, subject: Subject, contrasts: dict[str, ContrastSet], metric: Metric, seed: int) -> CheckResult:
+def _similarity_pairs(path: Path) -> tuple[list[str], list[str], Tensor]:
+    import csv
+
+    if not path.exists():
+        from ..errors import SpecError
+
+        raise SpecError(f"utility file {str(path)!r} does not exist")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [r["sentence1"] for r in rows], [r["sentence2"] for r in rows], torch.tensor([float(r["score"]) for r in rows], dtype=torch.float64)
+
+
+def _spearman(a: Tensor, b: Tensor) -> float:
+    from ..locate.compare import _pearson, _ranks
+
+    return _pearson(_ranks(a.double()), _ranks(b.double()))
+
+
+def run_intervention(chk: InterventionCheck, name: str, subject: Subject, contrasts: dict[str, ContrastSet], metric: Metric, seed: int, base: Path | None = None, **_) -> CheckResult:
     cs = contrasts[chk.contrast]
-    util_cs = contrasts[chk.utility.contrast]
     kw = dict(n_boot=chk.n_boot, confidence=chk.confidence, seed=seed)
+    if chk.utility.metric == "similarity_correlation":
+        path = Path(chk.utility.file)
+        s1, s2, gold = _similarity_pairs(path if path.is_absolute() else (base or Path.cwd()) / path)
+
+        def utility() -> Tensor:
+            return torch.nn.functional.cosine_similarity(subject.embed(s1), subject.embed(s2), dim=-1).double().cpu()
+    else:
+        util_cs = contrasts[chk.utility.contrast]
+
+        def utility() -> Tensor:
+            return utility_values(subject, util_cs, chk.utility.metric)
+
     c0, f0 = pair_effects(subject, cs, metric)
-    u0 = utility_values(subject, util_cs, chk.utility.metric)
+    u0 = utility()
     reference = contrasts[chk.ablate.reference] if chk.ablate.reference else None
     with ablate(subject, chk.ablate.components, kind=chk.ablate.kind, reference=reference, seed=seed):
         c1, f1 = pair_effects(subject, cs, metric)
-        u1 = utility_values(subject, util_cs, chk.utility.metric)
+        u1 = utility()
     before = mean_ci(c0 - f0, **kw)
     point, lo, hi = mean_ci(c1 - f1, **kw)
-    drop = (u1 - u0) if chk.utility.metric == "loss" else (u0 - u1)
-    dp, dlo, dhi = mean_ci(drop, **kw)
+    if chk.utility.metric == "similarity_correlation":
+        dp, dlo, dhi = bootstrap(lambda idx: _spearman(u0[idx], gold[idx]) - _spearman(u1[idx], gold[idx]), len(gold), **kw)
+        u0, u1 = torch.tensor([_spearman(u0, gold)]), torch.tensor([_spearman(u1, gold)])
+    else:
+        drop = (u1 - u0) if chk.utility.metric == "loss" else (u0 - u1)
+        dp, dlo, dhi = mean_ci(drop, **kw)
     effect_ok = _within(lo, hi, chk.tolerance)
     utility_ok = dhi <= chk.utility.budget
     details = [

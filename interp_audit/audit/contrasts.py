@@ -15,20 +15,27 @@ from .spec import FileContrast, ScmContrast, TemplateContrast
 
 def from_template(subject: Subject, spec: TemplateContrast, name: str) -> ContrastSet:
     others = [s for s in spec.slots]
-    clean, cf, groups, labels = [], [], [], []
-    for values in itertools.product(*(spec.slots[s] for s in others)):
-        fill = dict(zip(others, values, strict=True))
-        for a, b in spec.swap.pairs:
-            clean.append(spec.template.format(**fill, **{spec.swap.slot: a}))
-            cf.append(spec.template.format(**fill, **{spec.swap.slot: b}))
-            labels.append(", ".join(f"{k}={v}" for k, v in {**fill, spec.swap.slot: f"{a}/{b}"}.items()))
-            if spec.group_by is not None:
-                groups.append(f"{a}/{b}" if spec.group_by == spec.swap.slot else fill[spec.group_by])
+    clean, cf, groups, labels, queries = [], [], [], [], []
+    for template in spec.templates:
+        for values in itertools.product(*(spec.slots[s] for s in others)):
+            fill = dict(zip(others, values, strict=True))
+            for a, b in spec.swap.pairs:
+                clean.append(template.format(**fill, **{spec.swap.slot: a}))
+                cf.append(template.format(**fill, **{spec.swap.slot: b}))
+                labels.append(", ".join(f"{k}={v}" for k, v in {**fill, spec.swap.slot: f"{a}/{b}"}.items()))
+                if spec.group_by is not None:
+                    key = f"{a}/{b}" if spec.group_by == spec.swap.slot else fill[spec.group_by]
+                    groups.append((spec.groups or {}).get(key, key))
+                if spec.query is not None:
+                    queries.append(spec.query.format(**fill))
     answers = tuple(spec.answers) if spec.answers else None
     try:
-        return ContrastSet.from_prompts(subject, clean, cf, answers=answers, labels=labels, groups=groups or None)
+        pairs = ContrastSet.from_prompts(subject, clean, cf, answers=answers, labels=labels, groups=groups or None)
     except ContrastError as err:
         raise ContrastError(f"contrast {name!r}: {err}") from None
+    if queries:
+        pairs = pairs.with_extra(query=subject.embed(queries))
+    return pairs
 
 
 def from_file(subject: Subject, spec: FileContrast, name: str, base: Path) -> ContrastSet:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..effects import Effects
-from ..metrics import Metric, embedding_similarity, get_metric
+from ..metrics import Metric, embedding_similarity, get_metric, query_similarity
 from ..subject import Subject
 from .checks import RUNNERS, CheckResult
 from .contrasts import build_contrasts
@@ -36,7 +36,12 @@ def _versions() -> dict[str, str]:
 
 def _metric(subject: Subject, spec: AuditSpec) -> Metric:
     m = spec.metric
+    if m.name == "query_similarity":
+        return query_similarity()
     if m.name == "embedding_similarity":
+        if isinstance(m.anchors, dict):
+            pos, neg = (torch.nn.functional.normalize(subject.embed(m.anchors[k]), dim=-1).mean(0) for k in ("positive", "negative"))
+            return embedding_similarity(torch.stack([pos, neg]), name="embedding_similarity(positive vs negative anchors)")
         if m.anchors:
             anchors = subject.embed(m.anchors)
             return embedding_similarity(anchors if len(m.anchors) == 2 else anchors[0], name="embedding_similarity(" + " vs ".join(m.anchors) + ")")
@@ -123,7 +128,7 @@ def audit(spec, *, device: str | None = None) -> AuditReport:
             effects[name] = ia.attribute(subject, contrasts[loc.contrast], metric, sites=loc.sites, per_position=loc.per_position, method=loc.method)
     results = []
     for name, chk in zip(parsed.check_names(), parsed.checks, strict=True):
-        results.append(RUNNERS[chk.kind](chk, name, subject, contrasts, metric, parsed.seed))
+        results.append(RUNNERS[chk.kind](chk, name, subject, contrasts, metric, parsed.seed, base=base))
     provenance = {
         "spec_hash": parsed.digest(),
         "spec": parsed.model_dump(mode="json"),

@@ -37,8 +37,9 @@ class ModelSpec(_Section):
 
 
 class MetricSpec(_Section):
-    name: Literal["logit_diff", "prob_diff", "logprob", "kl_to_clean", "embedding_similarity"] = "logit_diff"
-    anchors: list[str] | None = None  # embedding_similarity: [positive, negative] texts
+    name: Literal["logit_diff", "prob_diff", "logprob", "kl_to_clean", "embedding_similarity", "query_similarity"] = "logit_diff"
+    # embedding_similarity: [positive, negative] texts, or {positive: [...], negative: [...]} (averaged)
+    anchors: list[str] | dict[Literal["positive", "negative"], list[str]] | None = None
 
 
 class SwapSpec(_Section):
@@ -47,25 +48,38 @@ class SwapSpec(_Section):
 
 
 class TemplateContrast(_Section):
-    template: str
+    template: str | list[str]
     slots: dict[str, list[str]] = Field(default_factory=dict)
     swap: SwapSpec
     answers: tuple[str, str] | None = None
     group_by: str | None = None
+    groups: dict[str, str] | None = None  # map the group_by slot's fillers to group names
+    query: str | None = None  # per-pair query text (slots allowed), embedded for query_similarity
+
+    @property
+    def templates(self) -> list[str]:
+        return [self.template] if isinstance(self.template, str) else list(self.template)
 
     @model_validator(mode="after")
     def _slots_match(self):
         import string
 
-        names = {f for _, f, _, _ in string.Formatter().parse(self.template) if f}
+        sets = [{f for _, f, _, _ in string.Formatter().parse(t) if f} for t in self.templates]
+        if any(s != sets[0] for s in sets):
+            raise ValueError(f"all templates must use the same slots; got {[sorted(s) for s in sets]}")
+        names = sets[0]
         if self.swap.slot not in names:
-            raise ValueError(f"swap slot {self.swap.slot!r} is not in the template {self.template!r} (its slots: {sorted(names)})")
+            raise ValueError(f"swap slot {self.swap.slot!r} is not in the template {self.templates[0]!r} (its slots: {sorted(names)})")
         missing = names - set(self.slots) - {self.swap.slot}
         if missing:
             raise ValueError(f"template slot {sorted(missing)[0]!r} has no fillers under 'slots'")
         unused = set(self.slots) - names
         if unused:
-            raise ValueError(f"slot {sorted(unused)[0]!r} is not in the template {self.template!r}")
+            raise ValueError(f"slot {sorted(unused)[0]!r} is not in the template {self.templates[0]!r}")
+        if self.query is not None:
+            qnames = {f for _, f, _, _ in string.Formatter().parse(self.query) if f}
+            if qnames - (names - {self.swap.slot}):
+                raise ValueError(f"query {self.query!r} may only use the template's fixed slots {sorted(names - {self.swap.slot})}")
         if self.group_by is not None and self.group_by not in names:
             raise ValueError(f"group_by {self.group_by!r} is not a template slot ({sorted(names)})")
         return self
@@ -117,9 +131,19 @@ class AblationSpec(_Section):
 
 
 class UtilitySpec(_Section):
-    contrast: str
-    metric: Literal["accuracy", "loss", "logit_diff"] = "accuracy"
+    contrast: str | None = None
+    metric: Literal["accuracy", "loss", "logit_diff", "similarity_correlation"] = "accuracy"
+    file: str | None = None  # similarity_correlation: CSV with sentence1, sentence2, score
     budget: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _source(self):
+        if self.metric == "similarity_correlation":
+            if not self.file:
+                raise ValueError("similarity_correlation needs 'file': a CSV of sentence1, sentence2, score")
+        elif not self.contrast:
+            raise ValueError(f"utility metric {self.metric!r} needs 'contrast' (a contrast set with answers)")
+        return self
 
 
 class _Check(_Section):
@@ -189,7 +213,8 @@ class AuditSpec(_Section):
             else:
                 need(chk.contrast, where)
             if isinstance(chk, InterventionCheck):
-                need(chk.utility.contrast, where + ".utility")
+                if chk.utility.contrast:
+                    need(chk.utility.contrast, where + ".utility")
                 if chk.ablate.reference:
                     need(chk.ablate.reference, where + ".ablate.reference")
                 elif chk.ablate.kind != "zero":
