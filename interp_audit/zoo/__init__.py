@@ -41,7 +41,7 @@ def available() -> dict[str, str]:
 
 
 def _load_builtins() -> None:
-    from . import handbuilt, trained  # noqa: F401  (they register on import)
+    from . import handbuilt, pretrained, trained  # noqa: F401  (they register on import)
 
 
 def load_zoo(name: str, flags: dict[str, bool]) -> Subject:

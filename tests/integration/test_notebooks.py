@@ -39,6 +39,13 @@ def test_readmission_notebook_runs_in_under_a_minute():
     assert all(not cell.get("outputs") or all(o.get("output_type") != "error" for o in cell["outputs"]) for cell in nb.cells)
 
 
+def test_minilm_gender_notebook_runs():
+    nb, seconds = run("minilm_gender.ipynb")
+    assert seconds < 120, f"took {seconds:.0f}s"
+    text = outputs(nb)
+    assert "male_jobs_score_gender_blind" in text and "STS Spearman" in text
+
+
 def test_committed_notebooks_have_no_outputs():
     for path in NOTEBOOKS.glob("*.ipynb"):
         nb = nbformat.read(path, as_version=4)
