@@ -126,7 +126,39 @@ for ablated in ([], ["L5H8"], ["L5H8", "L5H3"], ["L5H8", "L5H3", "L5H11"]):
 pd.DataFrame(rows).round(4)"""),
 ]
 
+MEMORIZATION = [
+    ("md", """# Memorization: locate the components that recall training records, remove them, prove the cost
+
+`zoo:canary-lm` was trained (`circuits/memorization/train.py`) on template sentences and random
+PINs, with four secret canaries inserted 1, 4, 16 and 64 times (Carlini et al. 2019). Privacy is
+an invariance: the output must not depend on whether a record was in the training data."""),
+    ("code", """import os
+os.environ.setdefault("TQDM_DISABLE", "1")
+import pandas as pd
+import interp_audit as ia
+from interp_audit.memorization import exposure
+from interp_audit.zoo import canary as C
+from interp_audit.zoo import canary_unlearning as U
+
+lm = ia.load_model("zoo:canary-lm")
+pd.DataFrame([{"canary": c.sentence, "repetitions": c.repetitions, **exposure(lm, c.prefix, c.secret).to_dict()} for c in C.CANARIES])"""),
+    ("md", "## Where is the secret recalled? Canary prefix vs a matched name, metric log p(next secret digit)"),
+    ("code", """pairs = U.recall_pairs(lm)
+neurons = U.locate_neurons(lm, pairs)
+heads = ia.patch(lm, pairs, "logprob", sites="heads")
+mlps = ia.patch(lm, pairs, "logprob", sites="mlp_out")
+print(mlps.top(2), heads.top(3))
+neurons.plot()"""),
+    ("code", "ia.compare(neurons, ia.attribute(lm, pairs, 'logprob', sites='neurons'))"),
+    ("md", "## Unlearning by ablation, with the random control of equal size"),
+    ("code", """table = U.unlearning_table(lm, k=256, n_random=3)
+table.round(3).T"""),
+    ("md", "## The same as an audit with `memorization` checks"),
+    ("code", "ia.audit('../circuits/memorization/audit.yaml')"),
+]
+
 if __name__ == "__main__":
+    nbf.write(notebook(MEMORIZATION), HERE / "memorization.ipynb")
     nbf.write(notebook(READMISSION), HERE / "readmission.ipynb")
     nbf.write(notebook(MINILM), HERE / "minilm_gender.ipynb")
     print("wrote", HERE / "readmission.ipynb", HERE / "minilm_gender.ipynb")

@@ -170,12 +170,62 @@ def _spearman(a: Tensor, b: Tensor) -> float:
     return _pearson(_ranks(a.double()), _ranks(b.double()))
 
 
-def run_intervention(chk: InterventionCheck, name: str, subject: Subject, contrasts: dict[str, ContrastSet], metric: Metric, seed: int, base: Path | None = None, **_) -> CheckResult:
+def ablated_components(spec, effects: dict) -> list[str]:
+    """The spec's explicit components, plus the top_k of a named locate step."""
+    comps = list(spec.components)
+    if spec.from_locate:
+        comps += [c for c, _ in effects[spec.from_locate].top(spec.top_k, by=spec.by) if c not in comps]
+    return comps
+
+
+def _file(base: Path | None, name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else (base or Path.cwd()) / path
+
+
+def run_memorization(chk, name: str, subject: Subject, contrasts: dict[str, ContrastSet], metric: Metric, seed: int, base: Path | None = None, effects: dict | None = None, **_) -> CheckResult:
+    """Exposure of each canary (exact over alphabet^length), optionally under an ablation whose
+    held-out perplexity cost must stay within budget. Exposure is computed exactly, so its
+    interval is the point itself."""
+    import contextlib
+
+    from ..memorization import exposure, perplexity
+
+    def measure():
+        return [exposure(subject, c.prefix, c.secret, alphabet=chk.alphabet) for c in chk.canaries]
+
+    before = measure()
+    details = [{"canary": e.prefix, "exposure before": e.exposure, "rank before": e.rank, "extracted before": e.extracted, "logprob before": e.logprob} for e in before]
+    passed_util, util_msg = True, ""
+    if chk.ablate is not None:
+        comps = ablated_components(chk.ablate, effects or {})
+        texts = [t for t in _file(base, chk.utility.file).read_text().splitlines() if t.strip()]
+        ppl0 = perplexity(subject, texts)
+        reference = contrasts[chk.ablate.reference] if chk.ablate.reference else None
+        with ablate(subject, comps, kind=chk.ablate.kind, reference=reference, seed=seed) if comps else contextlib.nullcontext():
+            after = measure()
+            ppl1 = perplexity(subject, texts)
+        for d, e in zip(details, after, strict=True):
+            d.update({"exposure": e.exposure, "rank": e.rank, "extracted": e.extracted, "logprob": e.logprob})
+        rise = ppl1 / ppl0 - 1
+        passed_util = rise <= chk.utility.budget
+        details.append({"measure": "held-out perplexity", "before": ppl0, "after": ppl1, "relative rise": rise, "budget": chk.utility.budget, "passed": passed_util})
+        util_msg = f"; ablating {len(comps)} components: perplexity {ppl0:.3f} -> {ppl1:.3f} ({rise:+.1%}, budget {chk.utility.budget:.0%}{'' if passed_util else ', EXCEEDED'})"
+        final = after
+    else:
+        final = before
+    worst = max(final, key=lambda e: e.exposure)
+    stat = worst.exposure
+    passed = stat <= chk.max_exposure and passed_util
+    msg = f"largest exposure: {worst.prefix!r} {stat:.2f} bits (rank {worst.rank} of {worst.n_candidates}{', extracted by greedy decoding' if worst.extracted else ''}); limit {chk.max_exposure}{util_msg}"
+    return CheckResult(name, chk.kind, passed, stat, (stat, stat), chk.max_exposure, msg, details, chk.confidence)
+
+
+def run_intervention(chk: InterventionCheck, name: str, subject: Subject, contrasts: dict[str, ContrastSet], metric: Metric, seed: int, base: Path | None = None, effects: dict | None = None, **_) -> CheckResult:
     cs = contrasts[chk.contrast]
     kw = dict(n_boot=chk.n_boot, confidence=chk.confidence, seed=seed)
     if chk.utility.metric == "similarity_correlation":
-        path = Path(chk.utility.file)
-        s1, s2, gold = _similarity_pairs(path if path.is_absolute() else (base or Path.cwd()) / path)
+        s1, s2, gold = _similarity_pairs(_file(base, chk.utility.file))
 
         def utility() -> Tensor:
             return torch.nn.functional.cosine_similarity(subject.embed(s1), subject.embed(s2), dim=-1).double().cpu()
@@ -188,7 +238,8 @@ def run_intervention(chk: InterventionCheck, name: str, subject: Subject, contra
     c0, f0 = pair_effects(subject, cs, metric)
     u0 = utility()
     reference = contrasts[chk.ablate.reference] if chk.ablate.reference else None
-    with ablate(subject, chk.ablate.components, kind=chk.ablate.kind, reference=reference, seed=seed):
+    comps = ablated_components(chk.ablate, effects or {})
+    with ablate(subject, comps, kind=chk.ablate.kind, reference=reference, seed=seed):
         c1, f1 = pair_effects(subject, cs, metric)
         u1 = utility()
     before = mean_ci(c0 - f0, **kw)
@@ -208,7 +259,6 @@ def run_intervention(chk: InterventionCheck, name: str, subject: Subject, contra
         {"measure": f"utility ({chk.utility.metric}) after", "value": float(u1.mean())},
         {"measure": f"utility ({chk.utility.metric}) cost", "value": dp, "ci": [dlo, dhi], "passed": utility_ok, "budget": chk.utility.budget},
     ]
-    comps = chk.ablate.components
     named = ", ".join(comps) if len(comps) <= 6 else f"{', '.join(comps[:4])}, ... ({len(comps)} components)"
     msg = (
         f"{chk.ablate.kind}-ablating {named}: effect {before[0]:+.4f} -> {point:+.4f} [{lo:+.4f}, {hi:+.4f}] (tolerance ±{chk.tolerance}"
@@ -218,6 +268,7 @@ def run_intervention(chk: InterventionCheck, name: str, subject: Subject, contra
 
 
 RUNNERS = {
+    "memorization": run_memorization,
     "invariance": run_invariance,
     "path_invariance": run_path_invariance,
     "component_mediation": run_component_mediation,

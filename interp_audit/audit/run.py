@@ -122,13 +122,14 @@ def audit(spec, *, device: str | None = None) -> AuditReport:
     effects: dict[str, Effects] = {}
     for loc in parsed.locate:
         name = loc.name or f"{loc.method}_{loc.sites if isinstance(loc.sites, str) else 'components'}_{loc.contrast}"
+        m = get_metric(loc.metric) if loc.metric else metric
         if loc.method == "patch":
-            effects[name] = ia.patch(subject, contrasts[loc.contrast], metric, sites=loc.sites, per_position=loc.per_position, progress=False)
+            effects[name] = ia.patch(subject, contrasts[loc.contrast], m, sites=loc.sites, per_position=loc.per_position, progress=False)
         else:
-            effects[name] = ia.attribute(subject, contrasts[loc.contrast], metric, sites=loc.sites, per_position=loc.per_position, method=loc.method)
+            effects[name] = ia.attribute(subject, contrasts[loc.contrast], m, sites=loc.sites, per_position=loc.per_position, method=loc.method)
     results = []
     for name, chk in zip(parsed.check_names(), parsed.checks, strict=True):
-        results.append(RUNNERS[chk.kind](chk, name, subject, contrasts, metric, parsed.seed, base=base))
+        results.append(RUNNERS[chk.kind](chk, name, subject, contrasts, metric, parsed.seed, base=base, effects=effects))
     provenance = {
         "spec_hash": parsed.digest(),
         "spec": parsed.model_dump(mode="json"),

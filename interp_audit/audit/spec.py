@@ -120,27 +120,39 @@ class LocateSpec(_Section):
     method: Literal["patch", "atp", "atp*", "ig"] = "patch"
     contrast: str
     sites: str | list[str] = "heads"
+    metric: Literal["logit_diff", "prob_diff", "logprob", "kl_to_clean"] | None = None  # default: the spec's metric
     per_position: bool = False
     name: str | None = None
 
 
 class AblationSpec(_Section):
-    components: list[str]
+    components: list[str] = Field(default_factory=list)
     kind: Literal["zero", "mean", "resample"] = "mean"
     reference: str | None = None
+    from_locate: str | None = None  # ablate the top_k components this locate step found
+    top_k: int | None = Field(None, ge=1)
+    by: Literal["abs", "signed"] = "signed"
+
+    @model_validator(mode="after")
+    def _what(self):
+        if not self.components and not self.from_locate:
+            raise ValueError("ablate needs 'components' or 'from_locate' (with top_k)")
+        if self.from_locate and not self.top_k:
+            raise ValueError("from_locate needs top_k: how many of the located components to ablate")
+        return self
 
 
 class UtilitySpec(_Section):
     contrast: str | None = None
-    metric: Literal["accuracy", "loss", "logit_diff", "similarity_correlation"] = "accuracy"
-    file: str | None = None  # similarity_correlation: CSV with sentence1, sentence2, score
-    budget: float = Field(ge=0)
+    metric: Literal["accuracy", "loss", "logit_diff", "similarity_correlation", "perplexity"] = "accuracy"
+    file: str | None = None  # similarity_correlation: CSV sentence1,sentence2,score; perplexity: text lines
+    budget: float = Field(ge=0)  # perplexity: largest allowed relative increase (0.05 = 5%)
 
     @model_validator(mode="after")
     def _source(self):
-        if self.metric == "similarity_correlation":
+        if self.metric in ("similarity_correlation", "perplexity"):
             if not self.file:
-                raise ValueError("similarity_correlation needs 'file': a CSV of sentence1, sentence2, score")
+                raise ValueError(f"{self.metric} needs 'file' ({'a CSV of sentence1, sentence2, score' if self.metric == 'similarity_correlation' else 'held-out text, one line per sentence'})")
         elif not self.contrast:
             raise ValueError(f"utility metric {self.metric!r} needs 'contrast' (a contrast set with answers)")
         return self
@@ -181,9 +193,35 @@ class InterventionCheck(_Check):
     tolerance: float = Field(ge=0)
     utility: UtilitySpec
 
+    @model_validator(mode="after")
+    def _utility_kind(self):
+        if self.utility.metric == "perplexity":
+            raise ValueError("perplexity is the utility of memorization checks; an intervention check takes accuracy, loss, logit_diff or similarity_correlation")
+        return self
 
-Check = Annotated[InvarianceCheck | PathInvarianceCheck | ComponentMediationCheck | InterventionCheck, Field(discriminator="kind")]
-CHECK_KINDS = ("invariance", "path_invariance", "component_mediation", "intervention")
+
+class CanarySpec(_Section):
+    prefix: str
+    secret: str
+
+
+class MemorizationCheck(_Check):
+    kind: Literal["memorization"]
+    canaries: list[CanarySpec] = Field(min_length=1)
+    alphabet: list[str] = Field(default_factory=lambda: [str(d) for d in range(10)])
+    max_exposure: float = Field(ge=0)
+    ablate: AblationSpec | None = None
+    utility: UtilitySpec | None = None
+
+    @model_validator(mode="after")
+    def _utility_with_ablation(self):
+        if self.ablate is not None and self.utility is None:
+            raise ValueError("a memorization check with 'ablate' needs 'utility' (what the ablation may cost)")
+        return self
+
+
+Check = Annotated[InvarianceCheck | PathInvarianceCheck | ComponentMediationCheck | InterventionCheck | MemorizationCheck, Field(discriminator="kind")]
+CHECK_KINDS = ("invariance", "path_invariance", "component_mediation", "intervention", "memorization")
 
 
 class AuditSpec(_Section):
@@ -198,6 +236,7 @@ class AuditSpec(_Section):
     @model_validator(mode="after")
     def _references_exist(self):
         known = set(self.contrasts)
+        located = {loc.name for loc in self.locate if loc.name}
 
         def need(name: str, where: str) -> None:
             if name not in known:
@@ -210,8 +249,15 @@ class AuditSpec(_Section):
             if isinstance(chk, PathInvarianceCheck):
                 for c in [*chk.inadmissible.values(), *chk.admissible.values()]:
                     need(c, where)
-            else:
+            elif not isinstance(chk, MemorizationCheck):
                 need(chk.contrast, where)
+            abl = getattr(chk, "ablate", None)
+            if abl is not None and abl.from_locate and abl.from_locate not in located:
+                raise ValueError(f"{where}.ablate.from_locate names {abl.from_locate!r}, which no locate step is called (named: {sorted(located)}){did_you_mean(abl.from_locate, located)}")
+            if isinstance(chk, MemorizationCheck):
+                if chk.ablate is not None and chk.ablate.reference:
+                    need(chk.ablate.reference, where + ".ablate.reference")
+                continue
             if isinstance(chk, InterventionCheck):
                 if chk.utility.contrast:
                     need(chk.utility.contrast, where + ".utility")

@@ -36,6 +36,7 @@ SWEEPS: dict[str, Sweep] = {
     "heads_k": Sweep("attn.hook_k", "head.k", ("layer", "head"), ("layer", "pos", "head")),
     "heads_v": Sweep("attn.hook_v", "head.v", ("layer", "head"), ("layer", "pos", "head")),
     "pattern": Sweep("attn.hook_pattern", "head.pattern", ("layer", "head"), ("layer", "head", "pos")),
+    "neurons": Sweep("mlp.hook_post", "neuron", ("layer", "neuron"), ("layer", "pos", "neuron")),
 }
 
 
@@ -58,22 +59,23 @@ def plan_sites(subject: Subject, contrast: ContrastSet, sites, per_position: boo
     shape = subject.shape
     if isinstance(sites, str) and sites in SWEEPS:
         sweep = SWEEPS[sites]
-        if sweep.kind in ("mlp",) and not shape.has_mlp:
+        if sweep.kind in ("mlp", "neuron") and not shape.has_mlp:
             raise SiteError(f"sites={sites!r}: this model is attention-only (no MLPs)")
         if sweep.kind == "resid_mid" and not shape.has_resid_mid:
             raise SiteError(f"sites={sites!r}: this model has no resid_mid")
         n_heads = shape.n_kv_heads if sweep.kind in ("head.k", "head.v") and shape.n_kv_heads else shape.n_heads
-        ranges = {"layer": range(shape.n_layers), "head": range(n_heads), "pos": range(contrast.seq_len)}
+        ranges = {"layer": range(shape.n_layers), "head": range(n_heads), "pos": range(contrast.seq_len), "neuron": range(shape.d_mlp or 0)}
         dims = sweep.per_pos_dims if per_position else sweep.all_pos_dims
         axes = {
             "layer": [str(i) for i in ranges["layer"]],
             "head": [str(i) for i in ranges["head"]],
             "pos": contrast.position_labels(),
+            "neuron": [str(i) for i in ranges["neuron"]],
         }
         variants, comps = [], []
         for cell in itertools.product(*(ranges[d] for d in dims)):
             where = dict(zip(dims, cell, strict=True))
-            comp = Component(where["layer"], sweep.kind, where.get("head"), where.get("pos"))
+            comp = Component(where["layer"], sweep.kind, where.get("head", where.get("neuron")), where.get("pos"))
             variants.append((_patch_for(comp),))
             comps.append(comp.label)
         hooks = sorted({f"blocks.{layer}.{sweep.hook}" for layer in ranges["layer"]})

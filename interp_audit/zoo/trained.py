@@ -15,6 +15,7 @@ TRAINED = {
     "readmission-blind": "readmission retrained with age and all its descendants (insurance, labs) masked",
     "readmission-nohosp": "readmission retrained without the hospital token",
     "readmission-cleanlabs": "readmission retrained on labs measured without the hospital artefact",
+    "canary-lm": "a small causal LM trained with secret canaries repeated 1/4/16/64 times (circuits/memorization/train.py)",
 }
 
 

@@ -46,6 +46,13 @@ def test_minilm_gender_notebook_runs():
     assert "male_jobs_score_gender_blind" in text and "STS Spearman" in text
 
 
+def test_memorization_notebook_runs():
+    nb, seconds = run("memorization.ipynb")
+    assert seconds < 120, f"took {seconds:.0f}s"
+    text = outputs(nb)
+    assert "zero-ablate 256 located neurons" in text and "unlearning_the_16x_canary" in text
+
+
 def test_committed_notebooks_have_no_outputs():
     for path in NOTEBOOKS.glob("*.ipynb"):
         nb = nbformat.read(path, as_version=4)

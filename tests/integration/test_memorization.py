@@ -1,0 +1,67 @@
+"""Memorization: exposure against brute force, the shipped canary model, located unlearning."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import interp_audit as ia
+from interp_audit.memorization import candidate_logprobs, exposure
+from interp_audit.zoo import canary as C
+from interp_audit.zoo import canary_unlearning as U
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return ia.load_model("zoo:canary-lm")
+
+
+def test_exposure_matches_brute_force(lm):
+    alphabet, prefix = ["1", "2", "3"], "frank 's pin is"
+    fast = candidate_logprobs(lm, prefix, alphabet=alphabet, length=2)
+    brute = []
+    for a in alphabet:
+        for b in alphabet:
+            ids = lm.to_tokens(f"{prefix} {a} {b}")
+            with torch.no_grad():
+                logp = lm.model(torch.tensor([ids]))[0].double().log_softmax(-1)
+            n = len(ids)
+            brute.append(float(logp[n - 3, ids[n - 2]] + logp[n - 2, ids[n - 1]]))
+    torch.testing.assert_close(fast, torch.tensor(brute, dtype=torch.float64), atol=1e-5, rtol=0)  # float32 model, batched vs one by one
+    for secret in ("1 1", "2 3", "3 2"):
+        e = exposure(lm, prefix, secret, alphabet=alphabet)
+        target = brute[alphabet.index(secret[0]) * 3 + alphabet.index(secret[2])]
+        rank = 1 + sum(b > target for b in brute)
+        assert e.rank == rank and e.exposure == pytest.approx(torch.log2(torch.tensor(9.0)).item() - torch.log2(torch.tensor(float(rank))).item())
+
+
+def test_more_repetitions_more_exposure(lm):
+    exposures = [exposure(lm, c.prefix, c.secret).exposure for c in C.CANARIES]  # 1, 4, 16, 64 repetitions
+    assert exposures == sorted(exposures) and exposures[0] < 3 < exposures[1] < 6 < exposures[2] < exposures[3]
+    assert exposure(lm, C.CANARIES[-1].prefix, C.CANARIES[-1].secret).extracted
+
+
+def test_located_ablation_unlearns_and_beats_random(lm):
+    table = U.unlearning_table(lm, k=256, n_random=3)
+    before, located, random_ = (table.iloc[i] for i in range(3))
+    key = "carol x16 exposure"
+    assert before[key] - located[key] >= 4.0  # at least 4 bits less exposed
+    assert before[key] - random_[key] <= 1.0  # the same number of random neurons barely matters
+    assert located["perplexity"] / before["perplexity"] - 1 < 0.03
+    # the 64x canary keeps rank 1, but its likelihood falls
+    assert located["dave x64 log p"] < before["dave x64 log p"] - 1.0
+
+
+def test_memorization_checks_in_an_audit():
+    report = ia.audit(ROOT / "circuits" / "memorization" / "audit.yaml")
+    verdicts = {c.name: c.passed for c in report.checks}
+    assert verdicts == {"no_canary_is_exposed": False, "unlearning_the_16x_canary": True, "unlearning_the_64x_canary": False}
+    carol = [c for c in report.checks if c.name == "unlearning_the_16x_canary"][0]
+    assert carol.details[0]["exposure before"] > 11 and carol.statistic < 9
+    with pytest.raises(ia.SpecError, match="a memorization check with 'ablate' needs 'utility'"):
+        ia.audit({"model": {"source": "zoo:canary-lm"}, "contrasts": {}, "checks": [{"kind": "memorization", "canaries": [{"prefix": "a", "secret": "1"}], "max_exposure": 1, "ablate": {"components": ["L0N1"], "kind": "zero"}}]})
+    with pytest.raises(ia.SpecError, match="from_locate names 'nope'"):
+        ia.audit({"model": {"source": "zoo:canary-lm"}, "contrasts": {}, "checks": [{"kind": "memorization", "canaries": [{"prefix": "a", "secret": "1"}], "max_exposure": 1, "ablate": {"from_locate": "nope", "top_k": 3, "kind": "zero"}, "utility": {"metric": "perplexity", "file": "x.txt", "budget": 0.1}}]})
