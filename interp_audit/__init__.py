@@ -9,7 +9,7 @@ data) through a transformer, with exact numbers and clean hooks.
 Importing this package does not import TransformerLens; loading a model does.
 """
 
-from . import metrics
+from . import metrics, sae
 from .audit.run import AuditReport, audit
 from .components import Component, parse_component
 from .contrast import ContrastSet
@@ -52,4 +52,5 @@ __all__ = [
     "patch_in",
     "patch_path",
     "prune",
+    "sae",
 ]

@@ -178,6 +178,17 @@ def ablated_components(spec, effects: dict) -> list[str]:
     return comps
 
 
+def ablation(subject: Subject, spec, comps: list[str], reference, seed: int, base: Path | None = None):
+    """The context a spec's ablation describes: components, or SAE features (error kept)."""
+    if spec.sae is None:
+        return ablate(subject, comps, kind=spec.kind, reference=reference, seed=seed)
+    from ..sae import ablate_features, load_sae
+
+    source = spec.sae if spec.sae.startswith("zoo:") else str(_file(base, spec.sae))
+    sae = load_sae(source, subject)
+    return ablate_features(subject, sae, comps, kind=spec.kind, value=spec.value, reference=reference)
+
+
 def _file(base: Path | None, name: str) -> Path:
     path = Path(name)
     return path if path.is_absolute() else (base or Path.cwd()) / path
@@ -202,7 +213,7 @@ def run_memorization(chk, name: str, subject: Subject, contrasts: dict[str, Cont
         texts = [t for t in _file(base, chk.utility.file).read_text().splitlines() if t.strip()]
         ppl0 = perplexity(subject, texts)
         reference = contrasts[chk.ablate.reference] if chk.ablate.reference else None
-        with ablate(subject, comps, kind=chk.ablate.kind, reference=reference, seed=seed) if comps else contextlib.nullcontext():
+        with ablation(subject, chk.ablate, comps, reference, seed, base) if comps else contextlib.nullcontext():
             after = measure()
             ppl1 = perplexity(subject, texts)
         for d, e in zip(details, after, strict=True):
@@ -239,7 +250,7 @@ def run_intervention(chk: InterventionCheck, name: str, subject: Subject, contra
     u0 = utility()
     reference = contrasts[chk.ablate.reference] if chk.ablate.reference else None
     comps = ablated_components(chk.ablate, effects or {})
-    with ablate(subject, comps, kind=chk.ablate.kind, reference=reference, seed=seed):
+    with ablation(subject, chk.ablate, comps, reference, seed, base):
         c1, f1 = pair_effects(subject, cs, metric)
         u1 = utility()
     before = mean_ci(c0 - f0, **kw)

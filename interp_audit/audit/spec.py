@@ -126,8 +126,10 @@ class LocateSpec(_Section):
 
 
 class AblationSpec(_Section):
-    components: list[str] = Field(default_factory=list)
-    kind: Literal["zero", "mean", "resample"] = "mean"
+    components: list[str] = Field(default_factory=list)  # labels; with 'sae', SAE features (L0F12)
+    kind: Literal["zero", "mean", "resample", "clamp"] = "mean"
+    sae: str | None = None  # an SAE (folder or zoo:NAME): ablate its features, the error kept
+    value: float | None = None  # clamp value
     reference: str | None = None
     from_locate: str | None = None  # ablate the top_k components this locate step found
     top_k: int | None = Field(None, ge=1)
@@ -139,6 +141,10 @@ class AblationSpec(_Section):
             raise ValueError("ablate needs 'components' or 'from_locate' (with top_k)")
         if self.from_locate and not self.top_k:
             raise ValueError("from_locate needs top_k: how many of the located components to ablate")
+        if self.kind == "clamp" and (self.sae is None or self.value is None):
+            raise ValueError("clamp ablation is for SAE features: give 'sae' and 'value'")
+        if self.sae is not None and self.kind == "resample":
+            raise ValueError("SAE features can be zero-, mean-ablated or clamped, not resampled")
         return self
 
 
@@ -263,7 +269,7 @@ class AuditSpec(_Section):
                     need(chk.utility.contrast, where + ".utility")
                 if chk.ablate.reference:
                     need(chk.ablate.reference, where + ".ablate.reference")
-                elif chk.ablate.kind != "zero":
+                elif chk.ablate.kind not in ("zero", "clamp"):
                     raise ValueError(f"{where}.ablate: {chk.ablate.kind} ablation needs a 'reference' contrast")
         names = [c.name for c in self.checks if c.name]
         dup = {n for n in names if names.count(n) > 1}

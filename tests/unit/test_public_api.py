@@ -9,7 +9,7 @@ def test_public_api_is_curated():
         "AuditError", "AuditReport", "Circuit", "Comparison", "Component", "ContrastError", "ContrastSet", "Effects",
         "ModelLoadError", "SiteError", "SpecError", "Subject", "ablate", "attribute", "attribute_edges", "audit",
         "compare", "load_model", "metrics", "parse_component", "patch", "patch_edges", "patch_in",
-        "patch_path", "prune",
+        "patch_path", "prune", "sae",
     ])
     for name in ia.__all__:
         assert hasattr(ia, name), name

@@ -1,0 +1,285 @@
+"""Sparse-autoencoder features with sae_lens: load or train, extract, patch, attribute, ablate.
+
+An SAE at hook h splits the activation into features and an error term,
+``x = decode(encode(x)) + err`` exactly. Every operation here keeps ``err``, so the model's
+forward is unchanged until a feature is touched (Marks et al. 2024's sparse feature circuits:
+the error is a node of its own, and features + error account for the whole activation).
+Feature labels are ``L{layer}F{index}``, the error ``L{layer}.sae_err`` (one SAE per layer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from .components import layer_of_hook
+from .contrast import ContrastSet
+from .effects import Effects
+from .engine import Patch, RunContext, cached_run, default_max_rows, run_variants
+from .errors import AuditError, ModelLoadError, SiteError
+from .metrics import Metric, get_metric
+from .subject import Subject, quiet_tl_warnings
+
+__all__ = ["ablate_features", "attribute_features", "feature_diff", "load_sae", "patch_features", "top_activating", "train_sae"]
+
+
+def hook_of(sae) -> str:
+    meta = getattr(sae.cfg, "metadata", None)
+    hook = getattr(meta, "hook_name", None) or getattr(sae.cfg, "hook_name", None)
+    if not hook:
+        raise SiteError("this SAE does not say which hook it reads (cfg.metadata.hook_name is empty)")
+    return hook
+
+
+def check_sae(subject: Subject, sae) -> str:
+    """The SAE's hook exists on the model and its d_in matches that activation; returns the hook."""
+    hook = hook_of(sae)
+    subject.check_hook(hook)
+    tokens = torch.zeros((1, 2), dtype=torch.long, device=subject.device)
+    cache, _ = cached_run(subject, tokens, torch.ones_like(tokens), {hook})
+    width = cache[hook].shape[-1] if cache[hook].ndim == 3 else int(torch.tensor(cache[hook].shape[2:]).prod())
+    if int(sae.cfg.d_in) != width:
+        raise SiteError(f"SAE for {hook!r} has d_in={sae.cfg.d_in}, but that activation has width {width} on this {subject.model_class}")
+    return hook
+
+
+def load_sae(source: Any, subject: Subject | None = None, *, sae_id: str | None = None, device: str | None = None):
+    """An SAE from an object, a local folder (sae_lens format), ``"zoo:NAME"``, or a pretrained
+    release name with ``sae_id`` (downloads from the hub). Checked against ``subject`` if given."""
+    with quiet_tl_warnings():
+        from sae_lens import SAE
+
+        dev = device or (str(subject.device) if subject is not None else "cpu")
+        if hasattr(source, "encode") and hasattr(source, "decode"):
+            sae = source
+        elif isinstance(source, str) and source.startswith("zoo:"):
+            folder = Path(__file__).resolve().parent / "zoo" / "weights" / "saes" / source[4:]
+            if not folder.exists():
+                avail = sorted(p.name for p in folder.parent.iterdir()) if folder.parent.exists() else []
+                raise ModelLoadError(f"no zoo SAE {source[4:]!r}; available: {', '.join(avail)}")
+            sae = SAE.load_from_disk(str(folder), device=dev)
+        elif Path(str(source)).is_dir():
+            sae = SAE.load_from_disk(str(source), device=dev)
+        elif sae_id is not None:
+            try:
+                sae = SAE.from_pretrained(str(source), sae_id, device=dev)
+            except Exception as err:
+                raise ModelLoadError(f"could not load SAE {source!r}/{sae_id!r} from the hub: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
+        else:
+            raise ModelLoadError(f"cannot load an SAE from {source!r}: give a folder, 'zoo:NAME', or a release name with sae_id=")
+    sae.eval()
+    if subject is not None:
+        check_sae(subject, sae)
+    return sae
+
+
+def train_sae(subject: Subject, hook: str, tokens: Tensor | Sequence[Sequence[int]], *, d_sae: int = 256, l1_coefficient: float = 1.0, training_tokens: int = 200_000, lr: float = 3e-3, batch_tokens: int = 512, seed: int = 0):
+    """Train a standard SAE on ``hook`` with sae_lens's runner, offline (override_model and
+    override_dataset, no wandb), reproducible with ``seed``. Returns an inference SAE."""
+    subject.check_hook(hook)
+    rows = tokens.tolist() if isinstance(tokens, Tensor) else [list(r) for r in tokens]
+    lengths = {len(r) for r in rows}
+    if len(lengths) != 1:
+        raise AuditError(f"train_sae needs token rows of one length (got lengths {sorted(lengths)}); pad or group them")
+    context = lengths.pop()
+    with quiet_tl_warnings():
+        import logging
+
+        from datasets import Dataset
+        from sae_lens import (
+            SAE,
+            LanguageModelSAERunnerConfig,
+            LanguageModelSAETrainingRunner,
+            LoggingConfig,
+            StandardTrainingSAEConfig,
+        )
+
+        logging.getLogger("sae_lens").setLevel(logging.ERROR)
+        cache, _ = cached_run(subject, torch.tensor(rows[:1], device=subject.device), torch.ones((1, context), dtype=torch.long, device=subject.device), {hook})
+        d_in = cache[hook].shape[-1]
+        torch.manual_seed(seed)
+        cfg = LanguageModelSAERunnerConfig(
+            sae=StandardTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l1_coefficient=l1_coefficient),
+            model_name=subject.source, hook_name=hook, dataset_path="interp_audit-tokens", is_dataset_tokenized=True, streaming=False,
+            context_size=context, training_tokens=training_tokens, train_batch_size_tokens=batch_tokens, store_batch_size_prompts=128,
+            n_batches_in_buffer=max(8, 2 * batch_tokens // context), device=str(subject.device), seed=seed, lr=lr,
+            logger=LoggingConfig(log_to_wandb=False), checkpoint_path=None, output_path=None, verbose=False,
+            prepend_bos=False, n_batches_for_norm_estimate=10, exclude_special_tokens=False,
+        )
+        runner = LanguageModelSAETrainingRunner(cfg, override_dataset=Dataset.from_dict({"input_ids": rows}), override_model=subject.model)
+        trained = runner.run()
+        with tempfile.TemporaryDirectory() as tmp:  # training SAE -> inference SAE
+            trained.save_model(tmp)
+            sae = SAE.load_from_disk(tmp, device=str(subject.device))
+    sae.eval()
+    subject.live_hooks()  # the runner attaches no hooks beyond its run; verify nothing is left
+    return sae
+
+
+def _labels(sae) -> tuple[int, list[str]]:
+    layer = layer_of_hook(hook_of(sae))
+    layer = 0 if layer is None else layer
+    return layer, [f"L{layer}F{i}" for i in range(int(sae.cfg.d_sae))] + [f"L{layer}.sae_err"]
+
+
+@torch.no_grad()
+def _split(sae, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Features and error of activations ``x``: x == decode(f) + err."""
+    f = sae.encode(x)
+    return f, x - sae.decode(f)
+
+
+def feature_activations(subject: Subject, sae, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
+    hook = hook_of(sae)
+    mask = torch.ones_like(tokens) if mask is None else mask
+    cache, _ = cached_run(subject, tokens.to(subject.device), mask.to(subject.device), {hook})
+    return _split(sae, cache[hook])[0]
+
+
+def feature_diff(subject: Subject, sae, contrast: ContrastSet) -> Effects:
+    """Mean feature activation, clean minus counterfactual, over pairs and real positions."""
+    check_sae(subject, sae)
+    layer, labels = _labels(sae)
+    mask = contrast.attention_mask().to(subject.device)
+    fc = feature_activations(subject, sae, contrast.clean, mask)
+    ff = feature_activations(subject, sae, contrast.counterfactual, mask)
+    m = mask[..., None].to(fc.dtype)
+    per_pair = ((fc - ff) * m).sum(1) / m.sum(1)  # [pair, feature]
+    values = per_pair.mean(0).cpu()
+    return Effects(values=values, dims=("feature",), axes={"feature": labels[:-1]}, components=labels[:-1], metric="activation", method="feature_diff", normalized=False, per_example=per_pair.T.cpu())
+
+
+def top_activating(subject: Subject, sae, feature: int, texts: Sequence[str], k: int = 5) -> list[tuple[str, str, float]]:
+    """The ``k`` texts (and token) where ``feature`` fires most: (text, token, activation)."""
+    rows = [subject.to_tokens(t) for t in texts]
+    out = []
+    for text, row in zip(texts, rows, strict=True):
+        acts = feature_activations(subject, sae, torch.tensor([row]))[0, :, feature]
+        pos = int(acts.argmax())
+        out.append((text, subject.token_str([row[pos]])[0], float(acts[pos])))
+    return sorted(out, key=lambda r: -r[2])[:k]
+
+
+def _finish(values_pe: Tensor, base: float, source: float, labels: list[str], metric: Metric, method: str, normalize: bool, direction: str) -> Effects:
+    from .locate.patching import normalise
+
+    mean = values_pe.mean(1)
+    values = normalise(mean, base, source, "feature effects") if normalize else mean
+    clean, cf = (source, base) if direction == "denoise" else (base, source)
+    return Effects(values=values, dims=("feature",), axes={"feature": labels}, components=labels, metric=metric.name, method=method, normalized=normalize,
+                   per_example=values_pe, baseline={"clean": clean, "counterfactual": cf}, meta={"direction": direction, "error_node": labels[-1]})
+
+
+def patch_features(subject: Subject, contrast: ContrastSet, metric: Metric | str, sae, *, direction: Literal["denoise", "noise"] = "denoise", normalize: bool = True, batch_size: int | None = None) -> Effects:
+    """Exact patching of every SAE feature (and the error node), one at a time, error kept."""
+    metric = get_metric(metric)
+    hook = check_sae(subject, sae)
+    _, labels = _labels(sae)
+    rows = batch_size or default_max_rows(subject, contrast.seq_len)
+    per_example, bases, sources = [], [], []
+    for part in contrast.batches(max(1, rows)):
+        ctx = RunContext.build(subject, part, metric, direction=direction, source_hooks=[hook], need_kv=subject.kind == "causal")
+        x_base, x_src = ctx.base_sites[hook], ctx.source[hook]
+        f_base, e_base = _split(sae, x_base)
+        f_src, e_src = _split(sae, x_src)
+        recon_base = x_base - e_base
+        vals = ctx.base_values.new_empty((len(labels), ctx.batch)).double()
+        todo, variants = [], []
+        for i in range(len(labels) - 1):
+            if torch.equal(f_base[..., i], f_src[..., i]):
+                vals[i] = ctx.base_values.double()  # the feature does not change: nothing to patch
+                continue
+            f = f_base.clone()
+            f[..., i] = f_src[..., i]
+            with torch.no_grad():
+                value = sae.decode(f) + e_base
+            todo.append(i)
+            variants.append((Patch(hook, (), value=value),))
+        todo.append(len(labels) - 1)
+        variants.append((Patch(hook, (), value=recon_base + e_src),))
+        for start in range(0, len(variants), 64):
+            chunk = variants[start : start + 64]
+            vals[todo[start : start + 64]] = run_variants(ctx, chunk, max_rows=rows, progress=False).double()
+        per_example.append(vals.float().cpu())
+        bases.append(ctx.base_values.cpu())
+        sources.append(ctx.source_values.cpu())
+    return _finish(torch.cat(per_example, 1), float(torch.cat(bases).mean()), float(torch.cat(sources).mean()), labels, metric, "feature_patch", normalize, direction)
+
+
+def attribute_features(subject: Subject, contrast: ContrastSet, metric: Metric | str, sae, *, direction: Literal["denoise", "noise"] = "denoise", normalize: bool = True) -> Effects:
+    """AtP over features: (f_src - f_base)_i * (W_dec[i] . dM/dx), plus (err_src - err_base) . dM/dx.
+    Features + error add up to the AtP estimate of patching the whole activation."""
+    from .locate.gradients import gradient_run
+
+    metric = get_metric(metric)
+    hook = check_sae(subject, sae)
+    _, labels = _labels(sae)
+    per_example, bases, sources = [], [], []
+    for part in contrast.batches(default_max_rows(subject, contrast.seq_len)):
+        ctx = RunContext.build(subject, part, metric, direction=direction, source_hooks=[hook], base_run=False)
+        acts, grads, base_values = gradient_run(ctx, ctx.base_tokens, [hook])
+        g, x_base = grads[0][hook], acts[hook]
+        f_base, e_base = _split(sae, x_base)
+        f_src, e_src = _split(sae, ctx.source[hook])
+        with torch.no_grad():
+            per_feature = torch.einsum("bpf,fd,bpd->bf", f_src - f_base, sae.W_dec, g)
+            err = ((e_src - e_base) * g).sum((1, 2))
+        est = torch.cat([per_feature, err[:, None]], dim=1).T  # [label, pair]
+        per_example.append((base_values[None] + est).float().cpu())
+        bases.append(base_values.cpu())
+        sources.append(ctx.source_values.cpu())
+    return _finish(torch.cat(per_example, 1), float(torch.cat(bases).mean()), float(torch.cat(sources).mean()), labels, metric, "feature_atp", normalize, direction)
+
+
+def _feature_indices(sae, features: Sequence[int | str]) -> list[int]:
+    out = []
+    for f in features:
+        if isinstance(f, str):
+            f = int(f.rsplit("F", 1)[-1]) if "F" in f else int(f)
+        if not 0 <= f < int(sae.cfg.d_sae):
+            raise SiteError(f"feature {f} does not exist; this SAE has features 0..{int(sae.cfg.d_sae) - 1}")
+        out.append(f)
+    return out
+
+
+@contextlib.contextmanager
+def ablate_features(subject: Subject, sae, features: Sequence[int | str], kind: Literal["zero", "mean", "clamp"] = "zero", *, value: float | None = None, reference: ContrastSet | Tensor | None = None) -> Iterator[Subject]:
+    """Zero-ablate, mean-ablate (mean over ``reference``) or clamp SAE features, the error kept:
+    the activation becomes decode(f') + err, so untouched features leave the model unchanged."""
+    hook = check_sae(subject, sae)
+    idx = _feature_indices(sae, features)
+    if kind == "clamp" and value is None:
+        raise AuditError("clamping features needs value=")
+    fill = None
+    if kind == "mean":
+        if reference is None:
+            raise AuditError("mean-ablating features needs reference=")
+        from .interventions import reference_activations
+
+        acts, mask = reference_activations(subject, reference, [hook])
+        f_ref = _split(sae, acts[hook])[0]
+        m = mask[..., None].to(f_ref.dtype)
+        fill = ((f_ref * m).sum((0, 1)) / m.sum((0, 1)))[idx]
+    if kind not in ("zero", "mean", "clamp"):
+        raise AuditError(f"feature ablation kind must be 'zero', 'mean' or 'clamp'; got {kind!r}")
+
+    def fn(x, *, hook):
+        with torch.no_grad():
+            f = sae.encode(x)
+            err = x - sae.decode(f)
+            if kind == "zero":
+                f[..., idx] = 0.0
+            elif kind == "clamp":
+                f[..., idx] = float(value)
+            else:
+                f[..., idx] = fill.to(f.dtype)
+            return sae.decode(f) + err
+
+    with subject.hooks([(hook, fn)]):
+        yield subject
