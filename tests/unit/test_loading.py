@@ -87,7 +87,7 @@ def test_local_hf_bert_folder_with_mlm_head_matches_transformers(tmp_path):
 @pytest.mark.parametrize(
     "source, kwargs, message",
     [
-        ("zoo:nope", {}, "no zoo model 'nope'; available: all-minilm-l6-v2, handbuilt-copy, readmission"),
+        ("zoo:nope", {}, "no zoo model 'nope'; available: all-minilm-l6-v2, canary-lm, handbuilt-copy, readmission"),
         ("zoo:handbuilt-copyy", {}, "did you mean 'handbuilt-copy'"),
         (build_model(build_cfg(), seed=0), {"fold_lnn": True}, "unknown weight-processing option 'fold_lnn'.*did you mean 'fold_ln'"),
         (build_model(build_cfg(), seed=0), {"dtype": "float13"}, "unknown dtype 'float13'"),
