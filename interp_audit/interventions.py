@@ -20,7 +20,7 @@ from .engine import cached_run
 from .errors import AuditError, ContrastError
 from .subject import Subject
 
-__all__ = ["ablate", "patch_in", "reference_activations"]
+__all__ = ["ablate", "ablate_token_embedding", "patch_in", "reference_activations"]
 
 AblationKind = Literal["zero", "mean", "resample"]
 
@@ -158,4 +158,36 @@ def patch_in(subject: Subject, components: str | Sequence[str], source: Contrast
         return src.to(act.dtype)
 
     with subject.hooks([(h, _Replace(cs, value)) for h, cs in by_hook.items()]):
+        yield subject
+
+
+@contextlib.contextmanager
+def ablate_token_embedding(subject: Subject, tokens: Sequence[str], like: Sequence[str]) -> Iterator[Subject]:
+    """Wherever one of ``tokens`` is embedded, use the mean embedding of the ``like`` tokens.
+
+    A token-conditional edit of the first residual stream (``hook_embed``): the model can no
+    longer tell these tokens from an average ``like`` token, while every other input is exactly
+    unchanged. Unlearning a record keyed by a rare token (a name) costs nothing elsewhere.
+    """
+    if "hook_embed" not in subject.hook_dict or not hasattr(subject.model, "W_E"):
+        raise AuditError(f"ablate_token_embedding needs a model with hook_embed and W_E; {subject.model_class} has none")
+
+    def ids(words: Sequence[str], what: str) -> list[int]:
+        out = []
+        for w in words:
+            t = subject.answer_token(w)
+            if len(t) != 1:
+                raise ContrastError(f"{what} {w!r} is {len(t)} tokens {subject.token_str(t)}; give single tokens")
+            out.append(t[0])
+        return out
+
+    targets, pool = ids(tokens, "token"), ids(like, "reference token")
+    W = subject.model.W_E.detach()
+    rows, mean = W[targets], W[pool].mean(0)
+
+    def fn(act, *, hook):
+        hit = (act[..., None, :] == rows.to(act.dtype)).all(-1).any(-1)  # [b, pos]
+        return torch.where(hit[..., None], mean.to(act.dtype), act)
+
+    with subject.hooks([("hook_embed", fn)]):
         yield subject

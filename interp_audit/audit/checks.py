@@ -179,7 +179,12 @@ def ablated_components(spec, effects: dict) -> list[str]:
 
 
 def ablation(subject: Subject, spec, comps: list[str], reference, seed: int, base: Path | None = None):
-    """The context a spec's ablation describes: components, or SAE features (error kept)."""
+    """The context a spec's ablation describes: components, SAE features (error kept), or token
+    embeddings (``kind: embedding``)."""
+    if spec.kind == "embedding":
+        from ..interventions import ablate_token_embedding
+
+        return ablate_token_embedding(subject, comps, like=spec.like)
     if spec.sae is None:
         return ablate(subject, comps, kind=spec.kind, reference=reference, seed=seed)
     from ..sae import ablate_features, load_sae

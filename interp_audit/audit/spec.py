@@ -127,9 +127,10 @@ class LocateSpec(_Section):
 
 class AblationSpec(_Section):
     components: list[str] = Field(default_factory=list)  # labels; with 'sae', SAE features (L0F12)
-    kind: Literal["zero", "mean", "resample", "clamp"] = "mean"
+    kind: Literal["zero", "mean", "resample", "clamp", "embedding"] = "mean"
     sae: str | None = None  # an SAE (folder or zoo:NAME): ablate its features, the error kept
     value: float | None = None  # clamp value
+    like: list[str] | None = None  # embedding: components are tokens, embedded as the mean of these
     reference: str | None = None
     from_locate: str | None = None  # ablate the top_k components this locate step found
     top_k: int | None = Field(None, ge=1)
@@ -143,6 +144,8 @@ class AblationSpec(_Section):
             raise ValueError("from_locate needs top_k: how many of the located components to ablate")
         if self.kind == "clamp" and (self.sae is None or self.value is None):
             raise ValueError("clamp ablation is for SAE features: give 'sae' and 'value'")
+        if self.kind == "embedding" and not self.like:
+            raise ValueError("embedding ablation replaces the tokens in 'components' by the mean of 'like' tokens: give 'like'")
         if self.sae is not None and self.kind == "resample":
             raise ValueError("SAE features can be zero-, mean-ablated or clamped, not resampled")
         return self
@@ -269,7 +272,7 @@ class AuditSpec(_Section):
                     need(chk.utility.contrast, where + ".utility")
                 if chk.ablate.reference:
                     need(chk.ablate.reference, where + ".ablate.reference")
-                elif chk.ablate.kind not in ("zero", "clamp"):
+                elif chk.ablate.kind not in ("zero", "clamp", "embedding"):
                     raise ValueError(f"{where}.ablate: {chk.ablate.kind} ablation needs a 'reference' contrast")
         names = [c.name for c in self.checks if c.name]
         dup = {n for n in names if names.count(n) > 1}

@@ -2,10 +2,11 @@
 
 Localisation: for each high-repetition canary and each secret digit, a pair (canary prefix up
 to that digit, the same with a non-canary name whose PINs were random in training); metric:
-log-probability of the true next digit. Exact patching over every MLP neuron (and heads); the
-neurons with the largest effects are zero-ablated. The control ablates as many neurons drawn
-at random. Reported per canary: exposure and greedy extraction before/after; and held-out
-perplexity before/after.
+log-probability of the true next digit. Exact patching over every MLP neuron (and heads, and
+residual positions); the neurons with the largest effects are zero-ablated, and the position
+that carries all of the recall (the name, ``L0.resid_pre@1``) is edited token-conditionally.
+Controls: as many random neurons; two non-canary names edited the same way. Reported per
+canary: exposure, log p(secret) and greedy extraction; and held-out perplexity.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import random
 
 from ..contrast import ContrastSet
 from ..effects import Effects
-from ..interventions import ablate
+from ..interventions import ablate, ablate_token_embedding
 from ..memorization import exposure, perplexity
 from ..subject import Subject
 from . import canary as C
@@ -50,9 +51,12 @@ def top_neurons(effects: Effects, k: int) -> list[str]:
     return [c for c, _ in effects.top(k, by="signed")]
 
 
-def measure(subject: Subject, ablated: list[str] | None = None) -> dict:
+def measure(subject: Subject, ablated: list[str] | None = None, forget_names: list[str] | None = None) -> dict:
     """Held-out perplexity, and per canary: exposure (bits), log p(secret), greedy extraction."""
-    ctx = ablate(subject, ablated, kind="zero") if ablated else contextlib.nullcontext()
+    if forget_names:
+        ctx = ablate_token_embedding(subject, forget_names, like=C.NAMES)
+    else:
+        ctx = ablate(subject, ablated, kind="zero") if ablated else contextlib.nullcontext()
     with ctx:
         row = {"perplexity": perplexity(subject, C.held_out())}
         for c in C.CANARIES:
@@ -83,6 +87,11 @@ def unlearning_table(subject: Subject | None = None, k: int = 256, n_random: int
     randoms = [measure(subject, random_neurons(subject, k, seed)) for seed in range(n_random)]
     mean = {key: (sum(r[key] for r in randoms) / n_random) for key in randoms[0]}
     rows.append({"intervention": f"zero-ablate {k} random neurons (mean of {n_random})", **mean})
+    # The located residual position is the canary's name (patching L0.resid_pre@1 restores all of
+    # the recall): edit it. The control edits a name of the same frequency class that is no canary.
+    high = [c.name for c in C.CANARIES if c.repetitions >= 16]
+    rows.append({"intervention": f"edit: embed {'/'.join(high)} as an average name", **measure(subject, forget_names=high)})
+    rows.append({"intervention": "edit control: embed 2 non-canary names as an average name", **measure(subject, forget_names=list(C.NAMES[-2:]))})
     table = pd.DataFrame(rows)
     table.attrs["located"] = located
     return table

@@ -51,14 +51,20 @@ def test_located_ablation_unlearns_and_beats_random(lm):
     assert before[key] - located[key] >= 4.0  # at least 4 bits less exposed
     assert before[key] - random_[key] <= 1.0  # the same number of random neurons barely matters
     assert located["perplexity"] / before["perplexity"] - 1 < 0.03
-    # the 64x canary keeps rank 1, but its likelihood falls
+    # the 64x canary keeps rank 1 under neuron ablation, but its likelihood falls
     assert located["dave x64 log p"] < before["dave x64 log p"] - 1.0
+    edit, control = table.iloc[3], table.iloc[4]
+    for key in ("dave x64 exposure", "carol x16 exposure"):
+        assert before[key] - edit[key] >= 6.0 and abs(before[key] - control[key]) < 0.5, key
+    assert not edit["dave x64 extracted"] and before["dave x64 extracted"]
+    assert edit["bob x4 exposure"] == pytest.approx(before["bob x4 exposure"])  # other records untouched
+    assert abs(edit["perplexity"] / before["perplexity"] - 1) < 1e-3
 
 
 def test_memorization_checks_in_an_audit():
     report = ia.audit(ROOT / "circuits" / "memorization" / "audit.yaml")
     verdicts = {c.name: c.passed for c in report.checks}
-    assert verdicts == {"no_canary_is_exposed": False, "unlearning_the_16x_canary": True, "unlearning_the_64x_canary": False}
+    assert verdicts == {"no_canary_is_exposed": False, "unlearning_the_16x_canary": True, "unlearning_the_64x_canary_by_neurons": False, "unlearning_by_editing_the_name": True}
     carol = [c for c in report.checks if c.name == "unlearning_the_16x_canary"][0]
     assert carol.details[0]["exposure before"] > 11 and carol.statistic < 9
     with pytest.raises(ia.SpecError, match="a memorization check with 'ablate' needs 'utility'"):
