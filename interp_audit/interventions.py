@@ -172,16 +172,8 @@ def ablate_token_embedding(subject: Subject, tokens: Sequence[str], like: Sequen
     if "hook_embed" not in subject.hook_dict or not hasattr(subject.model, "W_E"):
         raise AuditError(f"ablate_token_embedding needs a model with hook_embed and W_E; {subject.model_class} has none")
 
-    def ids(words: Sequence[str], what: str) -> list[int]:
-        out = []
-        for w in words:
-            t = subject.answer_token(w)
-            if len(t) != 1:
-                raise ContrastError(f"{what} {w!r} is {len(t)} tokens {subject.token_str(t)}; give single tokens")
-            out.append(t[0])
-        return out
-
-    targets, pool = ids(tokens, "token"), ids(like, "reference token")
+    targets = [subject.single_token(t, "token") for t in tokens]
+    pool = [subject.single_token(t, "reference token") for t in like]
     W = subject.model.W_E.detach()
     rows, mean = W[targets], W[pool].mean(0)
 

@@ -24,13 +24,7 @@ DIGITS = tuple(str(d) for d in range(10))
 
 
 def _alphabet_ids(subject: Subject, alphabet: Sequence[str]) -> Tensor:
-    ids = []
-    for a in alphabet:
-        t = subject.answer_token(a)
-        if len(t) != 1:
-            raise ContrastError(f"alphabet symbol {a!r} is {len(t)} tokens {subject.token_str(t)}; each symbol must be one token")
-        ids.append(t[0])
-    return torch.tensor(ids)
+    return torch.tensor([subject.single_token(a, "alphabet symbol") for a in alphabet])
 
 
 @torch.no_grad()

@@ -158,6 +158,13 @@ class Subject:
         tok = self._need_tokenizer(text)
         return list(tok(text, add_special_tokens=False)["input_ids"])
 
+    def single_token(self, text: str, what: str = "token") -> int:
+        """The one token id of ``text``; a ContrastError naming it otherwise."""
+        toks = self.answer_token(text)
+        if len(toks) != 1:
+            raise ContrastError(f"{what} {text!r} is {len(toks)} tokens {self.token_str(toks)}, not one")
+        return toks[0]
+
     def token_str(self, ids: Sequence[int] | Tensor) -> list[str]:
         """Readable strings for token ids (for labels and HTML)."""
         ids = [int(i) for i in ids]

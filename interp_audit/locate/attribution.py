@@ -30,7 +30,7 @@ from ..errors import AuditError, ContrastError
 from ..metrics import Metric, get_metric
 from ..subject import Subject
 from .gradients import gradient_run
-from .patching import _check_direction, normalise
+from .patching import _check_direction, sweep_effects
 from .sites import plan_sites
 
 __all__ = ["attribute"]
@@ -89,31 +89,9 @@ def attribute(
         per_example.append(est.float().cpu() if magnitude else (ctx.base_values[None] + est).float().cpu())
         base_vals.append(ctx.base_values.cpu())
         src_vals.append(ctx.source_values.cpu())
-    values_pe = torch.cat(per_example, dim=1)
-    base = float(torch.cat(base_vals).mean())
-    source = float(torch.cat(src_vals).mean())
-    if method == "atp*" and graddrop:  # magnitudes of the change, not patched values
-        mean = values_pe.mean(1)
-        values = mean / abs(source - base) if normalize else mean
-        meta_kind = "magnitude"
-    else:
-        mean = values_pe.mean(1)
-        values = normalise(mean, base, source) if normalize else mean
-        meta_kind = "patched metric"
-    shape = [len(plan.axes[d]) for d in plan.dims]
-    clean, cf = (source, base) if direction == "denoise" else (base, source)
-    return Effects(
-        values=values.reshape(shape),
-        dims=plan.dims,
-        axes=plan.axes,
-        components=plan.components,
-        metric=metric.name,
-        method=method,
-        normalized=normalize,
-        per_example=values_pe.reshape(*shape, -1),
-        baseline={"clean": clean, "counterfactual": cf},
-        meta={"direction": direction, "per_position": plan.per_position, "estimates": meta_kind, "steps": steps if method == "ig" else None, "n_pairs": len(contrast)},
-    )
+    magnitude = method == "atp*" and graddrop
+    meta = {"per_position": plan.per_position, "estimates": "magnitude" if magnitude else "patched metric", "steps": steps if method == "ig" else None, "n_pairs": len(contrast)}
+    return sweep_effects(plan, per_example, base_vals, src_vals, metric=metric, method=method, normalize=normalize, direction=direction, meta=meta, magnitude=magnitude)
 
 
 def _atp(ctx: RunContext, by_hook: dict[str, list[tuple[int, Patch]]], out: Tensor, *, qk_fix: bool, graddrop: bool) -> Tensor:

@@ -19,7 +19,7 @@ from ..metrics import Metric, get_metric
 from ..subject import Subject
 from .sites import plan_sites
 
-__all__ = ["patch", "normalise"]
+__all__ = ["normalise", "patch", "sweep_effects"]
 
 
 def _check_direction(direction: str) -> None:
@@ -36,6 +36,51 @@ def normalise(patched, base: float, source: float, what: str = "effects"):
             "to restore; pass normalize=False or choose prompts whose behaviour differs"
         )
     return (patched - base) / gap
+
+
+def sweep_effects(
+    plan,
+    per_example: list[torch.Tensor],
+    base_vals: list[torch.Tensor],
+    src_vals: list[torch.Tensor],
+    *,
+    metric: Metric,
+    method: str,
+    normalize: bool,
+    direction: str,
+    meta: dict,
+    components: list[str] | None = None,
+    magnitude: bool = False,
+) -> Effects:
+    """Assemble a sweep's per-batch results into Effects (shared by every locate method).
+
+    ``per_example`` chunks are ``[variant, pairs]``; values are their mean over pairs, normalised
+    to (source - base) when asked (as a plain ratio for magnitudes, which carry no sign).
+    """
+    values_pe = torch.cat(per_example, dim=1)
+    base = float(torch.cat(base_vals).mean())
+    source = float(torch.cat(src_vals).mean())
+    mean = values_pe.mean(1)
+    if not normalize:
+        values = mean
+    elif magnitude:
+        values = mean / abs(source - base)
+    else:
+        values = normalise(mean, base, source, f"{method} effects")
+    shape = [len(plan.axes[d]) for d in plan.dims]
+    clean, cf = (source, base) if direction == "denoise" else (base, source)
+    return Effects(
+        values=values.reshape(shape),
+        dims=plan.dims,
+        axes=plan.axes,
+        components=components or plan.components,
+        metric=metric.name,
+        method=method,
+        normalized=normalize,
+        per_example=values_pe.reshape(*shape, -1),
+        baseline={"clean": clean, "counterfactual": cf},
+        meta={"direction": direction, **meta},
+    )
 
 
 def patch(
@@ -83,22 +128,5 @@ def patch(
         per_example.append(run_variants(ctx, plan.variants, max_rows=rows, progress=progress).cpu())
         base_vals.append(ctx.base_values.cpu())
         src_vals.append(ctx.source_values.cpu())
-    values_pe = torch.cat(per_example, dim=1)  # [variants, pairs]
-    base = float(torch.cat(base_vals).mean())
-    source = float(torch.cat(src_vals).mean())
-    mean = values_pe.mean(1)
-    values = normalise(mean, base, source) if normalize else mean
-    shape = [len(plan.axes[d]) for d in plan.dims]
-    clean, cf = (source, base) if direction == "denoise" else (base, source)
-    return Effects(
-        values=values.reshape(shape),
-        dims=plan.dims,
-        axes=plan.axes,
-        components=plan.components,
-        metric=metric.name,
-        method="patch",
-        normalized=normalize,
-        per_example=values_pe.reshape(*shape, -1),
-        baseline={"clean": clean, "counterfactual": cf},
-        meta={"direction": direction, "per_position": plan.per_position, "n_pairs": len(contrast), "sites": sites if isinstance(sites, str) else list(sites)},
-    )
+    meta = {"per_position": plan.per_position, "n_pairs": len(contrast), "sites": sites if isinstance(sites, str) else list(sites)}
+    return sweep_effects(plan, per_example, base_vals, src_vals, metric=metric, method="patch", normalize=normalize, direction=direction, meta=meta)

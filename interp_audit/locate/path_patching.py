@@ -24,7 +24,7 @@ from ..engine import Patch, RunContext, _readout, cached_run, default_max_rows, 
 from ..errors import AuditError, SiteError
 from ..metrics import Metric, get_metric
 from ..subject import Subject, quiet_tl_warnings
-from .patching import _check_direction, normalise
+from .patching import _check_direction, sweep_effects
 from .sites import plan_sites
 
 __all__ = ["patch_path"]
@@ -117,25 +117,10 @@ def patch_path(
         per_example.append(values)
         base_vals.append(ctx.base_values.cpu())
         src_vals.append(ctx.source_values.cpu())
-    values_pe = torch.cat(per_example, dim=1)
-    base = float(torch.cat(base_vals).mean())
-    source = float(torch.cat(src_vals).mean())
-    mean = values_pe.mean(1)
-    out = normalise(mean, base, source, "path effects") if normalize else mean
-    shape = [len(plan.axes[d]) for d in plan.dims]
-    clean, cf = (source, base) if direction == "denoise" else (base, source)
-    return Effects(
-        values=out.reshape(shape),
-        dims=plan.dims,
-        axes=plan.axes,
-        components=[f"{c}->{'logits' if to_logits else ','.join(receivers if not isinstance(receivers, str) else [receivers])}" for c in plan.components],
-        metric=metric.name,
-        method="path_patch",
-        normalized=normalize,
-        per_example=values_pe.reshape(*shape, -1),
-        baseline={"clean": clean, "counterfactual": cf},
-        meta={"direction": direction, "freeze": freeze, "receivers": "logits" if to_logits else list(receivers if not isinstance(receivers, str) else [receivers])},
-    )
+    targets = "logits" if to_logits else list(receivers if not isinstance(receivers, str) else [receivers])
+    labels = [f"{c}->{targets if to_logits else ','.join(targets)}" for c in plan.components]
+    meta = {"freeze": freeze, "receivers": targets}
+    return sweep_effects(plan, per_example, base_vals, src_vals, metric=metric, method="path_patch", normalize=normalize, direction=direction, meta=meta, components=labels)
 
 
 def _frozen_run(subject: Subject, ctx: RunContext, senders: list[Patch], base_cache: dict[str, Tensor], frozen_hooks: list[str], record: list[str]) -> tuple[dict[str, Tensor], Tensor]:
