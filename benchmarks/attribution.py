@@ -99,6 +99,11 @@ def main() -> None:
     cases = [("benchmark model (random init)", subject, pairs)]
     hb = ia.load_model("zoo:handbuilt-copy")
     cases.append(("zoo:handbuilt-copy", hb, ia.ContrastSet.from_prompts(hb, ["A x ->", "A y ->"], ["B x ->", "B y ->"], answers=("YES", "NO"))))
+    from interp_audit.zoo import readmission as R
+
+    ra = ia.load_model("zoo:readmission")
+    for path in ("direct", "via_labs"):
+        cases.append((f"zoo:readmission (A {path})", ra, R.contrast(ra, path, n=200)))
     mini = ia.load_model(get_model_path(), device=args.device)
     jobs = ["nurse", "engineer", "teacher", "doctor", "secretary", "pilot", "chef", "lawyer"]
     mpairs = ia.ContrastSet.from_prompts(mini, [f"he is a {j} ." for j in jobs], [f"she is a {j} ." for j in jobs])
