@@ -201,3 +201,16 @@ def test_normalising_a_flat_behaviour_is_refused(lm):
     ia.patch(lm, pairs, sites="heads")
     with pytest.raises(ia.AuditError, match="the metric is .* on both runs"):
         ia.patch(lm, same, sites="heads")
+
+
+def test_hooked_sae_transformer_is_a_subject_too():
+    """sae_lens's HookedSAETransformer (a HookedTransformer subclass) takes the same fast path."""
+    from sae_lens import HookedSAETransformer
+    from transformer_lens import HookedTransformerConfig
+
+    model = HookedSAETransformer(HookedTransformerConfig(**{**CAUSAL_CFG, "seed": 3}))
+    subject = ia.load_model(model)
+    pairs = random_pairs(seed=12)
+    ref = _tl_reference(subject, pairs, tlp.get_act_patch_attn_head_out_all_pos, ia.metrics.logit_diff)
+    eff = ia.patch(subject, pairs, sites="heads", normalize=False)
+    torch.testing.assert_close(eff.values, ref, atol=1e-5, rtol=0)
