@@ -177,10 +177,13 @@ def cached_run(subject: Subject, tokens: Tensor, mask: Tensor, names: set[str]) 
     """One forward with the named activations cached (and full logits where there is no fast path)."""
     cache: dict[str, Tensor] = {}
 
-    def save(act, *, hook):
-        cache[hook.name] = act.detach()
+    def saver(name: str):  # keyed by the name asked for: TransformerBridge hooks answer to aliases
+        def save(act, *, hook):
+            cache[name] = act.detach()
 
-    with torch.no_grad(), quiet_tl_warnings(), subject.hooks([(name, save) for name in sorted(names)]):
+        return save
+
+    with torch.no_grad(), quiet_tl_warnings(), subject.hooks([(name, saver(name)) for name in sorted(names)]):
         if subject.kind == "encoder":
             subject.model.encoder_output(tokens, None, mask)
             logits = None
