@@ -22,13 +22,15 @@ def _check_figure(c: dict[str, Any]) -> go.Figure:
     vals = [d.get("effect", d.get("value", d.get("share", 0.0))) for d in rows]
     lo = [v - d["ci"][0] for v, d in zip(vals, rows, strict=True)]
     hi = [d["ci"][1] - v for v, d in zip(vals, rows, strict=True)]
-    fig = go.Figure(go.Bar(x=labels, y=vals, error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}, marker_color="#1565c0"))
+    colors = ["#9e9e9e" if d.get("role") == "admissible" else ("#c62828" if d.get("passed") is False else "#1565c0") for d in rows]
+    labels = [f"{lab} (admissible)" if d.get("role") == "admissible" else lab for lab, d in zip(labels, rows, strict=True)]
+    fig = go.Figure(go.Bar(x=labels, y=vals, error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}, marker_color=colors))
     t = c["threshold"]
     if c["kind"] != "component_mediation":
         fig.add_hrect(y0=-t, y1=t, fillcolor="#2e7d32", opacity=0.12, line_width=0)
     else:
         fig.add_hline(y=t, line_dash="dash", line_color="#c62828")
-    fig.update_layout(title=f"{c['name']} ({c['kind']}): statistic with {int(100 * c.get('confidence', 0.95))}% CI; green band / dashed line = tolerance", template="plotly_white", height=320)
+    fig.update_layout(title=f"{c['name']} ({c['kind']}): {int(100 * c.get('confidence', 0.95))}% CI; green band / dashed line = tolerance; red = violated, grey = admissible", template="plotly_white", height=320)
     return fig
 
 
