@@ -118,7 +118,9 @@ def train_sae(subject: Subject, hook: str, tokens: Tensor | Sequence[Sequence[in
             trained.save_model(tmp)
             sae = SAE.load_from_disk(tmp, device=str(subject.device))
     sae.eval()
-    subject.live_hooks()  # the runner attaches no hooks beyond its run; verify nothing is left
+    left = subject.live_hooks()
+    if left:  # sae_lens's runner hooks the model while training; none may outlive it
+        raise AuditError(f"sae_lens left hooks on the model after training: {left}")
     return sae
 
 
