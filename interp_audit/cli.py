@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo-report", help="output folder (default: demo-report)")
     d.add_argument("--minilm", action="store_true", help="patching sweep on the real all-MiniLM-L6-v2 encoder instead")
     d.add_argument("--device", default=None, help="cpu, cuda or auto")
-    s = sub.add_parser("sweep", help="one exact patching sweep over prompt pairs")
+    s = sub.add_parser("sweep", help="one patching or attribution sweep over prompt pairs")
     s.add_argument("--model", required=True, help="zoo:NAME, a folder, or a TransformerLens name")
     s.add_argument("--clean", required=True, nargs="+", help="clean prompts")
     s.add_argument("--counterfactual", required=True, nargs="+", help="counterfactual prompts (same count)")
@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--sites", default="heads", help="heads, resid_pre, attn_out, mlp_out, ... (default heads)")
     s.add_argument("--per-position", action="store_true")
     s.add_argument("--metric", default="logit_diff")
+    s.add_argument("--method", default="patch", choices=["patch", "atp", "atp*", "ig"], help="exact patching (default) or an attribution estimate")
     s.add_argument("--out", default=None, help="folder to save the Effects (JSON + safetensors)")
     s.add_argument("--device", default=None)
     return p
@@ -92,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
 
             subject = ia.load_model(args.model, device=args.device)
             pairs = ia.ContrastSet.from_prompts(subject, args.clean, args.counterfactual, answers=tuple(args.answers) if args.answers else None)
-            eff = ia.patch(subject, pairs, args.metric, sites=args.sites, per_position=args.per_position)
+            if args.method == "patch":
+                eff = ia.patch(subject, pairs, args.metric, sites=args.sites, per_position=args.per_position)
+            else:
+                eff = ia.attribute(subject, pairs, args.metric, sites=args.sites, per_position=args.per_position, method=args.method)
             print(eff)
             for comp, val in eff.top(10):
                 print(f"{comp:>20s} {val:+.4f}")

@@ -205,6 +205,16 @@ def test_cli_exit_codes(tmp_path):
     assert cli("report", str(tmp_path / "nothing")).returncode == 2
 
 
+def test_cli_sweep_prints_the_analytic_effects(tmp_path):
+    res = cli("sweep", "--model", "zoo:handbuilt-copy", "--clean", "A x ->", "A y ->", "--counterfactual", "B x ->", "B y ->", "--answers", "YES", "NO", "--method", "atp", "--out", str(tmp_path / "e"))
+    assert res.returncode == 0, res.stderr
+    lines = {ln.split()[0]: float(ln.split()[1]) for ln in res.stdout.splitlines() if ln.strip().startswith("L")}
+    assert lines["L0H0"] == pytest.approx(1.0) and lines["L1H0"] == pytest.approx(0.75)
+    assert ia.Effects.load(tmp_path / "e")["L1H0"] == pytest.approx(0.75)
+    bad = cli("sweep", "--model", "zoo:handbuilt-copy", "--clean", "A x ->", "--counterfactual", "B x -> x", "--answers", "YES", "NO")
+    assert bad.returncode == 2 and "pair 0: clean 'A x ->' is 4 tokens" in bad.stderr
+
+
 def test_cli_help_does_not_import_transformer_lens():
     code = "import sys; from interp_audit import cli; sys.argv=['interp-audit','--help']\ntry: cli.main()\nexcept SystemExit: pass\nprint('transformer_lens' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
