@@ -115,11 +115,12 @@ class RunContext:
 
     @classmethod
     @torch.no_grad()
-    def build(cls, subject: Subject, contrast: ContrastSet, metric: Metric, *, direction: str = "denoise", source_hooks: Sequence[str] = (), need_kv: bool = False, base_run: bool = True) -> RunContext:
+    def build(cls, subject: Subject, contrast: ContrastSet, metric: Metric, *, direction: str = "denoise", source_hooks: Sequence[str] = (), need_kv: bool = False, base_run: bool = True, base_hooks: Sequence[str] = ()) -> RunContext:
         """Run and cache the source run, and the base run unless ``base_run=False``.
 
         Attribution skips the base run here: its gradient pass is the base run, and it fills
-        ``base_values`` from there (two forwards and one backward in all).
+        ``base_values`` from there (two forwards and one backward in all). ``base_hooks`` are
+        cached from the base run too (in ``base_sites``, beside the source hooks).
         """
         dev = subject.device
         if direction == "denoise":
@@ -137,7 +138,7 @@ class RunContext:
             base_names |= {backend.resid_hook(layer) for layer in range(n)}
             if need_kv:
                 base_names |= {h for layer in range(n) for h in backend.kv_hooks(layer)}
-        base_names |= set(source_hooks)  # to tell which patches change nothing
+        base_names |= set(source_hooks) | set(base_hooks)  # source hooks: to tell which patches change nothing
         mid = backend.mid_block_entry(subject)
         if mid:
             base_names |= {backend.mid_hook(subject, layer) for layer in range(n)}
@@ -166,7 +167,7 @@ class RunContext:
             base_kv=[(base_cache[k], base_cache[v]) for k, v in map(backend.kv_hooks, range(n))] if fast and need_kv and base_run else None,
             base_mid=[base_cache[backend.mid_hook(subject, layer)] for layer in range(n)] if mid and base_run else None,
             source={k: src_cache[k] for k in source_hooks},
-            base_sites={k: base_cache[k] for k in source_hooks} if base_run else {},
+            base_sites={k: base_cache[k] for k in {*source_hooks, *base_hooks}} if base_run else {},
             base_values=metric(base_read, mctx) if base_run else torch.empty(0),
             source_values=metric(src_read, mctx),
             fast=fast,

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ..contrast import ContrastSet
 from ..effects import Effects
-from ..engine import Patch, RunContext, cached_run, default_max_rows
+from ..engine import Patch, RunContext, default_max_rows
 from ..errors import AuditError, ContrastError
 from ..metrics import Metric, get_metric
 from ..subject import Subject
@@ -168,9 +168,8 @@ def _integrated_gradients(ctx: RunContext, by_hook: dict[str, list[tuple[int, Pa
     """Per hook: interpolate it base -> source, average the gradient over ``steps`` midpoints."""
     b = ctx.batch
     alphas = (torch.arange(steps, device=ctx.base_tokens.device, dtype=torch.float32) + 0.5) / steps
-    base_acts, _ = cached_run(ctx.subject, ctx.base_tokens, ctx.mask, set(by_hook))
     for hook, patches in by_hook.items():
-        base, src = base_acts[hook], ctx.source[hook]
+        base, src = ctx.base_sites[hook], ctx.source[hook]
         delta = src - base
         a = alphas.repeat_interleave(b).reshape(-1, *([1] * (base.ndim - 1))).to(base.dtype)
 

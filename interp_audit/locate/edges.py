@@ -183,15 +183,16 @@ def attribute_edges(
     base_vals, src_vals = [], []
     n_steps = steps if method == "eap-ig" else 1
     for part in contrast.batches(max(1, rows // n_steps)):
-        ctx = RunContext.build(subject, part, metric, direction=direction, source_hooks=sorted(_sender_hooks(subject, has_mlp)))
-        base_cache, _ = cached_run(subject, ctx.base_tokens, ctx.mask, _sender_hooks(subject, has_mlp))
-        delta = _sender_outputs(subject, ctx.source, has_mlp) - _sender_outputs(subject, base_cache, has_mlp)
+        senders = sorted(_sender_hooks(subject, has_mlp))
+        # EAP's gradient pass is the base run; EAP-IG's passes are interpolated, so it needs one
+        ctx = RunContext.build(subject, part, metric, direction=direction, source_hooks=senders, base_run=method == "eap-ig")
         receivers = _receiver_hooks(subject, has_mlp)
         with split_inputs(subject):
             if method == "eap":
-                _, grads_all, _ = gradient_run(ctx, ctx.base_tokens, receivers)
+                base_cache, grads_all, ctx.base_values = gradient_run(ctx, ctx.base_tokens, receivers + senders)
                 grads = grads_all[0]
             else:
+                base_cache = ctx.base_sites
                 b = ctx.batch
                 alphas = (torch.arange(n_steps, dtype=subject.dtype, device=subject.device) + 0.5) / n_steps
                 emb_base = base_cache["blocks.0.hook_resid_pre"]
@@ -204,6 +205,7 @@ def attribute_edges(
 
                 _, grads_all, _ = gradient_run(ctx, ctx.base_tokens.repeat(n_steps, 1), receivers, replace={"blocks.0.hook_resid_pre": interpolate}, rows=n_steps)
                 grads = {k: v.reshape(n_steps, b, *v.shape[1:]).mean(0) for k, v in grads_all[0].items()}
+        delta = _sender_outputs(subject, ctx.source, has_mlp) - _sender_outputs(subject, base_cache, has_mlp)
         g = _receiver_grads(subject, grads, has_mlp)
         total += torch.einsum("bpsd,bprd->sr", delta.double(), g.double()).cpu()
         base_vals.append(ctx.base_values.cpu())

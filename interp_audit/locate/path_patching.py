@@ -20,7 +20,7 @@ from .. import backend
 from ..components import parse_components
 from ..contrast import ContrastSet
 from ..effects import Effects
-from ..engine import Patch, RunContext, _readout, cached_run, default_max_rows, run_variants
+from ..engine import Patch, RunContext, _readout, default_max_rows, run_variants
 from ..errors import AuditError, SiteError
 from ..metrics import Metric, get_metric
 from ..subject import Subject, quiet_tl_warnings
@@ -90,8 +90,8 @@ def patch_path(
     rows = batch_size or default_max_rows(subject, contrast.seq_len)
     per_example, base_vals, src_vals = [], [], []
     for part in contrast.batches(max(1, rows)):
-        ctx = RunContext.build(subject, part, metric, direction=direction, source_hooks=sender_hooks)
-        base_cache, _ = cached_run(subject, ctx.base_tokens, ctx.mask, set(frozen_hooks) | set(sender_hooks))
+        ctx = RunContext.build(subject, part, metric, direction=direction, source_hooks=sender_hooks, base_hooks=frozen_hooks)
+        base_cache = ctx.base_sites
         b = ctx.batch
         per_chunk = max(1, rows // b)
         values = torch.empty((len(plan.variants), b))
