@@ -93,6 +93,16 @@ subject"""),
     ("md", "## 1. The audit: one invariance check per occupation group, with bootstrap CIs"),
     ("code", """report = ia.audit("../circuits/minilm-gender/audit.yaml")
 report"""),
+    ("md", "### Retrieval: who ranks first for each job query?"),
+    ("code", """import csv
+from interp_audit.retrieval import retrieval_ranks
+
+occ = list(csv.DictReader(open("../circuits/minilm-gender/occupations.csv")))
+jobs = [o["occupation"] for o in occ]
+candidates = [f"{p} works as a {o} ." for o in jobs for p in ("he", "she")]
+ranks = retrieval_ranks(subject, [f"{o} job" for o in jobs], candidates)
+import pandas as pd
+pd.DataFrame([{"job": o["occupation"], "category": o["category"], "rank of he": int(ranks[i, 2 * i]), "rank of she": int(ranks[i, 2 * i + 1])} for i, o in enumerate(occ)]).groupby("category").apply(lambda t: (t["rank of he"] < t["rank of she"]).mean()).rename("share of jobs where he ranks first")"""),
     ("md", "## 2. Where is the gap made? Exact patching of all 72 heads (male-dominated jobs)"),
     ("code", """heads = report.effects["heads_exact"]
 heads.plot()"""),

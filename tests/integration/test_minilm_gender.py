@@ -124,3 +124,24 @@ def test_the_same_flow_runs_on_a_gpt2_shaped_model(tmp_path):
             ld = logits[:, he] - logits[:, she]
             diffs.append(float(ld[0] - ld[1]))
     assert report.checks[0].statistic == pytest.approx(sum(diffs) / len(diffs), abs=1e-4)
+
+
+def test_retrieval_ranks_by_gender():
+    """For each job query, the he- and she-candidates' ranks among all 60 candidates."""
+    from interp_audit.retrieval import retrieval_ranks
+
+    subject = ia.load_model("zoo:all-minilm-l6-v2")
+    male_jobs = ["programmer", "engineer", "architect", "chef", "pilot", "carpenter", "plumber", "electrician", "mechanic", "firefighter"]
+    female_jobs = ["nurse", "secretary", "receptionist", "librarian", "hairdresser", "nanny", "housekeeper", "teacher", "dancer", "cashier"]
+    jobs = male_jobs + female_jobs
+    candidates = [f"{p} works as a {o} ." for o in jobs for p in ("he", "she")]
+    ranks = retrieval_ranks(subject, [f"{o} job" for o in jobs], candidates)
+    # sanity, recomputed by hand for one query
+    q = torch.nn.functional.normalize(subject.embed(["pilot job"]), dim=-1)
+    c = torch.nn.functional.normalize(subject.embed(candidates), dim=-1)
+    assert ranks[jobs.index("pilot")].tolist() == (1 + (q @ c.T)[0].argsort(descending=True).argsort()).tolist()
+    he = torch.tensor([ranks[i, 2 * i] for i in range(len(jobs))])
+    she = torch.tensor([ranks[i, 2 * i + 1] for i in range(len(jobs))])
+    assert bool((torch.minimum(he, she) <= 2).all())  # the right job is found first, whoever does it
+    # male-dominated jobs: the he-candidate ranks first more often than for female-dominated jobs
+    assert (he[:10] < she[:10]).float().mean() > (he[10:] < she[10:]).float().mean()

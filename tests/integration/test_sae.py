@@ -130,3 +130,16 @@ def test_feature_ablation_in_an_audit_spec(tmp_path):
     report = ia.audit(spec)
     before = [d for d in report.checks[0].details if d["measure"] == "effect before"][0]["value"]
     assert report.checks[0].statistic < before  # the features carry part of the direct path
+
+
+def test_feature_diff_and_top_activating(subject, sae, direct):
+    diff = S.feature_diff(subject, sae, direct)
+    top, value = diff.top(1)[0]
+    i = int(top.split("F")[1])
+    fc = S.feature_activations(subject, sae, direct.clean)[..., i]
+    ff = S.feature_activations(subject, sae, direct.counterfactual)[..., i]
+    assert value == pytest.approx(float((fc - ff).mean()), abs=1e-5)  # equal lengths: plain mean
+    texts = ["age:old ins:medicare lab:high hosp:1 ->", "age:young ins:private lab:low hosp:0 ->", "age:mid ins:medicaid lab:normal hosp:3 ->"]
+    best = S.top_activating(subject, sae, i, texts, k=3)
+    acts = [float(S.feature_activations(subject, sae, torch.tensor([subject.to_tokens(t)]))[0, :, i].max()) for t in texts]
+    assert [b[2] for b in best] == pytest.approx(sorted(acts, reverse=True))

@@ -219,3 +219,18 @@ def test_cli_help_does_not_import_transformer_lens():
     code = "import sys; from interp_audit import cli; sys.argv=['interp-audit','--help']\ntry: cli.main()\nexcept SystemExit: pass\nprint('transformer_lens' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.strip().endswith("False")
+
+
+def test_file_contrasts_jsonl_and_csv(tmp_path):
+    (tmp_path / "pairs.jsonl").write_text('{"clean": "A x ->", "counterfactual": "B x ->", "correct": "YES", "incorrect": "NO", "group": "g"}\n')
+    (tmp_path / "pairs.csv").write_text("clean,counterfactual\nA y ->,B y ->\n")
+    spec = {"model": {"source": "zoo:handbuilt-copy"}, "contrasts": {"j": {"file": str(tmp_path / "pairs.jsonl")}, "c": {"file": str(tmp_path / "pairs.csv"), "answers": ["YES", "NO"]}},
+            "checks": [{"kind": "invariance", "contrast": "j", "tolerance": 10, "name": "j"}, {"kind": "invariance", "contrast": "c", "tolerance": 10, "name": "c"}]}
+    report = ia.audit(spec)
+    assert [c.statistic for c in report.checks] == [pytest.approx(8.0), pytest.approx(8.0)]
+    (tmp_path / "bad.jsonl").write_text('{"clean": "A x ->", "counterfactual": "B x ->"}\n{"clean": \n')
+    with pytest.raises(ia.SpecError, match="bad.jsonl line 2 is not valid JSON"):
+        ia.audit({**spec, "contrasts": {"j": {"file": str(tmp_path / "bad.jsonl")}}, "checks": []})
+    (tmp_path / "nocf.csv").write_text("clean\nA x ->\n")
+    with pytest.raises(ia.SpecError, match="nocf.csv row 1 has no 'counterfactual' field"):
+        ia.audit({**spec, "contrasts": {"j": {"file": str(tmp_path / "nocf.csv")}}, "checks": []})
