@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import add_model_args, model_config, workload  # noqa: E402
 
 
 def best_time(fn, repeats: int) -> float:
@@ -29,14 +33,8 @@ def best_time(fn, repeats: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--d-model", type=int, default=256)
-    p.add_argument("--vocab", type=int, default=2000)
-    p.add_argument("--pairs", type=int, default=16)
-    p.add_argument("--tokens", type=int, default=24)
+    add_model_args(p)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--device", default="cpu")
     args = p.parse_args()
 
     import torch
@@ -45,14 +43,7 @@ def main() -> None:
     import interp_audit as ia
     from interp_audit.loading import build_model
 
-    cfg = dict(n_layers=args.layers, d_model=args.d_model, n_heads=args.heads, d_head=args.d_model // args.heads, d_mlp=4 * args.d_model,
-               d_vocab=args.vocab, n_ctx=max(64, args.tokens), act_fn="gelu", normalization_type="LN")
-    subject = ia.load_model(build_model(cfg, seed=0), device=args.device)
-    g = torch.Generator().manual_seed(0)
-    clean = torch.randint(0, args.vocab, (args.pairs, args.tokens), generator=g)
-    cf = clean.clone()
-    cf[:, args.tokens // 3] = torch.randint(0, args.vocab, (args.pairs,), generator=g)
-    pairs = ia.ContrastSet.from_tokens(clean, cf, torch.randint(0, args.vocab, (args.pairs, 2), generator=g))
+    subject, pairs = workload(args)
     dev = subject.device
     print(f"model: {args.layers} layers x {args.heads} heads, d_model {args.d_model}, vocab {args.vocab}; {args.pairs} pairs x {args.tokens} tokens; "
           f"device {dev}; torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -81,8 +72,7 @@ def main() -> None:
     print(f"exact ia.patch heads   {t_exact * 1e3:8.1f} ms  (AtP {t_exact / t_atp:.1f}x faster)")
     print(f"TransformerLens heads  {t_tl * 1e3:8.1f} ms  (AtP {t_tl / t_atp:.1f}x faster)")
     for heads in (4, 8, 16):
-        cfg_h = dict(cfg, n_heads=heads, d_head=args.d_model // heads)
-        s_h = ia.load_model(build_model(cfg_h, seed=0), device=args.device)
+        s_h = ia.load_model(build_model(model_config(args, heads), seed=0), device=args.device)
 
         def fwd_h(s_h=s_h):
             with torch.no_grad():

@@ -19,25 +19,9 @@ import sys
 import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-
-def setup(args):
-    import torch
-
-    import interp_audit as ia
-    from interp_audit.loading import build_model
-
-    cfg = dict(n_layers=args.layers, d_model=args.d_model, n_heads=args.heads, d_head=args.d_model // args.heads, d_mlp=4 * args.d_model,
-               d_vocab=args.vocab, n_ctx=max(64, args.tokens), act_fn="gelu", normalization_type="LN")
-    subject = ia.load_model(build_model(cfg, seed=0), device=args.device)
-    g = torch.Generator().manual_seed(0)
-    clean = torch.randint(0, args.vocab, (args.pairs, args.tokens), generator=g)
-    cf = clean.clone()
-    cf[:, args.tokens // 3] = torch.randint(0, args.vocab, (args.pairs,), generator=g)
-    answers = torch.randint(0, args.vocab, (args.pairs, 2), generator=g)
-    pairs = ia.ContrastSet.from_tokens(clean, cf, answers)
-    return subject, pairs
-
+from common import add_model_args, workload  # noqa: E402
 
 SWEEPS = {"heads": ("heads", False, "get_act_patch_attn_head_out_all_pos"), "resid_pre_pos": ("resid_pre", True, "get_act_patch_resid_pre")}
 
@@ -48,7 +32,7 @@ def run_one(args, sweep: str, method: str) -> dict:
 
     import interp_audit as ia
 
-    subject, pairs = setup(args)
+    subject, pairs = workload(args)
     site, per_pos, tl_name = SWEEPS[sweep]
     dev = subject.device
 
@@ -79,14 +63,8 @@ def run_one(args, sweep: str, method: str) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--d-model", type=int, default=256)
-    p.add_argument("--vocab", type=int, default=2000)
-    p.add_argument("--pairs", type=int, default=16)
-    p.add_argument("--tokens", type=int, default=24)
+    add_model_args(p)
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per method (best is kept)")
     p.add_argument("--one", nargs=2, metavar=("SWEEP", "METHOD"), help=argparse.SUPPRESS)
     args = p.parse_args()
