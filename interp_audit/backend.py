@@ -33,11 +33,6 @@ def fast_path(subject: Subject) -> bool:
     )
 
 
-def position_skipping(subject: Subject) -> bool:
-    """Causal models need not recompute positions before a per-position patch (KV cache)."""
-    return subject.kind == "causal" and fast_path(subject)
-
-
 def mid_block_entry(subject: Subject) -> bool:
     """Can a variant that only changes head outputs join mid-block (attention reused)?
 

@@ -49,9 +49,9 @@ def _group(comps: list[Component]) -> dict[str, list[Component]]:
     return by_hook
 
 
-def _masked_mean(act: Tensor, mask: Tensor, per_position: bool) -> Tensor:
-    """Mean over the reference batch (per position when lengths allow, else over real tokens)."""
-    if act.ndim >= 2 and act.shape[1] == mask.shape[1] and not per_position:
+def _masked_mean(act: Tensor, mask: Tensor) -> Tensor:
+    """Mean over the reference's real tokens (batch and positions); attention patterns: over the batch."""
+    if act.ndim >= 2 and act.shape[1] == mask.shape[1]:
         m = mask.to(act.dtype).reshape(*mask.shape, *([1] * (act.ndim - 2)))
         return (act * m).sum((0, 1)) / m.sum((0, 1)).clamp(min=1)
     return act.mean(0)
@@ -106,7 +106,7 @@ def ablate(
         ragged = not bool(mask.all())
         if kind == "mean":
             per_pos = {h: acts[h].mean(0) if not ragged else None for h in by_hook}
-            token_mean = {h: _masked_mean(acts[h], mask, per_position=False) for h in by_hook}
+            token_mean = {h: _masked_mean(acts[h], mask) for h in by_hook}
 
             def mean_value(act, name, per_pos=per_pos, token_mean=token_mean):
                 pp = per_pos[name]

@@ -204,7 +204,7 @@ def _load_pretrained_name(name: str, flags: dict[str, bool], device: str, dtype:
         try:
             if name.lower().startswith("bert") or "minilm" in name.lower():
                 if any(flags.values()):
-                    _apply_processing(object(), flags)  # raises the clear message
+                    raise ModelLoadError(f"weight processing {sorted(k for k, v in flags.items() if v)} is not supported for encoders (BERT's post-LayerNorm cannot be folded)")
                 model = HookedEncoder.from_pretrained(name, device=device, dtype=dtype or torch.float32)
             else:
                 model = HookedTransformer.from_pretrained(name, device=device, dtype=dtype or torch.float32, **flags)

@@ -67,7 +67,6 @@ class Subject:
     weight_processing: dict[str, bool] = field(default_factory=lambda: dict(DEFAULT_WEIGHT_PROCESSING))
     prepend_bos: bool = True
     has_lm_head: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     # ---- facts about the model -------------------------------------------------------------
     @property

@@ -138,18 +138,29 @@ def run_component_mediation(chk: ComponentMediationCheck, name: str, subject: Su
     return CheckResult(name, chk.kind, passed, point, (lo, hi), chk.max_share, msg, details, chk.confidence)
 
 
+def clean_values(subject: Subject, contrast: ContrastSet, metric: Metric) -> Tensor:
+    """Per-pair metric on the clean prompts alone (one forward; hooks respected)."""
+    from .. import backend
+    from ..engine import _readout, cached_run
+    from ..metrics import MetricContext
+
+    dev = subject.device
+    mask = contrast.attention_mask().to(dev)
+    answers = None if contrast.answers is None else contrast.answers.to(dev)
+    final = backend.final_hook(subject)
+    cache, logits = cached_run(subject, contrast.clean.to(dev), mask, {final})
+    read = _readout(subject=subject, metric=metric, final=cache[final], logits=logits, scored=contrast.scored_positions(subject.kind).to(dev), answers=answers, mask=mask)
+    return metric(read, MetricContext(answers=answers)).detach().cpu()
+
+
 def utility_values(subject: Subject, contrast: ContrastSet, kind: str) -> Tensor:
     """Per-pair utility on the clean prompts: accuracy (0/1), loss (-log p correct) or logit diff."""
     from ..metrics import get_metric
 
-    if kind == "accuracy":
-        clean, _ = pair_effects(subject, contrast, get_metric("logit_diff"))
-        return (clean > 0).double()
     if kind == "loss":
-        clean, _ = pair_effects(subject, contrast, get_metric("logprob"))
-        return -clean.double()
-    clean, _ = pair_effects(subject, contrast, get_metric("logit_diff"))
-    return clean.double()
+        return -clean_values(subject, contrast, get_metric("logprob")).double()
+    ld = clean_values(subject, contrast, get_metric("logit_diff")).double()
+    return (ld > 0).double() if kind == "accuracy" else ld
 
 
 def _similarity_pairs(path: Path) -> tuple[list[str], list[str], Tensor]:

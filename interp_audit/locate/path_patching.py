@@ -160,9 +160,6 @@ def _frozen_run(subject: Subject, ctx: RunContext, senders: list[Patch], base_ca
             subject.model.encoder_output(tokens, None, ctx.mask.repeat(k, 1))
         else:
             subject.model(tokens, return_type=None)
-    final = recorded.pop(final_name).reshape(k * b, *recorded_shape(tokens, subject))
+    final = recorded.pop(final_name).reshape(k * b, tokens.shape[1], -1)
     return recorded, final
 
-
-def recorded_shape(tokens: Tensor, subject: Subject) -> tuple[int, int]:
-    return (tokens.shape[1], int(subject.cfg.d_model))
