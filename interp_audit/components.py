@@ -137,7 +137,9 @@ class ModelShape:
             if not self.has_mlp:
                 raise SiteError(f"component {text!r}: this model is attention-only (no MLPs)")
         if comp.kind == "resid_mid" and not self.has_resid_mid:
-            raise SiteError(f"component {text!r}: this model has no resid_mid (attention-only or parallel)")
+            raise SiteError(
+                f"component {text!r}: this model has no resid_mid (attention-only or parallel)"
+            )
         if comp.kind.startswith("head"):
             n = self.n_heads
             if comp.kind in ("head.k", "head.v") and self.n_kv_heads:
@@ -147,7 +149,11 @@ class ModelShape:
                     f"component {text!r}: head {comp.head} does not exist; "
                     f"layer {comp.layer} has heads 0..{n - 1}"
                 )
-        if comp.kind == "neuron" and self.d_mlp is not None and not 0 <= (comp.head or 0) < self.d_mlp:
+        if (
+            comp.kind == "neuron"
+            and self.d_mlp is not None
+            and not 0 <= (comp.head or 0) < self.d_mlp
+        ):
             raise SiteError(
                 f"component {text!r}: neuron {comp.head} does not exist; MLPs have neurons "
                 f"0..{self.d_mlp - 1}"

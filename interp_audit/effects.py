@@ -49,7 +49,10 @@ class Effects:
 
     def __post_init__(self) -> None:
         if tuple(self.values.shape) != tuple(len(self.axes[d]) for d in self.dims):
-            raise AuditError(f"Effects: values {tuple(self.values.shape)} do not match axes {[len(self.axes[d]) for d in self.dims]}")
+            raise AuditError(
+                f"Effects: values {tuple(self.values.shape)} do not match axes "
+                f"{[len(self.axes[d]) for d in self.dims]}"
+            )
         if len(self.components) != self.values.numel():
             raise AuditError("Effects: one component label per cell is required")
 
@@ -62,7 +65,9 @@ class Effects:
         try:
             return float(self.flat[self.components.index(label)])
         except ValueError:
-            raise SiteError(f"no component {label!r} in these effects{did_you_mean(label, self.components)}") from None
+            raise SiteError(
+                f"no component {label!r} in these effects{did_you_mean(label, self.components)}"
+            ) from None
 
     def as_dict(self) -> dict[str, float]:
         return dict(zip(self.components, self.flat.tolist(), strict=True))
@@ -81,8 +86,14 @@ class Effects:
         import pandas as pd
 
         rows = []
-        for cell, (comp, val) in zip(itertools.product(*(self.axes[d] for d in self.dims)), zip(self.components, self.flat.tolist(), strict=True), strict=True):
-            rows.append({**dict(zip(self.dims, cell, strict=True)), "component": comp, "value": val})
+        for cell, (comp, val) in zip(
+            itertools.product(*(self.axes[d] for d in self.dims)),
+            zip(self.components, self.flat.tolist(), strict=True),
+            strict=True,
+        ):
+            rows.append(
+                {**dict(zip(self.dims, cell, strict=True)), "component": comp, "value": val}
+            )
         return pd.DataFrame(rows)
 
     # ---- display ---------------------------------------------------------------------------
@@ -91,25 +102,50 @@ class Effects:
         return f"{self.method} · {self.metric} ({kind}) · {' × '.join(self.dims)}"
 
     def plot(self, title: str | None = None):
-        """A plotly figure: heatmap for 2-D effects, bars for 1-D (3-D: one panel per first axis)."""
+        """A plotly figure: heatmap for 2-D effects, bars for 1-D (3-D: rows = first two axes)."""
         import plotly.graph_objects as go
 
         vals = self.values.detach().float().cpu()
         title = title or self.title()
         if vals.ndim == 1:
-            fig = go.Figure(go.Bar(x=self.axes[self.dims[0]], y=vals.tolist(), marker_color=["#c62828" if v > 0 else "#1565c0" for v in vals.tolist()]))
+            fig = go.Figure(
+                go.Bar(
+                    x=self.axes[self.dims[0]],
+                    y=vals.tolist(),
+                    marker_color=["#c62828" if v > 0 else "#1565c0" for v in vals.tolist()],
+                )
+            )
             fig.update_layout(xaxis_title=self.dims[0], yaxis_title="effect")
         else:
             if vals.ndim > 2:
-                vals = vals.reshape(vals.shape[0] * vals.shape[1], -1) if vals.ndim == 3 else vals.flatten(0, -2)
+                vals = (
+                    vals.reshape(vals.shape[0] * vals.shape[1], -1)
+                    if vals.ndim == 3
+                    else vals.flatten(0, -2)
+                )
                 y = [f"{a}/{b}" for a in self.axes[self.dims[0]] for b in self.axes[self.dims[1]]]
                 ytitle, xdim = f"{self.dims[0]}/{self.dims[1]}", self.dims[-1]
             else:
                 y, ytitle, xdim = self.axes[self.dims[0]], self.dims[0], self.dims[1]
             bound = float(vals.abs().max()) or 1.0
-            fig = go.Figure(go.Heatmap(z=vals.tolist(), x=self.axes[xdim], y=y, colorscale="RdBu_r", zmid=0, zmin=-bound, zmax=bound, colorbar={"title": "effect"}))
+            fig = go.Figure(
+                go.Heatmap(
+                    z=vals.tolist(),
+                    x=self.axes[xdim],
+                    y=y,
+                    colorscale="RdBu_r",
+                    zmid=0,
+                    zmin=-bound,
+                    zmax=bound,
+                    colorbar={"title": "effect"},
+                )
+            )
             fig.update_layout(xaxis_title=xdim, yaxis_title=ytitle, yaxis_autorange="reversed")
-        fig.update_layout(title=title, template="plotly_white", height=max(300, 40 * min(len(self.axes[self.dims[0]]), 20) + 150))
+        fig.update_layout(
+            title=title,
+            template="plotly_white",
+            height=max(300, 40 * min(len(self.axes[self.dims[0]]), 20) + 150),
+        )
         return fig
 
     def __repr__(self) -> str:
@@ -117,13 +153,18 @@ class Effects:
         return f"Effects({self.title()}, shape={tuple(self.values.shape)}, top: {top})"
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><td>{html.escape(c)}</td><td>{v:+.4f}</td></tr>" for c, v in self.top(8))
+        rows = "".join(
+            f"<tr><td>{html.escape(c)}</td><td>{v:+.4f}</td></tr>" for c, v in self.top(8)
+        )
         base = ", ".join(f"{k}={v:.4f}" for k, v in self.baseline.items())
         try:
             fig = self.plot().to_html(full_html=False, include_plotlyjs="cdn")
         except Exception:  # a display must never raise
             fig = ""
-        return f"<div><b>{html.escape(self.title())}</b><br><small>{html.escape(base)}</small><table><tr><th>component</th><th>effect</th></tr>{rows}</table>{fig}</div>"
+        return (
+            f"<div><b>{html.escape(self.title())}</b><br><small>{html.escape(base)}</small>"
+            f"<table><tr><th>component</th><th>effect</th></tr>{rows}</table>{fig}</div>"
+        )
 
     # ---- persistence -----------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -135,7 +176,19 @@ class Effects:
         if self.per_example is not None:
             tensors["per_example"] = self.per_example.detach().contiguous().cpu()
         save_file(tensors, str(out / "effects.safetensors"))
-        meta = {k: getattr(self, k) for k in ("dims", "axes", "components", "metric", "method", "normalized", "baseline", "meta")}
+        meta = {
+            k: getattr(self, k)
+            for k in (
+                "dims",
+                "axes",
+                "components",
+                "metric",
+                "method",
+                "normalized",
+                "baseline",
+                "meta",
+            )
+        }
         (out / "effects.json").write_text(json.dumps(meta, indent=1, default=str))
         return out
 

@@ -115,7 +115,18 @@ class RunContext:
 
     @classmethod
     @torch.no_grad()
-    def build(cls, subject: Subject, contrast: ContrastSet, metric: Metric, *, direction: str = "denoise", source_hooks: Sequence[str] = (), need_kv: bool = False, base_run: bool = True, base_hooks: Sequence[str] = ()) -> RunContext:
+    def build(
+        cls,
+        subject: Subject,
+        contrast: ContrastSet,
+        metric: Metric,
+        *,
+        direction: str = "denoise",
+        source_hooks: Sequence[str] = (),
+        need_kv: bool = False,
+        base_run: bool = True,
+        base_hooks: Sequence[str] = (),
+    ) -> RunContext:
         """Run and cache the source run, and the base run unless ``base_run=False``.
 
         Attribution skips the base run here: its gradient pass is the base run, and it fills
@@ -138,24 +149,46 @@ class RunContext:
             base_names |= {backend.resid_hook(layer) for layer in range(n)}
             if need_kv:
                 base_names |= {h for layer in range(n) for h in backend.kv_hooks(layer)}
-        base_names |= set(source_hooks) | set(base_hooks)  # source hooks: to tell which patches change nothing
+        base_names |= set(source_hooks) | set(
+            base_hooks
+        )  # source hooks: to tell which patches change nothing
         mid = backend.mid_block_entry(subject)
         if mid:
             base_names |= {backend.mid_hook(subject, layer) for layer in range(n)}
         source_names = set(source_hooks) | {backend.final_hook(subject)}
         if not base_run:
             base_names = set()
-        base_cache, base_logits = cached_run(subject, base_tokens, mask, base_names) if base_run else ({}, None)
+        base_cache, base_logits = (
+            cached_run(subject, base_tokens, mask, base_names) if base_run else ({}, None)
+        )
         src_cache, src_logits = cached_run(subject, source_tokens, mask, source_names)
         readout_kw = dict(subject=subject, metric=metric, scored=scored, answers=answers, mask=mask)
-        base_read = _readout(final=base_cache[backend.final_hook(subject)], logits=base_logits, **readout_kw) if base_run else None
-        src_read = _readout(final=src_cache[backend.final_hook(subject)], logits=src_logits, **readout_kw)
+        base_read = (
+            _readout(
+                final=base_cache[backend.final_hook(subject)], logits=base_logits, **readout_kw
+            )
+            if base_run
+            else None
+        )
+        src_read = _readout(
+            final=src_cache[backend.final_hook(subject)], logits=src_logits, **readout_kw
+        )
         reference = None
         if metric.needs_reference:  # the clean run is the reference, whatever the direction
             if direction == "noise" and not base_run:
-                base_read = _readout(final=cached_run(subject, base_tokens, mask, {backend.final_hook(subject)})[0][backend.final_hook(subject)], logits=None, **readout_kw)
+                base_read = _readout(
+                    final=cached_run(subject, base_tokens, mask, {backend.final_hook(subject)})[0][
+                        backend.final_hook(subject)
+                    ],
+                    logits=None,
+                    **readout_kw,
+                )
             reference = src_read if direction == "denoise" else base_read
-        mctx = MetricContext(answers=answers, reference=reference, extra={k: v.to(dev) for k, v in contrast.extra.items()})
+        mctx = MetricContext(
+            answers=answers,
+            reference=reference,
+            extra={k: v.to(dev) for k, v in contrast.extra.items()},
+        )
         return cls(
             subject=subject,
             metric=metric,
@@ -163,9 +196,15 @@ class RunContext:
             mask=mask,
             scored=scored,
             metric_ctx=mctx,
-            base_resid=[base_cache[backend.resid_hook(layer)] for layer in range(n)] if fast and base_run else [],
-            base_kv=[(base_cache[k], base_cache[v]) for k, v in map(backend.kv_hooks, range(n))] if fast and need_kv and base_run else None,
-            base_mid=[base_cache[backend.mid_hook(subject, layer)] for layer in range(n)] if mid and base_run else None,
+            base_resid=[base_cache[backend.resid_hook(layer)] for layer in range(n)]
+            if fast and base_run
+            else [],
+            base_kv=[(base_cache[k], base_cache[v]) for k, v in map(backend.kv_hooks, range(n))]
+            if fast and need_kv and base_run
+            else None,
+            base_mid=[base_cache[backend.mid_hook(subject, layer)] for layer in range(n)]
+            if mid and base_run
+            else None,
             source={k: src_cache[k] for k in source_hooks},
             base_sites={k: base_cache[k] for k in {*source_hooks, *base_hooks}} if base_run else {},
             base_values=metric(base_read, mctx) if base_run else torch.empty(0),
@@ -174,8 +213,10 @@ class RunContext:
         )
 
 
-def cached_run(subject: Subject, tokens: Tensor, mask: Tensor, names: set[str]) -> tuple[dict[str, Tensor], Tensor | None]:
-    """One forward with the named activations cached (and full logits where there is no fast path)."""
+def cached_run(
+    subject: Subject, tokens: Tensor, mask: Tensor, names: set[str]
+) -> tuple[dict[str, Tensor], Tensor | None]:
+    """One forward with the named activations cached (and full logits without a fast path)."""
     cache: dict[str, Tensor] = {}
 
     def saver(name: str):  # keyed by the name asked for: TransformerBridge hooks answer to aliases
@@ -184,7 +225,11 @@ def cached_run(subject: Subject, tokens: Tensor, mask: Tensor, names: set[str]) 
 
         return save
 
-    with torch.no_grad(), quiet_tl_warnings(), subject.hooks([(name, saver(name)) for name in sorted(names)]):
+    with (
+        torch.no_grad(),
+        quiet_tl_warnings(),
+        subject.hooks([(name, saver(name)) for name in sorted(names)]),
+    ):
         if subject.kind == "encoder":
             subject.model.encoder_output(tokens, None, mask)
             logits = None
@@ -196,12 +241,24 @@ def cached_run(subject: Subject, tokens: Tensor, mask: Tensor, names: set[str]) 
     return cache, logits
 
 
-def _readout(*, subject: Subject, metric: Metric, final: Tensor, logits: Tensor | None, scored: Tensor, answers: Tensor | None, mask: Tensor, start: int = 0) -> Tensor:
+def _readout(
+    *,
+    subject: Subject,
+    metric: Metric,
+    final: Tensor,
+    logits: Tensor | None,
+    scored: Tensor,
+    answers: Tensor | None,
+    mask: Tensor,
+    start: int = 0,
+) -> Tensor:
     if logits is not None:
         return metric.readout_from_logits(logits, scored, answers)
     rows = torch.arange(final.shape[0], device=final.device)
     at = final[rows, scored - start] if metric.readout != "embedding" else None
-    return backend.final_readout(subject, metric.readout, at, answers=answers, hidden=final, mask=mask)
+    return backend.final_readout(
+        subject, metric.readout, at, answers=answers, hidden=final, mask=mask
+    )
 
 
 class _PatchHook:
@@ -211,7 +268,9 @@ class _PatchHook:
     when positions are skipped); patches at positions outside the current slice are skipped.
     """
 
-    def __init__(self, entries: list[tuple[int, Patch]], source: dict[str, Tensor], offset: int, batch: int):
+    def __init__(
+        self, entries: list[tuple[int, Patch]], source: dict[str, Tensor], offset: int, batch: int
+    ):
         self.entries = entries  # (variant slot in the running batch, patch)
         self.source = source
         self.offset = offset
@@ -239,7 +298,11 @@ class _PatchHook:
         n_slots = act.shape[0] // b
         view = act.view(n_slots, b, *act.shape[1:])
         length_of = {p.pos_dim: act.shape[1 + p.pos_dim] for _, p in self.entries}
-        live = [(s, p, i) for s, p in self.entries if (i := self._shift(p, length_of[p.pos_dim])) is not None]
+        live = [
+            (s, p, i)
+            for s, p in self.entries
+            if (i := self._shift(p, length_of[p.pos_dim])) is not None
+        ]
         shared = [(s, p, i) for s, p, i in live if p.value is None]
         if shared:
             src = self._slice(self.source[shared[0][1].hook], shared[0][1], act).to(act.dtype)
@@ -257,7 +320,7 @@ class _PatchHook:
 
 
 def default_max_rows(subject: Subject, seq_len: int, max_memory: int | None = None) -> int:
-    """Rows (sequences) per forward: from ``max_memory`` bytes when given, else a CPU/GPU default."""
+    """Rows (sequences) per forward: from ``max_memory`` bytes when given, else a default."""
     if max_memory is None:
         return 256 if subject.device.type == "cpu" else 2048
     cfg = subject.cfg
@@ -266,11 +329,22 @@ def default_max_rows(subject: Subject, seq_len: int, max_memory: int | None = No
     return max(1, int(max_memory // max(1, bytes_per_row)))
 
 
-def run_variants(ctx: RunContext, variants: Sequence[Variant], *, max_rows: int = 256, progress: bool | None = None, desc: str = "patching") -> Tensor:
+def run_variants(
+    ctx: RunContext,
+    variants: Sequence[Variant],
+    *,
+    max_rows: int = 256,
+    progress: bool | None = None,
+    desc: str = "patching",
+) -> Tensor:
     """Per-example metric under each variant: ``[n_variants, batch]``."""
     subject = ctx.subject
     b = ctx.batch
-    out = torch.empty((len(variants), b), dtype=torch.promote_types(subject.dtype, torch.float32), device=subject.device)
+    out = torch.empty(
+        (len(variants), b),
+        dtype=torch.promote_types(subject.dtype, torch.float32),
+        device=subject.device,
+    )
     if not variants:
         return out
     skip = ctx.base_kv is not None and ctx.fast
@@ -296,13 +370,18 @@ def run_variants(ctx: RunContext, variants: Sequence[Variant], *, max_rows: int 
     return out
 
 
-def _hooks_for(ctx: RunContext, slots: list[tuple[int, Variant]], start: int, layer: int | None) -> list[tuple[str, _PatchHook]]:
+def _hooks_for(
+    ctx: RunContext, slots: list[tuple[int, Variant]], start: int, layer: int | None
+) -> list[tuple[str, _PatchHook]]:
     by_hook: dict[str, list[tuple[int, Patch]]] = defaultdict(list)
     for slot, v in slots:
         for p in v:
             if layer is None or p.layer == layer:
                 by_hook[p.hook].append((slot, p))
-    return [(name, _PatchHook(entries, ctx.source, start, ctx.batch)) for name, entries in by_hook.items()]
+    return [
+        (name, _PatchHook(entries, ctx.source, start, ctx.batch))
+        for name, entries in by_hook.items()
+    ]
 
 
 _ATTENTION_OUTPUTS = ("attn.hook_z", "hook_attn_out")
@@ -313,10 +392,16 @@ def _enters_mid_block(ctx: RunContext, v: Variant) -> bool:
     if ctx.base_mid is None:
         return False
     entry = _entry(v)
-    return all(p.hook.endswith(_ATTENTION_OUTPUTS) and p.hook in ctx.base_sites for p in v if p.layer == entry)
+    return all(
+        p.hook.endswith(_ATTENTION_OUTPUTS) and p.hook in ctx.base_sites
+        for p in v
+        if p.layer == entry
+    )
 
 
-def _mid_block_resid(ctx: RunContext, layer: int, slots: list[tuple[int, Variant]], start: int) -> Tensor:
+def _mid_block_resid(
+    ctx: RunContext, layer: int, slots: list[tuple[int, Variant]], start: int
+) -> Tensor:
     """resid_mid of variants entering at ``layer``: the base one plus their attention-output change.
 
     Attention itself is unchanged by patching its own outputs, so it is not recomputed.
@@ -324,7 +409,9 @@ def _mid_block_resid(ctx: RunContext, layer: int, slots: list[tuple[int, Variant
     subject, k = ctx.subject, len(slots)
     delta = None
     for hook_name, hook in _hooks_for(ctx, slots, start, layer):
-        base = ctx.base_sites[hook_name][:, start:].repeat(k, *([1] * (ctx.base_sites[hook_name].ndim - 1)))
+        base = ctx.base_sites[hook_name][:, start:].repeat(
+            k, *([1] * (ctx.base_sites[hook_name].ndim - 1))
+        )
         change = hook(base, hook=None) - base
         if hook_name.endswith("attn.hook_z"):
             change = backend.head_output(subject, layer, change)
@@ -340,9 +427,15 @@ def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor
         entering[_entry(v)].append(j)
     order: list[int] = []
     resid = None
-    enc_mask = backend.encoder_additive_mask(ctx.mask, subject.dtype) if subject.kind == "encoder" else None
+    enc_mask = (
+        backend.encoder_additive_mask(ctx.mask, subject.dtype)
+        if subject.kind == "encoder"
+        else None
+    )
     scored = ctx.scored
-    one_position = subject.kind == "causal" and bool((scored == scored[0]).all()) and int(scored[0]) >= start
+    one_position = (
+        subject.kind == "causal" and bool((scored == scored[0]).all()) and int(scored[0]) >= start
+    )
     last = subject.n_layers - 1
     read_from = start
     for layer in range(min(entering), subject.n_layers):
@@ -356,14 +449,20 @@ def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor
         outs = []
         if order:
             n_act = len(order)
-            hooks = _hooks_for(ctx, [(slot, chunk[j]) for slot, j in enumerate(order)], start, layer)
+            hooks = _hooks_for(
+                ctx, [(slot, chunk[j]) for slot, j in enumerate(order)], start, layer
+            )
             kv = None
             if start:
-                kv = tuple(t[:, :start].repeat(n_act, *([1] * (t.ndim - 1))) for t in ctx.base_kv[layer])
+                kv = tuple(
+                    t[:, :start].repeat(n_act, *([1] * (t.ndim - 1))) for t in ctx.base_kv[layer]
+                )
             mask = None if enc_mask is None else enc_mask.repeat(n_act, 1, 1, 1)
             with subject.hooks(hooks):
                 if layer == last and one_position:
-                    out, read_from = _last_block_at(subject, layer, resid, kv, hooks, start, int(scored[0]))
+                    out, read_from = _last_block_at(
+                        subject, layer, resid, kv, hooks, start, int(scored[0])
+                    )
                 else:
                     out = backend.run_block(subject, layer, resid, past_kv=kv, encoder_mask=mask)
             outs.append(out)
@@ -373,7 +472,9 @@ def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor
             if layer == last and one_position:
                 pos = int(scored[0])
                 resid_mid, read_from = resid_mid[:, pos - start : pos - start + 1], pos
-            hooks = _hooks_for(ctx, slots, read_from if layer == last and one_position else start, layer)
+            hooks = _hooks_for(
+                ctx, slots, read_from if layer == last and one_position else start, layer
+            )
             with subject.hooks(hooks):
                 outs.append(backend.run_block_after_attention(subject, layer, resid_mid))
             order += mid
@@ -395,7 +496,9 @@ def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor
     return out
 
 
-def _last_block_at(subject: Subject, layer: int, resid: Tensor, kv, hooks, start: int, pos: int) -> tuple[Tensor, int]:
+def _last_block_at(
+    subject: Subject, layer: int, resid: Tensor, kv, hooks, start: int, pos: int
+) -> tuple[Tensor, int]:
     """The last block computed only at the scored position ``pos``.
 
     Its other positions feed nothing downstream; they only contribute keys and values, which

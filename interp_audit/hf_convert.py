@@ -26,7 +26,9 @@ def _tokenizer(folder: Path):
     try:
         return AutoTokenizer.from_pretrained(str(folder))
     except Exception as err:
-        raise ModelLoadError(f"tokenizer files in {str(folder)!r} could not be read: {err}") from err
+        raise ModelLoadError(
+            f"tokenizer files in {str(folder)!r} could not be read: {err}"
+        ) from err
 
 
 def load_hf_gpt2(folder: Path, hf: dict[str, Any]):
@@ -39,7 +41,9 @@ def load_hf_gpt2(folder: Path, hf: dict[str, Any]):
         try:
             hf_model = GPT2LMHeadModel.from_pretrained(str(folder), local_files_only=True)
         except Exception as err:
-            raise ModelLoadError(f"could not read GPT-2 weights from {str(folder)!r}: {err}") from err
+            raise ModelLoadError(
+                f"could not read GPT-2 weights from {str(folder)!r}: {err}"
+            ) from err
         d_model = hf["n_embd"]
         cfg = HookedTransformerConfig(
             d_model=d_model,
@@ -63,7 +67,11 @@ def load_hf_gpt2(folder: Path, hf: dict[str, Any]):
             model = HookedTransformer(cfg)
         state = convert_gpt2_weights(hf_model, cfg)
         model.load_and_process_state_dict(
-            state, fold_ln=False, center_writing_weights=False, center_unembed=False, fold_value_biases=False
+            state,
+            fold_ln=False,
+            center_writing_weights=False,
+            center_unembed=False,
+            fold_value_biases=False,
         )
     return model, _tokenizer(folder)
 
@@ -155,7 +163,9 @@ def load_hf_bert(folder: Path, hf: dict[str, Any], flat: dict[str, torch.Tensor]
         if key not in out:
             if key.startswith("nsp_head") or key.startswith("pooler"):
                 out[key] = torch.zeros_like(state[key])
-    missing, unexpected = model.load_state_dict({k: v.contiguous() for k, v in out.items()}, strict=False)
+    missing, unexpected = model.load_state_dict(
+        {k: v.contiguous() for k, v in out.items()}, strict=False
+    )
     missing = [k for k in missing if not k.endswith(("IGNORE", "mask"))]
     if missing:
         raise ModelLoadError(f"{folder}: BERT conversion left parameters unset: {missing[:5]}")

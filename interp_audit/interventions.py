@@ -1,7 +1,7 @@
 """Interventions as contexts: ablate components or patch activations in, then leave no trace.
 
-    with ia.ablate(subject, ["L0H2", "L1.mlp"], kind="mean", reference=pairs):
-        logits = subject.run(tokens)          # hooks removed afterwards, also on error
+with ia.ablate(subject, ["L0H2", "L1.mlp"], kind="mean", reference=pairs):
+    logits = subject.run(tokens)          # hooks removed afterwards, also on error
 """
 
 from __future__ import annotations
@@ -30,12 +30,21 @@ def _tokens_and_mask(reference) -> tuple[Tensor, Tensor]:
         tokens = torch.cat([reference.clean, reference.counterfactual])
         mask = torch.cat([reference.attention_mask()] * 2)
         return tokens, mask
-    if isinstance(reference, Tensor) and reference.ndim == 2 and not reference.dtype.is_floating_point:
+    if (
+        isinstance(reference, Tensor)
+        and reference.ndim == 2
+        and not reference.dtype.is_floating_point
+    ):
         return reference.long(), torch.ones_like(reference, dtype=torch.long)
-    raise ContrastError(f"reference must be a ContrastSet or a [batch, pos] token tensor, got {type(reference).__name__}")
+    raise ContrastError(
+        "reference must be a ContrastSet or a [batch, pos] token tensor, got "
+        f"{type(reference).__name__}"
+    )
 
 
-def reference_activations(subject: Subject, reference, hooks: Sequence[str]) -> tuple[dict[str, Tensor], Tensor]:
+def reference_activations(
+    subject: Subject, reference, hooks: Sequence[str]
+) -> tuple[dict[str, Tensor], Tensor]:
     """Activations of the reference inputs at ``hooks`` (and the reference's one/zero mask)."""
     tokens, mask = _tokens_and_mask(reference)
     cache, _ = cached_run(subject, tokens.to(subject.device), mask.to(subject.device), set(hooks))
@@ -50,7 +59,7 @@ def _group(comps: list[Component]) -> dict[str, list[Component]]:
 
 
 def _masked_mean(act: Tensor, mask: Tensor) -> Tensor:
-    """Mean over the reference's real tokens (batch and positions); attention patterns: over the batch."""
+    """Mean over the reference's real tokens (batch and positions); patterns: over the batch."""
     if act.ndim >= 2 and act.shape[1] == mask.shape[1]:
         m = mask.to(act.dtype).reshape(*mask.shape, *([1] * (act.ndim - 2)))
         return (act * m).sum((0, 1)) / m.sum((0, 1)).clamp(min=1)
@@ -70,7 +79,10 @@ class _Replace:
         for c in self.comps:
             idx = c.index()
             if c.pos is not None and c.kind != "head.pattern" and c.pos >= act.shape[1]:
-                raise ContrastError(f"component {c.label!r}: position {c.pos} is past this input's {act.shape[1]} positions")
+                raise ContrastError(
+                    f"component {c.label!r}: position {c.pos} is past this input's "
+                    f"{act.shape[1]} positions"
+                )
             out[idx] = new[idx] if new.shape == act.shape else new.expand_as(act)[idx]
         return out
 
@@ -98,7 +110,9 @@ def ablate(
     by_hook = _group(comps)
     fns = []
     if kind == "zero":
-        fns = [(h, _Replace(cs, lambda act, name: torch.zeros_like(act))) for h, cs in by_hook.items()]
+        fns = [
+            (h, _Replace(cs, lambda act, name: torch.zeros_like(act))) for h, cs in by_hook.items()
+        ]
     else:
         if reference is None:
             raise AuditError(f"{kind} ablation needs reference= (a ContrastSet or token tensor)")
@@ -122,8 +136,10 @@ def ablate(
                 ref = acts[name]
                 if ref.shape[1:] != act.shape[1:]:
                     raise ContrastError(
-                        f"resample ablation at {name}: inputs have shape {tuple(act.shape[1:])} but the reference "
-                        f"activations {tuple(ref.shape[1:])}; resampling needs inputs as long as the reference prompts"
+                        f"resample ablation at {name}: inputs have shape "
+                        f"{tuple(act.shape[1:])} but the reference "
+                        f"activations {tuple(ref.shape[1:])}; resampling needs inputs as long "
+                        "as the reference prompts"
                     )
                 rows = torch.randint(0, ref.shape[0], (act.shape[0],), generator=gen)
                 return ref[rows.to(ref.device)]
@@ -134,7 +150,13 @@ def ablate(
 
 
 @contextlib.contextmanager
-def patch_in(subject: Subject, components: str | Sequence[str], source: ContrastSet | Tensor, *, which: Literal["clean", "counterfactual"] = "clean") -> Iterator[Subject]:
+def patch_in(
+    subject: Subject,
+    components: str | Sequence[str],
+    source: ContrastSet | Tensor,
+    *,
+    which: Literal["clean", "counterfactual"] = "clean",
+) -> Iterator[Subject]:
     """Replace components with their activations on ``source`` for the body of a ``with`` block.
 
     ``source`` is a ContrastSet (its ``which`` prompts) or a token tensor; inputs run inside
@@ -143,7 +165,10 @@ def patch_in(subject: Subject, components: str | Sequence[str], source: Contrast
     comps = parse_components(components, subject.shape)
     by_hook = _group(comps)
     if isinstance(source, ContrastSet):
-        tokens, mask = (source.clean if which == "clean" else source.counterfactual), source.attention_mask()
+        tokens, mask = (
+            (source.clean if which == "clean" else source.counterfactual),
+            source.attention_mask(),
+        )
     else:
         tokens, mask = _tokens_and_mask(source)
     acts, _ = cached_run(subject, tokens.to(subject.device), mask.to(subject.device), set(by_hook))
@@ -152,7 +177,8 @@ def patch_in(subject: Subject, components: str | Sequence[str], source: Contrast
         src = acts[name]
         if src.shape != act.shape:
             raise ContrastError(
-                f"patch_in at {name}: the running input gives activations {tuple(act.shape)} but the source "
+                f"patch_in at {name}: the running input gives activations {tuple(act.shape)} "
+                "but the source "
                 f"gave {tuple(src.shape)}; run inputs with the source's batch size and length"
             )
         return src.to(act.dtype)
@@ -162,7 +188,9 @@ def patch_in(subject: Subject, components: str | Sequence[str], source: Contrast
 
 
 @contextlib.contextmanager
-def ablate_token_embedding(subject: Subject, tokens: Sequence[str], like: Sequence[str]) -> Iterator[Subject]:
+def ablate_token_embedding(
+    subject: Subject, tokens: Sequence[str], like: Sequence[str]
+) -> Iterator[Subject]:
     """Wherever one of ``tokens`` is embedded, use the mean embedding of the ``like`` tokens.
 
     A token-conditional edit of the first residual stream (``hook_embed``): the model can no
@@ -170,7 +198,10 @@ def ablate_token_embedding(subject: Subject, tokens: Sequence[str], like: Sequen
     unchanged. Unlearning a record keyed by a rare token (a name) costs nothing elsewhere.
     """
     if "hook_embed" not in subject.hook_dict or not hasattr(subject.model, "W_E"):
-        raise AuditError(f"ablate_token_embedding needs a model with hook_embed and W_E; {subject.model_class} has none")
+        raise AuditError(
+            "ablate_token_embedding needs a model with hook_embed and W_E; "
+            f"{subject.model_class} has none"
+        )
 
     targets = [subject.single_token(t, "token") for t in tokens]
     pool = [subject.single_token(t, "reference token") for t in like]

@@ -68,7 +68,13 @@ def config_to_json(cfg) -> dict[str, Any]:
     return out
 
 
-def build_model(tl_config: dict[str, Any], kind: str = "causal", *, seed: int | None = None, device: str | None = None):
+def build_model(
+    tl_config: dict[str, Any],
+    kind: str = "causal",
+    *,
+    seed: int | None = None,
+    device: str | None = None,
+):
     """Build a TransformerLens model (random init) from a config dict: the offline test path."""
     with quiet_tl_warnings():
         from transformer_lens import HookedEncoder, HookedTransformer, HookedTransformerConfig
@@ -84,7 +90,10 @@ def build_model(tl_config: dict[str, Any], kind: str = "causal", *, seed: int | 
         fields = {f.name for f in dataclasses.fields(HookedTransformerConfig)}
         unknown = sorted(set(cfg) - fields)
         if unknown:
-            raise ModelLoadError(f"unknown TransformerLens config key {unknown[0]!r}{did_you_mean(unknown[0], fields)}")
+            raise ModelLoadError(
+                "unknown TransformerLens config key "
+                f"{unknown[0]!r}{did_you_mean(unknown[0], fields)}"
+            )
         config = HookedTransformerConfig(**cfg)
         with contextlib.redirect_stdout(io.StringIO()):  # TL prints "Moving model to device"
             if kind != "encoder":
@@ -108,7 +117,9 @@ def _init_encoder(model, seed: int) -> None:
                 param.copy_(torch.randn(param.shape, generator=gen) * 0.02 * 10)
 
 
-def _apply_processing(model, flags: dict[str, bool], already: dict[str, bool] | None = None) -> dict[str, bool]:
+def _apply_processing(
+    model, flags: dict[str, bool], already: dict[str, bool] | None = None
+) -> dict[str, bool]:
     flags = {**DEFAULT_WEIGHT_PROCESSING, **flags}
     todo = {k: v and not (already or {}).get(k, False) for k, v in flags.items()}
     applied = {k: bool(flags[k] or (already or {}).get(k, False)) for k in flags}
@@ -124,24 +135,47 @@ def _apply_processing(model, flags: dict[str, bool], already: dict[str, bool] | 
     return applied
 
 
-def _subject_from_module(model, source: str, flags: dict[str, bool], already: dict[str, bool] | None = None, **kw) -> Subject:
+def _subject_from_module(
+    model, source: str, flags: dict[str, bool], already: dict[str, bool] | None = None, **kw
+) -> Subject:
     if not hasattr(model, "hook_dict") or not hasattr(model, "cfg"):
         raise ModelLoadError(
             f"cannot audit a {type(model).__name__}: load_model needs a TransformerLens model "
             "(HookedTransformer, HookedEncoder, HookedSAETransformer, TransformerBridge)"
         )
     name = type(model).__name__
-    kind = "encoder" if name == "HookedEncoder" or getattr(model.cfg, "attention_dir", "causal") == "bidirectional" else "causal"
-    applied = _apply_processing(model, flags, already) if name != "TransformerBridge" else dict(flags)
+    kind = (
+        "encoder"
+        if name == "HookedEncoder"
+        or getattr(model.cfg, "attention_dir", "causal") == "bidirectional"
+        else "causal"
+    )
+    applied = (
+        _apply_processing(model, flags, already) if name != "TransformerBridge" else dict(flags)
+    )
     tokenizer = kw.pop("tokenizer", None) or getattr(model, "tokenizer", None)
     prepend = kw.pop("prepend_bos", None)
     if prepend is None:
         prepend = bool(getattr(model.cfg, "default_prepend_bos", True))
     model.eval()
-    return Subject(model=model, tokenizer=tokenizer, kind=kind, source=source, weight_processing=applied, prepend_bos=prepend, **kw)
+    return Subject(
+        model=model,
+        tokenizer=tokenizer,
+        kind=kind,
+        source=source,
+        weight_processing=applied,
+        prepend_bos=prepend,
+        **kw,
+    )
 
 
-def load_model(source: Any, *, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None, **weight_processing: bool) -> Subject:
+def load_model(
+    source: Any,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    **weight_processing: bool,
+) -> Subject:
     """Load a model to audit.
 
     Args:
@@ -171,10 +205,14 @@ def load_model(source: Any, *, device: str | torch.device | None = None, dtype: 
     return subject
 
 
-def _dispatch(source: Any, flags: dict[str, bool], device: str, dtype: torch.dtype | None) -> Subject:
+def _dispatch(
+    source: Any, flags: dict[str, bool], device: str, dtype: torch.dtype | None
+) -> Subject:
     if isinstance(source, Subject):
         if any(flags.values()):
-            source.weight_processing = _apply_processing(source.model, flags, source.weight_processing)
+            source.weight_processing = _apply_processing(
+                source.model, flags, source.weight_processing
+            )
         return source
     if isinstance(source, torch.nn.Module):
         return _subject_from_module(source, f"<in-memory {type(source).__name__}>", flags)
@@ -189,13 +227,18 @@ def _dispatch(source: Any, flags: dict[str, bool], device: str, dtype: torch.dty
     if path.is_dir():
         return _load_folder(path, flags)
     if path.suffix in (".safetensors", ".json", ".pt", ".bin") or path.exists():
-        raise ModelLoadError(f"model source {text!r} is a file; pass the folder that holds config.json and the weights")
+        raise ModelLoadError(
+            f"model source {text!r} is a file; pass the folder that holds config.json and the "
+            "weights"
+        )
     if "/" in text and (text.startswith((".", "/", "~")) or Path(text).parent.exists()):
         raise ModelLoadError(f"model folder {text!r} does not exist")
     return _load_pretrained_name(text, flags, device, dtype)
 
 
-def _load_pretrained_name(name: str, flags: dict[str, bool], device: str, dtype: torch.dtype | None) -> Subject:
+def _load_pretrained_name(
+    name: str, flags: dict[str, bool], device: str, dtype: torch.dtype | None
+) -> Subject:
     """A TransformerLens pretrained name: the real hub path (needs the internet)."""
     with quiet_tl_warnings():
         from transformer_lens import HookedEncoder, HookedTransformer
@@ -204,13 +247,21 @@ def _load_pretrained_name(name: str, flags: dict[str, bool], device: str, dtype:
         try:
             if name.lower().startswith("bert") or "minilm" in name.lower():
                 if any(flags.values()):
-                    raise ModelLoadError(f"weight processing {sorted(k for k, v in flags.items() if v)} is not supported for encoders (BERT's post-LayerNorm cannot be folded)")
-                model = HookedEncoder.from_pretrained(name, device=device, dtype=dtype or torch.float32)
+                    raise ModelLoadError(
+                        f"weight processing {sorted(k for k, v in flags.items() if v)} is not "
+                        "supported for encoders (BERT's post-LayerNorm cannot be folded)"
+                    )
+                model = HookedEncoder.from_pretrained(
+                    name, device=device, dtype=dtype or torch.float32
+                )
             else:
-                model = HookedTransformer.from_pretrained(name, device=device, dtype=dtype or torch.float32, **flags)
+                model = HookedTransformer.from_pretrained(
+                    name, device=device, dtype=dtype or torch.float32, **flags
+                )
         except Exception as err:  # the hub, a bad name, no network: one readable line
             raise ModelLoadError(
-                f"could not load pretrained model {name!r} through TransformerLens: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                f"could not load pretrained model {name!r} through TransformerLens: "
+                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             ) from err
     return _subject_from_module(model, name, dict.fromkeys(flags, False), already=flags)
 
@@ -226,7 +277,9 @@ def _read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
         try:
             return torch.load(str(pt), map_location="cpu", weights_only=True)
         except Exception as err:
-            raise ModelLoadError(f"{pt} is not a plain tensor checkpoint (refusing to unpickle it): {err}") from err
+            raise ModelLoadError(
+                f"{pt} is not a plain tensor checkpoint (refusing to unpickle it): {err}"
+            ) from err
     raise ModelLoadError(f"folder {str(folder)!r} has no model.safetensors (or pytorch_model.bin)")
 
 
@@ -249,7 +302,9 @@ def _load_folder(folder: Path, flags: dict[str, bool]) -> Subject:
         from .hf_convert import load_hf_bert
 
         model, tok, has_head = load_hf_bert(folder, meta, _read_state_dict(folder))
-        return _subject_from_module(model, str(folder), flags, tokenizer=tok, prepend_bos=False, has_lm_head=has_head)
+        return _subject_from_module(
+            model, str(folder), flags, tokenizer=tok, prepend_bos=False, has_lm_head=has_head
+        )
     else:
         raise ModelLoadError(
             f"{cfg_path}: model_type {model_type!r} is not supported from a local folder "
@@ -277,7 +332,9 @@ def _load_saved(folder: Path, meta: dict[str, Any], flags: dict[str, bool]) -> S
         tok = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
     return _subject_from_module(
         model,
-        meta.get("source", str(folder)) if str(meta.get("source", "")).startswith("zoo:") else str(folder),
+        meta.get("source", str(folder))
+        if str(meta.get("source", "")).startswith("zoo:")
+        else str(folder),
         flags,
         already=meta.get("weight_processing"),
         tokenizer=tok,

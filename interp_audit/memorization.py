@@ -28,7 +28,14 @@ def _alphabet_ids(subject: Subject, alphabet: Sequence[str]) -> Tensor:
 
 
 @torch.no_grad()
-def candidate_logprobs(subject: Subject, prefix: str, *, alphabet: Sequence[str] = DIGITS, length: int = 4, batch_size: int = 1024) -> Tensor:
+def candidate_logprobs(
+    subject: Subject,
+    prefix: str,
+    *,
+    alphabet: Sequence[str] = DIGITS,
+    length: int = 4,
+    batch_size: int = 1024,
+) -> Tensor:
     """log p(candidate | prefix) for every candidate in alphabet^length, in lexicographic order."""
     ids = _alphabet_ids(subject, alphabet).to(subject.device)
     base = torch.tensor(subject.to_tokens(prefix), device=subject.device)
@@ -60,15 +67,27 @@ class Exposure:
         return math.log2(self.n_candidates) - math.log2(self.rank)
 
     def to_dict(self) -> dict:
-        return {"prefix": self.prefix, "secret": self.secret, "logprob": self.logprob, "rank": self.rank, "exposure": self.exposure, "n_candidates": self.n_candidates, "extracted": self.extracted}
+        return {
+            "prefix": self.prefix,
+            "secret": self.secret,
+            "logprob": self.logprob,
+            "rank": self.rank,
+            "exposure": self.exposure,
+            "n_candidates": self.n_candidates,
+            "extracted": self.extracted,
+        }
 
 
-def exposure(subject: Subject, prefix: str, secret: str, *, alphabet: Sequence[str] = DIGITS) -> Exposure:
-    """Exposure, rank and log-likelihood of ``secret`` (space-separated symbols) after ``prefix``."""
+def exposure(
+    subject: Subject, prefix: str, secret: str, *, alphabet: Sequence[str] = DIGITS
+) -> Exposure:
+    """Exposure, rank and log-likelihood of ``secret`` after ``prefix``."""
     symbols = secret.split()
     bad = [s for s in symbols if s not in alphabet]
     if bad:
-        raise ContrastError(f"secret {secret!r}: symbol {bad[0]!r} is not in the alphabet {list(alphabet)}")
+        raise ContrastError(
+            f"secret {secret!r}: symbol {bad[0]!r} is not in the alphabet {list(alphabet)}"
+        )
     scores = candidate_logprobs(subject, prefix, alphabet=alphabet, length=len(symbols))
     index = 0
     for s in symbols:

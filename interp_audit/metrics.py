@@ -47,7 +47,11 @@ class MetricContext:
         def rep(t):
             return None if t is None else t.repeat(n, *([1] * (t.ndim - 1)))
 
-        return MetricContext(answers=rep(self.answers), reference=rep(self.reference), extra={k: rep(v) for k, v in self.extra.items()})
+        return MetricContext(
+            answers=rep(self.answers),
+            reference=rep(self.reference),
+            extra={k: rep(v) for k, v in self.extra.items()},
+        )
 
 
 @dataclass(frozen=True)
@@ -63,19 +67,36 @@ class Metric:
 
     def __call__(self, readout: Tensor, ctx: MetricContext) -> Float[Tensor, " b"]:
         if self.needs_answers and ctx.answers is None:
-            raise ContrastError(f"metric {self.name!r} needs answer tokens: build the ContrastSet with answers=[(correct, incorrect), ...]")
+            raise ContrastError(
+                f"metric {self.name!r} needs answer tokens: build the ContrastSet with "
+                "answers=[(correct, incorrect), ...]"
+            )
         return self.fn(readout, ctx)
 
-    def readout_from_logits(self, logits: Float[Tensor, "b pos vocab"], positions: Int[Tensor, " b"], answers: Tensor | None) -> Tensor:
+    def readout_from_logits(
+        self,
+        logits: Float[Tensor, "b pos vocab"],
+        positions: Int[Tensor, " b"],
+        answers: Tensor | None,
+    ) -> Tensor:
         """The readout this metric needs, taken from full logits (reference path)."""
-        at = logits[torch.arange(logits.shape[0], device=logits.device), positions.to(logits.device)]
+        at = logits[
+            torch.arange(logits.shape[0], device=logits.device), positions.to(logits.device)
+        ]
         if self.readout == "answer_logits":
             return at.gather(-1, answers.to(at.device))
         if self.readout == "final_logits":
             return at
         raise AuditError(f"metric {self.name!r} reads embeddings, not logits")
 
-    def from_logits(self, logits: Float[Tensor, "b pos vocab"], contrast, *, clean_logits: Tensor | None = None, kind: str = "causal") -> Float[Tensor, " b"]:
+    def from_logits(
+        self,
+        logits: Float[Tensor, "b pos vocab"],
+        contrast,
+        *,
+        clean_logits: Tensor | None = None,
+        kind: str = "causal",
+    ) -> Float[Tensor, " b"]:
         """Per-example metric from full logits, e.g. to hand TransformerLens's patching a metric.
 
         ``contrast`` supplies answers and scored positions; ``clean_logits`` is needed by
@@ -87,9 +108,16 @@ class Metric:
         ref = None
         if self.needs_reference:
             if clean_logits is None:
-                raise AuditError(f"metric {self.name!r} compares with the clean run: pass clean_logits=")
+                raise AuditError(
+                    f"metric {self.name!r} compares with the clean run: pass clean_logits="
+                )
             ref = self.readout_from_logits(clean_logits, positions, answers)
-        return self(readout, MetricContext(answers=None if answers is None else answers.to(logits.device), reference=ref))
+        return self(
+            readout,
+            MetricContext(
+                answers=None if answers is None else answers.to(logits.device), reference=ref
+            ),
+        )
 
 
 def _logit_diff(r: Tensor, ctx: MetricContext) -> Tensor:
@@ -111,16 +139,34 @@ def _kl_to_clean(r: Tensor, ctx: MetricContext) -> Tensor:
     return (ref.exp() * (ref - cur)).sum(-1)
 
 
-logit_diff = Metric("logit_diff", "answer_logits", _logit_diff, description="logit(correct) - logit(incorrect) at the scored position")
-prob_diff = Metric("prob_diff", "final_logits", _prob_diff, description="p(correct) - p(incorrect) at the scored position")
-logprob = Metric("logprob", "final_logits", _logprob, description="log p(correct) at the scored position")
+logit_diff = Metric(
+    "logit_diff",
+    "answer_logits",
+    _logit_diff,
+    description="logit(correct) - logit(incorrect) at the scored position",
+)
+prob_diff = Metric(
+    "prob_diff",
+    "final_logits",
+    _prob_diff,
+    description="p(correct) - p(incorrect) at the scored position",
+)
+logprob = Metric(
+    "logprob", "final_logits", _logprob, description="log p(correct) at the scored position"
+)
 kl_to_clean = Metric(
-    "kl_to_clean", "final_logits", _kl_to_clean, needs_answers=False, needs_reference=True,
+    "kl_to_clean",
+    "final_logits",
+    _kl_to_clean,
+    needs_answers=False,
+    needs_reference=True,
     description="KL(clean || run) of the next-token distribution at the scored position",
 )
 
 
-def embedding_similarity(anchor: Float[Tensor, " d"] | Float[Tensor, "2 d"] | None = None, name: str | None = None) -> Metric:
+def embedding_similarity(
+    anchor: Float[Tensor, " d"] | Float[Tensor, "2 d"] | None = None, name: str | None = None
+) -> Metric:
     """Cosine similarity of the mean-pooled embedding (encoders).
 
     ``anchor=None``: similarity to the clean run's embedding of the same example (1 = unchanged).
@@ -135,11 +181,15 @@ def embedding_similarity(anchor: Float[Tensor, " d"] | Float[Tensor, "2 d"] | No
     def fn(r: Tensor, ctx: MetricContext) -> Tensor:
         r = r.float()
         if anchor is None:
-            return torch.nn.functional.cosine_similarity(r, ctx.reference.float().to(r.device), dim=-1)
+            return torch.nn.functional.cosine_similarity(
+                r, ctx.reference.float().to(r.device), dim=-1
+            )
         a = anchor.to(r.device)
         if a.ndim == 1:
             return torch.nn.functional.cosine_similarity(r, a[None], dim=-1)
-        return torch.nn.functional.cosine_similarity(r, a[:1], dim=-1) - torch.nn.functional.cosine_similarity(r, a[1:], dim=-1)
+        return torch.nn.functional.cosine_similarity(
+            r, a[:1], dim=-1
+        ) - torch.nn.functional.cosine_similarity(r, a[1:], dim=-1)
 
     return Metric(
         name or ("embedding_similarity" if anchor is None else "embedding_anchor_similarity"),
@@ -159,10 +209,21 @@ def query_similarity(key: str = "query", name: str | None = None) -> Metric:
 
     def fn(r: Tensor, ctx: MetricContext) -> Tensor:
         if key not in ctx.extra:
-            raise ContrastError(f"metric {name or 'query_similarity'!r} needs per-pair {key!r} embeddings: pairs.with_extra({key}=subject.embed([...]))")
-        return torch.nn.functional.cosine_similarity(r.float(), ctx.extra[key].float().to(r.device), dim=-1)
+            raise ContrastError(
+                f"metric {name or 'query_similarity'!r} needs per-pair {key!r} embeddings: "
+                f"pairs.with_extra({key}=subject.embed([...]))"
+            )
+        return torch.nn.functional.cosine_similarity(
+            r.float(), ctx.extra[key].float().to(r.device), dim=-1
+        )
 
-    return Metric(name or "query_similarity", "embedding", fn, needs_answers=False, description=f"cosine of the sentence embedding to the pair's {key} embedding")
+    return Metric(
+        name or "query_similarity",
+        "embedding",
+        fn,
+        needs_answers=False,
+        description=f"cosine of the sentence embedding to the pair's {key} embedding",
+    )
 
 
 def mean_pool(hidden: Float[Tensor, "b pos d"], mask: Int[Tensor, "b pos"]) -> Float[Tensor, "b d"]:
@@ -185,6 +246,7 @@ def get_metric(name_or_metric) -> Metric:
     from .errors import did_you_mean
 
     raise AuditError(
-        f"unknown metric {name_or_metric!r}; built in: {', '.join([*BUILTIN, 'embedding_similarity'])}"
+        f"unknown metric {name_or_metric!r}; built in: "
+        f"{', '.join([*BUILTIN, 'embedding_similarity'])}"
         f"{did_you_mean(str(name_or_metric), [*BUILTIN, 'embedding_similarity'])}"
     )

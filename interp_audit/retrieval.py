@@ -1,4 +1,4 @@
-"""Retrieval ranks for sentence encoders: where a candidate lands among all candidates for a query."""
+"""Retrieval ranks for sentence encoders: where a candidate lands among all candidates."""
 
 from __future__ import annotations
 

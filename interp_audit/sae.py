@@ -26,14 +26,24 @@ from .errors import AuditError, ModelLoadError, SiteError
 from .metrics import Metric, get_metric
 from .subject import Subject, quiet_tl_warnings
 
-__all__ = ["ablate_features", "attribute_features", "feature_diff", "load_sae", "patch_features", "top_activating", "train_sae"]
+__all__ = [
+    "ablate_features",
+    "attribute_features",
+    "feature_diff",
+    "load_sae",
+    "patch_features",
+    "top_activating",
+    "train_sae",
+]
 
 
 def hook_of(sae) -> str:
     meta = getattr(sae.cfg, "metadata", None)
     hook = getattr(meta, "hook_name", None) or getattr(sae.cfg, "hook_name", None)
     if not hook:
-        raise SiteError("this SAE does not say which hook it reads (cfg.metadata.hook_name is empty)")
+        raise SiteError(
+            "this SAE does not say which hook it reads (cfg.metadata.hook_name is empty)"
+        )
     return hook
 
 
@@ -43,13 +53,26 @@ def check_sae(subject: Subject, sae) -> str:
     subject.check_hook(hook)
     tokens = torch.zeros((1, 2), dtype=torch.long, device=subject.device)
     cache, _ = cached_run(subject, tokens, torch.ones_like(tokens), {hook})
-    width = cache[hook].shape[-1] if cache[hook].ndim == 3 else int(torch.tensor(cache[hook].shape[2:]).prod())
+    width = (
+        cache[hook].shape[-1]
+        if cache[hook].ndim == 3
+        else int(torch.tensor(cache[hook].shape[2:]).prod())
+    )
     if int(sae.cfg.d_in) != width:
-        raise SiteError(f"SAE for {hook!r} has d_in={sae.cfg.d_in}, but that activation has width {width} on this {subject.model_class}")
+        raise SiteError(
+            f"SAE for {hook!r} has d_in={sae.cfg.d_in}, but that activation has width {width} "
+            f"on this {subject.model_class}"
+        )
     return hook
 
 
-def load_sae(source: Any, subject: Subject | None = None, *, sae_id: str | None = None, device: str | None = None):
+def load_sae(
+    source: Any,
+    subject: Subject | None = None,
+    *,
+    sae_id: str | None = None,
+    device: str | None = None,
+):
     """An SAE from an object, a local folder (sae_lens format), ``"zoo:NAME"``, or a pretrained
     release name with ``sae_id`` (downloads from the hub). Checked against ``subject`` if given."""
     with quiet_tl_warnings():
@@ -61,7 +84,11 @@ def load_sae(source: Any, subject: Subject | None = None, *, sae_id: str | None 
         elif isinstance(source, str) and source.startswith("zoo:"):
             folder = Path(__file__).resolve().parent / "zoo" / "weights" / "saes" / source[4:]
             if not folder.exists():
-                avail = sorted(p.name for p in folder.parent.iterdir()) if folder.parent.exists() else []
+                avail = (
+                    sorted(p.name for p in folder.parent.iterdir())
+                    if folder.parent.exists()
+                    else []
+                )
                 raise ModelLoadError(f"no zoo SAE {source[4:]!r}; available: {', '.join(avail)}")
             sae = SAE.load_from_disk(str(folder), device=dev)
         elif Path(str(source)).is_dir():
@@ -70,23 +97,43 @@ def load_sae(source: Any, subject: Subject | None = None, *, sae_id: str | None 
             try:
                 sae = SAE.from_pretrained(str(source), sae_id, device=dev)
             except Exception as err:
-                raise ModelLoadError(f"could not load SAE {source!r}/{sae_id!r} from the hub: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
+                raise ModelLoadError(
+                    f"could not load SAE {source!r}/{sae_id!r} from the hub: "
+                    f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                ) from err
         else:
-            raise ModelLoadError(f"cannot load an SAE from {source!r}: give a folder, 'zoo:NAME', or a release name with sae_id=")
+            raise ModelLoadError(
+                f"cannot load an SAE from {source!r}: give a folder, 'zoo:NAME', or a release "
+                "name with sae_id="
+            )
     sae.eval()
     if subject is not None:
         check_sae(subject, sae)
     return sae
 
 
-def train_sae(subject: Subject, hook: str, tokens: Tensor | Sequence[Sequence[int]], *, d_sae: int = 256, l1_coefficient: float = 1.0, training_tokens: int = 200_000, lr: float = 3e-3, batch_tokens: int = 512, seed: int = 0):
+def train_sae(
+    subject: Subject,
+    hook: str,
+    tokens: Tensor | Sequence[Sequence[int]],
+    *,
+    d_sae: int = 256,
+    l1_coefficient: float = 1.0,
+    training_tokens: int = 200_000,
+    lr: float = 3e-3,
+    batch_tokens: int = 512,
+    seed: int = 0,
+):
     """Train a standard SAE on ``hook`` with sae_lens's runner, offline (override_model and
     override_dataset, no wandb), reproducible with ``seed``. Returns an inference SAE."""
     subject.check_hook(hook)
     rows = tokens.tolist() if isinstance(tokens, Tensor) else [list(r) for r in tokens]
     lengths = {len(r) for r in rows}
     if len(lengths) != 1:
-        raise AuditError(f"train_sae needs token rows of one length (got lengths {sorted(lengths)}); pad or group them")
+        raise AuditError(
+            f"train_sae needs token rows of one length (got lengths {sorted(lengths)}); pad "
+            "or group them"
+        )
     context = lengths.pop()
     with quiet_tl_warnings():
         import logging
@@ -101,18 +148,42 @@ def train_sae(subject: Subject, hook: str, tokens: Tensor | Sequence[Sequence[in
         )
 
         logging.getLogger("sae_lens").setLevel(logging.ERROR)
-        cache, _ = cached_run(subject, torch.tensor(rows[:1], device=subject.device), torch.ones((1, context), dtype=torch.long, device=subject.device), {hook})
+        cache, _ = cached_run(
+            subject,
+            torch.tensor(rows[:1], device=subject.device),
+            torch.ones((1, context), dtype=torch.long, device=subject.device),
+            {hook},
+        )
         d_in = cache[hook].shape[-1]
         torch.manual_seed(seed)
         cfg = LanguageModelSAERunnerConfig(
             sae=StandardTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l1_coefficient=l1_coefficient),
-            model_name=subject.source, hook_name=hook, dataset_path="interp_audit-tokens", is_dataset_tokenized=True, streaming=False,
-            context_size=context, training_tokens=training_tokens, train_batch_size_tokens=batch_tokens, store_batch_size_prompts=128,
-            n_batches_in_buffer=max(8, 2 * batch_tokens // context), device=str(subject.device), seed=seed, lr=lr,
-            logger=LoggingConfig(log_to_wandb=False), checkpoint_path=None, output_path=None, verbose=False,
-            prepend_bos=False, n_batches_for_norm_estimate=10, exclude_special_tokens=False,
+            model_name=subject.source,
+            hook_name=hook,
+            dataset_path="interp_audit-tokens",
+            is_dataset_tokenized=True,
+            streaming=False,
+            context_size=context,
+            training_tokens=training_tokens,
+            train_batch_size_tokens=batch_tokens,
+            store_batch_size_prompts=128,
+            n_batches_in_buffer=max(8, 2 * batch_tokens // context),
+            device=str(subject.device),
+            seed=seed,
+            lr=lr,
+            logger=LoggingConfig(log_to_wandb=False),
+            checkpoint_path=None,
+            output_path=None,
+            verbose=False,
+            prepend_bos=False,
+            n_batches_for_norm_estimate=10,
+            exclude_special_tokens=False,
         )
-        runner = LanguageModelSAETrainingRunner(cfg, override_dataset=Dataset.from_dict({"input_ids": rows}), override_model=subject.model)
+        runner = LanguageModelSAETrainingRunner(
+            cfg,
+            override_dataset=Dataset.from_dict({"input_ids": rows}),
+            override_model=subject.model,
+        )
         trained = runner.run()
         with tempfile.TemporaryDirectory() as tmp:  # training SAE -> inference SAE
             trained.save_model(tmp)
@@ -137,7 +208,9 @@ def _split(sae, x: Tensor) -> tuple[Tensor, Tensor]:
     return f, x - sae.decode(f)
 
 
-def feature_activations(subject: Subject, sae, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
+def feature_activations(
+    subject: Subject, sae, tokens: Tensor, mask: Tensor | None = None
+) -> Tensor:
     hook = hook_of(sae)
     mask = torch.ones_like(tokens) if mask is None else mask
     cache, _ = cached_run(subject, tokens.to(subject.device), mask.to(subject.device), {hook})
@@ -154,10 +227,21 @@ def feature_diff(subject: Subject, sae, contrast: ContrastSet) -> Effects:
     m = mask[..., None].to(fc.dtype)
     per_pair = ((fc - ff) * m).sum(1) / m.sum(1)  # [pair, feature]
     values = per_pair.mean(0).cpu()
-    return Effects(values=values, dims=("feature",), axes={"feature": labels[:-1]}, components=labels[:-1], metric="activation", method="feature_diff", normalized=False, per_example=per_pair.T.cpu())
+    return Effects(
+        values=values,
+        dims=("feature",),
+        axes={"feature": labels[:-1]},
+        components=labels[:-1],
+        metric="activation",
+        method="feature_diff",
+        normalized=False,
+        per_example=per_pair.T.cpu(),
+    )
 
 
-def top_activating(subject: Subject, sae, feature: int, texts: Sequence[str], k: int = 5) -> list[tuple[str, str, float]]:
+def top_activating(
+    subject: Subject, sae, feature: int, texts: Sequence[str], k: int = 5
+) -> list[tuple[str, str, float]]:
     """The ``k`` texts (and token) where ``feature`` fires most: (text, token, activation)."""
     rows = [subject.to_tokens(t) for t in texts]
     out = []
@@ -168,17 +252,45 @@ def top_activating(subject: Subject, sae, feature: int, texts: Sequence[str], k:
     return sorted(out, key=lambda r: -r[2])[:k]
 
 
-def _finish(values_pe: Tensor, base: float, source: float, labels: list[str], metric: Metric, method: str, normalize: bool, direction: str) -> Effects:
+def _finish(
+    values_pe: Tensor,
+    base: float,
+    source: float,
+    labels: list[str],
+    metric: Metric,
+    method: str,
+    normalize: bool,
+    direction: str,
+) -> Effects:
     from .locate.patching import normalise
 
     mean = values_pe.mean(1)
     values = normalise(mean, base, source, "feature effects") if normalize else mean
     clean, cf = (source, base) if direction == "denoise" else (base, source)
-    return Effects(values=values, dims=("feature",), axes={"feature": labels}, components=labels, metric=metric.name, method=method, normalized=normalize,
-                   per_example=values_pe, baseline={"clean": clean, "counterfactual": cf}, meta={"direction": direction, "error_node": labels[-1]})
+    return Effects(
+        values=values,
+        dims=("feature",),
+        axes={"feature": labels},
+        components=labels,
+        metric=metric.name,
+        method=method,
+        normalized=normalize,
+        per_example=values_pe,
+        baseline={"clean": clean, "counterfactual": cf},
+        meta={"direction": direction, "error_node": labels[-1]},
+    )
 
 
-def patch_features(subject: Subject, contrast: ContrastSet, metric: Metric | str, sae, *, direction: Literal["denoise", "noise"] = "denoise", normalize: bool = True, batch_size: int | None = None) -> Effects:
+def patch_features(
+    subject: Subject,
+    contrast: ContrastSet,
+    metric: Metric | str,
+    sae,
+    *,
+    direction: Literal["denoise", "noise"] = "denoise",
+    normalize: bool = True,
+    batch_size: int | None = None,
+) -> Effects:
     """Exact patching of every SAE feature (and the error node), one at a time, error kept."""
     metric = get_metric(metric)
     hook = check_sae(subject, sae)
@@ -186,7 +298,14 @@ def patch_features(subject: Subject, contrast: ContrastSet, metric: Metric | str
     rows = batch_size or default_max_rows(subject, contrast.seq_len)
     per_example, bases, sources = [], [], []
     for part in contrast.batches(max(1, rows)):
-        ctx = RunContext.build(subject, part, metric, direction=direction, source_hooks=[hook], need_kv=subject.kind == "causal")
+        ctx = RunContext.build(
+            subject,
+            part,
+            metric,
+            direction=direction,
+            source_hooks=[hook],
+            need_kv=subject.kind == "causal",
+        )
         x_base, x_src = ctx.base_sites[hook], ctx.source[hook]
         f_base, e_base = _split(sae, x_base)
         f_src, e_src = _split(sae, x_src)
@@ -207,15 +326,34 @@ def patch_features(subject: Subject, contrast: ContrastSet, metric: Metric | str
         variants.append((Patch(hook, (), value=recon_base + e_src),))
         for start in range(0, len(variants), 64):
             chunk = variants[start : start + 64]
-            vals[todo[start : start + 64]] = run_variants(ctx, chunk, max_rows=rows, progress=False).double()
+            vals[todo[start : start + 64]] = run_variants(
+                ctx, chunk, max_rows=rows, progress=False
+            ).double()
         per_example.append(vals.float().cpu())
         bases.append(ctx.base_values.cpu())
         sources.append(ctx.source_values.cpu())
-    return _finish(torch.cat(per_example, 1), float(torch.cat(bases).mean()), float(torch.cat(sources).mean()), labels, metric, "feature_patch", normalize, direction)
+    return _finish(
+        torch.cat(per_example, 1),
+        float(torch.cat(bases).mean()),
+        float(torch.cat(sources).mean()),
+        labels,
+        metric,
+        "feature_patch",
+        normalize,
+        direction,
+    )
 
 
-def attribute_features(subject: Subject, contrast: ContrastSet, metric: Metric | str, sae, *, direction: Literal["denoise", "noise"] = "denoise", normalize: bool = True) -> Effects:
-    """AtP over features: (f_src - f_base)_i * (W_dec[i] . dM/dx), plus (err_src - err_base) . dM/dx.
+def attribute_features(
+    subject: Subject,
+    contrast: ContrastSet,
+    metric: Metric | str,
+    sae,
+    *,
+    direction: Literal["denoise", "noise"] = "denoise",
+    normalize: bool = True,
+) -> Effects:
+    """AtP over features: (f_src - f_base)_i * (W_dec[i] . dM/dx), plus (e_src - e_base) . dM/dx.
     Features + error add up to the AtP estimate of patching the whole activation."""
     from .locate.gradients import gradient_run
 
@@ -224,7 +362,9 @@ def attribute_features(subject: Subject, contrast: ContrastSet, metric: Metric |
     _, labels = _labels(sae)
     per_example, bases, sources = [], [], []
     for part in contrast.batches(default_max_rows(subject, contrast.seq_len)):
-        ctx = RunContext.build(subject, part, metric, direction=direction, source_hooks=[hook], base_run=False)
+        ctx = RunContext.build(
+            subject, part, metric, direction=direction, source_hooks=[hook], base_run=False
+        )
         acts, grads, base_values = gradient_run(ctx, ctx.base_tokens, [hook])
         g, x_base = grads[0][hook], acts[hook]
         f_base, e_base = _split(sae, x_base)
@@ -236,7 +376,16 @@ def attribute_features(subject: Subject, contrast: ContrastSet, metric: Metric |
         per_example.append((base_values[None] + est).float().cpu())
         bases.append(base_values.cpu())
         sources.append(ctx.source_values.cpu())
-    return _finish(torch.cat(per_example, 1), float(torch.cat(bases).mean()), float(torch.cat(sources).mean()), labels, metric, "feature_atp", normalize, direction)
+    return _finish(
+        torch.cat(per_example, 1),
+        float(torch.cat(bases).mean()),
+        float(torch.cat(sources).mean()),
+        labels,
+        metric,
+        "feature_atp",
+        normalize,
+        direction,
+    )
 
 
 def _feature_indices(sae, features: Sequence[int | str]) -> list[int]:
@@ -245,13 +394,23 @@ def _feature_indices(sae, features: Sequence[int | str]) -> list[int]:
         if isinstance(f, str):
             f = int(f.rsplit("F", 1)[-1]) if "F" in f else int(f)
         if not 0 <= f < int(sae.cfg.d_sae):
-            raise SiteError(f"feature {f} does not exist; this SAE has features 0..{int(sae.cfg.d_sae) - 1}")
+            raise SiteError(
+                f"feature {f} does not exist; this SAE has features 0..{int(sae.cfg.d_sae) - 1}"
+            )
         out.append(f)
     return out
 
 
 @contextlib.contextmanager
-def ablate_features(subject: Subject, sae, features: Sequence[int | str], kind: Literal["zero", "mean", "clamp"] = "zero", *, value: float | None = None, reference: ContrastSet | Tensor | None = None) -> Iterator[Subject]:
+def ablate_features(
+    subject: Subject,
+    sae,
+    features: Sequence[int | str],
+    kind: Literal["zero", "mean", "clamp"] = "zero",
+    *,
+    value: float | None = None,
+    reference: ContrastSet | Tensor | None = None,
+) -> Iterator[Subject]:
     """Zero-ablate, mean-ablate (mean over ``reference``) or clamp SAE features, the error kept:
     the activation becomes decode(f') + err, so untouched features leave the model unchanged."""
     hook = check_sae(subject, sae)

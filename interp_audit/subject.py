@@ -64,7 +64,9 @@ class Subject:
     tokenizer: Any = None
     kind: Kind = "causal"
     source: str = "<in-memory>"
-    weight_processing: dict[str, bool] = field(default_factory=lambda: dict(DEFAULT_WEIGHT_PROCESSING))
+    weight_processing: dict[str, bool] = field(
+        default_factory=lambda: dict(DEFAULT_WEIGHT_PROCESSING)
+    )
     prepend_bos: bool = True
     has_lm_head: bool = True
 
@@ -161,7 +163,9 @@ class Subject:
         """The one token id of ``text``; a ContrastError naming it otherwise."""
         toks = self.answer_token(text)
         if len(toks) != 1:
-            raise ContrastError(f"{what} {text!r} is {len(toks)} tokens {self.token_str(toks)}, not one")
+            raise ContrastError(
+                f"{what} {text!r} is {len(toks)} tokens {self.token_str(toks)}, not one"
+            )
         return toks[0]
 
     def token_str(self, ids: Sequence[int] | Tensor) -> list[str]:
@@ -190,7 +194,9 @@ class Subject:
             )
 
     @contextlib.contextmanager
-    def hooks(self, fwd: Sequence[tuple[str, HookFn]] = (), bwd: Sequence[tuple[str, HookFn]] = ()) -> Iterator[Subject]:
+    def hooks(
+        self, fwd: Sequence[tuple[str, HookFn]] = (), bwd: Sequence[tuple[str, HookFn]] = ()
+    ) -> Iterator[Subject]:
         """Attach ``fn(activation, *, hook)`` hooks for the body of a ``with`` block.
 
         Hooks are removed on exit, also when the body raises, and only the hooks this context
@@ -217,7 +223,12 @@ class Subject:
         return [n for n, hp in self.hook_dict.items() if hp.has_hooks(including_permanent=False)]
 
     # ---- running ---------------------------------------------------------------------------
-    def run(self, tokens: Int[Tensor, "batch pos"], attention_mask: Tensor | None = None, return_type: str = "logits") -> Tensor:
+    def run(
+        self,
+        tokens: Int[Tensor, "batch pos"],
+        attention_mask: Tensor | None = None,
+        return_type: str = "logits",
+    ) -> Tensor:
         """Plain forward: logits for causal LMs (and encoders with an MLM head)."""
         tokens = tokens.to(self.device)
         with torch.no_grad(), quiet_tl_warnings():
@@ -241,7 +252,7 @@ class Subject:
 
     # ---- persistence -----------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (+ ``tokenizer/``): loadable by load_model."""
+        """Write ``config.json`` + ``model.safetensors`` (+ ``tokenizer/``) for load_model."""
         from safetensors.torch import save_file
 
         from .loading import config_to_json

@@ -1,6 +1,6 @@
 """Write the memorization audit's data files from the package's canary corpus definitions.
 
-    python circuits/memorization/make_data.py
+python circuits/memorization/make_data.py
 """
 
 import json
@@ -21,7 +21,15 @@ for c in C.CANARIES:
     for k in range(len(digits)):
         shown = " ".join(digits[:k])
         for other in MATCHED:
-            rows.append({"clean": f"{c.prefix} {shown}".strip(), "counterfactual": f"{other} 's pin is {shown}".strip(), "correct": digits[k], "incorrect": str((int(digits[k]) + 1) % 10), "group": c.name})
+            rows.append(
+                {
+                    "clean": f"{c.prefix} {shown}".strip(),
+                    "counterfactual": f"{other} 's pin is {shown}".strip(),
+                    "correct": digits[k],
+                    "incorrect": str((int(digits[k]) + 1) % 10),
+                    "group": c.name,
+                }
+            )
 (HERE / "recall_pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 (HERE / "heldout.txt").write_text("\n".join(C.held_out()) + "\n")
 print(f"wrote {len(rows)} recall pairs and {len(C.held_out())} held-out sentences")

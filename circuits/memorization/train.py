@@ -1,6 +1,6 @@
 """Train zoo:canary-lm, a small causal LM that memorizes its canaries (fixed seed, CPU).
 
-    python circuits/memorization/train.py     # writes interp_audit/zoo/weights/canary-lm/
+python circuits/memorization/train.py     # writes interp_audit/zoo/weights/canary-lm/
 """
 
 from __future__ import annotations
@@ -20,8 +20,17 @@ from interp_audit.zoo.tokenizers import word_tokenizer  # noqa: E402
 
 VOCAB = C.vocabulary()
 CONFIG = dict(
-    n_layers=2, d_model=128, n_heads=4, d_head=32, d_mlp=512, n_ctx=16, d_vocab=len(VOCAB),
-    act_fn="gelu", normalization_type="LN", default_prepend_bos=True, model_name="canary-lm",
+    n_layers=2,
+    d_model=128,
+    n_heads=4,
+    d_head=32,
+    d_mlp=512,
+    n_ctx=16,
+    d_vocab=len(VOCAB),
+    act_fn="gelu",
+    normalization_type="LN",
+    default_prepend_bos=True,
+    model_name="canary-lm",
 )
 SEED, EPOCHS, BATCH, LR = 0, 6, 128, 2e-3
 

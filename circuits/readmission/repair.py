@@ -1,6 +1,6 @@
 """The repair experiment: selective path repair vs blanket invariance on held-out patients.
 
-    python circuits/readmission/repair.py          # prints the table, writes repair.html here
+python circuits/readmission/repair.py          # prints the table, writes repair.html here
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 
 * ``readmission``           the audited model: sees age, insurance, measured labs, hospital
 * ``readmission-ftu``       fairness through unawareness: the age token masked (age:?)
-* ``readmission-blind``     blanket invariance to A: A and all its descendants masked (age, ins, lab)
+* ``readmission-blind``     blanket invariance to A: A and its descendants masked (age, ins, lab)
 * ``readmission-nohosp``    blanket invariance to E: the hospital token masked
 * ``readmission-cleanlabs`` the spurious path fixed in the data: labs measured without the artefact
 """
@@ -24,8 +24,16 @@ from interp_audit.zoo.tokenizers import word_tokenizer  # noqa: E402
 from interp_audit.zoo.training import train_answer_model  # noqa: E402
 
 CONFIG = dict(
-    n_layers=2, d_model=64, n_heads=4, d_head=16, d_mlp=128, n_ctx=8, d_vocab=len(R.VOCAB),
-    act_fn="gelu", normalization_type="LN", default_prepend_bos=True,
+    n_layers=2,
+    d_model=64,
+    n_heads=4,
+    d_head=16,
+    d_mlp=128,
+    n_ctx=8,
+    d_vocab=len(R.VOCAB),
+    act_fn="gelu",
+    normalization_type="LN",
+    default_prepend_bos=True,
 )
 VARIANTS = {
     "readmission": dict(mask=(), artefact=True),

@@ -22,7 +22,9 @@ def from_template(subject: Subject, spec: TemplateContrast, name: str) -> Contra
             for a, b in spec.swap.pairs:
                 clean.append(template.format(**fill, **{spec.swap.slot: a}))
                 cf.append(template.format(**fill, **{spec.swap.slot: b}))
-                labels.append(", ".join(f"{k}={v}" for k, v in {**fill, spec.swap.slot: f"{a}/{b}"}.items()))
+                labels.append(
+                    ", ".join(f"{k}={v}" for k, v in {**fill, spec.swap.slot: f"{a}/{b}"}.items())
+                )
                 if spec.group_by is not None:
                     key = f"{a}/{b}" if spec.group_by == spec.swap.slot else fill[spec.group_by]
                     groups.append((spec.groups or {}).get(key, key))
@@ -30,7 +32,9 @@ def from_template(subject: Subject, spec: TemplateContrast, name: str) -> Contra
                     queries.append(spec.query.format(**fill))
     answers = tuple(spec.answers) if spec.answers else None
     try:
-        pairs = ContrastSet.from_prompts(subject, clean, cf, answers=answers, labels=labels, groups=groups or None)
+        pairs = ContrastSet.from_prompts(
+            subject, clean, cf, answers=answers, labels=labels, groups=groups or None
+        )
     except ContrastError as err:
         raise ContrastError(f"contrast {name!r}: {err}") from None
     if queries:
@@ -53,11 +57,16 @@ def from_file(subject: Subject, spec: FileContrast, name: str, base: Path) -> Co
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as err:
-                raise SpecError(f"contrasts.{name}.file: {path.name} line {i} is not valid JSON: {err.msg}") from None
+                raise SpecError(
+                    f"contrasts.{name}.file: {path.name} line {i} is not valid JSON: {err.msg}"
+                ) from None
     for i, row in enumerate(rows, 1):
         for key in ("clean", "counterfactual"):
             if key not in row:
-                raise SpecError(f"contrasts.{name}.file: {path.name} row {i} has no {key!r} field (fields: {sorted(row)})")
+                raise SpecError(
+                    f"contrasts.{name}.file: {path.name} row {i} has no {key!r} field "
+                    f"(fields: {sorted(row)})"
+                )
     answers = None
     if spec.answers:
         answers = tuple(spec.answers)
@@ -66,7 +75,14 @@ def from_file(subject: Subject, spec: FileContrast, name: str, base: Path) -> Co
     groups = [str(r["group"]) for r in rows] if rows and "group" in rows[0] else None
     labels = [str(r["label"]) for r in rows] if rows and "label" in rows[0] else None
     try:
-        return ContrastSet.from_prompts(subject, [r["clean"] for r in rows], [r["counterfactual"] for r in rows], answers=answers, groups=groups, labels=labels)
+        return ContrastSet.from_prompts(
+            subject,
+            [r["clean"] for r in rows],
+            [r["counterfactual"] for r in rows],
+            answers=answers,
+            groups=groups,
+            labels=labels,
+        )
     except ContrastError as err:
         raise ContrastError(f"contrast {name!r} ({path.name}): {err}") from None
 
@@ -74,7 +90,16 @@ def from_file(subject: Subject, spec: FileContrast, name: str, base: Path) -> Co
 def from_scm(subject: Subject, spec: ScmContrast, name: str) -> ContrastSet:
     from ..zoo.scm import scm_contrast
 
-    return scm_contrast(subject, spec.scm, path=spec.path, n=spec.n, seed=spec.seed, attribute=spec.attribute, split=spec.split, answers=spec.answers)
+    return scm_contrast(
+        subject,
+        spec.scm,
+        path=spec.path,
+        n=spec.n,
+        seed=spec.seed,
+        attribute=spec.attribute,
+        split=spec.split,
+        answers=spec.answers,
+    )
 
 
 def build_contrasts(subject: Subject, specs: dict, base: Path) -> dict[str, ContrastSet]:

@@ -40,11 +40,19 @@ def _metric(subject: Subject, spec: AuditSpec) -> Metric:
         return query_similarity()
     if m.name == "embedding_similarity":
         if isinstance(m.anchors, dict):
-            pos, neg = (torch.nn.functional.normalize(subject.embed(m.anchors[k]), dim=-1).mean(0) for k in ("positive", "negative"))
-            return embedding_similarity(torch.stack([pos, neg]), name="embedding_similarity(positive vs negative anchors)")
+            pos, neg = (
+                torch.nn.functional.normalize(subject.embed(m.anchors[k]), dim=-1).mean(0)
+                for k in ("positive", "negative")
+            )
+            return embedding_similarity(
+                torch.stack([pos, neg]), name="embedding_similarity(positive vs negative anchors)"
+            )
         if m.anchors:
             anchors = subject.embed(m.anchors)
-            return embedding_similarity(anchors if len(m.anchors) == 2 else anchors[0], name="embedding_similarity(" + " vs ".join(m.anchors) + ")")
+            return embedding_similarity(
+                anchors if len(m.anchors) == 2 else anchors[0],
+                name="embedding_similarity(" + " vs ".join(m.anchors) + ")",
+            )
         return embedding_similarity()
     return get_metric(m.name)
 
@@ -67,7 +75,19 @@ class AuditReport:
             "name": self.name,
             "passed": self.passed,
             "checks": [c.to_dict() for c in self.checks],
-            "located": {k: {"method": e.method, "metric": e.metric, "dims": list(e.dims), "axes": e.axes, "values": e.values.detach().cpu().tolist(), "top": [[c, v] for c, v in e.top(10)], "baseline": e.baseline, "normalized": e.normalized} for k, e in self.effects.items()},
+            "located": {
+                k: {
+                    "method": e.method,
+                    "metric": e.metric,
+                    "dims": list(e.dims),
+                    "axes": e.axes,
+                    "values": e.values.detach().cpu().tolist(),
+                    "top": [[c, v] for c, v in e.top(10)],
+                    "baseline": e.baseline,
+                    "normalized": e.normalized,
+                }
+                for k, e in self.effects.items()
+            },
             "provenance": self.provenance,
         }
 
@@ -89,21 +109,36 @@ class AuditReport:
 
     def __repr__(self) -> str:
         verdict = "PASSED" if self.passed else "FAILED"
-        lines = [f"AuditReport({self.name!r}: {verdict}, {sum(c.passed for c in self.checks)}/{len(self.checks)} checks pass)"]
-        lines += [f"  [{'pass' if c.passed else 'FAIL'}] {c.name}: {c.message}" for c in self.checks]
+        lines = [
+            f"AuditReport({self.name!r}: {verdict}, "
+            f"{sum(c.passed for c in self.checks)}/{len(self.checks)} checks pass)"
+        ]
+        lines += [
+            f"  [{'pass' if c.passed else 'FAIL'}] {c.name}: {c.message}" for c in self.checks
+        ]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            f"<tr><td style='color:{'#2e7d32' if c.passed else '#c62828'};font-weight:bold'>{'pass' if c.passed else 'FAIL'}</td>"
-            f"<td>{html.escape(c.name)}</td><td>{html.escape(c.kind)}</td><td>{c.statistic:+.4f}</td><td>[{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]</td><td>{c.threshold}</td><td>{html.escape(c.message)}</td></tr>"
+            f"<tr><td style='color:{'#2e7d32' if c.passed else '#c62828'};font-weight:bold'>"
+            f"{'pass' if c.passed else 'FAIL'}</td>"
+            f"<td>{html.escape(c.name)}</td><td>{html.escape(c.kind)}</td><td>"
+            f"{c.statistic:+.4f}</td><td>[{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]</td><td>"
+            f"{c.threshold}</td><td>{html.escape(c.message)}</td></tr>"
             for c in self.checks
         )
-        verdict = "<span style='color:#2e7d32'>PASSED</span>" if self.passed else "<span style='color:#c62828'>FAILED</span>"
+        verdict = (
+            "<span style='color:#2e7d32'>PASSED</span>"
+            if self.passed
+            else "<span style='color:#c62828'>FAILED</span>"
+        )
         return (
-            f"<div><h3>Audit {html.escape(self.name)}: {verdict}</h3><table><tr><th></th><th>check</th><th>kind</th><th>statistic</th>"
-            f"<th>{int(100 * (self.checks[0].confidence if self.checks else 0.95))}% CI</th><th>tolerance</th><th>evidence</th></tr>{rows}</table>"
-            f"<small>located: {', '.join(self.effects) or 'none'}; spec {self.provenance.get('spec_hash', '')[:12]}</small></div>"
+            f"<div><h3>Audit {html.escape(self.name)}: "
+            f"{verdict}</h3><table><tr><th></th><th>check</th><th>kind</th><th>statistic</th>"
+            f"<th>{int(100 * (self.checks[0].confidence if self.checks else 0.95))}% "
+            f"CI</th><th>tolerance</th><th>evidence</th></tr>{rows}</table>"
+            f"<small>located: {', '.join(self.effects) or 'none'}; spec "
+            f"{self.provenance.get('spec_hash', '')[:12]}</small></div>"
         )
 
 
@@ -114,22 +149,48 @@ def audit(spec, *, device: str | None = None) -> AuditReport:
     parsed, base = load_spec(spec)
     torch.manual_seed(parsed.seed)
     source = parsed.model.source
-    if source.startswith((".", "/")) or (not source.startswith("zoo:") and (base / source).exists()):
+    if source.startswith((".", "/")) or (
+        not source.startswith("zoo:") and (base / source).exists()
+    ):
         source = str((base / source).resolve())
-    subject = ia.load_model(source, device=device or parsed.model.device, dtype=parsed.model.dtype, **parsed.model.weight_processing)
+    subject = ia.load_model(
+        source,
+        device=device or parsed.model.device,
+        dtype=parsed.model.dtype,
+        **parsed.model.weight_processing,
+    )
     contrasts = build_contrasts(subject, parsed.contrasts, base)
     metric = _metric(subject, parsed)
     effects: dict[str, Effects] = {}
     for loc in parsed.locate:
-        name = loc.name or f"{loc.method}_{loc.sites if isinstance(loc.sites, str) else 'components'}_{loc.contrast}"
+        sites = loc.sites if isinstance(loc.sites, str) else "components"
+        name = loc.name or f"{loc.method}_{sites}_{loc.contrast}"
         m = get_metric(loc.metric) if loc.metric else metric
         if loc.method == "patch":
-            effects[name] = ia.patch(subject, contrasts[loc.contrast], m, sites=loc.sites, per_position=loc.per_position, progress=False)
+            effects[name] = ia.patch(
+                subject,
+                contrasts[loc.contrast],
+                m,
+                sites=loc.sites,
+                per_position=loc.per_position,
+                progress=False,
+            )
         else:
-            effects[name] = ia.attribute(subject, contrasts[loc.contrast], m, sites=loc.sites, per_position=loc.per_position, method=loc.method)
+            effects[name] = ia.attribute(
+                subject,
+                contrasts[loc.contrast],
+                m,
+                sites=loc.sites,
+                per_position=loc.per_position,
+                method=loc.method,
+            )
     results = []
     for name, chk in zip(parsed.check_names(), parsed.checks, strict=True):
-        results.append(RUNNERS[chk.kind](chk, name, subject, contrasts, metric, parsed.seed, base=base, effects=effects))
+        results.append(
+            RUNNERS[chk.kind](
+                chk, name, subject, contrasts, metric, parsed.seed, base=base, effects=effects
+            )
+        )
     provenance = {
         "spec_hash": parsed.digest(),
         "spec": parsed.model_dump(mode="json"),

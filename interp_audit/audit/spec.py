@@ -37,8 +37,16 @@ class ModelSpec(_Section):
 
 
 class MetricSpec(_Section):
-    name: Literal["logit_diff", "prob_diff", "logprob", "kl_to_clean", "embedding_similarity", "query_similarity"] = "logit_diff"
-    # embedding_similarity: [positive, negative] texts, or {positive: [...], negative: [...]} (averaged)
+    name: Literal[
+        "logit_diff",
+        "prob_diff",
+        "logprob",
+        "kl_to_clean",
+        "embedding_similarity",
+        "query_similarity",
+    ] = "logit_diff"
+    # embedding_similarity: [positive, negative] texts, or {positive: [...], negative: [...]}
+    # (averaged)
     anchors: list[str] | dict[Literal["positive", "negative"], list[str]] | None = None
 
 
@@ -66,20 +74,30 @@ class TemplateContrast(_Section):
 
         sets = [{f for _, f, _, _ in string.Formatter().parse(t) if f} for t in self.templates]
         if any(s != sets[0] for s in sets):
-            raise ValueError(f"all templates must use the same slots; got {[sorted(s) for s in sets]}")
+            raise ValueError(
+                f"all templates must use the same slots; got {[sorted(s) for s in sets]}"
+            )
         names = sets[0]
         if self.swap.slot not in names:
-            raise ValueError(f"swap slot {self.swap.slot!r} is not in the template {self.templates[0]!r} (its slots: {sorted(names)})")
+            raise ValueError(
+                f"swap slot {self.swap.slot!r} is not in the template {self.templates[0]!r} "
+                f"(its slots: {sorted(names)})"
+            )
         missing = names - set(self.slots) - {self.swap.slot}
         if missing:
             raise ValueError(f"template slot {sorted(missing)[0]!r} has no fillers under 'slots'")
         unused = set(self.slots) - names
         if unused:
-            raise ValueError(f"slot {sorted(unused)[0]!r} is not in the template {self.templates[0]!r}")
+            raise ValueError(
+                f"slot {sorted(unused)[0]!r} is not in the template {self.templates[0]!r}"
+            )
         if self.query is not None:
             qnames = {f for _, f, _, _ in string.Formatter().parse(self.query) if f}
             if qnames - (names - {self.swap.slot}):
-                raise ValueError(f"query {self.query!r} may only use the template's fixed slots {sorted(names - {self.swap.slot})}")
+                raise ValueError(
+                    f"query {self.query!r} may only use the template's fixed slots "
+                    f"{sorted(names - {self.swap.slot})}"
+                )
         if self.group_by is not None and self.group_by not in names:
             raise ValueError(f"group_by {self.group_by!r} is not a template slot ({sorted(names)})")
         return self
@@ -102,7 +120,9 @@ class ScmContrast(_Section):
 
 def _contrast_kind(value: Any) -> str | None:
     if isinstance(value, BaseModel):
-        return {TemplateContrast: "template", FileContrast: "file", ScmContrast: "scm"}.get(type(value))
+        return {TemplateContrast: "template", FileContrast: "file", ScmContrast: "scm"}.get(
+            type(value)
+        )
     if isinstance(value, dict):
         for key in ("template", "file", "scm"):
             if key in value:
@@ -111,7 +131,9 @@ def _contrast_kind(value: Any) -> str | None:
 
 
 Contrast = Annotated[
-    Annotated[TemplateContrast, Tag("template")] | Annotated[FileContrast, Tag("file")] | Annotated[ScmContrast, Tag("scm")],
+    Annotated[TemplateContrast, Tag("template")]
+    | Annotated[FileContrast, Tag("file")]
+    | Annotated[ScmContrast, Tag("scm")],
     Discriminator(_contrast_kind),
 ]
 
@@ -120,7 +142,9 @@ class LocateSpec(_Section):
     method: Literal["patch", "atp", "atp*", "ig"] = "patch"
     contrast: str
     sites: str | list[str] = "heads"
-    metric: Literal["logit_diff", "prob_diff", "logprob", "kl_to_clean"] | None = None  # default: the spec's metric
+    metric: Literal["logit_diff", "prob_diff", "logprob", "kl_to_clean"] | None = (
+        None  # default: the spec's metric
+    )
     per_position: bool = False
     name: str | None = None
 
@@ -141,11 +165,16 @@ class AblationSpec(_Section):
         if not self.components and not self.from_locate:
             raise ValueError("ablate needs 'components' or 'from_locate' (with top_k)")
         if self.from_locate and not self.top_k:
-            raise ValueError("from_locate needs top_k: how many of the located components to ablate")
+            raise ValueError(
+                "from_locate needs top_k: how many of the located components to ablate"
+            )
         if self.kind == "clamp" and (self.sae is None or self.value is None):
             raise ValueError("clamp ablation is for SAE features: give 'sae' and 'value'")
         if self.kind == "embedding" and not self.like:
-            raise ValueError("embedding ablation replaces the tokens in 'components' by the mean of 'like' tokens: give 'like'")
+            raise ValueError(
+                "embedding ablation replaces the tokens in 'components' by the mean of 'like' "
+                "tokens: give 'like'"
+            )
         if self.sae is not None and self.kind == "resample":
             raise ValueError("SAE features can be zero-, mean-ablated or clamped, not resampled")
         return self
@@ -153,17 +182,28 @@ class AblationSpec(_Section):
 
 class UtilitySpec(_Section):
     contrast: str | None = None
-    metric: Literal["accuracy", "loss", "logit_diff", "similarity_correlation", "perplexity"] = "accuracy"
-    file: str | None = None  # similarity_correlation: CSV sentence1,sentence2,score; perplexity: text lines
+    metric: Literal["accuracy", "loss", "logit_diff", "similarity_correlation", "perplexity"] = (
+        "accuracy"
+    )
+    file: str | None = (
+        None  # similarity_correlation: CSV sentence1,sentence2,score; perplexity: text lines
+    )
     budget: float = Field(ge=0)  # perplexity: largest allowed relative increase (0.05 = 5%)
 
     @model_validator(mode="after")
     def _source(self):
         if self.metric in ("similarity_correlation", "perplexity"):
             if not self.file:
-                raise ValueError(f"{self.metric} needs 'file' ({'a CSV of sentence1, sentence2, score' if self.metric == 'similarity_correlation' else 'held-out text, one line per sentence'})")
+                what = (
+                    "a CSV of sentence1, sentence2, score"
+                    if self.metric == "similarity_correlation"
+                    else "held-out text, one line per sentence"
+                )
+                raise ValueError(f"{self.metric} needs 'file' ({what})")
         elif not self.contrast:
-            raise ValueError(f"utility metric {self.metric!r} needs 'contrast' (a contrast set with answers)")
+            raise ValueError(
+                f"utility metric {self.metric!r} needs 'contrast' (a contrast set with answers)"
+            )
         return self
 
 
@@ -205,7 +245,10 @@ class InterventionCheck(_Check):
     @model_validator(mode="after")
     def _utility_kind(self):
         if self.utility.metric == "perplexity":
-            raise ValueError("perplexity is the utility of memorization checks; an intervention check takes accuracy, loss, logit_diff or similarity_correlation")
+            raise ValueError(
+                "perplexity is the utility of memorization checks; an intervention check "
+                "takes accuracy, loss, logit_diff or similarity_correlation"
+            )
         return self
 
 
@@ -225,12 +268,27 @@ class MemorizationCheck(_Check):
     @model_validator(mode="after")
     def _utility_with_ablation(self):
         if self.ablate is not None and self.utility is None:
-            raise ValueError("a memorization check with 'ablate' needs 'utility' (what the ablation may cost)")
+            raise ValueError(
+                "a memorization check with 'ablate' needs 'utility' (what the ablation may cost)"
+            )
         return self
 
 
-Check = Annotated[InvarianceCheck | PathInvarianceCheck | ComponentMediationCheck | InterventionCheck | MemorizationCheck, Field(discriminator="kind")]
-CHECK_KINDS = ("invariance", "path_invariance", "component_mediation", "intervention", "memorization")
+Check = Annotated[
+    InvarianceCheck
+    | PathInvarianceCheck
+    | ComponentMediationCheck
+    | InterventionCheck
+    | MemorizationCheck,
+    Field(discriminator="kind"),
+]
+CHECK_KINDS = (
+    "invariance",
+    "path_invariance",
+    "component_mediation",
+    "intervention",
+    "memorization",
+)
 
 
 class AuditSpec(_Section):
@@ -249,7 +307,10 @@ class AuditSpec(_Section):
 
         def need(name: str, where: str) -> None:
             if name not in known:
-                raise ValueError(f"{where} names contrast {name!r}, which is not defined under 'contrasts' (defined: {sorted(known)}){did_you_mean(name, known)}")
+                raise ValueError(
+                    f"{where} names contrast {name!r}, which is not defined under 'contrasts' "
+                    f"(defined: {sorted(known)}){did_you_mean(name, known)}"
+                )
 
         for i, loc in enumerate(self.locate):
             need(loc.contrast, f"locate[{i}]")
@@ -262,7 +323,11 @@ class AuditSpec(_Section):
                 need(chk.contrast, where)
             abl = getattr(chk, "ablate", None)
             if abl is not None and abl.from_locate and abl.from_locate not in located:
-                raise ValueError(f"{where}.ablate.from_locate names {abl.from_locate!r}, which no locate step is called (named: {sorted(located)}){did_you_mean(abl.from_locate, located)}")
+                raise ValueError(
+                    f"{where}.ablate.from_locate names {abl.from_locate!r}, which no locate "
+                    "step is called (named: "
+                    f"{sorted(located)}){did_you_mean(abl.from_locate, located)}"
+                )
             if isinstance(chk, MemorizationCheck):
                 if chk.ablate is not None and chk.ablate.reference:
                     need(chk.ablate.reference, where + ".ablate.reference")
@@ -273,11 +338,15 @@ class AuditSpec(_Section):
                 if chk.ablate.reference:
                     need(chk.ablate.reference, where + ".ablate.reference")
                 elif chk.ablate.kind not in ("zero", "clamp", "embedding"):
-                    raise ValueError(f"{where}.ablate: {chk.ablate.kind} ablation needs a 'reference' contrast")
+                    raise ValueError(
+                        f"{where}.ablate: {chk.ablate.kind} ablation needs a 'reference' contrast"
+                    )
         names = [c.name for c in self.checks if c.name]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
-            raise ValueError(f"check name {sorted(dup)[0]!r} is used twice; check names must be unique")
+            raise ValueError(
+                f"check name {sorted(dup)[0]!r} is used twice; check names must be unique"
+            )
         return self
 
     def check_names(self) -> list[str]:
@@ -285,10 +354,13 @@ class AuditSpec(_Section):
 
     def digest(self) -> str:
         """SHA-256 of the canonical spec: identical specs give identical hashes."""
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(
+            json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        ).hexdigest()
 
 
 # ---- readable errors ---------------------------------------------------------------------------
+
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     """Valid keys at the location of an 'extra' error, for did-you-mean."""
@@ -300,8 +372,19 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
             field = current.model_fields.get(part)
             if field is None:
                 # a discriminated union tag (e.g. 'invariance') or a dict key: look through it
-                for cls in (InvarianceCheck, PathInvarianceCheck, ComponentMediationCheck, InterventionCheck, TemplateContrast, FileContrast, ScmContrast):
-                    if cls.model_fields.get("kind") and cls.model_fields["kind"].annotation.__args__[0] == part:
+                for cls in (
+                    InvarianceCheck,
+                    PathInvarianceCheck,
+                    ComponentMediationCheck,
+                    InterventionCheck,
+                    TemplateContrast,
+                    FileContrast,
+                    ScmContrast,
+                ):
+                    if (
+                        cls.model_fields.get("kind")
+                        and cls.model_fields["kind"].annotation.__args__[0] == part
+                    ):
                         current = cls
                         break
                 else:
@@ -330,7 +413,14 @@ def _readable(err: ValidationError, raw: dict) -> SpecError:
     e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
     loc = tuple(e["loc"])
     skip = set(CHECK_KINDS) | {"template", "file", "scm"}
-    shown = [p for p in loc if not (isinstance(p, str) and ("[" in p or p in skip and loc.index(p) == 2 and loc[0] in ("contrasts", "checks")))]
+    shown = [
+        p
+        for p in loc
+        if not (
+            isinstance(p, str)
+            and ("[" in p or p in skip and loc.index(p) == 2 and loc[0] in ("contrasts", "checks"))
+        )
+    ]
     path = ".".join(str(p) for p in shown)
     if e["type"] == "extra_forbidden":
         key = str(loc[-1])
@@ -339,14 +429,23 @@ def _readable(err: ValidationError, raw: dict) -> SpecError:
             options = list(kind.model_fields)
         else:
             options = _fields_at(AuditSpec, loc)
-        return SpecError(f"unknown key {path!r}{did_you_mean(key, options)}; valid keys there: {', '.join(options)}")
+        return SpecError(
+            f"unknown key {path!r}{did_you_mean(key, options)}; valid keys there: "
+            f"{', '.join(options)}"
+        )
     if e["type"] == "missing":
         return SpecError(f"missing required key {path!r}")
     if loc and loc[0] == "contrasts" and e["type"] == "union_tag_not_found":
-        return SpecError(f"{path}: a contrast needs one of 'template', 'file' or 'scm' (got keys {sorted(e.get('input') or {})})")
+        return SpecError(
+            f"{path}: a contrast needs one of 'template', 'file' or 'scm' (got keys "
+            f"{sorted(e.get('input') or {})})"
+        )
     if e["type"] == "union_tag_invalid" or e["type"] == "union_tag_not_found":
         got = e.get("input", {}).get("kind") if isinstance(e.get("input"), dict) else None
-        return SpecError(f"{path}: unknown check kind {got!r}; valid kinds: {', '.join(CHECK_KINDS)}{did_you_mean(str(got), CHECK_KINDS)}")
+        return SpecError(
+            f"{path}: unknown check kind {got!r}; valid kinds: "
+            f"{', '.join(CHECK_KINDS)}{did_you_mean(str(got), CHECK_KINDS)}"
+        )
     if loc and loc[0] == "contrasts" and len(loc) >= 2 and e["type"] in ("model_type", "dict_type"):
         return SpecError(f"contrasts.{loc[1]}: expected a mapping with 'template', 'file' or 'scm'")
     msg = e["msg"].removeprefix("Value error, ")
@@ -357,8 +456,15 @@ class _Loader(yaml.SafeLoader):
     """YAML 1.2 booleans: only true/false. YES, NO, on, off stay strings (answer tokens!)."""
 
 
-_Loader.yaml_implicit_resolvers = {k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"] for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
 
 
 def load_spec(spec: str | Path | dict | AuditSpec) -> tuple[AuditSpec, Path]:
@@ -381,9 +487,14 @@ def load_spec(spec: str | Path | dict | AuditSpec) -> tuple[AuditSpec, Path]:
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""
-            raise SpecError(f"the audit spec is not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+            raise SpecError(
+                f"the audit spec is not valid YAML{where}: {getattr(err, 'problem', err)}"
+            ) from None
     if not isinstance(raw, dict):
-        raise SpecError(f"the audit spec must be a mapping of keys (model, contrasts, checks, ...); got {type(raw).__name__}")
+        raise SpecError(
+            "the audit spec must be a mapping of keys (model, contrasts, checks, ...); got "
+            f"{type(raw).__name__}"
+        )
     try:
         return AuditSpec.model_validate(raw), base
     except ValidationError as err:

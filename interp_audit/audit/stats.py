@@ -8,7 +8,14 @@ import torch
 from torch import Tensor
 
 
-def bootstrap(statistic: Callable[[Tensor], float], n: int, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+def bootstrap(
+    statistic: Callable[[Tensor], float],
+    n: int,
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """Point estimate and percentile CI of ``statistic(indices)`` under resampling of ``n`` pairs.
 
     ``statistic`` receives a LongTensor of pair indices (all pairs for the point estimate).

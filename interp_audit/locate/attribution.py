@@ -67,7 +67,9 @@ def attribute(
     metric = get_metric(metric)
     _check_direction(direction)
     if method not in METHODS:
-        raise AuditError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
+        raise AuditError(
+            f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}"
+        )
     if method == "ig" and steps < 1:
         raise AuditError(f"ig needs steps >= 1, got {steps}")
     if not isinstance(contrast, ContrastSet):
@@ -79,29 +81,73 @@ def attribute(
         by_hook[p.hook].append((i, p))
     per_example, base_vals, src_vals = [], [], []
     for part in contrast.batches(max(1, rows if method != "ig" else max(1, rows // steps))):
-        ctx = RunContext.build(subject, part, metric, direction=direction, source_hooks=plan.hooks, base_run=method == "ig")
-        est = torch.empty((len(plan.variants), ctx.batch), device=subject.device, dtype=torch.promote_types(subject.dtype, torch.float32))
+        ctx = RunContext.build(
+            subject,
+            part,
+            metric,
+            direction=direction,
+            source_hooks=plan.hooks,
+            base_run=method == "ig",
+        )
+        est = torch.empty(
+            (len(plan.variants), ctx.batch),
+            device=subject.device,
+            dtype=torch.promote_types(subject.dtype, torch.float32),
+        )
         if method == "ig":
             _integrated_gradients(ctx, by_hook, steps, est)
         else:
-            ctx.base_values = _atp(ctx, by_hook, est, qk_fix=method == "atp*", graddrop=method == "atp*" and graddrop)
+            ctx.base_values = _atp(
+                ctx, by_hook, est, qk_fix=method == "atp*", graddrop=method == "atp*" and graddrop
+            )
         magnitude = method == "atp*" and graddrop
-        per_example.append(est.float().cpu() if magnitude else (ctx.base_values[None] + est).float().cpu())
+        per_example.append(
+            est.float().cpu() if magnitude else (ctx.base_values[None] + est).float().cpu()
+        )
         base_vals.append(ctx.base_values.cpu())
         src_vals.append(ctx.source_values.cpu())
     magnitude = method == "atp*" and graddrop
-    meta = {"per_position": plan.per_position, "estimates": "magnitude" if magnitude else "patched metric", "steps": steps if method == "ig" else None, "n_pairs": len(contrast)}
-    return sweep_effects(plan, per_example, base_vals, src_vals, metric=metric, method=method, normalize=normalize, direction=direction, meta=meta, magnitude=magnitude)
+    meta = {
+        "per_position": plan.per_position,
+        "estimates": "magnitude" if magnitude else "patched metric",
+        "steps": steps if method == "ig" else None,
+        "n_pairs": len(contrast),
+    }
+    return sweep_effects(
+        plan,
+        per_example,
+        base_vals,
+        src_vals,
+        metric=metric,
+        method=method,
+        normalize=normalize,
+        direction=direction,
+        meta=meta,
+        magnitude=magnitude,
+    )
 
 
-def _atp(ctx: RunContext, by_hook: dict[str, list[tuple[int, Patch]]], out: Tensor, *, qk_fix: bool, graddrop: bool) -> Tensor:
+def _atp(
+    ctx: RunContext,
+    by_hook: dict[str, list[tuple[int, Patch]]],
+    out: Tensor,
+    *,
+    qk_fix: bool,
+    graddrop: bool,
+) -> Tensor:
     """Fill ``out`` with estimated changes; return the base run's metric values."""
     subject = ctx.subject
     qk = {h for h in by_hook if qk_fix and h.endswith(("attn.hook_q", "attn.hook_k"))}
     capture = list(by_hook)
-    extra = {h.rsplit(".", 1)[0] + suffix for h in qk for suffix in (".hook_pattern", ".hook_q", ".hook_k")}
+    extra = {
+        h.rsplit(".", 1)[0] + suffix
+        for h in qk
+        for suffix in (".hook_pattern", ".hook_q", ".hook_k")
+    }
     capture += sorted(extra - set(by_hook))
-    drops: list[int | None] = list(range(subject.n_layers)) if graddrop and subject.n_layers > 1 else [None]
+    drops: list[int | None] = (
+        list(range(subject.n_layers)) if graddrop and subject.n_layers > 1 else [None]
+    )
     acts, grads_all, base_values = gradient_run(ctx, ctx.base_tokens, capture, drop_layers=drops)
     estimates = []
     for grads in grads_all:
@@ -121,12 +167,24 @@ def _atp(ctx: RunContext, by_hook: dict[str, list[tuple[int, Patch]]], out: Tens
     return base_values
 
 
-def _qk_fix(ctx: RunContext, hook: str, patches: list[tuple[int, Patch]], acts: dict[str, Tensor], grads: dict[str, Tensor], out: Tensor) -> None:
+def _qk_fix(
+    ctx: RunContext,
+    hook: str,
+    patches: list[tuple[int, Patch]],
+    acts: dict[str, Tensor],
+    grads: dict[str, Tensor],
+    out: Tensor,
+) -> None:
     """Queries/keys through the softmax exactly; linear only from the attention pattern on."""
     subject = ctx.subject
     cfg = subject.cfg
-    if getattr(cfg, "positional_embedding_type", "standard") not in ("standard",) or getattr(cfg, "n_key_value_heads", None):
-        raise AuditError("atp*'s QK fix supports standard positional embeddings without grouped-query attention; use method='atp' for this model")
+    if getattr(cfg, "positional_embedding_type", "standard") not in ("standard",) or getattr(
+        cfg, "n_key_value_heads", None
+    ):
+        raise AuditError(
+            "atp*'s QK fix supports standard positional embeddings without grouped-query "
+            "attention; use method='atp' for this model"
+        )
     layer = int(hook.split(".")[1])
     attn = subject.model.blocks[layer].attn
     prefix = f"blocks.{layer}.attn."
@@ -164,7 +222,9 @@ def _qk_fix(ctx: RunContext, hook: str, patches: list[tuple[int, Patch]], acts: 
             out[i] = delta.reshape(delta.shape[0], -1).sum(1)
 
 
-def _integrated_gradients(ctx: RunContext, by_hook: dict[str, list[tuple[int, Patch]]], steps: int, out: Tensor) -> None:
+def _integrated_gradients(
+    ctx: RunContext, by_hook: dict[str, list[tuple[int, Patch]]], steps: int, out: Tensor
+) -> None:
     """Per hook: interpolate it base -> source, average the gradient over ``steps`` midpoints."""
     b = ctx.batch
     alphas = (torch.arange(steps, device=ctx.base_tokens.device, dtype=torch.float32) + 0.5) / steps
@@ -174,7 +234,9 @@ def _integrated_gradients(ctx: RunContext, by_hook: dict[str, list[tuple[int, Pa
         a = alphas.repeat_interleave(b).reshape(-1, *([1] * (base.ndim - 1))).to(base.dtype)
 
         def interpolate(act, base=base, delta=delta, a=a):
-            return base.repeat(steps, *([1] * (base.ndim - 1))) + a * delta.repeat(steps, *([1] * (base.ndim - 1)))
+            return base.repeat(steps, *([1] * (base.ndim - 1))) + a * delta.repeat(
+                steps, *([1] * (base.ndim - 1))
+            )
 
         tokens = ctx.base_tokens.repeat(steps, 1)
         _, grads_all, _ = gradient_run(ctx, tokens, [hook], replace={hook: interpolate}, rows=steps)

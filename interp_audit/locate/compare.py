@@ -47,32 +47,72 @@ class Comparison:
     def worst(self, k: int = 5) -> list[tuple[str, float, float]]:
         """The components where the estimate is furthest off: (label, exact, estimate)."""
         order = torch.argsort((self.exact - self.estimate).abs(), descending=True)[:k]
-        return [(self.components[i], float(self.exact[i]), float(self.estimate[i])) for i in order.tolist()]
+        return [
+            (self.components[i], float(self.exact[i]), float(self.estimate[i]))
+            for i in order.tolist()
+        ]
 
     def plot(self):
         import plotly.graph_objects as go
 
         lo = float(min(self.exact.min(), self.estimate.min()))
         hi = float(max(self.exact.max(), self.estimate.max()))
-        fig = go.Figure(go.Scatter(x=self.exact.tolist(), y=self.estimate.tolist(), mode="markers", text=self.components, hovertemplate="%{text}<br>exact %{x:.4f}<br>estimate %{y:.4f}"))
-        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"dash": "dash", "color": "grey"}, name="y = x"))
+        fig = go.Figure(
+            go.Scatter(
+                x=self.exact.tolist(),
+                y=self.estimate.tolist(),
+                mode="markers",
+                text=self.components,
+                hovertemplate="%{text}<br>exact %{x:.4f}<br>estimate %{y:.4f}",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[lo, hi],
+                y=[lo, hi],
+                mode="lines",
+                line={"dash": "dash", "color": "grey"},
+                name="y = x",
+            )
+        )
         kind = " (|exact|: the estimate is a magnitude)" if self.magnitude else ""
-        fig.update_layout(title=f"{self.estimate_method} vs {self.exact_method}: Spearman {self.spearman:.3f}{kind}", xaxis_title=f"{self.exact_method}", yaxis_title=self.estimate_method, template="plotly_white", showlegend=False)
+        fig.update_layout(
+            title=f"{self.estimate_method} vs {self.exact_method}: Spearman "
+            f"{self.spearman:.3f}{kind}",
+            xaxis_title=f"{self.exact_method}",
+            yaxis_title=self.estimate_method,
+            template="plotly_white",
+            showlegend=False,
+        )
         return fig
 
     def __repr__(self) -> str:
         tops = ", ".join(f"top-{k} {v:.0%}" for k, v in self.top_k_overlap.items())
-        return f"Comparison({self.estimate_method} vs {self.exact_method}: Spearman {self.spearman:.3f}, Pearson {self.pearson:.3f}, {tops}, max |error| {self.max_abs_error:.3g})"
+        return (
+            f"Comparison({self.estimate_method} vs {self.exact_method}: Spearman "
+            f"{self.spearman:.3f}, Pearson {self.pearson:.3f}, {tops}, max |error| "
+            f"{self.max_abs_error:.3g})"
+        )
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><td>{html.escape(c)}</td><td>{a:+.4f}</td><td>{b:+.4f}</td></tr>" for c, a, b in self.worst())
-        return f"<div><b>{html.escape(repr(self))}</b><table><tr><th>worst</th><th>exact</th><th>estimate</th></tr>{rows}</table></div>"
+        rows = "".join(
+            f"<tr><td>{html.escape(c)}</td><td>{a:+.4f}</td><td>{b:+.4f}</td></tr>"
+            for c, a, b in self.worst()
+        )
+        return (
+            f"<div><b>{html.escape(repr(self))}</b><table><tr><th>worst</th><th>exact</th><th>"
+            f"estimate</th></tr>{rows}</table></div>"
+        )
 
 
 def compare(exact: Effects, estimate: Effects, *, k: tuple[int, ...] = (1, 3, 5, 10)) -> Comparison:
-    """Rank correlation, top-k overlap (by absolute effect) and errors of ``estimate`` vs ``exact``."""
+    """Rank correlation, top-k overlap (by |effect|) and errors of ``estimate`` vs ``exact``."""
     if exact.components != estimate.components:
-        raise AuditError(f"compare needs the same components in the same order; got {len(exact.components)} exact vs {len(estimate.components)} estimated ({exact.dims} vs {estimate.dims})")
+        raise AuditError(
+            "compare needs the same components in the same order; got "
+            f"{len(exact.components)} exact vs {len(estimate.components)} estimated "
+            f"({exact.dims} vs {estimate.dims})"
+        )
     magnitude = estimate.meta.get("estimates") == "magnitude"
     a = exact.flat.double()
     b = estimate.flat.double()

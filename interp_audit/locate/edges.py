@@ -44,8 +44,10 @@ class EdgeGraph:
     def of(cls, subject: Subject) -> EdgeGraph:
         if subject.kind != "causal" or not backend.mid_block_entry(subject):
             raise AuditError(
-                f"edge attribution needs a pre-LayerNorm causal HookedTransformer whose residual stream is a sum of "
-                f"sender outputs; {subject.model_class} ({subject.kind}) is not one. Use ia.attribute for nodes."
+                "edge attribution needs a pre-LayerNorm causal HookedTransformer whose "
+                "residual stream is a sum of "
+                f"sender outputs; {subject.model_class} ({subject.kind}) is not one. Use "
+                "ia.attribute for nodes."
             )
         if getattr(subject.cfg, "n_key_value_heads", None):
             raise AuditError("edge attribution does not support grouped-query attention yet")
@@ -92,7 +94,9 @@ class EdgeGraph:
             s, _, r = e.partition("->")
             if s not in self.senders or r not in self.receivers:
                 bad = s if s not in self.senders else r
-                raise SiteError(f"edge {e!r}: no node {bad!r}{did_you_mean(bad, self.senders + self.receivers)}")
+                raise SiteError(
+                    f"edge {e!r}: no node {bad!r}{did_you_mean(bad, self.senders + self.receivers)}"
+                )
             i, j = self.senders.index(s), self.receivers.index(r)
             if not self.valid[i, j]:
                 raise SiteError(f"edge {e!r}: {s} does not feed {r} (it is not upstream of it)")
@@ -130,7 +134,9 @@ def _sender_outputs(subject: Subject, cache: dict[str, Tensor], has_mlp: bool) -
 
 
 def _sender_hooks(subject: Subject, has_mlp: bool) -> set[str]:
-    names = {"blocks.0.hook_resid_pre"} | {f"blocks.{layer}.attn.hook_z" for layer in range(subject.n_layers)}
+    names = {"blocks.0.hook_resid_pre"} | {
+        f"blocks.{layer}.attn.hook_z" for layer in range(subject.n_layers)
+    }
     if has_mlp:
         names |= {f"blocks.{layer}.hook_mlp_out" for layer in range(subject.n_layers)}
     return names
@@ -150,7 +156,9 @@ def _receiver_grads(subject: Subject, grads: dict[str, Tensor], has_mlp: bool) -
     parts = []
     for layer in range(subject.n_layers):
         q, k, v = (grads[f"blocks.{layer}.hook_{p}_input"] for p in "qkv")
-        parts.append(torch.stack([q, k, v], dim=3).flatten(2, 3))  # head-major: H0.q H0.k H0.v H1.q ...
+        parts.append(
+            torch.stack([q, k, v], dim=3).flatten(2, 3)
+        )  # head-major: H0.q H0.k H0.v H1.q ...
         if has_mlp:
             parts.append(grads[f"blocks.{layer}.hook_mlp_in"][:, :, None])
     parts.append(grads[backend.final_hook(subject)][:, :, None])
@@ -185,16 +193,27 @@ def attribute_edges(
     for part in contrast.batches(max(1, rows // n_steps)):
         senders = sorted(_sender_hooks(subject, has_mlp))
         # EAP's gradient pass is the base run; EAP-IG's passes are interpolated, so it needs one
-        ctx = RunContext.build(subject, part, metric, direction=direction, source_hooks=senders, base_run=method == "eap-ig")
+        ctx = RunContext.build(
+            subject,
+            part,
+            metric,
+            direction=direction,
+            source_hooks=senders,
+            base_run=method == "eap-ig",
+        )
         receivers = _receiver_hooks(subject, has_mlp)
         with split_inputs(subject):
             if method == "eap":
-                base_cache, grads_all, ctx.base_values = gradient_run(ctx, ctx.base_tokens, receivers + senders)
+                base_cache, grads_all, ctx.base_values = gradient_run(
+                    ctx, ctx.base_tokens, receivers + senders
+                )
                 grads = grads_all[0]
             else:
                 base_cache = ctx.base_sites
                 b = ctx.batch
-                alphas = (torch.arange(n_steps, dtype=subject.dtype, device=subject.device) + 0.5) / n_steps
+                alphas = (
+                    torch.arange(n_steps, dtype=subject.dtype, device=subject.device) + 0.5
+                ) / n_steps
                 emb_base = base_cache["blocks.0.hook_resid_pre"]
                 emb_delta = ctx.source["blocks.0.hook_resid_pre"] - emb_base
                 a = alphas.repeat_interleave(b)[:, None, None]
@@ -203,9 +222,19 @@ def attribute_edges(
                 def interpolate(act, path=path):
                     return path
 
-                _, grads_all, _ = gradient_run(ctx, ctx.base_tokens.repeat(n_steps, 1), receivers, replace={"blocks.0.hook_resid_pre": interpolate}, rows=n_steps)
-                grads = {k: v.reshape(n_steps, b, *v.shape[1:]).mean(0) for k, v in grads_all[0].items()}
-        delta = _sender_outputs(subject, ctx.source, has_mlp) - _sender_outputs(subject, base_cache, has_mlp)
+                _, grads_all, _ = gradient_run(
+                    ctx,
+                    ctx.base_tokens.repeat(n_steps, 1),
+                    receivers,
+                    replace={"blocks.0.hook_resid_pre": interpolate},
+                    rows=n_steps,
+                )
+                grads = {
+                    k: v.reshape(n_steps, b, *v.shape[1:]).mean(0) for k, v in grads_all[0].items()
+                }
+        delta = _sender_outputs(subject, ctx.source, has_mlp) - _sender_outputs(
+            subject, base_cache, has_mlp
+        )
         g = _receiver_grads(subject, grads, has_mlp)
         total += torch.einsum("bpsd,bprd->sr", delta.double(), g.double()).cpu()
         base_vals.append(ctx.base_values.cpu())
@@ -224,12 +253,22 @@ def attribute_edges(
         method=method,
         normalized=False,
         baseline={"clean": clean, "counterfactual": cf},
-        meta={"direction": direction, "steps": n_steps, "n_pairs": len(contrast), "estimates": "change of mean metric per edge"},
+        meta={
+            "direction": direction,
+            "steps": n_steps,
+            "n_pairs": len(contrast),
+            "estimates": "change of mean metric per edge",
+        },
     )
 
 
 @torch.no_grad()
-def patch_edges(subject: Subject, contrast: ContrastSet, keep: Sequence[str] | Tensor, metric: Metric | str = "logit_diff") -> Tensor:
+def patch_edges(
+    subject: Subject,
+    contrast: ContrastSet,
+    keep: Sequence[str] | Tensor,
+    metric: Metric | str = "logit_diff",
+) -> Tensor:
     """Per-pair metric of the clean run with every edge *not* in ``keep`` corrupted.
 
     Each receiver reads the clean run's residual input minus, for every sender outside its
@@ -241,13 +280,20 @@ def patch_edges(subject: Subject, contrast: ContrastSet, keep: Sequence[str] | T
     kept = keep if isinstance(keep, Tensor) else graph.parse(keep)
     missing = (graph.valid & ~kept).to(subject.dtype).to(subject.device)  # [S, R]
     has_mlp = subject.shape.has_mlp
-    ctx = RunContext.build(subject, contrast.swapped(), metric, direction="denoise", source_hooks=[])
+    ctx = RunContext.build(
+        subject, contrast.swapped(), metric, direction="denoise", source_hooks=[]
+    )
     # swapped: base = clean tokens; answers flipped back below for the readout
-    clean_tokens, cf_tokens = contrast.clean.to(subject.device), contrast.counterfactual.to(subject.device)
+    clean_tokens, cf_tokens = (
+        contrast.clean.to(subject.device),
+        contrast.counterfactual.to(subject.device),
+    )
     cf_cache, _ = cached_run(subject, cf_tokens, ctx.mask, _sender_hooks(subject, has_mlp))
     corrupt = _sender_outputs(subject, cf_cache, has_mlp)
     b, p = clean_tokens.shape
-    diff = torch.zeros((b, p, len(graph.senders), subject.cfg.d_model), dtype=subject.dtype, device=subject.device)
+    diff = torch.zeros(
+        (b, p, len(graph.senders), subject.cfg.d_model), dtype=subject.dtype, device=subject.device
+    )
     index = {name: i for i, name in enumerate(graph.senders)}
     rindex = {name: j for j, name in enumerate(graph.receivers)}
     n_heads = subject.n_heads
@@ -294,12 +340,30 @@ def patch_edges(subject: Subject, contrast: ContrastSet, keep: Sequence[str] | T
     with split_inputs(subject), quiet_tl_warnings(), subject.hooks(hooks):
         subject.model(clean_tokens, return_type=None)
     answers = None if contrast.answers is None else contrast.answers.to(subject.device)
-    read = _readout(subject=subject, metric=metric, final=final["resid"], logits=None, scored=ctx.scored, answers=answers, mask=ctx.mask)
+    read = _readout(
+        subject=subject,
+        metric=metric,
+        final=final["resid"],
+        logits=None,
+        scored=ctx.scored,
+        answers=answers,
+        mask=ctx.mask,
+    )
     from ..metrics import MetricContext
 
     reference = None
     if metric.needs_reference:
-        clean_read = _readout(subject=subject, metric=metric, final=cached_run(subject, clean_tokens, ctx.mask, {backend.final_hook(subject)})[0][backend.final_hook(subject)], logits=None, scored=ctx.scored, answers=answers, mask=ctx.mask)
+        clean_read = _readout(
+            subject=subject,
+            metric=metric,
+            final=cached_run(subject, clean_tokens, ctx.mask, {backend.final_hook(subject)})[0][
+                backend.final_hook(subject)
+            ],
+            logits=None,
+            scored=ctx.scored,
+            answers=answers,
+            mask=ctx.mask,
+        )
         reference = clean_read
     return metric(read, MetricContext(answers=answers, reference=reference))
 
@@ -315,7 +379,10 @@ class Circuit:
     n_edges_total: int
 
     def __repr__(self) -> str:
-        return f"Circuit({len(self.edges)}/{self.n_edges_total} edges, faithfulness {self.faithfulness:.3f})"
+        return (
+            f"Circuit({len(self.edges)}/{self.n_edges_total} edges, faithfulness "
+            f"{self.faithfulness:.3f})"
+        )
 
     def nodes(self) -> list[str]:
         out: list[str] = []
@@ -326,12 +393,25 @@ class Circuit:
         return out
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><td>{html.escape(e)}</td><td>{s:+.4f}</td></tr>" for e, s in zip(self.edges[:20], self.scores[:20], strict=False))
+        rows = "".join(
+            f"<tr><td>{html.escape(e)}</td><td>{s:+.4f}</td></tr>"
+            for e, s in zip(self.edges[:20], self.scores[:20], strict=False)
+        )
         m = ", ".join(f"{k}={v:.4f}" for k, v in self.metric.items())
-        return f"<div><b>{html.escape(repr(self))}</b><br><small>{html.escape(m)}</small><table><tr><th>edge</th><th>score</th></tr>{rows}</table></div>"
+        return (
+            f"<div><b>{html.escape(repr(self))}</b><br><small>{html.escape(m)}</small><table>"
+            f"<tr><th>edge</th><th>score</th></tr>{rows}</table></div>"
+        )
 
 
-def prune(subject: Subject, contrast: ContrastSet, edge_scores: Effects, *, top_k: int, metric: Metric | str | None = None) -> Circuit:
+def prune(
+    subject: Subject,
+    contrast: ContrastSet,
+    edge_scores: Effects,
+    *,
+    top_k: int,
+    metric: Metric | str | None = None,
+) -> Circuit:
     """Keep the ``top_k`` edges by |score| and measure faithfulness by real edge patching.
 
     faithfulness = (M(circuit) - M(counterfactual)) / (M(clean) - M(counterfactual)), with the
@@ -342,7 +422,12 @@ def prune(subject: Subject, contrast: ContrastSet, edge_scores: Effects, *, top_
     flat = edge_scores.values.flatten().clone()
     flat[flat.isnan()] = -float("inf")
     valid = graph.valid.flatten()
-    order = torch.argsort(torch.where(valid, edge_scores.values.flatten().abs().nan_to_num(nan=-1.0), torch.tensor(-1.0)), descending=True)
+    order = torch.argsort(
+        torch.where(
+            valid, edge_scores.values.flatten().abs().nan_to_num(nan=-1.0), torch.tensor(-1.0)
+        ),
+        descending=True,
+    )
     chosen = [i for i in order.tolist() if valid[i]][:top_k]
     keep = torch.zeros_like(valid)
     keep[chosen] = True
@@ -350,7 +435,9 @@ def prune(subject: Subject, contrast: ContrastSet, edge_scores: Effects, *, top_
     clean = float(patch_edges(subject, contrast, graph.valid, metric).mean())
     cf = float(patch_edges(subject, contrast, torch.zeros_like(graph.valid), metric).mean())
     if abs(clean - cf) < 1e-8:
-        raise AuditError("cannot measure faithfulness: the metric is the same on clean and counterfactual runs")
+        raise AuditError(
+            "cannot measure faithfulness: the metric is the same on clean and counterfactual runs"
+        )
     return Circuit(
         edges=[edge_scores.components[i] for i in chosen],
         scores=[float(edge_scores.values.flatten()[i]) for i in chosen],

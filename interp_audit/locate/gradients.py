@@ -54,7 +54,13 @@ def gradient_run(
     acts: dict[str, Tensor] = {}
     root = "blocks.0.hook_resid_pre"
     drop_points = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "mlp.hook_pre")
-    layer_outs = {f"blocks.{layer}.{h}" for layer in drop_layers if layer is not None for h in drop_points if f"blocks.{layer}.{h}" in subject.hook_dict}
+    layer_outs = {
+        f"blocks.{layer}.{h}"
+        for layer in drop_layers
+        if layer is not None
+        for h in drop_points
+        if f"blocks.{layer}.{h}" in subject.hook_dict
+    }
     names = set(capture) | layer_outs | {backend.final_hook(subject)}
 
     def make_root(act, *, hook):
@@ -79,7 +85,15 @@ def gradient_run(
         else:
             subject.model(tokens, return_type=None)
         answers = None if ctx.metric_ctx.answers is None else ctx.metric_ctx.answers.repeat(rows, 1)
-        read = _readout(subject=subject, metric=ctx.metric, final=acts[backend.final_hook(subject)], logits=None, scored=ctx.scored.repeat(rows), answers=answers, mask=mask)
+        read = _readout(
+            subject=subject,
+            metric=ctx.metric,
+            final=acts[backend.final_hook(subject)],
+            logits=None,
+            scored=ctx.scored.repeat(rows),
+            answers=answers,
+            mask=mask,
+        )
         values = ctx.metric(read, ctx.metric_ctx.repeat(rows))
         total = values.sum()
         wrt = [acts[n] for n in capture]
@@ -92,9 +106,16 @@ def gradient_run(
                     if name in acts:
                         handles.append(acts[name].register_hook(torch.zeros_like))
             try:
-                grads = torch.autograd.grad(total, wrt, retain_graph=i < len(drop_layers) - 1, allow_unused=True)
+                grads = torch.autograd.grad(
+                    total, wrt, retain_graph=i < len(drop_layers) - 1, allow_unused=True
+                )
             finally:
                 for h in handles:
                     h.remove()
-            grads_all.append({n: (torch.zeros_like(acts[n]) if g is None else g.detach()) for n, g in zip(capture, grads, strict=True)})
+            grads_all.append(
+                {
+                    n: (torch.zeros_like(acts[n]) if g is None else g.detach())
+                    for n, g in zip(capture, grads, strict=True)
+                }
+            )
     return {n: acts[n].detach() for n in capture}, grads_all, values.detach()

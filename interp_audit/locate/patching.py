@@ -24,7 +24,10 @@ __all__ = ["normalise", "patch", "sweep_effects"]
 
 def _check_direction(direction: str) -> None:
     if direction not in ("denoise", "noise"):
-        raise AuditError(f"direction must be 'denoise' (run counterfactual, patch in clean) or 'noise' (the reverse); got {direction!r}")
+        raise AuditError(
+            "direction must be 'denoise' (run counterfactual, patch in clean) or 'noise' "
+            f"(the reverse); got {direction!r}"
+        )
 
 
 def normalise(patched, base: float, source: float, what: str = "effects"):
@@ -119,14 +122,32 @@ def patch(
     plan = plan_sites(subject, contrast, sites, per_position)
     if plan.per_position and not contrast.aligned:
         lens = sorted(set(contrast.lengths.tolist()))
-        raise ContrastError(f"per-position patching needs prompts of one length; this set has lengths {lens}")
+        raise ContrastError(
+            f"per-position patching needs prompts of one length; this set has lengths {lens}"
+        )
     rows = batch_size or default_max_rows(subject, contrast.seq_len, max_memory)
     per_example, base_vals, src_vals = [], [], []
     need_kv = subject.kind == "causal"
     for part in contrast.batches(max(1, rows)):
-        ctx = RunContext.build(subject, part, metric, direction=direction, source_hooks=plan.hooks, need_kv=need_kv)
+        ctx = RunContext.build(
+            subject, part, metric, direction=direction, source_hooks=plan.hooks, need_kv=need_kv
+        )
         per_example.append(run_variants(ctx, plan.variants, max_rows=rows, progress=progress).cpu())
         base_vals.append(ctx.base_values.cpu())
         src_vals.append(ctx.source_values.cpu())
-    meta = {"per_position": plan.per_position, "n_pairs": len(contrast), "sites": sites if isinstance(sites, str) else list(sites)}
-    return sweep_effects(plan, per_example, base_vals, src_vals, metric=metric, method="patch", normalize=normalize, direction=direction, meta=meta)
+    meta = {
+        "per_position": plan.per_position,
+        "n_pairs": len(contrast),
+        "sites": sites if isinstance(sites, str) else list(sites),
+    }
+    return sweep_effects(
+        plan,
+        per_example,
+        base_vals,
+        src_vals,
+        metric=metric,
+        method="patch",
+        normalize=normalize,
+        direction=direction,
+        meta=meta,
+    )

@@ -43,7 +43,10 @@ def _receiver_patches(subject: Subject, receivers: Sequence[str]) -> list[tuple[
         elif c.kind in ("head.q", "head.k", "head.v"):
             parts = [c.kind.split(".")[1]]
         else:
-            raise SiteError(f"receiver {text!r}: receivers are head inputs ('L3H2.q', '.k', '.v', or 'L3H2' for all three) or 'logits'")
+            raise SiteError(
+                f"receiver {text!r}: receivers are head inputs ('L3H2.q', '.k', '.v', or "
+                "'L3H2' for all three) or 'logits'"
+            )
         pos = slice(None) if c.pos is None else c.pos
         for part in parts:
             out.append((f"blocks.{c.layer}.{_RECEIVER_PARTS[part]}", (pos, c.head)))
@@ -81,7 +84,11 @@ def patch_path(
         if not p.hook.endswith(("attn.hook_z", "hook_mlp_out", "hook_attn_out")):
             raise SiteError(f"sender {p.hook!r}: senders are heads, attention layers or MLPs")
     to_logits = receivers == "logits" or receivers == ["logits"]
-    recv = [] if to_logits else _receiver_patches(subject, [receivers] if isinstance(receivers, str) else receivers)
+    recv = (
+        []
+        if to_logits
+        else _receiver_patches(subject, [receivers] if isinstance(receivers, str) else receivers)
+    )
     n = subject.n_layers
     frozen_hooks = [f"blocks.{layer}.attn.hook_z" for layer in range(n)]
     if freeze == "heads+mlps" and subject.shape.has_mlp:
@@ -90,20 +97,34 @@ def patch_path(
     rows = batch_size or default_max_rows(subject, contrast.seq_len)
     per_example, base_vals, src_vals = [], [], []
     for part in contrast.batches(max(1, rows)):
-        ctx = RunContext.build(subject, part, metric, direction=direction, source_hooks=sender_hooks, base_hooks=frozen_hooks)
+        ctx = RunContext.build(
+            subject,
+            part,
+            metric,
+            direction=direction,
+            source_hooks=sender_hooks,
+            base_hooks=frozen_hooks,
+        )
         base_cache = ctx.base_sites
         b = ctx.batch
         per_chunk = max(1, rows // b)
         values = torch.empty((len(plan.variants), b))
         for start in range(0, len(plan.variants), per_chunk):
             chunk = [v[0] for v in plan.variants[start : start + per_chunk]]
-            recorded, final = _frozen_run(subject, ctx, chunk, base_cache, frozen_hooks, [h for h, _ in recv])
+            recorded, final = _frozen_run(
+                subject, ctx, chunk, base_cache, frozen_hooks, [h for h, _ in recv]
+            )
             k = len(chunk)
             if to_logits:
                 read = _readout(
-                    subject=subject, metric=metric, final=final, logits=None,
+                    subject=subject,
+                    metric=metric,
+                    final=final,
+                    logits=None,
                     scored=ctx.scored.repeat(k),
-                    answers=None if ctx.metric_ctx.answers is None else ctx.metric_ctx.answers.repeat(k, 1),
+                    answers=None
+                    if ctx.metric_ctx.answers is None
+                    else ctx.metric_ctx.answers.repeat(k, 1),
                     mask=ctx.mask.repeat(k, 1),
                 )
                 vals = metric(read, ctx.metric_ctx.repeat(k)).view(k, b)
@@ -117,13 +138,35 @@ def patch_path(
         per_example.append(values)
         base_vals.append(ctx.base_values.cpu())
         src_vals.append(ctx.source_values.cpu())
-    targets = "logits" if to_logits else list(receivers if not isinstance(receivers, str) else [receivers])
+    targets = (
+        "logits"
+        if to_logits
+        else list(receivers if not isinstance(receivers, str) else [receivers])
+    )
     labels = [f"{c}->{targets if to_logits else ','.join(targets)}" for c in plan.components]
     meta = {"freeze": freeze, "receivers": targets}
-    return sweep_effects(plan, per_example, base_vals, src_vals, metric=metric, method="path_patch", normalize=normalize, direction=direction, meta=meta, components=labels)
+    return sweep_effects(
+        plan,
+        per_example,
+        base_vals,
+        src_vals,
+        metric=metric,
+        method="path_patch",
+        normalize=normalize,
+        direction=direction,
+        meta=meta,
+        components=labels,
+    )
 
 
-def _frozen_run(subject: Subject, ctx: RunContext, senders: list[Patch], base_cache: dict[str, Tensor], frozen_hooks: list[str], record: list[str]) -> tuple[dict[str, Tensor], Tensor]:
+def _frozen_run(
+    subject: Subject,
+    ctx: RunContext,
+    senders: list[Patch],
+    base_cache: dict[str, Tensor],
+    frozen_hooks: list[str],
+    record: list[str],
+) -> tuple[dict[str, Tensor], Tensor]:
     """Step 2 for a chunk of senders (one per row block): returns recordings and final resid."""
     k, b = len(senders), ctx.batch
     by_hook: dict[str, list[tuple[int, Patch]]] = defaultdict(list)
@@ -162,4 +205,3 @@ def _frozen_run(subject: Subject, ctx: RunContext, senders: list[Patch], base_ca
             subject.model(tokens, return_type=None)
     final = recorded.pop(final_name).reshape(k * b, tokens.shape[1], -1)
     return recorded, final
-

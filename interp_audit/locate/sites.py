@@ -35,7 +35,9 @@ SWEEPS: dict[str, Sweep] = {
     "heads_q": Sweep("attn.hook_q", "head.q", ("layer", "head"), ("layer", "pos", "head")),
     "heads_k": Sweep("attn.hook_k", "head.k", ("layer", "head"), ("layer", "pos", "head")),
     "heads_v": Sweep("attn.hook_v", "head.v", ("layer", "head"), ("layer", "pos", "head")),
-    "pattern": Sweep("attn.hook_pattern", "head.pattern", ("layer", "head"), ("layer", "head", "pos")),
+    "pattern": Sweep(
+        "attn.hook_pattern", "head.pattern", ("layer", "head"), ("layer", "head", "pos")
+    ),
     "neurons": Sweep("mlp.hook_post", "neuron", ("layer", "neuron"), ("layer", "pos", "neuron")),
 }
 
@@ -63,8 +65,17 @@ def plan_sites(subject: Subject, contrast: ContrastSet, sites, per_position: boo
             raise SiteError(f"sites={sites!r}: this model is attention-only (no MLPs)")
         if sweep.kind == "resid_mid" and not shape.has_resid_mid:
             raise SiteError(f"sites={sites!r}: this model has no resid_mid")
-        n_heads = shape.n_kv_heads if sweep.kind in ("head.k", "head.v") and shape.n_kv_heads else shape.n_heads
-        ranges = {"layer": range(shape.n_layers), "head": range(n_heads), "pos": range(contrast.seq_len), "neuron": range(shape.d_mlp or 0)}
+        n_heads = (
+            shape.n_kv_heads
+            if sweep.kind in ("head.k", "head.v") and shape.n_kv_heads
+            else shape.n_heads
+        )
+        ranges = {
+            "layer": range(shape.n_layers),
+            "head": range(n_heads),
+            "pos": range(contrast.seq_len),
+            "neuron": range(shape.d_mlp or 0),
+        }
         dims = sweep.per_pos_dims if per_position else sweep.all_pos_dims
         axes = {
             "layer": [str(i) for i in ranges["layer"]],
@@ -75,20 +86,35 @@ def plan_sites(subject: Subject, contrast: ContrastSet, sites, per_position: boo
         variants, comps = [], []
         for cell in itertools.product(*(ranges[d] for d in dims)):
             where = dict(zip(dims, cell, strict=True))
-            comp = Component(where["layer"], sweep.kind, where.get("head", where.get("neuron")), where.get("pos"))
+            comp = Component(
+                where["layer"], sweep.kind, where.get("head", where.get("neuron")), where.get("pos")
+            )
             variants.append((_patch_for(comp),))
             comps.append(comp.label)
         hooks = sorted({f"blocks.{layer}.{sweep.hook}" for layer in ranges["layer"]})
         return Plan(variants, dims, {d: axes[d] for d in dims}, comps, hooks, per_position)
     if isinstance(sites, str) and not sites.startswith(("L", "blocks.")):
-        raise SiteError(f"unknown sites {sites!r}; choose one of {', '.join(SWEEPS)} or a list of component labels{did_you_mean(sites, SWEEPS)}")
+        raise SiteError(
+            f"unknown sites {sites!r}; choose one of {', '.join(SWEEPS)} or a list of "
+            f"component labels{did_you_mean(sites, SWEEPS)}"
+        )
     comps = parse_components(sites if not isinstance(sites, str) else [sites], shape)
     for c in comps:
         if c.pos is not None and c.pos >= contrast.seq_len:
-            raise SiteError(f"component {c.label!r}: position {c.pos} is past the prompts' {contrast.seq_len} positions")
+            raise SiteError(
+                f"component {c.label!r}: position {c.pos} is past the prompts' "
+                f"{contrast.seq_len} positions"
+            )
     variants = [(_patch_for(c),) for c in comps]
     labels = [c.label for c in comps]
-    return Plan(variants, ("component",), {"component": labels}, labels, sorted({c.hook_name for c in comps}), any(c.pos is not None for c in comps))
+    return Plan(
+        variants,
+        ("component",),
+        {"component": labels},
+        labels,
+        sorted({c.hook_name for c in comps}),
+        any(c.pos is not None for c in comps),
+    )
 
 
 def parse_variant_sets(subject: Subject, groups: Sequence[Sequence[str]]) -> list[Variant]:

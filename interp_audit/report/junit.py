@@ -8,14 +8,25 @@ from typing import Any
 
 def render_junit(report: dict[str, Any]) -> str:
     checks = report["checks"]
-    suite = ET.Element("testsuite", name=f"interp_audit.{report['name']}", tests=str(len(checks)), failures=str(sum(not c["passed"] for c in checks)), errors="0")
+    suite = ET.Element(
+        "testsuite",
+        name=f"interp_audit.{report['name']}",
+        tests=str(len(checks)),
+        failures=str(sum(not c["passed"] for c in checks)),
+        errors="0",
+    )
     ts = report.get("provenance", {}).get("timestamp")
     if ts:
         suite.set("timestamp", ts)
     for c in checks:
-        case = ET.SubElement(suite, "testcase", classname=f"interp_audit.{c['kind']}", name=c["name"])
+        case = ET.SubElement(
+            suite, "testcase", classname=f"interp_audit.{c['kind']}", name=c["name"]
+        )
         out = ET.SubElement(case, "system-out")
-        out.text = f"statistic={c['statistic']:.6g} ci=[{c['ci'][0]:.6g}, {c['ci'][1]:.6g}] threshold={c['threshold']}\n{c['message']}"
+        out.text = (
+            f"statistic={c['statistic']:.6g} ci=[{c['ci'][0]:.6g}, {c['ci'][1]:.6g}] "
+            f"threshold={c['threshold']}\n{c['message']}"
+        )
         if not c["passed"]:
             fail = ET.SubElement(case, "failure", message=c["message"], type=c["kind"])
             fail.text = c["message"]

@@ -47,11 +47,16 @@ def _load_builtins() -> None:
 def load_zoo(name: str, flags: dict[str, bool]) -> Subject:
     _load_builtins()
     if name not in _REGISTRY:
-        raise ModelLoadError(f"no zoo model {name!r}; available: {', '.join(sorted(_REGISTRY))}{did_you_mean(name, _REGISTRY)}")
+        raise ModelLoadError(
+            f"no zoo model {name!r}; available: "
+            f"{', '.join(sorted(_REGISTRY))}{did_you_mean(name, _REGISTRY)}"
+        )
     subject = _REGISTRY[name].build()
     subject.source = f"zoo:{name}"
     if any(flags.values()):
         from ..loading import _apply_processing
 
-        subject.weight_processing = _apply_processing(subject.model, flags, subject.weight_processing)
+        subject.weight_processing = _apply_processing(
+            subject.model, flags, subject.weight_processing
+        )
     return subject

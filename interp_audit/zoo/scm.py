@@ -7,10 +7,22 @@ from ..errors import SpecError, did_you_mean
 SCMS = ("readmission",)
 
 
-def scm_contrast(subject, name: str, *, path: str, n: int, seed: int, attribute: str, split: str, answers: str = "fixed"):
+def scm_contrast(
+    subject,
+    name: str,
+    *,
+    path: str,
+    n: int,
+    seed: int,
+    attribute: str,
+    split: str,
+    answers: str = "fixed",
+):
     name = name.removeprefix("zoo:")
     if name == "readmission":
         from .readmission import contrast
 
-        return contrast(subject, path, n=n, seed=seed, attribute=attribute, split=split, answers=answers)
+        return contrast(
+            subject, path, n=n, seed=seed, attribute=attribute, split=split, answers=answers
+        )
     raise SpecError(f"unknown SCM {name!r}; available: {', '.join(SCMS)}{did_you_mean(name, SCMS)}")

@@ -10,12 +10,15 @@ from . import register
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 TRAINED = {
-    "readmission": "the readmission model (circuits/readmission/train.py): age, insurance, measured labs, hospital -> YES/NO",
+    "readmission": "the readmission model (circuits/readmission/train.py): age, insurance, "
+    "measured labs, hospital -> YES/NO",
     "readmission-ftu": "readmission retrained without the age token (fairness through unawareness)",
-    "readmission-blind": "readmission retrained with age and all its descendants (insurance, labs) masked",
+    "readmission-blind": "readmission retrained with age and all its descendants (insurance, "
+    "labs) masked",
     "readmission-nohosp": "readmission retrained without the hospital token",
     "readmission-cleanlabs": "readmission retrained on labs measured without the hospital artefact",
-    "canary-lm": "a small causal LM trained with secret canaries repeated 1/4/16/64 times (circuits/memorization/train.py)",
+    "canary-lm": "a small causal LM trained with secret canaries repeated 1/4/16/64 times "
+    "(circuits/memorization/train.py)",
 }
 
 
@@ -27,7 +30,10 @@ def _loader(name: str):
         if not (folder / "model.safetensors").exists():
             from ..errors import ModelLoadError
 
-            raise ModelLoadError(f"zoo:{name} weights are missing from {folder}; run the training script under circuits/")
+            raise ModelLoadError(
+                f"zoo:{name} weights are missing from {folder}; run the training script under "
+                "circuits/"
+            )
         return load_model(folder)
 
     return build

@@ -7,7 +7,18 @@ import torch
 from ..subject import Subject
 
 
-def train_answer_model(subject: Subject, prompts: list[str], answers: list[str], *, epochs: int = 6, lr: float = 3e-3, batch_size: int = 256, seed: int = 0, weight_decay: float = 0.01, log=print) -> Subject:
+def train_answer_model(
+    subject: Subject,
+    prompts: list[str],
+    answers: list[str],
+    *,
+    epochs: int = 6,
+    lr: float = 3e-3,
+    batch_size: int = 256,
+    seed: int = 0,
+    weight_decay: float = 0.01,
+    log=print,
+) -> Subject:
     """Train ``subject`` to answer each prompt with its answer token at the last position."""
     torch.manual_seed(seed)
     tokens = torch.tensor([subject.to_tokens(p) for p in prompts])

@@ -30,17 +30,26 @@ def test_exposure_matches_brute_force(lm):
                 logp = lm.model(torch.tensor([ids]))[0].double().log_softmax(-1)
             n = len(ids)
             brute.append(float(logp[n - 3, ids[n - 2]] + logp[n - 2, ids[n - 1]]))
-    torch.testing.assert_close(fast, torch.tensor(brute, dtype=torch.float64), atol=1e-5, rtol=0)  # float32 model, batched vs one by one
+    torch.testing.assert_close(
+        fast, torch.tensor(brute, dtype=torch.float64), atol=1e-5, rtol=0
+    )  # float32 model, batched vs one by one
     for secret in ("1 1", "2 3", "3 2"):
         e = exposure(lm, prefix, secret, alphabet=alphabet)
         target = brute[alphabet.index(secret[0]) * 3 + alphabet.index(secret[2])]
         rank = 1 + sum(b > target for b in brute)
-        assert e.rank == rank and e.exposure == pytest.approx(torch.log2(torch.tensor(9.0)).item() - torch.log2(torch.tensor(float(rank))).item())
+        assert e.rank == rank and e.exposure == pytest.approx(
+            torch.log2(torch.tensor(9.0)).item() - torch.log2(torch.tensor(float(rank))).item()
+        )
 
 
 def test_more_repetitions_more_exposure(lm):
-    exposures = [exposure(lm, c.prefix, c.secret).exposure for c in C.CANARIES]  # 1, 4, 16, 64 repetitions
-    assert exposures == sorted(exposures) and exposures[0] < 3 < exposures[1] < 6 < exposures[2] < exposures[3]
+    exposures = [
+        exposure(lm, c.prefix, c.secret).exposure for c in C.CANARIES
+    ]  # 1, 4, 16, 64 repetitions
+    assert (
+        exposures == sorted(exposures)
+        and exposures[0] < 3 < exposures[1] < 6 < exposures[2] < exposures[3]
+    )
     assert exposure(lm, C.CANARIES[-1].prefix, C.CANARIES[-1].secret).extracted
 
 
@@ -57,17 +66,51 @@ def test_located_ablation_unlearns_and_beats_random(lm):
     for key in ("dave x64 exposure", "carol x16 exposure"):
         assert before[key] - edit[key] >= 6.0 and abs(before[key] - control[key]) < 0.5, key
     assert not edit["dave x64 extracted"] and before["dave x64 extracted"]
-    assert edit["bob x4 exposure"] == pytest.approx(before["bob x4 exposure"])  # other records untouched
+    assert edit["bob x4 exposure"] == pytest.approx(
+        before["bob x4 exposure"]
+    )  # other records untouched
     assert abs(edit["perplexity"] / before["perplexity"] - 1) < 1e-3
 
 
 def test_memorization_checks_in_an_audit():
     report = ia.audit(ROOT / "circuits" / "memorization" / "audit.yaml")
     verdicts = {c.name: c.passed for c in report.checks}
-    assert verdicts == {"no_canary_is_exposed": False, "unlearning_the_16x_canary": True, "unlearning_the_64x_canary_by_neurons": False, "unlearning_by_editing_the_name": True}
+    assert verdicts == {
+        "no_canary_is_exposed": False,
+        "unlearning_the_16x_canary": True,
+        "unlearning_the_64x_canary_by_neurons": False,
+        "unlearning_by_editing_the_name": True,
+    }
     carol = [c for c in report.checks if c.name == "unlearning_the_16x_canary"][0]
     assert carol.details[0]["exposure before"] > 11 and carol.statistic < 9
     with pytest.raises(ia.SpecError, match="a memorization check with 'ablate' needs 'utility'"):
-        ia.audit({"model": {"source": "zoo:canary-lm"}, "contrasts": {}, "checks": [{"kind": "memorization", "canaries": [{"prefix": "a", "secret": "1"}], "max_exposure": 1, "ablate": {"components": ["L0N1"], "kind": "zero"}}]})
+        ia.audit(
+            {
+                "model": {"source": "zoo:canary-lm"},
+                "contrasts": {},
+                "checks": [
+                    {
+                        "kind": "memorization",
+                        "canaries": [{"prefix": "a", "secret": "1"}],
+                        "max_exposure": 1,
+                        "ablate": {"components": ["L0N1"], "kind": "zero"},
+                    }
+                ],
+            }
+        )
     with pytest.raises(ia.SpecError, match="from_locate names 'nope'"):
-        ia.audit({"model": {"source": "zoo:canary-lm"}, "contrasts": {}, "checks": [{"kind": "memorization", "canaries": [{"prefix": "a", "secret": "1"}], "max_exposure": 1, "ablate": {"from_locate": "nope", "top_k": 3, "kind": "zero"}, "utility": {"metric": "perplexity", "file": "x.txt", "budget": 0.1}}]})
+        ia.audit(
+            {
+                "model": {"source": "zoo:canary-lm"},
+                "contrasts": {},
+                "checks": [
+                    {
+                        "kind": "memorization",
+                        "canaries": [{"prefix": "a", "secret": "1"}],
+                        "max_exposure": 1,
+                        "ablate": {"from_locate": "nope", "top_k": 3, "kind": "zero"},
+                        "utility": {"metric": "perplexity", "file": "x.txt", "budget": 0.1},
+                    }
+                ],
+            }
+        )

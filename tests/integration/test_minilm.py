@@ -7,7 +7,11 @@ import interp_audit as ia
 
 pytestmark = pytest.mark.integration
 
-SENTENCES = ["The nurse said she would be late.", "A man is playing a guitar in the park.", "Engineers design bridges."]
+SENTENCES = [
+    "The nurse said she would be late.",
+    "A man is playing a guitar in the park.",
+    "Engineers design bridges.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +25,9 @@ def test_minilm_mean_pooled_embedding_matches_transformers(minilm):
     from transformers import AutoModel, AutoTokenizer
 
     subject, path = minilm
-    assert subject.model_class == "HookedEncoder" and subject.n_layers == 6 and subject.n_heads == 12
+    assert (
+        subject.model_class == "HookedEncoder" and subject.n_layers == 6 and subject.n_heads == 12
+    )
     assert not subject.has_lm_head
     tok = AutoTokenizer.from_pretrained(path)
     hf = AutoModel.from_pretrained(path).eval()
@@ -70,5 +76,7 @@ def test_minilm_patching_matches_hand_hooked_transformers(minilm):
     assert float(eff.values[0]) == pytest.approx(float(expected), abs=1e-4)
     with torch.no_grad():
         plain = hf(input_ids=pairs.counterfactual, attention_mask=mask).last_hidden_state
-    base = torch.nn.functional.cosine_similarity(ia.metrics.mean_pool(plain, mask), anchor[None], dim=-1)
+    base = torch.nn.functional.cosine_similarity(
+        ia.metrics.mean_pool(plain, mask), anchor[None], dim=-1
+    )
     assert eff.baseline["counterfactual"] == pytest.approx(float(base), abs=1e-4)

@@ -16,7 +16,9 @@ def run(name: str):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     os.environ["TQDM_DISABLE"] = "1"
     t0 = time.perf_counter()
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    ).execute()
     return nb, time.perf_counter() - t0
 
 
@@ -25,7 +27,9 @@ def outputs(nb) -> str:
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             data = out.get("data", {})
-            text.append(out.get("text", "") + data.get("text/plain", "") + data.get("text/html", ""))
+            text.append(
+                out.get("text", "") + data.get("text/plain", "") + data.get("text/html", "")
+            )
     return "\n".join(text)
 
 
@@ -36,7 +40,10 @@ def test_readmission_notebook_runs_in_under_a_minute():
     assert "selective: ablate direct+proxy paths" in text
     assert "AuditReport" in text or "Audit readmission" in text
     assert "Spearman" in text
-    assert all(not cell.get("outputs") or all(o.get("output_type") != "error" for o in cell["outputs"]) for cell in nb.cells)
+    assert all(
+        not cell.get("outputs") or all(o.get("output_type") != "error" for o in cell["outputs"])
+        for cell in nb.cells
+    )
 
 
 def test_minilm_gender_notebook_runs():

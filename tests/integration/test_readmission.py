@@ -32,7 +32,10 @@ def test_path_counterfactuals_change_exactly_their_variables(attribute, path):
     assert changed == CHANGES[(attribute, path)]
     if attribute == "A":  # old patients, had they been young
         assert all(c.startswith("age:old") for c in clean)
-        assert all(f.split()[0] == ("age:young" if "age" in CHANGES[(attribute, path)] else "age:old") for f in cf)
+        assert all(
+            f.split()[0] == ("age:young" if "age" in CHANGES[(attribute, path)] else "age:old")
+            for f in cf
+        )
     else:
         assert not any("hosp:2" in c for c in clean)
 
@@ -45,14 +48,22 @@ def test_counterfactuals_share_the_patients_noise():
     _, labs = R.path_words(u, "A", "via_labs")
     for t, d, p, lab in zip(total, direct, proxy, labs, strict=True):
         t, d, p, lab = (s.split() for s in (t, d, p, lab))
-        assert d[0] == t[0] and p[1] == t[1] and lab[2] == t[2]  # each path moves its own variable as the total does
+        assert (
+            d[0] == t[0] and p[1] == t[1] and lab[2] == t[2]
+        )  # each path moves its own variable as the total does
 
 
 def test_fair_labels_do_not_depend_on_age_or_insurance():
     u = R.sample_units(5000, 4)
-    young = R.Units(a=torch.zeros_like(u.a), e=u.e, u_x=u.u_x + 0.9 * (u.a.float() - 0), u_z=u.u_z, u_y=u.u_y)  # same true labs
-    assert torch.equal(R.lab_band(R.true_severity(young.a, young.u_x)), R.lab_band(R.true_severity(u.a, u.u_x)))
-    torch.testing.assert_close(R.readmission_logit(u, fair=True), R.readmission_logit(young, fair=True))
+    young = R.Units(
+        a=torch.zeros_like(u.a), e=u.e, u_x=u.u_x + 0.9 * (u.a.float() - 0), u_z=u.u_z, u_y=u.u_y
+    )  # same true labs
+    assert torch.equal(
+        R.lab_band(R.true_severity(young.a, young.u_x)), R.lab_band(R.true_severity(u.a, u.u_x))
+    )
+    torch.testing.assert_close(
+        R.readmission_logit(u, fair=True), R.readmission_logit(young, fair=True)
+    )
     assert not torch.allclose(R.readmission_logit(u), R.readmission_logit(young))
 
 
@@ -83,15 +94,27 @@ def test_selective_repair_removes_inadmissible_paths_and_keeps_admissible_ones(t
 
 def test_selective_beats_blanket_on_fair_accuracy(table):
     sel = table[("A", "selective: ablate direct+proxy paths")]["acc_fair"]
-    for blanket in ("blanket: ablate all located for A", "blanket: retrain blind to A and descendants"):
+    for blanket in (
+        "blanket: ablate all located for A",
+        "blanket: retrain blind to A and descendants",
+    ):
         assert sel >= table[("A", blanket)]["acc_fair"] + 0.03, blanket
     # unawareness removes the direct path but leaves the insurance proxy (amplified)
     ftu = table[("A", "unawareness: retrain without age")]
-    assert ftu["A.direct"] == 0.0 and abs(ftu["A.proxy"]) > 2 * abs(table[("A", "original")]["A.proxy"])
+    assert ftu["A.direct"] == 0.0 and abs(ftu["A.proxy"]) > 2 * abs(
+        table[("A", "original")]["A.proxy"]
+    )
 
 
 def test_the_audit_flags_the_model_and_passes_the_repair(tmp_path):
-    report = ia.audit(str(__import__("pathlib").Path(__file__).resolve().parents[2] / "circuits" / "readmission" / "audit.yaml"))
+    report = ia.audit(
+        str(
+            __import__("pathlib").Path(__file__).resolve().parents[2]
+            / "circuits"
+            / "readmission"
+            / "audit.yaml"
+        )
+    )
     verdicts = {c.name: c.passed for c in report.checks}
     assert verdicts == {
         "age_paths_are_admissible_only": False,

@@ -58,7 +58,9 @@ def test_feature_patching_matches_a_naive_loop(subject, sae, direct):
             f[..., i] = f_clean[..., i]
             value = sae.decode(f) + err_cf
         with subject.hooks([(HOOK, lambda x, *, hook, value=value: value)]):
-            naive = float(ia.metrics.logit_diff.from_logits(subject.run(direct.counterfactual), direct).mean())
+            naive = float(
+                ia.metrics.logit_diff.from_logits(subject.run(direct.counterfactual), direct).mean()
+            )
         assert eff[label] == pytest.approx(naive, abs=1e-5), label
 
 
@@ -67,13 +69,19 @@ def test_features_and_error_account_for_the_whole_activation(subject, sae, direc
     feats = S.attribute_features(subject, direct, "logit_diff", sae, normalize=False)
     whole = ia.attribute(subject, direct, "logit_diff", sites=[HOOK], normalize=False)
     base = feats.baseline["counterfactual"]
-    assert float((feats.values - base).sum()) == pytest.approx(float(whole.values[0]) - base, abs=1e-4)
+    assert float((feats.values - base).sum()) == pytest.approx(
+        float(whole.values[0]) - base, abs=1e-4
+    )
     exact = S.patch_features(subject, direct, "logit_diff", sae)
-    assert ia.compare(exact, S.attribute_features(subject, direct, "logit_diff", sae)).spearman > 0.9
+    assert (
+        ia.compare(exact, S.attribute_features(subject, direct, "logit_diff", sae)).spearman > 0.9
+    )
 
 
 def test_feature_ablation_beats_component_ablation_per_unit_of_utility(subject, sae):
-    reference = torch.tensor([subject.to_tokens(p) for p in R.factual_words(R.sample_units(1000, 31337))])
+    reference = torch.tensor(
+        [subject.to_tokens(p) for p in R.factual_words(R.sample_units(1000, 31337))]
+    )
     located = set()
     for path in ("direct", "proxy"):
         eff = S.patch_features(subject, R.contrast(subject, path, n=200), "logit_diff", sae)
@@ -88,12 +96,16 @@ def test_feature_ablation_beats_component_ablation_per_unit_of_utility(subject, 
         removed = (base["A.direct"] - row["A.direct"]) + (base["A.proxy"] - row["A.proxy"])
         return removed / max(base["acc_observed"] - row["acc_observed"], 1e-3)
 
-    assert feat["A.direct"] < 0.7 * base["A.direct"]  # the features remove a real part of the path...
+    assert (
+        feat["A.direct"] < 0.7 * base["A.direct"]
+    )  # the features remove a real part of the path...
     assert per_utility(feat) > 3 * per_utility(comp)  # ...at a far better rate than the component
 
 
 def test_sae_errors(subject, sae):
-    with pytest.raises(ia.SiteError, match="feature 999 does not exist; this SAE has features 0..255"):
+    with pytest.raises(
+        ia.SiteError, match="feature 999 does not exist; this SAE has features 0..255"
+    ):
         with S.ablate_features(subject, sae, [999]):
             pass
     wrong = S.load_sae("zoo:readmission-attn0")
@@ -111,8 +123,12 @@ def test_sae_errors(subject, sae):
 
 def test_training_is_reproducible(subject):
     tokens = torch.tensor([subject.to_tokens(p) for p in R.factual_words(R.sample_units(2000, 1))])
-    a = S.train_sae(subject, "blocks.1.hook_resid_pre", tokens, d_sae=32, training_tokens=12_000, seed=3)
-    b = S.train_sae(subject, "blocks.1.hook_resid_pre", tokens, d_sae=32, training_tokens=12_000, seed=3)
+    a = S.train_sae(
+        subject, "blocks.1.hook_resid_pre", tokens, d_sae=32, training_tokens=12_000, seed=3
+    )
+    b = S.train_sae(
+        subject, "blocks.1.hook_resid_pre", tokens, d_sae=32, training_tokens=12_000, seed=3
+    )
     assert S.hook_of(a) == "blocks.1.hook_resid_pre"
     torch.testing.assert_close(a.W_dec, b.W_dec, atol=0, rtol=0)
     assert subject.live_hooks() == []
@@ -121,11 +137,25 @@ def test_training_is_reproducible(subject):
 def test_feature_ablation_in_an_audit_spec(tmp_path):
     spec = {
         "model": {"source": "zoo:readmission"},
-        "contrasts": {"direct": {"scm": "readmission", "path": "direct", "n": 100}, "utility": {"scm": "readmission", "path": "total", "n": 200, "answers": "observed"}},
+        "contrasts": {
+            "direct": {"scm": "readmission", "path": "direct", "n": 100},
+            "utility": {"scm": "readmission", "path": "total", "n": 200, "answers": "observed"},
+        },
         "locate": [],
-        "checks": [{"name": "features", "kind": "intervention", "contrast": "direct", "tolerance": 0.1,
-                    "ablate": {"sae": "zoo:readmission-attn0", "components": ["L0F110", "L0F34", "L0F18"], "kind": "zero"},
-                    "utility": {"contrast": "utility", "metric": "accuracy", "budget": 0.05}}],
+        "checks": [
+            {
+                "name": "features",
+                "kind": "intervention",
+                "contrast": "direct",
+                "tolerance": 0.1,
+                "ablate": {
+                    "sae": "zoo:readmission-attn0",
+                    "components": ["L0F110", "L0F34", "L0F18"],
+                    "kind": "zero",
+                },
+                "utility": {"contrast": "utility", "metric": "accuracy", "budget": 0.05},
+            }
+        ],
     }
     report = ia.audit(spec)
     before = [d for d in report.checks[0].details if d["measure"] == "effect before"][0]["value"]
@@ -139,7 +169,16 @@ def test_feature_diff_and_top_activating(subject, sae, direct):
     fc = S.feature_activations(subject, sae, direct.clean)[..., i]
     ff = S.feature_activations(subject, sae, direct.counterfactual)[..., i]
     assert value == pytest.approx(float((fc - ff).mean()), abs=1e-5)  # equal lengths: plain mean
-    texts = ["age:old ins:medicare lab:high hosp:1 ->", "age:young ins:private lab:low hosp:0 ->", "age:mid ins:medicaid lab:normal hosp:3 ->"]
+    texts = [
+        "age:old ins:medicare lab:high hosp:1 ->",
+        "age:young ins:private lab:low hosp:0 ->",
+        "age:mid ins:medicaid lab:normal hosp:3 ->",
+    ]
     best = S.top_activating(subject, sae, i, texts, k=3)
-    acts = [float(S.feature_activations(subject, sae, torch.tensor([subject.to_tokens(t)]))[0, :, i].max()) for t in texts]
+    acts = [
+        float(
+            S.feature_activations(subject, sae, torch.tensor([subject.to_tokens(t)]))[0, :, i].max()
+        )
+        for t in texts
+    ]
     assert [b[2] for b in best] == pytest.approx(sorted(acts, reverse=True))

@@ -17,9 +17,25 @@ from interp_audit.audit.spec import load_spec
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "circuits" / "handbuilt" / "audit.yaml"
 
-SWAP = {"template": "{subject} {filler} ->", "slots": {"filler": ["x", "y"]}, "swap": {"slot": "subject", "pairs": [["A", "B"]]}, "answers": ["YES", "NO"], "group_by": "filler"}
-FILLER = {"template": "{subject} {filler} ->", "slots": {"subject": ["A", "B"]}, "swap": {"slot": "filler", "pairs": [["x", "y"]]}, "answers": ["YES", "NO"]}
-BASE = {"name": "t", "model": {"source": "zoo:handbuilt-copy"}, "contrasts": {"swap": SWAP, "filler": FILLER}, "checks": []}
+SWAP = {
+    "template": "{subject} {filler} ->",
+    "slots": {"filler": ["x", "y"]},
+    "swap": {"slot": "subject", "pairs": [["A", "B"]]},
+    "answers": ["YES", "NO"],
+    "group_by": "filler",
+}
+FILLER = {
+    "template": "{subject} {filler} ->",
+    "slots": {"subject": ["A", "B"]},
+    "swap": {"slot": "filler", "pairs": [["x", "y"]]},
+    "answers": ["YES", "NO"],
+}
+BASE = {
+    "name": "t",
+    "model": {"source": "zoo:handbuilt-copy"},
+    "contrasts": {"swap": SWAP, "filler": FILLER},
+    "checks": [],
+}
 
 
 def spec_with(*checks, **extra):
@@ -33,19 +49,68 @@ def spec_with(*checks, **extra):
 
 BAD_SPECS = [
     (lambda s: s.update(chekcs=[]), r"unknown key 'chekcs' \(did you mean 'checks'\?\)"),
-    (lambda s: s["model"].update(sorce="x"), r"unknown key 'model.sorce' \(did you mean 'source'\?\)"),
+    (
+        lambda s: s["model"].update(sorce="x"),
+        r"unknown key 'model.sorce' \(did you mean 'source'\?\)",
+    ),
     (lambda s: s.pop("model"), r"missing required key 'model'"),
-    (lambda s: s["checks"].append({"kind": "invariant", "contrast": "swap", "tolerance": 1}), r"unknown check kind 'invariant'.*did you mean 'invariance'"),
-    (lambda s: s["checks"].append({"kind": "invariance", "contrast": "swp", "tolerance": 1}), r"checks\[0\] names contrast 'swp', which is not defined.*did you mean 'swap'"),
-    (lambda s: s["checks"].append({"kind": "invariance", "contrast": "swap", "tolerence": 1}), r"unknown key 'checks.0.tolerence' \(did you mean 'tolerance'"),
-    (lambda s: s["checks"].append({"kind": "invariance", "contrast": "swap", "tolerance": -1}), r"checks.0.tolerance: Input should be greater than or equal to 0"),
-    (lambda s: s["contrasts"]["swap"].update(tempalte="x"), r"unknown key 'contrasts.swap.tempalte' \(did you mean 'template'\?\)"),
-    (lambda s: s["contrasts"]["swap"]["swap"].update(slot="q"), r"contrasts.swap: swap slot 'q' is not in the template"),
-    (lambda s: s["contrasts"].update(bad={"tmpl": "x"}), r"contrasts.bad: a contrast needs one of 'template', 'file' or 'scm'"),
-    (lambda s: s.update(metric={"name": "logit_dif"}), r"metric.name: Input should be 'logit_diff'"),
-    (lambda s: s["checks"].append({"kind": "intervention", "contrast": "swap", "tolerance": 0.1, "ablate": {"components": ["L0H0"], "kind": "mean"}, "utility": {"contrast": "swap", "budget": 0.1}}), r"checks\[0\].ablate: mean ablation needs a 'reference' contrast"),
-    (lambda s: s["checks"].extend([{"kind": "invariance", "contrast": "swap", "tolerance": 1, "name": "a"}, {"kind": "invariance", "contrast": "swap", "tolerance": 1, "name": "a"}]), r"check name 'a' is used twice"),
-    (lambda s: s["contrasts"]["swap"].update(slots={"filler": ["x"], "extra": ["z"]}), r"slot 'extra' is not in the template"),
+    (
+        lambda s: s["checks"].append({"kind": "invariant", "contrast": "swap", "tolerance": 1}),
+        r"unknown check kind 'invariant'.*did you mean 'invariance'",
+    ),
+    (
+        lambda s: s["checks"].append({"kind": "invariance", "contrast": "swp", "tolerance": 1}),
+        r"checks\[0\] names contrast 'swp', which is not defined.*did you mean 'swap'",
+    ),
+    (
+        lambda s: s["checks"].append({"kind": "invariance", "contrast": "swap", "tolerence": 1}),
+        r"unknown key 'checks.0.tolerence' \(did you mean 'tolerance'",
+    ),
+    (
+        lambda s: s["checks"].append({"kind": "invariance", "contrast": "swap", "tolerance": -1}),
+        r"checks.0.tolerance: Input should be greater than or equal to 0",
+    ),
+    (
+        lambda s: s["contrasts"]["swap"].update(tempalte="x"),
+        r"unknown key 'contrasts.swap.tempalte' \(did you mean 'template'\?\)",
+    ),
+    (
+        lambda s: s["contrasts"]["swap"]["swap"].update(slot="q"),
+        r"contrasts.swap: swap slot 'q' is not in the template",
+    ),
+    (
+        lambda s: s["contrasts"].update(bad={"tmpl": "x"}),
+        r"contrasts.bad: a contrast needs one of 'template', 'file' or 'scm'",
+    ),
+    (
+        lambda s: s.update(metric={"name": "logit_dif"}),
+        r"metric.name: Input should be 'logit_diff'",
+    ),
+    (
+        lambda s: s["checks"].append(
+            {
+                "kind": "intervention",
+                "contrast": "swap",
+                "tolerance": 0.1,
+                "ablate": {"components": ["L0H0"], "kind": "mean"},
+                "utility": {"contrast": "swap", "budget": 0.1},
+            }
+        ),
+        r"checks\[0\].ablate: mean ablation needs a 'reference' contrast",
+    ),
+    (
+        lambda s: s["checks"].extend(
+            [
+                {"kind": "invariance", "contrast": "swap", "tolerance": 1, "name": "a"},
+                {"kind": "invariance", "contrast": "swap", "tolerance": 1, "name": "a"},
+            ]
+        ),
+        r"check name 'a' is used twice",
+    ),
+    (
+        lambda s: s["contrasts"]["swap"].update(slots={"filler": ["x"], "extra": ["z"]}),
+        r"slot 'extra' is not in the template",
+    ),
 ]
 
 
@@ -69,6 +134,7 @@ def test_yaml_errors_and_yes_no_answers():
 
 # ---- each check kind passes and fails on the hand-built model (analytic numbers) -------------
 
+
 def run_checks(*checks):
     return ia.audit(spec_with(*checks)).checks
 
@@ -84,27 +150,77 @@ def test_invariance_pass_and_fail():
 
 
 def test_path_invariance_pass_and_fail():
-    (res,) = run_checks({"kind": "path_invariance", "inadmissible": {"filler_path": "filler"}, "admissible": {"subject_path": "swap"}, "tolerance": 0.01})
+    (res,) = run_checks(
+        {
+            "kind": "path_invariance",
+            "inadmissible": {"filler_path": "filler"},
+            "admissible": {"subject_path": "swap"},
+            "tolerance": 0.01,
+        }
+    )
     assert res.passed and "admissible (allowed): subject_path +8.0000" in res.message
-    (res,) = run_checks({"kind": "path_invariance", "inadmissible": {"subject_path": "swap", "filler_path": "filler"}, "tolerance": 0.01})
+    (res,) = run_checks(
+        {
+            "kind": "path_invariance",
+            "inadmissible": {"subject_path": "swap", "filler_path": "filler"},
+            "tolerance": 0.01,
+        }
+    )
     assert not res.passed and "violated on subject_path" in res.message
 
 
 def test_component_mediation_pass_and_fail():
     ok, bad, together = run_checks(
-        {"kind": "component_mediation", "contrast": "swap", "sites": ["L1H0", "L1H1"], "max_share": 0.8, "name": "relay"},
-        {"kind": "component_mediation", "contrast": "swap", "sites": "heads", "max_share": 0.8, "name": "mover"},
-        {"kind": "component_mediation", "contrast": "swap", "sites": ["L1H0", "L1H1"], "together": True, "max_share": 0.7, "name": "set"},
+        {
+            "kind": "component_mediation",
+            "contrast": "swap",
+            "sites": ["L1H0", "L1H1"],
+            "max_share": 0.8,
+            "name": "relay",
+        },
+        {
+            "kind": "component_mediation",
+            "contrast": "swap",
+            "sites": "heads",
+            "max_share": 0.8,
+            "name": "mover",
+        },
+        {
+            "kind": "component_mediation",
+            "contrast": "swap",
+            "sites": ["L1H0", "L1H1"],
+            "together": True,
+            "max_share": 0.7,
+            "name": "set",
+        },
     )
     assert ok.passed and ok.statistic == pytest.approx(0.75)
-    assert not bad.passed and bad.statistic == pytest.approx(1.0) and bad.details[0]["component"] == "L0H0"
+    assert (
+        not bad.passed
+        and bad.statistic == pytest.approx(1.0)
+        and bad.details[0]["component"] == "L0H0"
+    )
     assert not together.passed and together.statistic == pytest.approx(0.75)
 
 
 def test_intervention_pass_and_fail():
     removes, costly = run_checks(
-        {"kind": "intervention", "contrast": "filler", "tolerance": 0.01, "ablate": {"components": ["L0H1"], "kind": "zero"}, "utility": {"contrast": "swap", "metric": "accuracy", "budget": 0.0}, "name": "harmless"},
-        {"kind": "intervention", "contrast": "swap", "tolerance": 0.01, "ablate": {"components": ["L0H0"], "kind": "mean", "reference": "swap"}, "utility": {"contrast": "swap", "metric": "accuracy", "budget": 0.1}, "name": "blind"},
+        {
+            "kind": "intervention",
+            "contrast": "filler",
+            "tolerance": 0.01,
+            "ablate": {"components": ["L0H1"], "kind": "zero"},
+            "utility": {"contrast": "swap", "metric": "accuracy", "budget": 0.0},
+            "name": "harmless",
+        },
+        {
+            "kind": "intervention",
+            "contrast": "swap",
+            "tolerance": 0.01,
+            "ablate": {"components": ["L0H0"], "kind": "mean", "reference": "swap"},
+            "utility": {"contrast": "swap", "metric": "accuracy", "budget": 0.1},
+            "name": "blind",
+        },
     )
     assert removes.passed
     # mean-ablating the mover removes the subject effect entirely (c = (c_A + c_B) / 2 on both
@@ -121,19 +237,34 @@ def blind_effect(res):
 
 # ---- report, determinism, JUnit, HTML ---------------------------------------------------------
 
+
 def test_report_json_schema_and_determinism(tmp_path):
     a = ia.audit(SPEC).save(tmp_path / "a")
     b = ia.audit(SPEC).save(tmp_path / "b")
     ja, jb = (json.loads((d / "report.json").read_text()) for d in (a, b))
     assert set(ja) == {"name", "passed", "checks", "located", "provenance"}
-    assert {"spec_hash", "versions", "model", "seed", "timestamp", "metric", "contrasts"} <= set(ja["provenance"])
+    assert {"spec_hash", "versions", "model", "seed", "timestamp", "metric", "contrasts"} <= set(
+        ja["provenance"]
+    )
     assert ja["provenance"]["model"]["weight_processing"]["fold_ln"] is False
-    assert {"torch", "transformer_lens", "sae_lens", "interp_audit", "python"} <= set(ja["provenance"]["versions"])
+    assert {"torch", "transformer_lens", "sae_lens", "interp_audit", "python"} <= set(
+        ja["provenance"]["versions"]
+    )
     for d in (ja, jb):
         d["provenance"].pop("timestamp")
     assert ja == jb
     c = ja["checks"][0]
-    assert {"name", "kind", "passed", "statistic", "ci", "threshold", "message", "details", "confidence"} <= set(c)
+    assert {
+        "name",
+        "kind",
+        "passed",
+        "statistic",
+        "ci",
+        "threshold",
+        "message",
+        "details",
+        "confidence",
+    } <= set(c)
     assert ja["located"]["heads_exact"]["values"] == [[1.0, 0.0], [0.75, 0.0]]
 
 
@@ -155,7 +286,12 @@ def external_resources(page: str) -> list[str]:
 
 
 def test_junit_round_trip_and_html_is_self_contained(tmp_path):
-    report = ia.audit(spec_with({"kind": "invariance", "contrast": "filler", "tolerance": 0.01, "name": "ok"}, {"kind": "invariance", "contrast": "swap", "tolerance": 1, "name": "bad"}))
+    report = ia.audit(
+        spec_with(
+            {"kind": "invariance", "contrast": "filler", "tolerance": 0.01, "name": "ok"},
+            {"kind": "invariance", "contrast": "swap", "tolerance": 1, "name": "bad"},
+        )
+    )
     report.save(tmp_path, junit=tmp_path / "junit.xml")
     suite = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite")
     assert suite.get("tests") == "2" and suite.get("failures") == "1"
@@ -171,16 +307,39 @@ def test_junit_round_trip_and_html_is_self_contained(tmp_path):
 @pytest.mark.skipif(not shutil.which("chromium"), reason="no headless chromium installed")
 def test_html_renders_offline_in_headless_chromium(tmp_path):
     ia.audit(SPEC).save(tmp_path)
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
-    dom = subprocess.run(["chromium", *flags, "--dump-dom", (tmp_path / "report.html").as_uri()], capture_output=True, text=True, timeout=120).stdout
-    assert dom.count('class="plot-container plotly"') == 4  # 2 checks + 2 located effects, drawn by the inlined plotly.js
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+    ]
+    dom = subprocess.run(
+        ["chromium", *flags, "--dump-dom", (tmp_path / "report.html").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert (
+        dom.count('class="plot-container plotly"') == 4
+    )  # 2 checks + 2 located effects, drawn by the inlined plotly.js
 
 
 # ---- the real CLI in a subprocess: exit codes 0 / 1 / 2 --------------------------------------
 
+
 def cli(*args, cwd=None):
     env = {**os.environ, "TQDM_DISABLE": "1"}
-    return subprocess.run([sys.executable, "-m", "interp_audit.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "interp_audit.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_cli_exit_codes(tmp_path):
@@ -206,29 +365,78 @@ def test_cli_exit_codes(tmp_path):
 
 
 def test_cli_sweep_prints_the_analytic_effects(tmp_path):
-    res = cli("sweep", "--model", "zoo:handbuilt-copy", "--clean", "A x ->", "A y ->", "--counterfactual", "B x ->", "B y ->", "--answers", "YES", "NO", "--method", "atp", "--out", str(tmp_path / "e"))
+    res = cli(
+        "sweep",
+        "--model",
+        "zoo:handbuilt-copy",
+        "--clean",
+        "A x ->",
+        "A y ->",
+        "--counterfactual",
+        "B x ->",
+        "B y ->",
+        "--answers",
+        "YES",
+        "NO",
+        "--method",
+        "atp",
+        "--out",
+        str(tmp_path / "e"),
+    )
     assert res.returncode == 0, res.stderr
-    lines = {ln.split()[0]: float(ln.split()[1]) for ln in res.stdout.splitlines() if ln.strip().startswith("L")}
+    lines = {
+        ln.split()[0]: float(ln.split()[1])
+        for ln in res.stdout.splitlines()
+        if ln.strip().startswith("L")
+    }
     assert lines["L0H0"] == pytest.approx(1.0) and lines["L1H0"] == pytest.approx(0.75)
     assert ia.Effects.load(tmp_path / "e")["L1H0"] == pytest.approx(0.75)
-    bad = cli("sweep", "--model", "zoo:handbuilt-copy", "--clean", "A x ->", "--counterfactual", "B x -> x", "--answers", "YES", "NO")
+    bad = cli(
+        "sweep",
+        "--model",
+        "zoo:handbuilt-copy",
+        "--clean",
+        "A x ->",
+        "--counterfactual",
+        "B x -> x",
+        "--answers",
+        "YES",
+        "NO",
+    )
     assert bad.returncode == 2 and "pair 0: clean 'A x ->' is 4 tokens" in bad.stderr
 
 
 def test_cli_help_does_not_import_transformer_lens():
-    code = "import sys; from interp_audit import cli; sys.argv=['interp-audit','--help']\ntry: cli.main()\nexcept SystemExit: pass\nprint('transformer_lens' in sys.modules)"
+    code = (
+        "import sys; from interp_audit import cli; sys.argv=['interp-audit','--help']\ntry: "
+        "cli.main()\nexcept SystemExit: pass\nprint('transformer_lens' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.strip().endswith("False")
 
 
 def test_file_contrasts_jsonl_and_csv(tmp_path):
-    (tmp_path / "pairs.jsonl").write_text('{"clean": "A x ->", "counterfactual": "B x ->", "correct": "YES", "incorrect": "NO", "group": "g"}\n')
+    (tmp_path / "pairs.jsonl").write_text(
+        '{"clean": "A x ->", "counterfactual": "B x ->", "correct": "YES", "incorrect": "NO", '
+        '"group": "g"}\n'
+    )
     (tmp_path / "pairs.csv").write_text("clean,counterfactual\nA y ->,B y ->\n")
-    spec = {"model": {"source": "zoo:handbuilt-copy"}, "contrasts": {"j": {"file": str(tmp_path / "pairs.jsonl")}, "c": {"file": str(tmp_path / "pairs.csv"), "answers": ["YES", "NO"]}},
-            "checks": [{"kind": "invariance", "contrast": "j", "tolerance": 10, "name": "j"}, {"kind": "invariance", "contrast": "c", "tolerance": 10, "name": "c"}]}
+    spec = {
+        "model": {"source": "zoo:handbuilt-copy"},
+        "contrasts": {
+            "j": {"file": str(tmp_path / "pairs.jsonl")},
+            "c": {"file": str(tmp_path / "pairs.csv"), "answers": ["YES", "NO"]},
+        },
+        "checks": [
+            {"kind": "invariance", "contrast": "j", "tolerance": 10, "name": "j"},
+            {"kind": "invariance", "contrast": "c", "tolerance": 10, "name": "c"},
+        ],
+    }
     report = ia.audit(spec)
     assert [c.statistic for c in report.checks] == [pytest.approx(8.0), pytest.approx(8.0)]
-    (tmp_path / "bad.jsonl").write_text('{"clean": "A x ->", "counterfactual": "B x ->"}\n{"clean": \n')
+    (tmp_path / "bad.jsonl").write_text(
+        '{"clean": "A x ->", "counterfactual": "B x ->"}\n{"clean": \n'
+    )
     with pytest.raises(ia.SpecError, match="bad.jsonl line 2 is not valid JSON"):
         ia.audit({**spec, "contrasts": {"j": {"file": str(tmp_path / "bad.jsonl")}}, "checks": []})
     (tmp_path / "nocf.csv").write_text("clean\nA x ->\n")

@@ -43,7 +43,9 @@ def test_hook_name_round_trip():
     ],
 )
 def test_bad_labels_name_the_valid_range(label, message):
-    with pytest.raises(ia.SiteError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+    with pytest.raises(
+        ia.SiteError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")
+    ):
         parse_component(label, SHAPE)
 
 

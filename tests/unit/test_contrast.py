@@ -5,7 +5,14 @@ import interp_audit as ia
 
 
 def test_from_prompts_tokens_answers_and_positions(handbuilt):
-    pairs = ia.ContrastSet.from_prompts(handbuilt, ["A x ->", "A y ->"], ["B x ->", "B y ->"], answers=[("YES", "NO"), ("YES", "NO")], labels=["a", "b"], groups=["g1", "g2"])
+    pairs = ia.ContrastSet.from_prompts(
+        handbuilt,
+        ["A x ->", "A y ->"],
+        ["B x ->", "B y ->"],
+        answers=[("YES", "NO"), ("YES", "NO")],
+        labels=["a", "b"],
+        groups=["g1", "g2"],
+    )
     assert pairs.clean.tolist() == [[0, 3, 5, 7], [0, 3, 6, 7]]
     assert pairs.counterfactual[:, 1].tolist() == [4, 4]
     assert pairs.answers.tolist() == [[8, 9], [8, 9]]
@@ -19,7 +26,9 @@ def test_from_prompts_tokens_answers_and_positions(handbuilt):
 
 
 def test_ragged_pairs_are_right_padded_with_lengths():
-    pairs = ia.ContrastSet.from_tokens([[1, 2, 3], [1, 2]], [[1, 4, 3], [1, 5]], answers=[[6, 7], [6, 7]], pad_id=0)
+    pairs = ia.ContrastSet.from_tokens(
+        [[1, 2, 3], [1, 2]], [[1, 4, 3], [1, 5]], answers=[[6, 7], [6, 7]], pad_id=0
+    )
     assert pairs.clean.tolist() == [[1, 2, 3], [1, 2, 0]]
     assert pairs.lengths.tolist() == [3, 2]
     assert pairs.scored_positions().tolist() == [2, 1]
@@ -32,13 +41,38 @@ def test_ragged_pairs_are_right_padded_with_lengths():
     [
         (["A x ->"], ["B x ->", "B y ->"], None, "1 clean prompts but 2 counterfactual prompts"),
         ([], [], None, "the contrast set is empty"),
-        (["A x ->"], ["B x -> x"], None, r"pair 0: clean 'A x ->' is 4 tokens .* but counterfactual 'B x -> x' is 5 tokens"),
+        (
+            ["A x ->"],
+            ["B x -> x"],
+            None,
+            r"pair 0: clean 'A x ->' is 4 tokens .* but counterfactual 'B x -> x' is 5 tokens",
+        ),
         (["A x ->"], ["A x ->"], None, "pair 0: clean and counterfactual are the same tokens"),
         (["A x ->", "  "], ["B x ->", "B y ->"], None, r"pair 1: the clean prompt '  ' is empty"),
-        (["A x ->"], ["B x ->"], [("YES NO", "NO")], r"pair 0: answer 'YES NO' is 2 tokens \['YES', 'NO'\], not one"),
-        (["A x ->"], ["B x ->"], [("YES", "YES")], "correct and incorrect answers are the same token 8"),
-        (["A x ->"], ["B x ->"], [("YES", "NO"), ("YES", "NO")], "2 answer pairs for 1 prompt pairs"),
-        (["A x ->"], ["B x ->"], [("YES",)], r"pair 0: answers \('YES',\) must be \(correct, incorrect\)"),
+        (
+            ["A x ->"],
+            ["B x ->"],
+            [("YES NO", "NO")],
+            r"pair 0: answer 'YES NO' is 2 tokens \['YES', 'NO'\], not one",
+        ),
+        (
+            ["A x ->"],
+            ["B x ->"],
+            [("YES", "YES")],
+            "correct and incorrect answers are the same token 8",
+        ),
+        (
+            ["A x ->"],
+            ["B x ->"],
+            [("YES", "NO"), ("YES", "NO")],
+            "2 answer pairs for 1 prompt pairs",
+        ),
+        (
+            ["A x ->"],
+            ["B x ->"],
+            [("YES",)],
+            r"pair 0: answers \('YES',\) must be \(correct, incorrect\)",
+        ),
         ("A x ->", ["B x ->"], None, "must be lists of prompts, not a single string"),
         (["A x -> x x x x x"], ["B x -> x x x x x"], None, "longer than the model's context"),
     ],
@@ -51,13 +85,34 @@ def test_bad_prompts_get_clear_errors(handbuilt, clean, cf, answers, message):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(clean=torch.ones(2, 3).float(), counterfactual=torch.zeros(2, 3).long()), "must be integer ids"),
-        (dict(clean=[[1, 2]], counterfactual=[[1, 2, 3]]), r"pair 0: clean has 2 tokens \[1, 2\] but counterfactual has 3 tokens"),
-        (dict(clean=[[1, 2]], counterfactual=[[1, 3]], answers=[[1, 2, 3]]), r"answers must be \[pair, 2\]"),
-        (dict(clean=[[1, 2]], counterfactual=[[1, 99]], d_vocab=50), r"counterfactual token ids \[1, 99\] fall outside the vocabulary 0..49"),
-        (dict(clean=[[1, 2]], counterfactual=[[1, 3]], answers=[[1, 70]], d_vocab=50), r"answer ids \[1, 70\] fall outside"),
-        (dict(clean=[[1, 2]], counterfactual=[[1, 3]], answer_pos=[5]), "answer position 5 is outside its 2 tokens"),
-        (dict(clean=[[1, 2], [3, 4]], counterfactual=[[1, 3], [3, 4]]), r"pair 1 \(tokens \[3, 4\] vs \[3, 4\]\): clean and counterfactual are identical"),
+        (
+            dict(clean=torch.ones(2, 3).float(), counterfactual=torch.zeros(2, 3).long()),
+            "must be integer ids",
+        ),
+        (
+            dict(clean=[[1, 2]], counterfactual=[[1, 2, 3]]),
+            r"pair 0: clean has 2 tokens \[1, 2\] but counterfactual has 3 tokens",
+        ),
+        (
+            dict(clean=[[1, 2]], counterfactual=[[1, 3]], answers=[[1, 2, 3]]),
+            r"answers must be \[pair, 2\]",
+        ),
+        (
+            dict(clean=[[1, 2]], counterfactual=[[1, 99]], d_vocab=50),
+            r"counterfactual token ids \[1, 99\] fall outside the vocabulary 0..49",
+        ),
+        (
+            dict(clean=[[1, 2]], counterfactual=[[1, 3]], answers=[[1, 70]], d_vocab=50),
+            r"answer ids \[1, 70\] fall outside",
+        ),
+        (
+            dict(clean=[[1, 2]], counterfactual=[[1, 3]], answer_pos=[5]),
+            "answer position 5 is outside its 2 tokens",
+        ),
+        (
+            dict(clean=[[1, 2], [3, 4]], counterfactual=[[1, 3], [3, 4]]),
+            r"pair 1 \(tokens \[3, 4\] vs \[3, 4\]\): clean and counterfactual are identical",
+        ),
         (dict(clean=[[1, 2]], counterfactual=[[1, 3]], labels=["a", "b"]), "2 labels for 1 pairs"),
     ],
 )
@@ -67,5 +122,8 @@ def test_bad_tokens_get_clear_errors(kwargs, message):
 
 
 def test_model_without_tokenizer_says_use_from_tokens(causal_subject):
-    with pytest.raises(ia.ContrastError, match="has no tokenizer; build the contrast set with ContrastSet.from_tokens"):
+    with pytest.raises(
+        ia.ContrastError,
+        match="has no tokenizer; build the contrast set with ContrastSet.from_tokens",
+    ):
         ia.ContrastSet.from_prompts(causal_subject, ["a"], ["b"])

@@ -28,7 +28,10 @@ def test_ablate_context_is_clean_after_error_and_keeps_user_hooks(causal_subject
     try:
         with pytest.raises(ValueError):
             with ia.ablate(causal_subject, ["L0H1", "L1.mlp"], kind="zero"):
-                assert set(causal_subject.live_hooks()) >= {"blocks.0.attn.hook_z", "blocks.1.hook_mlp_out"}
+                assert set(causal_subject.live_hooks()) >= {
+                    "blocks.0.attn.hook_z",
+                    "blocks.1.hook_mlp_out",
+                }
                 raise ValueError("inside")
         assert causal_subject.live_hooks() == ["blocks.0.hook_resid_pre"]
     finally:
@@ -38,14 +41,24 @@ def test_ablate_context_is_clean_after_error_and_keeps_user_hooks(causal_subject
 
 
 def test_unknown_hook_fails_before_attaching(causal_subject):
-    with pytest.raises(ia.SiteError, match=r"hook 'blocks.1.attn.hook_zz' does not exist .*did you mean 'blocks.1.attn.hook_z'"):
-        with causal_subject.hooks([("blocks.0.attn.hook_z", lambda a, hook: a), ("blocks.1.attn.hook_zz", lambda a, hook: a)]):
+    with pytest.raises(
+        ia.SiteError,
+        match=r"hook 'blocks.1.attn.hook_zz' does not exist .*did you mean 'blocks.1.attn.hook_z'",
+    ):
+        with causal_subject.hooks(
+            [
+                ("blocks.0.attn.hook_z", lambda a, hook: a),
+                ("blocks.1.attn.hook_zz", lambda a, hook: a),
+            ]
+        ):
             pass
     assert causal_subject.live_hooks() == []
 
 
 def test_patching_sweep_leaves_no_hooks_even_when_metric_fails(causal_subject):
-    pairs = ia.ContrastSet.from_tokens(torch.tensor([[1, 2, 3]]), torch.tensor([[1, 4, 3]]))  # no answers
+    pairs = ia.ContrastSet.from_tokens(
+        torch.tensor([[1, 2, 3]]), torch.tensor([[1, 4, 3]])
+    )  # no answers
     with pytest.raises(ia.ContrastError, match="needs answer tokens"):
         ia.patch(causal_subject, pairs, sites="heads")
     assert causal_subject.live_hooks() == []

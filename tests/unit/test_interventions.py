@@ -34,28 +34,40 @@ def test_mean_ablation_uses_per_position_reference_mean(causal_subject):
     def spy(act, *, hook):
         seen["z"] = act.clone()
 
-    with ia.ablate(causal_subject, ["L1H2"], kind="mean", reference=pairs), causal_subject.hooks([("blocks.1.attn.hook_z", spy)]):
+    with (
+        ia.ablate(causal_subject, ["L1H2"], kind="mean", reference=pairs),
+        causal_subject.hooks([("blocks.1.attn.hook_z", spy)]),
+    ):
         causal_subject.run(pairs.clean)
-    torch.testing.assert_close(seen["z"][:, :, 2], mean.expand_as(seen["z"][:, :, 2]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        seen["z"][:, :, 2], mean.expand_as(seen["z"][:, :, 2]), atol=1e-6, rtol=0
+    )
     clean_z = _z(causal_subject, pairs.clean)["blocks.1.attn.hook_z"]
     torch.testing.assert_close(seen["z"][:, :, 0], clean_z[:, :, 0], atol=1e-6, rtol=0)
 
 
 def test_resample_ablation_draws_reference_rows_with_seed(causal_subject):
     pairs = random_pairs(seed=5)
-    ref_acts = _z(causal_subject, torch.cat([pairs.clean, pairs.counterfactual]))["blocks.0.hook_mlp_out"]
+    ref_acts = _z(causal_subject, torch.cat([pairs.clean, pairs.counterfactual]))[
+        "blocks.0.hook_mlp_out"
+    ]
     got = []
 
     def spy(act, *, hook):
         got.append(act.clone())
 
     for _ in range(2):
-        with ia.ablate(causal_subject, ["L0.mlp"], kind="resample", reference=pairs, seed=7), causal_subject.hooks([("blocks.0.hook_mlp_out", spy)]):
+        with (
+            ia.ablate(causal_subject, ["L0.mlp"], kind="resample", reference=pairs, seed=7),
+            causal_subject.hooks([("blocks.0.hook_mlp_out", spy)]),
+        ):
             causal_subject.run(pairs.clean)
     assert torch.equal(got[0], got[1])  # seeded
     for row in got[0]:
         assert any(torch.allclose(row, r) for r in ref_acts)
-    with pytest.raises(ia.ContrastError, match="resampling needs inputs as long as the reference prompts"):
+    with pytest.raises(
+        ia.ContrastError, match="resampling needs inputs as long as the reference prompts"
+    ):
         with ia.ablate(causal_subject, ["L0.mlp"], kind="resample", reference=pairs):
             causal_subject.run(pairs.clean[:, :4])
     assert causal_subject.live_hooks() == []
@@ -67,8 +79,12 @@ def test_patch_in_equals_patching_result(causal_subject):
     for label in ["L1H3", "L2.mlp@6"]:
         with ia.patch_in(causal_subject, [label], source=pairs, which="clean"):
             logits = causal_subject.run(pairs.counterfactual)
-        assert float(ia.metrics.logit_diff.from_logits(logits, pairs).mean()) == pytest.approx(eff[label], abs=1e-5)
-    with pytest.raises(ia.ContrastError, match=r"run inputs with the source's batch size and length"):
+        assert float(ia.metrics.logit_diff.from_logits(logits, pairs).mean()) == pytest.approx(
+            eff[label], abs=1e-5
+        )
+    with pytest.raises(
+        ia.ContrastError, match=r"run inputs with the source's batch size and length"
+    ):
         with ia.patch_in(causal_subject, ["L1H3"], source=pairs):
             causal_subject.run(pairs.counterfactual[:2])
 

@@ -5,12 +5,36 @@ import interp_audit as ia
 
 
 def test_public_api_is_curated():
-    assert sorted(ia.__all__) == sorted([
-        "AuditError", "AuditReport", "Circuit", "Comparison", "Component", "ContrastError", "ContrastSet", "Effects",
-        "ModelLoadError", "SiteError", "SpecError", "Subject", "ablate", "attribute", "attribute_edges", "audit",
-        "compare", "load_model", "metrics", "parse_component", "patch", "patch_edges", "patch_in",
-        "patch_path", "prune", "sae",
-    ])
+    assert sorted(ia.__all__) == sorted(
+        [
+            "AuditError",
+            "AuditReport",
+            "Circuit",
+            "Comparison",
+            "Component",
+            "ContrastError",
+            "ContrastSet",
+            "Effects",
+            "ModelLoadError",
+            "SiteError",
+            "SpecError",
+            "Subject",
+            "ablate",
+            "attribute",
+            "attribute_edges",
+            "audit",
+            "compare",
+            "load_model",
+            "metrics",
+            "parse_component",
+            "patch",
+            "patch_edges",
+            "patch_in",
+            "patch_path",
+            "prune",
+            "sae",
+        ]
+    )
     for name in ia.__all__:
         assert hasattr(ia, name), name
 
@@ -21,6 +45,11 @@ def test_one_exception_hierarchy():
 
 
 def test_import_does_not_load_transformer_lens():
-    code = "import sys, interp_audit; print('transformer_lens' in sys.modules, 'sae_lens' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    code = (
+        "import sys, interp_audit; print('transformer_lens' in sys.modules, 'sae_lens' in "
+        "sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.split() == ["False", "False"]
