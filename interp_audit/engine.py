@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from . import backend
 from .components import layer_of_hook
@@ -87,6 +86,7 @@ class RunContext:
     base_values: Tensor
     source_values: Tensor
     fast: bool
+    recipe: dict | None = field(default=None, repr=False)  # how to rebuild it on a worker
 
     @property
     def batch(self) -> int:
@@ -210,6 +210,17 @@ class RunContext:
             base_values=metric(base_read, mctx) if base_run else torch.empty(0),
             source_values=metric(src_read, mctx),
             fast=fast,
+            recipe={
+                "contrast": contrast,
+                "metric": metric,
+                "kwargs": dict(
+                    direction=direction,
+                    source_hooks=tuple(source_hooks),
+                    need_kv=need_kv,
+                    base_run=base_run,
+                    base_hooks=tuple(base_hooks),
+                ),
+            },
         )
 
 
@@ -329,6 +340,39 @@ def default_max_rows(subject: Subject, seq_len: int, max_memory: int | None = No
     return max(1, int(max_memory // max(1, bytes_per_row)))
 
 
+def plan_chunks(
+    ctx: RunContext, variants: Sequence[Variant], *, max_rows: int = 256
+) -> tuple[list[int], list[tuple[int, list[int]]]]:
+    """Split a sweep into forward passes: (no-op variant indices, [(start, variant indices)]).
+
+    The chunking is a pure function of the context and the variants, so any executor that runs
+    these chunks as given computes exactly the local numbers (same batch composition per pass).
+    """
+    skip = ctx.base_kv is not None and ctx.fast
+    per_chunk = max(1, max_rows // ctx.batch)
+    noop: list[int] = []
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, v in enumerate(variants):
+        start = _start(ctx, v, skip)
+        if start is None:
+            noop.append(i)
+        else:
+            groups[start].append(i)
+    chunks = []
+    for start, idxs in sorted(groups.items()):
+        idxs.sort(key=lambda i: _entry(variants[i]))
+        chunks += [(start, idxs[k : k + per_chunk]) for k in range(0, len(idxs), per_chunk)]
+    return noop, chunks
+
+
+def run_chunk(ctx: RunContext, chunk: Sequence[Variant], start: int) -> Tensor:
+    """Per-example metric of one forward pass over ``chunk``: ``[len(chunk), batch]``."""
+    with torch.no_grad(), quiet_tl_warnings():
+        if ctx.fast:
+            return _run_chunk_fast(ctx, list(chunk), start)
+        return _run_chunk_full(ctx, list(chunk))
+
+
 def run_variants(
     ctx: RunContext,
     variants: Sequence[Variant],
@@ -337,36 +381,29 @@ def run_variants(
     progress: bool | None = None,
     desc: str = "patching",
 ) -> Tensor:
-    """Per-example metric under each variant: ``[n_variants, batch]``."""
+    """Per-example metric under each variant: ``[n_variants, batch]``.
+
+    The chunks run on the current executor (``interp_audit.executors.using``): in this process
+    by default, or on Ray actors; either way the numbers are the same, bit for bit.
+    """
+    from .executors import current_executor
+
     subject = ctx.subject
-    b = ctx.batch
     out = torch.empty(
-        (len(variants), b),
+        (len(variants), ctx.batch),
         dtype=torch.promote_types(subject.dtype, torch.float32),
         device=subject.device,
     )
     if not variants:
         return out
-    skip = ctx.base_kv is not None and ctx.fast
-    per_chunk = max(1, max_rows // b)
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i, v in enumerate(variants):
-        start = _start(ctx, v, skip)
-        if start is None:
-            out[i] = ctx.base_values.to(out.dtype)
-        else:
-            groups[start].append(i)
-    chunks = []
-    for start, idxs in sorted(groups.items()):
-        idxs.sort(key=lambda i: _entry(variants[i]))
-        chunks += [(start, idxs[k : k + per_chunk]) for k in range(0, len(idxs), per_chunk)]
+    noop, chunks = plan_chunks(ctx, variants, max_rows=max_rows)
+    if noop:
+        out[noop] = ctx.base_values.to(out.dtype)
     if progress is None:
         progress = len(chunks) > 8 and not os.environ.get("TQDM_DISABLE")
-    with torch.no_grad(), quiet_tl_warnings():
-        for start, idxs in tqdm(chunks, desc=desc, disable=not progress, leave=False):
-            chunk = [variants[i] for i in idxs]
-            values = _run_chunk_fast(ctx, chunk, start) if ctx.fast else _run_chunk_full(ctx, chunk)
-            out[idxs] = values.to(out.dtype)
+    results = current_executor().run_chunks(ctx, variants, chunks, progress=progress, desc=desc)
+    for (_, idxs), values in zip(chunks, results, strict=True):
+        out[idxs] = values.to(device=out.device, dtype=out.dtype)
     return out
 
 

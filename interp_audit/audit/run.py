@@ -142,8 +142,19 @@ class AuditReport:
         )
 
 
-def audit(spec, *, device: str | None = None) -> AuditReport:
-    """Run an audit spec (a YAML path, YAML text, a dict or an AuditSpec)."""
+def audit(spec, *, device: str | None = None, executor=None) -> AuditReport:
+    """Run an audit spec (a YAML path, YAML text, a dict or an AuditSpec).
+
+    ``executor``: where sweeps run (``"local"``, ``"ray"`` or an Executor; see
+    ``interp_audit.executors``); report numbers are identical on each.
+    """
+    from ..executors import using
+
+    with using(executor):
+        return _audit(spec, device=device)
+
+
+def _audit(spec, *, device: str | None = None) -> AuditReport:
     import interp_audit as ia
 
     parsed, base = load_spec(spec)

@@ -15,6 +15,7 @@ from ..contrast import ContrastSet
 from ..effects import Effects
 from ..engine import RunContext, default_max_rows, run_variants
 from ..errors import AuditError, ContrastError
+from ..executors import using
 from ..metrics import Metric, get_metric
 from ..subject import Subject
 from .sites import plan_sites
@@ -98,6 +99,7 @@ def patch(
     batch_size: int | None = None,
     max_memory: int | None = None,
     progress: bool | None = None,
+    executor=None,
 ) -> Effects:
     """Exact activation patching of every site in a sweep.
 
@@ -110,6 +112,9 @@ def patch(
             ``"noise"`` runs clean and patches in counterfactual ones.
         batch_size: sequences per forward pass (bounds memory); ``max_memory`` (bytes)
             derives it instead.
+        executor: where the forward passes run: ``None`` (the current one, local by
+            default), ``"local"``, ``"ray"`` (a local Ray cluster, or the one already
+            initialised) or an Executor such as ``RayExecutor("auto")``. Same numbers on each.
 
     Returns:
         Effects with dims in ``transformer_lens.patching``'s order, e.g. (layer, head) or
@@ -128,13 +133,15 @@ def patch(
     rows = batch_size or default_max_rows(subject, contrast.seq_len, max_memory)
     per_example, base_vals, src_vals = [], [], []
     need_kv = subject.kind == "causal"
-    for part in contrast.batches(max(1, rows)):
-        ctx = RunContext.build(
-            subject, part, metric, direction=direction, source_hooks=plan.hooks, need_kv=need_kv
-        )
-        per_example.append(run_variants(ctx, plan.variants, max_rows=rows, progress=progress).cpu())
-        base_vals.append(ctx.base_values.cpu())
-        src_vals.append(ctx.source_values.cpu())
+    with using(executor):
+        for part in contrast.batches(max(1, rows)):
+            ctx = RunContext.build(
+                subject, part, metric, direction=direction, source_hooks=plan.hooks, need_kv=need_kv
+            )
+            values = run_variants(ctx, plan.variants, max_rows=rows, progress=progress)
+            per_example.append(values.cpu())
+            base_vals.append(ctx.base_values.cpu())
+            src_vals.append(ctx.source_values.cpu())
     meta = {
         "per_position": plan.per_position,
         "n_pairs": len(contrast),

@@ -1,0 +1,114 @@
+"""Where the forward passes of a sweep run: this process (``local``) or Ray actors (``ray``).
+
+A sweep is planned once (``engine.plan_chunks``: which variants share a forward pass) and the
+executor only decides *where* each pass runs. Results come back in the plan's order, so every
+executor gives the local numbers bit for bit. The executor in force is a context variable:
+``ia.patch(..., executor="ray")`` and ``ia.audit(spec, executor="ray")`` set it for their
+duration, so every sweep inside (locate methods, mediation checks) is distributed without
+threading an argument through each function.
+
+Ray is imported only when a Ray executor is made: ``import interp_audit`` and the local path
+never import it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from ..engine import RunContext, Variant
+
+__all__ = ["Executor", "LocalExecutor", "current_executor", "get_executor", "using"]
+
+
+class Executor:
+    """Runs the chunks of a planned sweep and returns their results in plan order."""
+
+    name = "executor"
+
+    def run_chunks(
+        self,
+        ctx: RunContext,
+        variants: Sequence[Variant],
+        chunks: Sequence[tuple[int, list[int]]],
+        *,
+        progress: bool = False,
+        desc: str = "patching",
+    ) -> Iterator[Tensor] | list[Tensor]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release workers (a no-op for the local executor)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class LocalExecutor(Executor):
+    """Today's behaviour: every forward pass in this process, one after the other."""
+
+    name = "local"
+
+    def run_chunks(self, ctx, variants, chunks, *, progress=False, desc="patching"):
+        from ..engine import run_chunk
+
+        for start, idxs in tqdm(chunks, desc=desc, disable=not progress, leave=False):
+            yield run_chunk(ctx, [variants[i] for i in idxs], start)
+
+
+_LOCAL = LocalExecutor()
+_CURRENT: contextvars.ContextVar[Executor] = contextvars.ContextVar(
+    "interp_audit_executor", default=_LOCAL
+)
+
+
+def current_executor() -> Executor:
+    """The executor sweeps run on now (local unless inside ``using(...)``)."""
+    return _CURRENT.get()
+
+
+def get_executor(executor: Any = None, **options: Any) -> tuple[Executor, bool]:
+    """Resolve ``None`` / ``"local"`` / ``"ray"`` / an Executor; also say whether we own it.
+
+    An executor made here from a name is owned by the caller (close it when done); an Executor
+    instance passed in stays the caller's.
+    """
+    if executor is None:
+        return current_executor(), False
+    if isinstance(executor, Executor):
+        return executor, False
+    if executor == "local":
+        return _LOCAL, False
+    if executor == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(**options), True
+    from ..errors import AuditError, did_you_mean
+
+    raise AuditError(
+        f"unknown executor {executor!r}; valid: 'local', 'ray' or an Executor instance"
+        + did_you_mean(str(executor), ["local", "ray"])
+    )
+
+
+@contextlib.contextmanager
+def using(executor: Any = None, **options: Any) -> Iterator[Executor]:
+    """Run every sweep inside on ``executor``; an executor made from a name is closed after."""
+    ex, owned = get_executor(executor, **options)
+    token = _CURRENT.set(ex)
+    try:
+        yield ex
+    finally:
+        _CURRENT.reset(token)
+        if owned:
+            ex.close()
