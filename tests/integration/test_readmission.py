@@ -5,7 +5,7 @@ import torch
 
 import interp_audit as ia
 from interp_audit.zoo import readmission as R
-from interp_audit.zoo import readmission_repair as repair
+from circuits.readmission import experiment as repair
 
 pytestmark = pytest.mark.integration
 SLOTS = {"age": 0, "ins": 1, "lab": 2, "hosp": 3}
