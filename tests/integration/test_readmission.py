@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import interp_audit as ia
-from interp_audit.zoo import readmission as R
 from circuits.readmission import experiment as repair
+from interp_audit.zoo import readmission as R
 
 pytestmark = pytest.mark.integration
 SLOTS = {"age": 0, "ins": 1, "lab": 2, "hosp": 3}
