@@ -11,12 +11,35 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output folder for report.html, report.json")
     p.add_argument("--junit", default=None, help="also write JUnit XML here")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (overrides the spec)")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run sweeps on Ray actors: no value starts a local cluster, 'auto' joins a running "
+        "one, or host:port / ray://host:port; report.json is identical to a local run's",
+    )
+
+
+def executor_from(ray: str | None):
+    """``--ray`` value -> an executor: None (local), or a RayExecutor on that address."""
+    if ray is None:
+        return None
+    from ..executors.ray_executor import RayExecutor
+
+    return RayExecutor(None if ray == "local" else ray)
 
 
 def main(args) -> int:
     from ..audit.run import audit
+    from ..executors import using
 
-    report = audit(args.spec, device=args.device)
+    with using(executor_from(args.ray)) as ex:
+        try:
+            report = audit(args.spec, device=args.device)
+        finally:
+            ex.close()
     out = report.save(args.out, junit=args.junit)
     print(repr(report))
     print(f"report: {out / 'report.html'}")

@@ -308,6 +308,37 @@ class RayExecutor(Executor):
             raise RuntimeError(f"chunks {missing} never came back")
         return results
 
+    def map_cells(self, fn, pairs: list[tuple[str, str]], *, device: str | None = None) -> list:
+        """Run ``fn(model, spec, device)`` for each pair as a Ray task; results in pair order.
+
+        Each task loads its own model (a matrix cell is one whole audit); a task whose worker
+        dies is retried (``max_retries``), and its result replaces nothing else: slot by index.
+        """
+        for actors in self._pools.values():  # cells need the CPUs/GPUs the sweep actors hold
+            self._kill(actors)
+        self._pools.clear()
+        task = ray.remote(fn).options(
+            num_cpus=self.num_cpus_per_worker,
+            num_gpus=self.num_gpus_per_worker,
+            max_retries=self.max_retries,
+            retry_exceptions=False,
+            **{k: v for k, v in self.actor_options.items() if k == "runtime_env"},
+        )
+        dev = device or ("cuda" if self.num_gpus_per_worker else "cpu")
+        futures = [task.remote(m, s, dev) for m, s in pairs]
+        index = {f: i for i, f in enumerate(futures)}
+        results: list[Any] = [None] * len(futures)
+        pending = list(futures)
+        with tqdm(
+            total=len(futures), desc="matrix (ray)", disable=bool(os.environ.get("TQDM_DISABLE"))
+        ) as bar:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for f in done:
+                    results[index[f]] = ray.get(f)
+                    bar.update(1)
+        return results
+
     def close(self) -> None:
         for actors in self._pools.values():
             self._kill(actors)

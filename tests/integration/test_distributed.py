@@ -128,3 +128,40 @@ def test_worker_that_cannot_load_the_model_is_named(free_cluster, readmission_sw
             ia.patch(broken, pairs, **kw, executor=ex)
     finally:
         ex.close()
+
+
+HANDBUILT = ROOT / "circuits" / "handbuilt" / "audit.yaml"
+
+
+@pytest.fixture(scope="module")
+def handbuilt_local(tmp_path_factory):
+    return report_json(ia.audit(HANDBUILT), tmp_path_factory.mktemp("handbuilt_local"))
+
+
+def test_cli_run_with_ray_writes_the_local_report(free_cluster, handbuilt_local, tmp_path):
+    from interp_audit.cli import main
+
+    assert main(["run", str(HANDBUILT), "--out", str(tmp_path), "--ray"]) == 0
+    assert without_times(json.loads((tmp_path / "report.json").read_text())) == handbuilt_local
+    assert ray.is_initialized()  # it joined the running cluster and left it running
+
+
+def test_matrix_on_ray_gives_each_cell_the_local_report(
+    free_cluster, executor, handbuilt_local, tmp_path
+):
+    from interp_audit.matrix import run_matrix
+
+    result = run_matrix(
+        ["zoo:handbuilt-copy", "zoo:readmission"], [str(HANDBUILT)], tmp_path, executor=executor
+    )
+    ok = result.cell("zoo:handbuilt-copy", str(HANDBUILT))
+    assert ok.code == 0 and ok.checks_passed == ok.checks_total == len(handbuilt_local["checks"])
+    cell_json = json.loads((tmp_path / ok.folder / "report.json").read_text())
+    assert without_times(cell_json) == handbuilt_local
+    bad = result.cell("zoo:readmission", str(HANDBUILT))
+    assert bad.code == 2 and "ContrastError" in bad.error  # the spec's prompts do not fit
+    assert result.code == 2  # the worst cell
+    page = (tmp_path / "index.html").read_text()
+    assert f"{ok.folder}/report.html" in page and "ContrastError" in page
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [c["verdict"] for c in summary["cells"]] == ["pass", "error"]
