@@ -26,9 +26,9 @@ def executor_from(ray: str | None):
     """``--ray`` value -> an executor: None (local), or a RayExecutor on that address."""
     if ray is None:
         return None
-    from ..executors.ray_executor import RayExecutor
+    from ..executors import ray_executor_class
 
-    return RayExecutor(None if ray == "local" else ray)
+    return ray_executor_class()(None if ray == "local" else ray)
 
 
 def main(args) -> int:

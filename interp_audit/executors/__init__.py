@@ -90,15 +90,26 @@ def get_executor(executor: Any = None, **options: Any) -> tuple[Executor, bool]:
     if executor == "local":
         return _LOCAL, False
     if executor == "ray":
-        from .ray_executor import RayExecutor
-
-        return RayExecutor(**options), True
+        return ray_executor_class()(**options), True
     from ..errors import AuditError, did_you_mean
 
     raise AuditError(
         f"unknown executor {executor!r}; valid: 'local', 'ray' or an Executor instance"
         + did_you_mean(str(executor), ["local", "ray"])
     )
+
+
+def ray_executor_class() -> type[Executor]:
+    """``RayExecutor``, or a plain error saying how to install Ray."""
+    try:
+        from .ray_executor import RayExecutor
+    except ImportError as err:
+        from ..errors import AuditError
+
+        raise AuditError(
+            f"the Ray executor needs Ray ({err}); install it with: pip install 'interp_audit[ray]'"
+        ) from None
+    return RayExecutor
 
 
 @contextlib.contextmanager

@@ -165,3 +165,19 @@ def test_matrix_on_ray_gives_each_cell_the_local_report(
     assert f"{ok.folder}/report.html" in page and "ContrastError" in page
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [c["verdict"] for c in summary["cells"]] == ["pass", "error"]
+
+
+def test_matrix_cli_runs_locally(handbuilt_local, tmp_path, capsys):
+    from interp_audit.cli import main
+
+    code = main(
+        ["matrix", "--models", "zoo:handbuilt-copy", "--specs", str(HANDBUILT)]
+        + ["--out", str(tmp_path)]
+    )
+    assert code == 0  # the only cell passes
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    folder = summary["cells"][0]["folder"]
+    assert without_times(json.loads((tmp_path / folder / "report.json").read_text())) == (
+        handbuilt_local
+    )
+    assert "pass 2/2" in capsys.readouterr().out
