@@ -138,6 +138,8 @@ class RayExecutor(Executor):
         tasks_per_worker: chunks are grouped into about this many tasks per actor, so a slow
             actor does not hold the tail of the sweep.
         actor_options: extra ``.options(...)`` for the actors (e.g. a ``runtime_env``).
+        progress: one progress bar per sweep over all workers' chunks (default on, whatever
+            the caller asked of the local loop; ``TQDM_DISABLE=1`` turns it off).
 
     One pool of actors lives at a time: a sweep on other weights replaces it (its actors hold
     the cluster's CPUs/GPUs).
@@ -156,6 +158,7 @@ class RayExecutor(Executor):
         tasks_per_worker: int = 4,
         init_kwargs: dict[str, Any] | None = None,
         actor_options: dict[str, Any] | None = None,
+        progress: bool = True,
     ):
         self._started = False
         if not ray.is_initialized():
@@ -177,6 +180,7 @@ class RayExecutor(Executor):
         self.max_retries = max_retries
         self.tasks_per_worker = tasks_per_worker
         self.actor_options = dict(actor_options or {})
+        self.progress = progress
         self._pools: dict[str, list] = {}
         self._recipes: OrderedDict[str, Any] = OrderedDict()
         self._fingerprints: dict[int, tuple[tuple, str]] = {}
@@ -283,7 +287,7 @@ class RayExecutor(Executor):
         bar = tqdm(
             total=len(chunks),
             desc=f"{desc} (ray x{len(actors)})",
-            disable=not progress or bool(os.environ.get("TQDM_DISABLE")),
+            disable=not self.progress or bool(os.environ.get("TQDM_DISABLE")),
             leave=False,
         )
         with bar:
