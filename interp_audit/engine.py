@@ -22,6 +22,7 @@ from torch import Tensor
 from . import backend
 from .components import layer_of_hook
 from .contrast import ContrastSet
+from .executors.current import current_executor
 from .metrics import Metric, MetricContext
 from .readout import readout
 from .subject import Subject, quiet_tl_warnings
@@ -113,6 +114,10 @@ class RunContext:
             return 0
         along = differs.movedim(d, 0).reshape(differs.shape[d], -1).any(1)
         return int(along.nonzero()[0, 0])
+
+    def run_chunk(self, chunk: Sequence[Variant], start: int) -> Tensor:
+        """One planned forward pass (see :func:`run_chunk`)."""
+        return run_chunk(self, chunk, start)
 
     @classmethod
     @torch.no_grad()
@@ -365,8 +370,6 @@ def run_variants(
     The chunks run on the current executor (``interp_audit.executors.using``): in this process
     by default, or on Ray actors; either way the numbers are the same, bit for bit.
     """
-    from .executors import current_executor
-
     subject = ctx.subject
     out = torch.empty(
         (len(variants), ctx.batch),

@@ -14,67 +14,12 @@ never import it.
 from __future__ import annotations
 
 import contextlib
-import contextvars
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import Any
 
-from tqdm.auto import tqdm
-
-if TYPE_CHECKING:
-    from torch import Tensor
-
-    from ..engine import RunContext, Variant
+from .current import _CURRENT, _LOCAL, Executor, LocalExecutor, current_executor
 
 __all__ = ["Executor", "LocalExecutor", "current_executor", "get_executor", "using"]
-
-
-class Executor:
-    """Runs the chunks of a planned sweep and returns their results in plan order."""
-
-    name = "executor"
-
-    def run_chunks(
-        self,
-        ctx: RunContext,
-        variants: Sequence[Variant],
-        chunks: Sequence[tuple[int, list[int]]],
-        *,
-        progress: bool = False,
-        desc: str = "patching",
-    ) -> Iterator[Tensor] | list[Tensor]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release workers (a no-op for the local executor)."""
-
-    def __enter__(self) -> Executor:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class LocalExecutor(Executor):
-    """Today's behaviour: every forward pass in this process, one after the other."""
-
-    name = "local"
-
-    def run_chunks(self, ctx, variants, chunks, *, progress=False, desc="patching"):
-        from ..engine import run_chunk
-
-        for start, idxs in tqdm(chunks, desc=desc, disable=not progress, leave=False):
-            yield run_chunk(ctx, [variants[i] for i in idxs], start)
-
-
-_LOCAL = LocalExecutor()
-_CURRENT: contextvars.ContextVar[Executor] = contextvars.ContextVar(
-    "interp_audit_executor", default=_LOCAL
-)
-
-
-def current_executor() -> Executor:
-    """The executor sweeps run on now (local unless inside ``using(...)``)."""
-    return _CURRENT.get()
 
 
 def get_executor(executor: Any = None, **options: Any) -> tuple[Executor, bool]:

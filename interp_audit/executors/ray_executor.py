@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ModelLoadError
-from . import Executor
+from .current import Executor, LocalExecutor
 
 __all__ = ["ModelSource", "RayExecutor", "fingerprint"]
 
@@ -87,8 +87,11 @@ class SweepWorker:
 
         source = spec.source
         if spec.files is not None:
+            files = spec.files
+            if isinstance(files, ray.ObjectRef):  # refs nested in an argument are not resolved
+                files = ray.get(files)
             folder = Path(tempfile.mkdtemp(prefix="interp_audit_worker_"))
-            for rel, data in spec.files.items():
+            for rel, data in files.items():
                 (folder / rel).parent.mkdir(parents=True, exist_ok=True)
                 (folder / rel).write_bytes(data)
             source = str(folder)
@@ -182,6 +185,7 @@ class RayExecutor(Executor):
         self.actor_options = dict(actor_options or {})
         self.progress = progress
         self._pools: dict[str, list] = {}
+        self._spec: ModelSource | None = None
         self._recipes: OrderedDict[str, Any] = OrderedDict()
         self._fingerprints: dict[int, tuple[tuple, str]] = {}
         self.workers_info: list[dict] = []
@@ -243,6 +247,7 @@ class RayExecutor(Executor):
                 )
             if all(i["fingerprint"] == want for i in infos):
                 self._pools[want] = actors
+                self._spec = spec  # keeps shipped weights alive for actor restarts
                 self.workers_info = infos
                 return actors
             self._kill(actors)  # the source names other weights (edited in memory?): ship them
@@ -262,8 +267,6 @@ class RayExecutor(Executor):
 
     # ---- running a sweep ---------------------------------------------------------------
     def run_chunks(self, ctx, variants, chunks, *, progress=False, desc="patching"):
-        from . import LocalExecutor
-
         if not chunks:
             return []
         if ctx.recipe is None or _has_hooks(ctx.subject.model):
@@ -348,6 +351,7 @@ class RayExecutor(Executor):
             self._kill(actors)
         self._pools.clear()
         self._recipes.clear()
+        self._spec = None
         if self._started and ray.is_initialized():
             ray.shutdown()
             self._started = False

@@ -93,6 +93,10 @@ def test_worker_killed_mid_task_is_retried_and_nothing_is_lost(
     free_cluster, readmission_sweep, tmp_path
 ):
     subject, pairs, kw, local = readmission_sweep
+    # an in-memory model (no zoo name, no folder): its safetensors are shipped to the workers
+    subject = ia.Subject(
+        model=subject.model, tokenizer=subject.tokenizer, kind=subject.kind, source="<in-memory>"
+    )
     marker = tmp_path / "died"
     ex = RayExecutor(
         num_workers=2, actor_options={"runtime_env": {"env_vars": {FAULT_ENV: str(marker)}}}
