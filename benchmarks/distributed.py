@@ -7,7 +7,8 @@ Run (OMP_NUM_THREADS=1 is pinned below, so each worker and the local run use one
 
 Prints, from one run: the local sweep time, the Ray sweep time with 1 and 2 workers (actors
 started and model loaded before timing: a warm pool, as inside an audit after its first sweep),
-the speed-up of 2 workers over 1 and over local, and the per-task overhead
+the speed-up of 2 workers over 1 and over local (the three timed interleaved, round by round, so
+load drift on a shared machine hits all alike), and the per-task overhead
 ``(t_ray1 - t_local) / tasks``. Each Ray sweep also builds the base/source runs once per worker
 (they are cached per sweep), which is part of that overhead. Every Ray result is checked to be
 bit-identical to the local one. Mean and standard error over ``--repeats``.
@@ -28,14 +29,9 @@ import time  # noqa: E402
 from common import add_model_args, workload  # noqa: E402
 
 
-def _timed(fn, repeats: int) -> tuple[float, float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
+def _stats(times: list[float]) -> tuple[float, float]:
     se = statistics.stdev(times) / len(times) ** 0.5 if len(times) > 1 else float("nan")
-    return statistics.mean(times), se, out
+    return statistics.mean(times), se
 
 
 def main() -> None:
@@ -67,26 +63,33 @@ def main() -> None:
         f"d_model={args.d_model} model, {args.pairs} pairs x {args.tokens} tokens: "
         f"{len(plan.variants)} variants in {len(chunks)} forward passes"
     )
-    ia.patch(subject, pairs, **kw)  # warm-up
-    t_local, se_local, local = _timed(lambda: ia.patch(subject, pairs, **kw), args.repeats)
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    rows = {}
+    local = ia.patch(subject, pairs, **kw)  # warm-up, and the reference result
+    # Logical CPUs: the 1-worker and 2-worker pools live side by side (idle actors use no CPU),
+    # so the three set-ups are timed interleaved, round by round: load drift hits all alike.
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
     try:
+        pools, startup = {}, {}
         for workers in (1, 2):
-            ex = RayExecutor(num_workers=workers)
+            pools[workers] = RayExecutor(num_workers=workers)
             t0 = time.perf_counter()
-            ex.actors(subject)  # start the pool: model shipped and loaded once per actor
-            startup = time.perf_counter() - t0
-            ia.patch(subject, pairs, **kw, executor=ex)  # warm-up
-            t, se, eff = _timed(
-                lambda ex=ex: ia.patch(subject, pairs, **kw, executor=ex), args.repeats
-            )
-            assert torch.equal(eff.per_example, local.per_example), "Ray result differs"
+            pools[workers].actors(subject)  # model shipped and loaded once per actor
+            startup[workers] = time.perf_counter() - t0
+            ia.patch(subject, pairs, **kw, executor=pools[workers])  # warm-up
+        times: dict = {0: [], 1: [], 2: []}
+        for _ in range(args.repeats):
+            for workers in (0, 1, 2):
+                ex = pools.get(workers, "local")
+                t0 = time.perf_counter()
+                eff = ia.patch(subject, pairs, **kw, executor=ex)
+                times[workers].append(time.perf_counter() - t0)
+                assert torch.equal(eff.per_example, local.per_example), "results differ"
+        rows = {}
+        for workers in (1, 2):
+            ex = pools[workers]
             size = -(-len(chunks) // (workers * ex.tasks_per_worker))
-            tasks = -(-len(chunks) // size)
-            rows[workers] = (t, se, startup, tasks)
+            rows[workers] = (*_stats(times[workers]), startup[workers], -(-len(chunks) // size))
             ex.close()
+        t_local, se_local = _stats(times[0])
     finally:
         ray.shutdown()
     (t1, se1, st1, n1), (t2, se2, st2, _) = rows[1], rows[2]
@@ -100,6 +103,7 @@ def main() -> None:
         f"({n1} tasks of {len(chunks)} forward passes; includes the worker's own base run)"
     )
     print("all Ray results bit-identical to the local run: yes")
+    print(f"load average at the end (1, 5, 15 min): {os.getloadavg()}")
 
 
 if __name__ == "__main__":
