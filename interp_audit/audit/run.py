@@ -15,6 +15,7 @@ import torch
 from ..effects import Effects
 from ..metrics import Metric, embedding_similarity, get_metric, query_similarity
 from ..subject import Subject
+from .causal_run import CausalContext, load_causal
 from .checks import RUNNERS, CheckResult
 from .contrasts import build_contrasts
 from .spec import AuditSpec, load_spec
@@ -148,6 +149,7 @@ def audit(spec, *, device: str | None = None) -> AuditReport:
 
     parsed, base = load_spec(spec)
     torch.manual_seed(parsed.seed)
+    causal_model = load_causal(parsed.causal, base)  # spec errors before any model work
     source = parsed.model.source
     if source.startswith((".", "/")) or (
         not source.startswith("zoo:") and (base / source).exists()
@@ -159,7 +161,8 @@ def audit(spec, *, device: str | None = None) -> AuditReport:
         dtype=parsed.model.dtype,
         **parsed.model.weight_processing,
     )
-    contrasts = build_contrasts(subject, parsed.contrasts, base)
+    causal = CausalContext(subject, causal_model, base)
+    contrasts = build_contrasts(subject, parsed.contrasts, base, causal)
     metric = _metric(subject, parsed)
     effects: dict[str, Effects] = {}
     for loc in parsed.locate:
@@ -188,7 +191,15 @@ def audit(spec, *, device: str | None = None) -> AuditReport:
     for name, chk in zip(parsed.check_names(), parsed.checks, strict=True):
         results.append(
             RUNNERS[chk.kind](
-                chk, name, subject, contrasts, metric, parsed.seed, base=base, effects=effects
+                chk,
+                name,
+                subject,
+                contrasts,
+                metric,
+                parsed.seed,
+                base=base,
+                effects=effects,
+                causal=causal,
             )
         )
     provenance = {
@@ -199,6 +210,7 @@ def audit(spec, *, device: str | None = None) -> AuditReport:
         "model": subject.describe(),
         "metric": metric.name,
         "contrasts": {k: len(v) for k, v in contrasts.items()},
+        "causal": causal_model.graph.to_dict() if causal_model is not None else None,
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     return AuditReport(parsed.name, results, effects, provenance)

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from ..errors import SpecError, did_you_mean
+from .causal_spec import CausalSpec, ScmContrast
 
 
 class _Section(BaseModel):
@@ -106,16 +107,6 @@ class TemplateContrast(_Section):
 class FileContrast(_Section):
     file: str
     answers: tuple[str, str] | None = None
-
-
-class ScmContrast(_Section):
-    scm: str
-    path: str
-    n: int = Field(200, ge=1)
-    seed: int = 0
-    attribute: Literal["A", "E"] = "A"
-    split: Literal["train", "test"] = "test"
-    answers: Literal["fixed", "observed", "fair"] = "fixed"
 
 
 def _contrast_kind(value: Any) -> str | None:
@@ -296,6 +287,7 @@ class AuditSpec(_Section):
     seed: int = 0
     model: ModelSpec
     metric: MetricSpec = MetricSpec()
+    causal: CausalSpec | str | None = None  # the causal question (a section, file or zoo:NAME)
     contrasts: dict[str, Contrast]
     locate: list[LocateSpec] = Field(default_factory=list)
     checks: list[Check] = Field(default_factory=list)
@@ -312,6 +304,12 @@ class AuditSpec(_Section):
                     f"(defined: {sorted(known)}){did_you_mean(name, known)}"
                 )
 
+        for name, c in self.contrasts.items():
+            if isinstance(c, ScmContrast) and c.scm == "causal" and self.causal is None:
+                raise ValueError(
+                    f"contrasts.{name}: scm: causal needs a 'causal' section (graph, scm, "
+                    "render) in the spec"
+                )
         for i, loc in enumerate(self.locate):
             need(loc.contrast, f"locate[{i}]")
         for i, chk in enumerate(self.checks):

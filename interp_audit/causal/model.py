@@ -120,6 +120,7 @@ class CausalModel:
     render: Renderer
     answers: tuple[str, str] | None = None
     named_paths: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
+    interventions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.scm.check_graph(self.graph)
@@ -293,10 +294,12 @@ class CausalModel:
                 if not path.exists():
                     raise SpecError(f"causal model file {str(path)!r} does not exist")
             base = path.parent
-            spec = yaml.safe_load(path.read_text())
+            from ..audit.spec import _Loader  # YAML 1.2 booleans: YES / NO stay strings
+
+            spec = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 (SafeLoader)
         if not isinstance(spec, dict):
             raise SpecError("causal: expected a mapping with graph, scm and render")
-        known = {"graph", "scm", "render", "answers", "paths"}
+        known = {"graph", "scm", "render", "answers", "paths", "interventions"}
         unknown = set(spec) - known
         if unknown:
             k = sorted(unknown)[0]
@@ -329,7 +332,64 @@ class CausalModel:
             Renderer(r["template"], dict(r.get("words") or {})),
             answers=tuple(answers) if answers else None,
             named_paths=dict(spec.get("paths") or {}),
+            interventions={k: dict(v) for k, v in (spec.get("interventions") or {}).items()},
         )
+
+    def intervention(self, source: str, value: Any = None, reference: Any = None) -> tuple:
+        """(value, reference) for ``source``: as given, else from ``interventions``."""
+        if value is None:
+            if source not in self.interventions:
+                raise SpecError(
+                    f"no counterfactual value for {source!r}: give 'value' or declare "
+                    f"causal.interventions.{source}.value (declared: "
+                    f"{sorted(self.interventions) or 'none'})"
+                )
+            value = self.interventions[source]["value"]
+            if reference is None:
+                reference = self.interventions[source].get("reference")
+        return value, reference
+
+    def factual_set(
+        self, subject, *, n: int, seed: int, label: str | None = None, group_by: str | None = None
+    ):
+        """Factual units only (clean = counterfactual): what utility is measured on."""
+        from ..contrast import ContrastSet, _pad
+
+        units = self.scm.sample(n, seed)
+        fact = self.scm.values(units)
+        prompts = self.render.render(self.scm, fact)
+        rows = [subject.to_tokens(p) for p in prompts]
+        ans = None
+        if self.answers is not None:
+            yes, no = (subject.answer_token(a)[0] for a in self.answers)
+            if label is None:
+                ans = torch.tensor([[yes, no]] * n)
+            else:
+                self._need_var(label, "label")
+                ans = torch.tensor([[yes, no] if y else [no, yes] for y in fact[label].tolist()])
+        groups = None
+        if group_by is not None:
+            self._need_var(group_by, "group_by")
+            groups = tuple(self.render.word(self.scm, group_by, v) for v in fact[group_by].tolist())
+        clean = _pad(rows, subject.pad_token_id)
+        return ContrastSet(
+            clean=clean,
+            counterfactual=clean.clone(),
+            lengths=torch.tensor([len(r) for r in rows]),
+            answers=ans,
+            pad_id=subject.pad_token_id,
+            groups=groups,
+            clean_text=tuple(prompts),
+            counterfactual_text=tuple(prompts),
+            meta={"factual": True, "n": n, "seed": seed},
+        )
+
+    def _need_var(self, var: str, what: str) -> None:
+        if var not in self.scm.variables:
+            raise SpecError(
+                f"{what} {var!r} is not an SCM variable (variables: "
+                f"{', '.join(self.scm.variables)}){did_you_mean(var, self.scm.variables)}"
+            )
 
     def _repr_html_(self) -> str:
         return self.graph._repr_html_()

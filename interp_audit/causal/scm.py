@@ -176,7 +176,9 @@ class SCM:
             if not path.exists():
                 raise SpecError(f"SCM tables file {str(path)!r} does not exist")
             source = path.name
-            tables = yaml.safe_load(path.read_text())
+            from ..audit.spec import _Loader  # YAML 1.2 booleans: yes / no stay strings
+
+            tables = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 (SafeLoader)
         spec = tables.get("variables", tables) if isinstance(tables, dict) else None
         if not isinstance(spec, dict) or not spec:
             raise SpecError(f"SCM tables {source}: expected 'variables: {{NAME: {{values, p}}}}'")
