@@ -335,6 +335,28 @@ class CausalModel:
             interventions={k: dict(v) for k, v in (spec.get("interventions") or {}).items()},
         )
 
+    def label_effect(
+        self,
+        label: str,
+        *,
+        source: str,
+        value: Any,
+        paths: str | Sequence[str],
+        n: int = 200,
+        seed: int = 0,
+        reference: Any = None,
+    ) -> float:
+        """The SCM's own path-specific effect on ``label``: mean of label(factual) -
+        label(path-specific world) over the same units :meth:`draw` returns (the sign a model's
+        effect on the path should have)."""
+        self._need_var(label, "label")
+        d = self.draw(source=source, value=value, paths=paths, n=n, seed=seed, reference=reference)
+        fact = self.scm.values(d.units)
+        world = self.scm.path_specific(
+            d.units, self.graph, source, value, d.paths, factual=fact, targets=[label]
+        )
+        return float((fact[label].double() - world[label].double()).mean())
+
     def intervention(self, source: str, value: Any = None, reference: Any = None) -> tuple:
         """(value, reference) for ``source``: as given, else from ``interventions``."""
         if value is None:

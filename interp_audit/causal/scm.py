@@ -268,6 +268,7 @@ class SCM:
         paths: Sequence[tuple[str, ...]],
         *,
         factual: dict[str, Tensor] | None = None,
+        targets: Sequence[str] = (),
     ) -> dict[str, Tensor]:
         """Nested path-specific counterfactual (Avin, Shpitser & Pearl 2005) for each parent of
         the outcome: the value it takes when ``source`` is set to ``value`` along ``paths`` only.
@@ -277,6 +278,9 @@ class SCM:
         share the unit's noise. Formally val(V, K) for a set K of path prefixes ending at V:
         the factual value if K is empty, ``value`` if V is the source, otherwise
         f_V(val(P, {k[:-1] : k in K, k[-2] = P}) for each parent P; u_V).
+
+        ``targets``: SCM variables outside the graph (e.g. the true label) to evaluate in the same
+        world, so the SCM's own path effect (its sign) can be compared with the model's.
         """
         self.check_graph(graph)
         fact = factual if factual is not None else self.values(units)
@@ -299,10 +303,25 @@ class SCM:
             return memo[key]
 
         full = frozenset(tuple(p) for p in paths)
-        return {
+        out = {
             p: val(p, frozenset(k[:-1] for k in full if k[-2] == p))
             for p in graph.parents(graph.outcome)
         }
+        for target in targets:
+            # an SCM variable outside the graph (a label): each parent P takes its value on the
+            # prefixes of the audited paths that end at P; the source itself only on the direct
+            # path (the label reads what the path's interior variables become)
+            ps = {}
+            for p in self.variables[target].parents:
+                pre = frozenset(
+                    k[: i + 1]
+                    for k in full
+                    for i in range(len(k) - 1)
+                    if k[i] == p and (i > 0 or len(k) == 2)
+                )
+                ps[p] = val(p, pre)
+            out[target] = self._eval(target, ps, units)
+        return out
 
     def check_graph(self, graph: CausalGraph) -> None:
         """Every graph variable but the outcome has an equation whose parents are its parents in

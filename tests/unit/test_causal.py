@@ -313,7 +313,7 @@ def analytic_effect(path: tuple[str, ...]) -> float:
 
 
 def test_path_effects_on_a_hand_wired_model_match_the_analytic_answer(linear_subject, linear_case):
-    from interp_audit.audit.checks import pair_effects
+    from interp_audit.audit.measure import pair_effects
 
     metric = ia.metrics.logit_diff
     for path in linear_case.graph.paths("A"):
