@@ -308,18 +308,19 @@ class SCM:
             for p in graph.parents(graph.outcome)
         }
         for target in targets:
-            # an SCM variable outside the graph (a label): each parent P takes its value on the
-            # prefixes of the audited paths that end at P; the source itself only on the direct
-            # path (the label reads what the path's interior variables become)
-            ps = {}
-            for p in self.variables[target].parents:
-                pre = frozenset(
-                    k[: i + 1]
-                    for k in full
-                    for i in range(len(k) - 1)
-                    if k[i] == p and (i > 0 or len(k) == 2)
-                )
-                ps[p] = val(p, pre)
+            # an SCM variable outside the graph (a label) in place of the outcome: on each path
+            # it reads the *last* variable of the path that it has as a parent (true labs in place
+            # of measured labs), at that variable's value on the path prefix; the source itself
+            # only on the direct path; everything else factual
+            reads = set(self.variables[target].parents)
+            pre: dict[str, set] = {p: set() for p in reads}
+            for k in full:
+                hits = [i for i in range(1, len(k) - 1) if k[i] in reads]
+                if hits:
+                    pre[k[hits[-1]]].add(k[: hits[-1] + 1])
+                elif len(k) == 2 and k[0] in reads:
+                    pre[k[0]].add(k[:1])
+            ps = {p: val(p, frozenset(pre[p])) for p in self.variables[target].parents}
             out[target] = self._eval(target, ps, units)
         return out
 

@@ -278,20 +278,31 @@ P_M = {"0": 0.3, "1": 0.7}  # P(M = 1 | A)
 P_Z = {("0", "0"): 0.2, ("0", "1"): 0.5, ("1", "0"): 0.6, ("1", "1"): 0.9}  # P(Z = 1 | A, M)
 
 
+P_L = {"0": 0.2, "1": 0.8}  # a label outside the graph: P(L = 1 | M)
+TABLES = {
+    "A": {"values": ["0", "1"], "p": [0.5, 0.5]},
+    "M": {"values": ["0", "1"], "parents": ["A"], "p": {a: [1 - p, p] for a, p in P_M.items()}},
+    "Z": {
+        "values": ["0", "1"],
+        "parents": ["A", "M"],
+        "p": {f"{a}, {m}": [1 - p, p] for (a, m), p in P_Z.items()},
+    },
+    "L": {"values": ["0", "1"], "parents": ["M"], "p": {m: [1 - p, p] for m, p in P_L.items()}},
+}
+CAUSAL = {
+    "graph": {"edges": {"A": ["M", "Z", "Y"], "M": ["Z", "Y"], "Z": ["Y"]}, "outcome": "Y",
+              "resolving": ["M"]},
+    "scm": TABLES,
+    "render": {"template": "{A} {M} {Z} ->", "words": {"A": "a:{}", "M": "m:{}", "Z": "z:{}"}},
+    "answers": ["YES", "NO"],
+    "paths": {"mediated": "A -> M -> Y"},
+    "interventions": {"A": {"value": "1", "reference": "0"}},
+}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def linear_case():
-    tables = {
-        "A": {"values": ["0", "1"], "p": [0.5, 0.5]},
-        "M": {"values": ["0", "1"], "parents": ["A"], "p": {a: [1 - p, p] for a, p in P_M.items()}},
-        "Z": {
-            "values": ["0", "1"],
-            "parents": ["A", "M"],
-            "p": {f"{a}, {m}": [1 - p, p] for (a, m), p in P_Z.items()},
-        },
-    }
-    g = CausalGraph({"A": ["M", "Z", "Y"], "M": ["Z", "Y"], "Z": ["Y"]}, "Y", resolving=["M"])
-    render = Renderer("{A} {M} {Z} ->", {"A": "a:{}", "M": "m:{}", "Z": "z:{}"})
-    return CausalModel(g, SCM.from_tables(tables), render, answers=("YES", "NO"))
+    return CausalModel.from_spec(CAUSAL)
 
 
 def analytic_effect(path: tuple[str, ...]) -> float:
@@ -349,3 +360,125 @@ def test_nested_counterfactual_keeps_the_mediator_factual_on_the_longer_path(lin
     total = cm.scm.path_specific(units, cm.graph, "A", "1", cm.graph.paths("A"), factual=fact)
     do = cm.scm.values(units, do={"A": "1"})
     assert all(torch.equal(total[v], do[v]) for v in ("A", "M", "Z"))
+
+
+# ---- the causal section in audit specs -------------------------------------------------------
+def linear_spec(*checks, **contrasts):
+    return {
+        "name": "linear",
+        "model": {"source": "zoo:handbuilt-copy"},  # replaced by subject= below
+        "causal": CAUSAL,
+        "contrasts": contrasts or {"direct": {"scm": "causal", "source": "A", "paths": "A -> Y"}},
+        "checks": list(checks),
+    }
+
+
+@pytest.fixture(scope="module")
+def linear_report(linear_subject):
+    spec = linear_spec(
+        {"name": "paths", "kind": "path_invariance", "source": "A", "n": 400, "seed": 5,
+         "tolerance": 0.3},
+        {"name": "respond", "kind": "responsiveness", "sign": "scm", "label": "L", "floor": 0.1,
+         "n": 400, "seed": 5},
+        {"name": "too_weak", "kind": "responsiveness", "paths": "mediated", "floor": 0.3,
+         "n": 400, "seed": 5},
+        {"name": "repair", "kind": "intervention", "contrast": "direct",
+         "ablate": {"components": ["L0H0"], "kind": "zero"}, "tolerance": 0.05,
+         "preserve": {"tolerance": 0.05, "n": 400, "seed": 5},
+         "utility": {"contrast": "units", "metric": "logit_diff", "budget": 1.0,
+                     "per_group": True}},
+        direct={"scm": "causal", "source": "A", "paths": "A -> Y", "n": 50},
+        units={"scm": "causal", "factual": True, "n": 300, "group_by": "A", "label": "L"},
+    )  # fmt: skip
+    return ia.audit(spec, subject=linear_subject)
+
+
+def test_graph_derived_path_invariance_checks_every_path(linear_report):
+    paths = {d["path"]: d for d in linear_report.checks[0].details}
+    assert set(paths) == {"A -> M -> Y", "A -> M -> Z -> Y", "A -> Y", "A -> Z -> Y"}
+    assert (
+        paths["A -> Y"]["role"] == "inadmissible" and paths["A -> M -> Y"]["role"] == "admissible"
+    )
+    # every changed pair moves exactly one token: a:0 -> a:1 costs 2/5, m:0 -> m:1 costs 1/5
+    assert paths["A -> Y"]["effect"] == pytest.approx(-0.4, abs=1e-5)
+    assert paths["A -> Y"]["ci"] == pytest.approx([-0.4, -0.4], abs=1e-5)
+    assert paths["A -> M -> Y"]["effect"] == pytest.approx(-0.2, abs=1e-5)
+    for p, d in paths.items():  # over all units: the analytic expectation
+        assert d["effect over all units"] == pytest.approx(
+            analytic_effect(tuple(p.split(" -> "))), abs=0.04
+        ), p
+    # A -> Y (|-0.4| > 0.3) fails; A -> Z -> Y moves z:0 -> z:1 (+3/5 each) and fails too
+    assert paths["A -> Y"]["passed"] is False and paths["A -> Z -> Y"]["passed"] is False
+    assert paths["A -> M -> Y"]["passed"] is None and not linear_report.checks[0].passed
+
+
+def test_responsiveness_with_the_scm_sign_and_a_floor(linear_report):
+    respond, weak = linear_report.checks[1], linear_report.checks[2]
+    rows = {d["path"]: d for d in respond.details}
+    assert set(rows) == {"A -> M -> Y", "A -> M -> Z -> Y"}  # the admissible paths
+    # the label L rises with M, so factual - counterfactual is negative along A -> M -> Y
+    assert rows["A -> M -> Y"]["expected sign"] == "negative"
+    # on the drawn units M flips 0 -> 1; L flips with it when U_L is in [0.2, 0.8): -0.6
+    assert rows["A -> M -> Y"]["SCM effect on L"] == pytest.approx(-0.6, abs=0.08)
+    # A -> M -> Z -> Y: L reads M (the last variable of the path it reads), so the SCM says
+    # negative, but the model's effect through Z (z:0 -> z:1 weighs -3/5) is positive
+    assert rows["A -> M -> Z -> Y"]["expected sign"] == "negative"
+    assert rows["A -> M -> Z -> Y"]["effect"] == pytest.approx(0.6, abs=1e-5)
+    assert not rows["A -> M -> Z -> Y"]["passed"] and rows["A -> M -> Y"]["passed"]
+    assert not respond.passed
+    assert weak.details[0]["effect"] == pytest.approx(-0.2, abs=1e-5) and not weak.passed
+
+
+def test_intervention_preserve_and_worst_group(linear_report):
+    chk = linear_report.checks[3]
+    kept = {d["path"]: d for d in chk.details if str(d.get("measure", "")).startswith("admissible")}
+    assert set(kept) == {"A -> M -> Y", "A -> M -> Z -> Y"}
+    # zero-ablating the only head removes every path: after = 0, so the change = -before
+    assert kept["A -> M -> Y"]["before"] == pytest.approx(-0.2, abs=1e-5)
+    assert kept["A -> M -> Y"]["after"] == pytest.approx(0.0, abs=1e-6)
+    assert not kept["A -> M -> Y"]["passed"] and not chk.passed
+    groups = {d["group"]: d for d in chk.details if "group" in d}
+    assert set(groups) == {"a:0", "a:1"}
+    # logit_diff utility per group: before = mean token weight / 5, after = 0
+    for d in groups.values():
+        assert d["after"] == pytest.approx(0.0, abs=1e-6)
+        assert d["value"] == pytest.approx(d["before"], abs=1e-6)
+    assert groups["a:1"]["before"] > groups["a:0"]["before"]  # a:1 adds 2/5 to every unit
+
+
+def test_spec_errors_for_the_causal_section():
+    from interp_audit.audit.spec import load_spec
+
+    no_section = linear_spec()
+    del no_section["causal"]
+    with pytest.raises(SpecError, match="scm: causal needs a 'causal' section"):
+        load_spec(no_section)
+    cyclic = linear_spec()
+    cyclic["causal"] = {**CAUSAL, "graph": {"edges": {"A": ["M"], "M": ["A", "Y"]}, "outcome": "Y"}}
+    with pytest.raises(SpecError, match="cycle: A -> M -> A"):
+        load_spec(cyclic)
+    both = linear_spec(
+        {"kind": "path_invariance", "source": "A", "inadmissible": {"d": "direct"}, "tolerance": 1}
+    )
+    with pytest.raises(SpecError, match="either 'source'"):
+        load_spec(both)
+
+
+def test_unknown_path_names_are_spec_errors(linear_subject):
+    spec = linear_spec(bad={"scm": "causal", "source": "A", "paths": "mediatd"})
+    with pytest.raises(SpecError, match="contrasts.bad: .*'mediatd'.*did you mean 'mediated'"):
+        ia.audit(spec, subject=linear_subject)
+
+
+def test_the_report_carries_the_graph(linear_report):
+    from interp_audit.report import render_html
+
+    data = linear_report.to_dict()
+    graph = data["provenance"]["causal"]
+    assert CausalGraph.from_dict(graph).admissible("A -> M -> Y")
+    assert [p["path"] for p in graph["paths"]["A"] if not p["admissible"]] == [
+        "A -> Y",
+        "A -> Z -> Y",
+    ]
+    page = render_html(data)
+    assert "<h2>Causal graph</h2><div><svg" in page and "A -&gt; Z -&gt; Y" in page
