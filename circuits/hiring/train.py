@@ -25,7 +25,7 @@ from interp_audit.loading import build_model  # noqa: E402
 from interp_audit.zoo.tokenizers import word_tokenizer  # noqa: E402
 from interp_audit.zoo.training import train_answer_model  # noqa: E402
 
-N_TRAIN, SEED = 20_000, 0
+N_TRAIN, SEED = 8_000, 0
 
 
 def causal_model() -> CausalModel:
@@ -69,11 +69,14 @@ def train() -> ia.Subject:
     subject.tokenizer = word_tokenizer(words)
     subject.prepend_bos = True
     print(f"training hiring on {N_TRAIN} applicants")
-    train_answer_model(subject, prompts, answers, epochs=6, seed=SEED)
+    train_answer_model(subject, prompts, answers, epochs=5, batch_size=128, seed=SEED)
     return subject
 
 
 def main() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # deterministic and light on a shared machine
     out = ROOT / "interp_audit" / "zoo" / "weights" / "hiring"
     subject = train()
     subject.source = "zoo:hiring"

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..contrast import ContrastSet
 from ..errors import ContrastError, SpecError
 from ..subject import Subject
-from .spec import FileContrast, TemplateContrast
+from .sections import FileContrast, TemplateContrast
 
 
 def from_template(subject: Subject, spec: TemplateContrast, name: str) -> ContrastSet:

@@ -276,7 +276,6 @@ class CausalModel:
     def from_spec(cls, spec: dict[str, Any] | str | Path, base: Path | None = None) -> CausalModel:
         """From a ``causal:`` mapping (graph, scm, render, answers, paths), a YAML file holding
         one, or ``zoo:NAME`` (``interp_audit/zoo/causal/NAME.yaml``)."""
-        import yaml
 
         base = base or Path.cwd()
         if isinstance(spec, str | Path):
@@ -294,9 +293,9 @@ class CausalModel:
                 if not path.exists():
                     raise SpecError(f"causal model file {str(path)!r} does not exist")
             base = path.parent
-            from ..audit.spec import _Loader  # YAML 1.2 booleans: YES / NO stay strings
+            from ..yamlio import load_yaml  # YAML 1.2 booleans: YES / NO stay strings
 
-            spec = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 (SafeLoader)
+            spec = load_yaml(path.read_text())
         if not isinstance(spec, dict):
             raise SpecError("causal: expected a mapping with graph, scm and render")
         known = {"graph", "scm", "render", "answers", "paths", "interventions"}

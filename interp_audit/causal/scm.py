@@ -170,15 +170,13 @@ class SCM:
         """Discrete conditional probability tables (a mapping, or a YAML file holding one)."""
         source = "<tables>"
         if not isinstance(tables, dict):
-            import yaml
-
             path = Path(tables)
             if not path.exists():
                 raise SpecError(f"SCM tables file {str(path)!r} does not exist")
             source = path.name
-            from ..audit.spec import _Loader  # YAML 1.2 booleans: yes / no stay strings
+            from ..yamlio import load_yaml  # YAML 1.2 booleans: YES / NO stay strings
 
-            tables = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 (SafeLoader)
+            tables = load_yaml(path.read_text())
         spec = tables.get("variables", tables) if isinstance(tables, dict) else None
         if not isinstance(spec, dict) or not spec:
             raise SpecError(f"SCM tables {source}: expected 'variables: {{NAME: {{values, p}}}}'")

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import html
 import math
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from .graph import CausalGraph
+CausalGraph = Any  # a CausalGraph (not imported: graph.py imports this module)
 
 GREEN, RED, AMBER, GREY = "#2e7d32", "#c62828", "#b26a00", "#9e9e9e"
 

@@ -482,3 +482,31 @@ def test_the_report_carries_the_graph(linear_report):
     ]
     page = render_html(data)
     assert "<h2>Causal graph</h2><div><svg" in page and "A -&gt; Z -&gt; Y" in page
+
+
+def test_tradeoff_on_the_hand_wired_model(linear_subject, tmp_path):
+    from interp_audit.tradeoff import tradeoff
+
+    spec = linear_spec(
+        direct={"scm": "causal", "source": "A", "paths": "A -> Y", "n": 50, "seed": 5},
+        units={"scm": "causal", "factual": True, "n": 300, "group_by": "A", "label": "L"},
+    )
+    spec["locate"] = [{"method": "patch", "contrast": "direct", "sites": "heads", "name": "d"}]
+    t = tradeoff(spec, ks=(1,), kinds=("zero", "mean"), n=100, n_boot=200, subject=linear_subject)
+    assert t.ranking == ["L0H0"] and t.meta["locate"] == ["d"]
+    none, zero, mean = t.rows
+    assert none["A -> Y"] == pytest.approx(-0.4, abs=1e-5)
+    assert none["A -> M -> Y"] == pytest.approx(-0.2, abs=1e-5)
+    assert none["inadmissible left"] == pytest.approx(0.6, abs=1e-5)  # A -> Z -> Y: +3/5
+    # the only head carries every token: zero- or mean-ablating it leaves a constant output
+    for row in (zero, mean):
+        assert all(row[p] == pytest.approx(0.0, abs=1e-6) for p in ("A -> Y", "A -> M -> Y"))
+        assert row["inadmissible left"] == pytest.approx(0.0, abs=1e-6)
+        assert row["admissible kept"] == pytest.approx(0.0, abs=1e-6)
+    assert zero["utility"] == 0.0  # logit diff 0 everywhere: no answer is right
+    assert 0 < none["utility"] < 1 and none["pareto"]  # the only row with admissible paths
+    # zero ties mean on the path axes, so it is on the front only if mean is no more accurate
+    ties = mean["utility"] <= 0.0 and mean["worst-group utility"] <= zero["worst-group utility"]
+    assert zero["pareto"] == ties
+    out = t.save(tmp_path)
+    assert (out / "tradeoff.csv").read_text().count("\n") == 4

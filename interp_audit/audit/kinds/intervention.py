@@ -27,7 +27,7 @@ from ..measure import (
 )
 from ..registry import CheckKind, register_check
 from ..result import CheckResult
-from ..spec import AblationSpec, CheckSpec, UtilitySpec, _Section
+from ..sections import AblationSpec, CheckSpec, UtilitySpec, _Section
 from ..stats import bootstrap, mean_ci
 
 

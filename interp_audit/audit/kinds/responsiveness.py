@@ -16,7 +16,7 @@ from ..causal_measure import causal_model, path_rows, public, sources_of
 from ..context import AuditContext
 from ..registry import CheckKind, register_check
 from ..result import CheckResult
-from ..spec import CheckSpec
+from ..sections import CheckSpec
 
 
 class ResponsivenessCheck(CheckSpec):
