@@ -130,7 +130,7 @@ def _prepare(spec, subject=None):
     from .audit.run import _metric
     from .audit.spec import load_spec
     from .loading import load_model
-    from .locate.registry import run_locate
+    from .locate.methods import run_locate
     from .metrics import get_metric
 
     parsed, base = load_spec(spec)
