@@ -11,6 +11,7 @@ Importing this package does not import TransformerLens; loading a model does.
 
 from . import audit, memorization, metrics, sae
 from .audit.run import AuditReport
+from .causal import SCM, CausalGraph, CausalModel
 from .components import Component, parse_component
 from .contrast import ContrastSet
 from .effects import Effects
@@ -29,6 +30,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AuditError",
     "AuditReport",
+    "CausalGraph",
+    "CausalModel",
     "Circuit",
     "Comparison",
     "Component",
@@ -36,6 +39,7 @@ __all__ = [
     "ContrastSet",
     "Effects",
     "ModelLoadError",
+    "SCM",
     "SiteError",
     "SpecError",
     "Subject",

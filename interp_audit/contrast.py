@@ -60,6 +60,7 @@ class ContrastSet:
     extra: dict[str, Tensor] = field(
         default_factory=dict, repr=False
     )  # per-pair data for metrics (e.g. query embeddings)
+    meta: dict = field(default_factory=dict, repr=False, compare=False)  # provenance (e.g. SCM)
 
     def with_extra(self, **tensors: Tensor) -> ContrastSet:
         """A copy carrying per-pair tensors (first axis = pair) that metrics can read by name."""
@@ -67,6 +68,11 @@ class ContrastSet:
             if t.shape[0] != len(self):
                 raise ContrastError(f"extra {name!r} has {t.shape[0]} rows for {len(self)} pairs")
         return replace(self, extra={**self.extra, **tensors})
+
+    def with_meta(self, **info) -> ContrastSet:
+        """A copy recording where the pairs came from (e.g. the SCM paths and the fraction of
+        units whose input changed), read by checks and reports."""
+        return replace(self, meta={**self.meta, **info})
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod

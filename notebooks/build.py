@@ -171,8 +171,72 @@ table.round(3).T"""),
     ("code", "ia.audit('../circuits/memorization/audit.yaml')"),
 ]
 
+HIRING = [
+    ("md", """# Hiring: the same audit under two admissibility choices
+
+`zoo:hiring` screens CVs rendered from a structural causal model (`circuits/hiring/scm.yaml`,
+conditional probability tables): G = gender (protected), Q = degree, C = career gap, H = club,
+Y = the model's hire/reject. Historically, degree and career gaps decided hiring; gender and club
+did not, but club is a proxy for gender and gaps are far more common among women (caregiving).
+
+Whether the career-gap path G → C → Y is admissible is **contested**: one view says a gap is a
+legitimate signal of recent experience (C is a *resolving* variable, Kilbertus et al. 2017);
+the other says penalising gaps passes caregiving's gender imbalance into hiring. The causal
+graph is the place where that choice is written down, and the audit follows it."""),
+    ("code", """import copy, os
+from pathlib import Path
+os.environ.setdefault("TQDM_DISABLE", "1")
+import pandas as pd
+import yaml
+import interp_audit as ia
+from interp_audit.causal import CausalGraph
+
+HERE = Path("../circuits/hiring").resolve()
+spec = yaml.safe_load((HERE / "audit.yaml").read_text())
+spec["causal"]["scm"] = str(HERE / "scm.yaml")       # the spec is run from this folder
+for c in spec["checks"]:
+    c["n_boot"] = 200                                 # fewer bootstrap draws: a quick notebook
+gaps_ok = spec
+gaps_not_ok = copy.deepcopy(spec)
+gaps_not_ok["causal"]["graph"]["resolving"] = ["Q"]  # only the degree resolves
+CausalGraph.from_dict(gaps_ok["causal"]["graph"])"""),
+    ("md", "Choice A (above): degree and gap are resolving. Choice B (below): only the degree is; the gap path turns red."),
+    ("code", """CausalGraph.from_dict(gaps_not_ok["causal"]["graph"])"""),
+    ("md", "## The same model, the same units, two audits"),
+    ("code", """subject = ia.load_model("zoo:hiring")
+reports = {"A: gaps admissible": ia.audit(gaps_ok, subject=subject),
+           "B: gaps inadmissible": ia.audit(gaps_not_ok, subject=subject)}
+for choice, rep in reports.items():
+    print(f"{choice}: {'PASSED' if rep.passed else 'FAILED'}")
+    for c in rep.checks:
+        print(f"   [{'pass' if c.passed else 'FAIL'}] {c.name}")"""),
+    ("code", """rows = []
+for choice, rep in reports.items():
+    for d in rep.checks[0].details:
+        rows.append({"choice": choice, "path": d["path"], "role": d["role"], "why": d["why"],
+                     "effect (input changed)": d["effect"], "CI low": d["ci"][0], "CI high": d["ci"][1],
+                     "effect (all units)": d["effect over all units"],
+                     "verdict": {True: "pass", False: "FAIL", None: "allowed"}[d["passed"]]})
+table = pd.DataFrame(rows)
+table.round(3)"""),
+    ("md", """## Why the verdicts differ
+
+Effects are logit(hire) − logit(reject) for women minus the same women had they been men along
+one path (pairs whose CV changes; the all-units column scales by the share that changes). The
+model is nearly blind to the gender token and to the club proxy (G → Y and G → H → Y stay
+inside ±0.25): it learned that they carry nothing once degree and gap are read. But it penalises
+gaps, and gaps are caused by gender here, so G → C → Y carries a large effect. Under choice A that
+path is admissible and the audit passes; under choice B the same number is a violation. Nothing
+about the model changed: the graph did. The responsiveness check reads the other side: each
+admissible path must move the decision the way the SCM's historical label moves."""),
+    ("code", """print(reports["B: gaps inadmissible"].checks[0].message)
+reports["B: gaps inadmissible"]"""),
+]
+
+
 if __name__ == "__main__":
     nbf.write(notebook(MEMORIZATION), HERE / "memorization.ipynb")
     nbf.write(notebook(READMISSION), HERE / "readmission.ipynb")
     nbf.write(notebook(MINILM), HERE / "minilm_gender.ipynb")
+    nbf.write(notebook(HIRING), HERE / "hiring.ipynb")
     print("wrote", HERE / "readmission.ipynb", HERE / "minilm_gender.ipynb")

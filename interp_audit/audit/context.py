@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from ..effects import Effects
     from ..metrics import Metric
     from ..subject import Subject
+    from .causal_run import CausalContext
 
 __all__ = ["AuditContext"]
 
@@ -29,6 +30,7 @@ class AuditContext:
     seed: int = 0
     base: Path = field(default_factory=Path.cwd)
     effects: dict[str, Effects] = field(default_factory=dict)
+    causal: CausalContext | None = None  # the spec's causal model and its drawn contrasts
 
     def file(self, name: str) -> Path:
         """A data file named in the spec, relative to the spec's folder."""

@@ -1,4 +1,5 @@
-"""Contrast sets from spec sections: templates with slot fillers, JSONL/CSV files, zoo SCMs."""
+"""Contrast sets from spec sections: templates with slot fillers, JSONL/CSV files, causal models
+(path-specific counterfactuals, ``interp_audit.causal``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from ..contrast import ContrastSet
 from ..errors import ContrastError, SpecError
 from ..subject import Subject
-from .sections import FileContrast, ScmContrast, TemplateContrast
+from .sections import FileContrast, TemplateContrast
 
 
 def from_template(subject: Subject, spec: TemplateContrast, name: str) -> ContrastSet:
@@ -87,22 +88,10 @@ def from_file(subject: Subject, spec: FileContrast, name: str, base: Path) -> Co
         raise ContrastError(f"contrast {name!r} ({path.name}): {err}") from None
 
 
-def from_scm(subject: Subject, spec: ScmContrast, name: str) -> ContrastSet:
-    from ..zoo.scm import scm_contrast
-
-    return scm_contrast(
-        subject,
-        spec.scm,
-        path=spec.path,
-        n=spec.n,
-        seed=spec.seed,
-        attribute=spec.attribute,
-        split=spec.split,
-        answers=spec.answers,
-    )
-
-
-def build_contrasts(subject: Subject, specs: dict, base: Path) -> dict[str, ContrastSet]:
+def build_contrasts(
+    subject: Subject, specs: dict, base: Path, causal=None
+) -> dict[str, ContrastSet]:
+    """Every contrast section; ``causal`` (a CausalContext) draws the ``scm:`` ones."""
     out = {}
     for name, spec in specs.items():
         if isinstance(spec, TemplateContrast):
@@ -110,5 +99,9 @@ def build_contrasts(subject: Subject, specs: dict, base: Path) -> dict[str, Cont
         elif isinstance(spec, FileContrast):
             out[name] = from_file(subject, spec, name, base)
         else:
-            out[name] = from_scm(subject, spec, name)
+            if causal is None:
+                from .causal_run import CausalContext
+
+                causal = CausalContext(subject, None, base)
+            out[name] = causal.contrast(spec, name)
     return out

@@ -19,6 +19,7 @@ from ..loading import load_model
 from ..locate.methods import run_locate
 from ..metrics import Metric, embedding_similarity, get_metric, query_similarity
 from ..subject import Subject
+from .causal_run import CausalContext, load_causal
 from .context import AuditContext
 from .contrasts import build_contrasts
 from .kinds import check_kinds
@@ -181,6 +182,7 @@ def _audit(
     """
     parsed, base = load_spec(spec)
     torch.manual_seed(parsed.seed)
+    causal_model = load_causal(parsed.causal, base)  # spec errors before any model work
     if subject is None:
         source = parsed.model.source
         if source.startswith((".", "/")) or (
@@ -198,13 +200,15 @@ def _audit(
         if not isinstance(cs, ContrastSet):
             raise SpecError(f"contrasts[{name!r}] must be a ContrastSet, got {type(cs).__name__}")
     wanted = {k: v for k, v in parsed.contrasts.items() if k not in given}
-    built = build_contrasts(subject, wanted, base)
+    causal = CausalContext(subject, causal_model, base)
+    built = build_contrasts(subject, wanted, base, causal)
     ctx = AuditContext(
         subject=subject,
         contrasts={**built, **given},
         metric=_metric(subject, parsed),
         seed=parsed.seed,
         base=base,
+        causal=causal,
     )
     for loc in parsed.locate:
         m = get_metric(loc.metric) if loc.metric else ctx.metric
@@ -222,6 +226,7 @@ def _audit(
         "model": subject.describe(),
         "metric": ctx.metric.name,
         "contrasts": {k: len(v) for k, v in ctx.contrasts.items()},
+        "causal": causal_model.graph.to_dict() if causal_model is not None else None,
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     return AuditReport(parsed.name, results, ctx.effects, provenance)

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from ..errors import did_you_mean
+from .causal_spec import CausalSpec, ScmContrast  # noqa: F401  (re-exported: the scm contrast)
 
 
 class _Section(BaseModel):
@@ -104,16 +105,6 @@ class TemplateContrast(_Section):
 class FileContrast(_Section):
     file: str
     answers: tuple[str, str] | None = None
-
-
-class ScmContrast(_Section):
-    scm: str
-    path: str
-    n: int = Field(200, ge=1)
-    seed: int = 0
-    attribute: Literal["A", "E"] = "A"
-    split: Literal["train", "test"] = "test"
-    answers: Literal["fixed", "observed", "fair"] = "fixed"
 
 
 def _contrast_kind(value: Any) -> str | None:
@@ -242,6 +233,7 @@ class UtilitySpec(_Section):
         None  # similarity_correlation: CSV sentence1,sentence2,score; perplexity: text lines
     )
     budget: float = Field(ge=0)  # perplexity: largest allowed relative increase (0.05 = 5%)
+    per_group: bool = False  # the cost in every group of the contrast; the worst must fit budget
 
     @model_validator(mode="after")
     def _source(self):

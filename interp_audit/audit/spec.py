@@ -21,6 +21,8 @@ from pydantic import (
 )
 
 from ..errors import SpecError, did_you_mean
+from ..yamlio import Loader as _Loader
+from .causal_spec import CausalSpec
 from .sections import (  # noqa: F401  (re-exported: the spec's sections)
     AblationSpec,
     CheckSpec,
@@ -44,6 +46,7 @@ class AuditSpecBase(_Section):
     seed: int = 0
     model: ModelSpec
     metric: MetricSpec = MetricSpec()
+    causal: CausalSpec | str | None = None  # the causal question (a section, file or zoo:NAME)
     contrasts: dict[str, Contrast]
     locate: list[LocateSpec] = Field(default_factory=list)
     checks: list[CheckSpec] = Field(default_factory=list)
@@ -60,6 +63,12 @@ class AuditSpecBase(_Section):
                     f"(defined: {sorted(known)}){did_you_mean(name, known)}"
                 )
 
+        for name, c in self.contrasts.items():
+            if isinstance(c, ScmContrast) and c.scm == "causal" and self.causal is None:
+                raise ValueError(
+                    f"contrasts.{name}: scm: causal needs a 'causal' section (graph, scm, "
+                    "render) in the spec"
+                )
         for i, loc in enumerate(self.locate):
             need(loc.contrast, f"locate[{i}]")
         for i, chk in enumerate(self.checks):
@@ -204,21 +213,6 @@ def _readable(err: ValidationError, raw: dict) -> SpecError:
         return SpecError(f"contrasts.{loc[1]}: expected a mapping with 'template', 'file' or 'scm'")
     msg = e["msg"].removeprefix("Value error, ")
     return SpecError(f"{path}: {msg}" if path else msg)
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false. YES, NO, on, off stay strings (answer tokens!)."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
-    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool",
-    __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-    list("tTfF"),
-)
 
 
 def load_spec(spec: str | Path | dict | AuditSpecBase) -> tuple[AuditSpecBase, Path]:

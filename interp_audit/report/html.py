@@ -79,6 +79,16 @@ def _effects_figure(name: str, e: dict[str, Any]) -> go.Figure:
     return eff.plot(title=f"{name}: {eff.title()}")
 
 
+def _causal_section(graph: dict[str, Any] | None) -> str:
+    """The spec's causal graph (inline SVG; admissible paths green, inadmissible red)."""
+    if not graph:
+        return ""
+    from ..causal import CausalGraph
+
+    g = CausalGraph.from_dict(graph)
+    return "<h2>Causal graph</h2>" + g._repr_html_()
+
+
 def render_html(report: dict[str, Any]) -> str:
     prov = report["provenance"]
     verdict = (
@@ -124,6 +134,7 @@ def render_html(report: dict[str, Any]) -> str:
         + f"<h1>Audit {html.escape(report['name'])}: {verdict}</h1>"
         + "<table><tr><th></th><th>check</th><th>kind</th><th>statistic</th><th>CI</th><th>"
         f"tolerance</th><th>evidence</th></tr>{rows}</table>"
+        + _causal_section(prov.get("causal"))
         + "<h2>Evidence</h2>"
         + fig_html
         + f"<h2>Provenance</h2><table>{prov_rows}</table><small>Every number here can be "

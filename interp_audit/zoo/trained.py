@@ -16,6 +16,8 @@ TRAINED = {
     "labs) masked",
     "readmission-nohosp": "readmission retrained without the hospital token",
     "readmission-cleanlabs": "readmission retrained on labs measured without the hospital artefact",
+    "hiring": "a CV screener trained on the hiring SCM (circuits/hiring/train.py): gender, degree, "
+    "career gap, club -> hire/reject",
     "canary-lm": "a small causal LM trained with secret canaries repeated 1/4/16/64 times "
     "(circuits/memorization/train.py)",
 }

@@ -64,3 +64,14 @@ def test_committed_notebooks_have_no_outputs():
     for path in NOTEBOOKS.glob("*.ipynb"):
         nb = nbformat.read(path, as_version=4)
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name
+
+
+def test_hiring_notebook_shows_two_admissibility_choices():
+    nb, _ = run("hiring.ipynb")
+    text = outputs(nb)
+    assert "A: gaps admissible: PASSED" in text and "B: gaps inadmissible: FAILED" in text
+    assert "<svg" in text  # the two graphs drew themselves
+    assert all(
+        not cell.get("outputs") or all(o.get("output_type") != "error" for o in cell["outputs"])
+        for cell in nb.cells
+    )

@@ -119,8 +119,37 @@ def test_the_audit_flags_the_model_and_passes_the_repair(tmp_path):
     assert verdicts == {
         "age_paths_are_admissible_only": False,
         "hospital_paths_are_admissible_only": False,
+        "admissible_paths_respond": True,
         "no_single_head_carries_the_age_token": True,
         "selective_repair_removes_direct_path": True,
         "selective_repair_removes_proxy_path": True,
+        "selective_repair_keeps_admissible_paths_and_every_age_group": False,
     }
     assert not report.passed
+    # the general mechanism (causal graph + SCM file) reproduces the hand-written SCM's numbers
+    from interp_audit.audit.measure import pair_effects
+
+    subject = ia.load_model("zoo:readmission")
+    checks = {c.name: c for c in report.checks}
+    rows = {
+        d["path"]: d["effect"]
+        for name in ("age_paths_are_admissible_only", "hospital_paths_are_admissible_only")
+        for d in checks[name].details
+    }
+    for attribute, path, graph_path in [
+        ("A", "direct", "A -> Y"),
+        ("A", "via_labs", "A -> Xs -> X -> Y"),
+        ("E", "spurious", "E -> X -> Y"),
+    ]:
+        clean, cf = pair_effects(
+            subject, R.contrast(subject, path, attribute=attribute), ia.metrics.logit_diff
+        )
+        assert rows[graph_path] == pytest.approx(float((clean - cf).mean()), abs=1e-6), path
+    # what the old audit could not see: the repair halves the admissible hospital-policy path
+    kept = {
+        d["path"]: d
+        for d in checks["selective_repair_keeps_admissible_paths_and_every_age_group"].details
+        if "path" in d
+    }
+    assert kept["E -> Y"]["after"] < 0.6 * kept["E -> Y"]["before"] and not kept["E -> Y"]["passed"]
+    assert kept["A -> Xs -> X -> Y"]["passed"]

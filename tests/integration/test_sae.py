@@ -137,9 +137,17 @@ def test_training_is_reproducible(subject):
 def test_feature_ablation_in_an_audit_spec(tmp_path):
     spec = {
         "model": {"source": "zoo:readmission"},
+        "causal": "zoo:readmission",
         "contrasts": {
-            "direct": {"scm": "readmission", "path": "direct", "n": 100},
-            "utility": {"scm": "readmission", "path": "total", "n": 200, "answers": "observed"},
+            "direct": {"scm": "causal", "source": "A", "paths": "direct", "n": 100, "seed": 7919},
+            "utility": {
+                "scm": "causal",
+                "source": "A",
+                "paths": "all",
+                "n": 200,
+                "seed": 7919,
+                "label": "readmitted",
+            },
         },
         "locate": [],
         "checks": [

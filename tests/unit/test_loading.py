@@ -115,7 +115,7 @@ def test_local_hf_bert_folder_with_mlm_head_matches_transformers(tmp_path):
             "zoo:nope",
             {},
             "no zoo model 'nope'; available: all-minilm-l6-v2, canary-lm, handbuilt-copy, "
-            "readmission",
+            "hiring, readmission",
         ),
         ("zoo:handbuilt-copyy", {}, "did you mean 'handbuilt-copy'"),
         (

@@ -9,6 +9,8 @@ def test_public_api_is_curated():
         [
             "AuditError",
             "AuditReport",
+            "CausalGraph",
+            "CausalModel",
             "Circuit",
             "Comparison",
             "Component",
@@ -16,6 +18,7 @@ def test_public_api_is_curated():
             "ContrastSet",
             "Effects",
             "ModelLoadError",
+            "SCM",
             "SiteError",
             "SpecError",
             "Subject",

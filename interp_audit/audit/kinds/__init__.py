@@ -7,6 +7,7 @@ from . import (  # noqa: F401
     invariance,
     memorization,
     path_invariance,
+    responsiveness,
 )
 
 

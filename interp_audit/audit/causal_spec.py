@@ -1,0 +1,112 @@
+"""Spec sections for the user's causal question: ``causal:`` (graph, structural equations,
+rendering, audited interventions) and the ``scm:`` contrast source that draws path-specific
+counterfactuals from it.
+
+    causal:                                  # or: causal: zoo:readmission | path/to/causal.yaml
+      graph:
+        edges: {A: [X, Z, Y], X: [Y], Z: [Y]}
+        outcome: Y                           # the model's prediction; its parents are rendered
+        blocked_edges: [A -> Y, Z -> Y]      # and/or resolving: [X], admissible_paths: [...]
+      scm: equations.py                      # a Python file, a tables YAML file, or tables inline
+      render: {template: "{A} {Z} {X} ->", words: {A: "age:{}"}}
+      answers: [YES, NO]
+      paths: {proxy: A -> Z -> Y}            # optional names for path sets
+      interventions: {A: {value: young, reference: old}}
+    contrasts:
+      a_proxy: {scm: causal, source: A, paths: proxy}  # or [A -> Z -> Y], all-inadmissible
+      utility: {scm: causal, factual: true, n: 400, label: Y_fair, group_by: A}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Value = str | int | float
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GraphSpec(_Section):
+    edges: dict[str, list[str]]
+    outcome: str
+    admissible_paths: list[str] | None = None
+    blocked_edges: list[str] | None = None
+    resolving: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _valid(self):
+        self.build()  # cycles, unknown nodes, missing edges, conflicts: named here
+        return self
+
+    def build(self):
+        from ..causal import CausalGraph
+        from ..errors import SpecError
+
+        try:
+            return CausalGraph(
+                self.edges,
+                self.outcome,
+                admissible_paths=self.admissible_paths,
+                blocked_edges=self.blocked_edges,
+                resolving=self.resolving,
+            )
+        except SpecError as err:
+            raise ValueError(str(err)) from None
+
+
+class RenderSpec(_Section):
+    template: str
+    words: dict[str, str | list[str] | dict[str, str]] = Field(default_factory=dict)
+
+
+class InterventionSpec(_Section):
+    value: Value  # the source's counterfactual value (name or number)
+    reference: Value | None = None  # only units whose factual value is this (one direction)
+
+
+class CausalSpec(_Section):
+    graph: GraphSpec
+    scm: str | dict[str, Any]  # Python file, tables YAML file (relative to the spec), or tables
+    render: RenderSpec
+    answers: tuple[str, str] | None = None
+    paths: dict[str, str | list[str]] = Field(default_factory=dict)
+    interventions: dict[str, InterventionSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names(self):
+        g = self.graph.build()
+        for src in self.interventions:
+            if src not in g.nodes:
+                raise ValueError(
+                    f"interventions names {src!r}, which is not a graph variable "
+                    f"({', '.join(g.nodes)})"
+                )
+        return self
+
+
+class ScmContrast(_Section):
+    """Path-specific counterfactual pairs from the spec's ``causal`` model (``scm: causal``) or a
+    causal-model file / ``zoo:NAME``. ``factual: true`` gives factual units only (utility sets)."""
+
+    scm: str = "causal"
+    source: str | None = None
+    value: Value | None = None  # default: causal.interventions[source].value
+    reference: Value | None = None  # default: causal.interventions[source].reference
+    paths: str | list[str] = "all"
+    n: int = Field(200, ge=1)
+    seed: int = 0
+    label: str | None = None  # SCM variable (0/1) choosing each unit's correct answer
+    group_by: str | None = None
+    factual: bool = False
+
+    @model_validator(mode="after")
+    def _source(self):
+        if not self.factual and self.source is None:
+            raise ValueError(
+                "an scm contrast needs 'source' (the variable intervened on), or factual: true"
+            )
+        return self

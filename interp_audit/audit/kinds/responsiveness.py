@@ -1,0 +1,118 @@
+"""``responsiveness``: the output must *respond* to relevant changes, not only stay invariant to
+irrelevant ones (explainability as invariance). Each selected path (default: every admissible
+path from the source, from the causal graph) must carry an effect whose CI clears a ``floor``
+in absolute value, and/or has the expected ``sign``: ``positive``, ``negative``, or ``scm`` (the
+sign of the SCM's own path-specific effect on ``label`` for the same units).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ...errors import SpecError
+from ..causal_measure import causal_model, path_rows, public, sources_of
+from ..context import AuditContext
+from ..registry import CheckKind, register_check
+from ..result import CheckResult
+from ..sections import CheckSpec
+
+
+class ResponsivenessCheck(CheckSpec):
+    """Admissible paths must carry an effect (a floor and/or a sign)."""
+
+    kind: Literal["responsiveness"]
+    source: str | list[str] | None = None  # default: every causal.interventions source
+    paths: str | list[str] = "all-admissible"
+    floor: float | None = Field(None, ge=0)
+    sign: Literal["positive", "negative", "scm"] | None = None
+    label: str | None = None  # sign: scm reads the SCM's effect on this variable
+    n: int = Field(200, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _something(self):
+        if self.floor is None and self.sign is None:
+            raise ValueError("responsiveness needs 'floor' (smallest |effect|) and/or 'sign'")
+        if self.sign == "scm" and not self.label:
+            raise ValueError(
+                "sign: scm needs 'label': the SCM variable whose path effect gives the sign"
+            )
+        return self
+
+
+def run(chk: ResponsivenessCheck, ctx: AuditContext, name: str) -> CheckResult:
+    where = f"check {name!r}"
+    cm = causal_model(ctx, where)
+    kw = dict(n_boot=chk.n_boot, confidence=chk.confidence, seed=ctx.seed)
+    rows = []
+    for src in sources_of(chk.source, cm, where):
+        paths = cm.resolve_paths(src, chk.paths)
+        if not paths:
+            continue
+        rows += path_rows(ctx, src, paths, n=chk.n, seed=chk.seed, kw=kw)
+    if not rows:
+        raise SpecError(f"{where}: no paths selected by {chk.paths!r}")
+    for r in rows:
+        lo, hi = r["ci"]
+        ok = True
+        if chk.floor is not None:
+            r["floor"] = chk.floor
+            ok = ok and (lo >= chk.floor or hi <= -chk.floor)
+        if chk.sign is not None:
+            want = chk.sign
+            if want == "scm":
+                value, reference = cm.intervention(r["source"])
+                implied = cm.label_effect(
+                    chk.label,
+                    source=r["source"],
+                    value=value,
+                    reference=reference,
+                    paths=[r["path"]],
+                    n=chk.n,
+                    seed=chk.seed,
+                )
+                r[f"SCM effect on {chk.label}"] = implied
+                want = "positive" if implied > 0 else "negative" if implied < 0 else "none"
+            r["expected sign"] = want
+            ok = ok and (lo > 0 if want == "positive" else hi < 0 if want == "negative" else False)
+        r["passed"] = ok
+    details = [public(r) for r in rows]
+    weakest = min(details, key=lambda d: min(abs(d["ci"][0]), abs(d["ci"][1])))
+    failing = [d["path"] for d in details if not d["passed"]]
+    demands = " and ".join(
+        x
+        for x in (
+            f"|effect| >= {chk.floor}" if chk.floor is not None else "",
+            f"sign {chk.sign}" if chk.sign else "",
+        )
+        if x
+    )
+    msg = (
+        f"weakest selected path (conditional on the input changing): {weakest['path']} "
+        f"{weakest['effect']:+.4f} [{weakest['ci'][0]:+.4f}, {weakest['ci'][1]:+.4f}]; demanded "
+        f"{demands}" + (f"; unresponsive: {', '.join(failing)}" if failing else "")
+    )
+    return CheckResult(
+        name,
+        chk.kind,
+        not failing,
+        weakest["effect"],
+        tuple(weakest["ci"]),
+        chk.floor if chk.floor is not None else 0.0,
+        msg,
+        details,
+        chk.confidence,
+    )
+
+
+register_check(
+    CheckKind(
+        "responsiveness",
+        ResponsivenessCheck,
+        run,
+        "admissible paths (from the causal graph) carry an effect: CI beyond a floor and/or of "
+        "the sign the SCM implies",
+    )
+)
