@@ -188,7 +188,7 @@ def run_component_mediation(
         metric,
         direction="denoise",
         source_hooks=hooks,
-        need_kv=subject.kind == "causal",
+        need_kv=True,
     )
     patched = run_variants(ctx, variants, progress=False).double().cpu()  # [component, pair]
     base, source = ctx.base_values.double().cpu(), ctx.source_values.double().cpu()
@@ -225,21 +225,20 @@ def run_component_mediation(
 
 def clean_values(subject: Subject, contrast: ContrastSet, metric: Metric) -> Tensor:
     """Per-pair metric on the clean prompts alone (one forward; hooks respected)."""
-    from .. import backend
     from ..engine import _readout, cached_run
     from ..metrics import MetricContext
 
     dev = subject.device
     mask = contrast.attention_mask().to(dev)
     answers = None if contrast.answers is None else contrast.answers.to(dev)
-    final = backend.final_hook(subject)
+    final = subject.final_hook()
     cache, logits = cached_run(subject, contrast.clean.to(dev), mask, {final})
     read = _readout(
         subject=subject,
         metric=metric,
         final=cache[final],
         logits=logits,
-        scored=contrast.scored_positions(subject.kind).to(dev),
+        scored=subject.scored_positions(contrast).to(dev),
         answers=answers,
         mask=mask,
     )

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
-from .. import backend
 from ..engine import RunContext, _readout
 from ..subject import Subject, quiet_tl_warnings
 
@@ -61,7 +60,7 @@ def gradient_run(
         for h in drop_points
         if f"blocks.{layer}.{h}" in subject.hook_dict
     }
-    names = set(capture) | layer_outs | {backend.final_hook(subject)}
+    names = set(capture) | layer_outs | {subject.final_hook()}
 
     def make_root(act, *, hook):
         if hook.name in (replace or {}):
@@ -80,15 +79,12 @@ def gradient_run(
     hooks = [(root, make_root)] + [(n, keep) for n in sorted((names | set(replace or {})) - {root})]
     mask = ctx.mask.repeat(rows, 1)
     with torch.enable_grad(), frozen_parameters(subject), quiet_tl_warnings(), subject.hooks(hooks):
-        if subject.kind == "encoder":
-            subject.model.encoder_output(tokens, None, mask)
-        else:
-            subject.model(tokens, return_type=None)
+        subject.adapter.forward_hidden(tokens, mask)
         answers = None if ctx.metric_ctx.answers is None else ctx.metric_ctx.answers.repeat(rows, 1)
         read = _readout(
             subject=subject,
             metric=ctx.metric,
-            final=acts[backend.final_hook(subject)],
+            final=acts[subject.final_hook()],
             logits=None,
             scored=ctx.scored.repeat(rows),
             answers=answers,

@@ -16,7 +16,6 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .. import backend
 from ..components import parse_components
 from ..contrast import ContrastSet
 from ..effects import Effects
@@ -195,13 +194,10 @@ def _frozen_run(
 
     hooks = [(h, make_hook(h, True)) for h in frozen_hooks]
     hooks += [(h, make_hook(h, False)) for h in by_hook if h not in frozen_hooks]
-    final_name = backend.final_hook(subject)
+    final_name = subject.final_hook()
     hooks += [(h, save) for h in [*record, final_name]]
     tokens = ctx.base_tokens.repeat(k, 1)
     with torch.no_grad(), quiet_tl_warnings(), subject.hooks(hooks):
-        if subject.kind == "encoder":
-            subject.model.encoder_output(tokens, None, ctx.mask.repeat(k, 1))
-        else:
-            subject.model(tokens, return_type=None)
+        subject.adapter.forward_hidden(tokens, ctx.mask.repeat(k, 1))
     final = recorded.pop(final_name).reshape(k * b, tokens.shape[1], -1)
     return recorded, final
