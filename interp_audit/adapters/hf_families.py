@@ -83,9 +83,14 @@ def _gpt2(hf) -> dict[str, Any]:
     }
 
 
-def _neox(hf) -> dict[str, Any]:
+def _rotary_fraction(hf) -> float:
+    """Share of each head's dims that rotate (transformers 5 keeps it in rope_parameters)."""
     from transformer_lens.utilities.hf_utils import get_rotary_pct_from_config
 
+    return get_rotary_pct_from_config(hf)
+
+
+def _neox(hf) -> dict[str, Any]:
     d_head = hf.hidden_size // hf.num_attention_heads
     return {
         "d_model": hf.hidden_size,
@@ -100,7 +105,7 @@ def _neox(hf) -> dict[str, Any]:
         "parallel_attn_mlp": getattr(hf, "use_parallel_residual", True),
         "positional_embedding_type": "rotary",
         "rotary_adjacent_pairs": False,
-        "rotary_dim": round(get_rotary_pct_from_config(hf) * d_head),
+        "rotary_dim": round(_rotary_fraction(hf) * d_head),
         "rotary_base": _rope_theta(hf),
         "normalization_type": "LN",
     }
@@ -213,7 +218,7 @@ def _phi(hf) -> dict[str, Any]:
         "normalization_type": "LN",
         "positional_embedding_type": "rotary",
         "rotary_base": _rope_theta(hf),
-        "rotary_dim": round(hf.partial_rotary_factor * d_head),
+        "rotary_dim": round(_rotary_fraction(hf) * d_head),
         "parallel_attn_mlp": True,
     }
 

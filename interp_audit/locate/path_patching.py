@@ -47,8 +47,12 @@ def _receiver_patches(subject: Subject, receivers: Sequence[str]) -> list[tuple[
                 "'L3H2' for all three) or 'logits'"
             )
         pos = slice(None) if c.pos is None else c.pos
+        n_kv = subject.adapter.n_key_value_heads
         for part in parts:
-            out.append((f"blocks.{c.layer}.{_RECEIVER_PARTS[part]}", (pos, c.head)))
+            head = c.head
+            if c.kind == "head" and part in "kv" and n_kv:  # the key/value head it reads
+                head = c.head // (subject.n_heads // n_kv)
+            out.append((f"blocks.{c.layer}.{_RECEIVER_PARTS[part]}", (pos, head)))
     return out
 
 
