@@ -8,8 +8,6 @@ Hugging Face folder (any family in :mod:`interp_audit.adapters.hf_families`), a 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -142,14 +140,7 @@ def load_model(
     dev = _resolve_device(device)
     dt = _resolve_dtype(dtype)
     subject = _dispatch(source, flags, dev, dt)
-    with contextlib.redirect_stdout(io.StringIO()):  # TL's .to() prints
-        subject.model.to(dev)
-        if dt is not None:
-            subject.model.to(dt)
-        if hasattr(subject.model.cfg, "dtype"):
-            subject.model.cfg.dtype = dt
-    if hasattr(subject.model.cfg, "device"):
-        subject.model.cfg.device = dev
+    subject.adapter.move(dev, dt)
     return subject
 
 

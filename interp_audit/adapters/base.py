@@ -12,6 +12,7 @@ of the field; a family whose modules are named differently overrides the role me
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -264,6 +265,17 @@ class ModelAdapter:
         )
 
     # ---- weights ---------------------------------------------------------------------------
+    def move(self, device: str, dtype: torch.dtype | None) -> None:
+        """Move the model (and what its config records) to ``device`` / ``dtype``."""
+        with contextlib.redirect_stdout(io.StringIO()):  # TL's .to() prints
+            self.model.to(device)
+            if dtype is not None:
+                self.model.to(dtype)
+            if hasattr(self.model.cfg, "dtype"):
+                self.model.cfg.dtype = dtype
+        if hasattr(self.model.cfg, "device"):
+            self.model.cfg.device = device
+
     def process_weights(self, todo: dict[str, bool]) -> None:
         """Apply TransformerLens-style weight processing (fold_ln, ...) in place."""
         from ..errors import ModelLoadError
