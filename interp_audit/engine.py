@@ -143,7 +143,7 @@ class RunContext:
         answers = None if contrast.answers is None else contrast.answers.to(dev)
         adapter = subject.adapter
         fast = adapter.fast_path
-        need_kv = need_kv and adapter.causal
+        need_kv = need_kv and adapter.kv_cache
         n = subject.n_layers
         final = subject.final_hook()
         base_names = {final}
@@ -421,7 +421,9 @@ def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor
     adapter = subject.adapter
     enc_mask = adapter.encoder_mask(ctx.mask, subject.dtype)
     scored = ctx.scored
-    one_position = adapter.causal and bool((scored == scored[0]).all()) and int(scored[0]) >= start
+    one_position = (
+        adapter.kv_cache and bool((scored == scored[0]).all()) and int(scored[0]) >= start
+    )
     last = subject.n_layers - 1
     read_from = start
     for layer in range(min(entering), subject.n_layers):

@@ -87,6 +87,12 @@ class ModelAdapter:
         return False
 
     @property
+    def kv_cache(self) -> bool:
+        """Can a block run on a slice of positions given the earlier positions' keys/values
+        (position skipping, the last block at one position)? Needs ``fast_path``."""
+        return False
+
+    @property
     def mid_block_entry(self) -> bool:
         """Can a variant that changes only head outputs join mid-block (attention reused)?"""
         return False

@@ -48,6 +48,10 @@ class HookedAdapter(ModelAdapter):
         )
 
     @property
+    def kv_cache(self) -> bool:
+        return self.fast_path
+
+    @property
     def mid_block_entry(self) -> bool:
         """True where attention output adds linearly into the residual stream and the MLP
         reads that sum: pre-LN blocks without extra norms around sublayers."""

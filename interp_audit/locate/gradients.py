@@ -62,21 +62,26 @@ def gradient_run(
     }
     names = set(capture) | layer_outs | {subject.final_hook()}
 
-    def make_root(act, *, hook):
-        if hook.name in (replace or {}):
-            act = replace[hook.name](act)
+    # keyed by the name asked for: TransformerBridge hooks answer to aliases of their names
+    def make_root(act, *, hook, name=root):
+        if name in (replace or {}):
+            act = replace[name](act)
         act = act.detach().requires_grad_(True)
-        if hook.name in names:
-            acts[hook.name] = act
+        if name in names:
+            acts[name] = act
         return act
 
-    def keep(act, *, hook):
-        if hook.name in (replace or {}):
-            act = replace[hook.name](act.detach()).requires_grad_(True)
-        acts[hook.name] = act
-        return act
+    def keeper(name: str):
+        def keep(act, *, hook):
+            if name in (replace or {}):
+                act = replace[name](act.detach()).requires_grad_(True)
+            acts[name] = act
+            return act
 
-    hooks = [(root, make_root)] + [(n, keep) for n in sorted((names | set(replace or {})) - {root})]
+        return keep
+
+    rest = sorted((names | set(replace or {})) - {root})
+    hooks = [(root, make_root)] + [(n, keeper(n)) for n in rest]
     mask = ctx.mask.repeat(rows, 1)
     with torch.enable_grad(), frozen_parameters(subject), quiet_tl_warnings(), subject.hooks(hooks):
         subject.adapter.forward_hidden(tokens, mask)
