@@ -125,30 +125,30 @@ def split_inputs(subject: Subject) -> Iterator[None]:
 @torch.no_grad()
 def _sender_outputs(subject: Subject, cache: dict[str, Tensor], has_mlp: bool) -> Tensor:
     """[b, pos, sender, d_model] in EdgeGraph.senders order."""
-    parts = [cache["blocks.0.hook_resid_pre"][:, :, None]]
+    parts = [cache[subject.adapter.resid_pre(0)][:, :, None]]
     for layer in range(subject.n_layers):
-        z = cache[f"blocks.{layer}.attn.hook_z"]
+        z = cache[subject.adapter.attn(layer, "z")]
         parts.append(subject.adapter.head_outputs(layer, z))
         if has_mlp:
-            parts.append(cache[f"blocks.{layer}.hook_mlp_out"][:, :, None])
+            parts.append(cache[subject.adapter.mlp_out(layer)][:, :, None])
     return torch.cat(parts, dim=2)
 
 
 def _sender_hooks(subject: Subject, has_mlp: bool) -> set[str]:
-    names = {"blocks.0.hook_resid_pre"} | {
-        f"blocks.{layer}.attn.hook_z" for layer in range(subject.n_layers)
+    names = {subject.adapter.resid_pre(0)} | {
+        subject.adapter.attn(layer, "z") for layer in range(subject.n_layers)
     }
     if has_mlp:
-        names |= {f"blocks.{layer}.hook_mlp_out" for layer in range(subject.n_layers)}
+        names |= {subject.adapter.mlp_out(layer) for layer in range(subject.n_layers)}
     return names
 
 
 def _receiver_hooks(subject: Subject, has_mlp: bool) -> list[str]:
     names = []
     for layer in range(subject.n_layers):
-        names += [f"blocks.{layer}.hook_{p}_input" for p in "qkv"]
+        names += [subject.adapter.qkv_input(layer, p) for p in "qkv"]
         if has_mlp:
-            names.append(f"blocks.{layer}.hook_mlp_in")
+            names.append(subject.adapter.mlp_in(layer))
     return names + [subject.final_hook()]
 
 
@@ -156,13 +156,13 @@ def _receiver_grads(subject: Subject, grads: dict[str, Tensor], has_mlp: bool) -
     """[b, pos, receiver, d_model] in EdgeGraph.receivers order."""
     parts = []
     for layer in range(subject.n_layers):
-        q, k, v = (grads[f"blocks.{layer}.hook_{p}_input"] for p in "qkv")
+        q, k, v = (grads[subject.adapter.qkv_input(layer, p)] for p in "qkv")
         if subject.adapter.n_key_value_heads is None:  # head-major: H0.q H0.k H0.v H1.q ...
             parts.append(torch.stack([q, k, v], dim=3).flatten(2, 3))
         else:  # queries, then H0.k H0.v H1.k ... per key/value head
             parts += [q, torch.stack([k, v], dim=3).flatten(2, 3)]
         if has_mlp:
-            parts.append(grads[f"blocks.{layer}.hook_mlp_in"][:, :, None])
+            parts.append(grads[subject.adapter.mlp_in(layer)][:, :, None])
     parts.append(grads[subject.final_hook()][:, :, None])
     return torch.cat(parts, dim=2)
 
@@ -216,8 +216,8 @@ def attribute_edges(
                 alphas = (
                     torch.arange(n_steps, dtype=subject.dtype, device=subject.device) + 0.5
                 ) / n_steps
-                emb_base = base_cache["blocks.0.hook_resid_pre"]
-                emb_delta = ctx.source["blocks.0.hook_resid_pre"] - emb_base
+                emb_base = base_cache[subject.adapter.resid_pre(0)]
+                emb_delta = ctx.source[subject.adapter.resid_pre(0)] - emb_base
                 a = alphas.repeat_interleave(b)[:, None, None]
                 path = emb_base.repeat(n_steps, 1, 1) + a * emb_delta.repeat(n_steps, 1, 1)
 
@@ -228,7 +228,7 @@ def attribute_edges(
                     ctx,
                     ctx.base_tokens.repeat(n_steps, 1),
                     receivers,
-                    replace={"blocks.0.hook_resid_pre": interpolate},
+                    replace={subject.adapter.resid_pre(0): interpolate},
                     rows=n_steps,
                 )
                 grads = {
@@ -324,13 +324,13 @@ def patch_edges(
 
         return fn
 
-    hooks = [("blocks.0.hook_resid_pre", record_embed)]
+    hooks = [(subject.adapter.resid_pre(0), record_embed)]
     for layer in range(subject.n_layers):
-        hooks += [(f"blocks.{layer}.hook_{q}_input", correct_heads) for q in "qkv"]
-        hooks.append((f"blocks.{layer}.attn.hook_z", record_heads))
+        hooks += [(subject.adapter.qkv_input(layer, q), correct_heads) for q in "qkv"]
+        hooks.append((subject.adapter.attn(layer, "z"), record_heads))
         if has_mlp:
-            hooks.append((f"blocks.{layer}.hook_mlp_in", correct_single(f"L{layer}.mlp")))
-            hooks.append((f"blocks.{layer}.hook_mlp_out", record_mlp))
+            hooks.append((subject.adapter.mlp_in(layer), correct_single(f"L{layer}.mlp")))
+            hooks.append((subject.adapter.mlp_out(layer), record_mlp))
     final = {}
 
     def read_final(act, *, hook):

@@ -51,7 +51,7 @@ def gradient_run(
     """
     subject = ctx.subject
     acts: dict[str, Tensor] = {}
-    root = "blocks.0.hook_resid_pre"
+    root = subject.adapter.resid_pre(0)
     drop_points = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "mlp.hook_pre")
     layer_outs = {
         f"blocks.{layer}.{h}"

@@ -93,9 +93,9 @@ def patch_path(
         else _receiver_patches(subject, [receivers] if isinstance(receivers, str) else receivers)
     )
     n = subject.n_layers
-    frozen_hooks = [f"blocks.{layer}.attn.hook_z" for layer in range(n)]
+    frozen_hooks = [subject.adapter.attn(layer, "z") for layer in range(n)]
     if freeze == "heads+mlps" and subject.shape.has_mlp:
-        frozen_hooks += [f"blocks.{layer}.hook_mlp_out" for layer in range(n)]
+        frozen_hooks += [subject.adapter.mlp_out(layer) for layer in range(n)]
     sender_hooks = sorted({p.hook for (p,) in plan.variants})
     rows = batch_size or default_max_rows(subject, contrast.seq_len)
     per_example, base_vals, src_vals = [], [], []
