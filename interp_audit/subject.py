@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from .adapters import ModelAdapter, adapter_for
+from .adapters.quiet import quiet_tl_warnings
 from .components import ModelShape
 from .errors import ContrastError, SiteError, did_you_mean
 
@@ -36,16 +36,6 @@ DEFAULT_WEIGHT_PROCESSING = {
 }
 
 _context_levels = itertools.count(10_000)
-
-
-@contextlib.contextmanager
-def quiet_tl_warnings() -> Iterator[None]:
-    """Silence TransformerLens 3.9's deprecation notices (HookedTransformer -> Bridge)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", message=".*deprecated.*")
-        yield
 
 
 @dataclass

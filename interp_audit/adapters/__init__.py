@@ -36,7 +36,7 @@ def supported_classes() -> list[str]:
 def _resolve(module: str, name: str):
     import importlib
 
-    from ..subject import quiet_tl_warnings
+    from .quiet import quiet_tl_warnings
 
     with quiet_tl_warnings():
         try:

@@ -18,7 +18,7 @@ from ..errors import ModelLoadError, did_you_mean
 
 
 def _quiet():
-    from ..subject import quiet_tl_warnings
+    from .quiet import quiet_tl_warnings
 
     return quiet_tl_warnings()
 

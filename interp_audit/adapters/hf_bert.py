@@ -15,7 +15,21 @@ import einops
 import torch
 
 from ..errors import ModelLoadError
-from ..subject import quiet_tl_warnings
+from .quiet import quiet_tl_warnings
+
+
+def tokenizer_of(folder: Path):
+    names = ("tokenizer.json", "vocab.json", "vocab.txt", "tokenizer_config.json")
+    if not any((folder / n).exists() for n in names):
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except Exception as err:
+        raise ModelLoadError(
+            f"tokenizer files in {str(folder)!r} could not be read: {err}"
+        ) from err
 
 
 def load_hf_bert(folder: Path, hf: dict[str, Any], flat: dict[str, torch.Tensor]):
@@ -111,6 +125,4 @@ def load_hf_bert(folder: Path, hf: dict[str, Any], flat: dict[str, torch.Tensor]
     missing = [k for k in missing if not k.endswith(("IGNORE", "mask"))]
     if missing:
         raise ModelLoadError(f"{folder}: BERT conversion left parameters unset: {missing[:5]}")
-    from .hf_families import tokenizer_of
-
     return model, tokenizer_of(folder), has_head

@@ -246,20 +246,6 @@ def supported_model_types() -> list[str]:
     return [*FAMILIES, "bert"]
 
 
-def tokenizer_of(folder: Path):
-    names = ("tokenizer.json", "vocab.json", "vocab.txt", "tokenizer_config.json")
-    if not any((folder / n).exists() for n in names):
-        return None
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(folder))
-    except Exception as err:
-        raise ModelLoadError(
-            f"tokenizer files in {str(folder)!r} could not be read: {err}"
-        ) from err
-
-
 def tl_config_for(folder: Path, family: Family, hf) -> dict[str, Any]:
     """The HookedTransformerConfig fields of a folder's checkpoint (no weights read)."""
     cfg = family.config(hf)
@@ -292,8 +278,8 @@ def load_hf_folder(
             "folder written by Subject.save); load it with TransformerLens and pass the model "
             "object instead"
         )
-    from ..subject import quiet_tl_warnings
     from .build import tl_config
+    from .quiet import quiet_tl_warnings
 
     with quiet_tl_warnings():
         from transformer_lens import HookedTransformer
@@ -326,4 +312,6 @@ def load_hf_folder(
                 fold_value_biases=False,
                 refactor_factored_attn_matrices=False,
             )
+    from .hf_bert import tokenizer_of
+
     return LoadedFolder(model, tokenizer_of(folder), prepend_bos=family.prepend_bos)

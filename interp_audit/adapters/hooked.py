@@ -161,7 +161,7 @@ class HookedAdapter(ModelAdapter):
         return _unembed(self.model, readout, x, answers)
 
     def process_weights(self, todo: dict[str, bool]) -> None:
-        from ..subject import quiet_tl_warnings
+        from .quiet import quiet_tl_warnings
 
         if not hasattr(self.model, "load_and_process_state_dict"):
             raise ModelLoadError(f"weight processing is not supported for {type(self.model)}")
