@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from .components import layer_of_hook
 from .contrast import ContrastSet
 from .metrics import Metric, MetricContext
+from .readout import readout
 from .subject import Subject, quiet_tl_warnings
 
 
@@ -165,16 +166,14 @@ class RunContext:
         src_cache, src_logits = cached_run(subject, source_tokens, mask, source_names)
         readout_kw = dict(subject=subject, metric=metric, scored=scored, answers=answers, mask=mask)
         base_read = (
-            _readout(final=base_cache[final], logits=base_logits, **readout_kw)
-            if base_run
-            else None
+            readout(final=base_cache[final], logits=base_logits, **readout_kw) if base_run else None
         )
-        src_read = _readout(final=src_cache[final], logits=src_logits, **readout_kw)
+        src_read = readout(final=src_cache[final], logits=src_logits, **readout_kw)
         reference = None
         if metric.needs_reference:  # the clean run is the reference, whatever the direction
             if direction == "noise" and not base_run:
                 base_cache, base_logits = cached_run(subject, base_tokens, mask, {final})
-                base_read = _readout(final=base_cache[final], logits=base_logits, **readout_kw)
+                base_read = readout(final=base_cache[final], logits=base_logits, **readout_kw)
             reference = src_read if direction == "denoise" else base_read
         mctx = MetricContext(
             answers=answers,
@@ -224,32 +223,6 @@ def cached_run(
     ):
         logits = subject.adapter.forward_hidden(tokens, mask)
     return cache, logits
-
-
-def _readout(
-    *,
-    subject: Subject,
-    metric: Metric,
-    final: Tensor,
-    logits: Tensor | None,
-    scored: Tensor,
-    answers: Tensor | None,
-    mask: Tensor,
-    start: int = 0,
-) -> Tensor:
-    if logits is not None:
-        return metric.readout_from_logits(logits, scored, answers)
-    rows = torch.arange(final.shape[0], device=final.device)
-    at = final[rows, scored - start] if metric.readout != "embedding" else None
-    return subject.adapter.final_readout(
-        metric.readout,
-        at,
-        answers=answers,
-        hidden=final,
-        mask=mask,
-        has_lm_head=subject.has_lm_head,
-        source=subject.source,
-    )
 
 
 class _PatchHook:
@@ -468,7 +441,7 @@ def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor
             order += mid
         resid = outs[0] if len(outs) == 1 else torch.cat(outs)
     n_act = len(order)
-    read = _readout(
+    read = readout(
         subject=subject,
         metric=ctx.metric,
         final=resid,

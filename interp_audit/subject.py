@@ -38,6 +38,22 @@ DEFAULT_WEIGHT_PROCESSING = {
 _context_levels = itertools.count(10_000)
 
 
+def config_to_json(cfg) -> dict[str, Any]:
+    """A TransformerLens config as plain JSON (dtype by name, device dropped)."""
+    out = {}
+    for key, value in cfg.to_dict().items():
+        if key in ("device", "tokenizer_name"):
+            continue
+        if isinstance(value, torch.dtype):
+            value = str(value).replace("torch.", "")
+        try:
+            json.dumps(value)
+        except TypeError:
+            continue
+        out[key] = value
+    return out
+
+
 @dataclass
 class Subject:
     """A model under audit.
@@ -255,8 +271,6 @@ class Subject:
     def save(self, directory: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (+ ``tokenizer/``) for load_model."""
         from safetensors.torch import save_file
-
-        from .loading import config_to_json
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)

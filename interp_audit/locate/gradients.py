@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
-from ..engine import RunContext, _readout
+from ..engine import RunContext
+from ..readout import readout
 from ..subject import Subject, quiet_tl_warnings
 
 
@@ -86,7 +87,7 @@ def gradient_run(
     with torch.enable_grad(), frozen_parameters(subject), quiet_tl_warnings(), subject.hooks(hooks):
         subject.adapter.forward_hidden(tokens, mask)
         answers = None if ctx.metric_ctx.answers is None else ctx.metric_ctx.answers.repeat(rows, 1)
-        read = _readout(
+        read = readout(
             subject=subject,
             metric=ctx.metric,
             final=acts[subject.final_hook()],

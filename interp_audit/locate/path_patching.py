@@ -19,9 +19,10 @@ from torch import Tensor
 from ..components import parse_components
 from ..contrast import ContrastSet
 from ..effects import Effects
-from ..engine import Patch, RunContext, _readout, default_max_rows, run_variants
+from ..engine import Patch, RunContext, default_max_rows, run_variants
 from ..errors import AuditError, SiteError
 from ..metrics import Metric, get_metric
+from ..readout import readout
 from ..subject import Subject, quiet_tl_warnings
 from .patching import _check_direction, sweep_effects
 from .sites import plan_sites
@@ -119,7 +120,7 @@ def patch_path(
             )
             k = len(chunk)
             if to_logits:
-                read = _readout(
+                read = readout(
                     subject=subject,
                     metric=metric,
                     final=final,
