@@ -1,11 +1,12 @@
 """TransformerLens 3.9's TransformerBridge: a Hugging Face model wrapped with TL hook names.
 
-Its blocks are the Hugging Face modules behind TL-named hooks. A block called on a residual
-stream alone computes the same as inside the full forward for models whose positions enter
-at the embedding (``positional_embedding_type == "standard"``: GPT-2, OPT): those take the
-engine's fast path with layer skipping (variants join at the layer they patch). Blocks cannot
-take TransformerLens KV cache entries, so positions are never skipped; rotary bridges (whose
-blocks need the model's position embeddings) run full hooked forwards (exact, slower).
+Its blocks are the Hugging Face modules behind TL-named hooks. Where a block called on a
+residual stream alone computes exactly what it computes inside the full forward (checked per
+architecture: GPT-2, whose positions enter at the embedding and whose attention is causal by
+default), bridges take the engine's fast path with layer skipping (variants join at the layer
+they patch). Other architectures need more than the residual stream (OPT's blocks need the
+attention mask, rotary models the position embeddings) and run full hooked forwards (exact,
+slower). Blocks take no TransformerLens KV cache entries, so positions are never skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from ..errors import ModelLoadError
 from .base import ModelAdapter
 from .hooked import _unembed
 
+#: HF architectures whose bridge blocks run standalone on a residual stream, exactly.
+BLOCKWISE_ARCHITECTURES = ("GPT2LMHeadModel",)
+
 
 class BridgeAdapter(ModelAdapter):
     family = "bridge"
@@ -25,8 +29,8 @@ class BridgeAdapter(ModelAdapter):
     @property
     def fast_path(self) -> bool:
         return (
-            self._cfg("positional_embedding_type", "standard") == "standard"
-            and hasattr(self.model, "blocks")
+            self._cfg("architecture", None) in BLOCKWISE_ARCHITECTURES
+            and self._cfg("positional_embedding_type", "standard") == "standard"
             and hasattr(self.model, "unembed")
         )
 

@@ -169,7 +169,7 @@ def _gemma(hf) -> dict[str, Any]:
         "n_ctx": hf.max_position_embeddings,
         "eps": hf.rms_norm_eps,
         "d_vocab": hf.vocab_size,
-        "act_fn": getattr(hf, "hidden_activation", None) or hf.hidden_act,
+        "act_fn": hf.hidden_act,  # transformers maps the legacy "gelu" to the tanh form
         "normalization_type": "RMS",
         "rotary_base": _rope_theta(hf),
         "rotary_dim": d_head,

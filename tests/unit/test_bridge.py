@@ -68,3 +68,35 @@ def test_bridge_attribution_equals_the_hooked_transformer_of_the_same_folder(bri
     torch.testing.assert_close(est.values, ref.values, atol=1e-5, rtol=0)
     assert est.baseline == pytest.approx(ref.baseline, abs=1e-5)
     assert bridge_subject.live_hooks() == []
+
+
+def test_opt_bridge_keeps_the_exact_full_forward_path(tmp_path):
+    """OPT's bridge blocks need the attention mask: no blockwise fast path, same numbers."""
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import OPTConfig, OPTForCausalLM
+
+    torch.manual_seed(0)
+    OPTForCausalLM(
+        OPTConfig(
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            hidden_size=32,
+            ffn_dim=64,
+            word_embed_proj_dim=32,
+            vocab_size=64,
+            max_position_embeddings=32,
+        )
+    ).save_pretrained(tmp_path)
+    bridge = TransformerBridge.boot_transformers(str(tmp_path))
+    subject = ia.load_model(bridge)
+    assert not subject.adapter.fast_path
+    pairs = random_pairs(d_vocab=64, seed=3)
+    eff = ia.patch(subject, pairs, sites="heads", normalize=False)
+    _, cache = bridge.run_with_cache(pairs.clean)
+    ref = tlp.get_act_patch_attn_head_out_all_pos(
+        bridge,
+        pairs.counterfactual,
+        cache,
+        lambda lg: ia.metrics.logit_diff.from_logits(lg, pairs).mean(),
+    )
+    torch.testing.assert_close(eff.values, ref, atol=1e-5, rtol=0)

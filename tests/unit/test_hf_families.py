@@ -52,6 +52,17 @@ FAMILIES = {
     ),
 }
 D_HEAD = 16
+#: model_type -> (n_key_value_heads, rotary, parallel attn+MLP, mid-block entry) as converted
+CAPABILITIES = {
+    "gpt2": (None, False, False, True),
+    "gpt_neox": (None, True, True, False),
+    "llama": (2, True, False, True),
+    "mistral": (2, True, False, True),
+    "qwen2": (2, True, False, True),
+    "gemma": (1, True, False, True),
+    "opt": (None, False, False, True),
+    "phi": (None, True, True, False),
+}
 
 
 def _build(model_type: str, folder):
@@ -123,7 +134,11 @@ def test_logits_equal_transformers(family):
     with torch.no_grad():
         ref = hf(tokens).logits
     torch.testing.assert_close(subject.run(tokens), ref, atol=1e-4, rtol=1e-4)
-    assert subject.adapter.fast_path, name  # the batched engine, not the fallback
+    a = subject.adapter
+    assert a.fast_path and a.kv_cache, name  # the batched engine, not the fallback
+    assert (a.n_key_value_heads, a.rotary, a.parallel_attn_mlp, a.mid_block_entry) == (
+        CAPABILITIES[name]
+    )
 
 
 def test_heads_patching_equals_hand_hooked_transformers(family, pairs):
