@@ -252,10 +252,9 @@ class ContrastSet:
                 ids.append(row)
             ans = torch.tensor(ids, dtype=torch.long)
         lengths = [len(r) for r in rows_c]
-        answer_pos = None
-        if subject.kind == "encoder":
-            mask_id = getattr(subject.tokenizer, "mask_token_id", None)
-            answer_pos = [r.index(mask_id) if mask_id in r else 0 for r in rows_c]
+        answer_pos = [subject.adapter.answer_position(r, subject.tokenizer) for r in rows_c]
+        if all(p is None for p in answer_pos):
+            answer_pos = None
         out = cls(
             clean=_pad(rows_c, subject.pad_token_id),
             counterfactual=_pad(rows_f, subject.pad_token_id),

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from . import backend
 from .components import layer_of_hook
 from .contrast import ContrastSet
 from .executors.current import current_executor
@@ -146,22 +145,24 @@ class RunContext:
             base_tokens, source_tokens = contrast.clean, contrast.counterfactual
         base_tokens, source_tokens = base_tokens.to(dev), source_tokens.to(dev)
         mask = contrast.attention_mask().to(dev)
-        scored = contrast.scored_positions(subject.kind).to(dev)
+        scored = subject.scored_positions(contrast).to(dev)
         answers = None if contrast.answers is None else contrast.answers.to(dev)
-        fast = backend.fast_path(subject)
+        adapter = subject.adapter
+        fast = adapter.fast_path
+        need_kv = need_kv and adapter.kv_cache
         n = subject.n_layers
-        base_names = {backend.final_hook(subject)}
+        final = subject.final_hook()
+        base_names = {final}
         if fast:
-            base_names |= {backend.resid_hook(layer) for layer in range(n)}
+            base_names |= {adapter.resid_pre(layer) for layer in range(n)}
             if need_kv:
-                base_names |= {h for layer in range(n) for h in backend.kv_hooks(layer)}
-        base_names |= set(source_hooks) | set(
-            base_hooks
-        )  # source hooks: to tell which patches change nothing
-        mid = backend.mid_block_entry(subject)
+                base_names |= {h for layer in range(n) for h in adapter.kv_hooks(layer)}
+        # source hooks too: to tell which patches change nothing
+        base_names |= set(source_hooks) | set(base_hooks)
+        mid = adapter.mid_block_entry
         if mid:
-            base_names |= {backend.mid_hook(subject, layer) for layer in range(n)}
-        source_names = set(source_hooks) | {backend.final_hook(subject)}
+            base_names |= {adapter.mid_hook(layer) for layer in range(n)}
+        source_names = set(source_hooks) | {final}
         if not base_run:
             base_names = set()
         base_cache, base_logits = (
@@ -170,23 +171,14 @@ class RunContext:
         src_cache, src_logits = cached_run(subject, source_tokens, mask, source_names)
         readout_kw = dict(subject=subject, metric=metric, scored=scored, answers=answers, mask=mask)
         base_read = (
-            readout(final=base_cache[backend.final_hook(subject)], logits=base_logits, **readout_kw)
-            if base_run
-            else None
+            readout(final=base_cache[final], logits=base_logits, **readout_kw) if base_run else None
         )
-        src_read = readout(
-            final=src_cache[backend.final_hook(subject)], logits=src_logits, **readout_kw
-        )
+        src_read = readout(final=src_cache[final], logits=src_logits, **readout_kw)
         reference = None
         if metric.needs_reference:  # the clean run is the reference, whatever the direction
             if direction == "noise" and not base_run:
-                base_read = readout(
-                    final=cached_run(subject, base_tokens, mask, {backend.final_hook(subject)})[0][
-                        backend.final_hook(subject)
-                    ],
-                    logits=None,
-                    **readout_kw,
-                )
+                base_cache, base_logits = cached_run(subject, base_tokens, mask, {final})
+                base_read = readout(final=base_cache[final], logits=base_logits, **readout_kw)
             reference = src_read if direction == "denoise" else base_read
         mctx = MetricContext(
             answers=answers,
@@ -200,13 +192,13 @@ class RunContext:
             mask=mask,
             scored=scored,
             metric_ctx=mctx,
-            base_resid=[base_cache[backend.resid_hook(layer)] for layer in range(n)]
+            base_resid=[base_cache[adapter.resid_pre(layer)] for layer in range(n)]
             if fast and base_run
             else [],
-            base_kv=[(base_cache[k], base_cache[v]) for k, v in map(backend.kv_hooks, range(n))]
+            base_kv=[(base_cache[k], base_cache[v]) for k, v in map(adapter.kv_hooks, range(n))]
             if fast and need_kv and base_run
             else None,
-            base_mid=[base_cache[backend.mid_hook(subject, layer)] for layer in range(n)]
+            base_mid=[base_cache[adapter.mid_hook(layer)] for layer in range(n)]
             if mid and base_run
             else None,
             source={k: src_cache[k] for k in source_hooks},
@@ -245,14 +237,7 @@ def cached_run(
         quiet_tl_warnings(),
         subject.hooks([(name, saver(name)) for name in sorted(names)]),
     ):
-        if subject.kind == "encoder":
-            subject.model.encoder_output(tokens, None, mask)
-            logits = None
-        elif backend.fast_path(subject):
-            subject.model(tokens, return_type=None)
-            logits = None
-        else:
-            logits = subject.model(tokens)
+        logits = subject.adapter.forward_hidden(tokens, mask)
     return cache, logits
 
 
@@ -433,7 +418,7 @@ def _mid_block_resid(
         )
         change = hook(base, hook=None) - base
         if hook_name.endswith("attn.hook_z"):
-            change = backend.head_output(subject, layer, change)
+            change = subject.adapter.head_output(layer, change)
         delta = change if delta is None else delta + change
     return ctx.base_mid[layer][:, start:].repeat(k, 1, 1) + delta
 
@@ -446,14 +431,11 @@ def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor
         entering[_entry(v)].append(j)
     order: list[int] = []
     resid = None
-    enc_mask = (
-        backend.encoder_additive_mask(ctx.mask, subject.dtype)
-        if subject.kind == "encoder"
-        else None
-    )
+    adapter = subject.adapter
+    enc_mask = adapter.encoder_mask(ctx.mask, subject.dtype)
     scored = ctx.scored
     one_position = (
-        subject.kind == "causal" and bool((scored == scored[0]).all()) and int(scored[0]) >= start
+        adapter.kv_cache and bool((scored == scored[0]).all()) and int(scored[0]) >= start
     )
     last = subject.n_layers - 1
     read_from = start
@@ -483,7 +465,7 @@ def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor
                         subject, layer, resid, kv, hooks, start, int(scored[0])
                     )
                 else:
-                    out = backend.run_block(subject, layer, resid, past_kv=kv, encoder_mask=mask)
+                    out = adapter.run_block(layer, resid, past_kv=kv, encoder_mask=mask)
             outs.append(out)
         if mid:
             slots = [(slot, chunk[j]) for slot, j in enumerate(mid)]
@@ -495,7 +477,7 @@ def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor
                 ctx, slots, read_from if layer == last and one_position else start, layer
             )
             with subject.hooks(hooks):
-                outs.append(backend.run_block_after_attention(subject, layer, resid_mid))
+                outs.append(adapter.run_block_after_attention(layer, resid_mid))
             order += mid
         resid = outs[0] if len(outs) == 1 else torch.cat(outs)
     n_act = len(order)
@@ -524,17 +506,13 @@ def _last_block_at(
     are computed (through the same hooks, so k/v patches apply) without queries or MLPs.
     """
     if pos > start:
-        block = subject.model.blocks[layer]
-        prefix = block.hook_resid_pre(resid[:, : pos - start])  # resid_pre patches apply here too
-        attn = block.attn
-        normed = block.ln1(prefix)
-        _, k, v = attn.calculate_qkv_matrices(normed, normed, normed)
+        k, v = subject.adapter.block_kv(layer, resid[:, : pos - start])
         k_all = k if kv is None else torch.cat([kv[0], k], dim=1)
         v_all = v if kv is None else torch.cat([kv[1], v], dim=1)
         kv = (k_all, v_all)
     for _, hook in hooks:
         hook.offset = pos
-    out = backend.run_block(subject, layer, resid[:, pos - start : pos - start + 1], past_kv=kv)
+    out = subject.adapter.run_block(layer, resid[:, pos - start : pos - start + 1], past_kv=kv)
     return out, pos
 
 
@@ -544,7 +522,7 @@ def _run_chunk_full(ctx: RunContext, chunk: list[Variant]) -> Tensor:
     n = len(chunk)
     hooks = _hooks_for(ctx, list(enumerate(chunk)), 0, None)
     with subject.hooks(hooks):
-        logits = subject.model(ctx.base_tokens.repeat(n, 1))
+        logits = subject.adapter.forward_logits(ctx.base_tokens.repeat(n, 1), ctx.mask.repeat(n, 1))
     answers = None if ctx.metric_ctx.answers is None else ctx.metric_ctx.answers.repeat(n, 1)
     read = ctx.metric.readout_from_logits(logits, ctx.scored.repeat(n), answers)
     return ctx.metric(read, ctx.metric_ctx.repeat(n)).view(n, ctx.batch)

@@ -197,7 +197,8 @@ def ablate_token_embedding(
     longer tell these tokens from an average ``like`` token, while every other input is exactly
     unchanged. Unlearning a record keyed by a rare token (a name) costs nothing elsewhere.
     """
-    if "hook_embed" not in subject.hook_dict or not hasattr(subject.model, "W_E"):
+    W = subject.adapter.embedding_matrix()
+    if "hook_embed" not in subject.hook_dict or W is None:
         raise AuditError(
             "ablate_token_embedding needs a model with hook_embed and W_E; "
             f"{subject.model_class} has none"
@@ -205,7 +206,7 @@ def ablate_token_embedding(
 
     targets = [subject.single_token(t, "token") for t in tokens]
     pool = [subject.single_token(t, "reference token") for t in like]
-    W = subject.model.W_E.detach()
+    W = W.detach()
     rows, mean = W[targets], W[pool].mean(0)
 
     def fn(act, *, hook):

@@ -1,24 +1,22 @@
 """``load_model``: every source a user has -> a :class:`Subject`.
 
 Sources: an in-memory TransformerLens model, a TransformerLens pretrained name (hub), a local
-Hugging Face folder (GPT-2-style causal LM or BERT encoder), a folder written by
+Hugging Face folder (any family in :mod:`interp_audit.adapters.hf_families`), a folder written by
 :meth:`Subject.save`, and ``"zoo:NAME"``. Weights are read from safetensors, or with
 ``torch.load(weights_only=True)``: nothing here unpickles arbitrary objects.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .adapters import adapter_for
 from .errors import ModelLoadError, did_you_mean
-from .subject import DEFAULT_WEIGHT_PROCESSING, Subject, config_to_json, quiet_tl_warnings
+from .subject import DEFAULT_WEIGHT_PROCESSING, Subject, config_to_json
 
 __all__ = ["load_model", "build_model", "config_to_json"]
 
@@ -60,97 +58,45 @@ def build_model(
     device: str | None = None,
 ):
     """Build a TransformerLens model (random init) from a config dict: the offline test path."""
-    with quiet_tl_warnings():
-        from transformer_lens import HookedEncoder, HookedTransformer, HookedTransformerConfig
+    from .adapters.build import build_tl_model
 
-        cfg = dict(tl_config)
-        if isinstance(cfg.get("dtype"), str):
-            cfg["dtype"] = getattr(torch, cfg["dtype"])
-        if seed is not None:
-            cfg["seed"] = seed
-        cfg["device"] = _resolve_device(device)
-        import dataclasses
-
-        fields = {f.name for f in dataclasses.fields(HookedTransformerConfig)}
-        unknown = sorted(set(cfg) - fields)
-        if unknown:
-            raise ModelLoadError(
-                "unknown TransformerLens config key "
-                f"{unknown[0]!r}{did_you_mean(unknown[0], fields)}"
-            )
-        config = HookedTransformerConfig(**cfg)
-        with contextlib.redirect_stdout(io.StringIO()):  # TL prints "Moving model to device"
-            if kind != "encoder":
-                return HookedTransformer(config)
-            model = HookedEncoder(config)
-        _init_encoder(model, seed if seed is not None else 0)
-        return model
-
-
-def _init_encoder(model, seed: int) -> None:
-    """HookedEncoder leaves parameters uninitialised (torch.empty): give them BERT's init."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            if leaf == "w" and ".ln" in f".{name}":
-                param.fill_(1.0)
-            elif leaf.startswith("b") or leaf == "b":
-                param.zero_()
-            else:
-                param.copy_(torch.randn(param.shape, generator=gen) * 0.02 * 10)
+    cfg = dict(tl_config)
+    if seed is not None:
+        cfg["seed"] = seed
+    cfg["device"] = _resolve_device(device)
+    return build_tl_model(cfg, kind=kind, seed=seed)
 
 
 def _apply_processing(
-    model, flags: dict[str, bool], already: dict[str, bool] | None = None
+    subject: Subject, flags: dict[str, bool], already: dict[str, bool] | None = None
 ) -> dict[str, bool]:
     flags = {**DEFAULT_WEIGHT_PROCESSING, **flags}
     todo = {k: v and not (already or {}).get(k, False) for k, v in flags.items()}
     applied = {k: bool(flags[k] or (already or {}).get(k, False)) for k in flags}
-    if not any(todo.values()):
-        return applied
-    if not hasattr(model, "load_and_process_state_dict"):
-        raise ModelLoadError(
-            f"weight processing {sorted(k for k, v in todo.items() if v)} is not supported for "
-            f"{type(model).__name__} (BERT's post-LayerNorm cannot be folded)"
-        )
-    with quiet_tl_warnings():
-        model.load_and_process_state_dict(dict(model.state_dict()), **todo)
+    if any(todo.values()):
+        subject.adapter.process_weights(todo)
     return applied
 
 
 def _subject_from_module(
     model, source: str, flags: dict[str, bool], already: dict[str, bool] | None = None, **kw
 ) -> Subject:
-    if not hasattr(model, "hook_dict") or not hasattr(model, "cfg"):
-        raise ModelLoadError(
-            f"cannot audit a {type(model).__name__}: load_model needs a TransformerLens model "
-            "(HookedTransformer, HookedEncoder, HookedSAETransformer, TransformerBridge)"
-        )
-    name = type(model).__name__
-    kind = (
-        "encoder"
-        if name == "HookedEncoder"
-        or getattr(model.cfg, "attention_dir", "causal") == "bidirectional"
-        else "causal"
-    )
-    applied = (
-        _apply_processing(model, flags, already) if name != "TransformerBridge" else dict(flags)
-    )
+    adapter = adapter_for(model)
     tokenizer = kw.pop("tokenizer", None) or getattr(model, "tokenizer", None)
     prepend = kw.pop("prepend_bos", None)
     if prepend is None:
-        prepend = bool(getattr(model.cfg, "default_prepend_bos", True))
+        prepend = adapter.prepend_bos_default
     model.eval()
-    return Subject(
+    subject = Subject(
         model=model,
         tokenizer=tokenizer,
-        kind=kind,
         source=source,
-        weight_processing=applied,
         prepend_bos=prepend,
+        adapter=adapter,
         **kw,
     )
+    subject.weight_processing = _apply_processing(subject, flags, already)
+    return subject
 
 
 def load_model(
@@ -178,14 +124,7 @@ def load_model(
     dev = _resolve_device(device)
     dt = _resolve_dtype(dtype)
     subject = _dispatch(source, flags, dev, dt)
-    with contextlib.redirect_stdout(io.StringIO()):  # TL's .to() prints
-        subject.model.to(dev)
-        if dt is not None:
-            subject.model.to(dt)
-        if hasattr(subject.model.cfg, "dtype"):
-            subject.model.cfg.dtype = dt
-    if hasattr(subject.model.cfg, "device"):
-        subject.model.cfg.device = dev
+    subject.adapter.move(dev, dt)
     return subject
 
 
@@ -194,9 +133,7 @@ def _dispatch(
 ) -> Subject:
     if isinstance(source, Subject):
         if any(flags.values()):
-            source.weight_processing = _apply_processing(
-                source.model, flags, source.weight_processing
-            )
+            source.weight_processing = _apply_processing(source, flags, source.weight_processing)
         return source
     if isinstance(source, torch.nn.Module):
         return _subject_from_module(source, f"<in-memory {type(source).__name__}>", flags)
@@ -233,9 +170,7 @@ def _load_zoo(name: str, flags: dict[str, bool]) -> Subject:
         )
     subject.source = f"zoo:{name}"
     if any(flags.values()):
-        subject.weight_processing = _apply_processing(
-            subject.model, flags, subject.weight_processing
-        )
+        subject.weight_processing = _apply_processing(subject, flags, subject.weight_processing)
     return subject
 
 
@@ -243,29 +178,9 @@ def _load_pretrained_name(
     name: str, flags: dict[str, bool], device: str, dtype: torch.dtype | None
 ) -> Subject:
     """A TransformerLens pretrained name: the real hub path (needs the internet)."""
-    with quiet_tl_warnings():
-        from transformer_lens import HookedEncoder, HookedTransformer
+    from .adapters.build import from_pretrained_name
 
-        logging.getLogger("transformer_lens").setLevel(logging.ERROR)
-        try:
-            if name.lower().startswith("bert") or "minilm" in name.lower():
-                if any(flags.values()):
-                    raise ModelLoadError(
-                        f"weight processing {sorted(k for k, v in flags.items() if v)} is not "
-                        "supported for encoders (BERT's post-LayerNorm cannot be folded)"
-                    )
-                model = HookedEncoder.from_pretrained(
-                    name, device=device, dtype=dtype or torch.float32
-                )
-            else:
-                model = HookedTransformer.from_pretrained(
-                    name, device=device, dtype=dtype or torch.float32, **flags
-                )
-        except Exception as err:  # the hub, a bad name, no network: one readable line
-            raise ModelLoadError(
-                f"could not load pretrained model {name!r} through TransformerLens: "
-                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-            ) from err
+    model = from_pretrained_name(name, flags, device, dtype)
     return _subject_from_module(model, name, dict.fromkeys(flags, False), already=flags)
 
 
@@ -296,25 +211,17 @@ def _load_folder(folder: Path, flags: dict[str, bool]) -> Subject:
         raise ModelLoadError(f"{cfg_path} is not valid JSON: {err}") from err
     if "interp_audit_format" in meta:
         return _load_saved(folder, meta, flags)
-    model_type = meta.get("model_type")
-    if model_type == "gpt2":
-        from .hf_convert import load_hf_gpt2
+    from .adapters.hf_families import load_hf_folder
 
-        model, tok = load_hf_gpt2(folder, meta)
-    elif model_type == "bert":
-        from .hf_convert import load_hf_bert
-
-        model, tok, has_head = load_hf_bert(folder, meta, _read_state_dict(folder))
-        return _subject_from_module(
-            model, str(folder), flags, tokenizer=tok, prepend_bos=False, has_lm_head=has_head
-        )
-    else:
-        raise ModelLoadError(
-            f"{cfg_path}: model_type {model_type!r} is not supported from a local folder "
-            "(supported: 'gpt2', 'bert', or a folder written by Subject.save); "
-            "load it with TransformerLens and pass the model object instead"
-        )
-    return _subject_from_module(model, str(folder), flags, tokenizer=tok)
+    loaded = load_hf_folder(folder, meta, _read_state_dict)
+    return _subject_from_module(
+        loaded.model,
+        str(folder),
+        flags,
+        tokenizer=loaded.tokenizer,
+        prepend_bos=loaded.prepend_bos,
+        has_lm_head=loaded.has_lm_head,
+    )
 
 
 def _load_saved(folder: Path, meta: dict[str, Any], flags: dict[str, bool]) -> Subject:

@@ -45,7 +45,11 @@ def candidate_logprobs(
     for _ in range(length):
         step = []
         for start in range(0, len(seqs), batch_size):
-            logp = subject.model(seqs[start : start + batch_size])[:, -1].double().log_softmax(-1)
+            logp = (
+                subject.adapter.forward_logits(seqs[start : start + batch_size])[:, -1]
+                .double()
+                .log_softmax(-1)
+            )
             step.append(logp[:, ids])
         step_lp = torch.cat(step)  # [n_seqs, a]
         scores = (scores[:, None] + step_lp).reshape(-1)
@@ -104,7 +108,7 @@ def greedy_completion(subject: Subject, prefix: str, n_tokens: int) -> list[str]
     tokens = torch.tensor(subject.to_tokens(prefix), device=subject.device)[None]
     out = []
     for _ in range(n_tokens):
-        nxt = subject.model(tokens)[0, -1].argmax()
+        nxt = subject.adapter.forward_logits(tokens)[0, -1].argmax()
         out.append(subject.token_str([int(nxt)])[0].strip())
         tokens = torch.cat([tokens, nxt.view(1, 1)], dim=1)
     return out
@@ -121,7 +125,7 @@ def perplexity(subject: Subject, texts: Sequence[str]) -> float:
         tokens[i, : len(r)] = torch.tensor(r)
         mask[i, : len(r)] = True
     tokens = tokens.to(subject.device)
-    logits = subject.model(tokens[:, :-1]).double().log_softmax(-1)
+    logits = subject.adapter.forward_logits(tokens[:, :-1]).double().log_softmax(-1)
     nll = -logits.gather(-1, tokens[:, 1:, None])[..., 0]
     m = mask[:, 1:].to(nll.device)
     return float(torch.exp(nll[m].mean()))

@@ -12,7 +12,6 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from . import backend
 from .metrics import Metric
 from .subject import Subject
 
@@ -39,6 +38,12 @@ def readout(
         return metric.readout_from_logits(logits, scored, answers)
     rows = torch.arange(final.shape[0], device=final.device)
     at = final[rows, scored - start] if metric.readout != "embedding" else None
-    return backend.final_readout(
-        subject, metric.readout, at, answers=answers, hidden=final, mask=mask
+    return subject.adapter.final_readout(
+        metric.readout,
+        at,
+        answers=answers,
+        hidden=final,
+        mask=mask,
+        has_lm_head=subject.has_lm_head,
+        source=subject.source,
     )

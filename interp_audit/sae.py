@@ -304,7 +304,7 @@ def patch_features(
             metric,
             direction=direction,
             source_hooks=[hook],
-            need_kv=subject.kind == "causal",
+            need_kv=True,
         )
         x_base, x_src = ctx.base_sites[hook], ctx.source[hook]
         f_base, e_base = _split(sae, x_base)

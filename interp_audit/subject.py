@@ -1,7 +1,8 @@
 """The Subject: one model under audit, with its tokenizer, hook names and provenance.
 
-This module and :mod:`interp_audit.loading` are the only places that know TransformerLens's
-model classes; everything downstream speaks hook names and :class:`Component` addresses.
+What differs between model families lives in the subject's :attr:`Subject.adapter` (chosen
+once at load, see :mod:`interp_audit.adapters`); everything downstream speaks hook names and
+:class:`Component` addresses.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,8 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from .adapters import ModelAdapter, adapter_for
+from .adapters.quiet import quiet_tl_warnings
 from .components import ModelShape
 from .errors import ContrastError, SiteError, did_you_mean
 
@@ -34,16 +36,6 @@ DEFAULT_WEIGHT_PROCESSING = {
 }
 
 _context_levels = itertools.count(10_000)
-
-
-@contextlib.contextmanager
-def quiet_tl_warnings() -> Iterator[None]:
-    """Silence TransformerLens 3.9's deprecation notices (HookedTransformer -> Bridge)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", message=".*deprecated.*")
-        yield
 
 
 def config_to_json(cfg) -> dict[str, Any]:
@@ -70,21 +62,31 @@ class Subject:
         model: the TransformerLens module (HookedTransformer, HookedEncoder,
             HookedSAETransformer or TransformerBridge).
         tokenizer: a Hugging Face tokenizer, or None for token-only work.
-        kind: ``"causal"`` (next-token LM) or ``"encoder"`` (bidirectional, e.g. BERT).
         source: where the model came from, as the user named it.
         weight_processing: the processing flags applied at load time (for reports).
         prepend_bos: whether :meth:`to_tokens` puts the BOS token first (causal LMs).
+        adapter: the model family's :class:`ModelAdapter` (hook roles, block calls,
+            capabilities); derived from ``model`` when not given.
     """
 
     model: torch.nn.Module
     tokenizer: Any = None
-    kind: Kind = "causal"
     source: str = "<in-memory>"
     weight_processing: dict[str, bool] = field(
         default_factory=lambda: dict(DEFAULT_WEIGHT_PROCESSING)
     )
     prepend_bos: bool = True
     has_lm_head: bool = True
+    adapter: ModelAdapter | None = None
+
+    def __post_init__(self):
+        if self.adapter is None:
+            self.adapter = adapter_for(self.model)
+
+    @property
+    def kind(self) -> Kind:
+        """``"causal"`` (next-token LM) or ``"encoder"`` (bidirectional, e.g. BERT)."""
+        return self.adapter.kind
 
     # ---- facts about the model -------------------------------------------------------------
     @property
@@ -115,19 +117,28 @@ class Subject:
     def shape(self) -> ModelShape:
         cfg = self.cfg
         attn_only = bool(getattr(cfg, "attn_only", False))
-        parallel = bool(getattr(cfg, "parallel_attn_mlp", False))
         return ModelShape(
             n_layers=self.n_layers,
             n_heads=self.n_heads,
             d_mlp=None if attn_only else getattr(cfg, "d_mlp", None),
             has_mlp=not attn_only,
-            has_resid_mid=not attn_only and not parallel and self.kind == "causal",
-            n_kv_heads=getattr(cfg, "n_key_value_heads", None),
+            has_resid_mid=self.adapter.has_resid_mid,
+            n_kv_heads=self.adapter.n_key_value_heads,
         )
 
     @property
     def hook_dict(self) -> dict[str, Any]:
-        return self.model.hook_dict
+        return self.adapter.hook_dict
+
+    def final_hook(self) -> str:
+        """The hook holding the final residual stream (input of the final readout)."""
+        return self.adapter.final_hook(self.n_layers)
+
+    def scored_positions(self, contrast) -> Tensor:
+        """``[pair]`` position each pair's metric reads (set answer positions, else default)."""
+        if contrast.answer_pos is not None:
+            return contrast.answer_pos
+        return self.adapter.default_scored(contrast.lengths)
 
     def describe(self) -> dict[str, Any]:
         """Provenance for reports: what was loaded, how, and where it runs."""
@@ -162,13 +173,7 @@ class Subject:
 
     def to_tokens(self, text: str) -> list[int]:
         """Token ids of one prompt, with the special tokens this model expects."""
-        tok = self._need_tokenizer(text)
-        if self.kind == "encoder":
-            return list(tok(text, add_special_tokens=True)["input_ids"])
-        ids = list(tok(text, add_special_tokens=False)["input_ids"])
-        if self.prepend_bos and tok.bos_token_id is not None:
-            ids = [int(tok.bos_token_id)] + ids
-        return ids
+        return self.adapter.to_tokens(self._need_tokenizer(text), text, self.prepend_bos)
 
     def answer_token(self, text: str) -> list[int]:
         """Token ids of an answer string (no special tokens): must be one id to be an answer."""
@@ -226,17 +231,15 @@ class Subject:
         try:
             for direction, pairs in (("fwd", fwd), ("bwd", bwd)):
                 for name, fn in pairs:
-                    hp = self.hook_dict[name]
-                    hp.add_hook(fn, dir=direction, level=level)
-                    touched.append(hp)
+                    touched.append(self.adapter.add_hook(name, fn, direction, level))
             yield self
         finally:
-            for hp in touched:
-                hp.remove_hooks("both", including_permanent=False, level=level)
+            for handle in touched:
+                self.adapter.remove_hooks(handle, level)
 
     def live_hooks(self) -> list[str]:
         """Names of hook points that currently have any non-permanent hook attached."""
-        return [n for n, hp in self.hook_dict.items() if hp.has_hooks(including_permanent=False)]
+        return [n for n in self.hook_dict if self.adapter.has_hooks(n)]
 
     # ---- running ---------------------------------------------------------------------------
     def run(
@@ -247,19 +250,17 @@ class Subject:
     ) -> Tensor:
         """Plain forward: logits for causal LMs (and encoders with an MLM head)."""
         tokens = tokens.to(self.device)
+        mask = None if attention_mask is None else attention_mask.to(self.device)
         with torch.no_grad(), quiet_tl_warnings():
-            if self.kind == "encoder":
-                mask = None if attention_mask is None else attention_mask.to(self.device)
-                if return_type == "resid":
-                    return self.model.encoder_output(tokens, None, mask)
-                return self.model(tokens, one_zero_attention_mask=mask)
-            return self.model(tokens)
+            if return_type == "resid":
+                return self.adapter.forward_resid(tokens, mask)
+            return self.adapter.forward_logits(tokens, mask)
 
     def embed(self, texts: Sequence[str]) -> Tensor:
         """Mean-pooled last hidden state of each text (encoders): anchors for embedding metrics."""
         from .metrics import mean_pool
 
-        if self.kind != "encoder":
+        if self.adapter.causal:
             raise ContrastError(f"embed() needs an encoder; {self.source!r} is a causal LM")
         tok = self._need_tokenizer(texts[0] if texts else "")
         enc = tok(list(texts), padding=True, return_tensors="pt")

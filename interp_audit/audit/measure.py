@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .. import backend
 from ..contrast import ContrastSet
 from ..engine import RunContext, cached_run
 from ..errors import SpecError
@@ -62,14 +61,14 @@ def clean_values(subject: Subject, contrast: ContrastSet, metric: Metric) -> Ten
     dev = subject.device
     mask = contrast.attention_mask().to(dev)
     answers = None if contrast.answers is None else contrast.answers.to(dev)
-    final = backend.final_hook(subject)
+    final = subject.final_hook()
     cache, logits = cached_run(subject, contrast.clean.to(dev), mask, {final})
     read = readout(
         subject=subject,
         metric=metric,
         final=cache[final],
         logits=logits,
-        scored=contrast.scored_positions(subject.kind).to(dev),
+        scored=subject.scored_positions(contrast).to(dev),
         answers=answers,
         mask=mask,
     )

@@ -175,18 +175,14 @@ def _qk_fix(
     grads: dict[str, Tensor],
     out: Tensor,
 ) -> None:
-    """Queries/keys through the softmax exactly; linear only from the attention pattern on."""
+    """Queries/keys through the softmax exactly; linear only from the attention pattern on.
+
+    The adapter recomputes patterns from hook_q/hook_k (rotary applied, key heads repeated
+    under grouped-query attention, where one key/value head feeds a group of query heads).
+    """
     subject = ctx.subject
-    cfg = subject.cfg
-    if getattr(cfg, "positional_embedding_type", "standard") not in ("standard",) or getattr(
-        cfg, "n_key_value_heads", None
-    ):
-        raise AuditError(
-            "atp*'s QK fix supports standard positional embeddings without grouped-query "
-            "attention; use method='atp' for this model"
-        )
+    adapter = subject.adapter
     layer = int(hook.split(".")[1])
-    attn = subject.model.blocks[layer].attn
     prefix = f"blocks.{layer}.attn."
     q_base, k_base = acts[prefix + "hook_q"], acts[prefix + "hook_k"]
     pat_name = prefix + "hook_pattern"
@@ -194,31 +190,30 @@ def _qk_fix(
     grad_pattern = grads[pat_name]
     is_q = hook.endswith("hook_q")
     src = ctx.source[hook]
+    n_kv = adapter.n_key_value_heads
+    group = subject.n_heads // n_kv if n_kv else 1
 
     def pattern(q: Tensor, k: Tensor) -> Tensor:
-        scores = attn.calculate_attention_scores(q, k)
-        if subject.kind == "causal":
-            scores = attn.apply_causal_mask(scores)
-        else:
-            scores = scores + torch.where(ctx.mask.bool(), 0.0, float("-inf"))[:, None, None, :]
-        return torch.softmax(scores.float(), dim=-1).to(q.dtype)
+        return adapter.attention_pattern(layer, q, k, ctx.mask)
 
     with torch.no_grad():
         full = pattern(src, k_base) if is_q else pattern(q_base, src)
         for i, p in patches:
             head = p.index[1] if len(p.index) > 1 else None
             pos = p.index[0] if isinstance(p.index[0], int) else None
-            if is_q or pos is None:  # query rows (or every key) of this head change together
-                new = full[:, head]
+            # the query heads this patch moves (a key/value head feeds its whole group)
+            heads = head if is_q or head is None else slice(head * group, (head + 1) * group)
+            if is_q or pos is None:  # query rows (or every key) of these heads change together
+                new = full[:, heads]
                 if pos is not None:
                     delta = (new[:, pos] - pattern_base[:, head, pos]) * grad_pattern[:, head, pos]
                 else:
-                    delta = (new - pattern_base[:, head]) * grad_pattern[:, head]
+                    delta = (new - pattern_base[:, heads]) * grad_pattern[:, heads]
             else:  # one key position: only that key column's score changes, every row renormalises
                 k_new = k_base.clone()
                 k_new[:, pos, head] = src[:, pos, head]
-                new = pattern(q_base, k_new)[:, head]
-                delta = (new - pattern_base[:, head]) * grad_pattern[:, head]
+                new = pattern(q_base, k_new)[:, heads]
+                delta = (new - pattern_base[:, heads]) * grad_pattern[:, heads]
             out[i] = delta.reshape(delta.shape[0], -1).sum(1)
 
 

@@ -19,7 +19,6 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .. import backend
 from ..contrast import ContrastSet
 from ..effects import Effects
 from ..engine import RunContext, cached_run, default_max_rows
@@ -43,15 +42,14 @@ class EdgeGraph:
 
     @classmethod
     def of(cls, subject: Subject) -> EdgeGraph:
-        if subject.kind != "causal" or not backend.mid_block_entry(subject):
+        adapter = subject.adapter
+        if not (adapter.causal and adapter.mid_block_entry and adapter.split_qkv):
             raise AuditError(
                 "edge attribution needs a pre-LayerNorm causal HookedTransformer whose "
                 "residual stream is a sum of "
                 f"sender outputs; {subject.model_class} ({subject.kind}) is not one. Use "
                 "ia.attribute for nodes."
             )
-        if getattr(subject.cfg, "n_key_value_heads", None):
-            raise AuditError("edge attribution does not support grouped-query attention yet")
         n, h, mlp = subject.n_layers, subject.n_heads, subject.shape.has_mlp
         senders = ["embed"]
         layer_s = [-1]
@@ -67,11 +65,10 @@ class EdgeGraph:
                 kind_s.append("mlp")
         receivers, layer_r, kind_r = [], [], []
         for layer in range(n):
-            for head in range(h):
-                for part in "qkv":
-                    receivers.append(f"L{layer}H{head}.{part}")
-                    layer_r.append(layer)
-                    kind_r.append("head")
+            for label in _head_receivers(subject, layer):
+                receivers.append(label)
+                layer_r.append(layer)
+                kind_r.append("head")
             if mlp:
                 receivers.append(f"L{layer}.mlp")
                 layer_r.append(layer)
@@ -105,64 +102,69 @@ class EdgeGraph:
         return mask
 
 
+def _head_receivers(subject: Subject, layer: int) -> list[str]:
+    """Receiver labels of one layer's heads, in the order :func:`_receiver_grads` stacks them.
+
+    Head-major ``H0.q H0.k H0.v H1.q ...`` with one key/value input per query head; under
+    grouped-query attention keys and values have their own (fewer) heads: all queries first,
+    then ``H{g}.k H{g}.v`` per key/value head ``g``.
+    """
+    n_kv = subject.adapter.n_key_value_heads
+    if n_kv is None:
+        return [f"L{layer}H{h}.{p}" for h in range(subject.n_heads) for p in "qkv"]
+    queries = [f"L{layer}H{h}.q" for h in range(subject.n_heads)]
+    return queries + [f"L{layer}H{g}.{p}" for g in range(n_kv) for p in "kv"]
+
+
 @contextlib.contextmanager
 def split_inputs(subject: Subject) -> Iterator[None]:
     """Give every head its own q/k/v input hook and MLPs an input hook, restored on exit."""
-    cfg = subject.cfg
-    before = (cfg.use_split_qkv_input, cfg.use_hook_mlp_in)
-    mlp = subject.shape.has_mlp
-    try:
-        subject.model.set_use_split_qkv_input(True)
-        if mlp:
-            subject.model.set_use_hook_mlp_in(True)
+    with subject.adapter.split_inputs(subject.shape.has_mlp):
         yield
-    finally:
-        subject.model.set_use_split_qkv_input(before[0])
-        if mlp:
-            subject.model.set_use_hook_mlp_in(before[1])
 
 
 @torch.no_grad()
 def _sender_outputs(subject: Subject, cache: dict[str, Tensor], has_mlp: bool) -> Tensor:
     """[b, pos, sender, d_model] in EdgeGraph.senders order."""
-    parts = [cache["blocks.0.hook_resid_pre"][:, :, None]]
+    parts = [cache[subject.adapter.resid_pre(0)][:, :, None]]
     for layer in range(subject.n_layers):
-        z = cache[f"blocks.{layer}.attn.hook_z"]
-        parts.append(torch.einsum("bphd,hdm->bphm", z, subject.model.blocks[layer].attn.W_O))
+        z = cache[subject.adapter.attn(layer, "z")]
+        parts.append(subject.adapter.head_outputs(layer, z))
         if has_mlp:
-            parts.append(cache[f"blocks.{layer}.hook_mlp_out"][:, :, None])
+            parts.append(cache[subject.adapter.mlp_out(layer)][:, :, None])
     return torch.cat(parts, dim=2)
 
 
 def _sender_hooks(subject: Subject, has_mlp: bool) -> set[str]:
-    names = {"blocks.0.hook_resid_pre"} | {
-        f"blocks.{layer}.attn.hook_z" for layer in range(subject.n_layers)
+    names = {subject.adapter.resid_pre(0)} | {
+        subject.adapter.attn(layer, "z") for layer in range(subject.n_layers)
     }
     if has_mlp:
-        names |= {f"blocks.{layer}.hook_mlp_out" for layer in range(subject.n_layers)}
+        names |= {subject.adapter.mlp_out(layer) for layer in range(subject.n_layers)}
     return names
 
 
 def _receiver_hooks(subject: Subject, has_mlp: bool) -> list[str]:
     names = []
     for layer in range(subject.n_layers):
-        names += [f"blocks.{layer}.hook_{p}_input" for p in "qkv"]
+        names += [subject.adapter.qkv_input(layer, p) for p in "qkv"]
         if has_mlp:
-            names.append(f"blocks.{layer}.hook_mlp_in")
-    return names + [backend.final_hook(subject)]
+            names.append(subject.adapter.mlp_in(layer))
+    return names + [subject.final_hook()]
 
 
 def _receiver_grads(subject: Subject, grads: dict[str, Tensor], has_mlp: bool) -> Tensor:
     """[b, pos, receiver, d_model] in EdgeGraph.receivers order."""
     parts = []
     for layer in range(subject.n_layers):
-        q, k, v = (grads[f"blocks.{layer}.hook_{p}_input"] for p in "qkv")
-        parts.append(
-            torch.stack([q, k, v], dim=3).flatten(2, 3)
-        )  # head-major: H0.q H0.k H0.v H1.q ...
+        q, k, v = (grads[subject.adapter.qkv_input(layer, p)] for p in "qkv")
+        if subject.adapter.n_key_value_heads is None:  # head-major: H0.q H0.k H0.v H1.q ...
+            parts.append(torch.stack([q, k, v], dim=3).flatten(2, 3))
+        else:  # queries, then H0.k H0.v H1.k ... per key/value head
+            parts += [q, torch.stack([k, v], dim=3).flatten(2, 3)]
         if has_mlp:
-            parts.append(grads[f"blocks.{layer}.hook_mlp_in"][:, :, None])
-    parts.append(grads[backend.final_hook(subject)][:, :, None])
+            parts.append(grads[subject.adapter.mlp_in(layer)][:, :, None])
+    parts.append(grads[subject.final_hook()][:, :, None])
     return torch.cat(parts, dim=2)
 
 
@@ -215,8 +217,8 @@ def attribute_edges(
                 alphas = (
                     torch.arange(n_steps, dtype=subject.dtype, device=subject.device) + 0.5
                 ) / n_steps
-                emb_base = base_cache["blocks.0.hook_resid_pre"]
-                emb_delta = ctx.source["blocks.0.hook_resid_pre"] - emb_base
+                emb_base = base_cache[subject.adapter.resid_pre(0)]
+                emb_delta = ctx.source[subject.adapter.resid_pre(0)] - emb_base
                 a = alphas.repeat_interleave(b)[:, None, None]
                 path = emb_base.repeat(n_steps, 1, 1) + a * emb_delta.repeat(n_steps, 1, 1)
 
@@ -227,7 +229,7 @@ def attribute_edges(
                     ctx,
                     ctx.base_tokens.repeat(n_steps, 1),
                     receivers,
-                    replace={"blocks.0.hook_resid_pre": interpolate},
+                    replace={subject.adapter.resid_pre(0): interpolate},
                     rows=n_steps,
                 )
                 grads = {
@@ -304,7 +306,7 @@ def patch_edges(
 
     def record_heads(act, *, hook):
         layer = int(hook.name.split(".")[1])
-        out = torch.einsum("bphd,hdm->bphm", act, subject.model.blocks[layer].attn.W_O)
+        out = subject.adapter.head_outputs(layer, act)
         first = index[f"L{layer}H0"]
         diff[:, :, first : first + n_heads] = out - corrupt[:, :, first : first + n_heads]
 
@@ -314,7 +316,7 @@ def patch_edges(
 
     def correct_heads(act, *, hook):
         layer, part = int(hook.name.split(".")[1]), hook.name.split("hook_")[1][0]
-        cols = [rindex[f"L{layer}H{h}.{part}"] for h in range(n_heads)]
+        cols = [rindex[f"L{layer}H{h}.{part}"] for h in range(act.shape[2])]
         return act - torch.einsum("bpsd,sh->bphd", diff, missing[:, cols])
 
     def correct_single(name: str):
@@ -323,13 +325,13 @@ def patch_edges(
 
         return fn
 
-    hooks = [("blocks.0.hook_resid_pre", record_embed)]
+    hooks = [(subject.adapter.resid_pre(0), record_embed)]
     for layer in range(subject.n_layers):
-        hooks += [(f"blocks.{layer}.hook_{q}_input", correct_heads) for q in "qkv"]
-        hooks.append((f"blocks.{layer}.attn.hook_z", record_heads))
+        hooks += [(subject.adapter.qkv_input(layer, q), correct_heads) for q in "qkv"]
+        hooks.append((subject.adapter.attn(layer, "z"), record_heads))
         if has_mlp:
-            hooks.append((f"blocks.{layer}.hook_mlp_in", correct_single(f"L{layer}.mlp")))
-            hooks.append((f"blocks.{layer}.hook_mlp_out", record_mlp))
+            hooks.append((subject.adapter.mlp_in(layer), correct_single(f"L{layer}.mlp")))
+            hooks.append((subject.adapter.mlp_out(layer), record_mlp))
     final = {}
 
     def read_final(act, *, hook):
@@ -337,9 +339,9 @@ def patch_edges(
         final["resid"] = out
         return out
 
-    hooks.append((backend.final_hook(subject), read_final))
+    hooks.append((subject.final_hook(), read_final))
     with split_inputs(subject), quiet_tl_warnings(), subject.hooks(hooks):
-        subject.model(clean_tokens, return_type=None)
+        subject.adapter.forward_hidden(clean_tokens, ctx.mask)
     answers = None if contrast.answers is None else contrast.answers.to(subject.device)
     read = readout(
         subject=subject,
@@ -357,8 +359,8 @@ def patch_edges(
         clean_read = readout(
             subject=subject,
             metric=metric,
-            final=cached_run(subject, clean_tokens, ctx.mask, {backend.final_hook(subject)})[0][
-                backend.final_hook(subject)
+            final=cached_run(subject, clean_tokens, ctx.mask, {subject.final_hook()})[0][
+                subject.final_hook()
             ],
             logits=None,
             scored=ctx.scored,

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
-from .. import backend
 from ..engine import RunContext
 from ..readout import readout
 from ..subject import Subject, quiet_tl_warnings
@@ -53,7 +52,7 @@ def gradient_run(
     """
     subject = ctx.subject
     acts: dict[str, Tensor] = {}
-    root = "blocks.0.hook_resid_pre"
+    root = subject.adapter.resid_pre(0)
     drop_points = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "mlp.hook_pre")
     layer_outs = {
         f"blocks.{layer}.{h}"
@@ -62,34 +61,36 @@ def gradient_run(
         for h in drop_points
         if f"blocks.{layer}.{h}" in subject.hook_dict
     }
-    names = set(capture) | layer_outs | {backend.final_hook(subject)}
+    names = set(capture) | layer_outs | {subject.final_hook()}
 
-    def make_root(act, *, hook):
-        if hook.name in (replace or {}):
-            act = replace[hook.name](act)
+    # keyed by the name asked for: TransformerBridge hooks answer to aliases of their names
+    def make_root(act, *, hook, name=root):
+        if name in (replace or {}):
+            act = replace[name](act)
         act = act.detach().requires_grad_(True)
-        if hook.name in names:
-            acts[hook.name] = act
+        if name in names:
+            acts[name] = act
         return act
 
-    def keep(act, *, hook):
-        if hook.name in (replace or {}):
-            act = replace[hook.name](act.detach()).requires_grad_(True)
-        acts[hook.name] = act
-        return act
+    def keeper(name: str):
+        def keep(act, *, hook):
+            if name in (replace or {}):
+                act = replace[name](act.detach()).requires_grad_(True)
+            acts[name] = act
+            return act
 
-    hooks = [(root, make_root)] + [(n, keep) for n in sorted((names | set(replace or {})) - {root})]
+        return keep
+
+    rest = sorted((names | set(replace or {})) - {root})
+    hooks = [(root, make_root)] + [(n, keeper(n)) for n in rest]
     mask = ctx.mask.repeat(rows, 1)
     with torch.enable_grad(), frozen_parameters(subject), quiet_tl_warnings(), subject.hooks(hooks):
-        if subject.kind == "encoder":
-            subject.model.encoder_output(tokens, None, mask)
-        else:
-            subject.model(tokens, return_type=None)
+        subject.adapter.forward_hidden(tokens, mask)
         answers = None if ctx.metric_ctx.answers is None else ctx.metric_ctx.answers.repeat(rows, 1)
         read = readout(
             subject=subject,
             metric=ctx.metric,
-            final=acts[backend.final_hook(subject)],
+            final=acts[subject.final_hook()],
             logits=None,
             scored=ctx.scored.repeat(rows),
             answers=answers,

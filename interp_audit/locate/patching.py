@@ -134,7 +134,7 @@ def patch(
         )
     rows = batch_size or default_max_rows(subject, contrast.seq_len, max_memory)
     per_example, base_vals, src_vals = [], [], []
-    need_kv = subject.kind == "causal"
+    need_kv = True
     with using(executor):
         for part in contrast.batches(max(1, rows)):
             ctx = RunContext.build(

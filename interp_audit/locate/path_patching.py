@@ -16,7 +16,6 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .. import backend
 from ..components import parse_components
 from ..contrast import ContrastSet
 from ..effects import Effects
@@ -49,8 +48,12 @@ def _receiver_patches(subject: Subject, receivers: Sequence[str]) -> list[tuple[
                 "'L3H2' for all three) or 'logits'"
             )
         pos = slice(None) if c.pos is None else c.pos
+        n_kv = subject.adapter.n_key_value_heads
         for part in parts:
-            out.append((f"blocks.{c.layer}.{_RECEIVER_PARTS[part]}", (pos, c.head)))
+            head = c.head
+            if c.kind == "head" and part in "kv" and n_kv:  # the key/value head it reads
+                head = c.head // (subject.n_heads // n_kv)
+            out.append((f"blocks.{c.layer}.{_RECEIVER_PARTS[part]}", (pos, head)))
     return out
 
 
@@ -91,9 +94,9 @@ def patch_path(
         else _receiver_patches(subject, [receivers] if isinstance(receivers, str) else receivers)
     )
     n = subject.n_layers
-    frozen_hooks = [f"blocks.{layer}.attn.hook_z" for layer in range(n)]
+    frozen_hooks = [subject.adapter.attn(layer, "z") for layer in range(n)]
     if freeze == "heads+mlps" and subject.shape.has_mlp:
-        frozen_hooks += [f"blocks.{layer}.hook_mlp_out" for layer in range(n)]
+        frozen_hooks += [subject.adapter.mlp_out(layer) for layer in range(n)]
     sender_hooks = sorted({p.hook for (p,) in plan.variants})
     rows = batch_size or default_max_rows(subject, contrast.seq_len)
     per_example, base_vals, src_vals = [], [], []
@@ -196,13 +199,10 @@ def _frozen_run(
 
     hooks = [(h, make_hook(h, True)) for h in frozen_hooks]
     hooks += [(h, make_hook(h, False)) for h in by_hook if h not in frozen_hooks]
-    final_name = backend.final_hook(subject)
+    final_name = subject.final_hook()
     hooks += [(h, save) for h in [*record, final_name]]
     tokens = ctx.base_tokens.repeat(k, 1)
     with torch.no_grad(), quiet_tl_warnings(), subject.hooks(hooks):
-        if subject.kind == "encoder":
-            subject.model.encoder_output(tokens, None, ctx.mask.repeat(k, 1))
-        else:
-            subject.model(tokens, return_type=None)
+        subject.adapter.forward_hidden(tokens, ctx.mask.repeat(k, 1))
     final = recorded.pop(final_name).reshape(k * b, tokens.shape[1], -1)
     return recorded, final

@@ -143,9 +143,9 @@ def test_folder_errors(tmp_path):
     with pytest.raises(ia.ModelLoadError, match="has no config.json"):
         ia.load_model(tmp_path / "empty")
     (tmp_path / "odd").mkdir()
-    (tmp_path / "odd" / "config.json").write_text('{"model_type": "llama"}')
+    (tmp_path / "odd" / "config.json").write_text('{"model_type": "mamba"}')
     with pytest.raises(
-        ia.ModelLoadError, match="model_type 'llama' is not supported from a local folder"
+        ia.ModelLoadError, match="model_type 'mamba' is not supported from a local folder"
     ):
         ia.load_model(tmp_path / "odd")
     (tmp_path / "noweights").mkdir()

@@ -80,7 +80,7 @@ def _patched(chk: ComponentMediationCheck, ctx: AuditContext):
         ctx.metric,
         direction="denoise",
         source_hooks=hooks,
-        need_kv=subject.kind == "causal",
+        need_kv=True,
     )
     patched = run_variants(run_ctx, variants, progress=False).double().cpu()
     base = run_ctx.base_values.double().cpu()

@@ -1,6 +1,7 @@
-"""Local Hugging Face folders -> TransformerLens models (GPT-2-style causal LMs, BERT encoders).
+"""A local BERT folder (BertModel or BertForMaskedLM weights) -> a TransformerLens HookedEncoder.
 
-TransformerLens's own loaders want a hub name; users often hold a fine-tuned copy on disk.
+TransformerLens's own BERT loader wants a hub name; sentence encoders on disk often ship no
+MLM head, which it does not accept.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from typing import Any
 import einops
 import torch
 
-from .errors import ModelLoadError
-from .subject import quiet_tl_warnings
+from ..errors import ModelLoadError
+from .quiet import quiet_tl_warnings
 
 
-def _tokenizer(folder: Path):
+def tokenizer_of(folder: Path):
     names = ("tokenizer.json", "vocab.json", "vocab.txt", "tokenizer_config.json")
     if not any((folder / n).exists() for n in names):
         return None
@@ -29,51 +30,6 @@ def _tokenizer(folder: Path):
         raise ModelLoadError(
             f"tokenizer files in {str(folder)!r} could not be read: {err}"
         ) from err
-
-
-def load_hf_gpt2(folder: Path, hf: dict[str, Any]):
-    """A GPT-2 folder (config.json + model.safetensors) as a HookedTransformer."""
-    with quiet_tl_warnings():
-        from transformer_lens import HookedTransformer, HookedTransformerConfig
-        from transformer_lens.pretrained.weight_conversions.gpt2 import convert_gpt2_weights
-        from transformers import GPT2LMHeadModel
-
-        try:
-            hf_model = GPT2LMHeadModel.from_pretrained(str(folder), local_files_only=True)
-        except Exception as err:
-            raise ModelLoadError(
-                f"could not read GPT-2 weights from {str(folder)!r}: {err}"
-            ) from err
-        d_model = hf["n_embd"]
-        cfg = HookedTransformerConfig(
-            d_model=d_model,
-            d_head=d_model // hf["n_head"],
-            n_heads=hf["n_head"],
-            d_mlp=hf.get("n_inner") or 4 * d_model,
-            n_layers=hf["n_layer"],
-            n_ctx=hf.get("n_positions", hf.get("n_ctx", 1024)),
-            eps=hf.get("layer_norm_epsilon", 1e-5),
-            d_vocab=hf["vocab_size"],
-            act_fn=hf.get("activation_function", "gelu_new"),
-            use_attn_scale=hf.get("scale_attn_weights", True),
-            scale_attn_by_inverse_layer_idx=hf.get("scale_attn_by_inverse_layer_idx", False),
-            normalization_type="LN",
-            original_architecture="GPT2LMHeadModel",
-            model_name=folder.name,
-            default_prepend_bos=True,
-            device="cpu",
-        )
-        with contextlib.redirect_stdout(io.StringIO()):
-            model = HookedTransformer(cfg)
-        state = convert_gpt2_weights(hf_model, cfg)
-        model.load_and_process_state_dict(
-            state,
-            fold_ln=False,
-            center_writing_weights=False,
-            center_unembed=False,
-            fold_value_biases=False,
-        )
-    return model, _tokenizer(folder)
 
 
 def load_hf_bert(folder: Path, hf: dict[str, Any], flat: dict[str, torch.Tensor]):
@@ -169,4 +125,4 @@ def load_hf_bert(folder: Path, hf: dict[str, Any], flat: dict[str, torch.Tensor]
     missing = [k for k in missing if not k.endswith(("IGNORE", "mask"))]
     if missing:
         raise ModelLoadError(f"{folder}: BERT conversion left parameters unset: {missing[:5]}")
-    return model, _tokenizer(folder), has_head
+    return model, tokenizer_of(folder), has_head
