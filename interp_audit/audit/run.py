@@ -142,9 +142,16 @@ class AuditReport:
         )
 
 
-def audit(spec, *, device: str | None = None) -> AuditReport:
-    """Run an audit spec (a YAML path, YAML text, a dict or an AuditSpec)."""
+def audit(spec, *, device: str | None = None, trust_gates: bool = True) -> AuditReport:
+    """Run an audit spec (a YAML path, YAML text, a dict or an AuditSpec).
+
+    ``trust_gates`` re-derives a sample of the located numbers serially and, for Hugging Face
+    folders, compares the wrapper with plain ``transformers`` (:mod:`.gates`); a broken gate
+    raises :class:`~interp_audit.audit.gates.TrustGateError` with the report attached.
+    """
     import interp_audit as ia
+
+    from .gates import raise_if_broken, run_gates
 
     parsed, base = load_spec(spec)
     torch.manual_seed(parsed.seed)
@@ -162,10 +169,12 @@ def audit(spec, *, device: str | None = None) -> AuditReport:
     contrasts = build_contrasts(subject, parsed.contrasts, base)
     metric = _metric(subject, parsed)
     effects: dict[str, Effects] = {}
+    located: dict[str, tuple[str, Metric]] = {}  # name -> (contrast, metric), for the gates
     for loc in parsed.locate:
         sites = loc.sites if isinstance(loc.sites, str) else "components"
         name = loc.name or f"{loc.method}_{sites}_{loc.contrast}"
         m = get_metric(loc.metric) if loc.metric else metric
+        located[name] = (loc.contrast, m)
         if loc.method == "patch":
             effects[name] = ia.patch(
                 subject,
@@ -184,6 +193,7 @@ def audit(spec, *, device: str | None = None) -> AuditReport:
                 per_position=loc.per_position,
                 method=loc.method,
             )
+    gates = run_gates(subject, contrasts, effects, located, seed=parsed.seed) if trust_gates else []
     results = []
     for name, chk in zip(parsed.check_names(), parsed.checks, strict=True):
         results.append(
@@ -200,5 +210,8 @@ def audit(spec, *, device: str | None = None) -> AuditReport:
         "metric": metric.name,
         "contrasts": {k: len(v) for k, v in contrasts.items()},
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "trust_gates": [g.to_dict() for g in gates],
     }
-    return AuditReport(parsed.name, results, effects, provenance)
+    report = AuditReport(parsed.name, results, effects, provenance)
+    raise_if_broken(gates, report)
+    return report
