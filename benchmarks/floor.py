@@ -10,6 +10,8 @@ For each config and sweep (all heads; resid_pre x positions) it prints:
   changes anything, only the layers from its patch point on, only the positions from the first
   one that differs between the runs (earlier keys/values are the corrupted run's), the last
   layer's queries and MLP only at the scored position, and two answer columns of the unembedding.
+  A head patch enters after attention: its own layer costs one head's output projection (and
+  the MLP, unless attention and MLP run in parallel, as in Pythia, when the MLP is unchanged).
   Matmul FLOPs (2 per multiply-add), causal attention counted as a triangle.
 * executed: the matmul FLOPs ``ia.patch`` really runs (``torch.utils.flop_counter``), and the
   ratio executed / floor.
@@ -62,10 +64,11 @@ def _sync(dev) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, dev, repeats: int) -> tuple[float, float]:
-    """(mean, sd) seconds over ``repeats`` calls after one warm-up call."""
-    fn()
-    _sync(dev)
+def timed(fn, dev, repeats: int, warmup: bool = True) -> tuple[float, float]:
+    """(mean, sd) seconds over ``repeats`` calls, after one untimed warm-up call if asked."""
+    if warmup:
+        fn()
+        _sync(dev)
     out = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -75,12 +78,13 @@ def timed(fn, dev, repeats: int) -> tuple[float, float]:
     return statistics.mean(out), statistics.stdev(out) if len(out) > 1 else 0.0
 
 
-def matmul_flops(fn) -> int:
+def matmul_flops(fn):
+    """(matmul FLOPs executed by ``fn()``, its result)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
-        fn()
-    return int(counter.get_total_flops())
+        result = fn()
+    return int(counter.get_total_flops()), result
 
 
 # ---- the floor ------------------------------------------------------------------------------
@@ -136,7 +140,9 @@ def floor_flops(subject, pairs, site: str, per_position: bool) -> int:
             queries = list(range(pos, s)) if lay < n - 1 else [scored]
             if lay == layer and patch.hook.endswith("hook_z"):  # enters after attention
                 head_out = 2 * cfg.d_head * d * len(queries)  # one head's output projection
-                per_example += head_out + _block_flops(cfg, queries, 0, attn=False)
+                # a parallel block's MLP reads resid_pre, which the patch does not change
+                mlp = 0 if cfg.parallel_attn_mlp else _block_flops(cfg, queries, 0, attn=False)
+                per_example += head_out + mlp
             else:
                 per_example += _block_flops(cfg, queries, s - pos)
         total += per_example * len(pairs)
@@ -191,7 +197,7 @@ def bench(name: str, args, out) -> None:
         with torch.no_grad():
             subject.model(plain_tokens, return_type=None)
 
-    plain_flops = matmul_flops(plain)
+    plain_flops, _ = matmul_flops(plain)
     plain_s, _ = timed(plain, dev, args.repeats)
     rate = plain_flops / plain_s
     out(
@@ -212,15 +218,15 @@ def bench(name: str, args, out) -> None:
             )
 
         floor = floor_flops(subject, pairs, site, per_pos)
-        executed = matmul_flops(ours)
-        ia_mean, ia_sd = timed(ours, dev, args.repeats)
+        executed, result = matmul_flops(ours)  # also the warm-up: lazy imports, kernel set-up
+        values = result.values.flatten()
+        ia_mean, ia_sd = timed(ours, dev, args.repeats, warmup=False)
         floor_s = floor / rate
-        values = ours().values.flatten()
         tl_run, index = tl_patch(subject, pairs, sweep, args.tl_sample)
-        tl_mean, _ = timed(tl_run, dev, max(1, args.repeats // 2))
+        tl_vals = tl_run().to(values.device)  # also TL's warm-up
+        tl_mean, _ = timed(tl_run, dev, max(1, args.repeats // 2), warmup=False)
         full = values.numel()
         tl_total = tl_mean * full / len(index)
-        tl_vals = tl_run().to(values.device)
         flat = torch.as_tensor(index.to_numpy())
         dims = [cfg.n_layers, cfg.n_heads if "head" in SWEEPS[sweep][3] else pairs.seq_len]
         lin = flat[:, 0] * dims[1] + flat[:, 1]
