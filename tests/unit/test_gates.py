@@ -68,6 +68,8 @@ def test_broken_gate_is_exit_2_with_the_numbers(monkeypatch, tmp_path, capsys):
     rc = cli_main(["run", str(SPEC), "--out", str(tmp_path)])
     msg = capsys.readouterr().err
     assert rc == 2 and "batched_vs_serial[heads_exact] BROKEN: max |diff| 0.25" in msg
+    saved = json.loads((tmp_path / "report.json").read_text())["provenance"]["trust_gates"]
+    assert [g["passed"] for g in saved if g["target"] == "heads_exact"] == [False]
 
 
 @pytest.fixture(scope="module")
