@@ -211,6 +211,8 @@ def bench(name: str, args, out) -> None:
         f"{'floor s':>9}{'time/floor':>11}{'TL s':>10}{'TL/ia':>7}{'max|diff|':>11}"
     )
     for sweep, (site, per_pos, _, _) in SWEEPS.items():
+        if args.sweeps and sweep not in args.sweeps:
+            continue
 
         def ours(site=site, per_pos=per_pos):
             return ia.patch(
@@ -247,6 +249,7 @@ def main() -> None:
     p.add_argument(
         "--tl-sample", type=int, default=0, help="time only N of TL's serial forwards (0: all)"
     )
+    p.add_argument("--sweeps", nargs="+", choices=list(SWEEPS), default=None)
     args = p.parse_args()
     import torch
 

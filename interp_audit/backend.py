@@ -37,26 +37,34 @@ def mid_block_entry(subject: Subject) -> bool:
     """Can a variant that only changes head outputs join mid-block (attention reused)?
 
     True where a block's attention output adds linearly into the residual stream and the MLP
-    reads that sum: pre-LN causal HookedTransformers without extra norms around sublayers.
+    reads that sum: pre-LN causal HookedTransformers without extra norms around sublayers. In
+    parallel blocks (GPT-J, Pythia) the MLP reads resid_pre, which a head patch leaves alone,
+    so the patched resid_post is the base one plus the heads' change: nothing is recomputed.
     """
     cfg = subject.cfg
     return (
         subject.kind == "causal"
         and fast_path(subject)
         and not getattr(cfg, "use_normalization_before_and_after", False)
-        and not getattr(cfg, "parallel_attn_mlp", False)
         and getattr(cfg, "original_architecture", None)
         not in ("Olmo2ForCausalLM", "Olmo3ForCausalLM")
     )
 
 
 def mid_hook(subject: Subject, layer: int) -> str:
-    """Hook holding the residual stream between attention and MLP (after it, if attention-only)."""
+    """Hook holding the residual stream between attention and MLP (resid_post when nothing
+    after attention reads it: attention-only blocks, and parallel blocks whose MLP reads
+    resid_pre)."""
     return (
         f"blocks.{layer}.hook_resid_post"
-        if subject.cfg.attn_only
+        if _attention_last(subject)
         else f"blocks.{layer}.hook_resid_mid"
     )
+
+
+def _attention_last(subject: Subject) -> bool:
+    cfg = subject.cfg
+    return bool(cfg.attn_only or getattr(cfg, "parallel_attn_mlp", False))
 
 
 def head_output(
@@ -72,7 +80,7 @@ def run_block_after_attention(
     """The second half of a pre-LN block: from resid_mid to resid_post (the MLP and its hooks)."""
     block = subject.model.blocks[layer]
     cfg = subject.cfg
-    if cfg.attn_only:
+    if _attention_last(subject):  # resid_mid is already resid_post (see mid_hook)
         return block.hook_resid_post(resid_mid)
     resid_mid = block.hook_resid_mid(resid_mid)
     mlp_in = (
