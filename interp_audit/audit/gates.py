@@ -43,6 +43,7 @@ __all__ = [
     "batched_vs_serial",
     "raise_if_broken",
     "run_gates",
+    "summary",
     "wrapper_vs_hf",
 ]
 
@@ -270,6 +271,11 @@ def run_gates(
             )
         )
     return gates
+
+
+def summary(gates: list[dict[str, Any]]) -> str:
+    """One line per gate from report.json's ``provenance.trust_gates`` (for the HTML report)."""
+    return "; ".join(str(GateResult(**g)) for g in gates) or "none ran"
 
 
 def raise_if_broken(gates: list[GateResult], report: Any = None) -> None:

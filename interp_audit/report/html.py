@@ -80,6 +80,8 @@ def _effects_figure(name: str, e: dict[str, Any]) -> go.Figure:
 
 
 def render_html(report: dict[str, Any]) -> str:
+    from ..audit.gates import summary as gate_summary
+
     prov = report["provenance"]
     verdict = (
         "<span class='pass'>PASSED</span>"
@@ -114,6 +116,7 @@ def render_html(report: dict[str, Any]) -> str:
             "spec hash": prov.get("spec_hash"),
             "versions": prov.get("versions"),
             "run at": prov.get("timestamp"),
+            "trust gates": gate_summary(prov.get("trust_gates", [])),
         }.items()
     )
     return (
