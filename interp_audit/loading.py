@@ -24,20 +24,15 @@ _PROCESSING_KEYS = tuple(DEFAULT_WEIGHT_PROCESSING)
 
 
 def _resolve_device(device: str | torch.device | None) -> str:
-    if device is None or device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
+    from .devices import resolve_device
+
+    return resolve_device(device)
 
 
 def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    name = str(dtype).replace("torch.", "")
-    aliases = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16"}
-    name = aliases.get(name, name)
-    if not isinstance(getattr(torch, name, None), torch.dtype):
-        raise ModelLoadError(f"unknown dtype {dtype!r}: use float32, float16 or bfloat16")
-    return getattr(torch, name)
+    from .devices import resolve_dtype
+
+    return resolve_dtype(dtype)
 
 
 def _check_processing(flags: dict[str, Any]) -> dict[str, bool]:

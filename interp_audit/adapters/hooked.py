@@ -54,12 +54,19 @@ class HookedAdapter(ModelAdapter):
     @property
     def mid_block_entry(self) -> bool:
         """True where attention output adds linearly into the residual stream and the MLP
-        reads that sum: pre-LN blocks without extra norms around sublayers."""
-        return (
-            self.fast_path
-            and not self._cfg("use_normalization_before_and_after", False)
-            and not self.parallel_attn_mlp
-        )
+        reads that sum: pre-LN blocks without extra norms around sublayers. In parallel blocks
+        (GPT-J, Pythia) the MLP reads resid_pre, which a head patch leaves alone, so the patched
+        resid_post is the base one plus the heads' change: nothing is recomputed."""
+        return self.fast_path and not self._cfg("use_normalization_before_and_after", False)
+
+    def mid_hook(self, layer: int) -> str:
+        """resid_post when nothing after attention reads the stream (attention-only blocks, and
+        parallel blocks whose MLP reads resid_pre), else resid_mid."""
+        return self.resid_post(layer) if self._attention_last else self.resid_mid(layer)
+
+    @property
+    def _attention_last(self) -> bool:
+        return bool(self.attn_only or self.parallel_attn_mlp)
 
     # ---- running ---------------------------------------------------------------------------
     def forward_hidden(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor | None:
@@ -86,7 +93,7 @@ class HookedAdapter(ModelAdapter):
     ) -> Float[Tensor, "rows pos d_model"]:
         """The second half of a pre-LN block: from resid_mid to resid_post (MLP and hooks)."""
         block = self.model.blocks[layer]
-        if self.attn_only:
+        if self._attention_last:  # resid_mid is already resid_post (see mid_hook)
             return block.hook_resid_post(resid_mid)
         resid_mid = block.hook_resid_mid(resid_mid)
         mlp_in = (

@@ -156,6 +156,7 @@ def audit(
     subject: Subject | None = None,
     contrasts: dict[str, ContrastSet] | None = None,
     executor=None,
+    trust_gates: bool = True,
 ) -> AuditReport:
     """Run an audit spec; ``executor`` says where its sweeps run (see ``_audit`` for the rest).
 
@@ -165,7 +166,9 @@ def audit(
     from ..executors import using
 
     with using(executor):
-        return _audit(spec, device=device, subject=subject, contrasts=contrasts)
+        return _audit(
+            spec, device=device, subject=subject, contrasts=contrasts, trust_gates=trust_gates
+        )
 
 
 def _audit(
@@ -174,12 +177,18 @@ def _audit(
     device: str | None = None,
     subject: Subject | None = None,
     contrasts: dict[str, ContrastSet] | None = None,
+    trust_gates: bool = True,
 ) -> AuditReport:
     """Run an audit spec (a YAML path, YAML text, a dict or an AuditSpec).
 
     ``subject`` replaces the spec's model (a notebook's in-memory model); ``contrasts`` adds or
     replaces contrast sets by name, so a spec's checks can run on ContrastSets built in Python.
+    ``trust_gates`` re-derives a sample of the located numbers serially and, for Hugging Face
+    folders, compares the wrapper with plain ``transformers`` (:mod:`.gates`); a broken gate
+    raises :class:`~interp_audit.audit.gates.TrustGateError` with the report attached.
     """
+    from .gates import raise_if_broken, run_gates
+
     parsed, base = load_spec(spec)
     torch.manual_seed(parsed.seed)
     causal_model = load_causal(parsed.causal, base)  # spec errors before any model work
@@ -210,9 +219,16 @@ def _audit(
         base=base,
         causal=causal,
     )
+    located = {}  # name -> (contrast, metric), for the trust gates
     for loc in parsed.locate:
         m = get_metric(loc.metric) if loc.metric else ctx.metric
         ctx.effects[loc.default_name()] = run_locate(loc, ctx.contrasts[loc.contrast], m, ctx)
+        located[loc.default_name()] = (loc.contrast, m)
+    gates = (
+        run_gates(subject, ctx.contrasts, ctx.effects, located, seed=parsed.seed)
+        if trust_gates
+        else []
+    )
     kinds = check_kinds()
     results = [
         kinds[chk.kind].run(chk, ctx, name)
@@ -228,5 +244,8 @@ def _audit(
         "contrasts": {k: len(v) for k, v in ctx.contrasts.items()},
         "causal": causal_model.graph.to_dict() if causal_model is not None else None,
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "trust_gates": [g.to_dict() for g in gates],
     }
-    return AuditReport(parsed.name, results, ctx.effects, provenance)
+    report = AuditReport(parsed.name, results, ctx.effects, provenance)
+    raise_if_broken(gates, report)
+    return report

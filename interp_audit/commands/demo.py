@@ -13,7 +13,7 @@ def add_arguments(p) -> None:
         action="store_true",
         help="patching sweep on the real all-MiniLM-L6-v2 encoder instead",
     )
-    p.add_argument("--device", default=None, help="cpu, cuda or auto")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps or auto")
 
 
 def main(args) -> int:

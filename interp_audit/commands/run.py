@@ -10,7 +10,9 @@ def add_arguments(p) -> None:
     p.add_argument("spec", help="audit spec (YAML)")
     p.add_argument("--out", required=True, help="output folder for report.html, report.json")
     p.add_argument("--junit", default=None, help="also write JUnit XML here")
-    p.add_argument("--device", default=None, help="cpu, cuda or auto (overrides the spec)")
+    p.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:N, mps or auto (overrides the spec)"
+    )
     p.add_argument(
         "--ray",
         nargs="?",
@@ -32,12 +34,17 @@ def executor_from(ray: str | None):
 
 
 def main(args) -> int:
+    from ..audit.gates import TrustGateError
     from ..audit.run import audit
     from ..executors import using
 
     with using(executor_from(args.ray)) as ex:
         try:
             report = audit(args.spec, device=args.device)
+        except TrustGateError as err:  # keep the evidence: report.json holds the gates' numbers
+            if err.report is not None:
+                err.report.save(args.out, junit=args.junit)
+            raise
         finally:
             ex.close()
     out = report.save(args.out, junit=args.junit)

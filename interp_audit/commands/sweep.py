@@ -27,7 +27,7 @@ def add_arguments(p) -> None:
         help="a registered locate method: patch (exact, default), atp, atp*, ig, ...",
     )
     p.add_argument("--out", default=None, help="folder to save the Effects (JSON + safetensors)")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps or auto")
 
 
 def main(args) -> int:

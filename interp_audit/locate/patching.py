@@ -132,7 +132,7 @@ def patch(
         raise ContrastError(
             f"per-position patching needs prompts of one length; this set has lengths {lens}"
         )
-    rows = batch_size or default_max_rows(subject, contrast.seq_len, max_memory)
+    rows = batch_size or default_max_rows(subject, contrast.seq_len, max_memory, plan.hooks)
     per_example, base_vals, src_vals = [], [], []
     need_kv = True
     with using(executor):

@@ -90,6 +90,8 @@ def _causal_section(graph: dict[str, Any] | None) -> str:
 
 
 def render_html(report: dict[str, Any]) -> str:
+    from ..audit.gates import summary as gate_summary
+
     prov = report["provenance"]
     verdict = (
         "<span class='pass'>PASSED</span>"
@@ -124,6 +126,7 @@ def render_html(report: dict[str, Any]) -> str:
             "spec hash": prov.get("spec_hash"),
             "versions": prov.get("versions"),
             "run at": prov.get("timestamp"),
+            "trust gates": gate_summary(prov.get("trust_gates", [])),
         }.items()
     )
     return (

@@ -1,0 +1,291 @@
+"""Trust gates: every audit re-derives a sample of its own numbers the slow, obvious way.
+
+Two failure modes bite users of batched interpretability tools and are invisible in the
+results themselves: a batched sweep that disagrees with running one variant at a time (a
+mis-indexed patch, a cache reused across rows, positions skipped that mattered), and a wrapper
+model (TransformerLens weights converted from Hugging Face) that disagrees with the model the
+user actually ships. The gates check both inside the audit, so a report cannot pass on numbers
+nobody cross-checked:
+
+* ``batched_vs_serial``: for a seeded sample of the variants of each exact patching result, a
+  plain hooked forward of the whole model, one variant at a time (source activations from a
+  plain cached source run), must give the same per-pair metric as the batched engine.
+* ``wrapper_vs_transformers``: for a model loaded from a local Hugging Face folder, the
+  wrapper's logits (or last hidden state, for encoders without an LM head) on the audit's own
+  prompts must equal those of plain ``transformers`` loaded from the same folder, same dtype.
+
+Tolerances are per dtype, relative to the logit scale (:func:`interp_audit.devices.tolerance`).
+Logits are compared after subtracting their mean over the vocabulary, so ``center_unembed``
+(which shifts every logit of a position by the same amount and changes no probability) passes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..contrast import ContrastSet
+from ..devices import tolerance
+from ..effects import Effects
+from ..errors import AuditError
+from ..metrics import Metric, MetricContext, mean_pool
+from ..subject import Subject, quiet_tl_warnings
+
+__all__ = [
+    "GateResult",
+    "TrustGateError",
+    "batched_vs_serial",
+    "raise_if_broken",
+    "run_gates",
+    "summary",
+    "wrapper_vs_hf",
+]
+
+#: Variants re-run serially per exact patching result, and pairs per variant.
+SAMPLE_VARIANTS = 3
+SAMPLE_PAIRS = 4
+
+
+class TrustGateError(AuditError):
+    """A trust gate failed: the audit's numbers disagree with their slow reference."""
+
+    def __init__(self, message: str, gates: list[GateResult]):
+        super().__init__(message)
+        self.gates = gates
+        self.report: Any = None  # the AuditReport, gates in its provenance, for saving
+
+
+@dataclass
+class GateResult:
+    """One gate's verdict: the largest disagreement found and the tolerance it was held to."""
+
+    name: str
+    target: str
+    passed: bool
+    max_abs_diff: float
+    tolerance: float
+    checked: int
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        verdict = "ok" if self.passed else "BROKEN"
+        return (
+            f"{self.name}[{self.target}] {verdict}: max |diff| {self.max_abs_diff:.3g} "
+            f"(tolerance {self.tolerance:.3g}, {self.checked} values)"
+        )
+
+
+def _plain_readout(subject: Subject, metric: Metric, tokens: Tensor, mask: Tensor, contrast):
+    """The metric's readout from a plain full forward (whatever hooks are attached)."""
+    if metric.readout == "embedding":
+        hidden = subject.run(tokens, mask, return_type="resid")
+        return mean_pool(hidden, mask.to(hidden.device))
+    logits = subject.run(tokens, mask)
+    scored = contrast.scored_positions(subject.kind).to(logits.device)
+    return metric.readout_from_logits(logits, scored, contrast.answers)
+
+
+def _patcher(src: Tensor, indices: list[tuple]):
+    """A hook writing the source activation into the base one at each index (a plain copy)."""
+
+    def fn(act, *, hook):
+        act = act.clone()
+        for index in indices:
+            idx = (slice(None), *index)
+            act[idx] = src[idx].to(act.dtype)
+        return act
+
+    return fn
+
+
+def _scale(subject: Subject, metric: Metric, tokens: Tensor, mask: Tensor) -> float:
+    if metric.readout == "embedding":
+        return 1.0
+    return float(subject.run(tokens, mask).float().abs().max())
+
+
+def batched_vs_serial(
+    subject: Subject,
+    contrast: ContrastSet,
+    effects: Effects,
+    metric: Metric,
+    *,
+    target: str,
+    seed: int = 0,
+    n_variants: int = SAMPLE_VARIANTS,
+    n_pairs: int = SAMPLE_PAIRS,
+) -> GateResult:
+    """Re-run sampled variants of an exact patching result one at a time, plainly hooked."""
+    from ..locate.sites import plan_sites
+
+    meta = effects.meta
+    plan = plan_sites(subject, contrast, meta["sites"], meta.get("per_position", False))
+    rng = random.Random(seed)
+    variants = sorted(rng.sample(range(len(plan.variants)), min(n_variants, len(plan.variants))))
+    pairs = sorted(rng.sample(range(len(contrast)), min(n_pairs, len(contrast))))
+    part = contrast[pairs]
+    dev = subject.device
+    denoise = meta.get("direction", "denoise") == "denoise"
+    base_tokens = (part.counterfactual if denoise else part.clean).to(dev)
+    source_tokens = (part.clean if denoise else part.counterfactual).to(dev)
+    mask = part.attention_mask().to(dev)
+    hooks = sorted({p.hook for i in variants for p in plan.variants[i]})
+    source: dict[str, Tensor] = {}
+
+    def keep(name):
+        def fn(act, *, hook):
+            source[name] = act.detach().clone()
+
+        return fn
+
+    with subject.hooks([(h, keep(h)) for h in hooks]):
+        _plain_readout(subject, metric, source_tokens, mask, part)
+    ctx = MetricContext(
+        answers=None if part.answers is None else part.answers.to(dev),
+        reference=_plain_readout(subject, metric, part.clean.to(dev), mask, part)
+        if metric.needs_reference
+        else None,
+        extra={k: v.to(dev) for k, v in part.extra.items()},
+    )
+    flat = effects.per_example.reshape(len(plan.variants), -1)
+    worst, where = 0.0, None
+    for i in variants:
+        by_hook: dict[str, list] = {}
+        for p in plan.variants[i]:
+            if p.value is not None:
+                raise AuditError(f"trust gate: variant {plan.components[i]!r} has a fixed value")
+            by_hook.setdefault(p.hook, []).append(p.index)
+        with subject.hooks([(h, _patcher(source[h], idx)) for h, idx in by_hook.items()]):
+            serial = metric(_plain_readout(subject, metric, base_tokens, mask, part), ctx)
+        batched = flat[i, pairs].to(serial.device, torch.float32)
+        diff = float((serial.float() - batched).abs().max())
+        if diff >= worst:
+            worst, where = diff, plan.components[i]
+    tol = tolerance(subject.dtype, _scale(subject, metric, base_tokens, mask))
+    return GateResult(
+        name="batched_vs_serial",
+        target=target,
+        passed=worst <= tol,
+        max_abs_diff=worst,
+        tolerance=tol,
+        checked=len(variants) * len(pairs),
+        detail={
+            "variants": [plan.components[i] for i in variants],
+            "pairs": pairs,
+            "worst_component": where,
+        },
+    )
+
+
+def hf_folder(subject: Subject) -> Path | None:
+    """The Hugging Face folder a subject was converted from, or None for other sources."""
+    path = Path(str(subject.source))
+    cfg = path / "config.json"
+    if not (path.is_dir() and cfg.exists()):
+        return None
+    try:
+        meta = json.loads(cfg.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return None if "interp_audit_format" in meta or "model_type" not in meta else path
+
+
+def wrapper_vs_hf(subject: Subject, contrast: ContrastSet, folder: Path) -> GateResult:
+    """Wrapper logits (or final hidden states) against plain ``transformers`` on the prompts."""
+    import transformers
+
+    rows = list(range(min(SAMPLE_PAIRS, len(contrast))))
+    part = contrast[: len(rows)]
+    dev = subject.device
+    tokens, mask = part.clean.to(dev), part.attention_mask().to(dev)
+    with quiet_tl_warnings():
+        if subject.kind == "causal":
+            auto, what = transformers.AutoModelForCausalLM, "logits"
+        elif subject.has_lm_head:
+            auto, what = transformers.AutoModelForMaskedLM, "logits"
+        else:
+            auto, what = transformers.AutoModel, "last_hidden_state"
+        hf = auto.from_pretrained(str(folder), dtype=subject.dtype).to(dev).eval()
+        with torch.no_grad():
+            ref = getattr(hf(input_ids=tokens, attention_mask=mask), what)
+    if what == "logits":
+        got = subject.run(tokens, mask)
+        got, ref = (t.float() - t.float().mean(-1, keepdim=True) for t in (got, ref))
+    else:
+        got, ref = subject.run(tokens, mask, return_type="resid").float(), ref.float()
+    keep = mask.bool()  # padded positions are not compared
+    diff = float((got - ref).abs()[keep].max())
+    tol = tolerance(subject.dtype, float(ref[keep].abs().max()))
+    del hf
+    return GateResult(
+        name="wrapper_vs_transformers",
+        target=str(folder),
+        passed=diff <= tol,
+        max_abs_diff=diff,
+        tolerance=tol,
+        checked=int(keep.sum()) * int(ref.shape[-1]),
+        detail={"compared": what, "transformers": transformers.__version__, "prompts": rows},
+    )
+
+
+def run_gates(
+    subject: Subject,
+    contrasts: dict[str, ContrastSet],
+    effects: dict[str, Effects],
+    located: dict[str, tuple[str, Metric]],
+    *,
+    seed: int = 0,
+) -> list[GateResult]:
+    """Every gate that applies to this audit (see :func:`raise_if_broken`).
+
+    Args:
+        effects: the audit's located results; exact patching ones are re-derived serially.
+        located: per located result, the name of its contrast set and its metric.
+    """
+    gates: list[GateResult] = []
+    folder = hf_folder(subject)
+    if folder is not None:
+        first = next(iter(contrasts.values()), None)
+        if first is not None:
+            gates.append(wrapper_vs_hf(subject, first, folder))
+    for k, (name, eff) in enumerate(effects.items()):
+        if eff.method != "patch" or "sites" not in eff.meta or name not in located:
+            continue
+        gates.append(
+            batched_vs_serial(
+                subject,
+                contrasts[located[name][0]],
+                eff,
+                located[name][1],
+                target=name,
+                seed=seed + k,
+            )
+        )
+    return gates
+
+
+def summary(gates: list[dict[str, Any]]) -> str:
+    """One line per gate from report.json's ``provenance.trust_gates`` (for the HTML report)."""
+    return "; ".join(str(GateResult(**g)) for g in gates) or "none ran"
+
+
+def raise_if_broken(gates: list[GateResult], report: Any = None) -> None:
+    """A :class:`TrustGateError` quoting every broken gate's numbers (the report attached)."""
+    broken = [g for g in gates if not g.passed]
+    if broken:
+        err = TrustGateError(
+            "trust gate broken, the audit's numbers cannot be trusted: "
+            + "; ".join(str(g) for g in broken),
+            gates,
+        )
+        err.report = report
+        raise err
