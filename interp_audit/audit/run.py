@@ -22,8 +22,9 @@ from ..subject import Subject
 from .context import AuditContext
 from .contrasts import build_contrasts
 from .registry import check_kinds
-from .result import CheckResult
+from .result import VERDICT_COLORS, CheckResult
 from .spec import AuditSpec, load_spec
+from .stats import Verdict, combine
 
 __all__ = ["AuditReport", "audit"]
 
@@ -73,12 +74,18 @@ class AuditReport:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def verdict(self) -> Verdict:
+        """``fail`` if any check fails, ``pass`` if every check passes, else ``inconclusive``."""
+        return combine([c.verdict for c in self.checks])
+
+    @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return self.verdict == "pass"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "verdict": self.verdict,
             "passed": self.passed,
             "checks": [c.to_dict() for c in self.checks],
             "located": {
@@ -114,35 +121,39 @@ class AuditReport:
         return out
 
     def __repr__(self) -> str:
-        verdict = "PASSED" if self.passed else "FAILED"
+        counts = {v: sum(c.verdict == v for c in self.checks) for v in VERDICT_COLORS}
         lines = [
-            f"AuditReport({self.name!r}: {verdict}, "
-            f"{sum(c.passed for c in self.checks)}/{len(self.checks)} checks pass)"
+            f"AuditReport({self.name!r}: {self.verdict.upper()}, "
+            f"{counts['pass']} pass, {counts['fail']} fail, {counts['inconclusive']} inconclusive "
+            f"of {len(self.checks)} checks)"
         ]
+        tag = {"pass": "pass", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
         lines += [
-            f"  [{'pass' if c.passed else 'FAIL'}] {c.name}: {c.message}" for c in self.checks
+            f"  [{tag[c.verdict]}] {c.name}: {c.message}"
+            + ("" if c.verdict == "pass" else f" -- {c.reason}")
+            for c in self.checks
         ]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            f"<tr><td style='color:{'#2e7d32' if c.passed else '#c62828'};font-weight:bold'>"
-            f"{'pass' if c.passed else 'FAIL'}</td>"
+            f"<tr><td style='color:{VERDICT_COLORS[c.verdict]};font-weight:bold'>"
+            f"{c.verdict}</td>"
             f"<td>{html.escape(c.name)}</td><td>{html.escape(c.kind)}</td><td>"
             f"{c.statistic:+.4f}</td><td>[{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]</td><td>"
-            f"{c.threshold}</td><td>{html.escape(c.message)}</td></tr>"
+            f"{c.half_width:.4f}</td><td>{c.threshold}</td><td>{html.escape(c.reason)}</td>"
+            f"<td>{html.escape(c.message)}</td></tr>"
             for c in self.checks
         )
         verdict = (
-            "<span style='color:#2e7d32'>PASSED</span>"
-            if self.passed
-            else "<span style='color:#c62828'>FAILED</span>"
+            f"<span style='color:{VERDICT_COLORS[self.verdict]}'>{self.verdict.upper()}</span>"
         )
         return (
             f"<div><h3>Audit {html.escape(self.name)}: "
             f"{verdict}</h3><table><tr><th></th><th>check</th><th>kind</th><th>statistic</th>"
             f"<th>{int(100 * (self.checks[0].confidence if self.checks else 0.95))}% "
-            f"CI</th><th>tolerance</th><th>evidence</th></tr>{rows}</table>"
+            f"CI</th><th>half-width</th><th>tolerance</th><th>why</th><th>evidence</th></tr>"
+            f"{rows}</table>"
             f"<small>located: {', '.join(self.effects) or 'none'}; spec "
             f"{self.provenance.get('spec_hash', '')[:12]}</small></div>"
         )

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from ..errors import SpecError, did_you_mean
+from .stats import DEFAULT_MIN_CLUSTERS, MAX_BOOT
 
 
 class _Section(BaseModel):
@@ -65,6 +66,12 @@ class TemplateContrast(_Section):
     group_by: str | None = None
     groups: dict[str, str] | None = None  # map the group_by slot's fillers to group names
     query: str | None = None  # per-pair query text (slots allowed), embedded for query_similarity
+    cluster_by: str | None = Field(
+        None,
+        description="The unit of replication the bootstrap resamples: a slot name (its fillers; "
+        "the swap slot means the swap pair), 'template', or 'pair' (every pair independent). "
+        "Default: the swap pair.",
+    )
 
     @property
     def templates(self) -> list[str]:
@@ -100,6 +107,11 @@ class TemplateContrast(_Section):
                     f"query {self.query!r} may only use the template's fixed slots "
                     f"{sorted(names - {self.swap.slot})}"
                 )
+        if self.cluster_by is not None and self.cluster_by not in names | {"template", "pair"}:
+            raise ValueError(
+                f"cluster_by {self.cluster_by!r} is not a template slot, 'template' or 'pair' "
+                f"(slots: {sorted(names)})"
+            )
         if self.group_by is not None and self.group_by not in names:
             raise ValueError(f"group_by {self.group_by!r} is not a template slot ({sorted(names)})")
         return self
@@ -108,6 +120,11 @@ class TemplateContrast(_Section):
 class FileContrast(_Section):
     file: str
     answers: tuple[str, str] | None = None
+    cluster_column: str | None = Field(
+        None,
+        description="Column naming each row's unit of replication (the bootstrap resamples "
+        "these). Default: a 'cluster' column if the file has one, else every row independent.",
+    )
 
 
 class ScmContrast(_Section):
@@ -270,7 +287,8 @@ class CheckSpec(_Section):
     kind: str
     name: str | None = None
     confidence: float = Field(0.95, gt=0, lt=1)
-    n_boot: int = Field(1000, ge=100)
+    n_boot: int = Field(1000, ge=100, le=MAX_BOOT)
+    min_clusters: int = Field(DEFAULT_MIN_CLUSTERS, ge=1)
 
     def contrast_refs(self) -> list[tuple[str, str]]:
         """(key, contrast name) for every contrast this check reads (checked against the spec)."""

@@ -1,9 +1,15 @@
-"""``interp-audit run SPEC --out DIR``: the pre-deployment gate (exit 0 pass, 1 fail, 2 error)."""
+"""``interp-audit run SPEC --out DIR``: the pre-deployment gate.
+
+Exit 0 when every check passes; 1 when one fails *or is inconclusive* (an interval that
+straddles a tolerance proves nothing either way, so a gate must not wave it through), with the
+reason; ``--allow-inconclusive`` lets inconclusive checks through with a warning; 2 when the
+audit could not run.
+"""
 
 from __future__ import annotations
 
 NAME = "run"
-HELP = "run an audit spec; exit 0 pass, 1 a check failed, 2 could not run"
+HELP = "run an audit spec; exit 0 pass, 1 a check failed or is inconclusive, 2 could not run"
 
 
 def add_arguments(p) -> None:
@@ -11,13 +17,38 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output folder for report.html, report.json")
     p.add_argument("--junit", default=None, help="also write JUnit XML here")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (overrides the spec)")
+    p.add_argument(
+        "--allow-inconclusive",
+        action="store_true",
+        help="exit 0 (with a warning) when no check fails but some are inconclusive",
+    )
 
 
 def main(args) -> int:
+    import sys
+
     from ..audit.run import audit
 
     report = audit(args.spec, device=args.device)
     out = report.save(args.out, junit=args.junit)
     print(repr(report))
     print(f"report: {out / 'report.html'}")
-    return 0 if report.passed else 1
+    return gate(report, allow_inconclusive=args.allow_inconclusive, stream=sys.stderr)
+
+
+def gate(report, *, allow_inconclusive: bool, stream) -> int:
+    """The exit status for a report, with the reason for anything but a clean pass."""
+    verdict = report.verdict
+    if verdict == "pass":
+        return 0
+    for c in report.checks:
+        if c.verdict != "pass":
+            print(f"interp-audit: {c.verdict}: {c.name}: {c.reason}", file=stream)
+    if verdict == "inconclusive" and allow_inconclusive:
+        print(
+            "interp-audit: warning: no check failed but some are inconclusive; exiting 0 "
+            "because of --allow-inconclusive",
+            file=stream,
+        )
+        return 0
+    return 1

@@ -13,26 +13,98 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
-.pass{color:#2e7d32;font-weight:bold}.fail{color:#c62828;font-weight:bold}small{color:#666}
+.pass{color:#2e7d32;font-weight:bold}.fail{color:#c62828;font-weight:bold}
+.inconclusive{color:#ef6c00;font-weight:bold}small{color:#666}
+pre{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px}
 """
 
 
+def _intervention_figure(c: dict[str, Any]) -> go.Figure:
+    """Effect before/after against the tolerance band, and the utility cost against its budget,
+    on two axes (they are in different units)."""
+    from plotly.subplots import make_subplots
+
+    by = {d["measure"]: d for d in c["details"] if "measure" in d}
+    effects = [by[k] for k in ("effect before", "effect after") if k in by]
+    cost = next((d for k, d in by.items() if k.endswith(" cost")), None)
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=("effect on the contrast (tolerance band)", "utility cost (budget line)"),
+    )
+    comps = next((d["components"] for d in c["details"] if "components" in d), [])
+    fig.add_trace(
+        go.Bar(
+            x=[d["measure"] for d in effects],
+            y=[d["value"] for d in effects],
+            error_y=_errors(effects, [d["value"] for d in effects]),
+            marker_color=[_color(d) for d in effects],
+            showlegend=False,
+        ),
+        row=1,
+        col=1,
+    )
+    t = c["threshold"]
+    fig.add_hrect(y0=-t, y1=t, fillcolor="#2e7d32", opacity=0.12, line_width=0, row=1, col=1)
+    if cost is not None:
+        fig.add_trace(
+            go.Bar(
+                x=[cost["measure"]],
+                y=[cost["value"]],
+                error_y=_errors([cost], [cost["value"]]),
+                marker_color=[_color(cost)],
+                showlegend=False,
+            ),
+            row=1,
+            col=2,
+        )
+        fig.add_hline(y=cost["budget"], line_dash="dash", line_color="#c62828", row=1, col=2)
+    fig.update_layout(
+        title=f"{c['name']} (intervention: ablating {len(comps)} components): "
+        f"{int(100 * c.get('confidence', 0.95))}% CI",
+        template="plotly_white",
+        height=340,
+    )
+    return fig
+
+
+def _errors(rows, vals):
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": [d["ci"][1] - v if "ci" in d else 0 for v, d in zip(vals, rows, strict=True)],
+        "arrayminus": [v - d["ci"][0] if "ci" in d else 0 for v, d in zip(vals, rows, strict=True)],
+    }
+
+
+def _color(d: dict[str, Any]) -> str:
+    if d.get("role") == "admissible":
+        return "#9e9e9e"
+    return {"fail": "#c62828", "inconclusive": "#ef6c00"}.get(
+        d.get("verdict") or ("fail" if d.get("passed") is False else ""), "#1565c0"
+    )
+
+
 def _check_figure(c: dict[str, Any]) -> go.Figure:
+    if c["kind"] == "intervention":
+        return _intervention_figure(c)
     rows = [d for d in c["details"] if "ci" in d] or [
         {"label": c["name"], "effect": c["statistic"], "ci": c["ci"]}
     ]
     labels = [
-        str(d.get("group") or d.get("path") or d.get("measure") or d.get("label")) for d in rows
+        str(
+            d.get("group")
+            or d.get("path")
+            or d.get("component")
+            or d.get("measure")
+            or d.get("label")
+        )
+        for d in rows
     ]
     vals = [d.get("effect", d.get("value", d.get("share", 0.0))) for d in rows]
     lo = [v - d["ci"][0] for v, d in zip(vals, rows, strict=True)]
     hi = [d["ci"][1] - v for v, d in zip(vals, rows, strict=True)]
-    colors = [
-        "#9e9e9e"
-        if d.get("role") == "admissible"
-        else ("#c62828" if d.get("passed") is False else "#1565c0")
-        for d in rows
-    ]
+    colors = [_color(d) for d in rows]
     labels = [
         f"{lab} (admissible)" if d.get("role") == "admissible" else lab
         for lab, d in zip(labels, rows, strict=True)
@@ -52,7 +124,7 @@ def _check_figure(c: dict[str, Any]) -> go.Figure:
         fig.add_hline(y=t, line_dash="dash", line_color="#c62828")
     fig.update_layout(
         title=f"{c['name']} ({c['kind']}): {int(100 * c.get('confidence', 0.95))}% CI; green band "
-        "/ dashed line = tolerance; red = violated, grey = admissible",
+        "/ dashed line = tolerance; red = violated, orange = inconclusive, grey = admissible",
         template="plotly_white",
         height=320,
     )

@@ -39,8 +39,9 @@ BASE = {
 
 
 def spec_with(*checks, **extra):
+    """The base spec with these checks; exact hand-built effects: one cluster is enough."""
     s = copy.deepcopy(BASE)
-    s["checks"] = list(checks)
+    s["checks"] = [{"min_clusters": 1, **c} for c in checks]
     s.update(extra)
     return s
 
@@ -242,7 +243,7 @@ def test_report_json_schema_and_determinism(tmp_path):
     a = ia.audit(SPEC).save(tmp_path / "a")
     b = ia.audit(SPEC).save(tmp_path / "b")
     ja, jb = (json.loads((d / "report.json").read_text()) for d in (a, b))
-    assert set(ja) == {"name", "passed", "checks", "located", "provenance"}
+    assert set(ja) == {"name", "verdict", "passed", "checks", "located", "provenance"}
     assert {"spec_hash", "versions", "model", "seed", "timestamp", "metric", "contrasts"} <= set(
         ja["provenance"]
     )
@@ -264,6 +265,11 @@ def test_report_json_schema_and_determinism(tmp_path):
         "message",
         "details",
         "confidence",
+        "verdict",
+        "reason",
+        "half_width",
+        "clusters",
+        "correction",
     } <= set(c)
     assert ja["located"]["heads_exact"]["values"] == [[1.0, 0.0], [0.75, 0.0]]
 

@@ -1,7 +1,8 @@
 """``intervention``: an ablation must remove an effect *and* cost at most a utility budget.
 
 Both halves are measured with and without the ablation on the same inputs: the effect after
-must lie inside ±tolerance, and the upper end of the utility cost's CI within budget.
+must lie inside ±tolerance, and the utility cost's CI below the budget (each half pass / fail /
+inconclusive on its own cluster-bootstrap interval; the check fails if either fails).
 """
 
 from __future__ import annotations
@@ -16,16 +17,24 @@ from ..context import AuditContext
 from ..measure import (
     ablated_components,
     ablation,
+    clusters_of,
     pair_effects,
     similarity_pairs,
     spearman,
     utility_values,
-    within,
+    weighted_spearman,
 )
 from ..registry import CheckKind, register_check
 from ..result import CheckResult
 from ..spec import AblationSpec, CheckSpec, UtilitySpec
-from ..stats import bootstrap, mean_ci
+from ..stats import (
+    band_verdict,
+    cluster_bootstrap,
+    combine,
+    interval_row,
+    mean_ci,
+    upper_verdict,
+)
 
 
 class InterventionCheck(CheckSpec):
@@ -71,57 +80,70 @@ def run(chk: InterventionCheck, ctx: AuditContext, name: str) -> CheckResult:
     with ablation(chk.ablate, comps, ctx):
         c1, f1 = pair_effects(subject, cs, ctx.metric)
         u1 = utility()
-    before = mean_ci(c0 - f0, **kw)
-    point, lo, hi = mean_ci(c1 - f1, **kw)
-    if gold is not None:
-        dp, dlo, dhi = bootstrap(
-            lambda idx: spearman(u0[idx], gold[idx]) - spearman(u1[idx], gold[idx]),
+    clusters = clusters_of(cs)
+    before = mean_ci(c0 - f0, clusters, **kw)
+    after = mean_ci(c1 - f1, clusters, **kw)
+    if gold is not None:  # similarity judgements: each sentence pair is its own unit
+        cost = cluster_bootstrap(
+            lambda w: weighted_spearman(u0, gold, w) - weighted_spearman(u1, gold, w),
+            None,
             len(gold),
             **kw,
         )
         u0, u1 = torch.tensor([spearman(u0, gold)]), torch.tensor([spearman(u1, gold)])
     else:
         drop = (u1 - u0) if chk.utility.metric == "loss" else (u0 - u1)
-        dp, dlo, dhi = mean_ci(drop, **kw)
-    effect_ok = within(lo, hi, chk.tolerance)
-    utility_ok = dhi <= chk.utility.budget
+        cost = mean_ci(drop, clusters_of(ctx.contrasts[chk.utility.contrast]), **kw)
+    effect_v, effect_why = band_verdict(after, chk.tolerance, min_clusters=chk.min_clusters)
+    cost_v, cost_why = upper_verdict(cost, chk.utility.budget, min_clusters=chk.min_clusters)
+    verdict = combine([effect_v, cost_v])
     um = chk.utility.metric
     details = [
-        {"measure": "effect before", "value": before[0], "ci": [before[1], before[2]]},
+        {"measure": "effect before", "value": before.point, **interval_row(before)},
         {
             "measure": "effect after",
-            "value": point,
-            "ci": [lo, hi],
-            "passed": effect_ok,
+            "value": after.point,
+            **interval_row(after),
             "tolerance": chk.tolerance,
+            "verdict": effect_v,
+            "reason": effect_why,
+            "passed": effect_v == "pass",
         },
         {"measure": f"utility ({um}) before", "value": float(u0.mean())},
         {"measure": f"utility ({um}) after", "value": float(u1.mean())},
         {
             "measure": f"utility ({um}) cost",
-            "value": dp,
-            "ci": [dlo, dhi],
-            "passed": utility_ok,
+            "value": cost.point,
+            **interval_row(cost),
             "budget": chk.utility.budget,
+            "verdict": cost_v,
+            "reason": cost_why,
+            "passed": cost_v == "pass",
         },
         {"measure": "ablated components", "components": comps},
     ]
+    flag = {"pass": "", "fail": ", VIOLATED", "inconclusive": ", INCONCLUSIVE"}
+    over = {"pass": "", "fail": ", EXCEEDED", "inconclusive": ", INCONCLUSIVE"}
     msg = (
         f"{chk.ablate.kind}-ablating {len(comps)} components ({', '.join(comps)}): effect "
-        f"{before[0]:+.4f} -> {point:+.4f} [{lo:+.4f}, {hi:+.4f}] (tolerance ±{chk.tolerance}"
-        f"{'' if effect_ok else ', VIOLATED'}); {um} cost {dp:+.4f} [{dlo:+.4f}, {dhi:+.4f}] "
-        f"(budget {chk.utility.budget}{'' if utility_ok else ', EXCEEDED'})"
+        f"{before.point:+.4f} -> {after.point:+.4f} [{after.lo:+.4f}, {after.hi:+.4f}] "
+        f"(±{after.half_width:.4f}; tolerance ±{chk.tolerance}{flag[effect_v]}); {um} cost "
+        f"{cost.point:+.4f} [{cost.lo:+.4f}, {cost.hi:+.4f}] (±{cost.half_width:.4f}; budget "
+        f"{chk.utility.budget}{over[cost_v]})"
     )
     return CheckResult(
         name,
         chk.kind,
-        effect_ok and utility_ok,
-        point,
-        (lo, hi),
+        verdict,
+        after.point,
+        (after.lo, after.hi),
         chk.tolerance,
         msg,
         details,
         chk.confidence,
+        reason=f"effect after: {effect_why}; utility cost: {cost_why}",
+        clusters=after.n_clusters,
+        correction="two tests that must both pass (intersection-union): no correction needed",
     )
 
 

@@ -103,13 +103,24 @@ def run(chk: MemorizationCheck, ctx: AuditContext, name: str) -> CheckResult:
     worst = max(final, key=lambda e: e.exposure)
     stat = worst.exposure
     passed = stat <= chk.max_exposure and passed_util
+    verdict = "pass" if passed else "fail"  # exact numbers: no sampling, nothing to straddle
     extracted = ", extracted by greedy decoding" if worst.extracted else ""
     msg = (
         f"largest exposure: {worst.prefix!r} {stat:.2f} bits (rank {worst.rank} of "
         f"{worst.n_candidates}{extracted}); limit {chk.max_exposure}{util_msg}"
     )
     return CheckResult(
-        name, chk.kind, passed, stat, (stat, stat), chk.max_exposure, msg, details, chk.confidence
+        name,
+        chk.kind,
+        verdict,
+        stat,
+        (stat, stat),
+        chk.max_exposure,
+        msg,
+        details,
+        chk.confidence,
+        reason="exposure is exact (every candidate scored): no interval, pass or fail",
+        correction="none: exact statistics",
     )
 
 

@@ -1,7 +1,8 @@
 """``path_invariance``: inadmissible paths carry no effect; admissible ones are reported beside.
 
 Each path is measured on its own path-specific contrast set (only the tokens the path reaches
-change); every inadmissible path's CI must lie inside ±tolerance.
+change); every inadmissible path's CI must lie inside ±tolerance (pass); one entirely outside,
+Holm-corrected over the inadmissible paths, fails; anything else is inconclusive.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from typing import Literal
 from pydantic import Field
 
 from ..context import AuditContext
-from ..measure import pair_effects, within
+from ..measure import band_family, clusters_of, pair_effects
 from ..registry import CheckKind, register_check
 from ..result import CheckResult
 from ..spec import CheckSpec
-from ..stats import mean_ci
+from ..stats import interval_row, mean_ci
 
 
 class PathInvarianceCheck(CheckSpec):
@@ -34,47 +35,62 @@ class PathInvarianceCheck(CheckSpec):
 
 def run(chk: PathInvarianceCheck, ctx: AuditContext, name: str) -> CheckResult:
     kw = dict(n_boot=chk.n_boot, confidence=chk.confidence, seed=ctx.seed)
-    details, passed = [], True
-    worst = None
-    for role, paths in (("inadmissible", chk.inadmissible), ("admissible", chk.admissible)):
-        for path, cname in paths.items():
-            clean, cf = pair_effects(ctx.subject, ctx.contrasts[cname], ctx.metric)
-            point, lo, hi = mean_ci(clean - cf, **kw)
-            ok = within(lo, hi, chk.tolerance) if role == "inadmissible" else None
-            row = {
+    tests, shown = [], []
+    for path, cname in chk.inadmissible.items():
+        cs = ctx.contrasts[cname]
+        clean, cf = pair_effects(ctx.subject, cs, ctx.metric)
+        tests.append(
+            ({"path": path, "role": "inadmissible", "contrast": cname}, clean - cf, clusters_of(cs))
+        )
+    rows, ivs, verdict, correction = band_family(tests, chk.tolerance, chk, ctx.seed)
+    for path, cname in chk.admissible.items():
+        cs = ctx.contrasts[cname]
+        clean, cf = pair_effects(ctx.subject, cs, ctx.metric)
+        iv = mean_ci(clean - cf, clusters_of(cs), **kw)
+        shown.append(
+            {
                 "path": path,
-                "role": role,
+                "role": "admissible",
                 "contrast": cname,
-                "effect": point,
-                "ci": [lo, hi],
-                "passed": ok,
+                "n": len(cs),
+                "effect": iv.point,
+                **interval_row(iv),
+                "verdict": None,
+                "passed": None,
             }
-            details.append(row)
-            if role == "inadmissible":
-                passed = passed and ok
-                reach = max(abs(lo), abs(hi))
-                if worst is None or reach > max(abs(worst["ci"][0]), abs(worst["ci"][1])):
-                    worst = row
-    bad = [d["path"] for d in details if d["passed"] is False]
-    allowed = ", ".join(
-        f"{d['path']} {d['effect']:+.4f}" for d in details if d["role"] == "admissible"
-    )
+        )
+    worst_i = max(range(len(rows)), key=lambda i: max(abs(ivs[i].lo), abs(ivs[i].hi)))
+    worst, wiv = rows[worst_i], ivs[worst_i]
+    bad = [d["path"] for d in rows if d["verdict"] == "fail"]
+    unsure = [d for d in rows if d["verdict"] == "inconclusive"]
+    allowed = ", ".join(f"{d['path']} {d['effect']:+.4f}" for d in shown)
     msg = (
         f"largest inadmissible path effect: {worst['path']} {worst['effect']:+.4f} "
-        f"[{worst['ci'][0]:+.4f}, {worst['ci'][1]:+.4f}]; tolerance ±{chk.tolerance}"
+        f"[{worst['ci'][0]:+.4f}, {worst['ci'][1]:+.4f}] (±{wiv.half_width:.4f}); "
+        f"tolerance ±{chk.tolerance}"
         + (f"; violated on {', '.join(bad)}" if bad else "")
+        + (f"; inconclusive on {', '.join(d['path'] for d in unsure)}" if unsure else "")
         + (f"; admissible (allowed): {allowed}" if allowed else "")
     )
+    if bad:
+        reason = "; ".join(f"path {d['path']}: {d['reason']}" for d in rows if d["path"] in bad)
+    elif unsure:
+        reason = "; ".join(f"path {d['path']}: {d['reason']}" for d in unsure)
+    else:
+        reason = f"every inadmissible path's interval inside ±{chk.tolerance}"
     return CheckResult(
         name,
         chk.kind,
-        passed,
+        verdict,
         worst["effect"],
         tuple(worst["ci"]),
         chk.tolerance,
         msg,
-        details,
+        rows + shown,
         chk.confidence,
+        reason=reason,
+        clusters=min(iv.n_clusters for iv in ivs),
+        correction=correction,
     )
 
 
