@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import html
 import json
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,24 +20,13 @@ from ..metrics import Metric, embedding_similarity, get_metric, query_similarity
 from ..subject import Subject
 from .context import AuditContext
 from .contrasts import build_contrasts
+from .record import HASH_FIELD, build_record, content_hash
 from .registry import check_kinds
 from .result import VERDICT_COLORS, CheckResult
 from .spec import AuditSpec, load_spec
 from .stats import Verdict, combine
 
 __all__ = ["AuditReport", "audit"]
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("interp_audit", "torch", "transformer_lens", "sae_lens", "numpy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
 
 
 def _metric(subject: Subject, spec: AuditSpec) -> Metric:
@@ -83,6 +71,12 @@ class AuditReport:
         return self.verdict == "pass"
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data, with ``content_sha256`` over everything else."""
+        data = self._body()
+        data[HASH_FIELD] = content_hash(data)
+        return data
+
+    def _body(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "verdict": self.verdict,
@@ -165,14 +159,19 @@ def audit(
     device: str | None = None,
     subject: Subject | None = None,
     contrasts: dict[str, ContrastSet] | None = None,
+    base: str | Path | None = None,
 ) -> AuditReport:
     """Run an audit spec (a YAML path, YAML text, a dict or an AuditSpec).
 
     ``subject`` replaces the spec's model (a notebook's in-memory model); ``contrasts`` adds or
     replaces contrast sets by name, so a spec's checks can run on ContrastSets built in Python.
+    ``base``: the folder relative files resolve against (default: the spec file's folder, or
+    the working directory for YAML text and dicts).
     """
-    parsed, base = load_spec(spec)
+    parsed, found = load_spec(spec)
+    base = Path(base).resolve() if base is not None else found
     torch.manual_seed(parsed.seed)
+    source = None
     if subject is None:
         source = parsed.model.source
         if source.startswith((".", "/")) or (
@@ -206,14 +205,6 @@ def audit(
         kinds[chk.kind].run(chk, ctx, name)
         for name, chk in zip(parsed.check_names(), parsed.checks, strict=True)
     ]
-    provenance = {
-        "spec_hash": parsed.digest(),
-        "spec": parsed.model_dump(mode="json"),
-        "seed": parsed.seed,
-        "versions": _versions(),
-        "model": subject.describe(),
-        "metric": ctx.metric.name,
-        "contrasts": {k: len(v) for k, v in ctx.contrasts.items()},
-        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
+    provenance = build_record(parsed, base, subject, ctx, source)
+    provenance["timestamp"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     return AuditReport(parsed.name, results, ctx.effects, provenance)

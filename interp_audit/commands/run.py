@@ -26,10 +26,18 @@ def add_arguments(p) -> None:
 
 def main(args) -> int:
     import sys
+    from pathlib import Path
 
+    from ..audit.record import cli_command
     from ..audit.run import audit
 
     report = audit(args.spec, device=args.device)
+    argv = ["run", str(Path(args.spec).resolve()), "--out", str(Path(args.out).resolve())]
+    if args.junit:
+        argv += ["--junit", str(Path(args.junit).resolve())]
+    if args.device:
+        argv += ["--device", args.device]
+    report.provenance["command"] = cli_command(argv)
     out = report.save(args.out, junit=args.junit)
     print(repr(report))
     print(f"report: {out / 'report.html'}")

@@ -151,53 +151,118 @@ def _effects_figure(name: str, e: dict[str, Any]) -> go.Figure:
     return eff.plot(title=f"{name}: {eff.title()}")
 
 
+def _esc(v: Any) -> str:
+    return html.escape(v if isinstance(v, str) else json.dumps(v))
+
+
+def _table(rows: dict[str, Any]) -> str:
+    return (
+        "<table>"
+        + "".join(f"<tr><th>{html.escape(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows.items())
+        + "</table>"
+    )
+
+
+def _record(prov: dict[str, Any]) -> str:
+    """The audit record: what ran, on what, how to reproduce it (readable with no other file)."""
+    model = prov.get("model", {})
+    weights = prov.get("weights") or {}
+    what = {
+        "reproduce with": prov.get("command"),
+        "verify with": "interp-audit verify <this folder>",
+        "model source": model.get("source"),
+        "model class": model.get("model_class"),
+        "weights sha256 (tensors that ran)": weights.get("state_sha256"),
+        "weight files": {"folder": weights.get("folder"), "sha256": weights.get("files")},
+        "weight processing": model.get("weight_processing"),
+        "device": model.get("device"),
+        "dtype": model.get("dtype"),
+        "metric": prov.get("metric"),
+        "seed": prov.get("seed"),
+        "contrast sets (pairs)": prov.get("contrasts"),
+        "contrast sets (clusters)": prov.get("clusters"),
+        "statistics": prov.get("statistics"),
+        "spec file": prov.get("spec_path"),
+        "spec sha256 (text)": prov.get("spec_sha256"),
+        "spec hash (canonical)": prov.get("spec_hash"),
+        "data files": prov.get("data_files"),
+        "project commit": prov.get("git"),
+        "versions": prov.get("versions"),
+        "platform": prov.get("platform"),
+        "run at": prov.get("timestamp"),
+    }
+    out = "<h2>Audit record</h2>" + _table(what)
+    ablations = prov.get("ablations") or {}
+    if ablations:
+        out += "<h3>Ablated components</h3><table><tr><th>check</th><th>kind</th><th>from</th>"
+        out += "<th>components</th></tr>"
+        for name, a in ablations.items():
+            src = f"locate {a['from_locate']} (top {a['top_k']})" if a.get("from_locate") else ""
+            out += (
+                f"<tr><td>{html.escape(name)}</td><td>{html.escape(str(a['kind']))}</td>"
+                f"<td>{html.escape(src) or 'listed in the spec'}</td>"
+                f"<td>{html.escape(', '.join(a['components']))}</td></tr>"
+            )
+        out += "</table>"
+    examples = prov.get("examples") or {}
+    if examples:
+        out += "<h3>Example pairs</h3><table><tr><th>contrast</th><th>clean tokens</th>"
+        out += "<th>counterfactual tokens</th><th>answers</th><th>group / cluster</th></tr>"
+        for name, rows in examples.items():
+            for r in rows:
+                ans = r.get("answer_tokens") or r.get("answers")
+                out += (
+                    f"<tr><td>{html.escape(name)}</td><td>{_esc(r['clean_tokens'])}</td>"
+                    f"<td>{_esc(r['counterfactual_tokens'])}</td><td>{_esc(ans)}</td>"
+                    f"<td>{html.escape(str(r.get('group', '')))} / "
+                    f"{html.escape(str(r.get('cluster', '')))}</td></tr>"
+                )
+        out += "</table>"
+    if prov.get("causal_graph"):
+        out += f"<h3>Causal graph</h3><pre>{_esc(prov['causal_graph'])}</pre>"
+    if prov.get("spec_text"):
+        out += f"<h3>Spec (as written)</h3><pre>{html.escape(prov['spec_text'])}</pre>"
+    return out
+
+
 def render_html(report: dict[str, Any]) -> str:
     prov = report["provenance"]
-    verdict = (
-        "<span class='pass'>PASSED</span>"
-        if report["passed"]
-        else "<span class='fail'>FAILED</span>"
-    )
-    rows = "".join(
-        f"<tr><td class='{'pass' if c['passed'] else 'fail'}'>"
-        f"{'pass' if c['passed'] else 'FAIL'}</td><td>{html.escape(c['name'])}</td>"
-        f"<td>{html.escape(c['kind'])}</td><td>{c['statistic']:+.4f}</td><td>"
-        f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]</td><td>{c['threshold']}</td>"
-        f"<td>{html.escape(c['message'])}</td></tr>"
-        for c in report["checks"]
-    )
+    overall = report.get("verdict") or ("pass" if report["passed"] else "fail")
+    verdict = f"<span class='{overall}'>{overall.upper()}</span>"
+    rows = ""
+    for c in report["checks"]:
+        v = c.get("verdict") or ("pass" if c["passed"] else "fail")
+        half = c.get("half_width", (c["ci"][1] - c["ci"][0]) / 2)
+        rows += (
+            f"<tr><td class='{v}'>{v}</td><td>{html.escape(c['name'])}</td>"
+            f"<td>{html.escape(c['kind'])}</td><td>{c['statistic']:+.4f}</td><td>"
+            f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]</td><td>±{half:.4f}</td>"
+            f"<td>{c['threshold']}</td><td>{c.get('clusters', '')}</td>"
+            f"<td>{html.escape(c.get('reason', ''))}</td><td>{html.escape(c['message'])}"
+            + (f"<br><small>{html.escape(c['correction'])}</small>" if c.get("correction") else "")
+            + "</td></tr>"
+        )
     figs = [_check_figure(c) for c in report["checks"]] + [
         _effects_figure(k, e) for k, e in report["located"].items()
     ]
     fig_html = "".join(f.to_html(full_html=False, include_plotlyjs=False) for f in figs)
-    model = prov.get("model", {})
-    prov_rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>"
-        f"{html.escape(json.dumps(v) if not isinstance(v, str) else v)}</td></tr>"
-        for k, v in {
-            "model source": model.get("source"),
-            "model class": model.get("model_class"),
-            "weight processing": model.get("weight_processing"),
-            "device": model.get("device"),
-            "dtype": model.get("dtype"),
-            "metric": prov.get("metric"),
-            "seed": prov.get("seed"),
-            "contrast sets (pairs)": prov.get("contrasts"),
-            "spec hash": prov.get("spec_hash"),
-            "versions": prov.get("versions"),
-            "run at": prov.get("timestamp"),
-        }.items()
-    )
+    digest = report.get("content_sha256")
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>interp_audit: "
         + html.escape(report["name"])
         + f"</title><style>{_STYLE}</style><script "
         f"type='text/javascript'>{get_plotlyjs()}</script></head><body>"
         + f"<h1>Audit {html.escape(report['name'])}: {verdict}</h1>"
-        + "<table><tr><th></th><th>check</th><th>kind</th><th>statistic</th><th>CI</th><th>"
-        f"tolerance</th><th>evidence</th></tr>{rows}</table>"
+        + "<p>pass = the confidence interval lies inside the tolerance; fail = entirely "
+        "outside; inconclusive = it straddles the tolerance, or too few clusters (independent "
+        "units) to decide. A gate (<code>interp-audit run</code>) exits 1 on fail or "
+        "inconclusive.</p>"
+        + "<table><tr><th></th><th>check</th><th>kind</th><th>statistic</th><th>CI</th>"
+        "<th>half-width</th><th>tolerance</th><th>clusters</th><th>why</th><th>evidence</th>"
+        f"</tr>{rows}</table>"
         + "<h2>Evidence</h2>"
         + fig_html
-        + f"<h2>Provenance</h2><table>{prov_rows}</table><small>Every number here can be "
-        "reproduced from the spec, seed and versions above.</small>" + "</body></html>"
+        + _record(prov)
+        + (f"<p><small>report.json content sha256: {digest}</small></p>" if digest else "")
+        + "</body></html>"
     )
