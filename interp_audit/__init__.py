@@ -10,6 +10,8 @@ Importing this package does not import TransformerLens; loading a model does.
 """
 
 from . import audit, memorization, metrics, sae
+from .audit.check import check
+from .audit.result import CheckResult
 from .audit.run import AuditReport
 from .components import Component, parse_component
 from .contrast import ContrastSet
@@ -29,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AuditError",
     "AuditReport",
+    "CheckResult",
     "Circuit",
     "Comparison",
     "Component",
@@ -43,6 +46,7 @@ __all__ = [
     "attribute",
     "attribute_edges",
     "audit",
+    "check",
     "compare",
     "load_model",
     "memorization",

@@ -243,7 +243,15 @@ def test_report_json_schema_and_determinism(tmp_path):
     a = ia.audit(SPEC).save(tmp_path / "a")
     b = ia.audit(SPEC).save(tmp_path / "b")
     ja, jb = (json.loads((d / "report.json").read_text()) for d in (a, b))
-    assert set(ja) == {"name", "verdict", "passed", "checks", "located", "provenance"}
+    assert set(ja) == {
+        "name",
+        "verdict",
+        "passed",
+        "checks",
+        "located",
+        "provenance",
+        "content_sha256",
+    }
     assert {"spec_hash", "versions", "model", "seed", "timestamp", "metric", "contrasts"} <= set(
         ja["provenance"]
     )
@@ -253,6 +261,7 @@ def test_report_json_schema_and_determinism(tmp_path):
     )
     for d in (ja, jb):
         d["provenance"].pop("timestamp")
+        d.pop("content_sha256")  # covers the timestamp
     assert ja == jb
     c = ja["checks"][0]
     assert {
@@ -307,7 +316,8 @@ def test_junit_round_trip_and_html_is_self_contained(tmp_path):
     page = (tmp_path / "report.html").read_text()
     assert page.count("Plotly.newPlot") == 2  # one figure per check
     assert external_resources(page) == []  # nothing is fetched: plotly.js is inlined
-    assert "FAILED" in page and report._repr_html_().count("<tr>") == 3
+    assert "Audit t: <span class='fail'>FAIL</span>" in page
+    assert report._repr_html_().count("<tr>") == 3
 
 
 @pytest.mark.skipif(not shutil.which("chromium"), reason="no headless chromium installed")

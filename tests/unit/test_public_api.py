@@ -9,6 +9,7 @@ def test_public_api_is_curated():
         [
             "AuditError",
             "AuditReport",
+            "CheckResult",
             "Circuit",
             "Comparison",
             "Component",
@@ -23,6 +24,7 @@ def test_public_api_is_curated():
             "attribute",
             "attribute_edges",
             "audit",
+            "check",
             "compare",
             "load_model",
             "memorization",

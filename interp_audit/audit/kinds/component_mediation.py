@@ -30,10 +30,15 @@ class ComponentMediationCheck(CheckSpec):
     """The largest share of the effect carried by one component (or ``together``: one set)."""
 
     kind: Literal["component_mediation"]
+    """``component_mediation``."""
     contrast: str
+    """The contrast set whose effect is decomposed."""
     sites: str | list[str] = "heads"
+    """Components to restore one at a time (``heads``, ... or a list of labels)."""
     max_share: float = Field(gt=0)
+    """The largest share of the effect one component (or the set) may carry."""
     together: bool = False
+    """Restore the listed components together, as one set."""
 
     @model_validator(mode="after")
     def _together_needs_a_list(self):

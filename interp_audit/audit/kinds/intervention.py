@@ -41,10 +41,15 @@ class InterventionCheck(CheckSpec):
     """Ablate (``ablate:``); the effect on ``contrast`` must vanish within the utility budget."""
 
     kind: Literal["intervention"]
+    """``intervention``."""
     contrast: str
+    """The contrast set whose effect the ablation must remove."""
     ablate: AblationSpec
+    """What to ablate, and how."""
     tolerance: float = Field(ge=0)
+    """The effect after the ablation must lie within ±tolerance."""
     utility: UtilitySpec
+    """What the ablation may cost."""
 
     @model_validator(mode="after")
     def _utility_kind(self):

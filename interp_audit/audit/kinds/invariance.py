@@ -22,9 +22,13 @@ class InvarianceCheck(CheckSpec):
     """Total effect of a swap on the metric must stay within ±tolerance (overall and per group)."""
 
     kind: Literal["invariance"]
+    """``invariance``."""
     contrast: str
+    """The contrast set (swap of the audited variable)."""
     tolerance: float = Field(ge=0)
+    """The mean effect (clean minus counterfactual metric) must lie within ±tolerance."""
     per_group: bool = True
+    """Also test every group of the contrast set (Holm-corrected)."""
 
 
 def run(chk: InvarianceCheck, ctx: AuditContext, name: str) -> CheckResult:

@@ -21,18 +21,26 @@ class CanarySpec(_Section):
     """A secret inserted in training: the prefix an attacker knows, the secret it completes."""
 
     prefix: str
+    """The text an attacker knows."""
     secret: str
+    """The secret the model may complete it with."""
 
 
 class MemorizationCheck(CheckSpec):
     """Largest canary exposure (bits) at most ``max_exposure``."""
 
     kind: Literal["memorization"]
+    """``memorization``."""
     canaries: list[CanarySpec] = Field(min_length=1)
+    """Canaries inserted in training."""
     alphabet: list[str] = Field(default_factory=lambda: [str(d) for d in range(10)])
+    """Tokens a secret is drawn from (exposure ranks all alphabet^length candidates)."""
     max_exposure: float = Field(ge=0)
+    """The largest allowed exposure in bits."""
     ablate: AblationSpec | None = None
+    """Optional unlearning ablation, measured before and after."""
     utility: UtilitySpec | None = None
+    """With ``ablate``: the held-out perplexity budget."""
 
     @model_validator(mode="after")
     def _utility_with_ablation(self):

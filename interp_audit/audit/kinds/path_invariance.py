@@ -23,9 +23,13 @@ class PathInvarianceCheck(CheckSpec):
     """Path name -> contrast set, for inadmissible paths (checked) and admissible ones (shown)."""
 
     kind: Literal["path_invariance"]
+    """``path_invariance``."""
     inadmissible: dict[str, str]
+    """Path name -> its path-specific contrast set; each must carry no effect (Holm-corrected)."""
     admissible: dict[str, str] = Field(default_factory=dict)
+    """Path name -> contrast set, reported beside (allowed to carry signal)."""
     tolerance: float = Field(ge=0)
+    """Every inadmissible path's effect must lie within ±tolerance."""
 
     def contrast_refs(self) -> list[tuple[str, str]]:
         return [(f"inadmissible.{p}", c) for p, c in self.inadmissible.items()] + [
