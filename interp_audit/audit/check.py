@@ -25,7 +25,7 @@ from ..errors import SpecError, did_you_mean
 from ..metrics import Metric, get_metric
 from ..subject import Subject
 from .context import AuditContext
-from .registry import check_kinds
+from .kinds import check_kinds
 from .result import CheckResult
 
 __all__ = ["check"]

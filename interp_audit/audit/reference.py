@@ -75,8 +75,8 @@ def _section(title: str, model: type[BaseModel], note: str = "") -> str:
 def reference() -> str:
     """The whole reference page (Markdown)."""
     from . import spec as s
+    from .kinds import check_kinds
     from .kinds.memorization import CanarySpec
-    from .registry import check_kinds
 
     parts = [
         "# Audit spec reference",

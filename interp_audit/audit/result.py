@@ -39,6 +39,16 @@ class CheckResult:
     clusters: int | None = None
     correction: str | None = None
 
+    def __post_init__(self) -> None:
+        # kinds written before verdicts pass a bool here: True is a pass, False a fail
+        if isinstance(self.verdict, bool):
+            self.verdict = "pass" if self.verdict else "fail"
+        if self.verdict not in VERDICT_COLORS:
+            raise ValueError(
+                f"check {self.name!r}: verdict {self.verdict!r} is not one of "
+                f"{', '.join(VERDICT_COLORS)}"
+            )
+
     @property
     def passed(self) -> bool:
         """True only for a ``pass`` verdict (kept for code written before verdicts)."""

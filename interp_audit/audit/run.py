@@ -15,13 +15,13 @@ from ..contrast import ContrastSet
 from ..effects import Effects
 from ..errors import SpecError
 from ..loading import load_model
-from ..locate.registry import run_locate
+from ..locate.methods import run_locate
 from ..metrics import Metric, embedding_similarity, get_metric, query_similarity
 from ..subject import Subject
 from .context import AuditContext
 from .contrasts import build_contrasts
+from .kinds import check_kinds
 from .record import HASH_FIELD, build_record, content_hash
-from .registry import check_kinds
 from .result import VERDICT_COLORS, CheckResult
 from .spec import AuditSpec, load_spec
 from .stats import Verdict, combine

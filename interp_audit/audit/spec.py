@@ -9,377 +9,33 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Union
 
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
-    Discriminator,
     Field,
     PrivateAttr,
-    Tag,
     ValidationError,
     create_model,
     model_validator,
 )
 
 from ..errors import SpecError, did_you_mean
-from .stats import DEFAULT_MIN_CLUSTERS, MAX_BOOT
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-
-class ModelSpec(_Section):
-    source: str
-    """The model: ``zoo:NAME``, a folder (config.json + model.safetensors, or a Hugging Face
-    GPT-2/BERT folder) relative to the spec, or a TransformerLens pretrained name."""
-    device: str | None = None
-    """``cpu``, ``cuda`` or ``auto``; default: CPU (``interp-audit run --device`` overrides it)."""
-    dtype: str | None = None
-    """Weights' dtype (``float32``, ``bfloat16``, ``float16``); default: as stored."""
-    weight_processing: dict[str, bool] = Field(default_factory=dict)
-    """TransformerLens weight processing flags (``fold_ln``, ``center_writing_weights``,
-    ``center_unembed``, ``fold_value_biases``); all off unless set, and recorded in the report."""
-
-
-class MetricSpec(_Section):
-    name: Literal[
-        "logit_diff",
-        "prob_diff",
-        "logprob",
-        "kl_to_clean",
-        "embedding_similarity",
-        "query_similarity",
-    ] = "logit_diff"
-    """The behaviour metric every check measures: a logit difference of the answer tokens, their
-    probability difference, log-probability, KL to the clean run, or for encoders the
-    embedding's cosine similarity to anchors or to a per-pair query."""
-    anchors: list[str] | dict[Literal["positive", "negative"], list[str]] | None = None
-    """embedding_similarity: ``[positive, negative]`` texts, or ``{positive: [...], negative:
-    [...]}`` (averaged)."""
-
-
-class SwapSpec(_Section):
-    slot: str
-    """The template slot whose filler the pair swaps (the audited variable)."""
-    pairs: list[tuple[str, str]]
-    """``[clean, counterfactual]`` fillers; each must tokenize to the same length."""
-
-
-class TemplateContrast(_Section):
-    template: str | list[str]
-    """One template or several with the same ``{slots}``; every combination of fillers is rendered
-    for every swap pair."""
-    slots: dict[str, list[str]] = Field(default_factory=dict)
-    """Fillers for each slot other than the swap slot."""
-    swap: SwapSpec
-    """The slot that changes between clean and counterfactual, and its pairs."""
-    answers: tuple[str, str] | None = None
-    """``[correct, incorrect]`` answer tokens (causal LMs, masked LMs); omitted for embedding
-    metrics."""
-    group_by: str | None = None
-    """A slot whose fillers split the statistics into groups (each tested, Holm-corrected)."""
-    groups: dict[str, str] | None = None
-    """Map the group_by slot's fillers to group names (several fillers may share a group)."""
-    query: str | None = None
-    """Per-pair query text (the template's fixed slots allowed), embedded for
-    ``query_similarity``."""
-    cluster_by: str | None = Field(
-        None,
-        description="The unit of replication the bootstrap resamples: a slot name (its fillers; "
-        "the swap slot means the swap pair), 'template', or 'pair' (every pair independent). "
-        "Default: the swap pair.",
-    )
-
-    @property
-    def templates(self) -> list[str]:
-        return [self.template] if isinstance(self.template, str) else list(self.template)
-
-    @model_validator(mode="after")
-    def _slots_match(self):
-        import string
-
-        sets = [{f for _, f, _, _ in string.Formatter().parse(t) if f} for t in self.templates]
-        if any(s != sets[0] for s in sets):
-            raise ValueError(
-                f"all templates must use the same slots; got {[sorted(s) for s in sets]}"
-            )
-        names = sets[0]
-        if self.swap.slot not in names:
-            raise ValueError(
-                f"swap slot {self.swap.slot!r} is not in the template {self.templates[0]!r} "
-                f"(its slots: {sorted(names)})"
-            )
-        missing = names - set(self.slots) - {self.swap.slot}
-        if missing:
-            raise ValueError(f"template slot {sorted(missing)[0]!r} has no fillers under 'slots'")
-        unused = set(self.slots) - names
-        if unused:
-            raise ValueError(
-                f"slot {sorted(unused)[0]!r} is not in the template {self.templates[0]!r}"
-            )
-        if self.query is not None:
-            qnames = {f for _, f, _, _ in string.Formatter().parse(self.query) if f}
-            if qnames - (names - {self.swap.slot}):
-                raise ValueError(
-                    f"query {self.query!r} may only use the template's fixed slots "
-                    f"{sorted(names - {self.swap.slot})}"
-                )
-        if self.cluster_by is not None and self.cluster_by not in names | {"template", "pair"}:
-            raise ValueError(
-                f"cluster_by {self.cluster_by!r} is not a template slot, 'template' or 'pair' "
-                f"(slots: {sorted(names)})"
-            )
-        if self.group_by is not None and self.group_by not in names:
-            raise ValueError(f"group_by {self.group_by!r} is not a template slot ({sorted(names)})")
-        return self
-
-
-class FileContrast(_Section):
-    file: str
-    """A JSONL or CSV file (relative to the spec) with ``clean`` and ``counterfactual`` fields, and
-    optionally ``correct``/``incorrect``, ``group``, ``label`` and ``cluster``."""
-    answers: tuple[str, str] | None = None
-    """``[correct, incorrect]`` answer tokens for every row (else the file's own columns)."""
-    cluster_column: str | None = Field(
-        None,
-        description="Column naming each row's unit of replication (the bootstrap resamples "
-        "these). Default: a 'cluster' column if the file has one, else every row independent.",
-    )
-
-
-class ScmContrast(_Section):
-    scm: str
-    """A zoo structural causal model (``readmission``); pairs are path-specific counterfactuals of
-    its units."""
-    path: str
-    """Which path the counterfactual travels (``total``, ``direct``, ``proxy``, ``via_labs`` for A;
-    ``contextual``, ``spurious`` for E)."""
-    n: int = Field(200, ge=1)
-    """How many units (one pair each; each unit is its own cluster)."""
-    seed: int = 0
-    """Seed for sampling the units."""
-    attribute: Literal["A", "E"] = "A"
-    """The intervened variable: ``A`` (protected) or ``E`` (environment)."""
-    split: Literal["train", "test"] = "test"
-    """``test`` (held-out units) or ``train``."""
-    answers: Literal["fixed", "observed", "fair"] = "fixed"
-    """``fixed`` scores (YES, NO) for every pair; ``observed``/``fair`` put each unit's true label
-    first (utility sets)."""
-
-
-def _contrast_kind(value: Any) -> str | None:
-    if isinstance(value, BaseModel):
-        return {TemplateContrast: "template", FileContrast: "file", ScmContrast: "scm"}.get(
-            type(value)
-        )
-    if isinstance(value, dict):
-        for key in ("template", "file", "scm"):
-            if key in value:
-                return key
-    return None
-
-
-Contrast = Annotated[
-    Annotated[TemplateContrast, Tag("template")]
-    | Annotated[FileContrast, Tag("file")]
-    | Annotated[ScmContrast, Tag("scm")],
-    Discriminator(_contrast_kind),
-]
-
-
-class LocateSpec(_Section):
-    """One locate step: which method, on which contrast, over which sites.
-
-    ``method`` is any registered locate method (``interp_audit.locate.registry``); keys beyond
-    the common ones are that method's own options (e.g. ``steps`` for ``ig``, ``sae`` for SAE
-    methods), validated against its options model.
-    """
-
-    model_config = ConfigDict(extra="allow", frozen=True, use_attribute_docstrings=True)
-
-    method: str = "patch"
-    """A registered locate method (``patch`` exact, ``atp``, ``atp*``, ``ig``, SAE methods, ...)."""
-    contrast: str
-    """The contrast set to locate on."""
-    sites: str | list[str] = "heads"
-    """Where to patch or attribute: ``heads``, ``heads_q/k/v``, ``resid_pre``, ``attn_out``,
-    ``mlp_out``, ... or a list of component labels."""
-    metric: Literal["logit_diff", "prob_diff", "logprob", "kl_to_clean"] | None = (
-        None  # default: the spec's metric
-    )
-    """Override the spec's metric for this step (default: the spec's metric)."""
-    per_position: bool = False
-    """One site per token position (the set's positions must align)."""
-    name: str | None = None
-    """The name checks use to reuse this result (``ablate.from_locate``); default
-    ``{method}_{sites}_{contrast}``."""
-    _options: Any = PrivateAttr(default=None)
-
-    @model_validator(mode="after")
-    def _method_and_options(self):
-        from ..locate.registry import locate_methods
-
-        methods = locate_methods()
-        if self.method not in methods:
-            raise ValueError(
-                f"unknown locate method {self.method!r}; registered: {', '.join(methods)}"
-                f"{did_you_mean(self.method, methods)}"
-            )
-        extra = dict(self.model_extra or {})
-        options_model = methods[self.method].options
-        if extra and options_model is None:
-            key = sorted(extra)[0]
-            valid = list(type(self).model_fields)
-            raise ValueError(
-                f"unknown key {key!r} for locate method {self.method!r}"
-                f"{did_you_mean(key, valid)}; valid keys: {', '.join(valid)}"
-            )
-        if options_model is not None:
-            try:
-                self._options = options_model.model_validate(extra)
-            except ValidationError as err:
-                e = err.errors()[0]
-                key = ".".join(str(x) for x in e["loc"])
-                valid = [*type(self).model_fields, *options_model.model_fields]
-                if e["type"] == "extra_forbidden":
-                    raise ValueError(
-                        f"unknown key {key!r} for locate method {self.method!r}"
-                        f"{did_you_mean(key, valid)}; valid keys: {', '.join(valid)}"
-                    ) from None
-                raise ValueError(f"{key}: {e['msg']}") from None
-        return self
-
-    @property
-    def options(self) -> Any:
-        """The method's own options (a validated pydantic model), or None."""
-        return self._options
-
-    def default_name(self) -> str:
-        sites = self.sites if isinstance(self.sites, str) else "components"
-        return self.name or f"{self.method}_{sites}_{self.contrast}"
-
-
-class AblationSpec(_Section):
-    components: list[str] = Field(default_factory=list)
-    """Component labels (``L0H2``, ``L1.mlp``, ``L0H0.v@2``, hook names); with ``sae``, SAE
-    features (``L0F12``); with ``kind: embedding``, tokens."""
-    kind: Literal["zero", "mean", "resample", "clamp", "embedding"] = "mean"
-    """``zero``, ``mean`` or ``resample`` ablation; ``clamp`` an SAE feature to ``value``;
-    ``embedding`` replaces tokens' embeddings."""
-    sae: str | None = None
-    """An SAE (folder relative to the spec, or ``zoo:NAME``): ablate its features, the
-    reconstruction error kept."""
-    value: float | None = None
-    """The clamp value (``kind: clamp``)."""
-    like: list[str] | None = None
-    """``kind: embedding``: the components (tokens) are embedded as the mean of these tokens."""
-    reference: str | None = None
-    """The contrast set whose activations define the mean (``mean``) or the donors
-    (``resample``)."""
-    from_locate: str | None = None
-    """Also ablate the ``top_k`` components this locate step found (recorded by name in the
-    report)."""
-    top_k: int | None = Field(None, ge=1)
-    """How many located components to ablate (with ``from_locate``)."""
-    by: Literal["abs", "signed"] = "signed"
-    """Rank located components by signed effect or by its absolute value."""
-
-    @model_validator(mode="after")
-    def _what(self):
-        if not self.components and not self.from_locate:
-            raise ValueError("ablate needs 'components' or 'from_locate' (with top_k)")
-        if self.from_locate and not self.top_k:
-            raise ValueError(
-                "from_locate needs top_k: how many of the located components to ablate"
-            )
-        if self.kind == "clamp" and (self.sae is None or self.value is None):
-            raise ValueError("clamp ablation is for SAE features: give 'sae' and 'value'")
-        if self.kind == "embedding" and not self.like:
-            raise ValueError(
-                "embedding ablation replaces the tokens in 'components' by the mean of 'like' "
-                "tokens: give 'like'"
-            )
-        if self.kind in ("mean", "resample") and not self.reference:
-            raise ValueError(f"{self.kind} ablation needs a 'reference' contrast")
-        if self.sae is not None and self.kind == "resample":
-            raise ValueError("SAE features can be zero-, mean-ablated or clamped, not resampled")
-        return self
-
-
-class UtilitySpec(_Section):
-    contrast: str | None = None
-    """A contrast set with answers whose clean prompts measure utility (accuracy, loss,
-    logit_diff)."""
-    metric: Literal["accuracy", "loss", "logit_diff", "similarity_correlation", "perplexity"] = (
-        "accuracy"
-    )
-    """What the intervention may cost: accuracy, loss, logit_diff, Spearman correlation with human
-    similarity judgements, or held-out perplexity (memorization checks)."""
-    file: str | None = (
-        None  # similarity_correlation: CSV sentence1,sentence2,score; perplexity: text lines
-    )
-    """similarity_correlation: a CSV of sentence1, sentence2, score; perplexity: held-out text, one
-    line per sentence."""
-    budget: float = Field(ge=0)
-    """The largest allowed utility cost (its CI must lie below it); perplexity: the largest
-    relative increase (0.05 = 5%)."""
-
-    @model_validator(mode="after")
-    def _source(self):
-        if self.metric in ("similarity_correlation", "perplexity"):
-            if not self.file:
-                what = (
-                    "a CSV of sentence1, sentence2, score"
-                    if self.metric == "similarity_correlation"
-                    else "held-out text, one line per sentence"
-                )
-                raise ValueError(f"{self.metric} needs 'file' ({what})")
-        elif not self.contrast:
-            raise ValueError(
-                f"utility metric {self.metric!r} needs 'contrast' (a contrast set with answers)"
-            )
-        return self
-
-
-class CheckSpec(_Section):
-    """Base of every check kind's spec section (``kind:`` names the registered kind)."""
-
-    kind: str
-    """The check kind (a registered kind: invariance, path_invariance, component_mediation,
-    intervention, memorization)."""
-    name: str | None = None
-    """The check's name in reports and JUnit (default ``{kind}_{index}``)."""
-    confidence: float = Field(0.95, gt=0, lt=1)
-    """Confidence level of the intervals (and 1 - the family-wise error of 'violated' claims)."""
-    n_boot: int = Field(1000, ge=100, le=MAX_BOOT)
-    """Cluster-bootstrap draws (100 to 100000)."""
-    min_clusters: int = Field(DEFAULT_MIN_CLUSTERS, ge=1)
-    """Fewest clusters (independent units) for a decidable verdict; with fewer the check is
-    inconclusive. Lower it only for exact, noise-free models."""
-
-    def contrast_refs(self) -> list[tuple[str, str]]:
-        """(key, contrast name) for every contrast this check reads (checked against the spec)."""
-        refs = []
-        if isinstance(getattr(self, "contrast", None), str):
-            refs.append(("contrast", self.contrast))
-        abl = getattr(self, "ablate", None)
-        if abl is not None and abl.reference:
-            refs.append(("ablate.reference", abl.reference))
-        util = getattr(self, "utility", None)
-        if util is not None and util.contrast:
-            refs.append(("utility.contrast", util.contrast))
-        return refs
-
-    def locate_refs(self) -> list[tuple[str, str]]:
-        """(key, locate step name) for every located result this check reuses."""
-        abl = getattr(self, "ablate", None)
-        if abl is not None and abl.from_locate:
-            return [("ablate.from_locate", abl.from_locate)]
-        return []
+from .sections import (  # noqa: F401  (re-exported: the spec's sections)
+    AblationSpec,
+    CheckSpec,
+    Contrast,
+    FileContrast,
+    LocateSpec,
+    MetricSpec,
+    ModelSpec,
+    ScmContrast,
+    SwapSpec,
+    TemplateContrast,
+    UtilitySpec,
+    _Section,
+)
 
 
 class AuditSpecBase(_Section):
@@ -464,7 +120,7 @@ _MODELS: dict[tuple[str, ...], type[AuditSpecBase]] = {}
 
 def audit_spec_model() -> type[AuditSpecBase]:
     """The spec model for the check kinds registered now (rebuilt when a kind is added)."""
-    from .registry import check_kinds
+    from .kinds import check_kinds
 
     kinds = check_kinds()
     key = tuple(kinds)
@@ -491,7 +147,7 @@ CONTRAST_KINDS: dict[str, type[BaseModel]] = {
 
 def _tagged_sections() -> dict[str, type[BaseModel]]:
     """Union members by their tag (check kinds and contrast sources), for did-you-mean."""
-    from .registry import check_kinds
+    from .kinds import check_kinds
 
     return {**CONTRAST_KINDS, **{k: v.spec for k, v in check_kinds().items()}}
 
@@ -559,7 +215,7 @@ def _readable(err: ValidationError, raw: dict) -> SpecError:
             f"{sorted(e.get('input') or {})})"
         )
     if e["type"] == "union_tag_invalid" or e["type"] == "union_tag_not_found":
-        from .registry import check_kinds
+        from .kinds import check_kinds
 
         got = e.get("input", {}).get("kind") if isinstance(e.get("input"), dict) else None
         valid = list(check_kinds())

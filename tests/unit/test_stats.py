@@ -10,6 +10,7 @@ import interp_audit as ia
 from interp_audit.audit.measure import spearman, weighted_spearman
 from interp_audit.audit.stats import (
     MAX_BOOT,
+    _widening,
     band_verdict,
     cluster_bootstrap,
     cluster_bootstrap_columns,
@@ -63,7 +64,7 @@ def test_weights_equal_resampling_clusters_in_a_loop():
         [float(torch.cat([values[codes == c] for c in draw.tolist()]).mean()) for draw in picks],
         dtype=torch.float64,
     )
-    widened = iv.point + math.sqrt(7 / 6) * (naive - iv.point)
+    widened = iv.point + _widening(7, 0.95) * (naive - iv.point)
     assert iv.point == pytest.approx(float(values.mean()))
     assert torch.allclose(iv.samples, widened, atol=1e-12)
     lo, hi = torch.quantile(widened, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
@@ -122,6 +123,11 @@ def test_three_verdicts_with_their_reasons():
     assert combine(["pass", "inconclusive"]) == "inconclusive"
     assert combine(["inconclusive", "fail"]) == "fail"
     assert combine(["pass", "pass"]) == "pass"
+
+
+def test_widening_is_the_unbiased_variance_and_students_critical_value():
+    # G = 7: sqrt(7/6) * t_{6, 0.975} / z_{0.975} = 1.0801 * 2.4469 / 1.9600
+    assert _widening(7, 0.95) == pytest.approx(math.sqrt(7 / 6) * 2.446912 / 1.959964, rel=1e-5)
 
 
 def test_a_single_cluster_gives_a_point_interval_and_n_boot_is_bounded():

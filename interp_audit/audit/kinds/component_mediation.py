@@ -22,7 +22,7 @@ from ..context import AuditContext
 from ..measure import clusters_of
 from ..registry import CheckKind, register_check
 from ..result import CheckResult
-from ..spec import CheckSpec
+from ..sections import CheckSpec
 from ..stats import cluster_bootstrap, interval_row, upper_verdict
 
 

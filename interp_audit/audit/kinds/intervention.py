@@ -26,7 +26,7 @@ from ..measure import (
 )
 from ..registry import CheckKind, register_check
 from ..result import CheckResult
-from ..spec import AblationSpec, CheckSpec, UtilitySpec
+from ..sections import AblationSpec, CheckSpec, UtilitySpec
 from ..stats import (
     band_verdict,
     cluster_bootstrap,

@@ -15,7 +15,7 @@ from ..context import AuditContext
 from ..measure import band_family, clusters_of, pair_effects
 from ..registry import CheckKind, register_check
 from ..result import CheckResult
-from ..spec import CheckSpec
+from ..sections import CheckSpec
 from ..stats import interval_row, mean_ci
 
 
