@@ -420,16 +420,18 @@ class ContrastSet:
 
     def position_labels(self) -> list[str]:
         """Axis labels for positions, true for every pair: ``'3 nurse'`` where all pairs that
-        reach position 3 hold the same clean token there, ``'3 (7 tokens)'`` where they differ
-        (ragged or varied sets), just the index without text tokens."""
+        reach position 3 hold the same clean token there, ``'3 old|young'`` for up to three
+        different tokens, ``'3 (7 tokens)'`` for more (ragged or varied sets), just the index
+        without text tokens."""
         if self.str_tokens is None:
             return [str(p) for p in range(self.seq_len)]
         out = []
         for p in range(self.seq_len):
-            seen = {toks[p] for toks in self.str_tokens if p < len(toks)}
-            if len(seen) == 1:
-                (tok,) = seen
-                out.append(f"{p} {tok.strip() or repr(tok)}")
+            seen = sorted(
+                {toks[p].strip() or repr(toks[p]) for toks in self.str_tokens if p < len(toks)}
+            )
+            if len(seen) <= 3:
+                out.append(f"{p} {'|'.join(seen)}")
             else:
                 out.append(f"{p} ({len(seen)} tokens)")
         return out

@@ -122,7 +122,11 @@ def test_ragged_position_labels_name_only_shared_tokens(subject):
         subject, ["A x ->", "A x y ->"], ["B x ->", "B x y ->"], answers=("YES", "NO")
     )
     # position 3 holds '->' in one pair and 'y' in the other; position 4 exists only in one
-    assert ragged.position_labels() == ["0 <bos>", "1 A", "2 x", "3 (2 tokens)", "4 ->"]
+    assert ragged.position_labels() == ["0 <bos>", "1 A", "2 x", "3 ->|y", "4 ->"]
+    many = ia.ContrastSet.from_prompts(
+        subject, ["A x ->", "A y ->", "B x ->", "B y ->"], ["B x ->", "B y ->", "A x ->", "A y ->"]
+    )
+    assert many.position_labels()[1:3] == ["1 A|B", "2 x|y"]
 
 
 def test_run_gate_fails_inconclusive_unless_allowed(tmp_path, capsys):
