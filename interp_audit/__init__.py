@@ -10,6 +10,8 @@ Importing this package does not import TransformerLens; loading a model does.
 """
 
 from . import audit, memorization, metrics, sae
+from .audit.check import check
+from .audit.result import CheckResult
 from .audit.run import AuditReport
 from .causal import SCM, CausalGraph, CausalModel
 from .components import Component, parse_component
@@ -32,6 +34,7 @@ __all__ = [
     "AuditReport",
     "CausalGraph",
     "CausalModel",
+    "CheckResult",
     "Circuit",
     "Comparison",
     "Component",
@@ -47,6 +50,7 @@ __all__ = [
     "attribute",
     "attribute_edges",
     "audit",
+    "check",
     "compare",
     "load_model",
     "memorization",

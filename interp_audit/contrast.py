@@ -43,6 +43,9 @@ class ContrastSet:
         answer_pos: ``[pair]`` position whose output is scored (default: the last real token
             for causal LMs, the first ``[MASK]`` (else 0) for encoders).
         labels, groups: optional strings per pair (shown in reports; groups split statistics).
+        clusters: optional string per pair naming its unit of replication (the swap pair, the
+            template, the SCM unit): the bootstrap resamples clusters, not pairs. None = every
+            pair is its own cluster.
     """
 
     clean: Int[Tensor, "pair pos"]
@@ -53,6 +56,7 @@ class ContrastSet:
     pad_id: int = 0
     labels: tuple[str, ...] | None = None
     groups: tuple[str, ...] | None = None
+    clusters: tuple[str, ...] | None = None
     clean_text: tuple[str, ...] | None = None
     counterfactual_text: tuple[str, ...] | None = None
     str_tokens: tuple[tuple[str, ...], ...] | None = field(default=None, repr=False)
@@ -86,6 +90,7 @@ class ContrastSet:
         answer_pos: Sequence[int] | Tensor | None = None,
         labels: Sequence[str] | None = None,
         groups: Sequence[str] | None = None,
+        clusters: Sequence[str] | None = None,
         pad_id: int = 0,
         d_vocab: int | None = None,
     ) -> ContrastSet:
@@ -142,6 +147,7 @@ class ContrastSet:
             pad_id=pad_id,
             labels=None if labels is None else tuple(labels),
             groups=None if groups is None else tuple(groups),
+            clusters=None if clusters is None else tuple(str(c) for c in clusters),
         )
         out.validate(d_vocab=d_vocab)
         return out
@@ -176,6 +182,7 @@ class ContrastSet:
         *,
         labels: Sequence[str] | None = None,
         groups: Sequence[str] | None = None,
+        clusters: Sequence[str] | None = None,
     ) -> ContrastSet:
         """Pairs from text. Every error names the pair index, its text and its tokens."""
         if isinstance(clean, str) or isinstance(counterfactual, str):
@@ -192,7 +199,7 @@ class ContrastSet:
             raise ContrastError(
                 "the contrast set is empty: give at least one clean/counterfactual pair"
             )
-        for name, seq in (("labels", labels), ("groups", groups)):
+        for name, seq in (("labels", labels), ("groups", groups), ("clusters", clusters)):
             if seq is not None and len(seq) != len(clean):
                 raise ContrastError(f"{len(seq)} {name} for {len(clean)} pairs: give one per pair")
         rows_c, rows_f = [], []
@@ -264,6 +271,7 @@ class ContrastSet:
             pad_id=subject.pad_token_id,
             labels=None if labels is None else tuple(labels),
             groups=None if groups is None else tuple(groups),
+            clusters=None if clusters is None else tuple(str(c) for c in clusters),
             clean_text=tuple(clean),
             counterfactual_text=tuple(counterfactual),
             str_tokens=tuple(tuple(subject.token_str(r)) for r in rows_c),
@@ -332,7 +340,11 @@ class ContrastSet:
                     f"{self._describe(i)}: answer position {int(self.answer_pos[i])} is "
                     f"outside its {int(self.lengths[i])} tokens"
                 )
-        for name, seq in (("labels", self.labels), ("groups", self.groups)):
+        for name, seq in (
+            ("labels", self.labels),
+            ("groups", self.groups),
+            ("clusters", self.clusters),
+        ):
             if seq is not None and len(seq) != n:
                 raise ContrastError(f"{len(seq)} {name} for {n} pairs: give one per pair")
 
@@ -384,6 +396,7 @@ class ContrastSet:
             answer_pos=None if self.answer_pos is None else self.answer_pos[index],
             labels=pick(self.labels),
             groups=pick(self.groups),
+            clusters=pick(self.clusters),
             clean_text=pick(self.clean_text),
             counterfactual_text=pick(self.counterfactual_text),
             str_tokens=pick(self.str_tokens),
@@ -411,14 +424,22 @@ class ContrastSet:
         )
 
     def position_labels(self) -> list[str]:
-        """Axis labels for positions: ``'3 nurse'`` from the first pair (or just the index)."""
+        """Axis labels for positions, true for every pair: ``'3 nurse'`` where all pairs that
+        reach position 3 hold the same clean token there, ``'3 old|young'`` for up to three
+        different tokens, ``'3 (7 tokens)'`` for more (ragged or varied sets), just the index
+        without text tokens."""
         if self.str_tokens is None:
             return [str(p) for p in range(self.seq_len)]
-        first = self.str_tokens[0]
-        return [
-            f"{p} {first[p].strip() or repr(first[p])}" if p < len(first) else str(p)
-            for p in range(self.seq_len)
-        ]
+        out = []
+        for p in range(self.seq_len):
+            seen = sorted(
+                {toks[p].strip() or repr(toks[p]) for toks in self.str_tokens if p < len(toks)}
+            )
+            if len(seen) <= 3:
+                out.append(f"{p} {'|'.join(seen)}")
+            else:
+                out.append(f"{p} ({len(seen)} tokens)")
+        return out
 
     def __repr__(self) -> str:
         return (

@@ -18,7 +18,7 @@ from torch import Tensor
 from ..causal.graph import format_path
 from ..errors import SpecError
 from .context import AuditContext
-from .measure import pair_effects
+from .measure import clusters_of, pair_effects
 from .stats import mean_ci
 
 
@@ -75,7 +75,7 @@ def path_rows(
             rows.append(row)
             continue
         clean, cf = pair_effects(ctx.subject, cs, ctx.metric)
-        point, lo, hi = mean_ci(clean - cf, **kw)
+        point, lo, hi = mean_ci(clean - cf, clusters_of(cs), **kw)
         frac = float(cs.meta.get("fraction_changed", 1.0))
         row.update(
             {

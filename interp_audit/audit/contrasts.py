@@ -16,8 +16,9 @@ from .sections import FileContrast, TemplateContrast
 
 def from_template(subject: Subject, spec: TemplateContrast, name: str) -> ContrastSet:
     others = [s for s in spec.slots]
-    clean, cf, groups, labels, queries = [], [], [], [], []
-    for template in spec.templates:
+    clean, cf, groups, labels, queries, clusters = [], [], [], [], [], []
+    cluster_by = spec.cluster_by or spec.swap.slot
+    for t_index, template in enumerate(spec.templates):
         for values in itertools.product(*(spec.slots[s] for s in others)):
             fill = dict(zip(others, values, strict=True))
             for a, b in spec.swap.pairs:
@@ -26,6 +27,14 @@ def from_template(subject: Subject, spec: TemplateContrast, name: str) -> Contra
                 labels.append(
                     ", ".join(f"{k}={v}" for k, v in {**fill, spec.swap.slot: f"{a}/{b}"}.items())
                 )
+                if cluster_by == "pair":
+                    clusters.append(str(len(clean)))
+                elif cluster_by == "template":
+                    clusters.append(f"template {t_index}")
+                elif cluster_by == spec.swap.slot:
+                    clusters.append(f"{a}/{b}")
+                else:
+                    clusters.append(f"{cluster_by}={fill[cluster_by]}")
                 if spec.group_by is not None:
                     key = f"{a}/{b}" if spec.group_by == spec.swap.slot else fill[spec.group_by]
                     groups.append((spec.groups or {}).get(key, key))
@@ -34,7 +43,13 @@ def from_template(subject: Subject, spec: TemplateContrast, name: str) -> Contra
     answers = tuple(spec.answers) if spec.answers else None
     try:
         pairs = ContrastSet.from_prompts(
-            subject, clean, cf, answers=answers, labels=labels, groups=groups or None
+            subject,
+            clean,
+            cf,
+            answers=answers,
+            labels=labels,
+            groups=groups or None,
+            clusters=clusters,
         )
     except ContrastError as err:
         raise ContrastError(f"contrast {name!r}: {err}") from None
@@ -75,6 +90,16 @@ def from_file(subject: Subject, spec: FileContrast, name: str, base: Path) -> Co
         answers = [(r["correct"], r["incorrect"]) for r in rows]
     groups = [str(r["group"]) for r in rows] if rows and "group" in rows[0] else None
     labels = [str(r["label"]) for r in rows] if rows and "label" in rows[0] else None
+    column = spec.cluster_column or ("cluster" if rows and "cluster" in rows[0] else None)
+    clusters = None
+    if column is not None:
+        for i, row in enumerate(rows, 1):
+            if column not in row:
+                raise SpecError(
+                    f"contrasts.{name}.cluster_column: {path.name} row {i} has no {column!r} "
+                    f"field (fields: {sorted(row)})"
+                )
+        clusters = [str(r[column]) for r in rows]
     try:
         return ContrastSet.from_prompts(
             subject,
@@ -83,6 +108,7 @@ def from_file(subject: Subject, spec: FileContrast, name: str, base: Path) -> Co
             answers=answers,
             groups=groups,
             labels=labels,
+            clusters=clusters,
         )
     except ContrastError as err:
         raise ContrastError(f"contrast {name!r} ({path.name}): {err}") from None

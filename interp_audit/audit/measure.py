@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from ..contrast import ContrastSet
@@ -21,16 +22,20 @@ from ..metrics import Metric, MetricContext, get_metric
 from ..readout import readout
 from ..subject import Subject
 from .context import AuditContext
+from .stats import Interval, Verdict, band_verdict, combine, holm, interval_row, mean_ci
 
 __all__ = [
     "ablated_components",
     "ablation",
+    "band_family",
+    "clusters_of",
     "clean_values",
     "groups_of",
     "pair_effects",
     "similarity_pairs",
     "spearman",
     "utility_values",
+    "weighted_spearman",
     "within",
 ]
 
@@ -54,6 +59,60 @@ def groups_of(contrast: ContrastSet) -> dict[str, Tensor]:
     for i, g in enumerate(contrast.groups):
         out.setdefault(g, []).append(i)
     return {g: torch.tensor(v) for g, v in out.items()}
+
+
+def clusters_of(contrast: ContrastSet, idx: Tensor | None = None) -> list[str] | None:
+    """The cluster label of each pair (of the pairs ``idx``); None = pairs are independent."""
+    if contrast.clusters is None:
+        return None
+    if idx is None:
+        return list(contrast.clusters)
+    return [contrast.clusters[i] for i in idx.tolist()]
+
+
+def band_family(
+    tests: list[tuple[dict[str, Any], Tensor, list[str] | None]],
+    tol: float,
+    spec: Any,
+    seed: int,
+) -> tuple[list[dict[str, Any]], list[Interval], Verdict, str]:
+    """Test a family of per-pair effects against ±tol with Holm's correction.
+
+    ``tests``: (row fields, per-pair effects, their clusters). Each row gets its mean, cluster
+    CI, half-width, cluster count, violation p-value (raw and Holm-adjusted) and verdict.
+    A ``pass`` needs every CI inside the band (an intersection-union test: no correction is
+    needed for it); a ``fail`` claim is Holm-corrected over the family. Returns the rows, the
+    intervals, the combined verdict and a sentence stating the correction.
+    """
+    kw = dict(n_boot=spec.n_boot, confidence=spec.confidence, seed=seed)
+    ivs = [mean_ci(values, clusters, **kw) for _, values, clusters in tests]
+    adjusted = holm([iv.p_outside(tol) for iv in ivs])
+    rows = []
+    for (fields, values, _), iv, p_adj in zip(tests, ivs, adjusted, strict=True):
+        verdict, reason = band_verdict(iv, tol, min_clusters=spec.min_clusters, p_adjusted=p_adj)
+        rows.append(
+            {
+                **fields,
+                "n": len(values),
+                "effect": iv.point,
+                **interval_row(iv),
+                "tolerance": tol,
+                "p_violation": iv.p_outside(tol),
+                "p_holm": p_adj,
+                "verdict": verdict,
+                "reason": reason,
+                "passed": verdict == "pass",
+            }
+        )
+    m = len(tests)
+    correction = (
+        f"Holm correction over {m} tests at family-wise error {1 - spec.confidence:.3g} for "
+        "'violated' claims; 'pass' needs every interval inside the tolerance "
+        "(intersection-union test, no correction needed)"
+        if m > 1
+        else "one test: no multiple-testing correction"
+    )
+    return rows, ivs, combine([r["verdict"] for r in rows]), correction
 
 
 def clean_values(subject: Subject, contrast: ContrastSet, metric: Metric) -> Tensor:
@@ -101,6 +160,27 @@ def spearman(a: Tensor, b: Tensor) -> float:
     from ..locate.compare import _pearson, _ranks
 
     return _pearson(_ranks(a.double()), _ranks(b.double()))
+
+
+def weighted_spearman(
+    x: Float[Tensor, " n"], y: Float[Tensor, " n"], weights: Float[Tensor, "draw n"]
+) -> Float[Tensor, " draw"]:
+    """Spearman's rank correlation of the data set each weight row describes (row i repeated
+    ``weights[:, i]`` times), with average ranks for ties: the same number as
+    :func:`spearman` on the expanded data, for all bootstrap draws at once."""
+    x, y, w = x.double(), y.double(), weights.double()
+
+    def ranks(v: Tensor) -> Tensor:
+        less = (v[None, :] < v[:, None]).double()  # [i, j]: v_j < v_i
+        ties = (v[None, :] == v[:, None]).double()
+        return w @ less.T + (w @ ties.T + 1) / 2
+
+    rx, ry = ranks(x), ranks(y)
+    total = w.sum(1, keepdim=True)
+    dx = rx - (w * rx).sum(1, keepdim=True) / total
+    dy = ry - (w * ry).sum(1, keepdim=True) / total
+    cov = (w * dx * dy).sum(1)
+    return cov / ((w * dx * dx).sum(1) * (w * dy * dy).sum(1)).sqrt()
 
 
 def ablated_components(spec: Any, effects: dict) -> list[str]:

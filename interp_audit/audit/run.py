@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import html
 import json
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,22 +22,12 @@ from .causal_run import CausalContext, load_causal
 from .context import AuditContext
 from .contrasts import build_contrasts
 from .kinds import check_kinds
-from .result import CheckResult
+from .record import HASH_FIELD, build_record, content_hash
+from .result import VERDICT_COLORS, CheckResult
 from .spec import AuditSpec, load_spec
+from .stats import Verdict, combine
 
 __all__ = ["AuditReport", "audit"]
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("interp_audit", "torch", "transformer_lens", "sae_lens", "numpy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
 
 
 def _metric(subject: Subject, spec: AuditSpec) -> Metric:
@@ -74,12 +63,24 @@ class AuditReport:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def verdict(self) -> Verdict:
+        """``fail`` if any check fails, ``pass`` if every check passes, else ``inconclusive``."""
+        return combine([c.verdict for c in self.checks])
+
+    @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return self.verdict == "pass"
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data, with ``content_sha256`` over everything else."""
+        data = self._body()
+        data[HASH_FIELD] = content_hash(data)
+        return data
+
+    def _body(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "verdict": self.verdict,
             "passed": self.passed,
             "checks": [c.to_dict() for c in self.checks],
             "located": {
@@ -115,35 +116,39 @@ class AuditReport:
         return out
 
     def __repr__(self) -> str:
-        verdict = "PASSED" if self.passed else "FAILED"
+        counts = {v: sum(c.verdict == v for c in self.checks) for v in VERDICT_COLORS}
         lines = [
-            f"AuditReport({self.name!r}: {verdict}, "
-            f"{sum(c.passed for c in self.checks)}/{len(self.checks)} checks pass)"
+            f"AuditReport({self.name!r}: {self.verdict.upper()}, "
+            f"{counts['pass']} pass, {counts['fail']} fail, {counts['inconclusive']} inconclusive "
+            f"of {len(self.checks)} checks)"
         ]
+        tag = {"pass": "pass", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
         lines += [
-            f"  [{'pass' if c.passed else 'FAIL'}] {c.name}: {c.message}" for c in self.checks
+            f"  [{tag[c.verdict]}] {c.name}: {c.message}"
+            + ("" if c.verdict == "pass" else f" -- {c.reason}")
+            for c in self.checks
         ]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            f"<tr><td style='color:{'#2e7d32' if c.passed else '#c62828'};font-weight:bold'>"
-            f"{'pass' if c.passed else 'FAIL'}</td>"
+            f"<tr><td style='color:{VERDICT_COLORS[c.verdict]};font-weight:bold'>"
+            f"{c.verdict}</td>"
             f"<td>{html.escape(c.name)}</td><td>{html.escape(c.kind)}</td><td>"
             f"{c.statistic:+.4f}</td><td>[{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]</td><td>"
-            f"{c.threshold}</td><td>{html.escape(c.message)}</td></tr>"
+            f"{c.half_width:.4f}</td><td>{c.threshold}</td><td>{html.escape(c.reason)}</td>"
+            f"<td>{html.escape(c.message)}</td></tr>"
             for c in self.checks
         )
         verdict = (
-            "<span style='color:#2e7d32'>PASSED</span>"
-            if self.passed
-            else "<span style='color:#c62828'>FAILED</span>"
+            f"<span style='color:{VERDICT_COLORS[self.verdict]}'>{self.verdict.upper()}</span>"
         )
         return (
             f"<div><h3>Audit {html.escape(self.name)}: "
             f"{verdict}</h3><table><tr><th></th><th>check</th><th>kind</th><th>statistic</th>"
             f"<th>{int(100 * (self.checks[0].confidence if self.checks else 0.95))}% "
-            f"CI</th><th>tolerance</th><th>evidence</th></tr>{rows}</table>"
+            f"CI</th><th>half-width</th><th>tolerance</th><th>why</th><th>evidence</th></tr>"
+            f"{rows}</table>"
             f"<small>located: {', '.join(self.effects) or 'none'}; spec "
             f"{self.provenance.get('spec_hash', '')[:12]}</small></div>"
         )
@@ -157,6 +162,7 @@ def audit(
     contrasts: dict[str, ContrastSet] | None = None,
     executor=None,
     trust_gates: bool = True,
+    base: str | Path | None = None,
 ) -> AuditReport:
     """Run an audit spec; ``executor`` says where its sweeps run (see ``_audit`` for the rest).
 
@@ -167,7 +173,12 @@ def audit(
 
     with using(executor):
         return _audit(
-            spec, device=device, subject=subject, contrasts=contrasts, trust_gates=trust_gates
+            spec,
+            device=device,
+            subject=subject,
+            contrasts=contrasts,
+            trust_gates=trust_gates,
+            base=base,
         )
 
 
@@ -178,6 +189,7 @@ def _audit(
     subject: Subject | None = None,
     contrasts: dict[str, ContrastSet] | None = None,
     trust_gates: bool = True,
+    base: str | Path | None = None,
 ) -> AuditReport:
     """Run an audit spec (a YAML path, YAML text, a dict or an AuditSpec).
 
@@ -186,12 +198,16 @@ def _audit(
     ``trust_gates`` re-derives a sample of the located numbers serially and, for Hugging Face
     folders, compares the wrapper with plain ``transformers`` (:mod:`.gates`); a broken gate
     raises :class:`~interp_audit.audit.gates.TrustGateError` with the report attached.
+    ``base``: the folder relative files resolve against (default: the spec file's folder, or
+    the working directory for YAML text and dicts).
     """
     from .gates import raise_if_broken, run_gates
 
-    parsed, base = load_spec(spec)
+    parsed, found = load_spec(spec)
+    base = Path(base).resolve() if base is not None else found
     torch.manual_seed(parsed.seed)
     causal_model = load_causal(parsed.causal, base)  # spec errors before any model work
+    source = None
     if subject is None:
         source = parsed.model.source
         if source.startswith((".", "/")) or (
@@ -234,18 +250,10 @@ def _audit(
         kinds[chk.kind].run(chk, ctx, name)
         for name, chk in zip(parsed.check_names(), parsed.checks, strict=True)
     ]
-    provenance = {
-        "spec_hash": parsed.digest(),
-        "spec": parsed.model_dump(mode="json"),
-        "seed": parsed.seed,
-        "versions": _versions(),
-        "model": subject.describe(),
-        "metric": ctx.metric.name,
-        "contrasts": {k: len(v) for k, v in ctx.contrasts.items()},
-        "causal": causal_model.graph.to_dict() if causal_model is not None else None,
-        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "trust_gates": [g.to_dict() for g in gates],
-    }
+    provenance = build_record(parsed, base, subject, ctx, source)
+    provenance["causal"] = causal_model.graph.to_dict() if causal_model is not None else None
+    provenance["trust_gates"] = [g.to_dict() for g in gates]
+    provenance["timestamp"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     report = AuditReport(parsed.name, results, ctx.effects, provenance)
     raise_if_broken(gates, report)
     return report

@@ -22,17 +22,24 @@ from pydantic import (
 
 from ..errors import did_you_mean
 from .causal_spec import CausalSpec, ScmContrast  # noqa: F401  (re-exported: the scm contrast)
+from .stats import DEFAULT_MIN_CLUSTERS, MAX_BOOT
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ModelSpec(_Section):
     source: str
+    """The model: ``zoo:NAME``, a folder (config.json + model.safetensors, or a Hugging Face
+    GPT-2/BERT folder) relative to the spec, or a TransformerLens pretrained name."""
     device: str | None = None
+    """``cpu``, ``cuda`` or ``auto``; default: CPU (``interp-audit run --device`` overrides it)."""
     dtype: str | None = None
+    """Weights' dtype (``float32``, ``bfloat16``, ``float16``); default: as stored."""
     weight_processing: dict[str, bool] = Field(default_factory=dict)
+    """TransformerLens weight processing flags (``fold_ln``, ``center_writing_weights``,
+    ``center_unembed``, ``fold_value_biases``); all off unless set, and recorded in the report."""
 
 
 class MetricSpec(_Section):
@@ -44,24 +51,45 @@ class MetricSpec(_Section):
         "embedding_similarity",
         "query_similarity",
     ] = "logit_diff"
-    # embedding_similarity: [positive, negative] texts, or {positive: [...], negative: [...]}
-    # (averaged)
+    """The behaviour metric every check measures: a logit difference of the answer tokens, their
+    probability difference, log-probability, KL to the clean run, or for encoders the
+    embedding's cosine similarity to anchors or to a per-pair query."""
     anchors: list[str] | dict[Literal["positive", "negative"], list[str]] | None = None
+    """embedding_similarity: ``[positive, negative]`` texts, or ``{positive: [...], negative:
+    [...]}`` (averaged)."""
 
 
 class SwapSpec(_Section):
     slot: str
+    """The template slot whose filler the pair swaps (the audited variable)."""
     pairs: list[tuple[str, str]]
+    """``[clean, counterfactual]`` fillers; each must tokenize to the same length."""
 
 
 class TemplateContrast(_Section):
     template: str | list[str]
+    """One template or several with the same ``{slots}``; every combination of fillers is rendered
+    for every swap pair."""
     slots: dict[str, list[str]] = Field(default_factory=dict)
+    """Fillers for each slot other than the swap slot."""
     swap: SwapSpec
+    """The slot that changes between clean and counterfactual, and its pairs."""
     answers: tuple[str, str] | None = None
+    """``[correct, incorrect]`` answer tokens (causal LMs, masked LMs); omitted for embedding
+    metrics."""
     group_by: str | None = None
-    groups: dict[str, str] | None = None  # map the group_by slot's fillers to group names
-    query: str | None = None  # per-pair query text (slots allowed), embedded for query_similarity
+    """A slot whose fillers split the statistics into groups (each tested, Holm-corrected)."""
+    groups: dict[str, str] | None = None
+    """Map the group_by slot's fillers to group names (several fillers may share a group)."""
+    query: str | None = None
+    """Per-pair query text (the template's fixed slots allowed), embedded for
+    ``query_similarity``."""
+    cluster_by: str | None = Field(
+        None,
+        description="The unit of replication the bootstrap resamples: a slot name (its fillers; "
+        "the swap slot means the swap pair), 'template', or 'pair' (every pair independent). "
+        "Default: the swap pair.",
+    )
 
     @property
     def templates(self) -> list[str]:
@@ -97,6 +125,11 @@ class TemplateContrast(_Section):
                     f"query {self.query!r} may only use the template's fixed slots "
                     f"{sorted(names - {self.swap.slot})}"
                 )
+        if self.cluster_by is not None and self.cluster_by not in names | {"template", "pair"}:
+            raise ValueError(
+                f"cluster_by {self.cluster_by!r} is not a template slot, 'template' or 'pair' "
+                f"(slots: {sorted(names)})"
+            )
         if self.group_by is not None and self.group_by not in names:
             raise ValueError(f"group_by {self.group_by!r} is not a template slot ({sorted(names)})")
         return self
@@ -104,7 +137,15 @@ class TemplateContrast(_Section):
 
 class FileContrast(_Section):
     file: str
+    """A JSONL or CSV file (relative to the spec) with ``clean`` and ``counterfactual`` fields, and
+    optionally ``correct``/``incorrect``, ``group``, ``label`` and ``cluster``."""
     answers: tuple[str, str] | None = None
+    """``[correct, incorrect]`` answer tokens for every row (else the file's own columns)."""
+    cluster_column: str | None = Field(
+        None,
+        description="Column naming each row's unit of replication (the bootstrap resamples "
+        "these). Default: a 'cluster' column if the file has one, else every row independent.",
+    )
 
 
 def _contrast_kind(value: Any) -> str | None:
@@ -135,16 +176,24 @@ class LocateSpec(_Section):
     methods), validated against its options model.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, use_attribute_docstrings=True)
 
     method: str = "patch"
+    """A registered locate method (``patch`` exact, ``atp``, ``atp*``, ``ig``, SAE methods, ...)."""
     contrast: str
+    """The contrast set to locate on."""
     sites: str | list[str] = "heads"
+    """Where to patch or attribute: ``heads``, ``heads_q/k/v``, ``resid_pre``, ``attn_out``,
+    ``mlp_out``, ... or a list of component labels."""
     metric: Literal["logit_diff", "prob_diff", "logprob", "kl_to_clean"] | None = (
         None  # default: the spec's metric
     )
+    """Override the spec's metric for this step (default: the spec's metric)."""
     per_position: bool = False
+    """One site per token position (the set's positions must align)."""
     name: str | None = None
+    """The name checks use to reuse this result (``ablate.from_locate``); default
+    ``{method}_{sites}_{contrast}``."""
     _options: Any = PrivateAttr(default=None)
 
     @model_validator(mode="after")
@@ -192,15 +241,29 @@ class LocateSpec(_Section):
 
 
 class AblationSpec(_Section):
-    components: list[str] = Field(default_factory=list)  # labels; with 'sae', SAE features (L0F12)
+    components: list[str] = Field(default_factory=list)
+    """Component labels (``L0H2``, ``L1.mlp``, ``L0H0.v@2``, hook names); with ``sae``, SAE
+    features (``L0F12``); with ``kind: embedding``, tokens."""
     kind: Literal["zero", "mean", "resample", "clamp", "embedding"] = "mean"
-    sae: str | None = None  # an SAE (folder or zoo:NAME): ablate its features, the error kept
-    value: float | None = None  # clamp value
-    like: list[str] | None = None  # embedding: components are tokens, embedded as the mean of these
+    """``zero``, ``mean`` or ``resample`` ablation; ``clamp`` an SAE feature to ``value``;
+    ``embedding`` replaces tokens' embeddings."""
+    sae: str | None = None
+    """An SAE (folder relative to the spec, or ``zoo:NAME``): ablate its features, the
+    reconstruction error kept."""
+    value: float | None = None
+    """The clamp value (``kind: clamp``)."""
+    like: list[str] | None = None
+    """``kind: embedding``: the components (tokens) are embedded as the mean of these tokens."""
     reference: str | None = None
-    from_locate: str | None = None  # ablate the top_k components this locate step found
+    """The contrast set whose activations define the mean (``mean``) or the donors
+    (``resample``)."""
+    from_locate: str | None = None
+    """Also ablate the ``top_k`` components this locate step found (recorded by name in the
+    report)."""
     top_k: int | None = Field(None, ge=1)
+    """How many located components to ablate (with ``from_locate``)."""
     by: Literal["abs", "signed"] = "signed"
+    """Rank located components by signed effect or by its absolute value."""
 
     @model_validator(mode="after")
     def _what(self):
@@ -226,14 +289,24 @@ class AblationSpec(_Section):
 
 class UtilitySpec(_Section):
     contrast: str | None = None
+    """A contrast set with answers whose clean prompts measure utility (accuracy, loss,
+    logit_diff)."""
     metric: Literal["accuracy", "loss", "logit_diff", "similarity_correlation", "perplexity"] = (
         "accuracy"
     )
+    """What the intervention may cost: accuracy, loss, logit_diff, Spearman correlation with human
+    similarity judgements, or held-out perplexity (memorization checks)."""
     file: str | None = (
         None  # similarity_correlation: CSV sentence1,sentence2,score; perplexity: text lines
     )
-    budget: float = Field(ge=0)  # perplexity: largest allowed relative increase (0.05 = 5%)
-    per_group: bool = False  # the cost in every group of the contrast; the worst must fit budget
+    """similarity_correlation: a CSV of sentence1, sentence2, score; perplexity: held-out text, one
+    line per sentence."""
+    budget: float = Field(ge=0)
+    """The largest allowed utility cost (its CI must lie below it); perplexity: the largest
+    relative increase (0.05 = 5%)."""
+    per_group: bool = False
+    """Report the cost in every group of the utility contrast; the worst group's must fit the
+    budget."""
 
     @model_validator(mode="after")
     def _source(self):
@@ -256,9 +329,17 @@ class CheckSpec(_Section):
     """Base of every check kind's spec section (``kind:`` names the registered kind)."""
 
     kind: str
+    """The check kind (a registered kind: invariance, path_invariance, component_mediation,
+    intervention, memorization)."""
     name: str | None = None
+    """The check's name in reports and JUnit (default ``{kind}_{index}``)."""
     confidence: float = Field(0.95, gt=0, lt=1)
-    n_boot: int = Field(1000, ge=100)
+    """Confidence level of the intervals (and 1 - the family-wise error of 'violated' claims)."""
+    n_boot: int = Field(1000, ge=100, le=MAX_BOOT)
+    """Cluster-bootstrap draws (100 to 100000)."""
+    min_clusters: int = Field(DEFAULT_MIN_CLUSTERS, ge=1)
+    """Fewest clusters (independent units) for a decidable verdict; with fewer the check is
+    inconclusive. Lower it only for exact, noise-free models."""
 
     def contrast_refs(self) -> list[tuple[str, str]]:
         """(key, contrast name) for every contrast this check reads (checked against the spec)."""

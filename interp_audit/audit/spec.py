@@ -15,6 +15,7 @@ import yaml
 from pydantic import (
     BaseModel,
     Field,
+    PrivateAttr,
     ValidationError,
     create_model,
     model_validator,
@@ -43,13 +44,36 @@ class AuditSpecBase(_Section):
     """The whole audit; ``checks`` is the union of every registered check kind."""
 
     name: str = "audit"
+    """The audit's name (reports, JUnit suite)."""
     seed: int = 0
+    """Seed for everything random (bootstrap, resample ablation, sampling)."""
     model: ModelSpec
+    """The model to audit."""
     metric: MetricSpec = MetricSpec()
-    causal: CausalSpec | str | None = None  # the causal question (a section, file or zoo:NAME)
+    """The behaviour metric the checks measure."""
+    causal: CausalSpec | str | None = None
+    """The causal question: a section, a file or zoo:NAME (graph, equations, rendering)."""
     contrasts: dict[str, Contrast]
+    """Named contrast sets: clean/counterfactual pairs from templates, files or a zoo SCM."""
     locate: list[LocateSpec] = Field(default_factory=list)
+    """Locate steps (patching, attribution, SAE features) run before the checks; their results are
+    shown and can be reused."""
     checks: list[CheckSpec] = Field(default_factory=list)
+    """The checks; each gives pass / fail / inconclusive with its interval."""
+    _source_text: str | None = PrivateAttr(default=None)
+    _source_path: str | None = PrivateAttr(default=None)
+
+    @property
+    def source_text(self) -> str:
+        """The spec as written (YAML comments kept); a dump of the model when built in Python."""
+        if self._source_text is not None:
+            return self._source_text
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+    @property
+    def source_path(self) -> str | None:
+        """The spec file's absolute path, when it was read from a file."""
+        return self._source_path
 
     @model_validator(mode="after")
     def _references_exist(self):
@@ -216,10 +240,15 @@ def _readable(err: ValidationError, raw: dict) -> SpecError:
 
 
 def load_spec(spec: str | Path | dict | AuditSpecBase) -> tuple[AuditSpecBase, Path]:
-    """Parse a spec from a YAML path, YAML text or a dict; returns it and its base folder."""
+    """Parse a spec from a YAML path, YAML text or a dict; returns it and its base folder.
+
+    The parsed spec keeps the text it was read from (``.source_text``, comments included) and
+    its file (``.source_path``), so a report can carry the spec exactly as written.
+    """
     if isinstance(spec, AuditSpecBase):
         return spec, Path.cwd()
     base = Path.cwd()
+    text, source_path = None, None
     if isinstance(spec, dict):
         raw = spec
     else:
@@ -229,6 +258,7 @@ def load_spec(spec: str | Path | dict | AuditSpecBase) -> tuple[AuditSpecBase, P
             if not path.exists():
                 raise SpecError(f"audit spec {text!r} does not exist")
             base = path.resolve().parent
+            source_path = str(path.resolve())
             text = path.read_text()
         try:
             raw = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
@@ -244,6 +274,9 @@ def load_spec(spec: str | Path | dict | AuditSpecBase) -> tuple[AuditSpecBase, P
             f"{type(raw).__name__}"
         )
     try:
-        return audit_spec_model().model_validate(raw), base
+        parsed = audit_spec_model().model_validate(raw)
     except ValidationError as err:
         raise _readable(err, raw) from None
+    parsed._source_text = text
+    parsed._source_path = source_path
+    return parsed, base

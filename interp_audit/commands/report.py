@@ -28,4 +28,4 @@ def main(args) -> int:
     if args.junit:
         Path(args.junit).write_text(render_junit(data))
     print(f"report: {folder / 'report.html'}")
-    return 0 if data["passed"] else 1
+    return 0 if data.get("verdict", "pass" if data["passed"] else "fail") == "pass" else 1

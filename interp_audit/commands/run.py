@@ -1,9 +1,15 @@
-"""``interp-audit run SPEC --out DIR``: the pre-deployment gate (exit 0 pass, 1 fail, 2 error)."""
+"""``interp-audit run SPEC --out DIR``: the pre-deployment gate.
+
+Exit 0 when every check passes; 1 when one fails *or is inconclusive* (an interval that
+straddles a tolerance proves nothing either way, so a gate must not wave it through), with the
+reason; ``--allow-inconclusive`` lets inconclusive checks through with a warning; 2 when the
+audit could not run.
+"""
 
 from __future__ import annotations
 
 NAME = "run"
-HELP = "run an audit spec; exit 0 pass, 1 a check failed, 2 could not run"
+HELP = "run an audit spec; exit 0 pass, 1 a check failed or is inconclusive, 2 could not run"
 
 
 def add_arguments(p) -> None:
@@ -22,6 +28,11 @@ def add_arguments(p) -> None:
         help="run sweeps on Ray actors: no value starts a local cluster, 'auto' joins a running "
         "one, or host:port / ray://host:port; report.json is identical to a local run's",
     )
+    p.add_argument(
+        "--allow-inconclusive",
+        action="store_true",
+        help="exit 0 (with a warning) when no check fails but some are inconclusive",
+    )
 
 
 def executor_from(ray: str | None):
@@ -34,7 +45,11 @@ def executor_from(ray: str | None):
 
 
 def main(args) -> int:
+    import sys
+    from pathlib import Path
+
     from ..audit.gates import TrustGateError
+    from ..audit.record import cli_command
     from ..audit.run import audit
     from ..executors import using
 
@@ -47,7 +62,33 @@ def main(args) -> int:
             raise
         finally:
             ex.close()
+    argv = ["run", str(Path(args.spec).resolve()), "--out", str(Path(args.out).resolve())]
+    if args.junit:
+        argv += ["--junit", str(Path(args.junit).resolve())]
+    if args.device:
+        argv += ["--device", args.device]
+    if args.ray:
+        argv += ["--ray", args.ray] if args.ray != "local" else ["--ray"]
+    report.provenance["command"] = cli_command(argv)
     out = report.save(args.out, junit=args.junit)
     print(repr(report))
     print(f"report: {out / 'report.html'}")
-    return 0 if report.passed else 1
+    return gate(report, allow_inconclusive=args.allow_inconclusive, stream=sys.stderr)
+
+
+def gate(report, *, allow_inconclusive: bool, stream) -> int:
+    """The exit status for a report, with the reason for anything but a clean pass."""
+    verdict = report.verdict
+    if verdict == "pass":
+        return 0
+    for c in report.checks:
+        if c.verdict != "pass":
+            print(f"interp-audit: {c.verdict}: {c.name}: {c.reason}", file=stream)
+    if verdict == "inconclusive" and allow_inconclusive:
+        print(
+            "interp-audit: warning: no check failed but some are inconclusive; exiting 0 "
+            "because of --allow-inconclusive",
+            file=stream,
+        )
+        return 0
+    return 1

@@ -13,26 +13,98 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
-.pass{color:#2e7d32;font-weight:bold}.fail{color:#c62828;font-weight:bold}small{color:#666}
+.pass{color:#2e7d32;font-weight:bold}.fail{color:#c62828;font-weight:bold}
+.inconclusive{color:#ef6c00;font-weight:bold}small{color:#666}
+pre{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px}
 """
 
 
+def _intervention_figure(c: dict[str, Any]) -> go.Figure:
+    """Effect before/after against the tolerance band, and the utility cost against its budget,
+    on two axes (they are in different units)."""
+    from plotly.subplots import make_subplots
+
+    by = {d["measure"]: d for d in c["details"] if "measure" in d}
+    effects = [by[k] for k in ("effect before", "effect after") if k in by]
+    cost = next((d for k, d in by.items() if k.endswith(" cost")), None)
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=("effect on the contrast (tolerance band)", "utility cost (budget line)"),
+    )
+    comps = next((d["components"] for d in c["details"] if "components" in d), [])
+    fig.add_trace(
+        go.Bar(
+            x=[d["measure"] for d in effects],
+            y=[d["value"] for d in effects],
+            error_y=_errors(effects, [d["value"] for d in effects]),
+            marker_color=[_color(d) for d in effects],
+            showlegend=False,
+        ),
+        row=1,
+        col=1,
+    )
+    t = c["threshold"]
+    fig.add_hrect(y0=-t, y1=t, fillcolor="#2e7d32", opacity=0.12, line_width=0, row=1, col=1)
+    if cost is not None:
+        fig.add_trace(
+            go.Bar(
+                x=[cost["measure"]],
+                y=[cost["value"]],
+                error_y=_errors([cost], [cost["value"]]),
+                marker_color=[_color(cost)],
+                showlegend=False,
+            ),
+            row=1,
+            col=2,
+        )
+        fig.add_hline(y=cost["budget"], line_dash="dash", line_color="#c62828", row=1, col=2)
+    fig.update_layout(
+        title=f"{c['name']} (intervention: ablating {len(comps)} components): "
+        f"{int(100 * c.get('confidence', 0.95))}% CI",
+        template="plotly_white",
+        height=340,
+    )
+    return fig
+
+
+def _errors(rows, vals):
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": [d["ci"][1] - v if "ci" in d else 0 for v, d in zip(vals, rows, strict=True)],
+        "arrayminus": [v - d["ci"][0] if "ci" in d else 0 for v, d in zip(vals, rows, strict=True)],
+    }
+
+
+def _color(d: dict[str, Any]) -> str:
+    if d.get("role") == "admissible":
+        return "#9e9e9e"
+    return {"fail": "#c62828", "inconclusive": "#ef6c00"}.get(
+        d.get("verdict") or ("fail" if d.get("passed") is False else ""), "#1565c0"
+    )
+
+
 def _check_figure(c: dict[str, Any]) -> go.Figure:
+    if c["kind"] == "intervention":
+        return _intervention_figure(c)
     rows = [d for d in c["details"] if "ci" in d] or [
         {"label": c["name"], "effect": c["statistic"], "ci": c["ci"]}
     ]
     labels = [
-        str(d.get("group") or d.get("path") or d.get("measure") or d.get("label")) for d in rows
+        str(
+            d.get("group")
+            or d.get("path")
+            or d.get("component")
+            or d.get("measure")
+            or d.get("label")
+        )
+        for d in rows
     ]
     vals = [d.get("effect", d.get("value", d.get("share", 0.0))) for d in rows]
     lo = [v - d["ci"][0] for v, d in zip(vals, rows, strict=True)]
     hi = [d["ci"][1] - v for v, d in zip(vals, rows, strict=True)]
-    colors = [
-        "#9e9e9e"
-        if d.get("role") == "admissible"
-        else ("#c62828" if d.get("passed") is False else "#1565c0")
-        for d in rows
-    ]
+    colors = [_color(d) for d in rows]
     labels = [
         f"{lab} (admissible)" if d.get("role") == "admissible" else lab
         for lab, d in zip(labels, rows, strict=True)
@@ -52,7 +124,7 @@ def _check_figure(c: dict[str, Any]) -> go.Figure:
         fig.add_hline(y=t, line_dash="dash", line_color="#c62828")
     fig.update_layout(
         title=f"{c['name']} ({c['kind']}): {int(100 * c.get('confidence', 0.95))}% CI; green band "
-        "/ dashed line = tolerance; red = violated, grey = admissible",
+        "/ dashed line = tolerance; red = violated, orange = inconclusive, grey = admissible",
         template="plotly_white",
         height=320,
     )
@@ -89,57 +161,122 @@ def _causal_section(graph: dict[str, Any] | None) -> str:
     return "<h2>Causal graph</h2>" + g._repr_html_()
 
 
-def render_html(report: dict[str, Any]) -> str:
+def _esc(v: Any) -> str:
+    return html.escape(v if isinstance(v, str) else json.dumps(v))
+
+
+def _table(rows: dict[str, Any]) -> str:
+    return (
+        "<table>"
+        + "".join(f"<tr><th>{html.escape(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows.items())
+        + "</table>"
+    )
+
+
+def _record(prov: dict[str, Any]) -> str:
+    """The audit record: what ran, on what, how to reproduce it (readable with no other file)."""
     from ..audit.gates import summary as gate_summary
 
+    model = prov.get("model", {})
+    weights = prov.get("weights") or {}
+    what = {
+        "reproduce with": prov.get("command"),
+        "verify with": "interp-audit verify <this folder>",
+        "model source": model.get("source"),
+        "model class": model.get("model_class"),
+        "weights sha256 (tensors that ran)": weights.get("state_sha256"),
+        "weight files": {"folder": weights.get("folder"), "sha256": weights.get("files")},
+        "weight processing": model.get("weight_processing"),
+        "device": model.get("device"),
+        "dtype": model.get("dtype"),
+        "metric": prov.get("metric"),
+        "seed": prov.get("seed"),
+        "contrast sets (pairs)": prov.get("contrasts"),
+        "contrast sets (clusters)": prov.get("clusters"),
+        "statistics": prov.get("statistics"),
+        "spec file": prov.get("spec_path"),
+        "spec sha256 (text)": prov.get("spec_sha256"),
+        "spec hash (canonical)": prov.get("spec_hash"),
+        "data files": prov.get("data_files"),
+        "project commit": prov.get("git"),
+        "versions": prov.get("versions"),
+        "platform": prov.get("platform"),
+        "run at": prov.get("timestamp"),
+        "trust gates": gate_summary(prov.get("trust_gates", [])),
+    }
+    out = "<h2>Audit record</h2>" + _table(what)
+    ablations = prov.get("ablations") or {}
+    if ablations:
+        out += "<h3>Ablated components</h3><table><tr><th>check</th><th>kind</th><th>from</th>"
+        out += "<th>components</th></tr>"
+        for name, a in ablations.items():
+            src = f"locate {a['from_locate']} (top {a['top_k']})" if a.get("from_locate") else ""
+            out += (
+                f"<tr><td>{html.escape(name)}</td><td>{html.escape(str(a['kind']))}</td>"
+                f"<td>{html.escape(src) or 'listed in the spec'}</td>"
+                f"<td>{html.escape(', '.join(a['components']))}</td></tr>"
+            )
+        out += "</table>"
+    examples = prov.get("examples") or {}
+    if examples:
+        out += "<h3>Example pairs</h3><table><tr><th>contrast</th><th>clean tokens</th>"
+        out += "<th>counterfactual tokens</th><th>answers</th><th>group / cluster</th></tr>"
+        for name, rows in examples.items():
+            for r in rows:
+                ans = r.get("answer_tokens") or r.get("answers")
+                out += (
+                    f"<tr><td>{html.escape(name)}</td><td>{_esc(r['clean_tokens'])}</td>"
+                    f"<td>{_esc(r['counterfactual_tokens'])}</td><td>{_esc(ans)}</td>"
+                    f"<td>{html.escape(str(r.get('group', '')))} / "
+                    f"{html.escape(str(r.get('cluster', '')))}</td></tr>"
+                )
+        out += "</table>"
+    if prov.get("causal_graph"):
+        out += f"<h3>Causal graph</h3><pre>{_esc(prov['causal_graph'])}</pre>"
+    if prov.get("spec_text"):
+        out += f"<h3>Spec (as written)</h3><pre>{html.escape(prov['spec_text'])}</pre>"
+    return out
+
+
+def render_html(report: dict[str, Any]) -> str:
     prov = report["provenance"]
-    verdict = (
-        "<span class='pass'>PASSED</span>"
-        if report["passed"]
-        else "<span class='fail'>FAILED</span>"
-    )
-    rows = "".join(
-        f"<tr><td class='{'pass' if c['passed'] else 'fail'}'>"
-        f"{'pass' if c['passed'] else 'FAIL'}</td><td>{html.escape(c['name'])}</td>"
-        f"<td>{html.escape(c['kind'])}</td><td>{c['statistic']:+.4f}</td><td>"
-        f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]</td><td>{c['threshold']}</td>"
-        f"<td>{html.escape(c['message'])}</td></tr>"
-        for c in report["checks"]
-    )
+    overall = report.get("verdict") or ("pass" if report["passed"] else "fail")
+    verdict = f"<span class='{overall}'>{overall.upper()}</span>"
+    rows = ""
+    for c in report["checks"]:
+        v = c.get("verdict") or ("pass" if c["passed"] else "fail")
+        half = c.get("half_width", (c["ci"][1] - c["ci"][0]) / 2)
+        rows += (
+            f"<tr><td class='{v}'>{v}</td><td>{html.escape(c['name'])}</td>"
+            f"<td>{html.escape(c['kind'])}</td><td>{c['statistic']:+.4f}</td><td>"
+            f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]</td><td>±{half:.4f}</td>"
+            f"<td>{c['threshold']}</td><td>{c.get('clusters', '')}</td>"
+            f"<td>{html.escape(c.get('reason', ''))}</td><td>{html.escape(c['message'])}"
+            + (f"<br><small>{html.escape(c['correction'])}</small>" if c.get("correction") else "")
+            + "</td></tr>"
+        )
     figs = [_check_figure(c) for c in report["checks"]] + [
         _effects_figure(k, e) for k, e in report["located"].items()
     ]
     fig_html = "".join(f.to_html(full_html=False, include_plotlyjs=False) for f in figs)
-    model = prov.get("model", {})
-    prov_rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>"
-        f"{html.escape(json.dumps(v) if not isinstance(v, str) else v)}</td></tr>"
-        for k, v in {
-            "model source": model.get("source"),
-            "model class": model.get("model_class"),
-            "weight processing": model.get("weight_processing"),
-            "device": model.get("device"),
-            "dtype": model.get("dtype"),
-            "metric": prov.get("metric"),
-            "seed": prov.get("seed"),
-            "contrast sets (pairs)": prov.get("contrasts"),
-            "spec hash": prov.get("spec_hash"),
-            "versions": prov.get("versions"),
-            "run at": prov.get("timestamp"),
-            "trust gates": gate_summary(prov.get("trust_gates", [])),
-        }.items()
-    )
+    digest = report.get("content_sha256")
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>interp_audit: "
         + html.escape(report["name"])
         + f"</title><style>{_STYLE}</style><script "
         f"type='text/javascript'>{get_plotlyjs()}</script></head><body>"
         + f"<h1>Audit {html.escape(report['name'])}: {verdict}</h1>"
-        + "<table><tr><th></th><th>check</th><th>kind</th><th>statistic</th><th>CI</th><th>"
-        f"tolerance</th><th>evidence</th></tr>{rows}</table>"
+        + "<p>pass = the confidence interval lies inside the tolerance; fail = entirely "
+        "outside; inconclusive = it straddles the tolerance, or too few clusters (independent "
+        "units) to decide. A gate (<code>interp-audit run</code>) exits 1 on fail or "
+        "inconclusive.</p>"
+        + "<table><tr><th></th><th>check</th><th>kind</th><th>statistic</th><th>CI</th>"
+        "<th>half-width</th><th>tolerance</th><th>clusters</th><th>why</th><th>evidence</th>"
+        f"</tr>{rows}</table>"
         + _causal_section(prov.get("causal"))
         + "<h2>Evidence</h2>"
         + fig_html
-        + f"<h2>Provenance</h2><table>{prov_rows}</table><small>Every number here can be "
-        "reproduced from the spec, seed and versions above.</small>" + "</body></html>"
+        + _record(prov)
+        + (f"<p><small>report.json content sha256: {digest}</small></p>" if digest else "")
+        + "</body></html>"
     )

@@ -243,5 +243,11 @@ def contrast(
         y = labels(units, fair=answers == "fair").tolist()
         ans = [("YES", "NO") if yi else ("NO", "YES") for yi in y]
     return ContrastSet.from_prompts(
-        subject, clean, cf, answers=ans, groups=groups, labels=[f"{attribute}.{path}"] * len(clean)
+        subject,
+        clean,
+        cf,
+        answers=ans,
+        groups=groups,
+        labels=[f"{attribute}.{path}"] * len(clean),
+        clusters=[f"unit {i}" for i in range(len(clean))],  # one simulated patient per pair
     )

@@ -1,6 +1,5 @@
 """The real-model audit: gender in all-MiniLM-L6-v2's job-match scores; and the causal-LM flow."""
 
-import time
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def report():
-    t0 = time.perf_counter()
-    rep = ia.audit(ROOT / "circuits" / "minilm-gender" / "audit.yaml")
-    rep.provenance["seconds"] = time.perf_counter() - t0
-    return rep
+    return ia.audit(ROOT / "circuits" / "minilm-gender" / "audit.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +33,7 @@ def hf_embed(hf, texts, hook=None):
     return ia.metrics.mean_pool(hidden, enc["attention_mask"])
 
 
-def test_audit_runs_fast_and_finds_the_stereotyped_gap(report):
-    assert report.provenance["seconds"] < 120
+def test_audit_finds_the_stereotyped_gap_but_five_swap_pairs_cannot_decide_it(report):
     by = {c.name: c for c in report.checks}
     # male candidates score higher for male-dominated jobs, female ones for female-dominated jobs
     assert (
@@ -50,6 +45,13 @@ def test_audit_runs_fast_and_finds_the_stereotyped_gap(report):
         and not by["female_jobs_score_gender_blind"].passed
     )
     assert report.effects["heads_exact"].top(1)[0][0] == "L5H8"
+    # under clustered statistics the unit of replication is the swap pair: 5 pairs are fewer
+    # than min_clusters (10), so every check is inconclusive, with that reason
+    assert report.verdict == "inconclusive"
+    for c in report.checks:
+        assert c.verdict == "inconclusive" and "5 clusters < min_clusters 10" in c.reason, c
+    male = by["male_jobs_score_gender_blind"]
+    assert male.clusters == 5 and male.ci[0] < 0.01 < male.ci[1]  # straddles: undecidable
 
 
 def test_gap_matches_plain_transformers(report, hf):

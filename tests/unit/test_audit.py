@@ -39,8 +39,9 @@ BASE = {
 
 
 def spec_with(*checks, **extra):
+    """The base spec with these checks; exact hand-built effects: one cluster is enough."""
     s = copy.deepcopy(BASE)
-    s["checks"] = list(checks)
+    s["checks"] = [{"min_clusters": 1, **c} for c in checks]
     s.update(extra)
     return s
 
@@ -242,7 +243,15 @@ def test_report_json_schema_and_determinism(tmp_path):
     a = ia.audit(SPEC).save(tmp_path / "a")
     b = ia.audit(SPEC).save(tmp_path / "b")
     ja, jb = (json.loads((d / "report.json").read_text()) for d in (a, b))
-    assert set(ja) == {"name", "passed", "checks", "located", "provenance"}
+    assert set(ja) == {
+        "name",
+        "verdict",
+        "passed",
+        "checks",
+        "located",
+        "provenance",
+        "content_sha256",
+    }
     assert {"spec_hash", "versions", "model", "seed", "timestamp", "metric", "contrasts"} <= set(
         ja["provenance"]
     )
@@ -252,6 +261,7 @@ def test_report_json_schema_and_determinism(tmp_path):
     )
     for d in (ja, jb):
         d["provenance"].pop("timestamp")
+        d.pop("content_sha256")  # covers the timestamp
     assert ja == jb
     c = ja["checks"][0]
     assert {
@@ -264,6 +274,11 @@ def test_report_json_schema_and_determinism(tmp_path):
         "message",
         "details",
         "confidence",
+        "verdict",
+        "reason",
+        "half_width",
+        "clusters",
+        "correction",
     } <= set(c)
     assert ja["located"]["heads_exact"]["values"] == [[1.0, 0.0], [0.75, 0.0]]
 
@@ -301,7 +316,8 @@ def test_junit_round_trip_and_html_is_self_contained(tmp_path):
     page = (tmp_path / "report.html").read_text()
     assert page.count("Plotly.newPlot") == 2  # one figure per check
     assert external_resources(page) == []  # nothing is fetched: plotly.js is inlined
-    assert "FAILED" in page and report._repr_html_().count("<tr>") == 3
+    assert "Audit t: <span class='fail'>FAIL</span>" in page
+    assert report._repr_html_().count("<tr>") == 3
 
 
 @pytest.mark.skipif(not shutil.which("chromium"), reason="no headless chromium installed")

@@ -1,8 +1,9 @@
 """``component_mediation``: no single component (or located set) may carry most of an effect.
 
 Share of component c = (M(patch c) - M(base)) / (M(source) - M(base)), denoising: how much of
-the swap's effect restoring c alone brings back. The bootstrap resamples pairs and takes the
-largest share each time, so the CI is for the max share. A locate step that already patched the
+the swap's effect restoring c alone brings back. The bootstrap resamples clusters and takes the
+largest share each time, so the CI is for the max share (pass: CI below max_share; fail: CI
+entirely above; else inconclusive). A locate step that already patched the
 same sites on the same contrast with the same metric is reused, not run again.
 """
 
@@ -11,26 +12,33 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from jaxtyping import Float
 from pydantic import Field, model_validator
 from torch import Tensor
 
 from ...engine import RunContext, run_variants
 from ...locate.sites import parse_variant_sets, plan_sites
 from ..context import AuditContext
+from ..measure import clusters_of
 from ..registry import CheckKind, register_check
 from ..result import CheckResult
 from ..sections import CheckSpec
-from ..stats import bootstrap
+from ..stats import cluster_bootstrap, interval_row, upper_verdict
 
 
 class ComponentMediationCheck(CheckSpec):
     """The largest share of the effect carried by one component (or ``together``: one set)."""
 
     kind: Literal["component_mediation"]
+    """``component_mediation``."""
     contrast: str
+    """The contrast set whose effect is decomposed."""
     sites: str | list[str] = "heads"
+    """Components to restore one at a time (``heads``, ... or a list of labels)."""
     max_share: float = Field(gt=0)
+    """The largest share of the effect one component (or the set) may carry."""
     together: bool = False
+    """Restore the listed components together, as one set."""
 
     @model_validator(mode="after")
     def _together_needs_a_list(self):
@@ -87,34 +95,58 @@ def _patched(chk: ComponentMediationCheck, ctx: AuditContext):
     return patched, base, run_ctx.source_values.double().cpu(), labels
 
 
+def shares(
+    weights: Float[Tensor, "draw pair"],
+    patched: Float[Tensor, "component pair"],
+    base: Float[Tensor, " pair"],
+    source: Float[Tensor, " pair"],
+) -> Float[Tensor, "draw component"]:
+    """Each component's share of the effect under pair weights (one row per bootstrap draw)."""
+    total = weights.sum(1)
+    base_m = weights @ base / total
+    gap = weights @ source / total - base_m
+    patched_m = weights @ patched.T / total[:, None]
+    safe = torch.where(gap.abs() <= 1e-12, torch.ones_like(gap), gap)
+    out = (patched_m - base_m[:, None]) / safe[:, None]
+    return torch.where(gap.abs()[:, None] <= 1e-12, torch.zeros_like(out), out)
+
+
 def run(chk: ComponentMediationCheck, ctx: AuditContext, name: str) -> CheckResult:
     patched, base, source, labels = _patched(chk, ctx)
-
-    def shares(idx: Tensor) -> Tensor:
-        gap = source[idx].mean() - base[idx].mean()
-        if abs(float(gap)) <= 1e-12:
-            return torch.zeros(len(labels), dtype=torch.float64)
-        return (patched[:, idx].mean(1) - base[idx].mean()) / gap
-
-    all_shares = shares(torch.arange(len(base)))
+    cs = ctx.contrasts[chk.contrast]
+    all_shares = shares(torch.ones(1, len(base), dtype=torch.float64), patched, base, source)[0]
     top = int(all_shares.argmax())
-    point, lo, hi = bootstrap(
-        lambda idx: float(shares(idx).max()),
+    iv = cluster_bootstrap(
+        lambda w: shares(w, patched, base, source).max(1).values,
+        clusters_of(cs),
         len(base),
         n_boot=chk.n_boot,
         confidence=chk.confidence,
         seed=ctx.seed,
     )
-    passed = hi <= chk.max_share
+    verdict, reason = upper_verdict(iv, chk.max_share, min_clusters=chk.min_clusters)
     order = torch.argsort(all_shares, descending=True)[:10].tolist()
     details = [{"component": labels[i], "share": float(all_shares[i])} for i in order]
+    details[0].update({**interval_row(iv), "max_share": chk.max_share, "verdict": verdict})
     msg = (
         f"largest share of the {chk.contrast!r} effect mediated by one "
-        f"{'set' if chk.together else 'component'}: {labels[top]} {point:.3f} [{lo:.3f}, "
-        f"{hi:.3f}]; limit {chk.max_share}"
+        f"{'set' if chk.together else 'component'}: {labels[top]} {iv.point:.3f} [{iv.lo:.3f}, "
+        f"{iv.hi:.3f}] (±{iv.half_width:.3f} over {iv.n_clusters} clusters); limit "
+        f"{chk.max_share}"
     )
     return CheckResult(
-        name, chk.kind, passed, point, (lo, hi), chk.max_share, msg, details, chk.confidence
+        name,
+        chk.kind,
+        verdict,
+        iv.point,
+        (iv.lo, iv.hi),
+        chk.max_share,
+        msg,
+        details,
+        chk.confidence,
+        reason=reason,
+        clusters=iv.n_clusters,
+        correction="one test (the maximum share): no multiple-testing correction",
     )
 
 

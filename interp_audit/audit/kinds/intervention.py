@@ -1,7 +1,10 @@
 """``intervention``: an ablation must remove an effect *and* cost at most a utility budget.
 
 Both halves are measured with and without the ablation on the same inputs: the effect after
-must lie inside ±tolerance, and the upper end of the utility cost's CI within budget.
+must lie inside ±tolerance, and the upper end of the utility cost's CI within budget. With
+``preserve``, every admissible path of the causal graph must keep its effect, and with
+``utility.per_group`` the worst group's cost must fit the budget. All tests must pass
+(intersection-union: no multiplicity correction needed).
 """
 
 from __future__ import annotations
@@ -18,17 +21,25 @@ from ..context import AuditContext
 from ..measure import (
     ablated_components,
     ablation,
+    clusters_of,
     groups_of,
     pair_effects,
     similarity_pairs,
     spearman,
     utility_values,
-    within,
+    weighted_spearman,
 )
 from ..registry import CheckKind, register_check
 from ..result import CheckResult
 from ..sections import AblationSpec, CheckSpec, UtilitySpec, _Section
-from ..stats import bootstrap, mean_ci
+from ..stats import (
+    band_verdict,
+    cluster_bootstrap,
+    combine,
+    interval_row,
+    mean_ci,
+    upper_verdict,
+)
 
 
 class PreserveSpec(_Section):
@@ -42,15 +53,20 @@ class PreserveSpec(_Section):
 
 
 class InterventionCheck(CheckSpec):
-    """Ablate (``ablate:``); the effect on ``contrast`` must vanish within the utility budget,
-    and (``preserve``) every admissible path's effect must survive."""
+    """Ablate (``ablate:``); the effect on ``contrast`` must vanish within the utility budget."""
 
     kind: Literal["intervention"]
+    """``intervention``."""
     contrast: str
+    """The contrast set whose effect the ablation must remove."""
     ablate: AblationSpec
+    """What to ablate, and how."""
     tolerance: float = Field(ge=0)
+    """The effect after the ablation must lie within ±tolerance."""
     utility: UtilitySpec
+    """What the ablation may cost."""
     preserve: PreserveSpec | None = None
+    """Every admissible path of the causal graph must keep its effect within a tolerance."""
 
     @model_validator(mode="after")
     def _utility_kind(self):
@@ -90,118 +106,149 @@ def run(chk: InterventionCheck, ctx: AuditContext, name: str) -> CheckResult:
         for r in kept:
             c, f = pair_effects(subject, r["_contrast"], ctx.metric)
             r["_after"] = c - f
-    before = mean_ci(c0 - f0, **kw)
-    point, lo, hi = mean_ci(c1 - f1, **kw)
-    if gold is not None:
-        dp, dlo, dhi = bootstrap(
-            lambda idx: spearman(u0[idx], gold[idx]) - spearman(u1[idx], gold[idx]),
+    clusters = clusters_of(cs)
+    before = mean_ci(c0 - f0, clusters, **kw)
+    after = mean_ci(c1 - f1, clusters, **kw)
+    if gold is not None:  # similarity judgements: each sentence pair is its own unit
+        cost = cluster_bootstrap(
+            lambda w: weighted_spearman(u0, gold, w) - weighted_spearman(u1, gold, w),
+            None,
             len(gold),
             **kw,
         )
         u0, u1 = torch.tensor([spearman(u0, gold)]), torch.tensor([spearman(u1, gold)])
     else:
         drop = (u1 - u0) if chk.utility.metric == "loss" else (u0 - u1)
-        dp, dlo, dhi = mean_ci(drop, **kw)
-    effect_ok = within(lo, hi, chk.tolerance)
-    utility_ok = dhi <= chk.utility.budget
-    group_rows = []
-    if chk.utility.per_group and gold is None:
-        groups = groups_of(ctx.contrasts[chk.utility.contrast])
-        if not groups:
-            raise SpecError(
-                f"check {name!r}: utility.per_group needs a utility contrast with groups "
-                f"({chk.utility.contrast!r} has none: give it group_by)"
-            )
-        for g, idx in sorted(groups.items()):
-            gp, glo, ghi = mean_ci(drop[idx], **kw)
-            group_rows.append(
-                {
-                    "measure": f"utility ({chk.utility.metric}) cost, group {g}",
-                    "group": g,
-                    "n": len(idx),
-                    "before": float(u0[idx].mean()),
-                    "after": float(u1[idx].mean()),
-                    "value": gp,
-                    "ci": [glo, ghi],
-                    "passed": ghi <= chk.utility.budget,
-                    "budget": chk.utility.budget,
-                }
-            )
-        utility_ok = utility_ok and all(r["passed"] for r in group_rows)
-    preserve_rows = []
-    for r in kept:
-        diff = r.pop("_after") - r["_pairs"]
-        kp, klo, khi = mean_ci(diff, **kw)
-        ok = within(klo, khi, chk.preserve.tolerance)
-        after = float(r["_pairs"].mean() + diff.mean())
-        preserve_rows.append(
-            {
-                "measure": f"admissible path kept: {r['path']}",
-                "path": r["path"],
-                "before": r["effect"],
-                "after": after,
-                "value": kp,
-                "ci": [klo, khi],
-                "passed": ok,
-                "tolerance": chk.preserve.tolerance,
-            }
-        )
-    preserve_ok = all(r["passed"] for r in preserve_rows)
+        cost = mean_ci(drop, clusters_of(ctx.contrasts[chk.utility.contrast]), **kw)
+    effect_v, effect_why = band_verdict(after, chk.tolerance, min_clusters=chk.min_clusters)
+    cost_v, cost_why = upper_verdict(cost, chk.utility.budget, min_clusters=chk.min_clusters)
+    group_rows = _group_rows(chk, ctx, name, drop if gold is None else None, u0, u1, kw)
+    preserve_rows = _preserve_rows(chk, kept, kw)
+    extra = [r["verdict"] for r in group_rows + preserve_rows]
+    verdict = combine([effect_v, cost_v, *extra])
     um = chk.utility.metric
     details = [
-        {"measure": "effect before", "value": before[0], "ci": [before[1], before[2]]},
+        {"measure": "effect before", "value": before.point, **interval_row(before)},
         {
             "measure": "effect after",
-            "value": point,
-            "ci": [lo, hi],
-            "passed": effect_ok,
+            "value": after.point,
+            **interval_row(after),
             "tolerance": chk.tolerance,
+            "verdict": effect_v,
+            "reason": effect_why,
+            "passed": effect_v == "pass",
         },
         {"measure": f"utility ({um}) before", "value": float(u0.mean())},
         {"measure": f"utility ({um}) after", "value": float(u1.mean())},
         {
             "measure": f"utility ({um}) cost",
-            "value": dp,
-            "ci": [dlo, dhi],
-            "passed": utility_ok,
+            "value": cost.point,
+            **interval_row(cost),
             "budget": chk.utility.budget,
+            "verdict": cost_v,
+            "reason": cost_why,
+            "passed": cost_v == "pass",
         },
         *group_rows,
         *preserve_rows,
         {"measure": "ablated components", "components": comps},
     ]
+    flag = {"pass": "", "fail": ", VIOLATED", "inconclusive": ", INCONCLUSIVE"}
+    over = {"pass": "", "fail": ", EXCEEDED", "inconclusive": ", INCONCLUSIVE"}
     msg = (
         f"{chk.ablate.kind}-ablating {len(comps)} components ({', '.join(comps)}): effect "
-        f"{before[0]:+.4f} -> {point:+.4f} [{lo:+.4f}, {hi:+.4f}] (tolerance ±{chk.tolerance}"
-        f"{'' if effect_ok else ', VIOLATED'}); {um} cost {dp:+.4f} [{dlo:+.4f}, {dhi:+.4f}] "
-        f"(budget {chk.utility.budget}{'' if utility_ok else ', EXCEEDED'})"
+        f"{before.point:+.4f} -> {after.point:+.4f} [{after.lo:+.4f}, {after.hi:+.4f}] "
+        f"(±{after.half_width:.4f}; tolerance ±{chk.tolerance}{flag[effect_v]}); {um} cost "
+        f"{cost.point:+.4f} [{cost.lo:+.4f}, {cost.hi:+.4f}] (±{cost.half_width:.4f}; budget "
+        f"{chk.utility.budget}{over[cost_v]})"
     )
     if group_rows:
         worst = max(group_rows, key=lambda r: r["ci"][1])
         msg += (
             f"; worst group {worst['group']!r} cost {worst['value']:+.4f} "
-            f"[{worst['ci'][0]:+.4f}, {worst['ci'][1]:+.4f}]"
+            f"[{worst['ci'][0]:+.4f}, {worst['ci'][1]:+.4f}] ({worst['verdict']})"
         )
     if preserve_rows:
-        moved = max(preserve_rows, key=lambda r: max(abs(r["ci"][0]), abs(r["ci"][1])))
-        msg += (
-            f"; admissible paths kept within ±{chk.preserve.tolerance}: "
-            + ", ".join(
-                f"{r['path']} {r['before']:+.3f} -> {r['after']:+.3f}" for r in preserve_rows
-            )
-            + ("" if preserve_ok else f" (NOT KEPT: {moved['path']})")
+        msg += f"; admissible paths kept within ±{chk.preserve.tolerance}: " + ", ".join(
+            f"{r['path']} {r['before']:+.3f} -> {r['after']:+.3f} ({r['verdict']})"
+            for r in preserve_rows
         )
+    bad = [r for r in group_rows + preserve_rows if r["verdict"] != "pass"]
+    why = f"effect after: {effect_why}; utility cost: {cost_why}"
+    why += "".join(f"; {r['measure']}: {r['reason']}" for r in bad)
     return CheckResult(
         name,
         chk.kind,
-        effect_ok and utility_ok and preserve_ok,
-        point,
-        (lo, hi),
+        verdict,
+        after.point,
+        (after.lo, after.hi),
         chk.tolerance,
         msg,
         details,
         chk.confidence,
+        reason=why,
+        clusters=after.n_clusters,
+        correction="every test must pass (intersection-union): no correction needed",
     )
+
+
+def _group_rows(chk, ctx: AuditContext, name: str, drop, u0, u1, kw) -> list[dict]:
+    """The utility cost in every group of the utility contrast (``utility.per_group``)."""
+    if not chk.utility.per_group or drop is None:
+        return []
+    util_cs = ctx.contrasts[chk.utility.contrast]
+    groups = groups_of(util_cs)
+    if not groups:
+        raise SpecError(
+            f"check {name!r}: utility.per_group needs a utility contrast with groups "
+            f"({chk.utility.contrast!r} has none: give it group_by)"
+        )
+    clusters = clusters_of(util_cs)
+    rows = []
+    for g, idx in sorted(groups.items()):
+        sub = None if clusters is None else [clusters[i] for i in idx.tolist()]
+        iv = mean_ci(drop[idx], sub, **kw)
+        v, why = upper_verdict(iv, chk.utility.budget, min_clusters=chk.min_clusters)
+        rows.append(
+            {
+                "measure": f"utility ({chk.utility.metric}) cost, group {g}",
+                "group": g,
+                "n": len(idx),
+                "before": float(u0[idx].mean()),
+                "after": float(u1[idx].mean()),
+                "value": iv.point,
+                **interval_row(iv),
+                "budget": chk.utility.budget,
+                "verdict": v,
+                "reason": why,
+                "passed": v == "pass",
+            }
+        )
+    return rows
+
+
+def _preserve_rows(chk, kept: list[dict], kw) -> list[dict]:
+    """Admissible paths: the change of each path's effect under the ablation (paired)."""
+    rows = []
+    for r in kept:
+        diff = r.pop("_after") - r["_pairs"]
+        iv = mean_ci(diff, r.get("_clusters"), **kw)
+        v, why = band_verdict(iv, chk.preserve.tolerance, min_clusters=chk.min_clusters)
+        rows.append(
+            {
+                "measure": f"admissible path kept: {r['path']}",
+                "path": r["path"],
+                "before": r["effect"],
+                "after": float(r["_pairs"].mean() + diff.mean()),
+                "value": iv.point,
+                **interval_row(iv),
+                "tolerance": chk.preserve.tolerance,
+                "verdict": v,
+                "reason": why,
+                "passed": v == "pass",
+            }
+        )
+    return rows
 
 
 def _admissible_rows(chk: InterventionCheck, ctx: AuditContext, name: str, kw) -> list[dict]:

@@ -21,18 +21,26 @@ class CanarySpec(_Section):
     """A secret inserted in training: the prefix an attacker knows, the secret it completes."""
 
     prefix: str
+    """The text an attacker knows."""
     secret: str
+    """The secret the model may complete it with."""
 
 
 class MemorizationCheck(CheckSpec):
     """Largest canary exposure (bits) at most ``max_exposure``."""
 
     kind: Literal["memorization"]
+    """``memorization``."""
     canaries: list[CanarySpec] = Field(min_length=1)
+    """Canaries inserted in training."""
     alphabet: list[str] = Field(default_factory=lambda: [str(d) for d in range(10)])
+    """Tokens a secret is drawn from (exposure ranks all alphabet^length candidates)."""
     max_exposure: float = Field(ge=0)
+    """The largest allowed exposure in bits."""
     ablate: AblationSpec | None = None
+    """Optional unlearning ablation, measured before and after."""
     utility: UtilitySpec | None = None
+    """With ``ablate``: the held-out perplexity budget."""
 
     @model_validator(mode="after")
     def _utility_with_ablation(self):
@@ -103,13 +111,24 @@ def run(chk: MemorizationCheck, ctx: AuditContext, name: str) -> CheckResult:
     worst = max(final, key=lambda e: e.exposure)
     stat = worst.exposure
     passed = stat <= chk.max_exposure and passed_util
+    verdict = "pass" if passed else "fail"  # exact numbers: no sampling, nothing to straddle
     extracted = ", extracted by greedy decoding" if worst.extracted else ""
     msg = (
         f"largest exposure: {worst.prefix!r} {stat:.2f} bits (rank {worst.rank} of "
         f"{worst.n_candidates}{extracted}); limit {chk.max_exposure}{util_msg}"
     )
     return CheckResult(
-        name, chk.kind, passed, stat, (stat, stat), chk.max_exposure, msg, details, chk.confidence
+        name,
+        chk.kind,
+        verdict,
+        stat,
+        (stat, stat),
+        chk.max_exposure,
+        msg,
+        details,
+        chk.confidence,
+        reason="exposure is exact (every candidate scored): no interval, pass or fail",
+        correction="none: exact statistics",
     )
 
 

@@ -1,0 +1,110 @@
+"""How many clusters would make each check decidable? A power plan from a pilot run.
+
+A cluster-bootstrap half-width shrinks as ``1 / sqrt(G)`` in the number of clusters ``G``
+(``half_width ~ t * sd_between / sqrt(G)``). A test is decidable when the half-width is smaller
+than the distance from the estimate to the tolerance (to pass or to fail), or smaller than the
+tolerance itself for a zero effect. From a pilot's half-width ``h`` over ``G`` clusters and that
+distance ``d``, the clusters needed are ``ceil(G * (h / d)^2)`` (and at least ``min_clusters``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["PlanRow", "plan", "plan_rows"]
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One tested quantity of a check, and the clusters it needs to be decided."""
+
+    check: str
+    part: str
+    estimate: float
+    threshold: float
+    clusters: int
+    half_width: float
+    sd_between: float | None
+    distance: float
+    needed: int | None
+    verdict: str
+    note: str = ""
+
+    def line(self) -> str:
+        need = "-" if self.needed is None else str(self.needed)
+        sd = "-" if self.sd_between is None else f"{self.sd_between:.4g}"
+        return (
+            f"{self.check:<42.42s} {self.part:<22.22s} {self.estimate:+9.4f} {self.threshold:>8g} "
+            f"±{self.half_width:<8.4f} {sd:>8s} {self.clusters:>5d} {need:>7s}  {self.verdict}"
+            + (f" ({self.note})" if self.note else "")
+        )
+
+
+HEADER = (
+    f"{'check':<42s} {'tested':<22s} {'estimate':>9s} {'tol':>8s} {'half-w':<9s} "
+    f"{'sd_betw':>8s} {'have':>5s} {'need':>7s}  verdict now"
+)
+
+
+def _row(check, part: str, d: dict[str, Any], limit: float, two_sided: bool, min_clusters: int):
+    estimate = float(d.get("effect", d.get("value", d.get("share", 0.0))))
+    g, h = int(d.get("clusters") or 0), float(d["half_width"])
+    if two_sided:
+        distance = abs(limit - abs(estimate)) if abs(estimate) > 0 else limit
+    else:
+        distance = abs(limit - estimate)
+    z = 1.959963984540054
+    sd = h * math.sqrt(g) / z if g >= 2 else None
+    note = ""
+    if g < 2:
+        needed, note = None, "one cluster: no between-cluster spread to plan from"
+    elif distance <= 0:
+        needed, note = None, "the estimate sits on the tolerance: no sample size decides it"
+    else:
+        needed = max(min_clusters, math.ceil(g * (h / distance) ** 2))
+    return PlanRow(
+        check.name,
+        part,
+        estimate,
+        limit,
+        g,
+        h,
+        sd,
+        distance,
+        needed,
+        str(d.get("verdict") or check.verdict),
+        note,
+    )
+
+
+def plan_rows(checks, min_clusters: dict[str, int] | None = None) -> list[PlanRow]:
+    """Plan rows for a pilot's CheckResults (``min_clusters`` by check name, default 10)."""
+    from .stats import DEFAULT_MIN_CLUSTERS
+
+    rows = []
+    for c in checks:
+        m = (min_clusters or {}).get(c.name, DEFAULT_MIN_CLUSTERS)
+        for d in c.details:
+            if "half_width" not in d:
+                continue
+            label = str(d.get("group") or d.get("path") or d.get("measure") or d.get("component"))
+            if "tolerance" in d:
+                rows.append(_row(c, label, d, float(d["tolerance"]), True, m))
+            elif "budget" in d:
+                rows.append(_row(c, label, d, float(d["budget"]), False, m))
+            elif "max_share" in d:
+                rows.append(_row(c, f"max share ({label})", d, float(d["max_share"]), False, m))
+    return rows
+
+
+def plan(spec, **audit_kwargs) -> list[PlanRow]:
+    """Run ``spec`` once as a pilot and plan every tested quantity from it."""
+    from .run import audit
+    from .spec import load_spec
+
+    parsed, _ = load_spec(spec)
+    report = audit(parsed if not isinstance(spec, str) else spec, **audit_kwargs)
+    mins = dict(zip(parsed.check_names(), (c.min_clusters for c in parsed.checks), strict=True))
+    return plan_rows(report.checks, mins)

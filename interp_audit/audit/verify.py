@@ -1,0 +1,177 @@
+"""``verify(folder)``: is a saved report still what its spec, weights and data produce?
+
+Three kinds of evidence, each listed with where it differs:
+
+* **tamper**: report.json's ``content_sha256`` no longer matches its content;
+* **inputs**: the weights (tensors and files), the spec file or a data file hash differently now;
+* **numbers**: re-running the saved spec text gives different statistics, intervals, verdicts
+  or located effects (compared to ``rtol``; the run is seeded, so on the same software and
+  device they match exactly).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import AuditError
+from .record import HASH_FIELD, content_hash, data_files, file_sha256, weight_files
+
+__all__ = ["Difference", "Verification", "verify"]
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One value that differs: where (a JSON path), what was saved and what there is now."""
+
+    kind: str  # "tamper", "input" or "number"
+    where: str
+    saved: Any
+    now: Any
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] {self.where}: saved {_short(self.saved)}, now {_short(self.now)}"
+
+
+@dataclass
+class Verification:
+    """The outcome of :func:`verify`: ``ok`` when nothing differs; ``notes`` never fail it."""
+
+    folder: Path
+    differences: list[Difference] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    compared: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+    def __str__(self) -> str:
+        head = (
+            f"verified {self.folder}: every number ({self.compared}) and hash matches"
+            if self.ok
+            else f"{self.folder}: {len(self.differences)} difference(s) "
+            f"({self.compared} numbers compared)"
+        )
+        lines = [head, *(f"  {d}" for d in self.differences[:50])]
+        if len(self.differences) > 50:
+            lines.append(f"  ... and {len(self.differences) - 50} more")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v) if not isinstance(v, str) else v
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _compare(saved: Any, now: Any, where: str, out: list[Difference], rtol: float) -> int:
+    """Recursive comparison; returns how many numbers were compared."""
+    if isinstance(saved, bool) or isinstance(now, bool) or saved is None or now is None:
+        if saved != now:
+            out.append(Difference("number", where, saved, now))
+        return 0
+    if isinstance(saved, int | float) and isinstance(now, int | float):
+        same = (math.isnan(saved) and math.isnan(now)) or math.isclose(
+            saved, now, rel_tol=rtol, abs_tol=rtol * 1e-3
+        )
+        if not same:
+            out.append(Difference("number", where, saved, now))
+        return 1
+    if isinstance(saved, dict) and isinstance(now, dict):
+        n = 0
+        for key in sorted(set(saved) | set(now)):
+            if key not in saved or key not in now:
+                out.append(Difference("number", f"{where}.{key}", saved.get(key), now.get(key)))
+                continue
+            n += _compare(saved[key], now[key], f"{where}.{key}", out, rtol)
+        return n
+    if isinstance(saved, list) and isinstance(now, list):
+        if len(saved) != len(now):
+            out.append(Difference("number", f"{where} (length)", len(saved), len(now)))
+            return 0
+        return sum(
+            _compare(a, b, f"{where}[{i}]", out, rtol)
+            for i, (a, b) in enumerate(zip(saved, now, strict=True))
+        )
+    if saved != now:
+        out.append(Difference("number", where, saved, now))
+    return 0
+
+
+def verify(folder: str | Path, *, device: str | None = None, rtol: float = 1e-6) -> Verification:
+    """Check a saved run folder: content hash, input hashes, and a seeded re-run's numbers.
+
+    Raises :class:`AuditError` when the folder has no readable report.json or the saved spec
+    can no longer run (the CLI exits 2 then).
+    """
+    from .run import audit
+
+    folder = Path(folder)
+    path = folder / "report.json"
+    if not path.exists():
+        raise AuditError(f"{str(folder)!r} has no report.json (nothing to verify)")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise AuditError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    result = Verification(folder)
+    diffs = result.differences
+    stored = data.get(HASH_FIELD)
+    if stored is None:
+        result.notes.append("report.json has no content hash (written before hashes existed)")
+    elif stored != content_hash(data):
+        diffs.append(Difference("tamper", HASH_FIELD, stored, content_hash(data)))
+    prov = data.get("provenance", {})
+    if "spec_text" not in prov:
+        raise AuditError(f"{path}: no spec_text in provenance; this report cannot be re-run")
+
+    spec_path = prov.get("spec_path")
+    if spec_path and Path(spec_path).is_file():
+        now = file_sha256(Path(spec_path))
+        if now != prov.get("spec_sha256"):
+            diffs.append(Difference("input", f"spec file {spec_path}", prov["spec_sha256"], now))
+    base = Path(prov.get("base") or Path.cwd())
+    dev = device or prov.get("model", {}).get("device")
+    report = audit(prov["spec_text"], base=base, device=dev)
+    new = report.to_dict()
+    new_prov = new["provenance"]
+
+    saved_w, now_w = prov.get("weights", {}), new_prov["weights"]
+    if saved_w.get("state_sha256") != now_w["state_sha256"]:
+        diffs.append(
+            Difference(
+                "input", "weights (tensors)", saved_w.get("state_sha256"), now_w["state_sha256"]
+            )
+        )
+    _, files_now = weight_files(saved_w.get("source") or prov.get("model", {}).get("source", ""))
+    for name in sorted(set(saved_w.get("files") or {}) | set(files_now)):
+        a, b = (saved_w.get("files") or {}).get(name), files_now.get(name)
+        if a != b:
+            diffs.append(Difference("input", f"weight file {name}", a, b))
+    saved_data = prov.get("data_files") or {}
+    now_data = data_files(report_spec(report), base)
+    for key in sorted(set(saved_data) | set(now_data)):
+        if saved_data.get(key) != now_data.get(key):
+            diffs.append(
+                Difference("input", f"data file {key}", saved_data.get(key), now_data.get(key))
+            )
+
+    result.compared += _compare(data.get("checks"), new["checks"], "checks", diffs, rtol)
+    result.compared += _compare(data.get("located"), new["located"], "located", diffs, rtol)
+    if data.get("verdict") != new["verdict"]:
+        diffs.append(Difference("number", "verdict", data.get("verdict"), new["verdict"]))
+    for pkg, version in (prov.get("versions") or {}).items():
+        if new_prov["versions"].get(pkg) != version:
+            result.notes.append(f"{pkg} was {version}, now {new_prov['versions'].get(pkg)}")
+    return result
+
+
+def report_spec(report) -> Any:
+    """The parsed spec a re-run report came from (kept on its provenance by :func:`audit`)."""
+    from .spec import load_spec
+
+    return load_spec(report.provenance["spec_text"])[0]
