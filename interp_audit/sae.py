@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +33,8 @@ __all__ = [
     "feature_diff",
     "load_sae",
     "patch_features",
+    "reconstruction",
+    "splice",
     "top_activating",
     "train_sae",
 ]
@@ -129,12 +132,22 @@ def train_sae(
     subject.check_hook(hook)
     rows = tokens.tolist() if isinstance(tokens, Tensor) else [list(r) for r in tokens]
     lengths = {len(r) for r in rows}
-    if len(lengths) != 1:
+    exclude: list[int] | bool = False
+    model: Any = subject.model
+    if subject.kind == "encoder":  # sentences: pad, mask the padding, train on real tokens only
+        context = max(lengths)
+        pad = subject.pad_token_id
+        if any(pad in r for r in rows):
+            raise AuditError(f"token rows may not contain the pad token {pad}; pass unpadded rows")
+        rows = [r + [pad] * (context - len(r)) for r in rows]
+        exclude, model = [pad], _EncoderForSaeLens(subject)
+    elif len(lengths) != 1:
         raise AuditError(
             f"train_sae needs token rows of one length (got lengths {sorted(lengths)}); pad "
             "or group them"
         )
-    context = lengths.pop()
+    else:
+        context = lengths.pop()
     with quiet_tl_warnings():
         import logging
 
@@ -177,12 +190,12 @@ def train_sae(
             verbose=False,
             prepend_bos=False,
             n_batches_for_norm_estimate=10,
-            exclude_special_tokens=False,
+            exclude_special_tokens=exclude,
         )
         runner = LanguageModelSAETrainingRunner(
             cfg,
             override_dataset=Dataset.from_dict({"input_ids": rows}),
-            override_model=subject.model,
+            override_model=model,
         )
         trained = runner.run()
         with tempfile.TemporaryDirectory() as tmp:  # training SAE -> inference SAE
@@ -193,6 +206,38 @@ def train_sae(
     if left:  # sae_lens's runner hooks the model while training; none may outlive it
         raise AuditError(f"sae_lens left hooks on the model after training: {left}")
     return sae
+
+
+class _EncoderForSaeLens(torch.nn.Module):
+    """What sae_lens's activation store calls, for a bidirectional encoder: a forward over
+    padded rows with the padding masked out (TL's HookedEncoder takes neither ``stop_at_layer``
+    nor ``prepend_bos``, and without a mask padding would leak into every real token)."""
+
+    def __init__(self, subject: Subject):
+        super().__init__()
+        self.subject = subject
+        self.model = subject.model
+        self.cfg = subject.model.cfg
+        self.tokenizer = subject.tokenizer
+        self._memo: dict[tuple, dict[str, Tensor]] = {}
+
+    @property
+    def W_E(self) -> Tensor:  # noqa: N802 (sae_lens reads the input device from W_E)
+        return self.model.W_E
+
+    def run_with_cache(self, tokens: Tensor, *, names_filter=None, **_: Any):
+        """Activations of each row, computed once per distinct row: a small sentence set is
+        cycled many times during training and the frozen model's forward is deterministic."""
+        names = sorted(names_filter or [])
+        keys = [(tuple(r), tuple(names)) for r in tokens.tolist()]
+        todo = sorted({i for i, k in enumerate(keys) if k not in self._memo})
+        if todo:
+            part = tokens[todo].to(self.subject.device)
+            mask = (part != self.subject.pad_token_id).long()
+            cache, _ = cached_run(self.subject, part, mask, set(names))
+            for j, i in enumerate(todo):
+                self._memo[keys[i]] = {n: cache[n][j] for n in names}
+        return None, {n: torch.stack([self._memo[k][n] for k in keys]) for n in names}
 
 
 def _labels(sae) -> tuple[int, list[str]]:
@@ -215,6 +260,76 @@ def feature_activations(
     mask = torch.ones_like(tokens) if mask is None else mask
     cache, _ = cached_run(subject, tokens.to(subject.device), mask.to(subject.device), {hook})
     return _split(sae, cache[hook])[0]
+
+
+def _texts_to_batch(subject: Subject, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+    """Right-padded token ids and the mask of real tokens for a list of texts."""
+    rows = [subject.to_tokens(t) for t in texts]
+    width = max(len(r) for r in rows)
+    tokens = torch.full((len(rows), width), subject.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(tokens)
+    for i, r in enumerate(rows):
+        tokens[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return tokens, mask
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """How well an SAE reconstructs its activation on some text, over real tokens.
+
+    ``explained_variance``: 1 - sum|x - x_hat|^2 / sum|x - mean(x)|^2 (sae_lens's definition,
+    pooled over tokens); ``l0``: mean number of active features per token; ``dead``: features
+    that never fire on this text; ``cosine``: mean cosine of x_hat with x."""
+
+    tokens: int
+    explained_variance: float
+    l0: float
+    dead: int
+    d_sae: int
+    cosine: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@torch.no_grad()
+def reconstruction(subject: Subject, sae, texts: Sequence[str]) -> Reconstruction:
+    """Explained variance, L0 and dead features of ``sae`` on ``texts`` (padding excluded)."""
+    hook = check_sae(subject, sae)
+    tokens, mask = _texts_to_batch(subject, texts)
+    if subject.kind == "causal":
+        mask = torch.ones_like(mask) if tokens.shape[0] == 1 else mask
+    cache, _ = cached_run(subject, tokens.to(subject.device), mask.to(subject.device), {hook})
+    x = cache[hook][mask.bool().to(subject.device)]  # [tokens, d]
+    f = sae.encode(x)
+    x_hat = sae.decode(f)
+    resid = ((x - x_hat) ** 2).sum()
+    total = ((x - x.mean(0)) ** 2).sum()
+    return Reconstruction(
+        tokens=int(x.shape[0]),
+        explained_variance=float(1 - resid / total),
+        l0=float((f > 0).sum(-1).float().mean()),
+        dead=int(((f > 0).sum(0) == 0).sum()),
+        d_sae=int(sae.cfg.d_sae),
+        cosine=float(torch.nn.functional.cosine_similarity(x, x_hat, dim=-1).mean()),
+    )
+
+
+@contextlib.contextmanager
+def splice(subject: Subject, sae, *, keep_error: bool = False) -> Iterator[Subject]:
+    """Run the model with the SAE's reconstruction in place of its activation. Without the error
+    term this measures what the SAE misses (the gap to the real forward); with it, the forward
+    is unchanged (a test of the splice itself)."""
+    hook = check_sae(subject, sae)
+
+    def fn(x, *, hook):
+        with torch.no_grad():
+            x_hat = sae.decode(sae.encode(x))
+            return x_hat + (x - x_hat) if keep_error else x_hat
+
+    with subject.hooks([(hook, fn)]):
+        yield subject
 
 
 def feature_diff(subject: Subject, sae, contrast: ContrastSet) -> Effects:
@@ -254,7 +369,7 @@ def top_activating(
 
 def _finish(
     values_pe: Tensor,
-    base: float,
+    base_pe: Tensor,
     source: float,
     labels: list[str],
     metric: Metric,
@@ -265,6 +380,7 @@ def _finish(
     from .locate.patching import normalise
 
     mean = values_pe.mean(1)
+    base = float(base_pe.mean())
     values = normalise(mean, base, source, "feature effects") if normalize else mean
     clean, cf = (source, base) if direction == "denoise" else (base, source)
     return Effects(
@@ -277,7 +393,11 @@ def _finish(
         normalized=normalize,
         per_example=values_pe,
         baseline={"clean": clean, "counterfactual": cf},
-        meta={"direction": direction, "error_node": labels[-1]},
+        meta={
+            "direction": direction,
+            "error_node": labels[-1],
+            "base_per_example": base_pe.tolist(),  # per-example effects for CIs (feature cards)
+        },
     )
 
 
@@ -334,7 +454,7 @@ def patch_features(
         sources.append(ctx.source_values.cpu())
     return _finish(
         torch.cat(per_example, 1),
-        float(torch.cat(bases).mean()),
+        torch.cat(bases).double(),
         float(torch.cat(sources).mean()),
         labels,
         metric,
@@ -378,7 +498,7 @@ def attribute_features(
         sources.append(ctx.source_values.cpu())
     return _finish(
         torch.cat(per_example, 1),
-        float(torch.cat(bases).mean()),
+        torch.cat(bases).double(),
         float(torch.cat(sources).mean()),
         labels,
         metric,

@@ -282,9 +282,10 @@ def ablated_components(spec, effects: dict) -> list[str]:
     """The spec's explicit components, plus the top_k of a named locate step."""
     comps = list(spec.components)
     if spec.from_locate:
-        comps += [
-            c for c, _ in effects[spec.from_locate].top(spec.top_k, by=spec.by) if c not in comps
-        ]
+        ranked = effects[spec.from_locate].top(10**9, by=spec.by)
+        if spec.sae is not None:  # the SAE's error node is located, but it is not a feature
+            ranked = [(c, v) for c, v in ranked if not c.endswith(".sae_err")]
+        comps += [c for c, _ in ranked[: spec.top_k] if c not in comps]
     return comps
 
 
@@ -299,10 +300,10 @@ def ablation(
         return ablate_token_embedding(subject, comps, like=spec.like)
     if spec.sae is None:
         return ablate(subject, comps, kind=spec.kind, reference=reference, seed=seed)
-    from ..sae import ablate_features, load_sae
+    from ..locate.features import resolve_sae
+    from ..sae import ablate_features
 
-    source = spec.sae if spec.sae.startswith("zoo:") else str(_file(base, spec.sae))
-    sae = load_sae(source, subject)
+    sae = resolve_sae(subject, spec.sae, sae_id=spec.sae_id, base=base)
     return ablate_features(
         subject, sae, comps, kind=spec.kind, value=spec.value, reference=reference
     )

@@ -85,6 +85,7 @@ class AuditReport:
                     "top": [[c, v] for c, v in e.top(10)],
                     "baseline": e.baseline,
                     "normalized": e.normalized,
+                    **({"cards": e.meta["cards"]} if "cards" in e.meta else {}),
                 }
                 for k, e in self.effects.items()
             },
@@ -166,7 +167,20 @@ def audit(spec, *, device: str | None = None) -> AuditReport:
         sites = loc.sites if isinstance(loc.sites, str) else "components"
         name = loc.name or f"{loc.method}_{sites}_{loc.contrast}"
         m = get_metric(loc.metric) if loc.metric else metric
-        if loc.method == "patch":
+        if loc.method in ("sae_patch", "sae_atp"):
+            from ..locate.features import locate_features, resolve_sae
+
+            effects[name] = locate_features(
+                subject,
+                contrasts[loc.contrast],
+                m,
+                method=loc.method,
+                sae=resolve_sae(subject, loc.sae, sae_id=loc.sae_id, base=base),
+                sae_name=loc.sae if loc.sae_id is None else f"{loc.sae}/{loc.sae_id}",
+                cards=loc.cards,
+                seed=parsed.seed,
+            )
+        elif loc.method == "patch":
             effects[name] = ia.patch(
                 subject,
                 contrasts[loc.contrast],

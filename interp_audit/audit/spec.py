@@ -139,7 +139,7 @@ Contrast = Annotated[
 
 
 class LocateSpec(_Section):
-    method: Literal["patch", "atp", "atp*", "ig"] = "patch"
+    method: Literal["patch", "atp", "atp*", "ig", "sae_patch", "sae_atp"] = "patch"
     contrast: str
     sites: str | list[str] = "heads"
     metric: Literal["logit_diff", "prob_diff", "logprob", "kl_to_clean"] | None = (
@@ -147,12 +147,30 @@ class LocateSpec(_Section):
     )
     per_position: bool = False
     name: str | None = None
+    sae: str | None = None  # sae_*: zoo:NAME, a folder (sae_lens format) or a hub release
+    sae_id: str | None = None  # the SAE within a hub release (e.g. blocks.8.hook_resid_pre)
+    cards: int = Field(5, ge=0)  # sae_*: feature cards for this many top features
+
+    @model_validator(mode="after")
+    def _sae_needs(self):
+        if self.method.startswith("sae_"):
+            if not self.sae:
+                raise ValueError(
+                    f"method {self.method!r} locates SAE features: give 'sae' (zoo:NAME, a "
+                    "folder, or a hub release with 'sae_id')"
+                )
+            if self.per_position:
+                raise ValueError(f"method {self.method!r} has no per_position mode")
+        elif self.sae or self.sae_id:
+            raise ValueError(f"'sae' is for the sae_patch and sae_atp methods, not {self.method!r}")
+        return self
 
 
 class AblationSpec(_Section):
     components: list[str] = Field(default_factory=list)  # labels; with 'sae', SAE features (L0F12)
     kind: Literal["zero", "mean", "resample", "clamp", "embedding"] = "mean"
-    sae: str | None = None  # an SAE (folder or zoo:NAME): ablate its features, the error kept
+    sae: str | None = None  # an SAE (folder, zoo:NAME or hub release): ablate its features
+    sae_id: str | None = None  # the SAE within a hub release
     value: float | None = None  # clamp value
     like: list[str] | None = None  # embedding: components are tokens, embedded as the mean of these
     reference: str | None = None
@@ -328,6 +346,17 @@ class AuditSpec(_Section):
                     "step is called (named: "
                     f"{sorted(located)}){did_you_mean(abl.from_locate, located)}"
                 )
+            if abl is not None and abl.from_locate:
+                step = next(loc for loc in self.locate if loc.name == abl.from_locate)
+                if step.method.startswith("sae_") and (abl.sae, abl.sae_id) != (
+                    step.sae,
+                    step.sae_id,
+                ):
+                    raise ValueError(
+                        f"{where}.ablate.from_locate names the SAE step {abl.from_locate!r}: "
+                        f"ablate its features with the same SAE (sae: {step.sae}"
+                        f"{', sae_id: ' + step.sae_id if step.sae_id else ''})"
+                    )
             if isinstance(chk, MemorizationCheck):
                 if chk.ablate is not None and chk.ablate.reference:
                     need(chk.ablate.reference, where + ".ablate.reference")
