@@ -112,7 +112,36 @@ def load_sae(
     sae.eval()
     if subject is not None:
         check_sae(subject, sae)
+        check_processing(subject, sae)
     return sae
+
+
+# weight processing that changes the activation an SAE reads, by the hooks it changes
+_ACTIVATION_FLAGS = {
+    "center_writing_weights": ("resid", "hook_out", "attn_out", "mlp_out", "hook_result"),
+    "fold_value_biases": ("hook_z", "hook_v", "hook_result"),
+    "fold_ln": ("normalized", "ln"),
+}
+
+
+def check_processing(subject: Subject, sae) -> None:
+    """An SAE reads the activations of the model it was trained on: hub releases record the
+    TransformerLens weight processing that model had (``gpt2-small-res-jb``: centred writing
+    weights). Processing that changes this SAE's hook must match the subject's, or every
+    feature reads a shifted activation."""
+    meta = getattr(sae.cfg, "metadata", None)
+    wanted = dict(getattr(meta, "model_from_pretrained_kwargs", None) or {})
+    hook = hook_of(sae)
+    for flag, hooks in _ACTIVATION_FLAGS.items():
+        if flag not in wanted or not any(h in hook for h in hooks):
+            continue
+        have = bool(subject.weight_processing.get(flag, False))
+        if bool(wanted[flag]) != have:
+            raise ModelLoadError(
+                f"this SAE was trained on {hook!r} of a model loaded with {flag}="
+                f"{bool(wanted[flag])}, but the subject has {flag}={have}: the activations "
+                f"differ; load the model with ia.load_model(..., {flag}={bool(wanted[flag])})"
+            )
 
 
 def train_sae(
