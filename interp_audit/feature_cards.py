@@ -267,14 +267,14 @@ def feature_cards(
             label = labels[i]
             if label not in effects.components:
                 raise AuditError(f"{label} is not in these effects ({effects.method})")
-            base = effects.meta.get("base_per_example")
+            base = effects.base_values
             if effects.per_example is None or base is None:
                 raise AuditError(
                     "feature cards need per-example effects with their base values: pass the "
                     "result of patch_features or attribute_features"
                 )
             row = effects.per_example[effects.components.index(label)].double()
-            effect = mean_ci(row - torch.tensor(base, dtype=torch.float64), **kw)
+            effect = mean_ci(row - base.double().cpu(), **kw)
             share, method = effects[label], effects.method
         cards.append(
             FeatureCard(

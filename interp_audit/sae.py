@@ -399,7 +399,7 @@ def top_activating(
 def _finish(
     values_pe: Tensor,
     base_pe: Tensor,
-    source: float,
+    source_pe: Tensor,
     labels: list[str],
     metric: Metric,
     method: str,
@@ -409,7 +409,7 @@ def _finish(
     from .locate.patching import normalise
 
     mean = values_pe.mean(1)
-    base = float(base_pe.mean())
+    base, source = float(base_pe.mean()), float(source_pe.mean())
     values = normalise(mean, base, source, "feature effects") if normalize else mean
     clean, cf = (source, base) if direction == "denoise" else (base, source)
     return Effects(
@@ -422,12 +422,72 @@ def _finish(
         normalized=normalize,
         per_example=values_pe,
         baseline={"clean": clean, "counterfactual": cf},
-        meta={
-            "direction": direction,
-            "error_node": labels[-1],
-            "base_per_example": base_pe.tolist(),  # per-example effects for CIs (feature cards)
-        },
+        meta={"direction": direction, "error_node": labels[-1]},
+        base_values=base_pe.float(),
+        source_values=source_pe.float(),
     )
+
+
+def _affine(sae) -> bool:
+    return getattr(sae.cfg, "normalize_activations", "none") == "none"
+
+
+@torch.no_grad()
+def _pooled_feature_metrics(ctx: RunContext, x_base, delta, sae, todo: list[int]) -> Tensor:
+    """Encoders, SAE on the final hidden state: the metric with each feature in ``todo``
+    patched, from pooled(x_base) + pool(delta_i) W_dec[i]. ``[len(todo), batch]``."""
+    from .metrics import mean_pool
+
+    pooled = mean_pool(x_base, ctx.mask)  # [b, d]
+    coef = mean_pool(delta[..., todo].to(x_base.dtype), ctx.mask)  # [b, k]
+    out = []
+    for start in range(0, len(todo), 128):
+        k = todo[start : start + 128]
+        c = coef[:, start : start + len(k)]
+        emb = pooled[None] + torch.einsum("bk,kd->kbd", c, sae.W_dec[k].to(pooled.dtype))
+        mctx = ctx.metric_ctx.repeat(len(k))
+        out.append(ctx.metric(emb.flatten(0, 1), mctx).view(len(k), -1))
+    return torch.cat(out)
+
+
+def _patcher(sae, x_base, f_base, e_base, f_src, e_src, err_index: int):
+    """``patched(i)``: the activation with feature ``i`` taken from the source run, the error
+    kept (or, for ``err_index``, the source's error). An SAE whose decoder is affine (no output
+    normalisation) changes by (f_src - f_base)_i W_dec[i]: one rank-one update, not a decode."""
+    affine = _affine(sae)
+    shape = x_base.shape[2:]
+
+    @torch.no_grad()
+    def patched(i: int) -> Tensor:
+        if i == err_index:
+            return x_base - e_base + e_src
+        if affine:
+            delta = (f_src[..., i] - f_base[..., i]).to(x_base.dtype)
+            return x_base + delta[..., None] * sae.W_dec[i].view(*([1] * 2), *shape)
+        f = f_base.clone()
+        f[..., i] = f_src[..., i]
+        return sae.decode(f) + e_base
+
+    return patched
+
+
+@torch.no_grad()
+def _metric_of_final(ctx: RunContext, final: Tensor, n: int) -> Tensor:
+    """The metric of ``n`` variants (stacked variant-major on the batch axis) whose final
+    residual stream is ``final``: an SAE on that hook needs no forward at all. ``[n, batch]``."""
+    from .readout import readout
+
+    mctx = ctx.metric_ctx.repeat(n)
+    read = readout(
+        subject=ctx.subject,
+        metric=ctx.metric,
+        final=final,
+        logits=None,
+        scored=ctx.scored.repeat(n),
+        answers=mctx.answers,
+        mask=ctx.mask.repeat(n, 1),
+    )
+    return ctx.metric(read, mctx).view(n, -1)
 
 
 def patch_features(
@@ -441,8 +501,11 @@ def patch_features(
     batch_size: int | None = None,
 ) -> Effects:
     """Exact patching of every SAE feature (and the error node), one at a time, error kept."""
+    from .backend import final_hook
+
     metric = get_metric(metric)
     hook = check_sae(subject, sae)
+    final = final_hook(subject)
     _, labels = _labels(sae)
     rows = batch_size or default_max_rows(subject, contrast.seq_len)
     per_example, bases, sources = [], [], []
@@ -458,33 +521,36 @@ def patch_features(
         x_base, x_src = ctx.base_sites[hook], ctx.source[hook]
         f_base, e_base = _split(sae, x_base)
         f_src, e_src = _split(sae, x_src)
-        recon_base = x_base - e_base
         vals = ctx.base_values.new_empty((len(labels), ctx.batch)).double()
-        todo, variants = [], []
+        todo = []
         for i in range(len(labels) - 1):
             if torch.equal(f_base[..., i], f_src[..., i]):
                 vals[i] = ctx.base_values.double()  # the feature does not change: nothing to patch
-                continue
-            f = f_base.clone()
-            f[..., i] = f_src[..., i]
-            with torch.no_grad():
-                value = sae.decode(f) + e_base
-            todo.append(i)
-            variants.append((Patch(hook, (), value=value),))
+            else:
+                todo.append(i)
+
+        patched = _patcher(sae, x_base, f_base, e_base, f_src, e_src, len(labels) - 1)
+        if hook == final and metric.readout == "embedding" and _affine(sae) and todo:
+            # mean pooling is linear too: every feature's pooled embedding in one product
+            vals[todo] = _pooled_feature_metrics(ctx, x_base, f_src - f_base, sae, todo).double()
+            todo = []
         todo.append(len(labels) - 1)
-        variants.append((Patch(hook, (), value=recon_base + e_src),))
-        for start in range(0, len(variants), 64):
-            chunk = variants[start : start + 64]
-            vals[todo[start : start + 64]] = run_variants(
-                ctx, chunk, max_rows=rows, progress=False
-            ).double()
+        step = 16 if hook == final else 64  # built one chunk at a time: d_sae copies are large
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
+            if hook == final:  # the patched activation is what the metric reads: no forward
+                values = torch.cat([patched(i) for i in chunk])
+                vals[chunk] = _metric_of_final(ctx, values, len(chunk)).double()
+            else:
+                variants = [(Patch(hook, (), value=patched(i)),) for i in chunk]
+                vals[chunk] = run_variants(ctx, variants, max_rows=rows, progress=False).double()
         per_example.append(vals.float().cpu())
         bases.append(ctx.base_values.cpu())
         sources.append(ctx.source_values.cpu())
     return _finish(
         torch.cat(per_example, 1),
-        torch.cat(bases).double(),
-        float(torch.cat(sources).mean()),
+        torch.cat(bases),
+        torch.cat(sources),
         labels,
         metric,
         "feature_patch",
@@ -527,8 +593,8 @@ def attribute_features(
         sources.append(ctx.source_values.cpu())
     return _finish(
         torch.cat(per_example, 1),
-        torch.cat(bases).double(),
-        float(torch.cat(sources).mean()),
+        torch.cat(bases),
+        torch.cat(sources),
         labels,
         metric,
         "feature_atp",

@@ -55,7 +55,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--d-sae", type=int, default=768)
     ap.add_argument("--l1", type=float, default=1.0)
-    ap.add_argument("--tokens", type=int, default=300_000)
+    ap.add_argument("--tokens", type=int, default=200_000)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument(
         "--out", default=str(ROOT / "interp_audit" / "zoo" / "weights" / "saes" / "minilm-l5")

@@ -14,10 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from ..contrast import ContrastSet
 from ..effects import Effects
 from ..metrics import Metric
 from ..subject import Subject
+from .registry import LocateMethod, register_locate
 
 __all__ = ["locate_features", "resolve_sae"]
 
@@ -73,6 +76,56 @@ def locate_features(
         eff.meta["cards"] = made.to_dict()
     eff.meta["sae"] = sae_name
     return eff
+
+
+class SaeOptions(BaseModel):
+    """The spec keys of ``sae_patch`` / ``sae_atp`` steps."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    sae: str  # zoo:NAME, a folder (sae_lens format, relative to the spec), or a hub release
+    sae_id: str | None = None  # the SAE within a hub release (e.g. blocks.8.hook_resid_pre)
+    cards: int = Field(5, ge=0)  # feature cards for this many top features
+
+
+def _run(method: str):
+    def run(step, contrast, metric, ctx):
+        from ..errors import SpecError
+
+        if step.per_position:
+            raise SpecError(f"locate method {method!r} has no per_position mode")
+        opts = step.options
+        return locate_features(
+            ctx.subject,
+            contrast,
+            metric,
+            method=method,
+            sae=resolve_sae(ctx.subject, opts.sae, sae_id=opts.sae_id, base=ctx.base),
+            sae_name=opts.sae if opts.sae_id is None else f"{opts.sae}/{opts.sae_id}",
+            cards=opts.cards,
+            seed=ctx.seed,
+        )
+
+    return run
+
+
+register_locate(
+    LocateMethod(
+        "sae_patch",
+        _run("sae_patch"),
+        "exact patching of every SAE feature, the SAE's error term as one more node "
+        "(Marks et al. 2024), with feature cards",
+        options=SaeOptions,
+    )
+)
+register_locate(
+    LocateMethod(
+        "sae_atp",
+        _run("sae_atp"),
+        "attribution patching over SAE features and the error node, with feature cards",
+        options=SaeOptions,
+        exact=False,
+    )
+)
 
 
 def _both_sides(contrast: ContrastSet):

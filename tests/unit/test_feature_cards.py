@@ -70,7 +70,7 @@ def test_cards_examples_direct_effect_and_ci(subject, sae):
         subject, sae, top, tokens, torch.ones_like(tokens), effects=eff, k_examples=3
     )
     acts = S.feature_activations(subject, sae, tokens)  # naive: every row, every position
-    base = eff.meta["base_per_example"]
+    base = eff.base_values.tolist()
     for card, label in zip(cards, top, strict=True):
         i = int(label.split("F")[1])
         peaks = acts[..., i].max(1).values
