@@ -79,6 +79,18 @@ def _effects_figure(name: str, e: dict[str, Any]) -> go.Figure:
     return eff.plot(title=f"{name}: {eff.title()}")
 
 
+def _cards_html(located: dict[str, Any]) -> str:
+    """Feature cards of the SAE locate steps (what each top located feature means)."""
+    from ..feature_cards import FeatureCard
+
+    return "".join(
+        f"<h3>Feature cards: {html.escape(name)}</h3>"
+        + "".join(FeatureCard.from_dict(c).to_html() for c in e["cards"])
+        for name, e in located.items()
+        if e.get("cards")
+    )
+
+
 def render_html(report: dict[str, Any]) -> str:
     prov = report["provenance"]
     verdict = (
@@ -126,6 +138,7 @@ def render_html(report: dict[str, Any]) -> str:
         f"tolerance</th><th>evidence</th></tr>{rows}</table>"
         + "<h2>Evidence</h2>"
         + fig_html
+        + _cards_html(report["located"])
         + f"<h2>Provenance</h2><table>{prov_rows}</table><small>Every number here can be "
         "reproduced from the spec, seed and versions above.</small>" + "</body></html>"
     )
