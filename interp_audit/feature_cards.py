@@ -200,8 +200,6 @@ def feature_cards(
     idx = [_index(f, d_sae) for f in features]
     _, labels = _labels(sae)
     mask = (tokens != subject.pad_token_id).long() if mask is None else mask
-    if subject.kind == "causal":
-        mask = torch.ones_like(tokens) if mask is None else mask
     cache, _ = cached_run(subject, tokens.to(subject.device), mask.to(subject.device), {hook})
     acts = _split(sae, cache[hook])[0][..., idx].float().cpu() * mask[..., None].cpu()
     real = mask.bool().cpu()

@@ -508,7 +508,7 @@ def patch_features(
     final = final_hook(subject)
     _, labels = _labels(sae)
     rows = batch_size or default_max_rows(subject, contrast.seq_len)
-    per_example, bases, sources = [], [], []
+    per_example, bases, sources, joint = [], [], [], []
     for part in contrast.batches(max(1, rows)):
         ctx = RunContext.build(
             subject,
@@ -530,6 +530,13 @@ def patch_features(
                 todo.append(i)
 
         patched = _patcher(sae, x_base, f_base, e_base, f_src, e_src, len(labels) - 1)
+        together = x_src - e_src + e_base  # every feature from the source, the base's error
+        if hook == final:
+            joint.append(_metric_of_final(ctx, together, 1)[0].cpu())
+        else:
+            joint.append(
+                run_variants(ctx, [(Patch(hook, (), value=together),)], progress=False)[0].cpu()
+            )
         if hook == final and metric.readout == "embedding" and _affine(sae) and todo:
             # mean pooling is linear too: every feature's pooled embedding in one product
             vals[todo] = _pooled_feature_metrics(ctx, x_base, f_src - f_base, sae, todo).double()
@@ -547,7 +554,7 @@ def patch_features(
         per_example.append(vals.float().cpu())
         bases.append(ctx.base_values.cpu())
         sources.append(ctx.source_values.cpu())
-    return _finish(
+    eff = _finish(
         torch.cat(per_example, 1),
         torch.cat(bases),
         torch.cat(sources),
@@ -557,6 +564,13 @@ def patch_features(
         normalize,
         direction,
     )
+    # the two-way split the error node belongs to: all features at once vs the error alone
+    from .locate.patching import normalise
+
+    both = float(torch.cat(joint).double().mean())
+    base, src = float(eff.base_values.mean()), float(eff.source_values.mean())
+    eff.meta["all_features"] = normalise(both, base, src, "feature effects") if normalize else both
+    return eff
 
 
 def attribute_features(

@@ -20,6 +20,7 @@ if __name__ == "__main__":
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
 
 import interp_audit as ia  # noqa: E402
 from interp_audit.audit.measure import pair_effects, similarity_pairs, spearman  # noqa: E402
@@ -44,25 +45,24 @@ def _sts(subject) -> float:
     return spearman(cos.double().cpu(), gold)
 
 
-def _gap(subject, contrast) -> tuple[float, float, float]:
-    c, f = pair_effects(subject, contrast, ia.metrics.query_similarity())
-    return mean_ci((c - f).double(), seed=0)
-
-
 def _fmt(ci) -> str:
     return f"{ci[0]:+.4f} [{ci[1]:+.4f}, {ci[2]:+.4f}]"
 
 
-def _row(subject, sets, label: str, scores0=None) -> dict:
-    row = {"intervention": label}
+def _row(subject, sets, label: str, scores0=None) -> tuple[dict, Tensor]:
+    """Gender gap per group (95% CI over pairs), STS Spearman, and the job-match scores of
+    every pair (clean and counterfactual) under whatever intervention is active."""
+    q = ia.metrics.query_similarity()
+    row, scores = {"intervention": label}, []
     for g in GROUPS:
-        row[f"gap {g}"] = _fmt(_gap(subject, sets[g]))
+        c, f = pair_effects(subject, sets[g], q)
+        row[f"gap {g}"] = _fmt(mean_ci((c - f).double(), seed=0))
+        scores.append(torch.stack([c, f]))
     row["STS Spearman"] = round(_sts(subject), 4)
+    scores = torch.cat(scores, 1)
     if scores0 is not None:
-        q = ia.metrics.query_similarity()
-        now = torch.cat([torch.stack(pair_effects(subject, sets[g], q)) for g in GROUPS], 1)
-        row["mean |change of score|"] = round(float((now - scores0).abs().mean()), 4)
-    return row
+        row["mean |change of score|"] = round(float((scores - scores0).abs().mean()), 4)
+    return row, scores
 
 
 def reconstruction_table(subject, sae, sets) -> pd.DataFrame:
@@ -80,12 +80,10 @@ def reconstruction_table(subject, sae, sets) -> pd.DataFrame:
             for n, t in (("train", train), ("held-out", held))
         }
     ).T
-    q = ia.metrics.query_similarity()
-    scores0 = torch.cat([torch.stack(pair_effects(subject, sets[g], q)) for g in GROUPS], 1)
-    rows = [_row(subject, sets, "original", scores0)]
+    original, scores0 = _row(subject, sets, "original")
     with ia.sae.splice(subject, sae):
-        rows.append(_row(subject, sets, "SAE spliced in (error dropped)", scores0))
-    return quality, pd.DataFrame(rows)
+        spliced, _ = _row(subject, sets, "SAE spliced in (error dropped)", scores0)
+    return quality, pd.DataFrame([original, spliced])
 
 
 def located(subject, sae, sets) -> ia.Effects:
@@ -97,24 +95,29 @@ def tradeoff_table(subject, sae, sets, features: list[str], heads=("L5H8", "L5H3
     """Gap removed vs STS kept: the top features (mean-ablated over the male-job prompts, the
     error kept) against the located heads (mean-ablated over the same prompts)."""
     ref = sets["male_jobs"]
-    rows = [_row(subject, sets, "none")]
-    for k in (1, 3, len(features)):
+    rows = [_row(subject, sets, "none")[0]]
+    for k in sorted({1, len(features)}):
         with ia.sae.ablate_features(subject, sae, features[:k], kind="mean", reference=ref):
-            rows.append(_row(subject, sets, f"features {', '.join(features[:k])} (mean)"))
+            rows.append(_row(subject, sets, f"features {', '.join(features[:k])} (mean)")[0])
     with ia.ablate(subject, list(heads), kind="mean", reference=ref):
-        rows.append(_row(subject, sets, f"heads {', '.join(heads)} (mean)"))
+        rows.append(_row(subject, sets, f"heads {', '.join(heads)} (mean)")[0])
     return pd.DataFrame(rows)
 
 
 def error_share(eff: ia.Effects) -> pd.DataFrame:
-    """Normalised effect (share of the gap) of the error node, the top features and of all
-    features patched one at a time, summed: patching effects on a cosine are not additive, so
-    the sum is shown, not claimed to be 1."""
+    """Normalised effect (share of the gap) of the error node alone, of all features patched
+    together (the other half of that split), of the largest feature, and of all features patched
+    one at a time, summed: patching effects on a cosine are not additive, so neither sum is
+    claimed to be 1."""
     err = eff.meta["error_node"]
     feats = [c for c in eff.components if c != err]
     return pd.DataFrame(
         [
             {"node": "SAE error (patched alone)", "share of gap": eff[err]},
+            {
+                "node": "all features patched together (error kept)",
+                "share of gap": eff.meta["all_features"],
+            },
             {"node": "largest feature", "share of gap": max(eff[c] for c in feats)},
             {
                 "node": "all features, one at a time, summed",

@@ -62,6 +62,10 @@ def test_feature_patching_matches_a_naive_loop(subject, sae, direct):
                 ia.metrics.logit_diff.from_logits(subject.run(direct.counterfactual), direct).mean()
             )
         assert eff[label] == pytest.approx(naive, abs=1e-5), label
+    together = x_clean - (x_clean - sae.decode(f_clean)) + err_cf  # all features, cf's error
+    with subject.hooks([(HOOK, lambda x, *, hook: together)]):
+        naive = ia.metrics.logit_diff.from_logits(subject.run(direct.counterfactual), direct)
+    assert eff.meta["all_features"] == pytest.approx(float(naive.mean()), abs=1e-5)
 
 
 def test_features_and_error_account_for_the_whole_activation(subject, sae, direct):
