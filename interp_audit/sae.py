@@ -99,6 +99,7 @@ def load_sae(
         elif sae_id is not None:
             try:
                 sae = SAE.from_pretrained(str(source), sae_id, device=dev)
+                _record_release_processing(sae, str(source), sae_id)
             except Exception as err:
                 raise ModelLoadError(
                     f"could not load SAE {source!r}/{sae_id!r} from the hub: "
@@ -114,6 +115,17 @@ def load_sae(
         check_sae(subject, sae)
         check_processing(subject, sae)
     return sae
+
+
+def _record_release_processing(sae, release: str, sae_id: str) -> None:
+    """sae_lens's release directory says how the release's model was loaded (e.g. centred
+    writing weights) but does not put it on the loaded SAE: record it there for the check."""
+    from sae_lens.loading.pretrained_saes_directory import get_config_overrides
+
+    kwargs = get_config_overrides(release, sae_id).get("model_from_pretrained_kwargs")
+    meta = getattr(sae.cfg, "metadata", None)
+    if kwargs and meta is not None and not getattr(meta, "model_from_pretrained_kwargs", None):
+        meta.model_from_pretrained_kwargs = dict(kwargs)
 
 
 # weight processing that changes the activation an SAE reads, by the hooks it changes

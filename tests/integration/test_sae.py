@@ -120,7 +120,9 @@ def test_sae_errors(subject, sae):
     mlp.cfg.metadata.hook_name = "blocks.0.mlp.hook_post"
     with pytest.raises(ia.SiteError, match="has d_in=64, but that activation has width 128"):
         S.check_sae(subject, mlp)
-    with pytest.raises(ia.ModelLoadError, match="no zoo SAE 'nope'; available: readmission-attn0"):
+    with pytest.raises(
+        ia.ModelLoadError, match="no zoo SAE 'nope'; available: minilm-l5, readmission-attn0"
+    ):
         S.load_sae("zoo:nope")
     assert subject.live_hooks() == []
 
@@ -236,7 +238,8 @@ def test_a_spec_locates_with_sae_features_and_shows_cards(tmp_path, subject, sae
     atp = S.attribute_features(subject, direct, "logit_diff", sae)
     torch.testing.assert_close(report.effects["feat_atp"].values, atp.values, atol=1e-5, rtol=0)
     top3 = [c for c, _ in exact.top(10, by="signed") if not c.endswith("err")][:3]
-    assert report.checks[0].message.startswith(f"zero-ablating {', '.join(top3)}:")
+    ablated = [d for d in report.checks[0].details if d.get("measure") == "ablated components"]
+    assert ablated[0]["components"] == top3  # the error node is located but never ablated
     data = report.to_dict()
     cards = data["located"]["feat"]["cards"]
     assert [c["label"] for c in cards] == [c for c, _ in exact.top(3) if not c.endswith("err")][:2]
@@ -251,9 +254,9 @@ def test_spec_errors_for_sae_steps():
         "model": {"source": "zoo:readmission"},
         "contrasts": {"d": {"scm": "readmission", "path": "direct", "n": 10}},
     }
-    with pytest.raises(ia.SpecError, match="method 'sae_patch' locates SAE features: give 'sae'"):
+    with pytest.raises(ia.SpecError, match="locate.0: sae: Field required"):
         ia.audit({**base, "locate": [{"method": "sae_patch", "contrast": "d"}]})
-    with pytest.raises(ia.SpecError, match="'sae' is for the sae_patch and sae_atp methods"):
+    with pytest.raises(ia.SpecError, match="unknown key 'sae' for locate method 'patch'"):
         ia.audit({**base, "locate": [{"method": "patch", "contrast": "d", "sae": "zoo:x"}]})
     with pytest.raises(ia.ModelLoadError, match="no zoo SAE 'nope'"):
         ia.audit({**base, "locate": [{"method": "sae_atp", "contrast": "d", "sae": "zoo:nope"}]})
@@ -334,3 +337,29 @@ def test_a_hub_release_loads_offline_through_the_release_path(tmp_path, monkeypa
         eff.values, S.patch_features(gpt2_shaped, pairs, "logit_diff", sae).values
     )
     assert eff.meta["cards"][0]["direct_kind"] == "logits"
+
+
+def test_cli_sweep_locates_sae_features(subject, sae, capsys):
+    from interp_audit.cli import main
+
+    clean = ["age:old ins:medicare lab:high hosp:1 ->", "age:old ins:private lab:low hosp:2 ->"]
+    cf = [c.replace("age:old", "age:young") for c in clean]
+    args = ["sweep", "--model", "zoo:readmission", "--clean", *clean, "--counterfactual", *cf]
+    assert (
+        main(
+            [
+                *args,
+                "--answers",
+                "YES",
+                "NO",
+                "--method",
+                "sae_patch",
+                "--sae",
+                "zoo:readmission-attn0",
+            ]
+        )
+        == 0
+    )
+    pairs = ia.ContrastSet.from_prompts(subject, clean, cf, answers=("YES", "NO"))
+    label, value = S.patch_features(subject, pairs, "logit_diff", sae).top(1)[0]
+    assert f"{label:>20s} {value:+.4f}" in capsys.readouterr().out
