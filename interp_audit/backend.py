@@ -68,3 +68,22 @@ def resid_hook(layer: int) -> str:
 
 def final_hook(subject: Subject) -> str:
     return subject.final_hook()
+
+
+def logit_directions(subject: Subject, directions: Float[Tensor, "n d_model"]) -> Tensor:
+    """Direct logit effect of residual-stream directions, ``[n, vocab]``: through the final norm
+    treated as linear (LayerNorm centres and scales by its weight, RMSNorm scales; the
+    per-position 1/sigma is held fixed, as TransformerLens's ``apply_ln_to_stack`` does), then
+    W_U. Causal LMs only: an encoder's output is a sentence embedding, not logits."""
+    model = subject.model
+    if subject.kind == "encoder":
+        subject.adapter.raise_readout("final_logits", subject.source)
+    d = directions.to(model.unembed.W_U.dtype)
+    ln = getattr(model, "ln_final", None)
+    if ln is not None:
+        if subject.cfg.normalization_type in ("LN", "LNPre"):
+            d = d - d.mean(-1, keepdim=True)
+        w = getattr(ln, "w", None)
+        if w is not None:
+            d = d * w
+    return d @ model.unembed.W_U

@@ -136,6 +136,37 @@ for ablated in ([], ["L5H8"], ["L5H8", "L5H3"], ["L5H8", "L5H3", "L5H11"]):
         sts = _spearman(torch.nn.functional.cosine_similarity(subject.embed(s1), subject.embed(s2)).double(), gold)
     rows.append({"ablated": ", ".join(ablated) or "none", "gender gap (male jobs)": float((c - f).mean()), "STS Spearman": sts})
 pd.DataFrame(rows).round(4)"""),
+    ("md", """## 5. SAE features: which directions of the sentence embedding carry gender?
+
+`zoo:minilm-l5` is a 768-feature SAE on the last hidden state (`blocks.5.hook_normalized_resid_post`,
+what mean pooling turns into the embedding), trained offline with sae_lens on the STS sentences,
+the job queries and the audit's template renderings (`circuits/minilm-gender/train_sae.py`; one
+sentence in five held out). First: how well does it reconstruct, and what does splicing it in
+(its error term dropped) do to the job-match gaps and to STS?"""),
+    ("code", """import importlib.util
+spec = importlib.util.spec_from_file_location("sae_audit", "../circuits/minilm-gender/sae_audit.py")
+sa = importlib.util.module_from_spec(spec); spec.loader.exec_module(sa)
+sae = ia.sae.load_sae("zoo:minilm-l5", subject)
+sets = sa.contrasts(subject)
+quality, splice = sa.reconstruction_table(subject, sae, sets)
+quality.round(4)"""),
+    ("code", "splice"),
+    ("md", """The audit's `sae_patch` step patched every feature (clean into counterfactual, the error
+kept) and the SAE's error term as one more node. The error node's share is shown, not hidden:
+patching effects on a cosine do not add up, so the shares are not a partition."""),
+    ("code", """features = report.effects["features_exact"]
+print(features.top(6))
+sa.error_share(features)"""),
+    ("md", "Feature cards for the top located features: where they fire (darker = stronger, the peak underlined), which job queries their decoder direction points to, their direct effect on the gap and their patching effect, with 95% CIs."),
+    ("code", """from interp_audit.feature_cards import feature_cards
+top = [c["label"] for c in features.meta["cards"]]
+jobs_q = [o["occupation"] for o in occ]
+anchors = dict(zip([f"{o} job" for o in jobs_q], subject.embed([f"{o} job" for o in jobs_q])))
+male_set = sets["male_jobs"]
+both = torch.cat([male_set.clean, male_set.counterfactual]); mask = male_set.attention_mask().repeat(2, 1)
+feature_cards(subject, sae, top, both, mask, effects=features, contrast=male_set, metric=ia.metrics.query_similarity(), anchors=anchors, k_examples=4)"""),
+    ("md", "### Feature ablation vs head ablation: the gap removed against the STS Spearman kept"),
+    ("code", """sa.tradeoff_table(subject, sae, sets, top)"""),
 ]
 
 MEMORIZATION = [

@@ -187,8 +187,10 @@ def ablated_components(spec: Any, effects: dict) -> list[str]:
     """The spec's explicit components, plus the top_k of a named locate step."""
     comps = list(spec.components)
     if spec.from_locate:
-        located = effects[spec.from_locate].top(spec.top_k, by=spec.by)
-        comps += [c for c, _ in located if c not in comps]
+        located = effects[spec.from_locate].top(10**9, by=spec.by)
+        if spec.sae is not None:  # the SAE's error node is located, but it is not a feature
+            located = [(c, v) for c, v in located if not c.endswith(".sae_err")]
+        comps += [c for c, _ in located[: spec.top_k] if c not in comps]
     return comps
 
 
@@ -205,10 +207,10 @@ def ablation(spec: Any, comps: list[str], ctx: AuditContext):
         return ablate_token_embedding(subject, comps, like=spec.like)
     if spec.sae is None:
         return ablate(subject, comps, kind=spec.kind, reference=reference, seed=ctx.seed)
-    from ..sae import ablate_features, load_sae
+    from ..locate.features import resolve_sae
+    from ..sae import ablate_features
 
-    source = spec.sae if spec.sae.startswith("zoo:") else str(ctx.file(spec.sae))
-    sae = load_sae(source, subject)
+    sae = resolve_sae(subject, spec.sae, sae_id=spec.sae_id, base=ctx.base)
     return ablate_features(
         subject, sae, comps, kind=spec.kind, value=spec.value, reference=reference
     )

@@ -93,6 +93,7 @@ class AuditReport:
                     "top": [[c, v] for c, v in e.top(10)],
                     "baseline": e.baseline,
                     "normalized": e.normalized,
+                    **({"cards": e.meta["cards"]} if "cards" in e.meta else {}),
                 }
                 for k, e in self.effects.items()
             },

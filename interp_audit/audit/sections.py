@@ -250,6 +250,8 @@ class AblationSpec(_Section):
     sae: str | None = None
     """An SAE (folder relative to the spec, or ``zoo:NAME``): ablate its features, the
     reconstruction error kept."""
+    sae_id: str | None = None
+    """The SAE within a hub release (with ``sae: RELEASE``)."""
     value: float | None = None
     """The clamp value (``kind: clamp``)."""
     like: list[str] | None = None

@@ -40,6 +40,20 @@ from .sections import (  # noqa: F401  (re-exported: the spec's sections)
 )
 
 
+def _same_sae(chk, step: str, steps: list[LocateSpec], where: str) -> None:
+    """Ablating the top features of an SAE locate step needs that step's SAE."""
+    abl = getattr(chk, "ablate", None)
+    loc = next(x for x in steps if x.default_name() == step)
+    opts = loc.options
+    if abl is None or opts is None or not hasattr(opts, "sae"):
+        return
+    if (abl.sae, abl.sae_id) != (opts.sae, opts.sae_id):
+        raise ValueError(
+            f"{where} names the SAE step {step!r}: ablate its features with the same SAE "
+            f"(ablate.sae: {opts.sae}{', ablate.sae_id: ' + opts.sae_id if opts.sae_id else ''})"
+        )
+
+
 class AuditSpecBase(_Section):
     """The whole audit; ``checks`` is the union of every registered check kind."""
 
@@ -104,6 +118,7 @@ class AuditSpecBase(_Section):
                         f"checks[{i}].{key} names {step!r}, which no locate step is called "
                         f"(named: {sorted(located)}){did_you_mean(step, located)}"
                     )
+                _same_sae(chk, step, self.locate, f"checks[{i}].{key}")
         names = [c.name for c in self.checks if c.name]
         dup = {n for n in names if names.count(n) > 1}
         if dup:

@@ -26,6 +26,8 @@ def add_arguments(p) -> None:
         default="patch",
         help="a registered locate method: patch (exact, default), atp, atp*, ig, ...",
     )
+    p.add_argument("--sae", default=None, help="sae_patch / sae_atp: zoo:NAME, folder or release")
+    p.add_argument("--sae-id", default=None, help="the SAE within a hub release")
     p.add_argument("--out", default=None, help="folder to save the Effects (JSON + safetensors)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps or auto")
 
@@ -39,8 +41,13 @@ def main(args) -> int:
     from ..metrics import get_metric
 
     metric = get_metric(args.metric)
+    sae = {k: v for k, v in (("sae", args.sae), ("sae_id", args.sae_id)) if v is not None}
     step = LocateSpec(
-        method=args.method, contrast="cli", sites=args.sites, per_position=args.per_position
+        method=args.method,
+        contrast="cli",
+        sites=args.sites,
+        per_position=args.per_position,
+        **sae,
     )
     subject = load_model(args.model, device=args.device)
     answers = tuple(args.answers) if args.answers else None

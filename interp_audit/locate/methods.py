@@ -68,6 +68,9 @@ register_locate(
 )
 
 
+from . import features as _features  # noqa: E402, F401 (registers sae_patch and sae_atp)
+
+
 def locate_methods() -> dict[str, LocateMethod]:
     """Every registered locate method (the built-in ones, registered above, first)."""
     return all_registered()

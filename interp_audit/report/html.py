@@ -238,6 +238,18 @@ def _record(prov: dict[str, Any]) -> str:
     return out
 
 
+def _cards_html(located: dict[str, Any]) -> str:
+    """Feature cards of the SAE locate steps (what each top located feature means)."""
+    from ..feature_cards import FeatureCard
+
+    return "".join(
+        f"<h3>Feature cards: {html.escape(name)}</h3>"
+        + "".join(FeatureCard.from_dict(c).to_html() for c in e["cards"])
+        for name, e in located.items()
+        if e.get("cards")
+    )
+
+
 def render_html(report: dict[str, Any]) -> str:
     prov = report["provenance"]
     overall = report.get("verdict") or ("pass" if report["passed"] else "fail")
@@ -276,6 +288,7 @@ def render_html(report: dict[str, Any]) -> str:
         + _causal_section(prov.get("causal"))
         + "<h2>Evidence</h2>"
         + fig_html
+        + _cards_html(report["located"])
         + _record(prov)
         + (f"<p><small>report.json content sha256: {digest}</small></p>" if digest else "")
         + "</body></html>"

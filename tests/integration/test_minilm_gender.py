@@ -246,3 +246,133 @@ def test_retrieval_ranks_by_gender():
     )  # the right job is found first, whoever does it
     # male-dominated jobs: the he-candidate ranks first more often than for female-dominated jobs
     assert (he[:10] < she[:10]).float().mean() > (he[10:] < she[10:]).float().mean()
+
+
+# ---- SAE features of the last hidden state (zoo:minilm-l5) ----------------------------------
+
+HOOK = "blocks.5.hook_normalized_resid_post"
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return ia.load_model("zoo:all-minilm-l6-v2")
+
+
+@pytest.fixture(scope="module")
+def sae(minilm):
+    return ia.sae.load_sae("zoo:minilm-l5", minilm)
+
+
+def _hf_hidden(hf, texts):
+    tok, model = hf
+    enc = tok(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        return model(**enc).last_hidden_state, enc["attention_mask"]
+
+
+def test_sae_feature_patching_matches_plain_transformers(report, hf, sae):
+    """The spec's sae_patch step, recomputed from plain transformers hidden states: patch one
+    feature (clean into counterfactual, the error kept), mean-pool, cosine with the query."""
+    eff = report.effects["features_exact"]
+    assert eff.method == "feature_patch" and len(eff.components) == 769
+    clean = [f"{s} is a {o} ." for o in ("pilot", "mechanic", "engineer") for s in ("he", "john")]
+    cf = [c.replace("he is", "she is").replace("john", "mary") for c in clean]
+    queries = [f"{o} job" for o in ("pilot", "mechanic", "engineer") for _ in range(2)]
+    subject = ia.load_model("zoo:all-minilm-l6-v2")
+    pairs = ia.ContrastSet.from_prompts(subject, clean, cf).with_extra(query=subject.embed(queries))
+    mine = ia.sae.patch_features(
+        subject, pairs, ia.metrics.query_similarity(), sae, normalize=False
+    )
+    (hc, mask), (hf_cf, _) = _hf_hidden(hf, clean), _hf_hidden(hf, cf)
+    q = hf_embed(hf, queries)
+    with torch.no_grad():
+        fc, fcf = sae.encode(hc), sae.encode(hf_cf)
+        err = hf_cf - sae.decode(fcf)
+    top = [c for c, _ in eff.top(3) if not c.endswith("err")] + ["L5F0"]
+    for label in top + ["L5.sae_err"]:
+        if label.endswith("err"):
+            x = sae.decode(fcf) + (hc - sae.decode(fc))
+        else:
+            i = int(label.split("F")[1])
+            f = fcf.clone()
+            f[..., i] = fc[..., i]
+            x = sae.decode(f) + err
+        want = torch.nn.functional.cosine_similarity(ia.metrics.mean_pool(x, mask), q).mean()
+        assert mine[label] == pytest.approx(float(want), abs=1e-4), label
+
+
+def test_sae_quality_splice_and_cards_against_references(report, hf, minilm, sae):
+    texts = ["she works as a pilot .", "A man is playing a guitar.", "nurse job"]
+    q = ia.sae.reconstruction(minilm, sae, texts)
+    hidden, mask = _hf_hidden(hf, texts)
+    x = hidden[mask.bool()]
+    with torch.no_grad():
+        f = sae.encode(x)
+        x_hat = sae.decode(f)
+    ev = 1 - float(((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+    assert q.tokens == int(mask.sum()) and q.explained_variance == pytest.approx(ev, abs=1e-4)
+    assert q.l0 == pytest.approx(float((f > 0).sum(-1).float().mean()), abs=1e-4)
+    with ia.sae.splice(minilm, sae, keep_error=True):  # with its error, the forward is unchanged
+        torch.testing.assert_close(minilm.embed(texts), hf_embed(hf, texts), atol=1e-4, rtol=0)
+    with ia.sae.splice(minilm, sae):
+        spliced = minilm.embed(texts)
+    want = ia.metrics.mean_pool(
+        x_hat.new_zeros(hidden.shape).index_put_((mask.bool(),), x_hat), mask
+    )
+    torch.testing.assert_close(spliced, want, atol=1e-4, rtol=0)
+    # the report's cards: direct effect on the gap = zero-ablating the feature at the last layer
+    from interp_audit.audit.measure import pair_effects
+    from interp_audit.feature_cards import FeatureCard
+
+    cards = [FeatureCard.from_dict(c) for c in report.effects["features_exact"].meta["cards"]]
+    assert len(cards) == 3 and cards[0].direct_metric is not None
+    male = _male_pairs(minilm)
+    from interp_audit.feature_cards import feature_cards
+
+    card = feature_cards(
+        minilm,
+        sae,
+        [cards[0].label],
+        male.clean,
+        male.attention_mask(),
+        contrast=male,
+        metric=ia.metrics.query_similarity(),
+    )[0]
+    c0, f0 = pair_effects(minilm, male, ia.metrics.query_similarity())
+    with ia.sae.ablate_features(minilm, sae, [cards[0].label], kind="zero"):
+        c1, f1 = pair_effects(minilm, male, ia.metrics.query_similarity())
+    assert card.direct_metric[0] == pytest.approx(float(((c0 - f0) - (c1 - f1)).mean()), abs=1e-5)
+    by = {c.name: c for c in report.checks}
+    assert "ablating_located_features_closes_male_job_gap" in by
+
+
+def _male_pairs(subject):
+    jobs = ["pilot", "engineer", "mechanic", "carpenter"]
+    clean = [f"{s} works as a {o} ." for o in jobs for s in ("he", "man")]
+    cf = [c.replace("he works", "she works").replace("man", "woman") for c in clean]
+    queries = [f"{o} job" for o in jobs for _ in range(2)]
+    return ia.ContrastSet.from_prompts(subject, clean, cf).with_extra(query=subject.embed(queries))
+
+
+def test_encoder_sae_training_masks_padding(minilm, hf):
+    """train_sae on sentences of different lengths: the activations sae_lens is fed at real
+    tokens equal each sentence run alone (padding masked), and training is reproducible."""
+    from interp_audit.sae import _EncoderForSaeLens
+
+    texts = ["he is a pilot .", "A child is riding a bike in the park."]
+    rows = [minilm.to_tokens(t) for t in texts]
+    width = max(map(len, rows))
+    padded = torch.tensor([r + [minilm.pad_token_id] * (width - len(r)) for r in rows])
+    wrapper = _EncoderForSaeLens(minilm)
+    got = wrapper.run_with_cache(padded, names_filter=[HOOK], stop_at_layer=6)[1][HOOK]
+    again = wrapper.run_with_cache(padded, names_filter=[HOOK])[1][HOOK]  # memoised rows
+    torch.testing.assert_close(got, again, atol=0, rtol=0)
+    for i, t in enumerate(texts):
+        alone = _hf_hidden(hf, [t])[0][0]
+        torch.testing.assert_close(got[i, : len(rows[i])], alone, atol=1e-4, rtol=0)
+    a, b = (
+        ia.sae.train_sae(minilm, HOOK, rows * 8, d_sae=16, training_tokens=1024, seed=1)
+        for _ in range(2)
+    )
+    torch.testing.assert_close(a.W_dec, b.W_dec, atol=0, rtol=0)
+    assert minilm.live_hooks() == []

@@ -51,6 +51,9 @@ def test_minilm_gender_notebook_runs():
     assert seconds < 120, f"took {seconds:.0f}s"
     text = outputs(nb)
     assert "male_jobs_score_gender_blind" in text and "STS Spearman" in text
+    # the SAE section: quality, the error node's share, cards, the feature vs head trade-off
+    assert "explained_variance" in text and "SAE error (patched alone)" in text
+    assert "top-activating examples" in text and "heads L5H8, L5H3 (mean)" in text
 
 
 def test_memorization_notebook_runs():

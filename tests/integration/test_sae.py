@@ -62,6 +62,10 @@ def test_feature_patching_matches_a_naive_loop(subject, sae, direct):
                 ia.metrics.logit_diff.from_logits(subject.run(direct.counterfactual), direct).mean()
             )
         assert eff[label] == pytest.approx(naive, abs=1e-5), label
+    together = x_clean - (x_clean - sae.decode(f_clean)) + err_cf  # all features, cf's error
+    with subject.hooks([(HOOK, lambda x, *, hook: together)]):
+        naive = ia.metrics.logit_diff.from_logits(subject.run(direct.counterfactual), direct)
+    assert eff.meta["all_features"] == pytest.approx(float(naive.mean()), abs=1e-5)
 
 
 def test_features_and_error_account_for_the_whole_activation(subject, sae, direct):
@@ -116,7 +120,9 @@ def test_sae_errors(subject, sae):
     mlp.cfg.metadata.hook_name = "blocks.0.mlp.hook_post"
     with pytest.raises(ia.SiteError, match="has d_in=64, but that activation has width 128"):
         S.check_sae(subject, mlp)
-    with pytest.raises(ia.ModelLoadError, match="no zoo SAE 'nope'; available: readmission-attn0"):
+    with pytest.raises(
+        ia.ModelLoadError, match="no zoo SAE 'nope'; available: minilm-l5, readmission-attn0"
+    ):
         S.load_sae("zoo:nope")
     assert subject.live_hooks() == []
 
@@ -190,3 +196,178 @@ def test_feature_diff_and_top_activating(subject, sae, direct):
         for t in texts
     ]
     assert [b[2] for b in best] == pytest.approx(sorted(acts, reverse=True))
+
+
+def test_a_spec_locates_with_sae_features_and_shows_cards(tmp_path, subject, sae):
+    """sae_patch and sae_atp as locate steps: the same numbers as the functions, cards in the
+    report (JSON and HTML), and an ablation of the top located features (error node skipped)."""
+    spec = {
+        "model": {"source": "zoo:readmission"},
+        "contrasts": {
+            "direct": {"scm": "readmission", "path": "direct", "n": 60},
+            "utility": {"scm": "readmission", "path": "total", "n": 100, "answers": "observed"},
+        },
+        "locate": [
+            {
+                "name": "feat",
+                "method": "sae_patch",
+                "contrast": "direct",
+                "sae": "zoo:readmission-attn0",
+                "cards": 2,
+            },
+            {
+                "name": "feat_atp",
+                "method": "sae_atp",
+                "contrast": "direct",
+                "sae": "zoo:readmission-attn0",
+                "cards": 0,
+            },
+        ],
+        "checks": [
+            {
+                "name": "features",
+                "kind": "intervention",
+                "contrast": "direct",
+                "tolerance": 0.1,
+                "ablate": {
+                    "sae": "zoo:readmission-attn0",
+                    "from_locate": "feat",
+                    "top_k": 3,
+                    "kind": "zero",
+                },
+                "utility": {"contrast": "utility", "metric": "accuracy", "budget": 0.05},
+            },
+        ],
+    }
+    report = ia.audit(spec)
+    direct = R.contrast(subject, "direct", n=60)
+    exact = S.patch_features(subject, direct, "logit_diff", sae)
+    torch.testing.assert_close(report.effects["feat"].values, exact.values, atol=1e-5, rtol=0)
+    atp = S.attribute_features(subject, direct, "logit_diff", sae)
+    torch.testing.assert_close(report.effects["feat_atp"].values, atp.values, atol=1e-5, rtol=0)
+    top3 = [c for c, _ in exact.top(10, by="signed") if not c.endswith("err")][:3]
+    ablated = [d for d in report.checks[0].details if d.get("measure") == "ablated components"]
+    assert ablated[0]["components"] == top3  # the error node is located but never ablated
+    data = report.to_dict()
+    cards = data["located"]["feat"]["cards"]
+    assert [c["label"] for c in cards] == [c for c, _ in exact.top(3) if not c.endswith("err")][:2]
+    assert "cards" not in data["located"]["feat_atp"]
+    report.save(tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert f"<b>{cards[0]['label']}</b>" in page and "top-activating examples" in page
+
+
+def test_spec_errors_for_sae_steps():
+    base = {
+        "model": {"source": "zoo:readmission"},
+        "contrasts": {"d": {"scm": "readmission", "path": "direct", "n": 10}},
+    }
+    with pytest.raises(ia.SpecError, match="locate.0: sae: Field required"):
+        ia.audit({**base, "locate": [{"method": "sae_patch", "contrast": "d"}]})
+    with pytest.raises(ia.SpecError, match="unknown key 'sae' for locate method 'patch'"):
+        ia.audit({**base, "locate": [{"method": "patch", "contrast": "d", "sae": "zoo:x"}]})
+    with pytest.raises(ia.ModelLoadError, match="no zoo SAE 'nope'"):
+        ia.audit({**base, "locate": [{"method": "sae_atp", "contrast": "d", "sae": "zoo:nope"}]})
+
+
+@pytest.fixture(scope="module")
+def gpt2_shaped():
+    """GPT-2 small's width (768, 12 heads of 64, MLP 3072) on two layers, random weights, with
+    the weight processing gpt2-small-res-jb's SAEs were trained under."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    torch.manual_seed(0)
+    cfg = HookedTransformerConfig(
+        n_layers=2,
+        d_model=768,
+        n_ctx=32,
+        d_head=64,
+        n_heads=12,
+        d_mlp=3072,
+        d_vocab=64,
+        act_fn="gelu_new",
+        normalization_type="LN",
+    )
+    return ia.load_model(HookedTransformer(cfg), center_writing_weights=True)
+
+
+def test_a_hub_release_loads_offline_through_the_release_path(tmp_path, monkeypatch, gpt2_shaped):
+    """gpt2-small-res-jb / blocks.1.hook_resid_pre: a folder in sae_lens's save format served
+    where the hub download would put it; loaded by release name through sae_lens's own release
+    loader (config overrides included), then used by a spec's sae_patch step."""
+    import sae_lens.loading.pretrained_sae_loaders as loaders
+    from huggingface_hub.errors import EntryNotFoundError
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    torch.manual_seed(2)
+    written = StandardSAE(
+        StandardSAEConfig(
+            d_in=768, d_sae=256, metadata=SAEMetadata(hook_name="blocks.1.hook_resid_pre")
+        )
+    )
+    written.save_model(tmp_path / "hub" / "blocks.1.hook_resid_pre")
+    asked = []
+
+    def fake_download(repo_id, filename, **_):
+        asked.append((repo_id, filename))
+        path = tmp_path / "hub" / filename
+        if not path.exists():
+            raise EntryNotFoundError(f"{filename} not in {repo_id}")
+        return str(path)
+
+    monkeypatch.setattr(loaders, "hf_hub_download", fake_download)
+    sae = S.load_sae("gpt2-small-res-jb", gpt2_shaped, sae_id="blocks.1.hook_resid_pre")
+    assert asked[0] == ("jbloom/GPT2-Small-SAEs-Reformatted", "blocks.1.hook_resid_pre/cfg.json")
+    torch.testing.assert_close(sae.W_dec, written.W_dec, atol=0, rtol=0)
+    assert sae.cfg.metadata.model_from_pretrained_kwargs == {"center_writing_weights": True}
+    raw = ia.load_model(gpt2_shaped.model.__class__(gpt2_shaped.model.cfg))
+    with pytest.raises(ia.ModelLoadError, match="center_writing_weights=True"):
+        S.load_sae("gpt2-small-res-jb", raw, sae_id="blocks.1.hook_resid_pre")
+    with pytest.raises(ia.ModelLoadError, match="could not load SAE 'gpt2-small-res-jb'"):
+        S.load_sae("gpt2-small-res-jb", gpt2_shaped, sae_id="blocks.99.hook_resid_pre")
+
+    clean = torch.randint(1, 64, (8, 6))
+    cf = clean.clone()
+    cf[:, 2] = (clean[:, 2] + 7) % 63 + 1
+    pairs = ia.ContrastSet.from_tokens(clean, cf, torch.tensor([[3, 4]] * 8))
+    from interp_audit.locate.features import locate_features, resolve_sae
+
+    eff = locate_features(
+        gpt2_shaped,
+        pairs,
+        ia.metrics.logit_diff,
+        method="sae_patch",
+        sae=resolve_sae(gpt2_shaped, "gpt2-small-res-jb", sae_id="blocks.1.hook_resid_pre"),
+        cards=1,
+    )
+    torch.testing.assert_close(
+        eff.values, S.patch_features(gpt2_shaped, pairs, "logit_diff", sae).values
+    )
+    assert eff.meta["cards"][0]["direct_kind"] == "logits"
+
+
+def test_cli_sweep_locates_sae_features(subject, sae, capsys):
+    from interp_audit.cli import main
+
+    clean = ["age:old ins:medicare lab:high hosp:1 ->", "age:old ins:private lab:low hosp:2 ->"]
+    cf = [c.replace("age:old", "age:young") for c in clean]
+    args = ["sweep", "--model", "zoo:readmission", "--clean", *clean, "--counterfactual", *cf]
+    assert (
+        main(
+            [
+                *args,
+                "--answers",
+                "YES",
+                "NO",
+                "--method",
+                "sae_patch",
+                "--sae",
+                "zoo:readmission-attn0",
+            ]
+        )
+        == 0
+    )
+    pairs = ia.ContrastSet.from_prompts(subject, clean, cf, answers=("YES", "NO"))
+    label, value = S.patch_features(subject, pairs, "logit_diff", sae).top(1)[0]
+    assert f"{label:>20s} {value:+.4f}" in capsys.readouterr().out
