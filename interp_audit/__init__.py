@@ -9,8 +9,8 @@ data) through a transformer, with exact numbers and clean hooks.
 Importing this package does not import TransformerLens; loading a model does.
 """
 
-from . import metrics, sae
-from .audit.run import AuditReport, audit
+from . import audit, memorization, metrics, sae
+from .audit.run import AuditReport
 from .components import Component, parse_component
 from .contrast import ContrastSet
 from .effects import Effects
@@ -45,6 +45,7 @@ __all__ = [
     "audit",
     "compare",
     "load_model",
+    "memorization",
     "metrics",
     "parse_component",
     "patch",

@@ -36,13 +36,21 @@ OCCUPATIONS = [
 
 def run_demo(out: str | Path = "demo-report", *, device: str | None = None):
     """Run the readmission audit; returns (report, output folder)."""
+    import sys
+
     import interp_audit as ia
-    from interp_audit.zoo.readmission_repair import pareto_plot, repair_table
 
     out = Path(out)
     spec = Path(__file__).resolve().parent / "zoo" / "specs" / "readmission.yaml"
     report = ia.audit(spec, device=device)
     report.save(out, junit=out / "junit.xml")
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "circuits" / "readmission" / "experiment.py").exists():
+        print("the repair table needs a checkout of the repository (circuits/readmission/)")
+        return report, out, None
+    sys.path.insert(0, str(root))
+    from circuits.readmission.experiment import pareto_plot, repair_table
+
     table = repair_table()
     table.to_csv(out / "repair_table.csv", index=False)
     pareto_plot(table).write_html(str(out / "repair.html"), include_plotlyjs=True)

@@ -33,7 +33,9 @@ class Effects:
         metric, method: what was measured and how (``"patch"``, ``"atp"``, ...).
         normalized: True when 0 = unpatched and 1 = fully restored.
         per_example: ``[*dims, example]`` unnormalised per-example metric, when kept.
-        baseline: mean metric on the base and source runs (``{"clean": .., "counterfactual": ..}``).
+        baseline: mean metric on the clean and counterfactual runs.
+        base_values, source_values: ``[example]`` metric of the unpatched base run and of the
+            source run, when kept (checks reuse a sweep through them).
     """
 
     values: Tensor
@@ -46,6 +48,8 @@ class Effects:
     per_example: Tensor | None = None
     baseline: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    base_values: Tensor | None = None
+    source_values: Tensor | None = None
 
     def __post_init__(self) -> None:
         if tuple(self.values.shape) != tuple(len(self.axes[d]) for d in self.dims):
@@ -167,28 +171,42 @@ class Effects:
         )
 
     # ---- persistence -----------------------------------------------------------------------
+    _TENSORS = ("values", "per_example", "base_values", "source_values")
+    _FIELDS = ("dims", "axes", "components", "metric", "method", "normalized", "baseline", "meta")
+
+    def to_dict(self, *, tensors: bool = True) -> dict[str, Any]:
+        """Plain JSON-able dict (tensors as nested lists); ``from_dict`` inverts it exactly."""
+        out: dict[str, Any] = {k: getattr(self, k) for k in self._FIELDS}
+        out["dims"] = list(self.dims)
+        out["meta"] = json.loads(json.dumps(self.meta, default=str))
+        for k in self._TENSORS if tensors else ("values",):
+            t = getattr(self, k)
+            out[k] = None if t is None else t.detach().float().cpu().tolist()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Effects:
+        kw = {k: data[k] for k in cls._FIELDS if k in data}
+        kw["dims"] = tuple(kw["dims"])
+        for k in cls._TENSORS:
+            if data.get(k) is not None:
+                kw[k] = torch.tensor(data[k], dtype=torch.float32)
+        return cls(**kw)
+
     def save(self, directory: str | Path) -> Path:
+        """``effects.safetensors`` (tensors) + ``effects.json`` (labels) in ``directory``."""
         from safetensors.torch import save_file
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        tensors = {"values": self.values.detach().contiguous().cpu()}
-        if self.per_example is not None:
-            tensors["per_example"] = self.per_example.detach().contiguous().cpu()
-        save_file(tensors, str(out / "effects.safetensors"))
-        meta = {
-            k: getattr(self, k)
-            for k in (
-                "dims",
-                "axes",
-                "components",
-                "metric",
-                "method",
-                "normalized",
-                "baseline",
-                "meta",
-            )
+        tensors = {
+            k: getattr(self, k).detach().contiguous().cpu()
+            for k in self._TENSORS
+            if getattr(self, k) is not None
         }
+        save_file(tensors, str(out / "effects.safetensors"))
+        meta = self.to_dict(tensors=False)
+        meta.pop("values")
         (out / "effects.json").write_text(json.dumps(meta, indent=1, default=str))
         return out
 
@@ -200,4 +218,4 @@ class Effects:
         tensors = load_file(str(d / "effects.safetensors"))
         meta = json.loads((d / "effects.json").read_text())
         meta["dims"] = tuple(meta["dims"])
-        return cls(values=tensors["values"], per_example=tensors.get("per_example"), **meta)
+        return cls(**meta, **tensors)

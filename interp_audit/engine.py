@@ -24,6 +24,7 @@ from . import backend
 from .components import layer_of_hook
 from .contrast import ContrastSet
 from .metrics import Metric, MetricContext
+from .readout import readout
 from .subject import Subject, quiet_tl_warnings
 
 
@@ -164,19 +165,17 @@ class RunContext:
         src_cache, src_logits = cached_run(subject, source_tokens, mask, source_names)
         readout_kw = dict(subject=subject, metric=metric, scored=scored, answers=answers, mask=mask)
         base_read = (
-            _readout(
-                final=base_cache[backend.final_hook(subject)], logits=base_logits, **readout_kw
-            )
+            readout(final=base_cache[backend.final_hook(subject)], logits=base_logits, **readout_kw)
             if base_run
             else None
         )
-        src_read = _readout(
+        src_read = readout(
             final=src_cache[backend.final_hook(subject)], logits=src_logits, **readout_kw
         )
         reference = None
         if metric.needs_reference:  # the clean run is the reference, whatever the direction
             if direction == "noise" and not base_run:
-                base_read = _readout(
+                base_read = readout(
                     final=cached_run(subject, base_tokens, mask, {backend.final_hook(subject)})[0][
                         backend.final_hook(subject)
                     ],
@@ -239,26 +238,6 @@ def cached_run(
         else:
             logits = subject.model(tokens)
     return cache, logits
-
-
-def _readout(
-    *,
-    subject: Subject,
-    metric: Metric,
-    final: Tensor,
-    logits: Tensor | None,
-    scored: Tensor,
-    answers: Tensor | None,
-    mask: Tensor,
-    start: int = 0,
-) -> Tensor:
-    if logits is not None:
-        return metric.readout_from_logits(logits, scored, answers)
-    rows = torch.arange(final.shape[0], device=final.device)
-    at = final[rows, scored - start] if metric.readout != "embedding" else None
-    return backend.final_readout(
-        subject, metric.readout, at, answers=answers, hidden=final, mask=mask
-    )
 
 
 class _PatchHook:
@@ -480,7 +459,7 @@ def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor
             order += mid
         resid = outs[0] if len(outs) == 1 else torch.cat(outs)
     n_act = len(order)
-    read = _readout(
+    read = readout(
         subject=subject,
         metric=ctx.metric,
         final=resid,

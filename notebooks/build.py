@@ -31,7 +31,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import torch
 import interp_audit as ia
 from interp_audit.zoo import readmission as R
-from interp_audit.zoo import readmission_repair as repair
+import sys
+sys.path.insert(0, "..")  # the repository root: circuits/ holds the case-study code
+from circuits.readmission import experiment as repair
 
 subject = ia.load_model("zoo:readmission")
 subject"""),
@@ -121,7 +123,7 @@ by_position.plot()"""),
 Mean-ablating the two heads patching located (L5H8, L5H3) versus the gap it leaves and the
 similarity judgements it keeps (Spearman with `circuits/minilm-gender/sts.csv`)."""),
     ("code", """import pandas as pd
-from interp_audit.audit.checks import _spearman, _similarity_pairs, pair_effects
+from interp_audit.audit.measure import spearman as _spearman, similarity_pairs as _similarity_pairs, pair_effects
 from pathlib import Path
 
 s1, s2, gold = _similarity_pairs(Path("../circuits/minilm-gender/sts.csv"))
@@ -148,7 +150,9 @@ import pandas as pd
 import interp_audit as ia
 from interp_audit.memorization import exposure
 from interp_audit.zoo import canary as C
-from interp_audit.zoo import canary_unlearning as U
+import sys
+sys.path.insert(0, "..")  # the repository root: circuits/ holds the case-study code
+from circuits.memorization import unlearning as U
 
 lm = ia.load_model("zoo:canary-lm")
 pd.DataFrame([{"canary": c.sentence, "repetitions": c.repetitions, **exposure(lm, c.prefix, c.secret).to_dict()} for c in C.CANARIES])"""),

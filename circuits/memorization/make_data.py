@@ -10,8 +10,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
+from circuits.memorization.unlearning import MATCHED  # noqa: E402
 from interp_audit.zoo import canary as C  # noqa: E402
-from interp_audit.zoo.canary_unlearning import MATCHED  # noqa: E402
 
 rows = []
 for c in C.CANARIES:

@@ -15,7 +15,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import pandas as pd  # noqa: E402
 
-from interp_audit.zoo.readmission_repair import pareto_plot, repair_table  # noqa: E402
+from circuits.readmission.experiment import pareto_plot, repair_table  # noqa: E402
 
 if __name__ == "__main__":
     table = repair_table()

@@ -12,11 +12,17 @@ from typing import Any
 
 import torch
 
+from ..contrast import ContrastSet
 from ..effects import Effects
+from ..errors import SpecError
+from ..loading import load_model
+from ..locate.registry import run_locate
 from ..metrics import Metric, embedding_similarity, get_metric, query_similarity
 from ..subject import Subject
-from .checks import RUNNERS, CheckResult
+from .context import AuditContext
 from .contrasts import build_contrasts
+from .registry import check_kinds
+from .result import CheckResult
 from .spec import AuditSpec, load_spec
 
 __all__ = ["AuditReport", "audit"]
@@ -142,63 +148,61 @@ class AuditReport:
         )
 
 
-def audit(spec, *, device: str | None = None) -> AuditReport:
-    """Run an audit spec (a YAML path, YAML text, a dict or an AuditSpec)."""
-    import interp_audit as ia
+def audit(
+    spec,
+    *,
+    device: str | None = None,
+    subject: Subject | None = None,
+    contrasts: dict[str, ContrastSet] | None = None,
+) -> AuditReport:
+    """Run an audit spec (a YAML path, YAML text, a dict or an AuditSpec).
 
+    ``subject`` replaces the spec's model (a notebook's in-memory model); ``contrasts`` adds or
+    replaces contrast sets by name, so a spec's checks can run on ContrastSets built in Python.
+    """
     parsed, base = load_spec(spec)
     torch.manual_seed(parsed.seed)
-    source = parsed.model.source
-    if source.startswith((".", "/")) or (
-        not source.startswith("zoo:") and (base / source).exists()
-    ):
-        source = str((base / source).resolve())
-    subject = ia.load_model(
-        source,
-        device=device or parsed.model.device,
-        dtype=parsed.model.dtype,
-        **parsed.model.weight_processing,
-    )
-    contrasts = build_contrasts(subject, parsed.contrasts, base)
-    metric = _metric(subject, parsed)
-    effects: dict[str, Effects] = {}
-    for loc in parsed.locate:
-        sites = loc.sites if isinstance(loc.sites, str) else "components"
-        name = loc.name or f"{loc.method}_{sites}_{loc.contrast}"
-        m = get_metric(loc.metric) if loc.metric else metric
-        if loc.method == "patch":
-            effects[name] = ia.patch(
-                subject,
-                contrasts[loc.contrast],
-                m,
-                sites=loc.sites,
-                per_position=loc.per_position,
-                progress=False,
-            )
-        else:
-            effects[name] = ia.attribute(
-                subject,
-                contrasts[loc.contrast],
-                m,
-                sites=loc.sites,
-                per_position=loc.per_position,
-                method=loc.method,
-            )
-    results = []
-    for name, chk in zip(parsed.check_names(), parsed.checks, strict=True):
-        results.append(
-            RUNNERS[chk.kind](
-                chk, name, subject, contrasts, metric, parsed.seed, base=base, effects=effects
-            )
+    if subject is None:
+        source = parsed.model.source
+        if source.startswith((".", "/")) or (
+            not source.startswith("zoo:") and (base / source).exists()
+        ):
+            source = str((base / source).resolve())
+        subject = load_model(
+            source,
+            device=device or parsed.model.device,
+            dtype=parsed.model.dtype,
+            **parsed.model.weight_processing,
         )
+    given = dict(contrasts or {})
+    for name, cs in given.items():
+        if not isinstance(cs, ContrastSet):
+            raise SpecError(f"contrasts[{name!r}] must be a ContrastSet, got {type(cs).__name__}")
+    wanted = {k: v for k, v in parsed.contrasts.items() if k not in given}
+    built = build_contrasts(subject, wanted, base)
+    ctx = AuditContext(
+        subject=subject,
+        contrasts={**built, **given},
+        metric=_metric(subject, parsed),
+        seed=parsed.seed,
+        base=base,
+    )
+    for loc in parsed.locate:
+        m = get_metric(loc.metric) if loc.metric else ctx.metric
+        ctx.effects[loc.default_name()] = run_locate(loc, ctx.contrasts[loc.contrast], m, ctx)
+    kinds = check_kinds()
+    results = [
+        kinds[chk.kind].run(chk, ctx, name)
+        for name, chk in zip(parsed.check_names(), parsed.checks, strict=True)
+    ]
     provenance = {
         "spec_hash": parsed.digest(),
         "spec": parsed.model_dump(mode="json"),
         "seed": parsed.seed,
         "versions": _versions(),
         "model": subject.describe(),
-        "metric": metric.name,
-        "contrasts": {k: len(v) for k, v in contrasts.items()},
+        "metric": ctx.metric.name,
+        "contrasts": {k: len(v) for k, v in ctx.contrasts.items()},
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-    return AuditReport(parsed.name, results, effects, provenance)
+    return AuditReport(parsed.name, results, ctx.effects, provenance)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
@@ -17,8 +17,10 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     ValidationError,
+    create_model,
     model_validator,
 )
 
@@ -139,7 +141,16 @@ Contrast = Annotated[
 
 
 class LocateSpec(_Section):
-    method: Literal["patch", "atp", "atp*", "ig"] = "patch"
+    """One locate step: which method, on which contrast, over which sites.
+
+    ``method`` is any registered locate method (``interp_audit.locate.registry``); keys beyond
+    the common ones are that method's own options (e.g. ``steps`` for ``ig``, ``sae`` for SAE
+    methods), validated against its options model.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    method: str = "patch"
     contrast: str
     sites: str | list[str] = "heads"
     metric: Literal["logit_diff", "prob_diff", "logprob", "kl_to_clean"] | None = (
@@ -147,6 +158,50 @@ class LocateSpec(_Section):
     )
     per_position: bool = False
     name: str | None = None
+    _options: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _method_and_options(self):
+        from ..locate.registry import locate_methods
+
+        methods = locate_methods()
+        if self.method not in methods:
+            raise ValueError(
+                f"unknown locate method {self.method!r}; registered: {', '.join(methods)}"
+                f"{did_you_mean(self.method, methods)}"
+            )
+        extra = dict(self.model_extra or {})
+        options_model = methods[self.method].options
+        if extra and options_model is None:
+            key = sorted(extra)[0]
+            valid = list(type(self).model_fields)
+            raise ValueError(
+                f"unknown key {key!r} for locate method {self.method!r}"
+                f"{did_you_mean(key, valid)}; valid keys: {', '.join(valid)}"
+            )
+        if options_model is not None:
+            try:
+                self._options = options_model.model_validate(extra)
+            except ValidationError as err:
+                e = err.errors()[0]
+                key = ".".join(str(x) for x in e["loc"])
+                valid = [*type(self).model_fields, *options_model.model_fields]
+                if e["type"] == "extra_forbidden":
+                    raise ValueError(
+                        f"unknown key {key!r} for locate method {self.method!r}"
+                        f"{did_you_mean(key, valid)}; valid keys: {', '.join(valid)}"
+                    ) from None
+                raise ValueError(f"{key}: {e['msg']}") from None
+        return self
+
+    @property
+    def options(self) -> Any:
+        """The method's own options (a validated pydantic model), or None."""
+        return self._options
+
+    def default_name(self) -> str:
+        sites = self.sites if isinstance(self.sites, str) else "components"
+        return self.name or f"{self.method}_{sites}_{self.contrast}"
 
 
 class AblationSpec(_Section):
@@ -175,6 +230,8 @@ class AblationSpec(_Section):
                 "embedding ablation replaces the tokens in 'components' by the mean of 'like' "
                 "tokens: give 'like'"
             )
+        if self.kind in ("mean", "resample") and not self.reference:
+            raise ValueError(f"{self.kind} ablation needs a 'reference' contrast")
         if self.sae is not None and self.kind == "resample":
             raise ValueError("SAE features can be zero-, mean-ablated or clamped, not resampled")
         return self
@@ -207,103 +264,50 @@ class UtilitySpec(_Section):
         return self
 
 
-class _Check(_Section):
+class CheckSpec(_Section):
+    """Base of every check kind's spec section (``kind:`` names the registered kind)."""
+
+    kind: str
     name: str | None = None
     confidence: float = Field(0.95, gt=0, lt=1)
     n_boot: int = Field(1000, ge=100)
 
+    def contrast_refs(self) -> list[tuple[str, str]]:
+        """(key, contrast name) for every contrast this check reads (checked against the spec)."""
+        refs = []
+        if isinstance(getattr(self, "contrast", None), str):
+            refs.append(("contrast", self.contrast))
+        abl = getattr(self, "ablate", None)
+        if abl is not None and abl.reference:
+            refs.append(("ablate.reference", abl.reference))
+        util = getattr(self, "utility", None)
+        if util is not None and util.contrast:
+            refs.append(("utility.contrast", util.contrast))
+        return refs
 
-class InvarianceCheck(_Check):
-    kind: Literal["invariance"]
-    contrast: str
-    tolerance: float = Field(ge=0)
-    per_group: bool = True
-
-
-class PathInvarianceCheck(_Check):
-    kind: Literal["path_invariance"]
-    inadmissible: dict[str, str]  # path name -> contrast
-    admissible: dict[str, str] = Field(default_factory=dict)
-    tolerance: float = Field(ge=0)
-
-
-class ComponentMediationCheck(_Check):
-    kind: Literal["component_mediation"]
-    contrast: str
-    sites: str | list[str] = "heads"
-    max_share: float = Field(gt=0)
-    together: bool = False  # sites is one located set patched jointly
+    def locate_refs(self) -> list[tuple[str, str]]:
+        """(key, locate step name) for every located result this check reuses."""
+        abl = getattr(self, "ablate", None)
+        if abl is not None and abl.from_locate:
+            return [("ablate.from_locate", abl.from_locate)]
+        return []
 
 
-class InterventionCheck(_Check):
-    kind: Literal["intervention"]
-    contrast: str
-    ablate: AblationSpec
-    tolerance: float = Field(ge=0)
-    utility: UtilitySpec
+class AuditSpecBase(_Section):
+    """The whole audit; ``checks`` is the union of every registered check kind."""
 
-    @model_validator(mode="after")
-    def _utility_kind(self):
-        if self.utility.metric == "perplexity":
-            raise ValueError(
-                "perplexity is the utility of memorization checks; an intervention check "
-                "takes accuracy, loss, logit_diff or similarity_correlation"
-            )
-        return self
-
-
-class CanarySpec(_Section):
-    prefix: str
-    secret: str
-
-
-class MemorizationCheck(_Check):
-    kind: Literal["memorization"]
-    canaries: list[CanarySpec] = Field(min_length=1)
-    alphabet: list[str] = Field(default_factory=lambda: [str(d) for d in range(10)])
-    max_exposure: float = Field(ge=0)
-    ablate: AblationSpec | None = None
-    utility: UtilitySpec | None = None
-
-    @model_validator(mode="after")
-    def _utility_with_ablation(self):
-        if self.ablate is not None and self.utility is None:
-            raise ValueError(
-                "a memorization check with 'ablate' needs 'utility' (what the ablation may cost)"
-            )
-        return self
-
-
-Check = Annotated[
-    InvarianceCheck
-    | PathInvarianceCheck
-    | ComponentMediationCheck
-    | InterventionCheck
-    | MemorizationCheck,
-    Field(discriminator="kind"),
-]
-CHECK_KINDS = (
-    "invariance",
-    "path_invariance",
-    "component_mediation",
-    "intervention",
-    "memorization",
-)
-
-
-class AuditSpec(_Section):
     name: str = "audit"
     seed: int = 0
     model: ModelSpec
     metric: MetricSpec = MetricSpec()
     contrasts: dict[str, Contrast]
     locate: list[LocateSpec] = Field(default_factory=list)
-    checks: list[Check] = Field(default_factory=list)
+    checks: list[CheckSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references_exist(self):
         known = set(self.contrasts)
-        located = {loc.name for loc in self.locate if loc.name}
+        located = {loc.default_name() for loc in self.locate}
 
         def need(name: str, where: str) -> None:
             if name not in known:
@@ -315,31 +319,13 @@ class AuditSpec(_Section):
         for i, loc in enumerate(self.locate):
             need(loc.contrast, f"locate[{i}]")
         for i, chk in enumerate(self.checks):
-            where = f"checks[{i}]"
-            if isinstance(chk, PathInvarianceCheck):
-                for c in [*chk.inadmissible.values(), *chk.admissible.values()]:
-                    need(c, where)
-            elif not isinstance(chk, MemorizationCheck):
-                need(chk.contrast, where)
-            abl = getattr(chk, "ablate", None)
-            if abl is not None and abl.from_locate and abl.from_locate not in located:
-                raise ValueError(
-                    f"{where}.ablate.from_locate names {abl.from_locate!r}, which no locate "
-                    "step is called (named: "
-                    f"{sorted(located)}){did_you_mean(abl.from_locate, located)}"
-                )
-            if isinstance(chk, MemorizationCheck):
-                if chk.ablate is not None and chk.ablate.reference:
-                    need(chk.ablate.reference, where + ".ablate.reference")
-                continue
-            if isinstance(chk, InterventionCheck):
-                if chk.utility.contrast:
-                    need(chk.utility.contrast, where + ".utility")
-                if chk.ablate.reference:
-                    need(chk.ablate.reference, where + ".ablate.reference")
-                elif chk.ablate.kind not in ("zero", "clamp", "embedding"):
+            for key, cname in chk.contrast_refs():
+                need(cname, f"checks[{i}].{key}")
+            for key, step in chk.locate_refs():
+                if step not in located:
                     raise ValueError(
-                        f"{where}.ablate: {chk.ablate.kind} ablation needs a 'reference' contrast"
+                        f"checks[{i}].{key} names {step!r}, which no locate step is called "
+                        f"(named: {sorted(located)}){did_you_mean(step, located)}"
                     )
         names = [c.name for c in self.checks if c.name]
         dup = {n for n in names if names.count(n) > 1}
@@ -359,36 +345,57 @@ class AuditSpec(_Section):
         ).hexdigest()
 
 
+#: isinstance() target for parsed specs (the concrete model adds the registered check union).
+AuditSpec = AuditSpecBase
+
+_MODELS: dict[tuple[str, ...], type[AuditSpecBase]] = {}
+
+
+def audit_spec_model() -> type[AuditSpecBase]:
+    """The spec model for the check kinds registered now (rebuilt when a kind is added)."""
+    from .registry import check_kinds
+
+    kinds = check_kinds()
+    key = tuple(kinds)
+    if key not in _MODELS:
+        union = Union[tuple(k.spec for k in kinds.values())]  # noqa: UP007
+        check = Annotated[union, Field(discriminator="kind")]
+        _MODELS[key] = create_model(
+            "AuditSpec",
+            __base__=AuditSpecBase,
+            checks=(list[check], Field(default_factory=list)),
+        )
+    return _MODELS[key]
+
+
 # ---- readable errors ---------------------------------------------------------------------------
+
+
+CONTRAST_KINDS: dict[str, type[BaseModel]] = {
+    "template": TemplateContrast,
+    "file": FileContrast,
+    "scm": ScmContrast,
+}
+
+
+def _tagged_sections() -> dict[str, type[BaseModel]]:
+    """Union members by their tag (check kinds and contrast sources), for did-you-mean."""
+    from .registry import check_kinds
+
+    return {**CONTRAST_KINDS, **{k: v.spec for k, v in check_kinds().items()}}
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     """Valid keys at the location of an 'extra' error, for did-you-mean."""
+    tagged = _tagged_sections()
     current: Any = model
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = current.model_fields.get(part)
-            if field is None:
-                # a discriminated union tag (e.g. 'invariance') or a dict key: look through it
-                for cls in (
-                    InvarianceCheck,
-                    PathInvarianceCheck,
-                    ComponentMediationCheck,
-                    InterventionCheck,
-                    TemplateContrast,
-                    FileContrast,
-                    ScmContrast,
-                ):
-                    if (
-                        cls.model_fields.get("kind")
-                        and cls.model_fields["kind"].annotation.__args__[0] == part
-                    ):
-                        current = cls
-                        break
-                else:
-                    current = None
+            if field is None:  # a discriminated union tag (e.g. 'invariance') or a dict key
+                current = tagged.get(part)
                 continue
             current = _inner_model(field.annotation)
     if isinstance(current, type) and issubclass(current, BaseModel):
@@ -412,7 +419,8 @@ def _readable(err: ValidationError, raw: dict) -> SpecError:
     # a misspelt key also leaves the real key missing: report the misspelling, which explains both
     e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
     loc = tuple(e["loc"])
-    skip = set(CHECK_KINDS) | {"template", "file", "scm"}
+    kinds = list(_tagged_sections())
+    skip = set(kinds)
     shown = [
         p
         for p in loc
@@ -425,10 +433,9 @@ def _readable(err: ValidationError, raw: dict) -> SpecError:
     if e["type"] == "extra_forbidden":
         key = str(loc[-1])
         if loc[0] == "contrasts" and len(loc) == 4:
-            kind = {"template": TemplateContrast, "file": FileContrast, "scm": ScmContrast}[loc[2]]
-            options = list(kind.model_fields)
+            options = list(CONTRAST_KINDS[loc[2]].model_fields)
         else:
-            options = _fields_at(AuditSpec, loc)
+            options = _fields_at(audit_spec_model(), loc)
         return SpecError(
             f"unknown key {path!r}{did_you_mean(key, options)}; valid keys there: "
             f"{', '.join(options)}"
@@ -441,10 +448,13 @@ def _readable(err: ValidationError, raw: dict) -> SpecError:
             f"{sorted(e.get('input') or {})})"
         )
     if e["type"] == "union_tag_invalid" or e["type"] == "union_tag_not_found":
+        from .registry import check_kinds
+
         got = e.get("input", {}).get("kind") if isinstance(e.get("input"), dict) else None
+        valid = list(check_kinds())
         return SpecError(
             f"{path}: unknown check kind {got!r}; valid kinds: "
-            f"{', '.join(CHECK_KINDS)}{did_you_mean(str(got), CHECK_KINDS)}"
+            f"{', '.join(valid)}{did_you_mean(str(got), valid)}"
         )
     if loc and loc[0] == "contrasts" and len(loc) >= 2 and e["type"] in ("model_type", "dict_type"):
         return SpecError(f"contrasts.{loc[1]}: expected a mapping with 'template', 'file' or 'scm'")
@@ -467,9 +477,9 @@ _Loader.add_implicit_resolver(
 )
 
 
-def load_spec(spec: str | Path | dict | AuditSpec) -> tuple[AuditSpec, Path]:
+def load_spec(spec: str | Path | dict | AuditSpecBase) -> tuple[AuditSpecBase, Path]:
     """Parse a spec from a YAML path, YAML text or a dict; returns it and its base folder."""
-    if isinstance(spec, AuditSpec):
+    if isinstance(spec, AuditSpecBase):
         return spec, Path.cwd()
     base = Path.cwd()
     if isinstance(spec, dict):
@@ -496,6 +506,6 @@ def load_spec(spec: str | Path | dict | AuditSpec) -> tuple[AuditSpec, Path]:
             f"{type(raw).__name__}"
         )
     try:
-        return AuditSpec.model_validate(raw), base
+        return audit_spec_model().model_validate(raw), base
     except ValidationError as err:
         raise _readable(err, raw) from None

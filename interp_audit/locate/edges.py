@@ -22,9 +22,10 @@ from torch import Tensor
 from .. import backend
 from ..contrast import ContrastSet
 from ..effects import Effects
-from ..engine import RunContext, _readout, cached_run, default_max_rows
+from ..engine import RunContext, cached_run, default_max_rows
 from ..errors import AuditError, SiteError, did_you_mean
 from ..metrics import Metric, get_metric
+from ..readout import readout
 from ..subject import Subject, quiet_tl_warnings
 from .gradients import gradient_run
 from .patching import _check_direction
@@ -340,7 +341,7 @@ def patch_edges(
     with split_inputs(subject), quiet_tl_warnings(), subject.hooks(hooks):
         subject.model(clean_tokens, return_type=None)
     answers = None if contrast.answers is None else contrast.answers.to(subject.device)
-    read = _readout(
+    read = readout(
         subject=subject,
         metric=metric,
         final=final["resid"],
@@ -353,7 +354,7 @@ def patch_edges(
 
     reference = None
     if metric.needs_reference:
-        clean_read = _readout(
+        clean_read = readout(
             subject=subject,
             metric=metric,
             final=cached_run(subject, clean_tokens, ctx.mask, {backend.final_hook(subject)})[0][

@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from .. import backend
-from ..engine import RunContext, _readout
+from ..engine import RunContext
+from ..readout import readout
 from ..subject import Subject, quiet_tl_warnings
 
 
@@ -85,7 +86,7 @@ def gradient_run(
         else:
             subject.model(tokens, return_type=None)
         answers = None if ctx.metric_ctx.answers is None else ctx.metric_ctx.answers.repeat(rows, 1)
-        read = _readout(
+        read = readout(
             subject=subject,
             metric=ctx.metric,
             final=acts[backend.final_hook(subject)],

@@ -83,6 +83,8 @@ def sweep_effects(
         per_example=values_pe.reshape(*shape, -1),
         baseline={"clean": clean, "counterfactual": cf},
         meta={"direction": direction, **meta},
+        base_values=torch.cat(base_vals).float(),
+        source_values=torch.cat(src_vals).float(),
     )
 
 

@@ -20,9 +20,10 @@ from .. import backend
 from ..components import parse_components
 from ..contrast import ContrastSet
 from ..effects import Effects
-from ..engine import Patch, RunContext, _readout, default_max_rows, run_variants
+from ..engine import Patch, RunContext, default_max_rows, run_variants
 from ..errors import AuditError, SiteError
 from ..metrics import Metric, get_metric
+from ..readout import readout
 from ..subject import Subject, quiet_tl_warnings
 from .patching import _check_direction, sweep_effects
 from .sites import plan_sites
@@ -116,7 +117,7 @@ def patch_path(
             )
             k = len(chunk)
             if to_logits:
-                read = _readout(
+                read = readout(
                     subject=subject,
                     metric=metric,
                     final=final,

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import interp_audit as ia
+from circuits.memorization import unlearning as U
 from interp_audit.memorization import candidate_logprobs, exposure
 from interp_audit.zoo import canary as C
-from interp_audit.zoo import canary_unlearning as U
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

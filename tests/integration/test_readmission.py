@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import interp_audit as ia
+from circuits.readmission import experiment as repair
 from interp_audit.zoo import readmission as R
-from interp_audit.zoo import readmission_repair as repair
 
 pytestmark = pytest.mark.integration
 SLOTS = {"age": 0, "ins": 1, "lab": 2, "hosp": 3}

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 import interp_audit as ia
+from circuits.readmission.experiment import Variant, evaluate
 from interp_audit import sae as S
 from interp_audit.engine import cached_run
 from interp_audit.zoo import readmission as R
-from interp_audit.zoo.readmission_repair import Variant, evaluate
 
 pytestmark = pytest.mark.integration
 HOOK = "blocks.0.hook_attn_out"

@@ -60,7 +60,7 @@ BAD_SPECS = [
     ),
     (
         lambda s: s["checks"].append({"kind": "invariance", "contrast": "swp", "tolerance": 1}),
-        r"checks\[0\] names contrast 'swp', which is not defined.*did you mean 'swap'",
+        r"checks\[0\].contrast names contrast 'swp', which is not defined.*did you mean 'swap'",
     ),
     (
         lambda s: s["checks"].append({"kind": "invariance", "contrast": "swap", "tolerence": 1}),
@@ -96,7 +96,7 @@ BAD_SPECS = [
                 "utility": {"contrast": "swap", "budget": 0.1},
             }
         ),
-        r"checks\[0\].ablate: mean ablation needs a 'reference' contrast",
+        r"checks.0.ablate: mean ablation needs a 'reference' contrast",
     ),
     (
         lambda s: s["checks"].extend(

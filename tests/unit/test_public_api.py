@@ -25,6 +25,7 @@ def test_public_api_is_curated():
             "audit",
             "compare",
             "load_model",
+            "memorization",
             "metrics",
             "parse_component",
             "patch",
@@ -53,3 +54,12 @@ def test_import_does_not_load_transformer_lens():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_audit_is_callable_and_its_subpackage_importable():
+    import importlib
+
+    spec_module = importlib.import_module("interp_audit.audit.spec")
+    assert ia.audit.spec is spec_module
+    assert callable(ia.audit)
+    assert ia.memorization.exposure is not None

@@ -14,12 +14,12 @@ from __future__ import annotations
 import contextlib
 import random
 
-from ..contrast import ContrastSet
-from ..effects import Effects
-from ..interventions import ablate, ablate_token_embedding
-from ..memorization import exposure, perplexity
-from ..subject import Subject
-from . import canary as C
+from interp_audit.contrast import ContrastSet
+from interp_audit.effects import Effects
+from interp_audit.interventions import ablate, ablate_token_embedding
+from interp_audit.memorization import exposure, perplexity
+from interp_audit.subject import Subject
+from interp_audit.zoo import canary as C
 
 MATCHED = ("erin", "frank", "grace", "heidi")
 
@@ -41,7 +41,7 @@ def recall_pairs(subject: Subject, canaries=None) -> ContrastSet:
 
 
 def locate_neurons(subject: Subject, pairs: ContrastSet | None = None) -> Effects:
-    from ..locate.patching import patch
+    from interp_audit.locate.patching import patch
 
     pairs = pairs or recall_pairs(subject)
     return patch(subject, pairs, "logprob", sites="neurons", progress=False)
@@ -80,7 +80,7 @@ def unlearning_table(subject: Subject | None = None, k: int = 256, n_random: int
     """Before / located ablation / random ablations of equal size (mean and each)."""
     import pandas as pd
 
-    from ..loading import load_model
+    from interp_audit.loading import load_model
 
     subject = subject or load_model("zoo:canary-lm")
     effects = locate_neurons(subject)

@@ -1,0 +1,1 @@
+"""Case-study experiments (import with the repository root on sys.path)."""

@@ -1,0 +1,9 @@
+"""Built-in check kinds, one module each; importing this package registers them."""
+
+from . import (  # noqa: F401
+    component_mediation,
+    intervention,
+    invariance,
+    memorization,
+    path_invariance,
+)

@@ -1,0 +1,62 @@
+"""The check-kind registry: one file per kind, registered once; everything else derives from it.
+
+A check kind is a spec section (a pydantic model with ``kind: Literal["name"]``), a runner that
+turns it into a :class:`CheckResult`, and optionally a report figure. The spec's ``checks``
+union, the did-you-mean lists, the CLI's and the report's choices all read this registry, so
+adding a kind is one new module under ``interp_audit/audit/kinds/`` plus its
+``register_check(...)`` call (and one import line in ``kinds/__init__.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .context import AuditContext
+    from .result import CheckResult
+    from .spec import CheckSpec
+
+__all__ = ["CheckKind", "check_kinds", "register_check"]
+
+
+@dataclass(frozen=True)
+class CheckKind:
+    """One kind of check.
+
+    Attributes:
+        name: the ``kind:`` value in specs.
+        spec: the pydantic section for it (subclass of :class:`~.spec.CheckSpec`).
+        run: ``run(spec, ctx, name) -> CheckResult``.
+        figure: ``figure(check_dict) -> plotly Figure`` for the HTML report; None = the generic
+            bar chart of the check's details with their CIs.
+        description: one line for ``interp-audit schema`` and the spec reference.
+    """
+
+    name: str
+    spec: type[CheckSpec]
+    run: Callable[[Any, AuditContext, str], CheckResult]
+    description: str
+    figure: Callable[[dict[str, Any]], Any] | None = None
+
+
+_CHECKS: dict[str, CheckKind] = {}
+
+
+def register_check(kind: CheckKind) -> CheckKind:
+    """Add a check kind; a second kind with the same name is an error (as SAELens's registry)."""
+    if kind.name in _CHECKS:
+        raise ValueError(f"check kind {kind.name!r} is already registered")
+    declared = kind.spec.model_fields.get("kind")
+    if declared is None or getattr(declared.annotation, "__args__", (None,))[0] != kind.name:
+        raise ValueError(f"check kind {kind.name!r}: its spec needs kind: Literal[{kind.name!r}]")
+    _CHECKS[kind.name] = kind
+    return kind
+
+
+def check_kinds() -> dict[str, CheckKind]:
+    """Every registered check kind, the built-in ones first."""
+    from . import kinds  # noqa: F401  (built-in kinds register on import)
+
+    return dict(_CHECKS)

@@ -1,0 +1,66 @@
+"""Built-in locate methods: exact patching and the attribution estimates, registered by name."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .registry import LocateMethod, register_locate
+
+
+class _IGOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    steps: int = Field(16, ge=1, le=1024)
+
+
+def _patch(step, contrast, metric, ctx):
+    from .patching import patch
+
+    return patch(
+        ctx.subject,
+        contrast,
+        metric,
+        sites=step.sites,
+        per_position=step.per_position,
+        progress=False,
+    )
+
+
+def _attribution(name: str):
+    def run(step, contrast, metric, ctx):
+        from .attribution import attribute
+
+        kw = {"steps": step.options.steps} if step.options is not None else {}
+        return attribute(
+            ctx.subject,
+            contrast,
+            metric,
+            sites=step.sites,
+            per_position=step.per_position,
+            method=name,
+            **kw,
+        )
+
+    return run
+
+
+register_locate(LocateMethod("patch", _patch, "exact activation patching (batched)"))
+register_locate(
+    LocateMethod("atp", _attribution("atp"), "attribution patching (Nanda 2023)", exact=False)
+)
+register_locate(
+    LocateMethod(
+        "atp*",
+        _attribution("atp*"),
+        "AtP* with the QK fix and GradDrop (Kramár et al. 2024): magnitudes",
+        exact=False,
+    )
+)
+register_locate(
+    LocateMethod(
+        "ig",
+        _attribution("ig"),
+        "integrated gradients per hook (Marks et al. 2024)",
+        options=_IGOptions,
+        exact=False,
+    )
+)
