@@ -84,7 +84,7 @@ def sequence_logprobs(
     forward per batch of candidates, the log-probabilities of their symbols summed)."""
     ids = _alphabet_ids(subject, alphabet)
     base = torch.tensor(subject.to_tokens(prefix))
-    n_prefix, length = len(base), candidates.shape[1]
+    n_prefix = len(base)
     out = []
     for start in range(0, len(candidates), batch_size):
         sym = ids[candidates[start : start + batch_size]]  # [b, length] token ids
@@ -275,3 +275,18 @@ def token_logprobs(subject: Subject, texts: Sequence[str]) -> list[Tensor]:
 def perplexity(subject: Subject, texts: Sequence[str]) -> float:
     """Per-token perplexity of ``texts`` (each scored after BOS, padding excluded)."""
     return float(torch.exp(-torch.cat(token_logprobs(subject, texts)).mean()))
+
+
+def secret_logprobs(
+    subject: Subject,
+    prefixes: Sequence[str],
+    secrets: Sequence[str],
+    *,
+    alphabet: Sequence[str] = DIGITS,
+) -> Float[Tensor, " secrets"]:
+    """log p(secret_i | prefix_i) for each pair (teacher forcing, one forward per pair)."""
+    out = []
+    for prefix, secret in zip(prefixes, secrets, strict=True):
+        index = [list(alphabet).index(s) for s in _symbols(secret, alphabet)]
+        out.append(sequence_logprobs(subject, prefix, torch.tensor([index]), alphabet=alphabet)[0])
+    return torch.stack(out)

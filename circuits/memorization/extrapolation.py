@@ -5,7 +5,7 @@ of zoo:canary-lm10's numbers) every secret's exact rank is known; the extrapolat
 from ``n_samples`` uniformly sampled candidates scored by teacher forcing, exactly as for a
 space that cannot be enumerated. Secrets: every canary, and random candidates of every prefix.
 
-python circuits/memorization/extrapolation.py [--device cuda] [--samples 10000] [--lengths 4 5]
+python circuits/memorization/extrapolation.py [--samples 10000] [--lengths 4 5] [--stride 1]
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--device", default=None)
     ap.add_argument("--samples", type=int, default=10_000)
     ap.add_argument("--lengths", type=int, nargs="+", default=[4, 5])
+    ap.add_argument("--stride", type=int, default=1, help="every n-th canary of canary-lm10")
     ap.add_argument("--out", default=None, help="write the per-secret table as CSV")
     args = ap.parse_args()
     tables = []
@@ -91,9 +92,9 @@ def main() -> None:
             tables.append(errors(lm, cases, 4, args.samples, n_random=5))
         lm = ia.load_model("zoo:canary-lm10", device=args.device)
         for length in [n for n in args.lengths if n > 4]:
-            cases = [(c.prefix, [c.secret]) for c in C10.CANARIES]
-            cases += [(f"{name} 's number is", []) for name in C10.OTHER_NAMES]
-            tables.append(errors(lm, cases, length, args.samples, n_random=2))
+            cases = [(c.prefix, [c.secret]) for c in C10.CANARIES[:: args.stride]]
+            cases += [(f"{name} 's number is", []) for name in C10.OTHER_NAMES[:: args.stride]]
+            tables.append(errors(lm, cases, length, args.samples, n_random=3))
     table = pd.concat(tables)
     if args.out:
         table.to_csv(args.out, index=False)

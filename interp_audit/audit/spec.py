@@ -206,7 +206,10 @@ class LocateSpec(_Section):
 
 class AblationSpec(_Section):
     components: list[str] = Field(default_factory=list)  # labels; with 'sae', SAE features (L0F12)
-    kind: Literal["zero", "mean", "resample", "clamp", "embedding"] = "mean"
+    # zero/mean/resample: components' activations; clamp: SAE features; embedding: input
+    # redaction (tokens embedded as the mean of 'like'); rank_one: a weight edit of an MLP's
+    # W_out (memorization checks: the canaries' keys write what a 'like' token's would)
+    kind: Literal["zero", "mean", "resample", "clamp", "embedding", "rank_one"] = "mean"
     sae: str | None = None  # an SAE (folder or zoo:NAME): ablate its features, the error kept
     value: float | None = None  # clamp value
     like: list[str] | None = None  # embedding: components are tokens, embedded as the mean of these
@@ -229,6 +232,11 @@ class AblationSpec(_Section):
             raise ValueError(
                 "embedding ablation replaces the tokens in 'components' by the mean of 'like' "
                 "tokens: give 'like'"
+            )
+        if self.kind == "rank_one" and not self.like:
+            raise ValueError(
+                "a rank_one edit writes, at the canaries' keys, what the same prompts write "
+                "with the name replaced by the 'like' tokens: give 'like'"
             )
         if self.kind in ("mean", "resample") and not self.reference:
             raise ValueError(f"{self.kind} ablation needs a 'reference' contrast")

@@ -18,6 +18,11 @@ td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
 
 
 def _check_figure(c: dict[str, Any]) -> go.Figure:
+    from ..audit.registry import check_kinds
+
+    kind = check_kinds().get(c["kind"])
+    if kind is not None and kind.figure is not None:
+        return kind.figure(c)
     rows = [d for d in c["details"] if "ci" in d] or [
         {"label": c["name"], "effect": c["statistic"], "ci": c["ci"]}
     ]

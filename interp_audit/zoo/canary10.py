@@ -125,7 +125,7 @@ def corpus(
 
 
 def non_members(seed: int = 7, per_canary: int = 2) -> list[str]:
-    """Records of the canaries' form that no model was trained on: the same people, fresh numbers."""
+    """Records of the canaries' form that no model saw: the same people, fresh numbers."""
     rng = random.Random(seed)
     return [number_sentence(rng, c.name) for c in CANARIES for _ in range(per_canary)]
 
