@@ -9,7 +9,7 @@ data) through a transformer, with exact numbers and clean hooks.
 Importing this package does not import TransformerLens; loading a model does.
 """
 
-from . import audit, memorization, metrics, sae
+from . import audit, membership, memorization, metrics, sae
 from .audit.run import AuditReport
 from .components import Component, parse_component
 from .contrast import ContrastSet
@@ -45,6 +45,7 @@ __all__ = [
     "audit",
     "compare",
     "load_model",
+    "membership",
     "memorization",
     "metrics",
     "parse_component",

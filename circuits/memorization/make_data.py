@@ -35,34 +35,11 @@ for c in C.CANARIES:
 print(f"wrote {len(rows)} recall pairs and {len(C.held_out())} held-out sentences")
 
 # ---- zoo:canary-lm10 (10-digit numbers): held-out localisation, membership, utility ----------
+from circuits.memorization.heldout import recall_rows, selection_canaries  # noqa: E402
 from interp_audit.zoo import canary10 as C10  # noqa: E402
 
-MATCHED10 = ("erin", "frank")
-LOCATE_DIGITS = 5
-
-
-def recall10_rows(canaries) -> list[dict]:
-    """Canary prefix + k digits vs a matched other person's prefix, scored on digit k+1."""
-    out = []
-    for c in canaries:
-        digits = c.secret.split()
-        for k in range(LOCATE_DIGITS):
-            shown = " ".join(digits[:k])
-            for other in MATCHED10:
-                out.append(
-                    {
-                        "clean": f"{c.prefix} {shown}".strip(),
-                        "counterfactual": f"{other} 's number is {shown}".strip(),
-                        "correct": digits[k],
-                        "incorrect": str((int(digits[k]) + 1) % 10),
-                        "group": c.name,
-                    }
-                )
-    return out
-
-
 # components are selected on the LOCATE half of the canaries and evaluated on the other half
-locate10 = recall10_rows([c for c in C10.LOCATE if c.repetitions >= 8])
+locate10 = recall_rows(selection_canaries())
 (HERE / "recall10_locate.jsonl").write_text("".join(json.dumps(r) + "\n" for r in locate10))
 (HERE / "members10.txt").write_text("\n".join(c.sentence for c in C10.CANARIES) + "\n")
 (HERE / "nonmembers10.txt").write_text("\n".join(C10.non_members(per_canary=3)) + "\n")

@@ -25,6 +25,7 @@ def test_public_api_is_curated():
             "audit",
             "compare",
             "load_model",
+            "membership",
             "memorization",
             "metrics",
             "parse_component",
