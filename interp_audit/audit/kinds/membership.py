@@ -20,7 +20,7 @@ from ..context import AuditContext
 from ..measure import within
 from ..registry import CheckKind, register_check
 from ..result import CheckResult
-from ..spec import CheckSpec
+from ..sections import CheckSpec
 
 
 class MembershipCheck(CheckSpec):
