@@ -18,7 +18,7 @@ td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
 
 
 def _check_figure(c: dict[str, Any]) -> go.Figure:
-    from ..audit.registry import check_kinds
+    from ..audit.kinds import check_kinds
 
     kind = check_kinds().get(c["kind"])
     if kind is not None and kind.figure is not None:
