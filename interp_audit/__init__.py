@@ -9,7 +9,7 @@ data) through a transformer, with exact numbers and clean hooks.
 Importing this package does not import TransformerLens; loading a model does.
 """
 
-from . import audit, memorization, metrics, sae
+from . import audit, membership, memorization, metrics, sae
 from .audit.check import check
 from .audit.result import CheckResult
 from .audit.run import AuditReport
@@ -53,6 +53,7 @@ __all__ = [
     "check",
     "compare",
     "load_model",
+    "membership",
     "memorization",
     "metrics",
     "parse_component",

@@ -200,6 +200,43 @@ neurons.plot()"""),
 table.round(3).T"""),
     ("md", "## The same as an audit with `memorization` checks"),
     ("code", "ia.audit('../circuits/memorization/audit.yaml')"),
+    ("md", """## At realistic scale: 10-digit numbers (`zoo:canary-lm10`)
+
+56 people each have one secret 10-digit number inserted 1, 2, 4, ... 64 times. The space has
+10^10 candidates, so exposure is **extrapolated** (Carlini et al. 2019): candidates sampled
+uniformly, a skew-normal fitted to their log-perplexities, the secret's rank read from the fitted
+CDF (`method`, `fit *` and `sampled rank` columns). Its error against exact enumeration on 10^4
+and 10^5 spaces is in `docs/memorization.md`."""),
+    ("code", """from interp_audit.zoo import canary10 as C10
+from circuits.memorization import heldout as H
+
+lm10 = ia.load_model("zoo:canary-lm10")
+pd.DataFrame([{"repetitions": c.repetitions, **exposure(lm10, c.prefix, c.secret, n_samples=1000).to_dict()}
+              for c in C10.EVALUATE[1::4]]).round(3)"""),
+    ("md", """## Held-out localisation: located neurons vs random neurons of the same size
+
+Neurons are selected by attribution on the recall of half of the canaries (`canary10.LOCATE`) and
+evaluated on the other half (`canary10.EVALUATE`), which played no part in selecting them.
+Random controls draw as many neurons per layer."""),
+    ("code", """effects10 = H.locate(lm10)
+H.located_vs_random(lm10, effects10, k=256, n_random=5).round(3)"""),
+    ("md", """## Honest unlearning: what each intervention touches and what it costs
+
+Zero-ablating neurons and a rank-one edit of `W_out` change the **weights**; embedding the names
+as an average name is an **input redaction** (the weights still hold the numbers; any other route
+to the name recovers them). The utility columns include the canaries' names in plain sentences,
+so touching a name is paid for."""),
+    ("code", "H.unlearning_table(lm10, effects10).round(3)"),
+    ("md", """## Membership inference (`kind: membership`)
+
+Loss, zlib ratio and min-k% prob scores of the 56 canary records vs 168 records of the same people
+with fresh numbers: on `zoo:canary-lm10` every score separates them; on `zoo:canary-lm10-clean`
+(the same corpus without the records) none does, and the check passes."""),
+    ("code", """from interp_audit.membership import membership
+members = [c.sentence for c in C10.CANARIES]
+non_members = C10.non_members(per_canary=3)
+display(membership(lm10, members, non_members))
+ia.audit('../circuits/memorization/membership-clean.yaml')"""),
 ]
 
 HIRING = [

@@ -33,3 +33,18 @@ for c in C.CANARIES:
 (HERE / "recall_pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 (HERE / "heldout.txt").write_text("\n".join(C.held_out()) + "\n")
 print(f"wrote {len(rows)} recall pairs and {len(C.held_out())} held-out sentences")
+
+# ---- zoo:canary-lm10 (10-digit numbers): held-out localisation, membership, utility ----------
+from circuits.memorization.heldout import recall_rows, selection_canaries  # noqa: E402
+from interp_audit.zoo import canary10 as C10  # noqa: E402
+
+# components are selected on the LOCATE half of the canaries and evaluated on the other half
+locate10 = recall_rows(selection_canaries())
+(HERE / "recall10_locate.jsonl").write_text("".join(json.dumps(r) + "\n" for r in locate10))
+(HERE / "members10.txt").write_text("\n".join(c.sentence for c in C10.CANARIES) + "\n")
+(HERE / "nonmembers10.txt").write_text("\n".join(C10.non_members(per_canary=3)) + "\n")
+(HERE / "heldout10.txt").write_text("\n".join(C10.held_out()) + "\n")
+print(
+    f"canary-lm10: {len(locate10)} locate pairs, {len(C10.CANARIES)} members, "
+    f"{3 * len(C10.CANARIES)} non-members, {len(C10.held_out())} held-out sentences"
+)

@@ -201,6 +201,11 @@ def ablation(spec: Any, comps: list[str], ctx: AuditContext):
     if not comps:
         return contextlib.nullcontext(subject)
     reference = ctx.contrasts[spec.reference] if spec.reference else None
+    if spec.kind == "rank_one":
+        raise SpecError(
+            "ablate kind 'rank_one' edits weights for the records a memorization check names; "
+            "use it in a memorization check"
+        )
     if spec.kind == "embedding":
         from ..interventions import ablate_token_embedding
 

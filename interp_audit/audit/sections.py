@@ -244,9 +244,10 @@ class AblationSpec(_Section):
     components: list[str] = Field(default_factory=list)
     """Component labels (``L0H2``, ``L1.mlp``, ``L0H0.v@2``, hook names); with ``sae``, SAE
     features (``L0F12``); with ``kind: embedding``, tokens."""
-    kind: Literal["zero", "mean", "resample", "clamp", "embedding"] = "mean"
+    kind: Literal["zero", "mean", "resample", "clamp", "embedding", "rank_one"] = "mean"
     """``zero``, ``mean`` or ``resample`` ablation; ``clamp`` an SAE feature to ``value``;
-    ``embedding`` replaces tokens' embeddings."""
+    ``embedding`` replaces tokens' embeddings (input redaction); ``rank_one`` edits an MLP's
+    W_out so the canaries' keys write what a ``like`` token's would (memorization checks)."""
     sae: str | None = None
     """An SAE (folder relative to the spec, or ``zoo:NAME``): ablate its features, the
     reconstruction error kept."""
@@ -281,6 +282,11 @@ class AblationSpec(_Section):
             raise ValueError(
                 "embedding ablation replaces the tokens in 'components' by the mean of 'like' "
                 "tokens: give 'like'"
+            )
+        if self.kind == "rank_one" and not self.like:
+            raise ValueError(
+                "a rank_one edit writes, at the canaries' keys, what the same prompts write "
+                "with the name replaced by the 'like' tokens: give 'like'"
             )
         if self.kind in ("mean", "resample") and not self.reference:
             raise ValueError(f"{self.kind} ablation needs a 'reference' contrast")

@@ -86,6 +86,11 @@ def _color(d: dict[str, Any]) -> str:
 
 
 def _check_figure(c: dict[str, Any]) -> go.Figure:
+    from ..audit.kinds import check_kinds
+
+    kind = check_kinds().get(c["kind"])
+    if kind is not None and kind.figure is not None:
+        return kind.figure(c)
     if c["kind"] == "intervention":
         return _intervention_figure(c)
     rows = [d for d in c["details"] if "ci" in d] or [

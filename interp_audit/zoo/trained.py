@@ -20,6 +20,10 @@ TRAINED = {
     "career gap, club -> hire/reject",
     "canary-lm": "a small causal LM trained with secret canaries repeated 1/4/16/64 times "
     "(circuits/memorization/train.py)",
+    "canary-lm10": "a small causal LM with 56 secret 10-digit numbers, 8 each inserted 1, 2, 4, 8, "
+    "16, 32 and 64 times (circuits/memorization/train.py canary-lm10)",
+    "canary-lm10-clean": "canary-lm10's corpus without the canary records (the membership "
+    "reference: a model that never saw them)",
 }
 
 

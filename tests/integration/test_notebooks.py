@@ -61,6 +61,11 @@ def test_memorization_notebook_runs():
     assert seconds < 120, f"took {seconds:.0f}s"
     text = outputs(nb)
     assert "zero-ablate 256 located neurons" in text and "unlearning_the_16x_canary" in text
+    # canary-lm10: extrapolated exposure, located vs random on held-out canaries, labelled
+    # interventions, membership
+    assert "extrapolated" in text and "drop on held-out canaries" in text and "random 4" in text
+    assert "input redaction" in text and "weight edit" in text
+    assert "records_are_not_identifiable" in text and "AUC (min_k)" in text
 
 
 def test_committed_notebooks_have_no_outputs():

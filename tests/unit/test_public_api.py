@@ -30,6 +30,7 @@ def test_public_api_is_curated():
             "check",
             "compare",
             "load_model",
+            "membership",
             "memorization",
             "metrics",
             "parse_component",

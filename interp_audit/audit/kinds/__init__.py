@@ -5,6 +5,7 @@ from . import (  # noqa: F401
     component_mediation,
     intervention,
     invariance,
+    membership,
     memorization,
     path_invariance,
     responsiveness,

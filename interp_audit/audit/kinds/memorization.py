@@ -1,15 +1,29 @@
-"""``memorization``: canaries must not be exposed, optionally under an unlearning ablation.
+"""``memorization``: canaries must not be exposed, optionally under an unlearning intervention.
 
-Exposure (Carlini et al. 2019) is computed exactly over alphabet^length candidates, so its
-interval is the point itself; with ``ablate`` the held-out perplexity rise must stay in budget.
+Exposure (Carlini et al. 2019) is exact over alphabet^length candidates when the space is small
+and extrapolated from a skew-normal fit to sampled candidates when it is not (``exposure:``);
+the method, sample size and fit are in the details. With ``ablate`` the held-out perplexity
+rise must stay in budget, and every intervention is labelled by what it touches: a
+**weight-level** intervention (zero-ablating neurons/heads = deleting their weights; a
+``rank_one`` edit of W_out) removes the association from the model, an **input redaction**
+(``embedding``) only stops the model from seeing the key, an **activation patch** (mean,
+resample) changes run-time activations. With ``controls: k`` the located intervention must
+beat k random interventions of the same size (same count per layer and kind) on the check's
+canaries by ``margin`` nats of log p(secret): select components on some canaries (the locate
+step's contrast) and name others here, and the check is a held-out test of the localisation.
 """
 
 from __future__ import annotations
 
+import contextlib
+import random
 from typing import Literal
 
+import torch
 from pydantic import Field, model_validator
 
+from ...components import parse_component
+from ...errors import SpecError
 from ..context import AuditContext
 from ..measure import ablated_components, ablation
 from ..registry import CheckKind, register_check
@@ -26,6 +40,15 @@ class CanarySpec(_Section):
     """The secret the model may complete it with."""
 
 
+class ExposureSpec(_Section):
+    """How exposure is computed: ``auto`` enumerates up to ``max_exact`` candidates and
+    extrapolates (skew-normal over ``samples`` uniform candidates) above."""
+
+    method: Literal["auto", "exact", "extrapolated"] = "auto"
+    samples: int = Field(10_000, ge=100)
+    max_exact: int = Field(100_000, ge=1)
+
+
 class MemorizationCheck(CheckSpec):
     """Largest canary exposure (bits) at most ``max_exposure``."""
 
@@ -35,31 +58,117 @@ class MemorizationCheck(CheckSpec):
     """Canaries inserted in training."""
     alphabet: list[str] = Field(default_factory=lambda: [str(d) for d in range(10)])
     """Tokens a secret is drawn from (exposure ranks all alphabet^length candidates)."""
-    max_exposure: float = Field(ge=0)
-    """The largest allowed exposure in bits."""
+    max_exposure: float | None = Field(None, ge=0)  # None: no exposure demand (controls only)
+    exposure: ExposureSpec = ExposureSpec()
     ablate: AblationSpec | None = None
     """Optional unlearning ablation, measured before and after."""
     utility: UtilitySpec | None = None
     """With ``ablate``: the held-out perplexity budget."""
+    controls: int = Field(0, ge=0)  # random interventions of the same size
+    margin: float = 0.0  # nats of mean log p(secret) the located drop must beat every control by
 
     @model_validator(mode="after")
     def _utility_with_ablation(self):
+        if self.max_exposure is None and not self.controls:
+            raise ValueError(
+                "a memorization check needs max_exposure (bits), or controls (a localisation "
+                "test against random interventions), or both"
+            )
         if self.ablate is not None and self.utility is None:
             raise ValueError(
                 "a memorization check with 'ablate' needs 'utility' (what the ablation may cost)"
             )
         if self.utility is not None and self.utility.metric != "perplexity":
             raise ValueError("a memorization check's utility is 'perplexity' (held-out text)")
+        if self.controls and (
+            self.ablate is None
+            or self.ablate.kind not in ("zero", "mean", "resample")
+            or self.ablate.sae is not None
+        ):
+            raise ValueError(
+                "controls: random interventions of the same size need an 'ablate' of model "
+                "components (kind zero, mean or resample)"
+            )
         return self
 
 
+def intervention_level(spec: AblationSpec, comps: list[str]) -> str:
+    """What an intervention touches, said plainly in every result."""
+    if spec.kind == "embedding":
+        return "input redaction (token-embedding edit; the weights still hold the secret)"
+    if spec.kind == "rank_one":
+        return "weight edit (rank-one updates of W_out, one per key)"
+    if spec.sae is not None:
+        return "activation patch (SAE features, run time; weights unchanged)"
+    if spec.kind == "zero":
+        return "weight-level (zero-ablation: the same as deleting these components' weights)"
+    return f"activation patch ({spec.kind}-ablation at run time; weights unchanged)"
+
+
+def random_like(comps: list[str], subject, rng: random.Random) -> list[str]:
+    """As many random components as ``comps`` per (layer, kind), none of ``comps`` itself."""
+    parsed = [parse_component(c, subject.shape) for c in comps]
+    taken = {(p.layer, p.kind, p.head) for p in parsed}
+    groups: dict[tuple, int] = {}
+    for p in parsed:
+        key = (p.layer, p.kind, p.pos) if p.kind in ("neuron", "head") else (None, p.kind, p.pos)
+        groups[key] = groups.get(key, 0) + 1
+    out = []
+    for (layer, kind, pos), count in sorted(groups.items(), key=str):
+        at = "" if pos is None else f"@{pos}"
+        if kind == "neuron":
+            pool = [f"L{layer}N{n}{at}" for n in range(subject.shape.d_mlp)]
+            pool = [
+                c
+                for c, n in zip(pool, range(subject.shape.d_mlp), strict=True)
+                if (layer, kind, n) not in taken
+            ]
+        elif kind == "head":
+            pool = [
+                f"L{layer}H{h}{at}"
+                for h in range(subject.shape.n_heads)
+                if (layer, kind, h) not in taken
+            ]
+        else:
+            pool = [
+                f"L{layer}.{kind}{at}"
+                for layer in range(subject.n_layers)
+                if (layer, kind, None) not in taken
+            ]
+        if len(pool) < count:
+            raise SpecError(
+                f"controls: cannot draw {count} random {kind} components other than the "
+                f"located ones (only {len(pool)} exist)"
+            )
+        out += rng.sample(pool, count)
+    return out
+
+
 def run(chk: MemorizationCheck, ctx: AuditContext, name: str) -> CheckResult:
-    from ...memorization import exposure, perplexity
+    from ...memorization import exposure, perplexity, secret_logprobs
 
     subject = ctx.subject
+    ex = chk.exposure
+    prefixes = [c.prefix for c in chk.canaries]
+    secrets = [c.secret for c in chk.canaries]
 
     def measure():
-        return [exposure(subject, c.prefix, c.secret, alphabet=chk.alphabet) for c in chk.canaries]
+        return [
+            exposure(
+                subject,
+                c.prefix,
+                c.secret,
+                alphabet=chk.alphabet,
+                method=ex.method,
+                n_samples=ex.samples,
+                seed=ctx.seed,
+                max_exact=ex.max_exact,
+            )
+            for c in chk.canaries
+        ]
+
+    def mean_logp() -> float:
+        return float(secret_logprobs(subject, prefixes, secrets, alphabet=chk.alphabet).mean())
 
     before = measure()
     details = [
@@ -69,17 +178,32 @@ def run(chk: MemorizationCheck, ctx: AuditContext, name: str) -> CheckResult:
             "rank before": e.rank,
             "extracted before": e.extracted,
             "logprob before": e.logprob,
+            "exposure method": e.method,
+            **({f"fit {k}": v for k, v in e.fit.to_dict().items()} if e.fit is not None else {}),
         }
         for e in before
     ]
-    passed_util, util_msg, final = True, "", before
+    passed_util, passed_ctrl, extra_msg, final = True, True, "", before
     if chk.ablate is not None:
         comps = ablated_components(chk.ablate, ctx.effects)
         texts = [t for t in ctx.file(chk.utility.file).read_text().splitlines() if t.strip()]
-        ppl0 = perplexity(subject, texts)
-        with ablation(chk.ablate, comps, ctx):
+        level = intervention_level(chk.ablate, comps)
+        ppl0, lp0 = perplexity(subject, texts), mean_logp()
+        if chk.ablate.kind == "rank_one":
+            from ...edits import rank_one_edit
+
+            records = [
+                f"{c.prefix} {' '.join(c.secret.split()[:-1])}".strip() for c in chk.canaries
+            ]
+            stack = contextlib.ExitStack()
+            for comp in comps:
+                stack.enter_context(rank_one_edit(subject, comp, records, chk.ablate.like, texts))
+            intervention = stack
+        else:
+            intervention = ablation(chk.ablate, comps, ctx)
+        with intervention:
             after = measure()
-            ppl1 = perplexity(subject, texts)
+            ppl1, lp1 = perplexity(subject, texts), mean_logp()
         for d, e in zip(details, after, strict=True):
             d.update(
                 {
@@ -101,35 +225,70 @@ def run(chk: MemorizationCheck, ctx: AuditContext, name: str) -> CheckResult:
                 "passed": passed_util,
             }
         )
-        details.append({"measure": "ablated components", "components": comps})
-        util_msg = (
-            f"; ablating {len(comps)} components: perplexity {ppl0:.3f} -> {ppl1:.3f} "
-            f"({rise:+.1%}, budget {chk.utility.budget:.0%}"
-            f"{'' if passed_util else ', EXCEEDED'})"
+        details.append(
+            {
+                "measure": "intervention",
+                "level": level,
+                "kind": chk.ablate.kind,
+                "components": comps,
+            }
         )
+        located_drop = lp0 - lp1
+        extra_msg = (
+            f"; {level}, {len(comps)} components: mean log p(secret) {lp0:.2f} -> {lp1:.2f}, "
+            f"perplexity {ppl0:.3f} -> {ppl1:.3f} ({rise:+.1%}, budget "
+            f"{chk.utility.budget:.0%}{'' if passed_util else ', EXCEEDED'})"
+        )
+        if chk.controls:
+            rng = random.Random(ctx.seed)
+            drops = []
+            for _ in range(chk.controls):
+                with ablation(chk.ablate, random_like(comps, subject, rng), ctx):
+                    drops.append(lp0 - mean_logp())
+            drops_t = torch.tensor(drops, dtype=torch.float64)
+            best = float(drops_t.max())
+            passed_ctrl = located_drop - best >= chk.margin
+            p_value = (1 + int((drops_t >= located_drop).sum())) / (chk.controls + 1)
+            details.append(
+                {
+                    "measure": "located vs random controls (drop in mean log p(secret), nats)",
+                    "located": located_drop,
+                    "controls mean": float(drops_t.mean()),
+                    "controls max": best,
+                    "controls": drops,
+                    "margin": chk.margin,
+                    "p (rank among controls)": p_value,
+                    "passed": passed_ctrl,
+                }
+            )
+            extra_msg += (
+                f"; located drop {located_drop:.2f} nats vs {chk.controls} random controls of "
+                f"the same size (max {best:.2f}, mean {float(drops_t.mean()):.2f}; margin "
+                f"{chk.margin}{'' if passed_ctrl else ', NOT BEATEN'})"
+            )
         final = after
     worst = max(final, key=lambda e: e.exposure)
     stat = worst.exposure
-    passed = stat <= chk.max_exposure and passed_util
-    verdict = "pass" if passed else "fail"  # exact numbers: no sampling, nothing to straddle
+    threshold, ci = chk.max_exposure, (stat, stat)
+    if chk.max_exposure is None:  # a localisation test: located drop minus the best control
+        threshold = chk.margin
+        stat = located_drop - best
+        ci = (stat, stat)
+    exposure_ok = chk.max_exposure is None or stat <= chk.max_exposure
+    passed = exposure_ok and passed_util and passed_ctrl
+    limit = "no limit" if chk.max_exposure is None else f"limit {chk.max_exposure}"
     extracted = ", extracted by greedy decoding" if worst.extracted else ""
+    how = (
+        f"exact over {worst.n_candidates}"
+        if worst.method == "exact"
+        else f"extrapolated from {worst.fit.n_samples} samples of {worst.n_candidates:.3g}"
+    )
     msg = (
-        f"largest exposure: {worst.prefix!r} {stat:.2f} bits (rank {worst.rank} of "
-        f"{worst.n_candidates}{extracted}); limit {chk.max_exposure}{util_msg}"
+        f"largest exposure: {worst.prefix!r} {worst.exposure:.2f} bits "
+        f"(rank {worst.rank:.4g}, {how}"
+        f"{extracted}); {limit}{extra_msg}"
     )
-    return CheckResult(
-        name,
-        chk.kind,
-        verdict,
-        stat,
-        (stat, stat),
-        chk.max_exposure,
-        msg,
-        details,
-        chk.confidence,
-        reason="exposure is exact (every candidate scored): no interval, pass or fail",
-        correction="none: exact statistics",
-    )
+    return CheckResult(name, chk.kind, passed, stat, ci, threshold, msg, details, chk.confidence)
 
 
 register_check(
@@ -137,6 +296,7 @@ register_check(
         "memorization",
         MemorizationCheck,
         run,
-        "exposure of inserted canaries at most max_exposure bits (optionally under an ablation)",
+        "exposure of inserted canaries at most max_exposure bits (optionally under an "
+        "intervention, against random controls)",
     )
 )
