@@ -23,7 +23,37 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every context (hooks, atomic writes) unwinds."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        try:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # not the main thread (embedded): keep the default
+            pass
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as err:
+        # 128 + signal number, as a shell reports it; one line, no traceback. Files are written
+        # atomically with report.json last, so the folder is complete or visibly incomplete.
+        term = isinstance(err, Terminated)
+        print(
+            f"interp-audit: interrupted by {'SIGTERM' if term else 'SIGINT'}; a run folder "
+            "without report.json is incomplete and will be refused",
+            file=sys.stderr,
+        )
+        return 143 if term else 130
+
+
+def _main(argv: list[str] | None) -> int:
     from .commands import commands
 
     args = _parser().parse_args(argv)

@@ -21,6 +21,7 @@ from pydantic import (
     Tag,
     ValidationError,
     create_model,
+    field_validator,
     model_validator,
 )
 
@@ -28,7 +29,16 @@ from ..errors import SpecError, did_you_mean
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `tolerance: .inf` would make a check that cannot fail
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+#: seeds feed torch.manual_seed / torch.Generator: 64-bit
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+#: bootstrap resamples: enough for a 99% CI, small enough that [n_boot, pairs] fits in memory
+MAX_BOOT = 100_000
+#: pairs drawn from an SCM
+MAX_SCM_PAIRS = 100_000
 
 
 class ModelSpec(_Section):
@@ -100,6 +110,26 @@ class TemplateContrast(_Section):
                     f"query {self.query!r} may only use the template's fixed slots "
                     f"{sorted(names - {self.swap.slot})}"
                 )
+        for slot, fillers in self.slots.items():
+            dup = sorted({f for f in fillers if fillers.count(f) > 1})
+            if dup:
+                raise ValueError(
+                    f"slots.{slot} lists {dup[0]!r} twice: duplicated pairs would count twice "
+                    "and narrow the confidence interval"
+                )
+            if not fillers:
+                raise ValueError(f"slots.{slot} has no fillers")
+        pairs = [tuple(p) for p in self.swap.pairs]
+        if not pairs:
+            raise ValueError("swap.pairs is empty: give at least one [clean, counterfactual] pair")
+        for i, (a, b) in enumerate(pairs):
+            if a == b:
+                raise ValueError(f"swap.pairs[{i}] swaps {a!r} with itself; a pair must differ")
+            if pairs.index((a, b)) != i:
+                raise ValueError(
+                    f"swap.pairs[{i}] repeats {[a, b]}: duplicated pairs would count twice and "
+                    "narrow the confidence interval"
+                )
         if self.group_by is not None and self.group_by not in names:
             raise ValueError(f"group_by {self.group_by!r} is not a template slot ({sorted(names)})")
         return self
@@ -113,8 +143,8 @@ class FileContrast(_Section):
 class ScmContrast(_Section):
     scm: str
     path: str
-    n: int = Field(200, ge=1)
-    seed: int = 0
+    n: int = Field(200, ge=1, le=MAX_SCM_PAIRS)
+    seed: Seed = 0
     attribute: Literal["A", "E"] = "A"
     split: Literal["train", "test"] = "test"
     answers: Literal["fixed", "observed", "fair"] = "fixed"
@@ -157,8 +187,33 @@ class LocateSpec(_Section):
         None  # default: the spec's metric
     )
     per_position: bool = False
+    # names a folder under effects/: one safe path component (never '..' or a '/')
     name: str | None = None
     _options: Any = PrivateAttr(default=None)
+
+    @field_validator("sites")
+    @classmethod
+    def _some_sites(cls, v: str | list[str]) -> str | list[str]:
+        if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and not v):
+            raise ValueError(
+                f"sites={v!r}: give a sweep (heads, resid_pre, ...) or a non-empty list of "
+                "component labels"
+            )
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str | None) -> str | None:
+        import re
+
+        if v is not None and (
+            v.strip(".") == "" or not re.fullmatch(r"[A-Za-z0-9_.=*-]{1,100}", v)
+        ):
+            raise ValueError(
+                f"locate step name {v!r} must be 1-100 letters, digits or _ . = * - (not '.' "
+                "or '..'): it names a folder under effects/"
+            )
+        return v
 
     @model_validator(mode="after")
     def _method_and_options(self):
@@ -270,7 +325,7 @@ class CheckSpec(_Section):
     kind: str
     name: str | None = None
     confidence: float = Field(0.95, gt=0, lt=1)
-    n_boot: int = Field(1000, ge=100)
+    n_boot: int = Field(1000, ge=100, le=MAX_BOOT)
 
     def contrast_refs(self) -> list[tuple[str, str]]:
         """(key, contrast name) for every contrast this check reads (checked against the spec)."""
@@ -297,7 +352,7 @@ class AuditSpecBase(_Section):
     """The whole audit; ``checks`` is the union of every registered check kind."""
 
     name: str = "audit"
-    seed: int = 0
+    seed: Seed = 0
     model: ModelSpec
     metric: MetricSpec = MetricSpec()
     contrasts: dict[str, Contrast]
@@ -442,6 +497,13 @@ def _readable(err: ValidationError, raw: dict) -> SpecError:
         )
     if e["type"] == "missing":
         return SpecError(f"missing required key {path!r}")
+    if (
+        len(loc) == 2
+        and loc[0] == "contrasts"
+        and e["type"] == "union_tag_not_found"
+        and not isinstance(e.get("input"), dict)
+    ):
+        return SpecError(f"{path}: expected a mapping with 'template', 'file' or 'scm'")
     if loc and loc[0] == "contrasts" and e["type"] == "union_tag_not_found":
         return SpecError(
             f"{path}: a contrast needs one of 'template', 'file' or 'scm' (got keys "
@@ -459,6 +521,10 @@ def _readable(err: ValidationError, raw: dict) -> SpecError:
     if loc and loc[0] == "contrasts" and len(loc) >= 2 and e["type"] in ("model_type", "dict_type"):
         return SpecError(f"contrasts.{loc[1]}: expected a mapping with 'template', 'file' or 'scm'")
     msg = e["msg"].removeprefix("Value error, ")
+    got = e.get("input")
+    if e["type"] != "value_error" and isinstance(got, int | float | str | bool | None):
+        shown = repr(got) if len(repr(got)) <= 60 else repr(got)[:57] + "..."
+        msg += f" (got {shown})"
     return SpecError(f"{path}: {msg}" if path else msg)
 
 
@@ -490,10 +556,23 @@ def load_spec(spec: str | Path | dict | AuditSpecBase) -> tuple[AuditSpecBase, P
         if "\n" not in text and (path.suffix in (".yaml", ".yml", ".json") or path.exists()):
             if not path.exists():
                 raise SpecError(f"audit spec {text!r} does not exist")
+            if path.is_dir():
+                raise SpecError(f"audit spec {text!r} is a folder; give the YAML file in it")
             base = path.resolve().parent
-            text = path.read_text()
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as err:
+                raise SpecError(
+                    f"audit spec {text!r} is not UTF-8 text (byte {err.start}); give a YAML file"
+                ) from None
+            except OSError as err:
+                raise SpecError(f"cannot read audit spec {text!r}: {err.strerror}") from None
         try:
             raw = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+        except RecursionError:
+            raise SpecError(
+                "the audit spec nests too deeply to parse; a spec is a few levels of mappings"
+            ) from None
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""
@@ -509,3 +588,7 @@ def load_spec(spec: str | Path | dict | AuditSpecBase) -> tuple[AuditSpecBase, P
         return audit_spec_model().model_validate(raw), base
     except ValidationError as err:
         raise _readable(err, raw) from None
+    except RecursionError:
+        raise SpecError(
+            "the audit spec nests too deeply; a spec is a few levels of mappings"
+        ) from None

@@ -15,17 +15,20 @@ def main(args) -> int:
     import json
     from pathlib import Path
 
-    from ..errors import AuditError
+    from ..atomic import check_file_target, check_run_folder, write_atomic
     from ..report import render_html, render_junit
 
     folder = Path(args.folder)
-    if not (folder / "report.json").exists():
-        raise AuditError(
-            f"{str(folder)!r} has no report.json (run `interp-audit run SPEC --out {folder}` first)"
-        )
-    data = json.loads((folder / "report.json").read_text())
-    (folder / "report.html").write_text(render_html(data))
     if args.junit:
-        Path(args.junit).write_text(render_junit(data))
+        check_file_target(args.junit, "--junit")
+    data = check_run_folder(folder, check_html=False)  # refuses incomplete/inconsistent folders
+    files = dict(data.pop("files", {}) or {})
+    (folder / "report.json").unlink()  # re-rendering: incomplete until report.json is back
+    write_atomic(folder / "report.html", render_html(data))
+    if args.junit:
+        write_atomic(args.junit, render_junit(data))
+    write_atomic(
+        folder / "report.json", json.dumps({**data, "files": files}, indent=2, sort_keys=True)
+    )
     print(f"report: {folder / 'report.html'}")
     return 0 if data["passed"] else 1

@@ -14,8 +14,12 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
+    from ..atomic import check_file_target, check_output_folder
     from ..audit.run import audit
 
+    check_output_folder(args.out)  # before any model work, not after the whole audit ran
+    if args.junit:
+        check_file_target(args.junit, "--junit")
     report = audit(args.spec, device=args.device)
     out = report.save(args.out, junit=args.junit)
     print(repr(report))

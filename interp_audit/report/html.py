@@ -17,12 +17,25 @@ td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
 """
 
 
+def data_digest(report: dict[str, Any]) -> str:
+    """SHA-256 of the report data (without its file manifest): ties report.html to its json."""
+    import hashlib
+
+    body = {k: v for k, v in report.items() if k != "files"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _e(value: Any) -> str:
+    """Escaped text: everything from report.json is data, never markup (also inside plots)."""
+    return html.escape(str(value))
+
+
 def _check_figure(c: dict[str, Any]) -> go.Figure:
     rows = [d for d in c["details"] if "ci" in d] or [
         {"label": c["name"], "effect": c["statistic"], "ci": c["ci"]}
     ]
     labels = [
-        str(d.get("group") or d.get("path") or d.get("measure") or d.get("label")) for d in rows
+        _e(d.get("group") or d.get("path") or d.get("measure") or d.get("label")) for d in rows
     ]
     vals = [d.get("effect", d.get("value", d.get("share", 0.0))) for d in rows]
     lo = [v - d["ci"][0] for v, d in zip(vals, rows, strict=True)]
@@ -51,7 +64,8 @@ def _check_figure(c: dict[str, Any]) -> go.Figure:
     else:
         fig.add_hline(y=t, line_dash="dash", line_color="#c62828")
     fig.update_layout(
-        title=f"{c['name']} ({c['kind']}): {int(100 * c.get('confidence', 0.95))}% CI; green band "
+        title=f"{_e(c['name'])} ({_e(c['kind'])}): {int(100 * c.get('confidence', 0.95))}% CI; "
+        "green band "
         "/ dashed line = tolerance; red = violated, grey = admissible",
         template="plotly_white",
         height=320,
@@ -64,22 +78,25 @@ def _effects_figure(name: str, e: dict[str, Any]) -> go.Figure:
 
     from ..effects import Effects
 
-    axes = e["axes"]
-    dims = tuple(e["dims"])
+    axes = {_e(k): [_e(x) for x in v] for k, v in e["axes"].items()}
+    dims = tuple(_e(d) for d in e["dims"])
     comps = [str(i) for i in range(int(torch.tensor(e["values"]).numel()))]
     eff = Effects(
         values=torch.tensor(e["values"]),
         dims=dims,
         axes=axes,
         components=comps,
-        metric=e["metric"],
-        method=e["method"],
+        metric=_e(e["metric"]),
+        method=_e(e["method"]),
         normalized=e["normalized"],
     )
-    return eff.plot(title=f"{name}: {eff.title()}")
+    return eff.plot(title=f"{_e(name)}: {eff.title()}")
 
 
 def render_html(report: dict[str, Any]) -> str:
+    from .validate import validate_report
+
+    validate_report(report)
     prov = report["provenance"]
     verdict = (
         "<span class='pass'>PASSED</span>"
@@ -90,7 +107,7 @@ def render_html(report: dict[str, Any]) -> str:
         f"<tr><td class='{'pass' if c['passed'] else 'fail'}'>"
         f"{'pass' if c['passed'] else 'FAIL'}</td><td>{html.escape(c['name'])}</td>"
         f"<td>{html.escape(c['kind'])}</td><td>{c['statistic']:+.4f}</td><td>"
-        f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]</td><td>{c['threshold']}</td>"
+        f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]</td><td>{_e(c['threshold'])}</td>"
         f"<td>{html.escape(c['message'])}</td></tr>"
         for c in report["checks"]
     )
@@ -117,7 +134,8 @@ def render_html(report: dict[str, Any]) -> str:
         }.items()
     )
     return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>interp_audit: "
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<meta name='interp-audit-data' content='{data_digest(report)}'><title>interp_audit: "
         + html.escape(report["name"])
         + f"</title><style>{_STYLE}</style><script "
         f"type='text/javascript'>{get_plotlyjs()}</script></head><body>"

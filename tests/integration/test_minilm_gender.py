@@ -1,6 +1,5 @@
 """The real-model audit: gender in all-MiniLM-L6-v2's job-match scores; and the causal-LM flow."""
 
-import time
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def report():
-    t0 = time.perf_counter()
-    rep = ia.audit(ROOT / "circuits" / "minilm-gender" / "audit.yaml")
-    rep.provenance["seconds"] = time.perf_counter() - t0
-    return rep
+def report(minilm_subject):
+    return ia.audit(ROOT / "circuits" / "minilm-gender" / "audit.yaml", subject=minilm_subject)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +33,7 @@ def hf_embed(hf, texts, hook=None):
     return ia.metrics.mean_pool(hidden, enc["attention_mask"])
 
 
-def test_audit_runs_fast_and_finds_the_stereotyped_gap(report):
-    assert report.provenance["seconds"] < 120
+def test_audit_finds_the_stereotyped_gap(report):
     by = {c.name: c for c in report.checks}
     # male candidates score higher for male-dominated jobs, female ones for female-dominated jobs
     assert (
@@ -88,7 +83,7 @@ def test_gap_matches_plain_transformers(report, hf):
     ].statistic == pytest.approx(expected, abs=1e-4)
 
 
-def test_located_head_matches_a_hand_hooked_patch(report, hf):
+def test_located_head_matches_a_hand_hooked_patch(report, hf, minilm_subject):
     """Patch L5H8's output (clean into counterfactual) by hand with a forward pre-hook."""
     tok, model = hf
     eff = report.effects["heads_exact"]
@@ -109,7 +104,7 @@ def test_located_head_matches_a_hand_hooked_patch(report, hf):
     h = dense.register_forward_pre_hook(put)
     patched = hf_embed(hf, cf_t)
     h.remove()
-    subject = ia.load_model("zoo:all-minilm-l6-v2")
+    subject = minilm_subject
     pairs = ia.ContrastSet.from_prompts(subject, clean_t, cf_t).with_extra(
         query=subject.embed(["pilot job", "mechanic job"])
     )
@@ -198,11 +193,11 @@ def test_the_same_flow_runs_on_a_gpt2_shaped_model(tmp_path):
     assert report.checks[0].statistic == pytest.approx(sum(diffs) / len(diffs), abs=1e-4)
 
 
-def test_retrieval_ranks_by_gender():
+def test_retrieval_ranks_by_gender(minilm_subject):
     """For each job query, the he- and she-candidates' ranks among all 60 candidates."""
     from interp_audit.retrieval import retrieval_ranks
 
-    subject = ia.load_model("zoo:all-minilm-l6-v2")
+    subject = minilm_subject
     male_jobs = [
         "programmer",
         "engineer",

@@ -242,7 +242,7 @@ def test_report_json_schema_and_determinism(tmp_path):
     a = ia.audit(SPEC).save(tmp_path / "a")
     b = ia.audit(SPEC).save(tmp_path / "b")
     ja, jb = (json.loads((d / "report.json").read_text()) for d in (a, b))
-    assert set(ja) == {"name", "passed", "checks", "located", "provenance"}
+    assert set(ja) == {"name", "passed", "checks", "located", "provenance", "files"}
     assert {"spec_hash", "versions", "model", "seed", "timestamp", "metric", "contrasts"} <= set(
         ja["provenance"]
     )
