@@ -34,11 +34,11 @@ def _on_sigterm(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     import signal
 
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        try:
-            signal.signal(signal.SIGTERM, _on_sigterm)
-        except ValueError:  # not the main thread (embedded): keep the default
-            pass
+    previous = None
+    try:  # SIGTERM unwinds like Ctrl-C (contexts exit, temp files go); restored on return
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (embedded): keep the default
+        pass
     try:
         return _main(argv)
     except KeyboardInterrupt as err:
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 143 if term else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv: list[str] | None) -> int:

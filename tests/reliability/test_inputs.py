@@ -89,7 +89,7 @@ def test_integer_types_are_accepted_unchanged():
     assert a.clean.tolist() == b.clean.tolist() == OK_C and b.answers.tolist() == OK_A
 
 
-# ---- the model boundary: ids a model cannot run are refused where a sweep starts ----------------
+# ---- the model boundary: ids a model cannot run are refused where a sweep starts ----
 
 RUN_CASES = [
     (dict(clean=[[0, 3, 5, 50]]), ["pair 0", "50", "vocabulary 0..9"]),
@@ -119,7 +119,7 @@ def test_tokens_the_model_cannot_run_are_refused_before_the_forward(
     assert handbuilt.live_hooks() == []
 
 
-# ---- prompts on a word-level vocabulary ----------------------------------------------------------
+# ---- prompts on a word-level vocabulary ----
 
 PROMPT_CASES = [
     (dict(clean=["A z ->"], counterfactual=["B z ->"]), ["pair 0", "'z'", "outside", "<unk>"]),
@@ -184,7 +184,7 @@ def test_unknown_answer_in_a_spec_is_refused_not_scored():
         ia.audit(spec)
 
 
-# ---- sites -------------------------------------------------------------------------------------
+# ---- sites ----
 
 SITE_CASES = [
     (None, ["sites=None", "non-empty list"]),
@@ -213,7 +213,7 @@ def test_bad_sites_are_refused(handbuilt, handbuilt_pairs, sites, words):
     assert handbuilt.live_hooks() == []
 
 
-# ---- the metric contract -------------------------------------------------------------------------
+# ---- the metric contract ----
 
 
 def _metric(fn, readout="answer_logits"):
@@ -264,7 +264,7 @@ def test_unknown_metric_name():
         ia.metrics.get_metric("logit_dif")
 
 
-# ---- model sources -------------------------------------------------------------------------------
+# ---- model sources ----
 
 
 @pytest.fixture(scope="module")
@@ -376,7 +376,7 @@ def test_a_file_is_not_a_model_source(saved):
         ia.load_model(saved / "model.safetensors")
 
 
-# ---- sizes that would exhaust memory or loop forever ---------------------------------------------
+# ---- sizes that would exhaust memory or loop forever ----
 
 
 def test_sizes_are_bounded():
