@@ -31,7 +31,7 @@ def _on_sigterm(signum, frame) -> None:
     raise Terminated()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
     import signal
 
     previous = None
@@ -52,8 +52,27 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 143 if term else 130
     finally:
-        if previous is not None:
+        if previous is not None and restore_signals:
             signal.signal(signal.SIGTERM, previous)
+
+
+def console() -> None:
+    """The ``interp-audit`` executable: main(), then exit with its status.
+
+    Once main() has returned, the work is committed (or refused): a signal arriving while the
+    interpreter shuts down must not turn a finished run into one killed by SIGINT/SIGTERM.
+    """
+    import signal
+
+    rc = 130
+    try:
+        rc = main(restore_signals=False)
+    except KeyboardInterrupt as err:  # landed between main's return and here
+        rc = 143 if isinstance(err, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(rc)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -74,4 +93,4 @@ def _main(argv: list[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
