@@ -39,31 +39,31 @@ int_rows = st.lists(st.lists(st.integers(0, 9), min_size=1, max_size=9), min_siz
 sites = st.sampled_from(["heads", "resid_pre", "attn_out", ["L0H0", "L1H1"], "L1H0", [], None])
 
 
-def _tensor_or_rows(draw, shape_rows):
-    if draw(st.booleans()):
-        return shape_rows
-    try:
-        return torch.tensor(shape_rows)
-    except (ValueError, TypeError, RuntimeError, OverflowError):
-        return shape_rows
-
-
 @st.composite
 def contrast_inputs(draw):
-    clean = draw(st.one_of(rows, int_rows))
-    cf = draw(
-        st.one_of(
-            rows, int_rows, st.just([[v if j != 1 else 4 for j, v in enumerate(r)] for r in clean])
-        )
-    )
-    answers = draw(
-        st.one_of(
-            st.none(),
-            st.lists(st.lists(token, min_size=0, max_size=3), max_size=4),
-            st.just([[8, 9]] * max(1, len(clean))),
-        )
-    )
-    return _tensor_or_rows(draw, clean), _tensor_or_rows(draw, cf), answers
+    """Half wild token arrays; half well-formed pairs (width 2..10, n_ctx is 8) with at most
+    one entry replaced by a wild token, as tensors or lists."""
+    if draw(st.booleans()):
+        answers = draw(st.one_of(st.none(), st.lists(st.lists(token, max_size=3), max_size=4)))
+        return draw(rows), draw(rows), answers
+    n, w = draw(st.integers(1, 4)), draw(st.integers(2, 10))
+    clean = [[draw(st.integers(0, 9)) for _ in range(w)] for _ in range(n)]
+    cf = [list(r) for r in clean]
+    for r in cf:
+        r[1] = (r[1] + draw(st.integers(1, 9))) % 10
+    answers = [[8, 9] for _ in range(n)]
+    if draw(st.booleans()):
+        target = draw(st.sampled_from([clean, cf, answers]))
+        row = draw(st.integers(0, n - 1))
+        col = draw(st.integers(0, len(target[row]) - 1))
+        target[row][col] = draw(token)
+    as_tensor = draw(st.booleans())
+    try:
+        if as_tensor:
+            return torch.tensor(clean), torch.tensor(cf), torch.tensor(answers)
+    except (ValueError, TypeError, RuntimeError, OverflowError):
+        pass
+    return clean, cf, answers
 
 
 @pytest.mark.reliability
