@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from .errors import ModelLoadError, did_you_mean
-from .subject import DEFAULT_WEIGHT_PROCESSING, Subject, quiet_tl_warnings
+from .subject import DEFAULT_WEIGHT_PROCESSING, Subject, config_to_json, quiet_tl_warnings
 
 __all__ = ["load_model", "build_model", "config_to_json"]
 
@@ -67,22 +67,6 @@ def _check_processing(flags: dict[str, Any]) -> dict[str, bool]:
                 f"{did_you_mean(key, _PROCESSING_KEYS)}"
             )
     return {k: bool(flags.get(k, v)) for k, v in DEFAULT_WEIGHT_PROCESSING.items()}
-
-
-def config_to_json(cfg) -> dict[str, Any]:
-    """A TransformerLens config as plain JSON (dtype by name, device dropped)."""
-    out = {}
-    for key, value in cfg.to_dict().items():
-        if key in ("device", "tokenizer_name"):
-            continue
-        if isinstance(value, torch.dtype):
-            value = str(value).replace("torch.", "")
-        try:
-            json.dumps(value)
-        except TypeError:
-            continue
-        out[key] = value
-    return out
 
 
 def build_model(
@@ -237,9 +221,7 @@ def _dispatch(
         raise ModelLoadError(f"cannot load a model from {type(source).__name__} {source!r}")
     text = str(source)
     if text.startswith("zoo:"):
-        from .zoo import load_zoo
-
-        return load_zoo(text[4:], flags)
+        return _load_zoo(text[4:], flags)
     path = Path(text).expanduser()
     if path.is_dir():
         return _load_folder(path, flags)
@@ -251,6 +233,27 @@ def _dispatch(
     if "/" in text and (text.startswith((".", "/", "~")) or Path(text).parent.exists()):
         raise ModelLoadError(f"model folder {text!r} does not exist")
     return _load_pretrained_name(text, flags, device, dtype)
+
+
+def _load_zoo(name: str, flags: dict[str, bool]) -> Subject:
+    """``zoo:NAME``: a saved folder, or a config built here and filled by the entry's init."""
+    from .zoo import entry
+
+    made = entry(name).build()
+    if made.folder is not None:
+        subject = _load_folder(made.folder, {})
+    else:
+        model = build_model(made.config, seed=0, device="cpu")
+        made.init(model)
+        subject = _subject_from_module(
+            model, "", {}, tokenizer=made.tokenizer, prepend_bos=made.prepend_bos
+        )
+    subject.source = f"zoo:{name}"
+    if any(flags.values()):
+        subject.weight_processing = _apply_processing(
+            subject.model, flags, subject.weight_processing
+        )
+    return subject
 
 
 def _load_pretrained_name(

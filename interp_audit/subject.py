@@ -46,6 +46,22 @@ def quiet_tl_warnings() -> Iterator[None]:
         yield
 
 
+def config_to_json(cfg) -> dict[str, Any]:
+    """A TransformerLens config as plain JSON (dtype by name, device dropped)."""
+    out = {}
+    for key, value in cfg.to_dict().items():
+        if key in ("device", "tokenizer_name"):
+            continue
+        if isinstance(value, torch.dtype):
+            value = str(value).replace("torch.", "")
+        try:
+            json.dumps(value)
+        except TypeError:
+            continue
+        out[key] = value
+    return out
+
+
 @dataclass
 class Subject:
     """A model under audit.
@@ -254,8 +270,6 @@ class Subject:
     def save(self, directory: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (+ ``tokenizer/``) for load_model."""
         from safetensors.torch import save_file
-
-        from .loading import config_to_json
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)

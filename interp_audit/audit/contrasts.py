@@ -10,7 +10,7 @@ from pathlib import Path
 from ..contrast import ContrastSet
 from ..errors import ContrastError, SpecError
 from ..subject import Subject
-from .spec import FileContrast, ScmContrast, TemplateContrast
+from .sections import FileContrast, ScmContrast, TemplateContrast
 
 
 def from_template(subject: Subject, spec: TemplateContrast, name: str) -> ContrastSet:

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .context import AuditContext
     from .result import CheckResult
-    from .spec import CheckSpec
+    from .sections import CheckSpec
 
-__all__ = ["CheckKind", "check_kinds", "register_check"]
+__all__ = ["CheckKind", "all_registered", "register_check"]
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,7 @@ def register_check(kind: CheckKind) -> CheckKind:
     return kind
 
 
-def check_kinds() -> dict[str, CheckKind]:
-    """Every registered check kind, the built-in ones first."""
-    from . import kinds  # noqa: F401  (built-in kinds register on import)
-
+def all_registered() -> dict[str, CheckKind]:
+    """The kinds registered so far; use ``interp_audit.audit.kinds.check_kinds()``, which
+    registers the built-in ones first."""
     return dict(_CHECKS)

@@ -16,12 +16,12 @@ from ..contrast import ContrastSet
 from ..effects import Effects
 from ..errors import SpecError
 from ..loading import load_model
-from ..locate.registry import run_locate
+from ..locate.methods import run_locate
 from ..metrics import Metric, embedding_similarity, get_metric, query_similarity
 from ..subject import Subject
 from .context import AuditContext
 from .contrasts import build_contrasts
-from .registry import check_kinds
+from .kinds import check_kinds
 from .result import CheckResult
 from .spec import AuditSpec, load_spec
 

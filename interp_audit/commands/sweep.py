@@ -35,7 +35,7 @@ def main(args) -> int:
     from ..audit.spec import LocateSpec
     from ..contrast import ContrastSet
     from ..loading import load_model
-    from ..locate.registry import run_locate
+    from ..locate.methods import run_locate
     from ..metrics import get_metric
 
     metric = get_metric(args.metric)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from .registry import LocateMethod, register_locate
+from .registry import LocateMethod, all_registered, register_locate
 
 
 class _IGOptions(BaseModel):
@@ -64,3 +66,16 @@ register_locate(
         exact=False,
     )
 )
+
+
+def locate_methods() -> dict[str, LocateMethod]:
+    """Every registered locate method (the built-in ones, registered above, first)."""
+    return all_registered()
+
+
+def run_locate(step: Any, contrast: Any, metric: Any, ctx: Any):
+    """Run one spec locate step and label its Effects with where they came from."""
+    eff = locate_methods()[step.method].run(step, contrast, metric, ctx)
+    eff.meta.setdefault("contrast", step.contrast)
+    eff.meta.setdefault("sites", step.sites)
+    return eff

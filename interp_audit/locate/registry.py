@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from ..effects import Effects
 
-__all__ = ["LocateMethod", "locate_methods", "register_locate"]
+__all__ = ["LocateMethod", "all_registered", "register_locate"]
 
 
 @dataclass(frozen=True)
@@ -51,17 +51,7 @@ def register_locate(method: LocateMethod) -> LocateMethod:
     return method
 
 
-def locate_methods() -> dict[str, LocateMethod]:
-    """Every registered locate method, the built-in ones first."""
-    from . import methods  # noqa: F401  (built-in methods register on import)
-
+def all_registered() -> dict[str, LocateMethod]:
+    """The methods registered so far; use ``interp_audit.locate.methods.locate_methods()``,
+    which registers the built-in ones first."""
     return dict(_METHODS)
-
-
-def run_locate(step: Any, contrast: Any, metric: Any, ctx: Any) -> Effects:
-    """Run one spec locate step and label its Effects with where they came from."""
-    method = locate_methods()[step.method]
-    eff = method.run(step, contrast, metric, ctx)
-    eff.meta.setdefault("contrast", step.contrast)
-    eff.meta.setdefault("sites", step.sites)
-    return eff

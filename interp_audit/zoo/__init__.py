@@ -6,57 +6,21 @@ what its circuit is, so tests can check numbers against an analytic answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 from ..errors import ModelLoadError, did_you_mean
-from ..subject import Subject
-
-
-@dataclass(frozen=True)
-class ZooEntry:
-    name: str
-    description: str
-    build: Callable[[], Subject]
-
-
-_REGISTRY: dict[str, ZooEntry] = {}
-
-
-def register(name: str, description: str):
-    """Decorator adding a builder to the zoo; a second entry with the same name is an error."""
-
-    def wrap(fn: Callable[[], Subject]):
-        if name in _REGISTRY:
-            raise ValueError(f"zoo entry {name!r} is already registered")
-        _REGISTRY[name] = ZooEntry(name, description, fn)
-        return fn
-
-    return wrap
+from . import handbuilt, pretrained, trained  # noqa: F401  (they register on import)
+from .registry import _REGISTRY, ZooEntry, ZooModel, register  # noqa: F401
 
 
 def available() -> dict[str, str]:
-    _load_builtins()
+    """Zoo entry names and what each is."""
     return {k: v.description for k, v in _REGISTRY.items()}
 
 
-def _load_builtins() -> None:
-    from . import handbuilt, pretrained, trained  # noqa: F401  (they register on import)
-
-
-def load_zoo(name: str, flags: dict[str, bool]) -> Subject:
-    _load_builtins()
+def entry(name: str) -> ZooEntry:
+    """The zoo entry ``name``; a ModelLoadError listing the entries otherwise."""
     if name not in _REGISTRY:
         raise ModelLoadError(
-            f"no zoo model {name!r}; available: "
-            f"{', '.join(sorted(_REGISTRY))}{did_you_mean(name, _REGISTRY)}"
+            f"no zoo model {name!r}; available: {', '.join(sorted(_REGISTRY))}"
+            f"{did_you_mean(name, _REGISTRY)}"
         )
-    subject = _REGISTRY[name].build()
-    subject.source = f"zoo:{name}"
-    if any(flags.values()):
-        from ..loading import _apply_processing
-
-        subject.weight_processing = _apply_processing(
-            subject.model, flags, subject.weight_processing
-        )
-    return subject
+    return _REGISTRY[name]

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from ..subject import Subject
-from . import register
+from .registry import ZooModel, register
 from .tokenizers import word_tokenizer
 
 VOCAB = ["<bos>", "<pad>", "<unk>", "A", "B", "x", "y", "->", "YES", "NO"]
@@ -55,10 +54,12 @@ def _attend_to(w_q: torch.Tensor, w_k: torch.Tensor, pos: int) -> None:
     "handbuilt-copy",
     "2-layer attention-only model with a hand-set copy/relay circuit (analytic effects)",
 )
-def build() -> Subject:
-    from ..loading import _subject_from_module, build_model
+def build() -> ZooModel:
+    return ZooModel(config=CONFIG, init=_set_weights, tokenizer=word_tokenizer(VOCAB))
 
-    model = build_model(CONFIG, seed=0, device="cpu")
+
+def _set_weights(model) -> None:
+    """Every weight zero except the circuit's, set by hand (see the module docstring)."""
     sd = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
     sd["embed.W_E"][torch.arange(len(VOCAB)), torch.arange(len(VOCAB))] = 1.0
     sd["pos_embed.W_pos"][torch.arange(N_CTX), POS0 + torch.arange(N_CTX)] = 1.0
@@ -89,6 +90,3 @@ def build() -> Subject:
     sd["unembed.W_U"][C_B, TOK["NO"]] = 1.0
     sd["unembed.W_U"][D_B, TOK["NO"]] = 3.0
     model.load_state_dict(sd)
-    return _subject_from_module(
-        model, "zoo:handbuilt-copy", {}, tokenizer=word_tokenizer(VOCAB), prepend_bos=True
-    )

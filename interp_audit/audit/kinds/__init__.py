@@ -1,5 +1,6 @@
 """Built-in check kinds, one module each; importing this package registers them."""
 
+from ..registry import CheckKind, all_registered
 from . import (  # noqa: F401
     component_mediation,
     intervention,
@@ -7,3 +8,8 @@ from . import (  # noqa: F401
     memorization,
     path_invariance,
 )
+
+
+def check_kinds() -> dict[str, CheckKind]:
+    """Every registered check kind (the built-in ones, registered above, first)."""
+    return all_registered()

@@ -19,7 +19,7 @@ from ...locate.sites import parse_variant_sets, plan_sites
 from ..context import AuditContext
 from ..registry import CheckKind, register_check
 from ..result import CheckResult
-from ..spec import CheckSpec
+from ..sections import CheckSpec
 from ..stats import bootstrap
 
 

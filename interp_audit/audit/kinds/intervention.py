@@ -24,7 +24,7 @@ from ..measure import (
 )
 from ..registry import CheckKind, register_check
 from ..result import CheckResult
-from ..spec import AblationSpec, CheckSpec, UtilitySpec
+from ..sections import AblationSpec, CheckSpec, UtilitySpec
 from ..stats import bootstrap, mean_ci
 
 

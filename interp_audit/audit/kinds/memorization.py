@@ -14,7 +14,7 @@ from ..context import AuditContext
 from ..measure import ablated_components, ablation
 from ..registry import CheckKind, register_check
 from ..result import CheckResult
-from ..spec import AblationSpec, CheckSpec, UtilitySpec, _Section
+from ..sections import AblationSpec, CheckSpec, UtilitySpec, _Section
 
 
 class CanarySpec(_Section):

@@ -14,7 +14,7 @@ from ..context import AuditContext
 from ..measure import pair_effects, within
 from ..registry import CheckKind, register_check
 from ..result import CheckResult
-from ..spec import CheckSpec
+from ..sections import CheckSpec
 from ..stats import mean_ci
 
 

@@ -1,0 +1,343 @@
+"""The sections of an audit spec (pydantic models), each small and documented.
+
+Check kinds build their own sections on :class:`CheckSpec` and the shared ones here
+(:class:`AblationSpec`, :class:`UtilitySpec`); :mod:`interp_audit.audit.spec` assembles the
+whole spec from them and the check-kind registry.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ..errors import did_you_mean
+
+
+class _Section(BaseModel):
+    # allow_inf_nan=False: `tolerance: .inf` would make a check that cannot fail
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+#: seeds feed torch.manual_seed / torch.Generator: 64-bit
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+#: bootstrap resamples: enough for a 99% CI, small enough that [n_boot, pairs] fits in memory
+MAX_BOOT = 100_000
+#: pairs drawn from an SCM
+MAX_SCM_PAIRS = 100_000
+
+
+class ModelSpec(_Section):
+    source: str
+    device: str | None = None
+    dtype: str | None = None
+    weight_processing: dict[str, bool] = Field(default_factory=dict)
+
+
+class MetricSpec(_Section):
+    name: Literal[
+        "logit_diff",
+        "prob_diff",
+        "logprob",
+        "kl_to_clean",
+        "embedding_similarity",
+        "query_similarity",
+    ] = "logit_diff"
+    # embedding_similarity: [positive, negative] texts, or {positive: [...], negative: [...]}
+    # (averaged)
+    anchors: list[str] | dict[Literal["positive", "negative"], list[str]] | None = None
+
+
+class SwapSpec(_Section):
+    slot: str
+    pairs: list[tuple[str, str]]
+
+
+class TemplateContrast(_Section):
+    template: str | list[str]
+    slots: dict[str, list[str]] = Field(default_factory=dict)
+    swap: SwapSpec
+    answers: tuple[str, str] | None = None
+    group_by: str | None = None
+    groups: dict[str, str] | None = None  # map the group_by slot's fillers to group names
+    query: str | None = None  # per-pair query text (slots allowed), embedded for query_similarity
+
+    @property
+    def templates(self) -> list[str]:
+        return [self.template] if isinstance(self.template, str) else list(self.template)
+
+    @model_validator(mode="after")
+    def _slots_match(self):
+        import string
+
+        sets = [{f for _, f, _, _ in string.Formatter().parse(t) if f} for t in self.templates]
+        if any(s != sets[0] for s in sets):
+            raise ValueError(
+                f"all templates must use the same slots; got {[sorted(s) for s in sets]}"
+            )
+        names = sets[0]
+        if self.swap.slot not in names:
+            raise ValueError(
+                f"swap slot {self.swap.slot!r} is not in the template {self.templates[0]!r} "
+                f"(its slots: {sorted(names)})"
+            )
+        missing = names - set(self.slots) - {self.swap.slot}
+        if missing:
+            raise ValueError(f"template slot {sorted(missing)[0]!r} has no fillers under 'slots'")
+        unused = set(self.slots) - names
+        if unused:
+            raise ValueError(
+                f"slot {sorted(unused)[0]!r} is not in the template {self.templates[0]!r}"
+            )
+        if self.query is not None:
+            qnames = {f for _, f, _, _ in string.Formatter().parse(self.query) if f}
+            if qnames - (names - {self.swap.slot}):
+                raise ValueError(
+                    f"query {self.query!r} may only use the template's fixed slots "
+                    f"{sorted(names - {self.swap.slot})}"
+                )
+        for slot, fillers in self.slots.items():
+            dup = sorted({f for f in fillers if fillers.count(f) > 1})
+            if dup:
+                raise ValueError(
+                    f"slots.{slot} lists {dup[0]!r} twice: duplicated pairs would count twice "
+                    "and narrow the confidence interval"
+                )
+            if not fillers:
+                raise ValueError(f"slots.{slot} has no fillers")
+        pairs = [tuple(p) for p in self.swap.pairs]
+        if not pairs:
+            raise ValueError("swap.pairs is empty: give at least one [clean, counterfactual] pair")
+        for i, (a, b) in enumerate(pairs):
+            if a == b:
+                raise ValueError(f"swap.pairs[{i}] swaps {a!r} with itself; a pair must differ")
+            if pairs.index((a, b)) != i:
+                raise ValueError(
+                    f"swap.pairs[{i}] repeats {[a, b]}: duplicated pairs would count twice and "
+                    "narrow the confidence interval"
+                )
+        if self.group_by is not None and self.group_by not in names:
+            raise ValueError(f"group_by {self.group_by!r} is not a template slot ({sorted(names)})")
+        return self
+
+
+class FileContrast(_Section):
+    file: str
+    answers: tuple[str, str] | None = None
+
+
+class ScmContrast(_Section):
+    scm: str
+    path: str
+    n: int = Field(200, ge=1, le=MAX_SCM_PAIRS)
+    seed: Seed = 0
+    attribute: Literal["A", "E"] = "A"
+    split: Literal["train", "test"] = "test"
+    answers: Literal["fixed", "observed", "fair"] = "fixed"
+
+
+def _contrast_kind(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return {TemplateContrast: "template", FileContrast: "file", ScmContrast: "scm"}.get(
+            type(value)
+        )
+    if isinstance(value, dict):
+        for key in ("template", "file", "scm"):
+            if key in value:
+                return key
+    return None
+
+
+Contrast = Annotated[
+    Annotated[TemplateContrast, Tag("template")]
+    | Annotated[FileContrast, Tag("file")]
+    | Annotated[ScmContrast, Tag("scm")],
+    Discriminator(_contrast_kind),
+]
+
+
+class LocateSpec(_Section):
+    """One locate step: which method, on which contrast, over which sites.
+
+    ``method`` is any registered locate method (``interp_audit.locate.registry``); keys beyond
+    the common ones are that method's own options (e.g. ``steps`` for ``ig``, ``sae`` for SAE
+    methods), validated against its options model.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    method: str = "patch"
+    contrast: str
+    sites: str | list[str] = "heads"
+    metric: Literal["logit_diff", "prob_diff", "logprob", "kl_to_clean"] | None = (
+        None  # default: the spec's metric
+    )
+    per_position: bool = False
+    name: str | None = None
+    _options: Any = PrivateAttr(default=None)
+
+    @field_validator("sites")
+    @classmethod
+    def _some_sites(cls, v: str | list[str]) -> str | list[str]:
+        if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and not v):
+            raise ValueError(
+                f"sites={v!r}: give a sweep (heads, resid_pre, ...) or a non-empty list of "
+                "component labels"
+            )
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str | None) -> str | None:
+        import re
+
+        if v is not None and (
+            v.strip(".") == "" or not re.fullmatch(r"[A-Za-z0-9_.=*-]{1,100}", v)
+        ):
+            raise ValueError(
+                f"locate step name {v!r} must be 1-100 letters, digits or _ . = * - (not '.' "
+                "or '..'): it names a folder under effects/"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _method_and_options(self):
+        from ..locate.methods import locate_methods
+
+        methods = locate_methods()
+        if self.method not in methods:
+            raise ValueError(
+                f"unknown locate method {self.method!r}; registered: {', '.join(methods)}"
+                f"{did_you_mean(self.method, methods)}"
+            )
+        extra = dict(self.model_extra or {})
+        options_model = methods[self.method].options
+        if extra and options_model is None:
+            key = sorted(extra)[0]
+            valid = list(type(self).model_fields)
+            raise ValueError(
+                f"unknown key {key!r} for locate method {self.method!r}"
+                f"{did_you_mean(key, valid)}; valid keys: {', '.join(valid)}"
+            )
+        if options_model is not None:
+            try:
+                self._options = options_model.model_validate(extra)
+            except ValidationError as err:
+                e = err.errors()[0]
+                key = ".".join(str(x) for x in e["loc"])
+                valid = [*type(self).model_fields, *options_model.model_fields]
+                if e["type"] == "extra_forbidden":
+                    raise ValueError(
+                        f"unknown key {key!r} for locate method {self.method!r}"
+                        f"{did_you_mean(key, valid)}; valid keys: {', '.join(valid)}"
+                    ) from None
+                raise ValueError(f"{key}: {e['msg']}") from None
+        return self
+
+    @property
+    def options(self) -> Any:
+        """The method's own options (a validated pydantic model), or None."""
+        return self._options
+
+    def default_name(self) -> str:
+        sites = self.sites if isinstance(self.sites, str) else "components"
+        return self.name or f"{self.method}_{sites}_{self.contrast}"
+
+
+class AblationSpec(_Section):
+    components: list[str] = Field(default_factory=list)  # labels; with 'sae', SAE features (L0F12)
+    kind: Literal["zero", "mean", "resample", "clamp", "embedding"] = "mean"
+    sae: str | None = None  # an SAE (folder or zoo:NAME): ablate its features, the error kept
+    value: float | None = None  # clamp value
+    like: list[str] | None = None  # embedding: components are tokens, embedded as the mean of these
+    reference: str | None = None
+    from_locate: str | None = None  # ablate the top_k components this locate step found
+    top_k: int | None = Field(None, ge=1)
+    by: Literal["abs", "signed"] = "signed"
+
+    @model_validator(mode="after")
+    def _what(self):
+        if not self.components and not self.from_locate:
+            raise ValueError("ablate needs 'components' or 'from_locate' (with top_k)")
+        if self.from_locate and not self.top_k:
+            raise ValueError(
+                "from_locate needs top_k: how many of the located components to ablate"
+            )
+        if self.kind == "clamp" and (self.sae is None or self.value is None):
+            raise ValueError("clamp ablation is for SAE features: give 'sae' and 'value'")
+        if self.kind == "embedding" and not self.like:
+            raise ValueError(
+                "embedding ablation replaces the tokens in 'components' by the mean of 'like' "
+                "tokens: give 'like'"
+            )
+        if self.kind in ("mean", "resample") and not self.reference:
+            raise ValueError(f"{self.kind} ablation needs a 'reference' contrast")
+        if self.sae is not None and self.kind == "resample":
+            raise ValueError("SAE features can be zero-, mean-ablated or clamped, not resampled")
+        return self
+
+
+class UtilitySpec(_Section):
+    contrast: str | None = None
+    metric: Literal["accuracy", "loss", "logit_diff", "similarity_correlation", "perplexity"] = (
+        "accuracy"
+    )
+    file: str | None = (
+        None  # similarity_correlation: CSV sentence1,sentence2,score; perplexity: text lines
+    )
+    budget: float = Field(ge=0)  # perplexity: largest allowed relative increase (0.05 = 5%)
+
+    @model_validator(mode="after")
+    def _source(self):
+        if self.metric in ("similarity_correlation", "perplexity"):
+            if not self.file:
+                what = (
+                    "a CSV of sentence1, sentence2, score"
+                    if self.metric == "similarity_correlation"
+                    else "held-out text, one line per sentence"
+                )
+                raise ValueError(f"{self.metric} needs 'file' ({what})")
+        elif not self.contrast:
+            raise ValueError(
+                f"utility metric {self.metric!r} needs 'contrast' (a contrast set with answers)"
+            )
+        return self
+
+
+class CheckSpec(_Section):
+    """Base of every check kind's spec section (``kind:`` names the registered kind)."""
+
+    kind: str
+    name: str | None = None
+    confidence: float = Field(0.95, gt=0, lt=1)
+    n_boot: int = Field(1000, ge=100, le=MAX_BOOT)
+
+    def contrast_refs(self) -> list[tuple[str, str]]:
+        """(key, contrast name) for every contrast this check reads (checked against the spec)."""
+        refs = []
+        if isinstance(getattr(self, "contrast", None), str):
+            refs.append(("contrast", self.contrast))
+        abl = getattr(self, "ablate", None)
+        if abl is not None and abl.reference:
+            refs.append(("ablate.reference", abl.reference))
+        util = getattr(self, "utility", None)
+        if util is not None and util.contrast:
+            refs.append(("utility.contrast", util.contrast))
+        return refs
+
+    def locate_refs(self) -> list[tuple[str, str]]:
+        """(key, locate step name) for every located result this check reuses."""
+        abl = getattr(self, "ablate", None)
+        if abl is not None and abl.from_locate:
+            return [("ablate.from_locate", abl.from_locate)]
+        return []

@@ -1,0 +1,146 @@
+"""Structure: no import cycles, and a new check kind or locate method is one registration."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Literal
+
+import pytest
+from pydantic import Field
+
+import interp_audit as ia
+from interp_audit.audit.context import AuditContext
+from interp_audit.audit.kinds import check_kinds
+from interp_audit.audit.measure import pair_effects
+from interp_audit.audit.registry import CheckKind, register_check
+from interp_audit.audit.result import CheckResult
+from interp_audit.audit.sections import CheckSpec
+from interp_audit.locate.methods import locate_methods
+from interp_audit.locate.registry import LocateMethod, register_locate
+
+PACKAGE = Path(ia.__file__).resolve().parent
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> modules it imports (module-level and function-level imports alike)."""
+    mods = {}
+    for f in PACKAGE.rglob("*.py"):
+        parts = ["interp_audit", *f.relative_to(PACKAGE).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        mods[".".join(parts)] = f
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for mod, f in mods.items():
+        pkg = mod if f.name == "__init__.py" else mod.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(f.read_text())):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = pkg
+                for _ in range(node.level - 1):
+                    base = base.rsplit(".", 1)[0]
+                target = (
+                    node.module if not node.level else ".".join(filter(None, [base, node.module]))
+                )
+                for a in node.names:
+                    sub = f"{target}.{a.name}"
+                    targets.append(sub if sub in mods else target)
+            graph[mod] |= {t for t in targets if t in mods and t != mod}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_import_graph_has_no_cycles():
+    assert _cycles(_import_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_only_the_registries_know_kinds_and_methods():
+    assert {"invariance", "path_invariance", "component_mediation", "intervention"} <= set(
+        check_kinds()
+    )
+    assert {"patch", "atp", "atp*", "ig"} <= set(locate_methods())
+    with pytest.raises(ValueError, match="already registered"):
+        register_check(check_kinds()["invariance"])
+    with pytest.raises(ValueError, match="already registered"):
+        register_locate(locate_methods()["patch"])
+
+
+class _SignCheck(CheckSpec):
+    """Test kind: the mean effect of a swap must be positive."""
+
+    kind: Literal["sign_test_kind"]
+    contrast: str
+    floor: float = Field(0.0)
+
+
+def _run_sign(chk: _SignCheck, ctx: AuditContext, name: str) -> CheckResult:
+    clean, cf = pair_effects(ctx.subject, ctx.contrasts[chk.contrast], ctx.metric)
+    mean = float((clean - cf).mean())
+    return CheckResult(name, chk.kind, mean > chk.floor, mean, (mean, mean), chk.floor, "sign")
+
+
+def _zero(step, contrast, metric, ctx):
+    eff = ia.patch(ctx.subject, contrast, metric, sites=step.sites, normalize=False)
+    eff.values.zero_()
+    eff.method = "zeros_test_method"
+    return eff
+
+
+def test_a_new_kind_and_method_are_one_registration_each(handbuilt):
+    register_check(CheckKind("sign_test_kind", _SignCheck, _run_sign, "test kind"))
+    register_locate(LocateMethod("zeros_test_method", _zero, "test method"))
+    spec = {
+        "model": {"source": "zoo:handbuilt-copy"},
+        "contrasts": {
+            "swap": {
+                "template": "{s} x ->",
+                "swap": {"slot": "s", "pairs": [["A", "B"]]},
+                "answers": ["YES", "NO"],
+            }
+        },
+        "locate": [{"method": "zeros_test_method", "contrast": "swap", "name": "z"}],
+        "checks": [{"kind": "sign_test_kind", "contrast": "swap", "floor": 7.9}],
+    }
+    report = ia.audit(spec, subject=handbuilt)
+    # handbuilt: logit_diff is +4 on A, -4 on B, so the swap's effect is exactly 8
+    assert report.checks[0].statistic == pytest.approx(8.0, abs=1e-4)
+    assert report.checks[0].passed
+    assert float(report.effects["z"].values.abs().sum()) == 0.0
+    with pytest.raises(ia.SpecError, match="unknown key 'checks.0.flor'.*did you mean 'floor'"):
+        ia.audit({**spec, "checks": [{"kind": "sign_test_kind", "contrast": "swap", "flor": 1}]})
