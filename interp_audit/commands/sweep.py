@@ -38,6 +38,10 @@ def main(args) -> int:
     from ..locate.methods import run_locate
     from ..metrics import get_metric
 
+    if args.out:
+        from ..atomic import check_output_folder
+
+        check_output_folder(args.out)  # before any model work
     metric = get_metric(args.metric)
     step = LocateSpec(
         method=args.method, contrast="cli", sites=args.sites, per_position=args.per_position

@@ -309,6 +309,15 @@ CLI_CASES = [
         ],
         ["unknown device 'banana'"],
     ),
+    (lambda t: ["demo", "--out", _file(t)], ["is an existing file"]),
+    (lambda t: ["demo", "--minilm", "--out", _file(t)], ["is an existing file"]),
+    (
+        lambda t: [
+            *("sweep", "--model", "zoo:handbuilt-copy", "--clean", "A x ->"),
+            *("--counterfactual", "B x ->", "--out", _file(t)),
+        ],
+        ["--out", "is an existing file"],
+    ),
 ]
 
 
