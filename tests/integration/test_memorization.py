@@ -63,7 +63,7 @@ def test_located_ablation_unlearns_and_beats_random(lm, report):
     neurons = report.effects["recall_neurons"]
     # the audit's sweep (recall_pairs.jsonl) is the sweep U.recall_pairs would run: spot-check it
     direct = ia.patch(lm, U.recall_pairs(lm), "logprob", sites=[c for c, _ in neurons.top(3)])
-    assert direct.values.tolist() == pytest.approx([v for _, v in neurons.top(3)], abs=1e-5)
+    assert direct.values.tolist() == pytest.approx([v for _, v in neurons.top(3)], abs=1e-4)
     table = U.unlearning_table(lm, k=256, n_random=3, effects=neurons)
     before, located, random_ = (table.iloc[i] for i in range(3))
     key = "carol x16 exposure"
