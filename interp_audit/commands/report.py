@@ -12,7 +12,6 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
-    import json
     from pathlib import Path
 
     from ..atomic import check_file_target, check_run_folder, write_atomic
@@ -22,13 +21,10 @@ def main(args) -> int:
     if args.junit:
         check_file_target(args.junit, "--junit")
     data = check_run_folder(folder, check_html=False)  # refuses incomplete/inconsistent folders
-    files = dict(data.pop("files", {}) or {})
-    (folder / "report.json").unlink()  # re-rendering: incomplete until report.json is back
+    data.pop("files", None)
+    # report.json is left as it is (its data is what is rendered; the page carries its digest)
     write_atomic(folder / "report.html", render_html(data))
     if args.junit:
         write_atomic(args.junit, render_junit(data))
-    write_atomic(
-        folder / "report.json", json.dumps({**data, "files": files}, indent=2, sort_keys=True)
-    )
     print(f"report: {folder / 'report.html'}")
     return 0 if data["passed"] else 1
