@@ -144,7 +144,7 @@ def check_run_folder(folder: str | Path, *, check_html: bool = True) -> dict[str
     if check_html and html_file.exists():
         import re
 
-        from .report.html import data_digest
+        from .report.validate import data_digest
 
         head = html_file.read_text(encoding="utf-8", errors="replace")[:4096]
         found = re.search(r"<meta name='interp-audit-data' content='([0-9a-f]{64})'>", head)

@@ -17,14 +17,6 @@ td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
 """
 
 
-def data_digest(report: dict[str, Any]) -> str:
-    """SHA-256 of the report data (without its file manifest): ties report.html to its json."""
-    import hashlib
-
-    body = {k: v for k, v in report.items() if k != "files"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
 def _e(value: Any) -> str:
     """Escaped text: everything from report.json is data, never markup (also inside plots)."""
     return html.escape(str(value))
@@ -94,7 +86,7 @@ def _effects_figure(name: str, e: dict[str, Any]) -> go.Figure:
 
 
 def render_html(report: dict[str, Any]) -> str:
-    from .validate import validate_report
+    from .validate import data_digest, validate_report
 
     validate_report(report)
     prov = report["provenance"]

@@ -11,11 +11,20 @@ from typing import Any
 
 from ..errors import AuditError
 
-__all__ = ["ReportFileError", "validate_report"]
+__all__ = ["ReportFileError", "data_digest", "validate_report"]
 
 
 class ReportFileError(AuditError, ValueError):
     """A report.json does not have the shape interp_audit writes: names the key."""
+
+
+def data_digest(report: dict[str, Any]) -> str:
+    """SHA-256 of the report data (without its file manifest): ties report.html to its json."""
+    import hashlib
+    import json
+
+    body = {k: v for k, v in report.items() if k != "files"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _num(v: Any) -> bool:
