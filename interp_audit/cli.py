@@ -23,7 +23,59 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every context (hooks, atomic writes) unwinds."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
+    import signal
+
+    previous = None
+    try:  # SIGTERM unwinds like Ctrl-C (contexts exit, temp files go); restored on return
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (embedded): keep the default
+        pass
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as err:
+        # 128 + signal number, as a shell reports it; one line, no traceback. Files are written
+        # atomically with report.json last, so the folder is complete or visibly incomplete.
+        term = isinstance(err, Terminated)
+        print(
+            f"interp-audit: interrupted by {'SIGTERM' if term else 'SIGINT'}; a run folder "
+            "without report.json is incomplete and will be refused",
+            file=sys.stderr,
+        )
+        return 143 if term else 130
+    finally:
+        if previous is not None and restore_signals:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def console() -> None:
+    """The ``interp-audit`` executable: main(), then exit with its status.
+
+    Once main() has returned, the work is committed (or refused): a signal arriving while the
+    interpreter shuts down must not turn a finished run into one killed by SIGINT/SIGTERM.
+    """
+    import signal
+
+    rc = 130
+    try:
+        rc = main(restore_signals=False)
+    except KeyboardInterrupt as err:  # landed between main's return and here
+        rc = 143 if isinstance(err, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(rc)
+
+
+def _main(argv: list[str] | None) -> int:
     from .commands import commands
 
     args = _parser().parse_args(argv)
@@ -41,4 +93,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

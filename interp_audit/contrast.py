@@ -8,6 +8,8 @@ model right padding changes nothing before the pad, so no attention mask is need
 from __future__ import annotations
 
 import html
+import numbers
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -24,12 +26,116 @@ if TYPE_CHECKING:
 __all__ = ["ContrastSet"]
 
 
+def _as_id(x, where: str) -> int:
+    """One token id: a true integer (Python, NumPy or 0-d integer tensor), never a float."""
+    if isinstance(x, Tensor):
+        if x.numel() != 1 or x.dtype.is_floating_point or x.dtype == torch.bool:
+            raise ContrastError(f"{where}: token id {x!r} is not an integer id")
+        return int(x)
+    if isinstance(x, bool) or not isinstance(x, numbers.Integral):
+        raise ContrastError(
+            f"{where}: token id {x!r} is a {type(x).__name__}, not an integer id "
+            "(a float is never truncated to an id)"
+        )
+    return int(x)
+
+
 def _pad(rows: Sequence[Sequence[int]], pad_id: int) -> Tensor:
     width = max(len(r) for r in rows)
     out = torch.full((len(rows), width), pad_id, dtype=torch.long)
     for i, r in enumerate(rows):
         out[i, : len(r)] = torch.tensor(list(r), dtype=torch.long)
     return out
+
+
+def _answer_ids(answers) -> Tensor:
+    if isinstance(answers, Tensor):
+        if answers.dtype.is_floating_point or answers.dtype == torch.bool:
+            raise ContrastError(f"answers must be integer token ids, got a {answers.dtype} tensor")
+        return answers.long().cpu()
+    try:
+        rows = list(answers)
+    except TypeError:
+        raise ContrastError(
+            f"answers must be [pair, 2] token ids, got {type(answers).__name__}"
+        ) from None
+    if rows and not hasattr(rows[0], "__iter__"):
+        return torch.tensor([_as_id(a, f"answers[{j}]") for j, a in enumerate(rows)])
+    out = []
+    for i, r in enumerate(rows):
+        if isinstance(r, str | bytes) or not hasattr(r, "__iter__"):
+            raise ContrastError(f"pair {i}: answers {r!r} must be (correct, incorrect) token ids")
+        out.append([_as_id(a, f"pair {i} answer {j}") for j, a in enumerate(r)])
+    if any(len(r) != 2 for r in out):
+        i = next(i for i, r in enumerate(out) if len(r) != 2)
+        raise ContrastError(
+            f"answers must be [pair, 2] (correct, incorrect) token ids; pair {i} has {out[i]}"
+        )
+    return torch.tensor(out, dtype=torch.long).reshape(len(out), 2)
+
+
+class DuplicatePairWarning(UserWarning):
+    """The same pair appears twice: it counts twice in bootstrap CIs, which narrows them."""
+
+
+def _warn_duplicates(rows_c, rows_f, answers, clean, counterfactual) -> None:
+    seen: dict[tuple, int] = {}
+    dups = []
+    for i, (c, f) in enumerate(zip(rows_c, rows_f, strict=True)):
+        key = (tuple(c), tuple(f), None if answers is None else tuple(answers[i]))
+        if key in seen:
+            dups.append((seen[key], i))
+        else:
+            seen[key] = i
+    if dups:
+        a, b = dups[0]
+        warnings.warn(
+            f"{len(dups)} duplicated pair(s), e.g. pair {b} repeats pair {a} ({clean[a]!r} vs "
+            f"{counterfactual[a]!r}); duplicates count as independent pairs and narrow the "
+            "confidence intervals: drop them, or give them one group",
+            DuplicatePairWarning,
+            stacklevel=3,
+        )
+
+
+def _refuse_unknown_words(subject: Subject, text: str, where: str) -> None:
+    """Words a word-level vocabulary lacks become <unk> and would be scored: refuse them.
+
+    A text that literally contains the unknown token (``<unk>``) may map to it.
+    """
+    tok = subject.tokenizer
+    unk = getattr(tok, "unk_token_id", None)
+    unk_text = getattr(tok, "unk_token", None)
+    if tok is None or unk is None or (unk_text and unk_text in text):
+        return
+    if unk in (bos := getattr(tok, "bos_token_id", None), getattr(tok, "eos_token_id", None)):
+        if bos is not None:  # GPT-2 style: <|endoftext|> is unk, bos and eos; bytes never unk
+            return
+    if unk not in subject.answer_token(text):
+        return
+    words = [w for w in text.split() if unk in subject.answer_token(w)] or [text]
+    raise ContrastError(
+        f"{where} {text!r} has {', '.join(repr(w) for w in words)} outside the model's "
+        f"vocabulary (it would be read as {unk_text!r} and scored); use words the tokenizer "
+        "knows"
+    )
+
+
+def check_token_ids(tokens: Tensor, d_vocab: int, n_ctx: int | None, what: str = "tokens") -> None:
+    """Token ids a model can embed: integers in 0..d_vocab-1, at most n_ctx positions."""
+    if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
+        raise ContrastError(f"{what} must be integer token ids, got a {tokens.dtype} tensor")
+    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= d_vocab):
+        bad = ((tokens < 0) | (tokens >= d_vocab)).nonzero()[0].tolist()
+        raise ContrastError(
+            f"{what}: token id {int(tokens[tuple(bad)])} at {bad} is outside this model's "
+            f"vocabulary 0..{d_vocab - 1}"
+        )
+    if n_ctx is not None and tokens.ndim >= 1 and tokens.shape[-1] > n_ctx:
+        raise ContrastError(
+            f"{what} are {tokens.shape[-1]} positions long, longer than the model's context "
+            f"n_ctx={n_ctx}"
+        )
 
 
 @dataclass(frozen=True)
@@ -106,6 +212,14 @@ class ContrastSet:
             raise ContrastError(
                 "the contrast set is empty: give at least one clean/counterfactual pair"
             )
+        if clean_t.shape[1] != cf_t.shape[1] and (
+            isinstance(clean, Tensor) or isinstance(counterfactual, Tensor)
+        ):
+            raise ContrastError(
+                f"clean tokens are {clean_t.shape[1]} positions wide but counterfactual tokens "
+                f"are {cf_t.shape[1]}: positions must align (give equal-width [pair, pos] "
+                "tensors, with lengths= for right padding)"
+            )
         if clean_t.shape[1] != cf_t.shape[1]:
             width = max(clean_t.shape[1], cf_t.shape[1])
             clean_t = torch.nn.functional.pad(clean_t, (0, width - clean_t.shape[1]), value=pad_id)
@@ -128,7 +242,7 @@ class ContrastSet:
             lengths_t = torch.as_tensor(lengths, dtype=torch.long)
         ans = None
         if answers is not None:
-            ans = torch.as_tensor(answers, dtype=torch.long)
+            ans = _answer_ids(answers)
             if ans.ndim == 1 and ans.shape[0] == 2:
                 ans = ans.expand(clean_t.shape[0], 2).clone()
             if ans.ndim != 2 or ans.shape != (clean_t.shape[0], 2):
@@ -164,7 +278,27 @@ class ContrastSet:
                     f"{name} tokens must be [pair, pos]; got shape {tuple(x.shape)}"
                 )
             return x.long().cpu()
-        rows = [list(r) for r in x]
+        if isinstance(x, str | bytes) or not isinstance(x, Sequence | Iterator):
+            if hasattr(x, "__array__"):  # NumPy arrays and the like
+                import numpy as np
+
+                arr = np.asarray(x)
+                if arr.dtype.kind not in "iu":
+                    raise ContrastError(
+                        f"{name} tokens must be integer ids, got an array of dtype {arr.dtype}"
+                    )
+                return ContrastSet._as_tokens(torch.as_tensor(arr), name, pad_id)
+            raise ContrastError(
+                f"{name} tokens must be a [pair, pos] tensor or a list of token-id lists; got "
+                f"{type(x).__name__}"
+            )
+        rows = []
+        for i, r in enumerate(x):
+            if isinstance(r, str | bytes) or not hasattr(r, "__iter__"):
+                raise ContrastError(
+                    f"pair {i}: the {name} prompt must be a list of token ids, got {r!r}"
+                )
+            rows.append([_as_id(t, f"pair {i} {name} position {j}") for j, t in enumerate(r)])
         for i, r in enumerate(rows):
             if len(r) == 0:
                 raise ContrastError(f"pair {i}: the {name} prompt has no tokens")
@@ -207,6 +341,8 @@ class ContrastSet:
             for name, text in (("clean", c), ("counterfactual", f)):
                 if not isinstance(text, str) or not text.strip():
                     raise ContrastError(f"pair {i}: the {name} prompt {text!r} is empty")
+            _refuse_unknown_words(subject, c, f"pair {i}: the clean prompt")
+            _refuse_unknown_words(subject, f, f"pair {i}: the counterfactual prompt")
             tc, tf = subject.to_tokens(c), subject.to_tokens(f)
             if len(tc) != len(tf):
                 raise ContrastError(
@@ -248,6 +384,9 @@ class ContrastSet:
                     raise ContrastError(f"pair {i}: answers {pair!r} must be (correct, incorrect)")
                 row = []
                 for text in pair:
+                    if not isinstance(text, str) or not text.strip():
+                        raise ContrastError(f"pair {i}: answer {text!r} is not a non-empty string")
+                    _refuse_unknown_words(subject, text, f"pair {i}: answer")
                     toks = subject.answer_token(text)
                     if len(toks) != 1:
                         raise ContrastError(
@@ -258,6 +397,9 @@ class ContrastSet:
                     row.append(toks[0])
                 ids.append(row)
             ans = torch.tensor(ids, dtype=torch.long)
+        _warn_duplicates(
+            rows_c, rows_f, None if ans is None else ans.tolist(), clean, counterfactual
+        )
         lengths = [len(r) for r in rows_c]
         answer_pos = [subject.adapter.answer_position(r, subject.tokenizer) for r in rows_c]
         if all(p is None for p in answer_pos):
@@ -314,11 +456,18 @@ class ContrastSet:
         for name, t in (("clean", self.clean), ("counterfactual", self.counterfactual)):
             if (t < 0).any() or (d_vocab is not None and (t >= d_vocab).any()):
                 bad = int(((t < 0) | (t >= (d_vocab or 1 << 62))).any(1).nonzero()[0, 0])
+                vocab = f"0..{d_vocab - 1}" if d_vocab is not None else "(ids start at 0)"
                 raise ContrastError(
                     f"{self._describe(bad)}: {name} token ids {t[bad].tolist()} fall outside "
-                    f"the vocabulary 0..{(d_vocab or 0) - 1}"
+                    f"the vocabulary {vocab}"
                 )
         if self.answers is not None:
+            if (self.answers < 0).any():
+                bad = int((self.answers < 0).any(1).nonzero()[0, 0])
+                raise ContrastError(
+                    f"{self._describe(bad)}: answer ids {self.answers[bad].tolist()} are "
+                    "negative; token ids start at 0"
+                )
             if d_vocab is not None and ((self.answers < 0) | (self.answers >= d_vocab)).any():
                 bad = int(((self.answers < 0) | (self.answers >= d_vocab)).any(1).nonzero()[0, 0])
                 raise ContrastError(
@@ -347,6 +496,22 @@ class ContrastSet:
         ):
             if seq is not None and len(seq) != n:
                 raise ContrastError(f"{len(seq)} {name} for {n} pairs: give one per pair")
+
+    def check_fits(self, subject: Subject) -> None:
+        """Refuse pairs this model cannot run (ids past its vocabulary, longer than n_ctx).
+
+        Called where a sweep starts, so pairs built with ``from_tokens`` (no model at hand)
+        fail with the pair named, not with an IndexError deep inside the embedding.
+        """
+        d_vocab = int(subject.cfg.d_vocab)
+        self.validate(d_vocab=d_vocab)
+        n_ctx = getattr(subject.cfg, "n_ctx", None)
+        if n_ctx is not None and self.seq_len > int(n_ctx):
+            i = int(self.lengths.argmax())
+            raise ContrastError(
+                f"{self._describe(i)} is {int(self.lengths[i])} tokens, longer than the model's "
+                f"context n_ctx={int(n_ctx)}"
+            )
 
     # ---- views -----------------------------------------------------------------------------
     def __len__(self) -> int:

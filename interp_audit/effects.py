@@ -195,7 +195,9 @@ class Effects:
 
     def save(self, directory: str | Path) -> Path:
         """``effects.safetensors`` (tensors) + ``effects.json`` (labels) in ``directory``."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
+
+        from .atomic import write_atomic
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
@@ -204,10 +206,10 @@ class Effects:
             for k in self._TENSORS
             if getattr(self, k) is not None
         }
-        save_file(tensors, str(out / "effects.safetensors"))
         meta = self.to_dict(tensors=False)
         meta.pop("values")
-        (out / "effects.json").write_text(json.dumps(meta, indent=1, default=str))
+        write_atomic(out / "effects.safetensors", save(tensors))  # each file whole or absent
+        write_atomic(out / "effects.json", json.dumps(meta, indent=1, default=str))
         return out
 
     @classmethod

@@ -139,6 +139,7 @@ class RunContext:
         ``base_values`` from there (two forwards and one backward in all). ``base_hooks`` are
         cached from the base run too (in ``base_sites``, beside the source hooks).
         """
+        contrast.check_fits(subject)  # ids and lengths this model can run, pair named
         dev = subject.device
         if direction == "denoise":
             base_tokens, source_tokens = contrast.counterfactual, contrast.clean

@@ -9,7 +9,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["AuditError", "ContrastError", "ModelLoadError", "SiteError", "SpecError"]
+__all__ = [
+    "AuditError",
+    "ContrastError",
+    "MetricError",
+    "ModelLoadError",
+    "SiteError",
+    "SpecError",
+]
 
 
 class AuditError(Exception):
@@ -26,6 +33,10 @@ class ModelLoadError(AuditError):
 
 class ContrastError(AuditError, ValueError):
     """A contrast set is inconsistent: names the pair index, its text and its tokens."""
+
+
+class MetricError(AuditError, ValueError):
+    """A metric broke its contract: one finite number per example, shape ``[batch]``."""
 
 
 class SiteError(AuditError, KeyError):

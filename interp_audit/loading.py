@@ -184,7 +184,13 @@ def _read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
 
     st = folder / "model.safetensors"
     if st.exists():
-        return load_file(str(st))
+        try:
+            return load_file(str(st))
+        except Exception as err:  # SafetensorError / OSError: corrupt, truncated, unreadable
+            raise ModelLoadError(
+                f"{st} is not a readable safetensors file (corrupt or truncated?): "
+                f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+            ) from None
     pt = folder / "pytorch_model.bin"
     if pt.exists():
         try:
@@ -202,8 +208,13 @@ def _load_folder(folder: Path, flags: dict[str, bool]) -> Subject:
         raise ModelLoadError(f"folder {str(folder)!r} has no config.json")
     try:
         meta = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as err:
-        raise ModelLoadError(f"{cfg_path} is not valid JSON: {err}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelLoadError(f"{cfg_path} is not valid JSON: {err}") from None
+    if not isinstance(meta, dict):
+        raise ModelLoadError(
+            f"{cfg_path} must be a JSON object (with model_type or tl_config), got a "
+            f"{type(meta).__name__}"
+        )
     if "interp_audit_format" in meta:
         return _load_saved(folder, meta, flags)
     from .adapters.hf_families import load_hf_folder
@@ -221,9 +232,32 @@ def _load_folder(folder: Path, flags: dict[str, bool]) -> Subject:
 
 def _load_saved(folder: Path, meta: dict[str, Any], flags: dict[str, bool]) -> Subject:
     kind = meta.get("kind", "causal")
-    model = build_model(meta["tl_config"], kind=kind, device="cpu")
+    cfg = meta.get("tl_config")
+    if not isinstance(cfg, dict):
+        raise ModelLoadError(
+            f"{folder / 'config.json'}: 'tl_config' is "
+            f"{'missing' if cfg is None else 'a ' + type(cfg).__name__}; a folder written by "
+            "Subject.save has a TransformerLens config object there"
+        )
+    if kind not in ("causal", "encoder"):
+        raise ModelLoadError(f"{folder / 'config.json'}: kind {kind!r} is not causal or encoder")
+    try:
+        model = build_model(cfg, kind=kind, device="cpu")
+    except ModelLoadError:
+        raise
+    except Exception as err:  # TransformerLens's own config checks
+        raise ModelLoadError(
+            f"{folder / 'config.json'}: tl_config is not a valid TransformerLens config: "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        ) from None
     state = _read_state_dict(folder)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # size mismatches
+        first = next((ln.strip() for ln in str(err).splitlines() if "size mismatch" in ln), "")
+        raise ModelLoadError(
+            f"{folder}/model.safetensors does not match its config.json: {first or err}"
+        ) from None
     missing = [k for k in missing if not k.endswith(("IGNORE", "mask"))]
     if missing or unexpected:
         raise ModelLoadError(

@@ -17,7 +17,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from .errors import AuditError, ContrastError
+from .errors import AuditError, ContrastError, MetricError
 
 Readout = Literal["answer_logits", "final_logits", "embedding"]
 
@@ -71,7 +71,7 @@ class Metric:
                 f"metric {self.name!r} needs answer tokens: build the ContrastSet with "
                 "answers=[(correct, incorrect), ...]"
             )
-        return self.fn(readout, ctx)
+        return check_metric_output(self.name, self.fn(readout, ctx), int(readout.shape[0]))
 
     def readout_from_logits(
         self,
@@ -118,6 +118,35 @@ class Metric:
                 answers=None if answers is None else answers.to(logits.device), reference=ref
             ),
         )
+
+
+def check_metric_output(name: str, values, batch: int) -> Tensor:
+    """The metric contract: a ``[batch]`` float tensor of finite numbers (else MetricError).
+
+    Checked on every call, where the metric is called, so a wrong shape never reaches a
+    ``view`` deep in the engine and a NaN never turns into all-NaN Effects and an empty top().
+    """
+    if not isinstance(values, Tensor):
+        raise MetricError(
+            f"metric {name!r} returned a {type(values).__name__}; it must return a tensor of "
+            f"shape [{batch}] (one number per example)"
+        )
+    if tuple(values.shape) != (batch,):
+        raise MetricError(
+            f"metric {name!r} returned shape {tuple(values.shape)} for {batch} examples; "
+            f"expected shape [{batch}] (one number per example: reduce over answers or "
+            "positions inside the metric)"
+        )
+    if not values.dtype.is_floating_point:
+        values = values.float()
+    finite = torch.isfinite(values.detach())
+    if not bool(finite.all()):
+        i = int((~finite).nonzero()[0, 0])
+        raise MetricError(
+            f"metric {name!r} returned {float(values[i])} for example {i} (of {batch}); a "
+            "metric must be finite (check its inputs, e.g. a zero-norm anchor or log of 0)"
+        )
+    return values
 
 
 def _logit_diff(r: Tensor, ctx: MetricContext) -> Tensor:
@@ -176,7 +205,17 @@ def embedding_similarity(
     if anchor is not None:
         anchor = torch.as_tensor(anchor, dtype=torch.float32)
         if anchor.ndim not in (1, 2) or (anchor.ndim == 2 and anchor.shape[0] != 2):
-            raise AuditError(f"anchor must be [d] or [2, d]; got shape {tuple(anchor.shape)}")
+            raise MetricError(f"anchor must be [d] or [2, d]; got shape {tuple(anchor.shape)}")
+        if not bool(torch.isfinite(anchor).all()):
+            raise MetricError(
+                "embedding_similarity: the anchor contains NaN or inf; give a finite [d] or "
+                "[2, d] embedding (e.g. subject.embed([...]))"
+            )
+        if bool((anchor.norm(dim=-1) == 0).any()):
+            raise MetricError(
+                "embedding_similarity: the anchor is the zero vector; cosine similarity to it "
+                "is undefined"
+            )
 
     def fn(r: Tensor, ctx: MetricContext) -> Tensor:
         r = r.float()

@@ -270,12 +270,14 @@ class Subject:
     # ---- persistence -----------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (+ ``tokenizer/``) for load_model."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
+
+        from .atomic import write_atomic
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
-        save_file(state, str(out / "model.safetensors"))
+        write_atomic(out / "model.safetensors", save(state))  # whole or absent
         meta = {
             "interp_audit_format": 1,
             "model_class": self.model_class,
@@ -286,7 +288,7 @@ class Subject:
             "has_lm_head": self.has_lm_head,
             "source": self.source,
         }
-        (out / "config.json").write_text(json.dumps(meta, indent=2))
+        write_atomic(out / "config.json", json.dumps(meta, indent=2))
         if self.tokenizer is not None and hasattr(self.tokenizer, "save_pretrained"):
             self.tokenizer.save_pretrained(str(out / "tokenizer"))
         return out

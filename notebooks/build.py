@@ -187,16 +187,20 @@ from circuits.memorization import unlearning as U
 
 lm = ia.load_model("zoo:canary-lm")
 pd.DataFrame([{"canary": c.sentence, "repetitions": c.repetitions, **exposure(lm, c.prefix, c.secret).to_dict()} for c in C.CANARIES])"""),
-    ("md", "## Where is the secret recalled? Canary prefix vs a matched name, metric log p(next secret digit)"),
-    ("code", """pairs = U.recall_pairs(lm)
-neurons = U.locate_neurons(lm, pairs)
-heads = ia.patch(lm, pairs, "logprob", sites="heads")
-mlps = ia.patch(lm, pairs, "logprob", sites="mlp_out")
+    ("md", """## The audit: exposure checks, and unlearning by ablation and by editing
+
+One run of `circuits/memorization/audit.yaml` locates recall (exact patching over every MLP
+neuron, head and MLP: canary prefix vs a matched name, metric log p(next secret digit)) and checks
+exposure before and after each intervention. The sweeps below are the audit's own, not re-run."""),
+    ("code", "report = ia.audit('../circuits/memorization/audit.yaml', subject=lm)\nreport"),
+    ("md", "## Where is the secret recalled?"),
+    ("code", """neurons, heads, mlps = (report.effects[k] for k in ("recall_neurons", "recall_heads", "recall_mlps"))
 print(mlps.top(2), heads.top(3))
 neurons.plot()"""),
-    ("code", "ia.compare(neurons, ia.attribute(lm, pairs, 'logprob', sites='neurons'))"),
+    ("code", """pairs = U.recall_pairs(lm)  # the audit's recall_pairs.jsonl, built in Python
+ia.compare(neurons, ia.attribute(lm, pairs, 'logprob', sites='neurons'))"""),
     ("md", "## Unlearning by ablation, with the random control of equal size"),
-    ("code", """table = U.unlearning_table(lm, k=256, n_random=3)
+    ("code", """table = U.unlearning_table(lm, k=256, n_random=3, effects=neurons)  # reuses the audit's sweep
 table.round(3).T"""),
     ("md", "## The same as an audit with `memorization` checks"),
     ("code", "ia.audit('../circuits/memorization/audit.yaml')"),

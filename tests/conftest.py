@@ -46,6 +46,24 @@ def handbuilt_pairs(handbuilt):
     )
 
 
+@pytest.fixture(scope="session")
+def minilm_subject():
+    """The real all-MiniLM-L6-v2 encoder, loaded once per test run (audits get it as subject=)."""
+    return ia.load_model("zoo:all-minilm-l6-v2")
+
+
+@pytest.fixture(scope="session")
+def readmission_subject():
+    """zoo:readmission, loaded once per test run (interventions are contexts: it stays clean)."""
+    return ia.load_model("zoo:readmission")
+
+
+@pytest.fixture(scope="session")
+def canary_subject():
+    """zoo:canary-lm, loaded once per test run."""
+    return ia.load_model("zoo:canary-lm")
+
+
 @pytest.fixture
 def pairs():
     return random_pairs()

@@ -76,14 +76,19 @@ def random_neurons(subject: Subject, k: int, seed: int) -> list[str]:
     return [f"L{layer}N{n}" for layer, n in cells]
 
 
-def unlearning_table(subject: Subject | None = None, k: int = 256, n_random: int = 5):
-    """Before / located ablation / random ablations of equal size (mean and each)."""
+def unlearning_table(
+    subject: Subject | None = None, k: int = 256, n_random: int = 5, effects: Effects | None = None
+):
+    """Before / located ablation / random ablations of equal size (mean and each).
+
+    ``effects``: a neuron sweep already run (``locate_neurons``), so it is not run twice.
+    """
     import pandas as pd
 
     from interp_audit.loading import load_model
 
     subject = subject or load_model("zoo:canary-lm")
-    effects = locate_neurons(subject)
+    effects = effects if effects is not None else locate_neurons(subject)
     located = top_neurons(effects, k)
     rows = [
         {"intervention": "none", **measure(subject)},

@@ -97,7 +97,7 @@ class ScmContrast(_Section):
     value: Value | None = None  # default: causal.interventions[source].value
     reference: Value | None = None  # default: causal.interventions[source].reference
     paths: str | list[str] = "all"
-    n: int = Field(200, ge=1)
+    n: int = Field(200, ge=1, le=100_000)
     seed: int = 0
     label: str | None = None  # SCM variable (0/1) choosing each unit's correct answer
     group_by: str | None = None

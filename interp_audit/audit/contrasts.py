@@ -62,34 +62,86 @@ def from_file(subject: Subject, spec: FileContrast, name: str, base: Path) -> Co
     path = (base / spec.file) if not Path(spec.file).is_absolute() else Path(spec.file)
     if not path.exists():
         raise SpecError(f"contrasts.{name}.file: {str(path)!r} does not exist")
+    if path.is_dir():
+        raise SpecError(f"contrasts.{name}.file: {str(path)!r} is a folder, not a JSONL/CSV file")
     rows: list[dict] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(
+            f"contrasts.{name}.file: {path.name} is not UTF-8 text (byte {err.start})"
+        ) from None
     if path.suffix == ".csv":
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
+        import io
+
+        try:
+            rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        except csv.Error as err:
+            raise SpecError(f"contrasts.{name}.file: {path.name} is not valid CSV: {err}") from None
+        unit = "row"
     else:
-        for i, line in enumerate(path.read_text().splitlines(), 1):
+        unit = "line"
+        for i, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
+                row = json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as err:
                 raise SpecError(
-                    f"contrasts.{name}.file: {path.name} line {i} is not valid JSON: {err.msg}"
+                    f"contrasts.{name}.file: {path.name} line {i} is not valid JSON: "
+                    f"{getattr(err, 'msg', 'nested too deeply')}"
                 ) from None
-    for i, row in enumerate(rows, 1):
-        for key in ("clean", "counterfactual"):
-            if key not in row:
+            if not isinstance(row, dict):
                 raise SpecError(
-                    f"contrasts.{name}.file: {path.name} row {i} has no {key!r} field "
-                    f"(fields: {sorted(row)})"
+                    f"contrasts.{name}.file: {path.name} line {i} is a JSON "
+                    f"{type(row).__name__}, not an object with 'clean' and 'counterfactual'"
+                )
+            row["__line__"] = i
+            rows.append(row)
+    if not rows:
+        raise SpecError(f"contrasts.{name}.file: {path.name} has no pairs")
+    where = [(r.pop("__line__", None) or i + 1) for i, r in enumerate(rows)]
+    if spec.answers:
+        keys: tuple[str, ...] = ("clean", "counterfactual")
+    elif "correct" in rows[0] or "incorrect" in rows[0]:
+        keys = ("clean", "counterfactual", "correct", "incorrect")
+    else:
+        keys = ("clean", "counterfactual")
+    for i, row in zip(where, rows, strict=True):
+        for key in keys:
+            if key not in row or row[key] is None:
+                why = (
+                    " (the first row has answers, so every row needs them)"
+                    if key in ("correct", "incorrect")
+                    else ""
+                )
+                raise SpecError(
+                    f"contrasts.{name}.file: {path.name} {unit} {i} has no {key!r} field"
+                    f"{why} (fields: {sorted(k for k in row if k is not None)})"
+                )
+            if not isinstance(row[key], str):
+                raise SpecError(
+                    f"contrasts.{name}.file: {path.name} {unit} {i}: {key!r} is "
+                    f"{row[key]!r}, not text"
                 )
     answers = None
     if spec.answers:
         answers = tuple(spec.answers)
-    elif rows and "correct" in rows[0]:
+    elif "correct" in keys:
         answers = [(r["correct"], r["incorrect"]) for r in rows]
-    groups = [str(r["group"]) for r in rows] if rows and "group" in rows[0] else None
-    labels = [str(r["label"]) for r in rows] if rows and "label" in rows[0] else None
+    groups = labels = None
+    for key in ("group", "label"):
+        if any(key in r for r in rows):
+            i = next((w for w, r in zip(where, rows, strict=True) if key not in r), None)
+            if i is not None:
+                raise SpecError(
+                    f"contrasts.{name}.file: {path.name} {unit} {i} has no {key!r} field, "
+                    f"which other {unit}s have (give it on every {unit} or on none)"
+                )
+    if "group" in rows[0]:
+        groups = [str(r["group"]) for r in rows]
+    if "label" in rows[0]:
+        labels = [str(r["label"]) for r in rows]
     column = spec.cluster_column or ("cluster" if rows and "cluster" in rows[0] else None)
     clusters = None
     if column is not None:

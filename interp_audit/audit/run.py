@@ -30,6 +30,14 @@ from .stats import Verdict, combine
 __all__ = ["AuditReport", "audit"]
 
 
+def effects_folder_name(step: str) -> str:
+    """A locate step's folder under effects/: one safe path component, never '..' or '/'."""
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9_.=-]", "_", step.replace("*", "star"))
+    return name if name.strip(".") else "_" + name
+
+
 def _metric(subject: Subject, spec: AuditSpec) -> Metric:
     m = spec.metric
     if m.name == "query_similarity":
@@ -101,19 +109,32 @@ class AuditReport:
         }
 
     def save(self, directory: str | Path, *, junit: str | Path | None = None) -> Path:
-        """Write report.json, report.html (self-contained) and effects/; JUnit XML if asked."""
+        """Write effects/, report.html (self-contained), JUnit XML if asked, then report.json.
+
+        Every file is written atomically, and report.json last: it is the commit mark and lists
+        the SHA-256 of every other file (``files``), so an interrupted save leaves a folder that
+        ``interp-audit report`` refuses as incomplete, never a new json beside an old html.
+        """
+        from ..atomic import check_file_target, check_output_folder, sha256_file, write_atomic
         from ..report import render_html, render_junit
 
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        data = self.to_dict()
-        (out / "report.json").write_text(json.dumps(data, indent=2, sort_keys=True))
-        for k, e in self.effects.items():
-            e.save(out / "effects" / k.replace("/", "_").replace("*", "star").replace(":", "_"))
-        (out / "report.html").write_text(render_html(data))
+        out = check_output_folder(directory, "output folder")
         if junit is not None:
-            Path(junit).parent.mkdir(parents=True, exist_ok=True)
-            Path(junit).write_text(render_junit(data))
+            check_file_target(junit, "junit file")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").unlink(missing_ok=True)  # the folder is incomplete from here on
+        data = self.to_dict()
+        files: dict[str, str] = {}
+        for k, e in self.effects.items():
+            folder = e.save(out / "effects" / effects_folder_name(k))
+            for f in sorted(folder.iterdir()):
+                files[f.relative_to(out).as_posix()] = sha256_file(f)
+        write_atomic(out / "report.html", render_html(data))  # carries the data's digest
+        if junit is not None:
+            write_atomic(junit, render_junit(data))
+        write_atomic(
+            out / "report.json", json.dumps({**data, "files": files}, indent=2, sort_keys=True)
+        )
         return out
 
     def __repr__(self) -> str:

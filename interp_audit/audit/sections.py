@@ -17,6 +17,7 @@ from pydantic import (
     PrivateAttr,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -26,7 +27,16 @@ from .stats import DEFAULT_MIN_CLUSTERS, MAX_BOOT
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # allow_inf_nan=False: `tolerance: .inf` would make a check that cannot fail
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False
+    )
+
+
+#: seeds feed torch.manual_seed / torch.Generator: 64-bit
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+#: pairs drawn from an SCM
+MAX_SCM_PAIRS = 100_000
 
 
 class ModelSpec(_Section):
@@ -130,6 +140,26 @@ class TemplateContrast(_Section):
                 f"cluster_by {self.cluster_by!r} is not a template slot, 'template' or 'pair' "
                 f"(slots: {sorted(names)})"
             )
+        for slot, fillers in self.slots.items():
+            dup = sorted({f for f in fillers if fillers.count(f) > 1})
+            if dup:
+                raise ValueError(
+                    f"slots.{slot} lists {dup[0]!r} twice: duplicated pairs would count twice "
+                    "and narrow the confidence interval"
+                )
+            if not fillers:
+                raise ValueError(f"slots.{slot} has no fillers")
+        pairs = [tuple(p) for p in self.swap.pairs]
+        if not pairs:
+            raise ValueError("swap.pairs is empty: give at least one [clean, counterfactual] pair")
+        for i, (a, b) in enumerate(pairs):
+            if a == b:
+                raise ValueError(f"swap.pairs[{i}] swaps {a!r} with itself; a pair must differ")
+            if pairs.index((a, b)) != i:
+                raise ValueError(
+                    f"swap.pairs[{i}] repeats {[a, b]}: duplicated pairs would count twice and "
+                    "narrow the confidence interval"
+                )
         if self.group_by is not None and self.group_by not in names:
             raise ValueError(f"group_by {self.group_by!r} is not a template slot ({sorted(names)})")
         return self
@@ -195,6 +225,30 @@ class LocateSpec(_Section):
     """The name checks use to reuse this result (``ablate.from_locate``); default
     ``{method}_{sites}_{contrast}``."""
     _options: Any = PrivateAttr(default=None)
+
+    @field_validator("sites")
+    @classmethod
+    def _some_sites(cls, v: str | list[str]) -> str | list[str]:
+        if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and not v):
+            raise ValueError(
+                f"sites={v!r}: give a sweep (heads, resid_pre, ...) or a non-empty list of "
+                "component labels"
+            )
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str | None) -> str | None:
+        import re
+
+        if v is not None and (
+            v.strip(".") == "" or not re.fullmatch(r"[A-Za-z0-9_.=*-]{1,100}", v)
+        ):
+            raise ValueError(
+                f"locate step name {v!r} must be 1-100 letters, digits or _ . = * - (not '.' "
+                "or '..'): it names a folder under effects/"
+            )
+        return v
 
     @model_validator(mode="after")
     def _method_and_options(self):

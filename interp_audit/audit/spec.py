@@ -33,6 +33,7 @@ from .sections import (  # noqa: F401  (re-exported: the spec's sections)
     MetricSpec,
     ModelSpec,
     ScmContrast,
+    Seed,
     SwapSpec,
     TemplateContrast,
     UtilitySpec,
@@ -59,7 +60,7 @@ class AuditSpecBase(_Section):
 
     name: str = "audit"
     """The audit's name (reports, JUnit suite)."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed for everything random (bootstrap, resample ablation, sampling)."""
     model: ModelSpec
     """The model to audit."""
@@ -234,6 +235,13 @@ def _readable(err: ValidationError, raw: dict) -> SpecError:
         )
     if e["type"] == "missing":
         return SpecError(f"missing required key {path!r}")
+    if (
+        len(loc) == 2
+        and loc[0] == "contrasts"
+        and e["type"] == "union_tag_not_found"
+        and not isinstance(e.get("input"), dict)
+    ):
+        return SpecError(f"{path}: expected a mapping with 'template', 'file' or 'scm'")
     if loc and loc[0] == "contrasts" and e["type"] == "union_tag_not_found":
         return SpecError(
             f"{path}: a contrast needs one of 'template', 'file' or 'scm' (got keys "
@@ -251,6 +259,10 @@ def _readable(err: ValidationError, raw: dict) -> SpecError:
     if loc and loc[0] == "contrasts" and len(loc) >= 2 and e["type"] in ("model_type", "dict_type"):
         return SpecError(f"contrasts.{loc[1]}: expected a mapping with 'template', 'file' or 'scm'")
     msg = e["msg"].removeprefix("Value error, ")
+    got = e.get("input")
+    if e["type"] != "value_error" and isinstance(got, int | float | str | bool | None):
+        shown = repr(got) if len(repr(got)) <= 60 else repr(got)[:57] + "..."
+        msg += f" (got {shown})"
     return SpecError(f"{path}: {msg}" if path else msg)
 
 
@@ -272,11 +284,24 @@ def load_spec(spec: str | Path | dict | AuditSpecBase) -> tuple[AuditSpecBase, P
         if "\n" not in text and (path.suffix in (".yaml", ".yml", ".json") or path.exists()):
             if not path.exists():
                 raise SpecError(f"audit spec {text!r} does not exist")
+            if path.is_dir():
+                raise SpecError(f"audit spec {text!r} is a folder; give the YAML file in it")
             base = path.resolve().parent
             source_path = str(path.resolve())
-            text = path.read_text()
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as err:
+                raise SpecError(
+                    f"audit spec {text!r} is not UTF-8 text (byte {err.start}); give a YAML file"
+                ) from None
+            except OSError as err:
+                raise SpecError(f"cannot read audit spec {text!r}: {err.strerror}") from None
         try:
             raw = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+        except RecursionError:
+            raise SpecError(
+                "the audit spec nests too deeply to parse; a spec is a few levels of mappings"
+            ) from None
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""
@@ -292,6 +317,10 @@ def load_spec(spec: str | Path | dict | AuditSpecBase) -> tuple[AuditSpecBase, P
         parsed = audit_spec_model().model_validate(raw)
     except ValidationError as err:
         raise _readable(err, raw) from None
+    except RecursionError:
+        raise SpecError(
+            "the audit spec nests too deeply; a spec is a few levels of mappings"
+        ) from None
     parsed._source_text = text
     parsed._source_path = source_path
     return parsed, base

@@ -12,20 +12,19 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
-    import json
     from pathlib import Path
 
-    from ..errors import AuditError
+    from ..atomic import check_file_target, check_run_folder, write_atomic
     from ..report import render_html, render_junit
 
     folder = Path(args.folder)
-    if not (folder / "report.json").exists():
-        raise AuditError(
-            f"{str(folder)!r} has no report.json (run `interp-audit run SPEC --out {folder}` first)"
-        )
-    data = json.loads((folder / "report.json").read_text())
-    (folder / "report.html").write_text(render_html(data))
     if args.junit:
-        Path(args.junit).write_text(render_junit(data))
+        check_file_target(args.junit, "--junit")
+    data = check_run_folder(folder, check_html=False)  # refuses incomplete/inconsistent folders
+    data.pop("files", None)
+    # report.json is left as it is (its data is what is rendered; the page carries its digest)
+    write_atomic(folder / "report.html", render_html(data))
+    if args.junit:
+        write_atomic(args.junit, render_junit(data))
     print(f"report: {folder / 'report.html'}")
     return 0 if data.get("verdict", "pass" if data["passed"] else "fail") == "pass" else 1

@@ -48,11 +48,15 @@ def main(args) -> int:
     import sys
     from pathlib import Path
 
+    from ..atomic import check_file_target, check_output_folder
     from ..audit.gates import TrustGateError
     from ..audit.record import cli_command
     from ..audit.run import audit
     from ..executors import using
 
+    check_output_folder(args.out)  # before any model work, not after the whole audit ran
+    if args.junit:
+        check_file_target(args.junit, "--junit")
     with using(executor_from(args.ray)) as ex:
         try:
             report = audit(args.spec, device=args.device)

@@ -40,6 +40,10 @@ def main(args) -> int:
     from ..locate.methods import run_locate
     from ..metrics import get_metric
 
+    if args.out:
+        from ..atomic import check_output_folder
+
+        check_output_folder(args.out)  # before any model work
     metric = get_metric(args.metric)
     sae = {k: v for k, v in (("sae", args.sae), ("sae_id", args.sae_id)) if v is not None}
     step = LocateSpec(

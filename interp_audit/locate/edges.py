@@ -187,6 +187,8 @@ def attribute_edges(
     _check_direction(direction)
     if method not in ("eap", "eap-ig"):
         raise AuditError(f"unknown edge method {method!r}; choose 'eap' or 'eap-ig'")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 10_000:
+        raise AuditError(f"steps={steps!r}: give a whole number of IG steps in 1..10000")
     graph = EdgeGraph.of(subject)
     has_mlp = subject.shape.has_mlp
     rows = batch_size or default_max_rows(subject, contrast.seq_len)
@@ -422,6 +424,12 @@ def prune(
     """
     metric = get_metric(metric or edge_scores.metric)
     graph = EdgeGraph.of(subject)
+    n_valid = int(graph.valid.sum())
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= n_valid:
+        raise AuditError(
+            f"prune(top_k={top_k!r}): top_k must be a whole number of edges in 0..{n_valid} "
+            "(this model's edge count)"
+        )
     flat = edge_scores.values.flatten().clone()
     flat[flat.isnan()] = -float("inf")
     valid = graph.valid.flatten()

@@ -56,8 +56,27 @@ def _patch_for(comp: Component) -> Patch:
     return Patch(comp.hook_name, comp.index()[1:])
 
 
+def check_sites(sites) -> None:
+    """``sites`` is a sweep name or a non-empty list of labels: refuse None, [] and the rest."""
+    valid = f"a sweep ({', '.join(SWEEPS)}) or a non-empty list of component labels"
+    if sites is None:
+        raise SiteError(f"sites=None: give {valid}")
+    if isinstance(sites, str):
+        if not sites.strip():
+            raise SiteError(f"sites='' is empty: give {valid}")
+        return
+    if not isinstance(sites, list | tuple):
+        raise SiteError(f"sites={sites!r} is a {type(sites).__name__}: give {valid}")
+    if len(sites) == 0:
+        raise SiteError(f"sites=[] names no component: give {valid}")
+    for i, s in enumerate(sites):
+        if not isinstance(s, str) or not s.strip():
+            raise SiteError(f"sites[{i}]={s!r} is not a component label (e.g. 'L0H1', 'L1.mlp')")
+
+
 def plan_sites(subject: Subject, contrast: ContrastSet, sites, per_position: bool) -> Plan:
     """Variants for a named sweep or an explicit list of component labels / hook names."""
+    check_sites(sites)
     shape = subject.shape
     if isinstance(sites, str) and sites in SWEEPS:
         sweep = SWEEPS[sites]

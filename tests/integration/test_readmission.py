@@ -68,8 +68,8 @@ def test_fair_labels_do_not_depend_on_age_or_insurance():
 
 
 @pytest.fixture(scope="module")
-def subject():
-    return ia.load_model("zoo:readmission")
+def subject(readmission_subject):
+    return readmission_subject
 
 
 @pytest.fixture(scope="module")
@@ -106,15 +106,9 @@ def test_selective_beats_blanket_on_fair_accuracy(table):
     )
 
 
-def test_the_audit_flags_the_model_and_passes_the_repair(tmp_path):
-    report = ia.audit(
-        str(
-            __import__("pathlib").Path(__file__).resolve().parents[2]
-            / "circuits"
-            / "readmission"
-            / "audit.yaml"
-        )
-    )
+def test_the_audit_flags_the_model_and_passes_the_repair(subject):
+    spec = __import__("pathlib").Path(__file__).resolve().parents[2] / "circuits" / "readmission"
+    report = ia.audit(spec / "audit.yaml", subject=subject)
     passed = {c.name: c.passed for c in report.checks}  # pass, or fail/inconclusive
     assert passed == {
         "age_paths_are_admissible_only": False,

@@ -15,8 +15,8 @@ HOOK = "blocks.0.hook_attn_out"
 
 
 @pytest.fixture(scope="module")
-def subject():
-    return ia.load_model("zoo:readmission")
+def subject(readmission_subject):
+    return readmission_subject
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_training_is_reproducible(subject):
     assert subject.live_hooks() == []
 
 
-def test_feature_ablation_in_an_audit_spec(tmp_path):
+def test_feature_ablation_in_an_audit_spec(subject):
     spec = {
         "model": {"source": "zoo:readmission"},
         "causal": "zoo:readmission",
@@ -171,7 +171,7 @@ def test_feature_ablation_in_an_audit_spec(tmp_path):
             }
         ],
     }
-    report = ia.audit(spec)
+    report = ia.audit(spec, subject=subject)
     before = [d for d in report.checks[0].details if d["measure"] == "effect before"][0]["value"]
     assert report.checks[0].statistic < before  # the features carry part of the direct path
 

@@ -251,6 +251,7 @@ def test_report_json_schema_and_determinism(tmp_path):
         "located",
         "provenance",
         "content_sha256",
+        "files",
     }
     assert {"spec_hash", "versions", "model", "seed", "timestamp", "metric", "contrasts"} <= set(
         ja["provenance"]
