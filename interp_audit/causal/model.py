@@ -11,6 +11,7 @@ measure) and over all units (that times the fraction), labelled as such.
 from __future__ import annotations
 
 import string
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,7 +229,7 @@ class CausalModel:
         (utility sets); otherwise every pair scores ``answers`` as given. ``group_by``: a
         variable whose factual wording names each pair's group.
         """
-        from ..contrast import ContrastSet
+        from ..contrast import ContrastSet, DuplicatePairWarning
 
         d = self.draw(source=source, value=value, paths=paths, n=n, seed=seed, reference=reference)
         if self.answers is None:
@@ -253,14 +254,16 @@ class CausalModel:
                 )
             groups = [self.render.word(self.scm, group_by, v) for v in d.factual[group_by].tolist()]
         tag = name or f"{source}: " + " + ".join(format_path(p) for p in d.paths)
-        cs = ContrastSet.from_prompts(
-            subject,
-            d.clean,
-            d.counterfactual,
-            answers=ans,
-            groups=groups,
-            labels=[tag] * len(d.clean),
-        )
+        with warnings.catch_warnings():  # distinct units may render alike: each is its own cluster
+            warnings.simplefilter("ignore", DuplicatePairWarning)
+            cs = ContrastSet.from_prompts(
+                subject,
+                d.clean,
+                d.counterfactual,
+                answers=ans,
+                groups=groups,
+                labels=[tag] * len(d.clean),
+            )
         return cs.with_meta(
             source=source,
             value=value,
