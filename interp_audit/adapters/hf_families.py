@@ -278,6 +278,13 @@ def load_hf_folder(
             "folder written by Subject.save); load it with TransformerLens and pass the model "
             "object instead"
         )
+    weights = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+    if not any((folder / w).exists() for w in (*weights, "pytorch_model.bin.index.json")):
+        # checked first: building a default-sized model from config alone can take gigabytes
+        raise ModelLoadError(
+            f"folder {str(folder)!r} has a {model_type!r} config.json but no weights "
+            f"({', '.join(weights)})"
+        )
     from .build import tl_config
     from .quiet import quiet_tl_warnings
 

@@ -98,7 +98,7 @@ class ScmContrast(_Section):
     reference: Value | None = None  # default: causal.interventions[source].reference
     paths: str | list[str] = "all"
     n: int = Field(200, ge=1, le=100_000)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**63 - 1)
     label: str | None = None  # SCM variable (0/1) choosing each unit's correct answer
     group_by: str | None = None
     factual: bool = False

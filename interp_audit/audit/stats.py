@@ -107,7 +107,7 @@ def cluster_codes(clusters: Sequence[str] | None, n: int) -> Int[Tensor, " pair"
 
 
 def _check_n_boot(n_boot: int) -> None:
-    if not 1 <= n_boot <= MAX_BOOT:
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or not 1 <= n_boot <= MAX_BOOT:
         raise SpecError(
             f"n_boot={n_boot}: the number of bootstrap draws must be between 1 and {MAX_BOOT}"
         )
