@@ -35,6 +35,9 @@ _DTYPE_ALIASES = {
     "half": torch.float16,
     "bfloat16": torch.bfloat16,
     "bf16": torch.bfloat16,
+    "float64": torch.float64,
+    "fp64": torch.float64,
+    "double": torch.float64,
 }
 
 #: Tolerance of a run in each dtype against the same model in float32, *relative to the logit
@@ -48,6 +51,7 @@ _DTYPE_ALIASES = {
 #: a wrong computation (an error of order the effect itself) still fails. float32 gets 1e-5,
 #: ~80 eps: batched and serial kernels sum in different orders, never more than that here.
 DTYPE_TOLERANCE: dict[torch.dtype, float] = {
+    torch.float64: 1e-10,
     torch.float32: 1e-5,
     torch.float16: 8 * 2.0**-10,
     torch.bfloat16: 8 * 2.0**-7,
@@ -116,8 +120,8 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     """A dtype name (``bf16``, ``float16``, ``torch.float32``) -> a float torch dtype, or None.
 
     Raises:
-        ModelLoadError: anything but float32, float16 or bfloat16 (an int8 model would need a
-            quantisation scheme, which load_model does not apply).
+        ModelLoadError: anything but float32, float16, bfloat16 or float64 (reference checks);
+            an int8 model would need a quantisation scheme, which load_model does not apply.
     """
     if dtype is None:
         return None

@@ -272,7 +272,7 @@ def feature_cards(
                     "result of patch_features or attribute_features"
                 )
             row = effects.per_example[effects.components.index(label)].double()
-            effect = mean_ci(row - base.double().cpu(), **kw)
+            effect = tuple(mean_ci(row - base.double().cpu(), **kw))
             share, method = effects[label], effects.method
         cards.append(
             FeatureCard(
@@ -322,5 +322,5 @@ def _encoder_direct(subject, sae, hook, idx, contrast, metric, kw) -> list:
             metric(pooled - mean_pool(f[..., i : i + 1] * sae.W_dec[i], mask), ctx).double()
             for _, f, pooled in sides
         ]
-        out.append(mean_ci((gap - (left[0] - left[1])).cpu(), **kw))
+        out.append(tuple(mean_ci((gap - (left[0] - left[1])).cpu(), **kw)))
     return out

@@ -27,7 +27,9 @@ Value = str | int | float
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False
+    )
 
 
 class GraphSpec(_Section):
@@ -93,15 +95,26 @@ class ScmContrast(_Section):
     causal-model file / ``zoo:NAME``. ``factual: true`` gives factual units only (utility sets)."""
 
     scm: str = "causal"
+    """Which causal model draws the units: ``causal`` (the spec's ``causal:`` section)."""
     source: str | None = None
+    """The variable intervened on (e.g. ``A``)."""
     value: Value | None = None  # default: causal.interventions[source].value
+    """Its value in the counterfactual world (default: ``causal.interventions[source].value``)."""
     reference: Value | None = None  # default: causal.interventions[source].reference
+    """Its value in the reference world (default: the intervention's ``reference``)."""
     paths: str | list[str] = "all"
+    """Which paths carry the change: ``all``, ``all-admissible``, ``all-inadmissible`` or a list
+    such as ``A -> Z -> Y``."""
     n: int = Field(200, ge=1, le=100_000)
+    """Units (pairs) whose rendered input changes along the paths (each unit is its own cluster)."""
     seed: int = Field(0, ge=0, le=2**63 - 1)
+    """Seed for drawing the units."""
     label: str | None = None  # SCM variable (0/1) choosing each unit's correct answer
+    """A label for the pairs in reports (default: the source and paths)."""
     group_by: str | None = None
+    """An SCM variable whose rendered value groups the pairs (per-group statistics)."""
     factual: bool = False
+    """Factual renderings only (no intervention): e.g. utility sets scored against labels."""
 
     @model_validator(mode="after")
     def _source(self):

@@ -37,8 +37,9 @@ _EXAMPLES = 3
 
 
 def content_hash(report: dict[str, Any]) -> str:
-    """SHA-256 of a report dict's canonical JSON, without its own hash field."""
-    body = {k: v for k, v in report.items() if k != HASH_FIELD}
+    """SHA-256 of a report dict's canonical JSON, without its own hash field and without the
+    ``files`` manifest (which hashes the sibling files, written after the content)."""
+    body = {k: v for k, v in report.items() if k not in (HASH_FIELD, "files")}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()
 

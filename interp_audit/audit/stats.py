@@ -77,6 +77,9 @@ class Interval:
         """``point, lo, hi = interval`` (the tuple the pair-level bootstrap used to return)."""
         return iter((self.point, self.lo, self.hi))
 
+    def __getitem__(self, i: int) -> float:
+        return (self.point, self.lo, self.hi)[i]
+
     def p_above(self, limit: float) -> float:
         """Bootstrap p-value for "the statistic exceeds ``limit``" (share of draws <= limit)."""
         if self.n_clusters < 2:

@@ -29,7 +29,8 @@ def test_plot_and_html(eff, handbuilt, handbuilt_pairs):
     assert fig.layout.xaxis.title.text == "head" and fig.layout.yaxis.title.text == "layer"
     assert "L0H0" in eff._repr_html_()
     pos = ia.patch(handbuilt, handbuilt_pairs, sites="resid_pre", per_position=True)
-    assert list(pos.plot().data[0].x) == ["0 <bos>", "1 A", "2 x", "3 ->"]
+    # position 2 holds x in two pairs and y in one: the label names both
+    assert list(pos.plot().data[0].x) == ["0 <bos>", "1 A", "2 x|y", "3 ->"]
     bars = ia.patch(handbuilt, handbuilt_pairs, sites=["L0H0", "L1H0"]).plot()
     assert bars.data[0].type == "bar" and list(bars.data[0].y) == pytest.approx([1.0, 0.75])
 

@@ -53,15 +53,16 @@ FAMILIES = {
 }
 D_HEAD = 16
 #: model_type -> (n_key_value_heads, rotary, parallel attn+MLP, mid-block entry) as converted
+#: (parallel blocks enter after attention: their MLP reads resid_pre, which heads leave alone)
 CAPABILITIES = {
     "gpt2": (None, False, False, True),
-    "gpt_neox": (None, True, True, False),
+    "gpt_neox": (None, True, True, True),
     "llama": (2, True, False, True),
     "mistral": (2, True, False, True),
     "qwen2": (2, True, False, True),
     "gemma": (1, True, False, True),
     "opt": (None, False, False, True),
-    "phi": (None, True, True, False),
+    "phi": (None, True, True, True),
 }
 
 

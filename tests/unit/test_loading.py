@@ -114,8 +114,8 @@ def test_local_hf_bert_folder_with_mlm_head_matches_transformers(tmp_path):
         (
             "zoo:nope",
             {},
-            "no zoo model 'nope'; available: all-minilm-l6-v2, canary-lm, handbuilt-copy, "
-            "hiring, readmission",
+            "no zoo model 'nope'; available: all-minilm-l6-v2, canary-lm, canary-lm10, "
+            "canary-lm10-clean, handbuilt-copy, hiring, readmission",
         ),
         ("zoo:handbuilt-copyy", {}, "did you mean 'handbuilt-copy'"),
         (

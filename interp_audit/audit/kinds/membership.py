@@ -27,14 +27,21 @@ class MembershipCheck(CheckSpec):
     """Every membership score's AUC (members vs non-members) within [1 - max_auc, max_auc]."""
 
     kind: Literal["membership"]
+    """``membership``."""
     members: str  # text file, one record per line: records the model was trained on
+    """A text file of records that were in training, one per line."""
     non_members: str  # records of the same form that it was not trained on
+    """A text file of records of the same form that were not, one per line."""
     scores: list[Literal["loss", "zlib", "min_k"]] = Field(
         default_factory=lambda: ["loss", "zlib", "min_k"], min_length=1
     )
+    """Membership scores: loss, zlib ratio, min-k% probability (Carlini 2021; Shi 2024)."""
     min_k: float = Field(0.2, gt=0, le=1)  # fraction of lowest-probability tokens (min-k%)
+    """The fraction of lowest-probability tokens min-k% averages."""
     max_auc: float = Field(gt=0.5, le=1)
+    """The largest allowed AUC of any score (0.5 = membership cannot be told)."""
     loss_tolerance: float | None = Field(None, ge=0)
+    """Invariance view: members' mean loss minus non-members' within ±this."""
 
     @model_validator(mode="after")
     def _distinct(self):

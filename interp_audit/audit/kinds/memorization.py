@@ -59,13 +59,17 @@ class MemorizationCheck(CheckSpec):
     alphabet: list[str] = Field(default_factory=lambda: [str(d) for d in range(10)])
     """Tokens a secret is drawn from (exposure ranks all alphabet^length candidates)."""
     max_exposure: float | None = Field(None, ge=0)  # None: no exposure demand (controls only)
+    """The largest allowed exposure in bits (None: no exposure demand, controls only)."""
     exposure: ExposureSpec = ExposureSpec()
+    """How exposure is computed: exact enumeration or extrapolation (method, samples)."""
     ablate: AblationSpec | None = None
     """Optional unlearning ablation, measured before and after."""
     utility: UtilitySpec | None = None
     """With ``ablate``: the held-out perplexity budget."""
     controls: int = Field(0, ge=0)  # random interventions of the same size
+    """Random interventions of the same size the located one must beat."""
     margin: float = 0.0  # nats of mean log p(secret) the located drop must beat every control by
+    """Nats of mean log p(secret) by which the located drop must beat every control."""
 
     @model_validator(mode="after")
     def _utility_with_ablation(self):

@@ -23,13 +23,21 @@ class ResponsivenessCheck(CheckSpec):
     """Admissible paths must carry an effect (a floor and/or a sign)."""
 
     kind: Literal["responsiveness"]
+    """``responsiveness``."""
     source: str | list[str] | None = None  # default: every causal.interventions source
+    """The audited variable(s); their admissible paths must carry an effect."""
     paths: str | list[str] = "all-admissible"
+    """Which paths must respond (default every admissible path of the causal graph)."""
     floor: float | None = Field(None, ge=0)
+    """The smallest allowed |effect| (its CI must clear it)."""
     sign: Literal["positive", "negative", "scm"] | None = None
+    """The required sign: positive, negative, or ``scm`` (the sign the SCM's label implies)."""
     label: str | None = None  # sign: scm reads the SCM's effect on this variable
+    """The SCM variable whose own path effect gives the sign (``sign: scm``)."""
     n: int = Field(200, ge=1)
+    """Units (pairs) per path whose rendered input changes."""
     seed: int = 0
+    """Seed for drawing the units."""
 
     @model_validator(mode="after")
     def _something(self):
