@@ -5,6 +5,7 @@ computed once. The MiniLM audit is a reduced spec derived from circuits/minilm-g
 contrast, the exact head sweep and the checks that run sweeps), to keep the module short.
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,8 +14,6 @@ import torch
 import yaml
 
 import interp_audit as ia
-from interp_audit.audit.contrasts import build_contrasts
-from interp_audit.audit.spec import load_spec
 
 ray = pytest.importorskip("ray")
 from interp_audit.executors.ray_executor import FAULT_ENV, RayExecutor  # noqa: E402
@@ -25,6 +24,8 @@ READMISSION = ROOT / "interp_audit" / "zoo" / "specs" / "readmission.yaml"
 TIME_KEYS = {"timestamp", "seconds", "duration", "elapsed", "started", "finished", "wall_s"}
 # the content hash covers the whole report.json, timestamp included, so it differs with it
 TIME_KEYS |= {"content_sha256"}
+# the command line that produced a report names --ray on the distributed run
+TIME_KEYS |= {"command"}
 
 
 def minilm_spec() -> dict:
@@ -78,9 +79,10 @@ def test_report_json_is_identical_locally_and_on_ray(which, executor, tmp_path):
 
 @pytest.fixture(scope="module")
 def readmission_sweep():
-    parsed, base = load_spec(READMISSION)
+    from interp_audit.zoo import readmission as R
+
     subject = ia.load_model("zoo:readmission")
-    pairs = build_contrasts(subject, parsed.contrasts, base)["a_direct"]
+    pairs = R.contrast(subject, "direct", n=200)  # = the spec's a_direct (tested elsewhere)
     kw = dict(metric="logit_diff", sites="heads_v", per_position=True, batch_size=256)
     return subject, pairs, kw, ia.patch(subject, pairs, **kw)
 
@@ -96,9 +98,7 @@ def test_worker_killed_mid_task_is_retried_and_nothing_is_lost(
 ):
     subject, pairs, kw, local = readmission_sweep
     # an in-memory model (no zoo name, no folder): its safetensors are shipped to the workers
-    subject = ia.Subject(
-        model=subject.model, tokenizer=subject.tokenizer, kind=subject.kind, source="<in-memory>"
-    )
+    subject = dataclasses.replace(subject, source="<in-memory>")
     marker = tmp_path / "died"
     ex = RayExecutor(
         num_workers=2, actor_options={"runtime_env": {"env_vars": {FAULT_ENV: str(marker)}}}
@@ -122,12 +122,7 @@ def test_worker_killed_mid_task_is_retried_and_nothing_is_lost(
 
 def test_worker_that_cannot_load_the_model_is_named(free_cluster, readmission_sweep):
     subject, pairs, kw, _ = readmission_sweep
-    broken = ia.Subject(
-        model=subject.model,
-        tokenizer=subject.tokenizer,
-        kind=subject.kind,
-        source="zoo:no-such-model",
-    )
+    broken = dataclasses.replace(subject, source="zoo:no-such-model")
     ex = RayExecutor(num_workers=2)
     try:
         with pytest.raises(ia.ModelLoadError, match=r"Ray worker \d \(pid \d+ on .*no-such-model"):

@@ -71,7 +71,7 @@ def test_committed_notebooks_have_no_outputs():
 
 
 def test_hiring_notebook_shows_two_admissibility_choices():
-    nb, _ = run("hiring.ipynb")
+    nb = run("hiring.ipynb")
     text = outputs(nb)
     assert "A: gaps admissible: PASSED" in text and "B: gaps inadmissible: FAILED" in text
     assert "<svg" in text  # the two graphs drew themselves

@@ -203,9 +203,17 @@ def test_a_spec_locates_with_sae_features_and_shows_cards(tmp_path, subject, sae
     report (JSON and HTML), and an ablation of the top located features (error node skipped)."""
     spec = {
         "model": {"source": "zoo:readmission"},
+        "causal": "zoo:readmission",
         "contrasts": {
-            "direct": {"scm": "readmission", "path": "direct", "n": 60},
-            "utility": {"scm": "readmission", "path": "total", "n": 100, "answers": "observed"},
+            "direct": {"scm": "causal", "source": "A", "paths": "direct", "n": 60, "seed": 7919},
+            "utility": {
+                "scm": "causal",
+                "source": "A",
+                "paths": "all",
+                "n": 100,
+                "seed": 7920,
+                "label": "readmitted",
+            },
         },
         "locate": [
             {
@@ -260,9 +268,10 @@ def test_a_spec_locates_with_sae_features_and_shows_cards(tmp_path, subject, sae
 def test_spec_errors_for_sae_steps():
     base = {
         "model": {"source": "zoo:readmission"},
-        "contrasts": {"d": {"scm": "readmission", "path": "direct", "n": 10}},
+        "causal": "zoo:readmission",
+        "contrasts": {"d": {"scm": "causal", "source": "A", "paths": "direct", "n": 10}},
     }
-    with pytest.raises(ia.SpecError, match="locate.0: sae: Field required"):
+    with pytest.raises(ia.SpecError, match="sae: Field required"):
         ia.audit({**base, "locate": [{"method": "sae_patch", "contrast": "d"}]})
     with pytest.raises(ia.SpecError, match="unknown key 'sae' for locate method 'patch'"):
         ia.audit({**base, "locate": [{"method": "patch", "contrast": "d", "sae": "zoo:x"}]})
