@@ -74,6 +74,26 @@ def _auc_batch(m: Tensor, n: Tensor) -> Tensor:
     return ((m > n).double() + 0.5 * (m == n).double()).mean((1, 2))
 
 
+def _stratified_ci(
+    members: Tensor,
+    non_members: Tensor,
+    statistic,
+    *,
+    n_boot: int,
+    confidence: float,
+    seed: int,
+) -> tuple[float, float]:
+    """Percentile CI of ``statistic(m [B, n_m], n [B, n_n]) -> [B]``, members and non-members
+    resampled separately (stratified), all draws at once."""
+    g = torch.Generator().manual_seed(seed)
+    im = torch.randint(len(members), (n_boot, len(members)), generator=g)
+    inn = torch.randint(len(non_members), (n_boot, len(non_members)), generator=g)
+    draws = statistic(members.double()[im], non_members.double()[inn])
+    alpha = (1 - confidence) / 2
+    lo, hi = torch.quantile(draws, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
+    return lo, hi
+
+
 def auc_ci(
     members: Tensor,
     non_members: Tensor,
@@ -82,13 +102,9 @@ def auc_ci(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float, float]:
-    """AUC and its percentile CI, members and non-members resampled separately (stratified)."""
-    g = torch.Generator().manual_seed(seed)
-    im = torch.randint(len(members), (n_boot, len(members)), generator=g)
-    inn = torch.randint(len(non_members), (n_boot, len(non_members)), generator=g)
-    draws = _auc_batch(members.double()[im], non_members.double()[inn])
-    alpha = (1 - confidence) / 2
-    lo, hi = torch.quantile(draws, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
+    """AUC and its stratified percentile CI."""
+    kw = dict(n_boot=n_boot, confidence=confidence, seed=seed)
+    lo, hi = _stratified_ci(members, non_members, _auc_batch, **kw)
     return auc(members, non_members), lo, hi
 
 
@@ -101,12 +117,8 @@ def mean_gap_ci(
     seed: int = 0,
 ) -> tuple[float, float, float]:
     """mean(non_members) - mean(members), stratified bootstrap percentile CI."""
-    g = torch.Generator().manual_seed(seed)
-    im = torch.randint(len(members), (n_boot, len(members)), generator=g)
-    inn = torch.randint(len(non_members), (n_boot, len(non_members)), generator=g)
-    draws = non_members.double()[inn].mean(1) - members.double()[im].mean(1)
-    alpha = (1 - confidence) / 2
-    lo, hi = torch.quantile(draws, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
+    kw = dict(n_boot=n_boot, confidence=confidence, seed=seed)
+    lo, hi = _stratified_ci(members, non_members, lambda m, n: n.mean(1) - m.mean(1), **kw)
     return float(non_members.double().mean() - members.double().mean()), lo, hi
 
 

@@ -47,13 +47,16 @@ PLACES = ["park", "city", "school", "market", "station", "library"]
 
 @dataclass(frozen=True)
 class Canary:
+    """A secret inserted ``repetitions`` times as "{name} 's {kind} is {secret} ."."""
+
     name: str
     secret: str  # "4 8 1 9"
     repetitions: int
+    kind: str = "pin"
 
     @property
     def prefix(self) -> str:
-        return f"{self.name} 's pin is"
+        return f"{self.name} 's {self.kind} is"
 
     @property
     def sentence(self) -> str:

@@ -14,7 +14,8 @@ trained on it is the "never saw the records" reference of the membership check.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+
+from .canary import PLACES, VERBS, Canary
 
 DIGITS = [str(d) for d in range(10)]
 LENGTH = 10
@@ -30,23 +31,6 @@ OTHER_NAMES = (
 ).split()
 ADJECTIVES = ["red", "old", "quiet", "small", "happy", "green", "tall", "bright", "cold", "heavy"]
 NOUNS = ["cat", "dog", "teacher", "river", "car", "house", "child", "doctor", "garden", "bird"]
-VERBS = ["sees", "likes", "finds", "paints", "follows", "visits", "hears", "watches"]
-PLACES = ["park", "city", "school", "market", "station", "library"]
-
-
-@dataclass(frozen=True)
-class Canary:
-    name: str
-    secret: str  # "4 1 5 0 9 2 2 7 3 6"
-    repetitions: int
-
-    @property
-    def prefix(self) -> str:
-        return f"{self.name} 's number is"
-
-    @property
-    def sentence(self) -> str:
-        return f"{self.prefix} {self.secret} ."
 
 
 def _number(rng: random.Random, length: int = LENGTH) -> str:
@@ -57,7 +41,9 @@ def _canaries() -> tuple[Canary, ...]:
     rng = random.Random(2019)
     names = iter(CANARY_NAMES)
     return tuple(
-        Canary(next(names), _number(rng), reps) for reps in REPETITIONS for _ in range(PER_LEVEL)
+        Canary(next(names), _number(rng), reps, kind="number")
+        for reps in REPETITIONS
+        for _ in range(PER_LEVEL)
     )
 
 
