@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,7 +79,9 @@ def load_sae(
 ):
     """An SAE from an object, a local folder (sae_lens format), ``"zoo:NAME"``, or a pretrained
     release name with ``sae_id`` (downloads from the hub). Checked against ``subject`` if given."""
-    with quiet_tl_warnings():
+    with quiet_tl_warnings(), warnings.catch_warnings():
+        # check_processing (below) compares the SAE's processing with the subject's instead
+        warnings.filterwarnings("ignore", message="(?s).*model_from_pretrained_kwargs")
         from sae_lens import SAE
 
         dev = device or (str(subject.device) if subject is not None else "cpu")

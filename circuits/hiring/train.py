@@ -1,6 +1,11 @@
 """Train ``zoo:hiring``: a small causal LM that screens rendered CVs (fixed seed, CPU, < 1 min).
 
-    python circuits/hiring/train.py        # writes interp_audit/zoo/weights/hiring/
+    python circuits/hiring/train.py        # writes interp_audit/zoo/weights/hiring*/
+
+* ``hiring``        the audited screener: sees gender, degree, career gap, club
+* ``hiring-ftu``    retrained with the gender word hidden (``gender:?``): unawareness
+* ``hiring-nogap``  retrained with the career gap hidden (``gap:?``): the baseline repair for the
+                    admissibility choice that declares G -> C -> Y inadmissible
 
 Applicants are drawn from the tables in ``scm.yaml`` and rendered by the ``causal`` section of
 ``audit.yaml`` (``gender:woman degree:master gap:yes club:netball ->``); the model learns to
@@ -33,13 +38,20 @@ def causal_model() -> CausalModel:
     return CausalModel.from_spec(spec["causal"], HERE)
 
 
-def vocab(cm: CausalModel) -> list[str]:
+MASK = "?"
+VARIANTS = {"hiring": (), "hiring-ftu": ("G",), "hiring-nogap": ("C",)}
+
+
+def vocab(cm: CausalModel, mask: tuple[str, ...] = ()) -> list[str]:
+    """Every value's word; a masked variable's ``?`` word appended last, so the variants read
+    the audited model's words with the same token ids."""
     words = [
         cm.render.word(cm.scm, var, i)
         for var in cm.render.slots
         for i in range(len(cm.scm.variables[var].values))
     ]
-    return ["<bos>", "<pad>", "<unk>", "->", *cm.answers, *words]
+    hidden = [cm.render.words[v].format(MASK) for v in mask]
+    return ["<bos>", "<pad>", "<unk>", "->", *cm.answers, *words, *hidden]
 
 
 CONFIG = dict(
@@ -55,20 +67,23 @@ CONFIG = dict(
 )
 
 
-def train() -> ia.Subject:
+def train(name: str = "hiring", mask: tuple[str, ...] = ()) -> ia.Subject:
+    from interp_audit.tradeoff.repairs import masked_model
+
     cm = causal_model()
-    words = vocab(cm)
+    words = vocab(cm, mask)
     units = cm.scm.sample(N_TRAIN, SEED)
     values = cm.scm.values(units)
-    prompts = cm.render.render(cm.scm, values)
+    shown = masked_model(cm, mask) if mask else cm
+    prompts = shown.render.render(cm.scm, values)
     yes, no = cm.answers
     answers = [yes if y else no for y in values["hired"].tolist()]
     subject = ia.load_model(
-        build_model({**CONFIG, "d_vocab": len(words), "model_name": "hiring"}, seed=SEED)
+        build_model({**CONFIG, "d_vocab": len(words), "model_name": name}, seed=SEED)
     )
     subject.tokenizer = word_tokenizer(words)
     subject.prepend_bos = True
-    print(f"training hiring on {N_TRAIN} applicants")
+    print(f"training {name} (hidden: {mask}) on {N_TRAIN} applicants")
     train_answer_model(subject, prompts, answers, epochs=5, batch_size=128, seed=SEED)
     return subject
 
@@ -77,11 +92,13 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)  # deterministic and light on a shared machine
-    out = ROOT / "interp_audit" / "zoo" / "weights" / "hiring"
-    subject = train()
-    subject.source = "zoo:hiring"
-    subject.save(out)
-    print(f"  saved {out}")
+    names = sys.argv[1:] or list(VARIANTS)
+    for name in names:
+        out = ROOT / "interp_audit" / "zoo" / "weights" / name
+        subject = train(name, VARIANTS[name])
+        subject.source = f"zoo:{name}"
+        subject.save(out)
+        print(f"  saved {out}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ class CheckKind:
         figure: ``figure(check_dict) -> plotly Figure`` for the HTML report; None = the generic
             bar chart of the check's details with their CIs.
         description: one line for ``interp-audit schema`` and the spec reference.
+        remeasurable: whether running it on a repaired model measures that model (the
+            trade-off re-runs such checks under each repair); False for kinds that apply
+            their own repair or read effects located on the unrepaired model.
     """
 
     name: str
@@ -39,6 +42,7 @@ class CheckKind:
     run: Callable[[Any, AuditContext, str], CheckResult]
     description: str
     figure: Callable[[dict[str, Any]], Any] | None = None
+    remeasurable: bool = True
 
 
 _CHECKS: dict[str, CheckKind] = {}

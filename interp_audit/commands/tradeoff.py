@@ -1,14 +1,18 @@
-"""``interp-audit tradeoff SPEC --out DIR``: sweep top-k ablations (zero / mean / resample) of
-the located components and write the trade-off table and Pareto plot (interp_audit.tradeoff)."""
+"""``interp-audit tradeoff SPEC --out DIR``: sweep repairs of one objective (top-k component
+ablations, SAE-feature ablations, retrained baselines) and re-measure every objective; writes
+the table and Pareto plot (interp_audit.tradeoff)."""
 
 from __future__ import annotations
 
 NAME = "tradeoff"
-HELP = "sweep repairs (top-k located components x ablation kind): table + Pareto plot with CIs"
+HELP = (
+    "sweep repairs (top-k components x ablation kind, SAE features, retrained baselines) and "
+    "re-measure every objective: table + Pareto plot with CIs"
+)
 
 
 def add_arguments(p) -> None:
-    p.add_argument("spec", help="an audit spec with a causal section and locate steps")
+    p.add_argument("spec", help="an audit spec with a causal section (and locate steps)")
     p.add_argument("--out", required=True, help="folder for tradeoff.csv/.json/.html")
     p.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     p.add_argument(
@@ -17,35 +21,63 @@ def add_arguments(p) -> None:
         default=["zero", "mean", "resample"],
         choices=["zero", "mean", "resample"],
     )
+    p.add_argument(
+        "--objective",
+        nargs="+",
+        default=None,
+        help="audited source(s) whose inadmissible paths the repair removes (default: those the "
+        "spec's locate steps target); the other sources' paths are the other objectives",
+    )
     p.add_argument("--locate", nargs="+", default=None, help="locate steps that rank components")
+    p.add_argument(
+        "--sites",
+        default="heads_v",
+        help="sites patched per position to rank components when the spec locates nothing for "
+        "the objective (default heads_v)",
+    )
+    p.add_argument("--sae", default=None, help="SAE whose top-k features to ablate (zoo:NAME, …)")
+    p.add_argument("--sae-id", default=None, help="the SAE within a hub release")
+    p.add_argument("--sae-kinds", nargs="+", default=["zero", "mean"], choices=["zero", "mean"])
+    p.add_argument(
+        "--baseline",
+        nargs="+",
+        action="append",
+        default=None,
+        metavar=("MODEL", "MASKED"),
+        help="a retrained model to compare, then the graph variables its input hides; repeat "
+        "for more (e.g. --baseline zoo:readmission-ftu A)",
+    )
+    p.add_argument("--no-checks", action="store_true", help="do not re-run the spec's checks")
     p.add_argument("--reference", default=None, help="contrast for mean/resample ablation")
     p.add_argument("--utility", default=None, help="factual utility contrast (label, group_by)")
     p.add_argument("--n", type=int, default=200, help="changed units per path")
+    p.add_argument("--n-boot", type=int, default=500, help="bootstrap draws per CI")
 
 
 def main(args) -> int:
+    from ..atomic import check_output_folder
     from ..tradeoff import tradeoff
 
+    check_output_folder(args.out)
+    baselines = {b[0]: b[1:] for b in args.baseline} if args.baseline else None
     table = tradeoff(
         args.spec,
         ks=tuple(args.k),
         kinds=tuple(args.kinds),
+        objective=args.objective,
         locate=args.locate,
+        sites=args.sites,
+        sae=args.sae,
+        sae_id=args.sae_id,
+        sae_kinds=tuple(args.sae_kinds),
+        baselines=baselines,
+        checks=not args.no_checks,
         reference=args.reference,
         utility=args.utility,
         n=args.n,
+        n_boot=args.n_boot,
     )
     out = table.save(args.out)
-    cols = [
-        "repair",
-        "inadmissible left",
-        "admissible kept",
-        "utility",
-        "worst group",
-        "worst-group utility",
-        "pareto",
-    ]
-    frame = table.to_frame()
-    print(frame[[c for c in cols if c in frame]].round(3).to_string(index=False))
+    print(table.to_frame(summary=True).round(3).to_string(index=False))
     print(f"trade-off: {out / 'tradeoff.html'}")
     return 0

@@ -18,6 +18,9 @@ TRAINED = {
     "readmission-cleanlabs": "readmission retrained on labs measured without the hospital artefact",
     "hiring": "a CV screener trained on the hiring SCM (circuits/hiring/train.py): gender, degree, "
     "career gap, club -> hire/reject",
+    "hiring-ftu": "hiring retrained with the gender word hidden (gender:?): unawareness",
+    "hiring-nogap": "hiring retrained with the career gap hidden (gap:?): the baseline repair "
+    "when G -> C -> Y is declared inadmissible",
     "canary-lm": "a small causal LM trained with secret canaries repeated 1/4/16/64 times "
     "(circuits/memorization/train.py)",
     "canary-lm10": "a small causal LM with 56 secret 10-digit numbers, 8 each inserted 1, 2, 4, 8, "

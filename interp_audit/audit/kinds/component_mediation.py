@@ -156,5 +156,6 @@ register_check(
         ComponentMediationCheck,
         run,
         "no single component (or located set) carries more than max_share of an effect",
+        remeasurable=False,
     )
 )

@@ -271,5 +271,6 @@ register_check(
         InterventionCheck,
         run,
         "an ablation removes an effect (within ±tolerance) at a utility cost within budget",
+        remeasurable=False,
     )
 )

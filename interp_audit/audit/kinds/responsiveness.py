@@ -68,6 +68,9 @@ def run(chk: ResponsivenessCheck, ctx: AuditContext, name: str) -> CheckResult:
         if chk.floor is not None:
             r["floor"] = chk.floor
             ok = ok and (lo >= chk.floor or hi <= -chk.floor)
+        if r.get("_contrast") is None:  # the input never shows this path: it cannot respond
+            r["passed"] = False
+            continue
         if chk.sign is not None:
             want = chk.sign
             if want == "scm":

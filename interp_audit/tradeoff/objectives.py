@@ -1,0 +1,231 @@
+"""What the trade-off measures on each repaired model, and the row it makes of it.
+
+Every path from each audited source gets a path-specific contrast (conditional on the rendered
+input changing; a path no unit's input changes along has effect 0 exactly). The repair's
+*target* sources are the objective it repairs; the others' inadmissible paths are the other
+objectives (E's spurious path while repairing A) with the spec's re-measurable checks
+(invariance, memorization exposure, ...): does repairing one objective break another?
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..audit.context import AuditContext
+from ..audit.measure import clusters_of, groups_of, pair_effects, utility_values
+from ..audit.result import CheckResult
+from ..audit.stats import cluster_bootstrap, mean_ci
+from ..causal.graph import format_path
+from ..contrast import ContrastSet
+from ..errors import SpecError
+
+__all__ = ["Measurement", "PathInfo", "draw_paths", "measure", "row_of"]
+
+VERDICT_RANK = {"fail": 0, "inconclusive": 1, "pass": 2}
+
+
+@dataclass(frozen=True)
+class PathInfo:
+    path: str
+    source: str
+    role: str  # "admissible" | "inadmissible"
+    target: bool  # a path of a source the repair targets
+
+
+@dataclass
+class Measurement:
+    """One model's (or repaired model's) numbers: per-pair path effects (None: no unit's input
+    changes along the path, effect 0 exactly), per-pair utility, re-run checks."""
+
+    effects: dict[str, Tensor | None]
+    clusters: dict[str, list[str] | None]
+    utility: Tensor
+    checks: dict[str, CheckResult]
+
+
+def draw_paths(
+    ctx: AuditContext, sources: list[str], *, n: int, seed: int
+) -> dict[str, ContrastSet | None]:
+    """Each path's contrast in ``ctx`` (drawn once; None when no unit's input changes)."""
+    cm = ctx.causal.model
+    out: dict[str, ContrastSet | None] = {}
+    for src in sources:
+        for path in cm.graph.paths(src):
+            try:
+                out[format_path(path)] = ctx.causal.path_contrast(src, path, n=n, seed=seed)
+            except SpecError as err:
+                if "carries nothing the model reads" not in str(err):
+                    raise
+                out[format_path(path)] = None
+    return out
+
+
+def measure(
+    ctx: AuditContext,
+    paths: dict[str, ContrastSet | None],
+    utility: ContrastSet,
+    checks: list[tuple[str, Any, Any]],
+) -> Measurement:
+    """Forward passes on ``ctx.subject`` as it is now (hooks of a repair attached)."""
+    effects: dict[str, Tensor | None] = {}
+    clusters: dict[str, list[str] | None] = {}
+    for p, cs in paths.items():
+        if cs is None:
+            effects[p], clusters[p] = None, None
+            continue
+        clean, cf = pair_effects(ctx.subject, cs, ctx.metric)
+        effects[p], clusters[p] = (clean - cf).double(), clusters_of(cs)
+    util = utility_values(ctx.subject, utility, "accuracy")
+    results = {name: kind.run(chk, ctx, name) for name, chk, kind in checks}
+    return Measurement(effects, clusters, util, results)
+
+
+def _abs_ci(lo: float, hi: float) -> list[float]:
+    """The CI of |effect| from the CI of the effect."""
+    if lo <= 0.0 <= hi:
+        return [0.0, max(-lo, hi)]
+    return sorted([abs(lo), abs(hi)])
+
+
+def _ratio(
+    after: Tensor | None,
+    before: Tensor | None,
+    ca: list[str] | None,
+    cb: list[str] | None,
+    kw: dict[str, Any],
+) -> tuple[float, list[float]] | None:
+    """after / before of a path's mean effect with its CI: paired (cluster bootstrap of the
+    same units) when both contrasts hold the same units, else from independent draws."""
+    if before is None:
+        return None  # nothing to keep
+    if after is None:
+        return 0.0, [0.0, 0.0]
+    if len(after) == len(before) and ca == cb:
+        iv = cluster_bootstrap(lambda w: (w @ after) / (w @ before), ca, len(after), **kw)
+        return iv.point, [iv.lo, iv.hi]
+    a = mean_ci(after, ca, **kw)
+    b = mean_ci(before, cb, **{**kw, "seed": kw["seed"] + 1})
+    alpha = (1 - kw["confidence"]) / 2
+    q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
+    lo, hi = torch.quantile(a.samples / b.samples, q).tolist()
+    return a.point / b.point, [lo, hi]
+
+
+def _abs_change(
+    after: Tensor | None,
+    before: Tensor | None,
+    ca: list[str] | None,
+    cb: list[str] | None,
+    kw: dict[str, Any],
+) -> tuple[float, list[float]]:
+    """|mean after| - |mean before| of one path with its CI (paired when the same units)."""
+    zero = torch.zeros(1, dtype=torch.float64)
+    if after is not None and before is not None and len(after) == len(before) and ca == cb:
+        iv = cluster_bootstrap(
+            lambda w: ((w @ after) / w.sum(1)).abs() - ((w @ before) / w.sum(1)).abs(),
+            ca,
+            len(after),
+            **kw,
+        )
+        return iv.point, [iv.lo, iv.hi]
+    a = mean_ci(after if after is not None else zero, ca if after is not None else None, **kw)
+    b = mean_ci(
+        before if before is not None else zero,
+        cb if before is not None else None,
+        **{**kw, "seed": kw["seed"] + 1},
+    )
+    alpha = (1 - kw["confidence"]) / 2
+    q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
+    lo, hi = torch.quantile(a.samples.abs() - b.samples.abs(), q).tolist()
+    return abs(a.point) - abs(b.point), [lo, hi]
+
+
+def _mean_diff(a: Tensor, b: Tensor, clusters, kw) -> tuple[float, list[float]]:
+    """mean(a - b): paired when both hold the same units (the utility set always does)."""
+    iv = mean_ci(a - b, clusters, **kw)
+    return iv.point, [iv.lo, iv.hi]
+
+
+def _worst_abs(rows: list[tuple[str, float, list[float]]]) -> tuple[str, float, list[float]]:
+    path, point, (lo, hi) = max(rows, key=lambda r: abs(r[1]))
+    return path, abs(point), _abs_ci(lo, hi)
+
+
+def row_of(
+    name: str,
+    family: str,
+    k: int,
+    components: tuple[str, ...],
+    m: Measurement,
+    base: Measurement,
+    info: list[PathInfo],
+    utility: ContrastSet,
+    kw: dict[str, Any],
+) -> dict[str, Any]:
+    """One table row: every path, the target's largest inadmissible left, the least-kept
+    admissible path, other objectives, re-run checks, utility and the worst group's, with CIs."""
+    row: dict[str, Any] = {"repair": name, "family": family, "k": k}
+    bad, other, kept = [], [], []
+    for p in info:
+        v = m.effects[p.path]
+        if v is None:
+            point, ci = 0.0, [0.0, 0.0]
+        else:
+            iv = mean_ci(v, m.clusters[p.path], **kw)
+            point, ci = iv.point, [iv.lo, iv.hi]
+        row[p.path], row[f"{p.path} CI"] = point, ci
+        if p.role == "inadmissible":
+            (bad if p.target else other).append((p.path, point, ci))
+        else:
+            r = _ratio(v, base.effects[p.path], m.clusters[p.path], base.clusters[p.path], kw)
+            if r is not None:
+                kept.append((p.path, *r))
+    if bad:
+        path, point, ci = _worst_abs(bad)
+        row.update({"inadmissible left": point, "inadmissible left CI": ci})
+        row["worst inadmissible path"] = path
+    if kept:
+        path, point, ci = min(kept, key=lambda r: r[1])
+        row.update({"admissible kept": point, "admissible kept CI": ci})
+        row["least kept admissible path"] = path
+    if other:
+        path, point, ci = _worst_abs(other)
+        row.update({"other inadmissible left": point, "other inadmissible left CI": ci})
+        row["other worst path"] = path
+        change = _abs_change(
+            m.effects[path], base.effects[path], m.clusters[path], base.clusters[path], kw
+        )
+        row["other worst path change"], row["other worst path change CI"] = change
+    u = mean_ci(m.utility, utility.clusters, **kw)
+    row["utility"], row["utility CI"] = u.point, [u.lo, u.hi]
+    if len(m.utility) == len(base.utility):
+        row["utility cost"], row["utility cost CI"] = _mean_diff(
+            base.utility, m.utility, utility.clusters, kw
+        )
+    groups = groups_of(utility)
+    per = {
+        g: mean_ci(m.utility[idx], clusters_of(utility, idx), **kw) for g, idx in groups.items()
+    } or {"all": u}
+    g = min(per, key=lambda g: per[g].point)
+    row["worst group"] = g
+    row["worst-group utility"] = per[g].point
+    row["worst-group utility CI"] = [per[g].lo, per[g].hi]
+    broken, fixed = [], []
+    for cname, res in m.checks.items():
+        row[f"check: {cname}"] = res.verdict
+        row[f"check: {cname} statistic"] = res.statistic
+        row[f"check: {cname} CI"] = [float(res.ci[0]), float(res.ci[1])]
+        was = VERDICT_RANK[base.checks[cname].verdict]
+        if VERDICT_RANK[res.verdict] < was:
+            broken.append(cname)
+        elif VERDICT_RANK[res.verdict] > was:
+            fixed.append(cname)
+    if m.checks:
+        row["checks broken"] = ", ".join(broken)
+        row["checks fixed"] = ", ".join(fixed)
+    row["components"] = ", ".join(components)
+    return row

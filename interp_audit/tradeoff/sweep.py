@@ -1,0 +1,351 @@
+"""``tradeoff(spec, ...)``: sweep repairs of one objective and re-measure every objective."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..audit.causal_measure import causal_model
+from ..audit.context import AuditContext
+from ..errors import SpecError
+from .objectives import PathInfo, draw_paths, measure, row_of
+from .repairs import Baseline, baseline_repair, component_repairs, feature_repairs
+from .table import Tradeoff, mark_pareto
+
+__all__ = ["tradeoff"]
+
+NOT_REMEASURED = "its own repair or located effects"
+
+
+def _prepare(spec, subject=None, *, causal=None, locate: bool = True):
+    """The spec's audit context (contrasts built, locate steps run) for ``subject`` (default:
+    the spec's model) and ``causal`` (default: the spec's causal model)."""
+    from ..audit.causal_run import CausalContext, load_causal
+    from ..audit.contrasts import build_contrasts
+    from ..audit.run import _metric
+    from ..audit.spec import load_spec
+    from ..loading import load_model
+    from ..locate.methods import run_locate
+    from ..metrics import get_metric
+
+    parsed, base = load_spec(spec)
+    torch.manual_seed(parsed.seed)
+    cm = causal if causal is not None else load_causal(parsed.causal, base)
+    if subject is None:
+        source = parsed.model.source
+        if source.startswith((".", "/")) or (
+            not source.startswith("zoo:") and (base / source).exists()
+        ):
+            source = str((base / source).resolve())
+        subject = load_model(source, device=parsed.model.device, dtype=parsed.model.dtype)
+    ctx_causal = CausalContext(subject, cm, base)
+    if locate:
+        contrasts = build_contrasts(subject, parsed.contrasts, base, ctx_causal)
+    else:  # a baseline whose input hides a variable: paths along it carry nothing
+        contrasts = {}
+        for name, c in parsed.contrasts.items():
+            try:
+                contrasts.update(build_contrasts(subject, {name: c}, base, ctx_causal))
+            except SpecError as err:
+                if "carries nothing the model reads" not in str(err):
+                    raise
+    ctx = AuditContext(
+        subject=subject,
+        contrasts=contrasts,
+        metric=_metric(subject, parsed),
+        seed=parsed.seed,
+        base=base,
+        causal=ctx_causal,
+    )
+    for loc in parsed.locate if locate else ():
+        m = get_metric(loc.metric) if loc.metric else ctx.metric
+        ctx.effects[loc.default_name()] = run_locate(loc, ctx.contrasts[loc.contrast], m, ctx)
+    return parsed, ctx
+
+
+def _inadmissible_steps(parsed, ctx, methods: Iterable[str]) -> dict[str, str]:
+    """Locate steps (name -> source) with a method in ``methods`` on contrasts whose paths are
+    all inadmissible: the components a repair of that source should remove."""
+    from ..audit.causal_spec import ScmContrast
+
+    cm = ctx.causal.model
+    out = {}
+    for loc in parsed.locate:
+        c = parsed.contrasts[loc.contrast]
+        if loc.method not in methods or not isinstance(c, ScmContrast) or c.factual:
+            continue
+        paths = cm.resolve_paths(c.source, c.paths)
+        if paths and not any(cm.graph.admissible(p) for p in paths):
+            out[loc.default_name()] = c.source
+    return out
+
+
+def _rank(effects: Iterable[Any]) -> list[str]:
+    """Components by the summed |effect| over the given Effects, largest first."""
+    score: dict[str, float] = {}
+    for e in effects:
+        for comp, v in e.top(len(e.components), by="abs"):
+            score[comp] = score.get(comp, 0.0) + abs(v)
+    return sorted(score, key=lambda c: -score[c])
+
+
+def _auto_locate(ctx, sources, sites, n, seed):
+    """Exact patching of ``sites`` per position on every inadmissible path of ``sources``:
+    the ranking when the spec locates nothing for the targeted objective."""
+    from ..locate.patching import patch
+
+    cm = ctx.causal.model
+    out = {}
+    for src in sources:
+        for path in cm.graph.paths(src):
+            if cm.graph.admissible(path):
+                continue
+            cs = draw_paths(ctx, [src], n=n, seed=seed).get(_fmt(path))
+            if cs is not None:
+                out[f"{_fmt(path)} ({sites})"] = (
+                    patch(ctx.subject, cs, ctx.metric, sites=sites, per_position=True),
+                    cs,
+                )
+    return out
+
+
+def _fmt(path) -> str:
+    from ..causal.graph import format_path
+
+    return format_path(path)
+
+
+def _checks(parsed) -> tuple[list[tuple[str, Any, Any]], list[str]]:
+    """The spec's checks that measure the model as it is (re-run under each repair), and the
+    names of those that do not (they apply their own repair or read located effects)."""
+    from ..audit.kinds import check_kinds
+
+    kinds = check_kinds()
+    keep, skipped = [], []
+    for name, chk in zip(parsed.check_names(), parsed.checks, strict=True):
+        kind = kinds[chk.kind]
+        if kind.remeasurable and getattr(chk, "ablate", None) is None:
+            keep.append((name, chk, kind))
+        else:
+            skipped.append(name)
+    return keep, skipped
+
+
+def _baselines(given) -> list[Baseline]:
+    if given is None:
+        return []
+    if isinstance(given, Mapping):
+        return [Baseline(src, m if isinstance(m, dict) else tuple(m)) for src, m in given.items()]
+    return [b if isinstance(b, Baseline) else Baseline(str(b)) for b in given]
+
+
+def tradeoff(
+    spec,
+    *,
+    ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32),
+    kinds: tuple[str, ...] = ("zero", "mean", "resample"),
+    objective: str | Sequence[str] | None = None,
+    locate: list[str] | None = None,
+    sites: str = "heads_v",
+    sae: Any = None,
+    sae_id: str | None = None,
+    sae_kinds: tuple[str, ...] = ("zero", "mean"),
+    baselines: Mapping[str, Sequence[str] | dict[str, str]] | Sequence[Any] | None = None,
+    checks: bool = True,
+    reference: str | None = None,
+    utility: str | None = None,
+    n: int = 200,
+    seed: int | None = None,
+    n_boot: int = 500,
+    confidence: float = 0.95,
+    subject=None,
+) -> Tradeoff:
+    """Sweep repairs of one objective; re-measure every objective on each repaired model.
+
+    The *objective* is the audited source(s) whose inadmissible paths the repair removes
+    (default: the sources of the spec's exact-patching locate steps on inadmissible-path
+    contrasts). Components are ranked by the summed |effect| of those steps (or ``locate``), or,
+    when the spec locates nothing for the objective, by exact patching of ``sites`` per position
+    on each of its inadmissible paths. Repairs: the top k components for each ``ks`` x ``kinds``
+    (zero / mean / resample); with ``sae`` (``zoo:NAME``, a folder, a release with ``sae_id``,
+    or an SAE object; default: the SAE of the spec's ``sae_patch`` steps on such contrasts) the
+    top k features by exact feature patching, zero- or mean-ablated with the error kept; each
+    retrained ``baselines`` model (``{source: [masked variables]}``), on the same units.
+
+    Each row measures every graph path of every audited source, the target's largest
+    inadmissible effect left, the least-kept admissible path (after/before, paired), the other
+    sources' largest inadmissible effect, the spec's other checks re-run (``checks``; those with
+    their own ablation or located effects are listed in ``meta["checks not re-run"]``), accuracy
+    on the factual utility set and the worst group's accuracy, each with its CI (cluster
+    bootstrap, ``n_boot`` draws), and marks the Pareto front.
+    """
+    from ..audit.causal_spec import ScmContrast
+
+    parsed, ctx = _prepare(spec, subject)
+    cm = causal_model(ctx, "tradeoff")
+    if not cm.interventions:
+        raise SpecError("tradeoff: declare causal.interventions (the audited sources)")
+    sources = list(cm.interventions)
+    seed = parsed.seed if seed is None else seed
+    kw = dict(n_boot=n_boot, confidence=confidence, seed=parsed.seed)
+    draw_seed = next(
+        (c.seed for c in parsed.contrasts.values() if isinstance(c, ScmContrast) and not c.factual),
+        0,
+    )
+
+    # ---- the objective and what ranks its components
+    patch_steps = _inadmissible_steps(parsed, ctx, ("patch",))
+    if objective is None:
+        target = sorted(set(patch_steps.values())) if not locate else sources
+        target = target or sources
+    else:
+        target = [objective] if isinstance(objective, str) else list(objective)
+    for s in target:
+        if s not in sources:
+            raise SpecError(
+                f"tradeoff objective {s!r} is not an audited source (causal.interventions: "
+                f"{sources})"
+            )
+    if locate:
+        for s in locate:
+            if s not in ctx.effects:
+                raise SpecError(f"no locate step {s!r} (steps: {sorted(ctx.effects)})")
+        steps = list(locate)
+        ranked_on = {s: ctx.contrasts[_step(parsed, s).contrast] for s in steps}
+        effects = [ctx.effects[s] for s in steps]
+    else:
+        steps = [s for s, src in patch_steps.items() if src in target]
+        if steps:
+            ranked_on = {s: ctx.contrasts[_step(parsed, s).contrast] for s in steps}
+            effects = [ctx.effects[s] for s in steps]
+        else:
+            auto = _auto_locate(ctx, target, sites, n, draw_seed)
+            if not auto:
+                raise SpecError(
+                    f"tradeoff: no inadmissible path of {target} changes any unit's input: "
+                    "nothing to repair"
+                )
+            steps = list(auto)
+            ranked_on = {s: cs for s, (_, cs) in auto.items()}
+            effects = [e for e, _ in auto.values()]
+    ranking = _rank(effects)
+
+    # ---- utility, reference, checks
+    factual = [k for k, c in parsed.contrasts.items() if isinstance(c, ScmContrast) and c.factual]
+    util_name = utility or (factual[0] if factual else None)
+    if util_name is None or util_name not in ctx.contrasts:
+        raise SpecError(
+            "tradeoff needs a utility set: a contrast with factual: true, label and group_by "
+            f"(or --utility NAME); contrasts: {sorted(ctx.contrasts)}"
+        )
+    util_cs = ctx.contrasts[util_name]
+    if util_cs.answers is None:
+        raise SpecError(f"tradeoff utility contrast {util_name!r} has no labels to score")
+    ref_name = reference or next(
+        (k for k, c in parsed.contrasts.items() if isinstance(c, ScmContrast) and not c.factual),
+        None,
+    )
+    if ref_name is not None and ref_name not in ctx.contrasts:
+        raise SpecError(
+            f"tradeoff reference {ref_name!r} is not a contrast ({sorted(ctx.contrasts)})"
+        )
+    ref = ctx.contrasts[ref_name] if ref_name else None
+    rerun, skipped = _checks(parsed) if checks else ([], [])
+
+    # ---- repairs
+    repairs = component_repairs(ranking, ks, kinds, ref, seed)
+    sae_obj, sae_name, feature_ranking = _sae_ranking(parsed, ctx, sae, sae_id, ranked_on, target)
+    if sae_obj is not None:
+        repairs += feature_repairs(sae_obj, feature_ranking, ks, sae_kinds, ref)
+
+    def prepare_baseline(sub, model):
+        return _prepare(spec, sub, causal=model, locate=False)[1]
+
+    repairs += [baseline_repair(b, ctx, prepare_baseline) for b in _baselines(baselines)]
+
+    # ---- measure
+    paths = draw_paths(ctx, sources, n=n, seed=draw_seed)
+    info = [
+        PathInfo(
+            p,
+            src,
+            "admissible" if cm.graph.admissible(path) else "inadmissible",
+            src in target,
+        )
+        for src in sources
+        for path in cm.graph.paths(src)
+        for p in [_fmt(path)]
+    ]
+    base = measure(ctx, paths, util_cs, rerun)
+    rows = [row_of("none", "none", 0, (), base, base, info, util_cs, kw)]
+    for r in repairs:
+        with r.apply(ctx) as rctx:
+            rpaths = paths if rctx is ctx else draw_paths(rctx, sources, n=n, seed=draw_seed)
+            ucs = util_cs if rctx is ctx else _same_units(rctx, util_name, util_cs, r.name)
+            m = measure(rctx, rpaths, ucs, rerun)
+        rows.append(row_of(r.name, r.family, r.k, r.components, m, base, info, util_cs, kw))
+    mark_pareto(rows)
+    meta = {
+        "spec": str(spec) if isinstance(spec, str | Path) else parsed.name,
+        "objective": target,
+        "sources": sources,
+        "locate": steps,
+        "sae": sae_name,
+        "feature ranking": feature_ranking[:64],
+        "baselines": [b.label for b in _baselines(baselines)],
+        "utility": util_name,
+        "reference": ref_name,
+        "checks re-run": [name for name, _, _ in rerun],
+        "checks not re-run": skipped,
+        "n": n,
+        "n_boot": n_boot,
+        "confidence": confidence,
+        "seed": seed,
+        "effects": "conditional on the rendered input changing; the spec's metric",
+    }
+    return Tradeoff(rows, ranking, meta)
+
+
+def _same_units(rctx, name: str, audited, repair: str):
+    """A baseline's utility set: the audited set's units (groups, clusters and labels are read
+    from the audited set, whose rendering shows every variable)."""
+    theirs = rctx.contrasts.get(name)
+    if theirs is None or len(theirs) != len(audited) or theirs.clusters != audited.clusters:
+        raise SpecError(
+            f"{repair}: its utility set {name!r} does not hold the audited model's units"
+        )
+    if not bool((theirs.answers == audited.answers).all()):
+        raise SpecError(f"{repair}: its utility set {name!r} has other labels than the audited")
+    return theirs
+
+
+def _step(parsed, name: str):
+    for loc in parsed.locate:
+        if loc.default_name() == name:
+            return loc
+    raise SpecError(f"no locate step {name!r}")
+
+
+def _sae_ranking(parsed, ctx, sae, sae_id, ranked_on, target):
+    """(SAE, its name, features ranked by exact feature patching on the ranking contrasts)."""
+    from ..locate.features import SAE_METHODS, resolve_sae
+    from ..sae import patch_features
+
+    name = None
+    if sae is None:
+        steps = _inadmissible_steps(parsed, ctx, SAE_METHODS)
+        mine = [s for s, src in steps.items() if src in target]
+        if not mine:
+            return None, None, []
+        opts = _step(parsed, mine[0]).options
+        sae, sae_id = opts.sae, opts.sae_id
+    if isinstance(sae, str):
+        name = sae if sae_id is None else f"{sae}/{sae_id}"
+        sae = resolve_sae(ctx.subject, sae, sae_id=sae_id, base=ctx.base)
+    else:
+        name = type(sae).__name__
+    effects = [patch_features(ctx.subject, cs, ctx.metric, sae) for cs in ranked_on.values()]
+    return sae, name, _rank(effects)
