@@ -165,6 +165,13 @@ def baseline_repair(baseline: Baseline, ctx: AuditContext, prepare: Callable[...
 def _same_tokenizer(ctx: AuditContext, other: AuditContext, source: str) -> None:
     """The baseline must read text as the audited model does: its effects and utility are
     compared unit by unit with the audited model's."""
+    for answer in ctx.causal.model.answers or ():
+        mine, theirs = ctx.subject.answer_token(answer), other.subject.answer_token(answer)
+        if list(mine) != list(theirs):
+            raise SpecError(
+                f"baseline {source!r} reads the answer {answer!r} as token {list(theirs)}, the "
+                f"audited model as {list(mine)}: a baseline needs the same tokenizer"
+            )
     for name, cs in ctx.contrasts.items():
         for text in (cs.clean_text or ())[:20]:
             mine, theirs = ctx.subject.to_tokens(text), other.subject.to_tokens(text)

@@ -346,6 +346,9 @@ def _sae_ranking(parsed, ctx, sae, sae_id, ranked_on, target):
         name = sae if sae_id is None else f"{sae}/{sae_id}"
         sae = resolve_sae(ctx.subject, sae, sae_id=sae_id, base=ctx.base)
     else:
+        from ..sae import load_sae
+
         name = type(sae).__name__
+        sae = load_sae(sae, ctx.subject)  # checked against the subject: hook, width
     effects = [patch_features(ctx.subject, cs, ctx.metric, sae) for cs in ranked_on.values()]
     return sae, name, _rank(effects)

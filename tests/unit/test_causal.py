@@ -14,6 +14,7 @@ import torch
 import interp_audit as ia
 from interp_audit.causal import SCM, CausalGraph, CausalModel, Renderer
 from interp_audit.errors import SpecError
+from tests.linear_paths import CAUSAL, WEIGHT, analytic_effect, build_linear, linear_spec
 
 
 # ---- graphs ------------------------------------------------------------------------------------
@@ -234,93 +235,14 @@ def test_scm_errors():
 
 
 # ---- path-specific effects on a hand-wired model: analytic answers -------------------------
-VOCAB = ["<bos>", "<pad>", "<unk>", "->", "YES", "NO", "a:0", "a:1", "m:0", "m:1", "z:0", "z:1"]
-WEIGHT = {"a:1": 2.0, "m:1": 1.0, "z:1": -3.0}  # logit_diff = mean over the 5 tokens of these
-
-
 @pytest.fixture(scope="module")
 def linear_subject():
-    """One attention-only layer with zero queries/keys: uniform attention over the prompt, so
-    logit(YES) - logit(NO) at the last position is the mean of per-token weights."""
-    from interp_audit.loading import _subject_from_module, build_model
-    from interp_audit.zoo.tokenizers import word_tokenizer
-
-    d = len(VOCAB) + 1
-    cfg = dict(
-        n_layers=1,
-        d_model=d,
-        n_ctx=8,
-        d_head=2,
-        n_heads=1,
-        d_vocab=len(VOCAB),
-        d_mlp=None,
-        attn_only=True,
-        normalization_type=None,
-        act_fn="relu",
-        default_prepend_bos=True,
-        positional_embedding_type="standard",
-        model_name="linear-paths",
-    )
-    model = build_model(cfg, seed=0, device="cpu")
-    sd = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
-    sd["embed.W_E"][torch.arange(len(VOCAB)), torch.arange(len(VOCAB))] = 1.0
-    for tok, w in WEIGHT.items():
-        sd["blocks.0.attn.W_V"][0][VOCAB.index(tok), 0] = w
-    sd["blocks.0.attn.W_O"][0][0, d - 1] = 1.0
-    sd["unembed.W_U"][d - 1, VOCAB.index("YES")] = 1.0
-    model.load_state_dict(sd)
-    return _subject_from_module(
-        model, "linear-paths", {}, tokenizer=word_tokenizer(VOCAB), prepend_bos=True
-    )
-
-
-P_M = {"0": 0.3, "1": 0.7}  # P(M = 1 | A)
-P_Z = {("0", "0"): 0.2, ("0", "1"): 0.5, ("1", "0"): 0.6, ("1", "1"): 0.9}  # P(Z = 1 | A, M)
-
-
-P_L = {"0": 0.2, "1": 0.8}  # a label outside the graph: P(L = 1 | M)
-TABLES = {
-    "A": {"values": ["0", "1"], "p": [0.5, 0.5]},
-    "M": {"values": ["0", "1"], "parents": ["A"], "p": {a: [1 - p, p] for a, p in P_M.items()}},
-    "Z": {
-        "values": ["0", "1"],
-        "parents": ["A", "M"],
-        "p": {f"{a}, {m}": [1 - p, p] for (a, m), p in P_Z.items()},
-    },
-    "L": {"values": ["0", "1"], "parents": ["M"], "p": {m: [1 - p, p] for m, p in P_L.items()}},
-}
-CAUSAL = {
-    "graph": {"edges": {"A": ["M", "Z", "Y"], "M": ["Z", "Y"], "Z": ["Y"]}, "outcome": "Y",
-              "resolving": ["M"]},
-    "scm": TABLES,
-    "render": {"template": "{A} {M} {Z} ->", "words": {"A": "a:{}", "M": "m:{}", "Z": "z:{}"}},
-    "answers": ["YES", "NO"],
-    "paths": {"mediated": "A -> M -> Y"},
-    "interventions": {"A": {"value": "1", "reference": "0"}},
-}  # fmt: skip
+    return build_linear()
 
 
 @pytest.fixture(scope="module")
 def linear_case():
     return CausalModel.from_spec(CAUSAL)
-
-
-def analytic_effect(path: tuple[str, ...]) -> float:
-    """E[logit_diff(factual) - logit_diff(path-specific A := 1)] over units with A = 0, from the
-    tables (inverse-CDF coupling: M switches 0 -> 1 exactly when U_M falls in [0.3, 0.7))."""
-    pm0, pm1 = P_M["0"], P_M["1"]
-    if path == ("A", "Y"):
-        diff = WEIGHT["a:1"]
-    elif path == ("A", "M", "Y"):
-        diff = (pm1 - pm0) * WEIGHT["m:1"]
-    elif path == ("A", "Z", "Y"):  # Z(A=1, M factual) vs Z(A=0, M factual)
-        diff = (
-            (1 - pm0) * (P_Z[("1", "0")] - P_Z[("0", "0")])
-            + pm0 * (P_Z[("1", "1")] - P_Z[("0", "1")])
-        ) * WEIGHT["z:1"]
-    else:  # A -> M -> Z -> Y: Z(A=0, M under A=1) vs Z(A=0, M factual); M moves on pm1 - pm0
-        diff = (pm1 - pm0) * (P_Z[("0", "1")] - P_Z[("0", "0")]) * WEIGHT["z:1"]
-    return -diff / 5  # 5 tokens: <bos> A M Z ->; factual minus counterfactual
 
 
 def test_path_effects_on_a_hand_wired_model_match_the_analytic_answer(linear_subject, linear_case):
@@ -363,16 +285,6 @@ def test_nested_counterfactual_keeps_the_mediator_factual_on_the_longer_path(lin
 
 
 # ---- the causal section in audit specs -------------------------------------------------------
-def linear_spec(*checks, **contrasts):
-    return {
-        "name": "linear",
-        "model": {"source": "zoo:handbuilt-copy"},  # replaced by subject= below
-        "causal": CAUSAL,
-        "contrasts": contrasts or {"direct": {"scm": "causal", "source": "A", "paths": "A -> Y"}},
-        "checks": list(checks),
-    }
-
-
 @pytest.fixture(scope="module")
 def linear_report(linear_subject):
     spec = linear_spec(
@@ -482,31 +394,3 @@ def test_the_report_carries_the_graph(linear_report):
     ]
     page = render_html(data)
     assert "<h2>Causal graph</h2><div><svg" in page and "A -&gt; Z -&gt; Y" in page
-
-
-def test_tradeoff_on_the_hand_wired_model(linear_subject, tmp_path):
-    from interp_audit.tradeoff import tradeoff
-
-    spec = linear_spec(
-        direct={"scm": "causal", "source": "A", "paths": "A -> Y", "n": 50, "seed": 5},
-        units={"scm": "causal", "factual": True, "n": 300, "group_by": "A", "label": "L"},
-    )
-    spec["locate"] = [{"method": "patch", "contrast": "direct", "sites": "heads", "name": "d"}]
-    t = tradeoff(spec, ks=(1,), kinds=("zero", "mean"), n=100, n_boot=200, subject=linear_subject)
-    assert t.ranking == ["L0H0"] and t.meta["locate"] == ["d"]
-    none, zero, mean = t.rows
-    assert none["A -> Y"] == pytest.approx(-0.4, abs=1e-5)
-    assert none["A -> M -> Y"] == pytest.approx(-0.2, abs=1e-5)
-    assert none["inadmissible left"] == pytest.approx(0.6, abs=1e-5)  # A -> Z -> Y: +3/5
-    # the only head carries every token: zero- or mean-ablating it leaves a constant output
-    for row in (zero, mean):
-        assert all(row[p] == pytest.approx(0.0, abs=1e-6) for p in ("A -> Y", "A -> M -> Y"))
-        assert row["inadmissible left"] == pytest.approx(0.0, abs=1e-6)
-        assert row["admissible kept"] == pytest.approx(0.0, abs=1e-6)
-    assert zero["utility"] == 0.0  # logit diff 0 everywhere: no answer is right
-    assert 0 < none["utility"] < 1 and none["pareto"]  # the only row with admissible paths
-    # zero ties mean on the path axes, so it is on the front only if mean is no more accurate
-    ties = mean["utility"] <= 0.0 and mean["worst-group utility"] <= zero["worst-group utility"]
-    assert zero["pareto"] == ties
-    out = t.save(tmp_path)
-    assert (out / "tradeoff.csv").read_text().count("\n") == 4

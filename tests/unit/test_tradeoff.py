@@ -1,0 +1,223 @@
+"""The trade-off sweep on the hand-wired model, against analytic answers: component ablation, an
+exact identity SAE's feature ablation, retrained baselines (one with a hidden input), the
+spec's checks re-run under each repair."""
+
+import json
+
+import pytest
+import torch
+
+from interp_audit.errors import SpecError
+from interp_audit.tradeoff import Baseline, tradeoff
+from tests.linear_paths import VOCAB, WEIGHT, build_linear, linear_spec
+
+PATHS = {
+    ("A", "Y"): "A -> Y",
+    ("A", "M", "Y"): "A -> M -> Y",
+    ("A", "Z", "Y"): "A -> Z -> Y",
+    ("A", "M", "Z", "Y"): "A -> M -> Z -> Y",
+}
+
+
+@pytest.fixture(scope="module")
+def linear_subject():
+    return build_linear()
+
+
+def spec_with_checks():
+    spec = linear_spec(
+        {"name": "paths", "kind": "path_invariance", "source": "A", "n": 100, "seed": 5,
+         "tolerance": 0.3, "n_boot": 200},
+        {"name": "respond", "kind": "responsiveness", "paths": "mediated", "floor": 0.1,
+         "n": 100, "seed": 5, "n_boot": 200},
+        {"name": "repair", "kind": "intervention", "contrast": "direct",
+         "ablate": {"components": ["L0H0"], "kind": "zero"}, "tolerance": 0.05,
+         "utility": {"contrast": "units", "metric": "logit_diff", "budget": 1.0}},
+        direct={"scm": "causal", "source": "A", "paths": "A -> Y", "n": 50, "seed": 5},
+        units={"scm": "causal", "factual": True, "n": 300, "group_by": "A", "label": "L"},
+    )  # fmt: skip
+    spec["locate"] = [{"method": "patch", "contrast": "direct", "sites": "heads", "name": "d"}]
+    return spec
+
+
+def identity_sae(d: int):
+    """An exact SAE on the one-hot embeddings: feature i is token i."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    sae = StandardSAE(
+        StandardSAEConfig(
+            d_in=d, d_sae=d, metadata=SAEMetadata(hook_name="blocks.0.hook_resid_pre")
+        )
+    ).eval()
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.eye(d))
+        sae.W_dec.copy_(torch.eye(d))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    return sae
+
+
+@pytest.fixture(scope="module")
+def baselines(tmp_path_factory):
+    """Saved hand-wired 'retrained' models: one that ignores the A token (a:1 weight 0), one
+    whose input hides M (``m:?`` appended to the vocabulary, weight 0)."""
+    root = tmp_path_factory.mktemp("baselines")
+    no_direct = build_linear(weight={**WEIGHT, "a:1": 0.0})
+    no_direct.save(root / "no-direct")
+    hides_m = build_linear(vocab=[*VOCAB, "m:?"])
+    hides_m.save(root / "hides-m")
+    return root
+
+
+@pytest.fixture(scope="module")
+def table(linear_subject, baselines):
+    return tradeoff(
+        spec_with_checks(),
+        ks=(1,),
+        kinds=("zero",),
+        sae=identity_sae(len(VOCAB) + 1),
+        sae_kinds=("zero",),
+        baselines=[
+            Baseline(str(baselines / "no-direct")),
+            Baseline(str(baselines / "hides-m"), mask=("M",), name="hides M"),
+        ],
+        n=100,
+        n_boot=200,
+        subject=linear_subject,
+    )
+
+
+def test_unrepaired_row_is_the_analytic_path_effects(table):
+    none = table.row("none")
+    for path, name in PATHS.items():
+        if path in (("A", "Y"), ("A", "M", "Y")):  # the same change in every changed pair
+            expect = -(WEIGHT["a:1"] if path == ("A", "Y") else WEIGHT["m:1"]) / 5
+            assert none[name] == pytest.approx(expect, abs=1e-5), name
+    assert none["inadmissible left"] == pytest.approx(abs(none["A -> Z -> Y"]), abs=1e-9)
+    assert none["worst inadmissible path"] == "A -> Z -> Y"  # z:1 weighs -3: +0.6 per change
+    assert none["A -> Z -> Y"] == pytest.approx(0.6, abs=1e-5)
+    assert none["admissible kept"] == 1.0 and none["utility cost"] == 0.0
+    assert table.meta["checks re-run"] == ["paths", "respond"]
+    assert table.meta["checks not re-run"] == ["repair"]  # it applies its own ablation
+    assert none["check: paths"] == "fail" and none["check: respond"] == "pass"
+
+
+def test_sae_feature_ablation_removes_exactly_the_direct_token(table):
+    """Feature 7 is the a:1 token: the direct contrast's only feature with an effect; zeroing it
+    removes A -> Y and leaves every other path as it was."""
+    assert table.meta["feature ranking"][0] == f"L0F{VOCAB.index('a:1')}"
+    row = table.row("SAE zero-ablate top 1 features")
+    none = table.row("none")
+    assert row["components"] == "L0F7"
+    assert row["A -> Y"] == pytest.approx(0.0, abs=1e-6)
+    for name in ("A -> M -> Y", "A -> Z -> Y", "A -> M -> Z -> Y"):
+        assert row[name] == pytest.approx(none[name], abs=1e-6), name
+    assert row["admissible kept"] == pytest.approx(1.0, abs=1e-6)
+    assert row["admissible kept CI"] == pytest.approx([1.0, 1.0], abs=1e-6)
+
+
+def test_retrained_baseline_without_the_direct_weight(table):
+    row = table.row(f"retrained {table.meta['baselines'][0].split(' ', 1)[1]}")
+    assert row["family"] == "retrained"
+    assert row["A -> Y"] == pytest.approx(0.0, abs=1e-6)
+    assert row["A -> Z -> Y"] == pytest.approx(table.row("none")["A -> Z -> Y"], abs=1e-6)
+    assert row["admissible kept"] == pytest.approx(1.0, abs=1e-6)  # the same units, paired
+
+
+def test_a_baseline_that_hides_m_cannot_respond_along_it(table):
+    """Hiding M: along A -> M -> Y no unit's input changes (effect 0 exactly) and the
+    responsiveness check breaks; A -> M -> Z -> Y still moves Z, with the analytic effect."""
+    row = table.row("hides M")
+    assert row["A -> M -> Y"] == 0.0 and row["A -> M -> Y CI"] == [0.0, 0.0]
+    assert row["A -> Y"] == pytest.approx(-WEIGHT["a:1"] / 5, abs=1e-5)
+    assert row["check: respond"] == "fail" and row["checks broken"] == "respond"
+    assert row["admissible kept"] == 0.0 and row["least kept admissible path"] == "A -> M -> Y"
+    # groups come from the audited model's rendering (a:0 / a:1), not the hidden one
+    assert row["worst group"] in ("a:0", "a:1")
+
+
+def test_checks_are_re_run_on_the_repaired_model(table):
+    """Zeroing the only head leaves a constant output: every path effect is 0, so the path
+    invariance check passes and the responsiveness check fails."""
+    row = table.row("zero-ablate top 1")
+    assert all(row[p] == pytest.approx(0.0, abs=1e-6) for p in PATHS.values())
+    assert row["check: paths"] == "pass" and row["check: respond"] == "fail"
+    assert row["checks fixed"] == "paths" and row["checks broken"] == "respond"
+    assert row["check: paths statistic"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_table_renders_and_saves(table, tmp_path):
+    out = table.save(tmp_path / "t")
+    data = json.loads((out / "tradeoff.json").read_text())
+    assert [r["repair"] for r in data["rows"]] == [r["repair"] for r in table.rows]
+    assert (out / "tradeoff.csv").read_text().count("\n") == len(table.rows) + 1
+    assert "Pareto" in (out / "tradeoff.html").read_text()
+    assert "hides M" in table._repr_html_()
+    summary = table.to_frame(summary=True)
+    assert list(summary.columns)[:3] == ["repair", "inadmissible left", "admissible kept"]
+
+
+def test_errors_name_what_is_wrong(linear_subject, baselines):
+    spec = spec_with_checks()
+    with pytest.raises(SpecError, match="objective 'Q' is not an audited source"):
+        tradeoff(spec, objective="Q", subject=linear_subject, ks=(1,), kinds=("zero",))
+    with pytest.raises(SpecError, match="no locate step 'nope'"):
+        tradeoff(spec, locate=["nope"], subject=linear_subject, ks=(1,), kinds=("zero",))
+    with pytest.raises(SpecError, match="mask names 'Y'"):
+        tradeoff(
+            spec,
+            baselines={str(baselines / "no-direct"): ["Y"]},
+            subject=linear_subject,
+            ks=(1,),
+            kinds=("zero",),
+            checks=False,
+        )
+    other = build_linear(vocab=["<bos>", "<pad>", "<unk>", "->", "NO", "YES", *VOCAB[6:]])
+    with pytest.raises(SpecError, match="same tokenizer"):
+        from interp_audit.tradeoff.repairs import Baseline as B  # noqa: F401
+
+        folder = baselines / "swapped"
+        other.save(folder)
+        tradeoff(
+            spec, baselines=[str(folder)], subject=linear_subject, ks=(1,), kinds=("zero",),
+            checks=False,
+        )  # fmt: skip
+
+
+def test_objective_without_locate_steps_ranks_by_patching_its_paths(linear_subject):
+    spec = spec_with_checks()
+    del spec["locate"]
+    t = tradeoff(
+        spec, ks=(1,), kinds=("zero",), n=50, n_boot=100, subject=linear_subject, checks=False
+    )
+    assert t.meta["objective"] == ["A"]
+    assert t.meta["locate"] == ["A -> Y (heads_v)", "A -> Z -> Y (heads_v)"]
+    # the values at the A token (position 1) and the Z token (position 3) carry the two paths
+    assert set(t.ranking[:2]) == {"L0H0.v@1", "L0H0.v@3"}
+
+
+def test_tradeoff_on_the_hand_wired_model(linear_subject, tmp_path):
+    spec = linear_spec(
+        direct={"scm": "causal", "source": "A", "paths": "A -> Y", "n": 50, "seed": 5},
+        units={"scm": "causal", "factual": True, "n": 300, "group_by": "A", "label": "L"},
+    )
+    spec["locate"] = [{"method": "patch", "contrast": "direct", "sites": "heads", "name": "d"}]
+    t = tradeoff(spec, ks=(1,), kinds=("zero", "mean"), n=100, n_boot=200, subject=linear_subject)
+    assert t.ranking == ["L0H0"] and t.meta["locate"] == ["d"]
+    none, zero, mean = t.rows
+    assert none["A -> Y"] == pytest.approx(-0.4, abs=1e-5)
+    assert none["A -> M -> Y"] == pytest.approx(-0.2, abs=1e-5)
+    assert none["inadmissible left"] == pytest.approx(0.6, abs=1e-5)  # A -> Z -> Y: +3/5
+    # the only head carries every token: zero- or mean-ablating it leaves a constant output
+    for row in (zero, mean):
+        assert all(row[p] == pytest.approx(0.0, abs=1e-6) for p in ("A -> Y", "A -> M -> Y"))
+        assert row["inadmissible left"] == pytest.approx(0.0, abs=1e-6)
+        assert row["admissible kept"] == pytest.approx(0.0, abs=1e-6)
+    assert zero["utility"] == 0.0  # logit diff 0 everywhere: no answer is right
+    assert 0 < none["utility"] < 1 and none["pareto"]  # the only row with admissible paths
+    # zero ties mean on the path axes, so it is on the front only if mean is no more accurate
+    ties = mean["utility"] <= 0.0 and mean["worst-group utility"] <= zero["worst-group utility"]
+    assert zero["pareto"] == ties
+    out = t.save(tmp_path)
+    assert (out / "tradeoff.csv").read_text().count("\n") == 4
