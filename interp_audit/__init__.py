@@ -26,6 +26,7 @@ from .locate.edges import Circuit, attribute_edges, patch_edges, prune
 from .locate.patching import patch
 from .locate.path_patching import patch_path
 from .subject import Subject
+from .tradeoff import tradeoff
 
 __version__ = "0.1.0"
 
@@ -63,4 +64,5 @@ __all__ = [
     "patch_path",
     "prune",
     "sae",
+    "tradeoff",
 ]

@@ -303,6 +303,29 @@ about the model changed: the graph did. The responsiveness check reads the other
 admissible path must move the decision the way the SCM's historical label moves."""),
     ("code", """print(reports["B: gaps inadmissible"].checks[0].message)
 reports["B: gaps inadmissible"]"""),
+    ("md", """## Repairing under choice B: what each repair costs, and what it breaks
+
+`ia.tradeoff` sweeps repairs of the gap path and re-measures every path, the spec's checks,
+accuracy and the worst group's accuracy on the same applicants, each with its 95% CI: the top-k
+value components located on G → C → Y (zero / mean ablation), the top-k features of an SAE on
+layer 0's attention output (`zoo:hiring-attn0`), and two retrained baselines: `zoo:hiring-nogap`
+never sees the gap (`gap:?`), `zoo:hiring-ftu` never sees gender."""),
+    ("code", """trade = ia.tradeoff(HERE / "audit_gaps_inadmissible.yaml", ks=(1, 2, 4, 8), kinds=("zero", "mean"),
+                    sae="zoo:hiring-attn0", sae_kinds=("zero",),
+                    baselines={"zoo:hiring-nogap": ["C"], "zoo:hiring-ftu": ["G"]}, n=200)
+trade"""),
+    ("code", """trade.plot()"""),
+    ("code", """nogap = trade.row("retrained zoo:hiring-nogap (input hides C)")
+for r in (trade.row("none"), trade.row("zero-ablate top 4"), nogap):
+    print(f"{r['repair']:45s} G -> Y {r['G -> Y']:+.3f} [{r['G -> Y CI'][0]:+.3f}, {r['G -> Y CI'][1]:+.3f}]"
+          f"   G -> C -> Y {r['G -> C -> Y']:+.3f}   path check: {r['check: gender_paths_are_admissible_only']}")"""),
+    ("md", """Reading it: ablating the four value components that carry the gap path leaves about an
+eighth of it and keeps most of the degree path, at an accuracy cost of about 0.01; SAE features
+cut less of the gap path per unit of degree path lost. Retraining without the gap is the
+instructive failure: that model carries nothing along G → C → Y, but it reads the gender word
+itself (G → Y goes from about 0 to about −0.3, outside ±0.25), so the path check still fails:
+hiding a mediator moved its effect onto the protected attribute. Hiding gender (`hiring-ftu`)
+changes nothing, because the audited model barely read it."""),
 ]
 
 

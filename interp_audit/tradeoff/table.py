@@ -115,17 +115,49 @@ class Tradeoff:
         )
         return fig
 
+    def to_markdown(self, repairs: list[str] | None = None) -> str:
+        """The headline columns as a Markdown table, each number with its CI (for READMEs and
+        reports); ``repairs``: only these rows, in this order."""
+        rows = self.rows if repairs is None else [self.row(r) for r in repairs]
+        cols = [
+            ("inadmissible left", "worst inadmissible path"),
+            ("admissible kept", "least kept admissible path"),
+            ("other inadmissible left", "other worst path"),
+            ("utility cost", None),
+            ("worst-group utility", "worst group"),
+        ]
+        cols = [(c, w) for c, w in cols if any(c in r for r in rows)]
+        head = ["repair", *[c for c, _ in cols]]
+        if any("checks broken" in r for r in rows):
+            head.append("checks broken")
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in rows:
+            cells = [r["repair"]]
+            for c, where in cols:
+                if c not in r:
+                    cells.append("")
+                    continue
+                lo, hi = r[f"{c} CI"]
+                at = f"{r[where]} " if where and r.get(where) else ""
+                cells.append(f"{at}{r[c]:.3f} [{lo:.3f}, {hi:.3f}]")
+            if "checks broken" in head:
+                cells.append(r.get("checks broken", "") or "-")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "ranking": self.ranking, "meta": self.meta}
 
     def save(self, directory: str | Path) -> Path:
-        """``tradeoff.csv``, ``tradeoff.json`` and ``tradeoff.html`` (plot + table)."""
+        """``tradeoff.csv``, ``tradeoff.json``, ``tradeoff.md`` (headline columns with CIs) and
+        ``tradeoff.html`` (plot + table)."""
         from ..atomic import check_output_folder, write_atomic
 
         out = check_output_folder(directory, "tradeoff output")
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "tradeoff.csv", self.to_frame().to_csv(index=False))
         write_atomic(out / "tradeoff.json", json.dumps(self.to_dict(), indent=2))
+        write_atomic(out / "tradeoff.md", self.to_markdown() + "\n")
         write_atomic(
             out / "tradeoff.html",
             "<html><head><meta charset='utf-8'></head><body>"
@@ -143,9 +175,8 @@ class Tradeoff:
         ).to_html(index=False)
 
     def __repr__(self) -> str:
-        return f"Tradeoff({len(self.rows)} repairs)\n" + self.to_frame(summary=True).round(
-            3
-        ).to_string(index=False)
+        head = f"Tradeoff(the unrepaired model and {len(self.rows) - 1} repairs)\n"
+        return head + self.to_frame(summary=True).round(3).to_string(index=False)
 
 
 def _is_ci(v: Any) -> bool:

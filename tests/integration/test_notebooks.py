@@ -75,6 +75,14 @@ def test_hiring_notebook_shows_two_admissibility_choices():
     text = outputs(nb)
     assert "A: gaps admissible: PASSED" in text and "B: gaps inadmissible: FAILED" in text
     assert "<svg" in text  # the two graphs drew themselves
+    # the trade-off: the retrained model that never sees the gap still fails the path check
+    assert "retrained zoo:hiring-nogap (input hides C)" in text
+    nogap = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("retrained zoo:hiring-nogap") and "path check" in line
+    )
+    assert "G -> C -> Y +0.000" in nogap and "path check: fail" in nogap
     assert all(
         not cell.get("outputs") or all(o.get("output_type") != "error" for o in cell["outputs"])
         for cell in nb.cells

@@ -40,6 +40,7 @@ def test_public_api_is_curated():
             "patch_path",
             "prune",
             "sae",
+            "tradeoff",
         ]
     )
     for name in ia.__all__:
