@@ -87,7 +87,7 @@ def measure(
 def _abs_ci(lo: float, hi: float) -> list[float]:
     """The CI of |effect| from the CI of the effect."""
     if lo <= 0.0 <= hi:
-        return [0.0, max(-lo, hi)]
+        return [0.0, abs(max(-lo, hi))]  # abs: no -0.0
     return sorted([abs(lo), abs(hi)])
 
 
