@@ -115,7 +115,7 @@ def test_local_hf_bert_folder_with_mlm_head_matches_transformers(tmp_path):
             "zoo:nope",
             {},
             "no zoo model 'nope'; available: all-minilm-l6-v2, canary-lm, canary-lm10, "
-            "canary-lm10-clean, handbuilt-copy, hiring, readmission",
+            "canary-lm10-clean, handbuilt-copy, hiring, hiring-ftu, hiring-nogap, readmission",
         ),
         ("zoo:handbuilt-copyy", {}, "did you mean 'handbuilt-copy'"),
         (
