@@ -30,6 +30,12 @@ def add_arguments(p) -> None:
     )
     p.add_argument("--locate", nargs="+", default=None, help="locate steps that rank components")
     p.add_argument(
+        "--by",
+        default="abs",
+        choices=["abs", "signed"],
+        help="rank by summed |effect| (default) or summed signed effect (what raises the metric)",
+    )
+    p.add_argument(
         "--sites",
         default="heads_v",
         help="sites patched per position to rank components when the spec locates nothing for "
@@ -67,6 +73,7 @@ def main(args) -> int:
         objective=args.objective,
         locate=args.locate,
         sites=args.sites,
+        by=args.by,
         sae=args.sae,
         sae_id=args.sae_id,
         sae_kinds=tuple(args.sae_kinds),

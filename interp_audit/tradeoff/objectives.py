@@ -23,7 +23,7 @@ from ..causal.graph import format_path
 from ..contrast import ContrastSet
 from ..errors import SpecError
 
-__all__ = ["Measurement", "PathInfo", "draw_paths", "measure", "row_of"]
+__all__ = ["Measurement", "PathInfo", "Utility", "draw_paths", "measure", "row_of"]
 
 VERDICT_RANK = {"fail": 0, "inconclusive": 1, "pass": 2}
 
@@ -34,6 +34,53 @@ class PathInfo:
     source: str
     role: str  # "admissible" | "inadmissible"
     target: bool  # a path of a source the repair targets
+
+
+@dataclass(frozen=True)
+class Utility:
+    """What "utility" means in the table: accuracy on a labelled contrast's clean prompts (one
+    0/1 value per pair; higher is better), or per-token perplexity of held-out text (one row
+    per line: its summed negative log-likelihood and token count; lower is better)."""
+
+    name: str
+    kind: str  # "accuracy" | "perplexity"
+    contrast: ContrastSet | None = None
+    texts: tuple[str, ...] = ()
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.kind == "accuracy"
+
+    def values(self, ctx: AuditContext, contrast: ContrastSet | None = None) -> Tensor:
+        if self.kind == "accuracy":
+            return utility_values(ctx.subject, contrast or self.contrast, "accuracy")
+        from ..memorization import token_logprobs
+
+        lps = token_logprobs(ctx.subject, list(self.texts))
+        return torch.tensor([[float(-lp.sum()), float(len(lp))] for lp in lps], dtype=torch.float64)
+
+    def interval(self, v: Tensor, clusters, kw) -> tuple[float, list[float]]:
+        """The level with its CI: a mean, or exp(summed NLL / tokens) under line resampling."""
+        if self.kind == "accuracy":
+            iv = mean_ci(v, clusters, **kw)
+        else:
+            iv = cluster_bootstrap(
+                lambda w: torch.exp((w @ v[:, 0]) / (w @ v[:, 1])), None, len(v), **kw
+            )
+        return iv.point, [iv.lo, iv.hi]
+
+    def cost(self, before: Tensor, after: Tensor, clusters, kw) -> tuple[float, list[float]]:
+        """Paired cost: accuracy lost, or the relative rise in perplexity."""
+        if self.kind == "accuracy":
+            return _mean_diff(before, after, clusters, kw)
+
+        def rise(w):
+            ppl0 = torch.exp((w @ before[:, 0]) / (w @ before[:, 1]))
+            ppl1 = torch.exp((w @ after[:, 0]) / (w @ after[:, 1]))
+            return ppl1 / ppl0 - 1
+
+        iv = cluster_bootstrap(rise, None, len(before), **kw)
+        return iv.point, [iv.lo, iv.hi]
 
 
 @dataclass
@@ -67,8 +114,9 @@ def draw_paths(
 def measure(
     ctx: AuditContext,
     paths: dict[str, ContrastSet | None],
-    utility: ContrastSet,
+    utility: Utility,
     checks: list[tuple[str, Any, Any]],
+    utility_contrast: ContrastSet | None = None,
 ) -> Measurement:
     """Forward passes on ``ctx.subject`` as it is now (hooks of a repair attached)."""
     effects: dict[str, Tensor | None] = {}
@@ -79,7 +127,7 @@ def measure(
             continue
         clean, cf = pair_effects(ctx.subject, cs, ctx.metric)
         effects[p], clusters[p] = (clean - cf).double(), clusters_of(cs)
-    util = utility_values(ctx.subject, utility, "accuracy")
+    util = utility.values(ctx, utility_contrast)
     results = {name: kind.run(chk, ctx, name) for name, chk, kind in checks}
     return Measurement(effects, clusters, util, results)
 
@@ -163,7 +211,7 @@ def row_of(
     m: Measurement,
     base: Measurement,
     info: list[PathInfo],
-    utility: ContrastSet,
+    utility: Utility,
     kw: dict[str, Any],
 ) -> dict[str, Any]:
     """One table row: every path, the target's largest inadmissible left, the least-kept
@@ -200,31 +248,34 @@ def row_of(
             m.effects[path], base.effects[path], m.clusters[path], base.clusters[path], kw
         )
         row["other worst path change"], row["other worst path change CI"] = change
-    u = mean_ci(m.utility, utility.clusters, **kw)
-    row["utility"], row["utility CI"] = u.point, [u.lo, u.hi]
+    cs = utility.contrast
+    clusters = cs.clusters if cs is not None else None
+    row["utility"], row["utility CI"] = utility.interval(m.utility, clusters, kw)
     if len(m.utility) == len(base.utility):
-        row["utility cost"], row["utility cost CI"] = _mean_diff(
-            base.utility, m.utility, utility.clusters, kw
+        row["utility cost"], row["utility cost CI"] = utility.cost(
+            base.utility, m.utility, clusters, kw
         )
-    groups = groups_of(utility)
+    groups = groups_of(cs) if cs is not None else {}
     per = {
-        g: mean_ci(m.utility[idx], clusters_of(utility, idx), **kw) for g, idx in groups.items()
-    } or {"all": u}
-    g = min(per, key=lambda g: per[g].point)
+        g: utility.interval(m.utility[idx], clusters_of(cs, idx), kw) for g, idx in groups.items()
+    } or {"all": (row["utility"], row["utility CI"])}
+    sign = 1 if utility.higher_is_better else -1
+    g = min(per, key=lambda g: sign * per[g][0])
     row["worst group"] = g
-    row["worst-group utility"] = per[g].point
-    row["worst-group utility CI"] = [per[g].lo, per[g].hi]
+    row["worst-group utility"], row["worst-group utility CI"] = per[g]
     broken, fixed = [], []
     for cname, res in m.checks.items():
         row[f"check: {cname}"] = res.verdict
         row[f"check: {cname} statistic"] = res.statistic
         row[f"check: {cname} CI"] = [float(res.ci[0]), float(res.ci[1])]
+        row[f"_check details: {cname}"] = res.details  # in tradeoff.json, not the table
         was = VERDICT_RANK[base.checks[cname].verdict]
         if VERDICT_RANK[res.verdict] < was:
             broken.append(cname)
         elif VERDICT_RANK[res.verdict] > was:
             fixed.append(cname)
     if m.checks:
+        row["checks passed"] = sum(r.verdict == "pass" for r in m.checks.values())
         row["checks broken"] = ", ".join(broken)
         row["checks fixed"] = ", ".join(fixed)
     row["components"] = ", ".join(components)

@@ -8,10 +8,9 @@ from typing import Any
 
 import torch
 
-from ..audit.causal_measure import causal_model
 from ..audit.context import AuditContext
 from ..errors import SpecError
-from .objectives import PathInfo, draw_paths, measure, row_of
+from .objectives import PathInfo, Utility, draw_paths, measure, row_of
 from .repairs import Baseline, baseline_repair, component_repairs, feature_repairs
 from .table import Tradeoff, mark_pareto
 
@@ -20,7 +19,7 @@ __all__ = ["tradeoff"]
 NOT_REMEASURED = "its own repair or located effects"
 
 
-def _prepare(spec, subject=None, *, causal=None, locate: bool = True):
+def _prepare(spec, subject=None, *, causal=None, locate: bool = True, effects=None):
     """The spec's audit context (contrasts built, locate steps run) for ``subject`` (default:
     the spec's model) and ``causal`` (default: the spec's causal model)."""
     from ..audit.causal_run import CausalContext, load_causal
@@ -61,8 +60,12 @@ def _prepare(spec, subject=None, *, causal=None, locate: bool = True):
         causal=ctx_causal,
     )
     for loc in parsed.locate if locate else ():
+        name = loc.default_name()
+        if effects is not None and name in effects:  # an audit's sweep, not run twice
+            ctx.effects[name] = effects[name]
+            continue
         m = get_metric(loc.metric) if loc.metric else ctx.metric
-        ctx.effects[loc.default_name()] = run_locate(loc, ctx.contrasts[loc.contrast], m, ctx)
+        ctx.effects[name] = run_locate(loc, ctx.contrasts[loc.contrast], m, ctx)
     return parsed, ctx
 
 
@@ -83,12 +86,16 @@ def _inadmissible_steps(parsed, ctx, methods: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def _rank(effects: Iterable[Any]) -> list[str]:
-    """Components by the summed |effect| over the given Effects, largest first."""
+def _rank(effects: Iterable[Any], by: str = "abs") -> list[str]:
+    """Components by the summed |effect| (``by="abs"``) or summed signed effect (``"signed"``:
+    the components that push the located metric up, as a spec's ``ablate.by``) over the given
+    Effects, largest first."""
+    if by not in ("abs", "signed"):
+        raise SpecError(f"tradeoff ranks by 'abs' or 'signed', not {by!r}")
     score: dict[str, float] = {}
     for e in effects:
         for comp, v in e.top(len(e.components), by="abs"):
-            score[comp] = score.get(comp, 0.0) + abs(v)
+            score[comp] = score.get(comp, 0.0) + (abs(v) if by == "abs" else v)
     return sorted(score, key=lambda c: -score[c])
 
 
@@ -150,6 +157,7 @@ def tradeoff(
     objective: str | Sequence[str] | None = None,
     locate: list[str] | None = None,
     sites: str = "heads_v",
+    by: str = "abs",
     sae: Any = None,
     sae_id: str | None = None,
     sae_kinds: tuple[str, ...] = ("zero", "mean"),
@@ -162,12 +170,14 @@ def tradeoff(
     n_boot: int = 500,
     confidence: float = 0.95,
     subject=None,
+    effects: Mapping[str, Any] | None = None,
 ) -> Tradeoff:
     """Sweep repairs of one objective; re-measure every objective on each repaired model.
 
     The *objective* is the audited source(s) whose inadmissible paths the repair removes
     (default: the sources of the spec's exact-patching locate steps on inadmissible-path
-    contrasts). Components are ranked by the summed |effect| of those steps (or ``locate``), or,
+    contrasts). Components are ranked by the summed |effect| (``by="signed"``: summed signed
+    effect) of those steps (or ``locate``), or,
     when the spec locates nothing for the objective, by exact patching of ``sites`` per position
     on each of its inadmissible paths. Repairs: the top k components for each ``ks`` x ``kinds``
     (zero / mean / resample); with ``sae`` (``zoo:NAME``, a folder, a release with ``sae_id``,
@@ -181,71 +191,38 @@ def tradeoff(
     their own ablation or located effects are listed in ``meta["checks not re-run"]``), accuracy
     on the factual utility set and the worst group's accuracy, each with its CI (cluster
     bootstrap, ``n_boot`` draws), and marks the Pareto front.
+
+    Without a ``causal`` section the repair targets the spec's checks (memorization exposure,
+    invariance, ...), ranked by its exact-patching locate steps (or ``locate``), and utility is
+    a labelled contrast's accuracy or a held-out text file's perplexity (``utility``; default:
+    the file a memorization check names). ``effects``: located Effects by step name (an
+    audit's ``report.effects``), reused instead of re-running those sweeps.
     """
     from ..audit.causal_spec import ScmContrast
 
-    parsed, ctx = _prepare(spec, subject)
-    cm = causal_model(ctx, "tradeoff")
-    if not cm.interventions:
+    parsed, ctx = _prepare(spec, subject, effects=effects)
+    cm = ctx.causal.model if ctx.causal is not None else None
+    sources = list(cm.interventions) if cm is not None else []
+    if cm is not None and not sources:
         raise SpecError("tradeoff: declare causal.interventions (the audited sources)")
-    sources = list(cm.interventions)
     seed = parsed.seed if seed is None else seed
     kw = dict(n_boot=n_boot, confidence=confidence, seed=parsed.seed)
     draw_seed = next(
         (c.seed for c in parsed.contrasts.values() if isinstance(c, ScmContrast) and not c.factual),
         0,
     )
-
-    # ---- the objective and what ranks its components
-    patch_steps = _inadmissible_steps(parsed, ctx, ("patch",))
-    if objective is None:
-        target = sorted(set(patch_steps.values())) if not locate else sources
-        target = target or sources
-    else:
-        target = [objective] if isinstance(objective, str) else list(objective)
-    for s in target:
-        if s not in sources:
-            raise SpecError(
-                f"tradeoff objective {s!r} is not an audited source (causal.interventions: "
-                f"{sources})"
-            )
-    if locate:
-        for s in locate:
-            if s not in ctx.effects:
-                raise SpecError(f"no locate step {s!r} (steps: {sorted(ctx.effects)})")
-        steps = list(locate)
-        ranked_on = {s: ctx.contrasts[_step(parsed, s).contrast] for s in steps}
-        effects = [ctx.effects[s] for s in steps]
-    else:
-        steps = [s for s, src in patch_steps.items() if src in target]
-        if steps:
-            ranked_on = {s: ctx.contrasts[_step(parsed, s).contrast] for s in steps}
-            effects = [ctx.effects[s] for s in steps]
-        else:
-            auto = _auto_locate(ctx, target, sites, n, draw_seed)
-            if not auto:
-                raise SpecError(
-                    f"tradeoff: no inadmissible path of {target} changes any unit's input: "
-                    "nothing to repair"
-                )
-            steps = list(auto)
-            ranked_on = {s: cs for s, (_, cs) in auto.items()}
-            effects = [e for e, _ in auto.values()]
-    ranking = _rank(effects)
-
-    # ---- utility, reference, checks
-    factual = [k for k, c in parsed.contrasts.items() if isinstance(c, ScmContrast) and c.factual]
-    util_name = utility or (factual[0] if factual else None)
-    if util_name is None or util_name not in ctx.contrasts:
+    rerun, skipped = _checks(parsed) if checks else ([], [])
+    if cm is None and not rerun:
         raise SpecError(
-            "tradeoff needs a utility set: a contrast with factual: true, label and group_by "
-            f"(or --utility NAME); contrasts: {sorted(ctx.contrasts)}"
+            "tradeoff measures the causal graph's paths (a 'causal' section) or the spec's "
+            "checks re-run under each repair: this spec has neither"
         )
-    util_cs = ctx.contrasts[util_name]
-    if util_cs.answers is None:
-        raise SpecError(f"tradeoff utility contrast {util_name!r} has no labels to score")
+    target, steps, ranked_on, ranking = _objective_ranking(
+        parsed, ctx, cm, sources, objective, locate, sites, n, draw_seed, by
+    )
+    util = _utility(parsed, ctx, utility)
     ref_name = reference or next(
-        (k for k, c in parsed.contrasts.items() if isinstance(c, ScmContrast) and not c.factual),
+        (k for k, c in parsed.contrasts.items() if not (isinstance(c, ScmContrast) and c.factual)),
         None,
     )
     if ref_name is not None and ref_name not in ctx.contrasts:
@@ -253,7 +230,6 @@ def tradeoff(
             f"tradeoff reference {ref_name!r} is not a contrast ({sorted(ctx.contrasts)})"
         )
     ref = ctx.contrasts[ref_name] if ref_name else None
-    rerun, skipped = _checks(parsed) if checks else ([], [])
 
     # ---- repairs
     repairs = component_repairs(ranking, ks, kinds, ref, seed)
@@ -279,24 +255,27 @@ def tradeoff(
         for path in cm.graph.paths(src)
         for p in [_fmt(path)]
     ]
-    base = measure(ctx, paths, util_cs, rerun)
-    rows = [row_of("none", "none", 0, (), base, base, info, util_cs, kw)]
+    base = measure(ctx, paths, util, rerun)
+    rows = [row_of("none", "none", 0, (), base, base, info, util, kw)]
     for r in repairs:
         with r.apply(ctx) as rctx:
             rpaths = paths if rctx is ctx else draw_paths(rctx, sources, n=n, seed=draw_seed)
-            ucs = util_cs if rctx is ctx else _same_units(rctx, util_name, util_cs, r.name)
-            m = measure(rctx, rpaths, ucs, rerun)
-        rows.append(row_of(r.name, r.family, r.k, r.components, m, base, info, util_cs, kw))
-    mark_pareto(rows)
+            ucs = None
+            if rctx is not ctx and util.contrast is not None:
+                ucs = _same_units(rctx, util.name, util.contrast, r.name)
+            m = measure(rctx, rpaths, util, rerun, ucs)
+        rows.append(row_of(r.name, r.family, r.k, r.components, m, base, info, util, kw))
+    mark_pareto(rows, utility_higher_is_better=util.higher_is_better)
     meta = {
         "spec": str(spec) if isinstance(spec, str | Path) else parsed.name,
-        "objective": target,
+        "objective": target or ["the spec's checks"],
         "sources": sources,
         "locate": steps,
         "sae": sae_name,
         "feature ranking": feature_ranking[:64],
         "baselines": [b.label for b in _baselines(baselines)],
-        "utility": util_name,
+        "utility": util.name,
+        "utility kind": util.kind,
         "reference": ref_name,
         "checks re-run": [name for name, _, _ in rerun],
         "checks not re-run": skipped,
@@ -307,6 +286,85 @@ def tradeoff(
         "effects": "conditional on the rendered input changing; the spec's metric",
     }
     return Tradeoff(rows, ranking, meta)
+
+
+def _objective_ranking(parsed, ctx, cm, sources, objective, locate, sites, n, draw_seed, by):
+    """(target sources, ranking steps, the contrasts they ranked on, ranked components)."""
+    if locate:
+        for s in locate:
+            if s not in ctx.effects:
+                raise SpecError(f"no locate step {s!r} (steps: {sorted(ctx.effects)})")
+    if cm is None:  # no graph: the repair targets the spec's checks, ranked by its locate steps
+        if objective:
+            raise SpecError("tradeoff --objective names a causal source; this spec has no graph")
+        steps = list(
+            locate or [loc.default_name() for loc in parsed.locate if loc.method == "patch"]
+        )
+        if not steps:
+            raise SpecError("tradeoff needs exact-patching locate steps to rank components")
+        ranked_on = {s: ctx.contrasts[_step(parsed, s).contrast] for s in steps}
+        return [], steps, ranked_on, _rank((ctx.effects[s] for s in steps), by)
+    patch_steps = _inadmissible_steps(parsed, ctx, ("patch",))
+    if objective is None:
+        target = (sorted(set(patch_steps.values())) if not locate else sources) or sources
+    else:
+        target = [objective] if isinstance(objective, str) else list(objective)
+    for s in target:
+        if s not in sources:
+            raise SpecError(
+                f"tradeoff objective {s!r} is not an audited source (causal.interventions: "
+                f"{sources})"
+            )
+    steps = list(locate) if locate else [s for s, src in patch_steps.items() if src in target]
+    if steps:
+        ranked_on = {s: ctx.contrasts[_step(parsed, s).contrast] for s in steps}
+        return target, steps, ranked_on, _rank((ctx.effects[s] for s in steps), by)
+    auto = _auto_locate(ctx, target, sites, n, draw_seed)
+    if not auto:
+        raise SpecError(
+            f"tradeoff: no inadmissible path of {target} changes any unit's input: nothing to "
+            "repair"
+        )
+    ranked_on = {s: cs for s, (_, cs) in auto.items()}
+    return target, list(auto), ranked_on, _rank((e for e, _ in auto.values()), by)
+
+
+def _utility(parsed, ctx, utility: str | None) -> Utility:
+    """``utility``: a labelled contrast (accuracy) or a text file (perplexity, one text a
+    line); default: the spec's first factual contrast, else the held-out text a check names."""
+    from ..audit.causal_spec import ScmContrast
+
+    if utility is None:
+        factual = [
+            k for k, c in parsed.contrasts.items() if isinstance(c, ScmContrast) and c.factual
+        ]
+        files = [
+            chk.utility.file
+            for chk in parsed.checks
+            if getattr(getattr(chk, "utility", None), "file", None)
+            and getattr(chk.utility, "metric", None) == "perplexity"
+        ]
+        utility = factual[0] if factual else files[0] if files else None
+    if utility is None:
+        raise SpecError(
+            "tradeoff needs a utility: a contrast with labels (factual: true, label, group_by) "
+            "or a held-out text file (--utility NAME|FILE)"
+        )
+    if utility in ctx.contrasts:
+        cs = ctx.contrasts[utility]
+        if cs.answers is None:
+            raise SpecError(f"tradeoff utility contrast {utility!r} has no labels to score")
+        return Utility(utility, "accuracy", contrast=cs)
+    path = ctx.file(utility)
+    if not path.is_file():
+        raise SpecError(
+            f"tradeoff utility {utility!r} is neither a contrast ({sorted(ctx.contrasts)}) nor a "
+            f"text file ({str(path)!r} does not exist)"
+        )
+    texts = tuple(t for t in path.read_text().splitlines() if t.strip())
+    if not texts:
+        raise SpecError(f"tradeoff utility file {str(path)!r} holds no text")
+    return Utility(utility, "perplexity", texts=texts)
 
 
 def _same_units(rctx, name: str, audited, repair: str):

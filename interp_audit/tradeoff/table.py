@@ -59,7 +59,11 @@ class Tradeoff:
         import pandas as pd
 
         flat = [
-            {k: (f"[{v[0]:+.3f}, {v[1]:+.3f}]" if _is_ci(v) else v) for k, v in r.items()}
+            {
+                k: (f"[{v[0]:+.3f}, {v[1]:+.3f}]" if _is_ci(v) else v)
+                for k, v in r.items()
+                if not k.startswith("_")
+            }
             for r in self.rows
         ]
         frame = pd.DataFrame(flat)
@@ -202,13 +206,16 @@ def _meta_line(meta: dict[str, Any]) -> str:
     )
 
 
-def mark_pareto(rows: list[dict[str, Any]]) -> None:
+def mark_pareto(rows: list[dict[str, Any]], *, utility_higher_is_better: bool = True) -> None:
     """``pareto``: no other row is at least as good on the target's axes (inadmissible left,
     admissible kept, utility, worst-group utility) and better on one; ``pareto (all
     objectives)`` adds the other sources' largest inadmissible effect."""
-    _front(rows, "pareto", [o for o in OBJECTIVES if o[0] != "other inadmissible left"])
+    objectives = [(c, utility_higher_is_better if "utility" in c else up) for c, up in OBJECTIVES]
+    if not any("inadmissible left" in r for r in rows):  # no graph: the checks are the target
+        objectives.append(("checks passed", True))
+    _front(rows, "pareto", [o for o in objectives if o[0] != "other inadmissible left"])
     if all("other inadmissible left" in r for r in rows):
-        _front(rows, "pareto (all objectives)", list(OBJECTIVES))
+        _front(rows, "pareto (all objectives)", objectives)
 
 
 def _front(rows: list[dict[str, Any]], key: str, objectives) -> None:

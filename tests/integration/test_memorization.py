@@ -123,3 +123,44 @@ def test_memorization_checks_in_an_audit(report):
                 ],
             }
         )
+
+
+def test_tradeoff_without_a_graph_re_runs_the_exposure_check(lm, report):
+    """The canary spec has no causal graph: the trade-off ranks neurons by the audit's own sweep
+    (reused, not re-run), re-runs the exposure check under each ablation and scores held-out
+    perplexity. References: the audit's unlearning check (its own ablation code) and
+    ia.memorization.perplexity under ia.ablate."""
+    t = ia.tradeoff(
+        ROOT / "circuits" / "memorization" / "audit.yaml",
+        locate=["recall_neurons"],
+        by="signed",  # as the spec's ablate: the neurons that raise log p(secret)
+        ks=(256,),
+        kinds=("zero",),
+        subject=lm,
+        effects=report.effects,
+        n_boot=200,
+    )
+    assert t.meta["objective"] == ["the spec's checks"] and t.meta["utility kind"] == "perplexity"
+    assert t.meta["checks re-run"] == ["no_canary_is_exposed"]
+    row = t.row("zero-ablate top 256")
+    top = report.effects["recall_neurons"].top(256, by="signed")
+    assert set(row["components"].split(", ")) == {c for c, _ in top}  # ties may order apart
+    exposures = {
+        d["canary"]: d["exposure before"] for d in row["_check details: no_canary_is_exposed"]
+    }
+    carol = [c for c in report.checks if c.name == "unlearning_the_16x_canary"][0]
+    assert exposures["carol 's pin is"] == pytest.approx(carol.statistic, abs=1e-6)
+    texts = [
+        line
+        for line in (ROOT / "circuits" / "memorization" / "heldout.txt").read_text().splitlines()
+        if line.strip()
+    ]
+    ppl0 = ia.memorization.perplexity(lm, texts)
+    with ia.ablate(lm, row["components"].split(", "), kind="zero"):
+        ppl1 = ia.memorization.perplexity(lm, texts)
+    assert t.row("none")["utility"] == pytest.approx(ppl0, rel=1e-9)
+    assert row["utility"] == pytest.approx(ppl1, rel=1e-9)
+    assert row["utility cost"] == pytest.approx(ppl1 / ppl0 - 1, rel=1e-9)
+    lo, hi = row["utility cost CI"]
+    assert lo < row["utility cost"] < hi
+    assert t.row("none")["pareto"]  # the lowest perplexity; no ablation passes the check

@@ -121,7 +121,8 @@ def test_sae_errors(subject, sae):
     with pytest.raises(ia.SiteError, match="has d_in=64, but that activation has width 128"):
         S.check_sae(subject, mlp)
     with pytest.raises(
-        ia.ModelLoadError, match="no zoo SAE 'nope'; available: hiring-attn0, minilm-l5, readmission-attn0"
+        ia.ModelLoadError,
+        match="no zoo SAE 'nope'; available: hiring-attn0, minilm-l5, readmission-attn0",
     ):
         S.load_sae("zoo:nope")
     assert subject.live_hooks() == []
