@@ -3,6 +3,7 @@ exact identity SAE's feature ablation, retrained baselines (one with a hidden in
 spec's checks re-run under each repair."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -221,3 +222,69 @@ def test_tradeoff_on_the_hand_wired_model(linear_subject, tmp_path):
     assert zero["pareto"] == ties
     out = t.save(tmp_path)
     assert (out / "tradeoff.csv").read_text().count("\n") == 4
+
+
+HANDBUILT = Path(__file__).resolve().parents[2] / "circuits" / "handbuilt" / "audit.yaml"
+
+
+def test_without_a_graph_the_checks_are_the_objective():
+    """The hand-built copy model (analytic head effects 1 and 0.75): zeroing L0H0, which copies
+    the subject, leaves logit diff 0 on every prompt (accuracy 0, strictly positive needed) and
+    the filler invariance exactly 0, so its check still passes."""
+    t = tradeoff(
+        HANDBUILT, utility="subject_swap", ks=(1,), kinds=("zero",), locate=["heads_exact"],
+        n_boot=100,
+    )  # fmt: skip
+    assert t.meta["objective"] == ["the spec's checks"] and t.meta["utility kind"] == "accuracy"
+    assert t.meta["checks re-run"] == ["filler_is_irrelevant"]
+    assert t.meta["checks not re-run"] == ["relay_carries_at_most_80pct"]
+    assert t.ranking[:2] == ["L0H0", "L1H0"]
+    none, zero = t.rows
+    assert none["utility"] == 1.0 and zero["utility"] == 0.0 and zero["utility cost"] == 1.0
+    assert zero["check: filler_is_irrelevant"] == "pass"
+    assert zero["check: filler_is_irrelevant statistic"] == pytest.approx(0.0, abs=1e-6)
+    assert none["pareto"] and not zero["pareto"]
+    assert "inadmissible left" not in none  # no graph, no paths
+
+
+def test_without_a_graph_errors_say_what_is_missing():
+    with pytest.raises(SpecError, match="names a causal source; this spec has no graph"):
+        tradeoff(HANDBUILT, objective="A", utility="subject_swap", ks=(1,), kinds=("zero",))
+    with pytest.raises(SpecError, match="neither a contrast .* nor a text file"):
+        tradeoff(HANDBUILT, utility="nope.txt", ks=(1,), kinds=("zero",))
+    with pytest.raises(SpecError, match="tradeoff needs a utility"):
+        tradeoff(HANDBUILT, ks=(1,), kinds=("zero",))
+    with pytest.raises(SpecError, match="'abs' or 'signed'"):
+        tradeoff(HANDBUILT, utility="subject_swap", by="size", ks=(1,), kinds=("zero",))
+
+
+def test_cli_tradeoff_writes_the_table_and_refuses_bad_input(tmp_path):
+    """``interp-audit tradeoff``: exit 0 with the four files; a bad objective or a baseline
+    variable the input does not show is exit 2 with one line naming it."""
+    from interp_audit.cli import main
+
+    out = tmp_path / "t"
+    args = [
+        "tradeoff", str(HANDBUILT), "--utility", "subject_swap", "--locate", "heads_exact",
+        "--k", "1", "--kinds", "zero", "--n-boot", "50", "--out", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert {p.name for p in out.iterdir()} >= {
+        "tradeoff.csv", "tradeoff.json", "tradeoff.md", "tradeoff.html",
+    }  # fmt: skip
+    data = json.loads((out / "tradeoff.json").read_text())
+    assert [r["repair"] for r in data["rows"]] == ["none", "zero-ablate top 1"]
+    assert main([*args[:-1], str(tmp_path / "u"), "--objective", "A"]) == 2
+
+
+def test_cli_baseline_flags_parse_models_and_hidden_variables():
+    import argparse
+
+    from interp_audit.commands.tradeoff import add_arguments
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(
+        ["s.yaml", "--out", "o", "--baseline", "zoo:a", "A", "Z", "--baseline", "zoo:b"]
+    )
+    assert {b[0]: b[1:] for b in args.baseline} == {"zoo:a": ["A", "Z"], "zoo:b": []}
