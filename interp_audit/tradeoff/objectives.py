@@ -139,57 +139,41 @@ def _abs_ci(lo: float, hi: float) -> list[float]:
     return sorted([abs(lo), abs(hi)])
 
 
-def _ratio(
-    after: Tensor | None,
-    before: Tensor | None,
-    ca: list[str] | None,
-    cb: list[str] | None,
-    kw: dict[str, Any],
-) -> tuple[float, list[float]] | None:
-    """after / before of a path's mean effect with its CI: paired (cluster bootstrap of the
-    same units) when both contrasts hold the same units, else from independent draws."""
-    if before is None:
-        return None  # nothing to keep
-    if after is None:
-        return 0.0, [0.0, 0.0]
+def _two_means(after, before, ca, cb, kw, combine) -> tuple[float, list[float]]:
+    """``combine(mean after, mean before)`` with its CI: paired (one cluster bootstrap of the
+    same units) when both hold the same units, else from independent draws of each mean."""
     if len(after) == len(before) and ca == cb:
-        iv = cluster_bootstrap(lambda w: (w @ after) / (w @ before), ca, len(after), **kw)
+        iv = cluster_bootstrap(
+            lambda w: combine((w @ after) / w.sum(1), (w @ before) / w.sum(1)), ca, len(after), **kw
+        )
         return iv.point, [iv.lo, iv.hi]
     a = mean_ci(after, ca, **kw)
     b = mean_ci(before, cb, **{**kw, "seed": kw["seed"] + 1})
     alpha = (1 - kw["confidence"]) / 2
     q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
-    lo, hi = torch.quantile(a.samples / b.samples, q).tolist()
-    return a.point / b.point, [lo, hi]
+    lo, hi = torch.quantile(combine(a.samples, b.samples), q).tolist()
+    point = combine(torch.tensor([a.point]), torch.tensor([b.point]))
+    return float(point[0]), [lo, hi]
 
 
-def _abs_change(
-    after: Tensor | None,
-    before: Tensor | None,
-    ca: list[str] | None,
-    cb: list[str] | None,
-    kw: dict[str, Any],
-) -> tuple[float, list[float]]:
-    """|mean after| - |mean before| of one path with its CI (paired when the same units)."""
+def _ratio(after, before, ca, cb, kw) -> tuple[float, list[float]] | None:
+    """after / before of a path's mean effect (None: no effect before, nothing to keep; no
+    effect after: 0 exactly)."""
+    if before is None:
+        return None
+    if after is None:
+        return 0.0, [0.0, 0.0]
+    return _two_means(after, before, ca, cb, kw, lambda a, b: a / b)
+
+
+def _abs_change(after, before, ca, cb, kw) -> tuple[float, list[float]]:
+    """|mean after| - |mean before| of one path (a path with no changed unit has mean 0)."""
     zero = torch.zeros(1, dtype=torch.float64)
-    if after is not None and before is not None and len(after) == len(before) and ca == cb:
-        iv = cluster_bootstrap(
-            lambda w: ((w @ after) / w.sum(1)).abs() - ((w @ before) / w.sum(1)).abs(),
-            ca,
-            len(after),
-            **kw,
-        )
-        return iv.point, [iv.lo, iv.hi]
-    a = mean_ci(after if after is not None else zero, ca if after is not None else None, **kw)
-    b = mean_ci(
-        before if before is not None else zero,
-        cb if before is not None else None,
-        **{**kw, "seed": kw["seed"] + 1},
+    a, b = (
+        (after, ca) if after is not None else (zero, None),
+        ((before, cb) if before is not None else (zero, None)),
     )
-    alpha = (1 - kw["confidence"]) / 2
-    q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
-    lo, hi = torch.quantile(a.samples.abs() - b.samples.abs(), q).tolist()
-    return abs(a.point) - abs(b.point), [lo, hi]
+    return _two_means(a[0], b[0], a[1], b[1], kw, lambda x, y: x.abs() - y.abs())
 
 
 def _mean_diff(a: Tensor, b: Tensor, clusters, kw) -> tuple[float, list[float]]:
