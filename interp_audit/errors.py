@@ -27,6 +27,11 @@ class SpecError(AuditError, ValueError):
     """An audit spec (YAML or dict) is malformed: names the key and the nearest valid one."""
 
 
+class EmptyPathError(SpecError):
+    """No unit's rendered input changes along the requested causal paths: the model cannot
+    read them (the path's effect is 0 exactly; a model whose input hides a variable)."""
+
+
 class ModelLoadError(AuditError):
     """A model source could not be turned into a Subject."""
 

@@ -102,7 +102,9 @@ def ablate(
     counterfactual prompts of a ContrastSet, or a token tensor), per position when the input has
     the reference's length and every reference prompt is that long, else the mean over real
     tokens; ``resample`` to the activation of a reference prompt drawn at random (seeded) for
-    each input row, which needs inputs as long as the reference.
+    each input row, which needs inputs as long as the reference. Row ``i`` of every forward
+    draws the same reference prompt, so the two sides of a pair, run as separate forwards, are
+    resampled alike and their difference carries no resampling noise of its own.
     """
     if kind not in ("zero", "mean", "resample"):
         raise AuditError(f"ablation kind must be 'zero', 'mean' or 'resample'; got {kind!r}")
@@ -130,7 +132,6 @@ def ablate(
 
             fns = [(h, _Replace(cs, mean_value)) for h, cs in by_hook.items()]
         else:
-            gen = torch.Generator().manual_seed(seed)
 
             def resample_value(act, name, acts=acts):
                 ref = acts[name]
@@ -141,6 +142,9 @@ def ablate(
                         f"activations {tuple(ref.shape[1:])}; resampling needs inputs as long "
                         "as the reference prompts"
                     )
+                # the same draw for every forward of this batch size: a pair's clean and
+                # counterfactual forwards (and every ablated hook) read the same reference rows
+                gen = torch.Generator().manual_seed(seed)
                 rows = torch.randint(0, ref.shape[0], (act.shape[0],), generator=gen)
                 return ref[rows.to(ref.device)]
 

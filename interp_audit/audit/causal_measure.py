@@ -16,7 +16,7 @@ from typing import Any
 from torch import Tensor
 
 from ..causal.graph import format_path
-from ..errors import SpecError
+from ..errors import EmptyPathError, SpecError
 from .context import AuditContext
 from .measure import clusters_of, pair_effects
 from .stats import mean_ci
@@ -64,9 +64,7 @@ def path_rows(
         }
         try:
             cs = ctx.causal.path_contrast(source, path, n=n, seed=seed)
-        except SpecError as err:
-            if "carries nothing the model reads" not in str(err):
-                raise
+        except EmptyPathError:
             row.update(
                 effect=0.0, ci=[0.0, 0.0], n=0, fraction_changed=0.0,
                 note="no unit's rendered input changes along this path: effect 0 exactly",

@@ -13,7 +13,7 @@ import torch
 
 from ..contrast import ContrastSet
 from ..effects import Effects
-from ..errors import SpecError
+from ..errors import EmptyPathError, SpecError
 from ..loading import load_model
 from ..locate.methods import run_locate
 from ..metrics import Metric, embedding_similarity, get_metric, query_similarity
@@ -204,6 +204,68 @@ def audit(
         )
 
 
+def load_subject(parsed: AuditSpec, base: Path, device: str | None = None) -> tuple[str, Subject]:
+    """The spec's model: a zoo name, a hub name, or a folder relative to the spec's folder,
+    loaded with the spec's device, dtype and weight processing. Returns (source, subject)."""
+    source = parsed.model.source
+    if source.startswith((".", "/")) or (
+        not source.startswith("zoo:") and (base / source).exists()
+    ):
+        source = str((base / source).resolve())
+    subject = load_model(
+        source,
+        device=device or parsed.model.device,
+        dtype=parsed.model.dtype,
+        **parsed.model.weight_processing,
+    )
+    return source, subject
+
+
+def build_context(
+    parsed: AuditSpec,
+    base: Path,
+    subject: Subject,
+    causal_model,
+    *,
+    given: dict[str, ContrastSet] | None = None,
+    locate: bool = True,
+    effects: dict[str, Effects] | None = None,
+    skip_empty: bool = False,
+) -> AuditContext:
+    """Contrasts built (``given`` ones replace the spec's by name) and locate steps run
+    (``effects`` already located by name are reused, not re-run). ``skip_empty``: leave out
+    SCM contrasts along which no unit's input changes (a model whose input hides a variable)
+    instead of refusing them."""
+    given = dict(given or {})
+    causal = CausalContext(subject, causal_model, base)
+    wanted = {k: v for k, v in parsed.contrasts.items() if k not in given}
+    if skip_empty:
+        built = {}
+        for name, c in wanted.items():
+            try:
+                built.update(build_contrasts(subject, {name: c}, base, causal))
+            except EmptyPathError:
+                continue  # the model cannot read this contrast's change
+    else:
+        built = build_contrasts(subject, wanted, base, causal)
+    ctx = AuditContext(
+        subject=subject,
+        contrasts={**built, **given},
+        metric=_metric(subject, parsed),
+        seed=parsed.seed,
+        base=base,
+        causal=causal,
+    )
+    for loc in parsed.locate if locate else ():
+        name = loc.default_name()
+        if effects is not None and name in effects:
+            ctx.effects[name] = effects[name]
+            continue
+        m = get_metric(loc.metric) if loc.metric else ctx.metric
+        ctx.effects[name] = run_locate(loc, ctx.contrasts[loc.contrast], m, ctx)
+    return ctx
+
+
 def _audit(
     spec,
     *,
@@ -231,37 +293,16 @@ def _audit(
     causal_model = load_causal(parsed.causal, base)  # spec errors before any model work
     source = None
     if subject is None:
-        source = parsed.model.source
-        if source.startswith((".", "/")) or (
-            not source.startswith("zoo:") and (base / source).exists()
-        ):
-            source = str((base / source).resolve())
-        subject = load_model(
-            source,
-            device=device or parsed.model.device,
-            dtype=parsed.model.dtype,
-            **parsed.model.weight_processing,
-        )
+        source, subject = load_subject(parsed, base, device)
     given = dict(contrasts or {})
     for name, cs in given.items():
         if not isinstance(cs, ContrastSet):
             raise SpecError(f"contrasts[{name!r}] must be a ContrastSet, got {type(cs).__name__}")
-    wanted = {k: v for k, v in parsed.contrasts.items() if k not in given}
-    causal = CausalContext(subject, causal_model, base)
-    built = build_contrasts(subject, wanted, base, causal)
-    ctx = AuditContext(
-        subject=subject,
-        contrasts={**built, **given},
-        metric=_metric(subject, parsed),
-        seed=parsed.seed,
-        base=base,
-        causal=causal,
-    )
-    located = {}  # name -> (contrast, metric), for the trust gates
-    for loc in parsed.locate:
-        m = get_metric(loc.metric) if loc.metric else ctx.metric
-        ctx.effects[loc.default_name()] = run_locate(loc, ctx.contrasts[loc.contrast], m, ctx)
-        located[loc.default_name()] = (loc.contrast, m)
+    ctx = build_context(parsed, base, subject, causal_model, given=given)
+    located = {  # name -> (contrast, metric), for the trust gates
+        loc.default_name(): (loc.contrast, get_metric(loc.metric) if loc.metric else ctx.metric)
+        for loc in parsed.locate
+    }
     gates = (
         run_gates(subject, ctx.contrasts, ctx.effects, located, seed=parsed.seed)
         if trust_gates

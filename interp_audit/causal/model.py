@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..errors import SpecError, did_you_mean
+from ..errors import EmptyPathError, SpecError, did_you_mean
 from .graph import CausalGraph, format_path, parse_path
 from .scm import SCM, Units
 
@@ -106,6 +106,7 @@ class PathDraw:
     paths: tuple[tuple[str, ...], ...]
     n_in_scope: int  # units drawn (in scope) while collecting
     n_changed: int  # of those, how many changed
+    ids: tuple[str, ...] = ()  # each kept unit's "round:index" in the seeded draws
 
     @property
     def fraction_changed(self) -> float:
@@ -179,7 +180,7 @@ class CausalModel:
         chosen = tuple(self.resolve_paths(source, paths))
         ref = None if reference is None else self.scm.encode(source, reference)
         self.scm.encode(source, value)
-        keep_u, keep_f, clean, cf = [], [], [], []
+        keep_u, keep_f, clean, cf, ids = [], [], [], [], []
         n_scope = n_changed = 0
         for k in range(max_rounds):
             u = self.scm.sample(4 * n, seed * 1000 + k)
@@ -195,10 +196,11 @@ class CausalModel:
             keep_f.append({kk: v[idx] for kk, v in fact.items()})
             clean += [f_txt[i] for i in idx]
             cf += [c_txt[i] for i in idx]
+            ids += [f"{k}:{i}" for i in idx]
             if len(clean) >= n:
                 break
         if not clean:
-            raise SpecError(
+            raise EmptyPathError(
                 f"no unit's rendered input changes along {[format_path(p) for p in chosen]} "
                 f"when {source} is set to {value!r}"
                 + (f" (among units with {source} = {reference!r})" if ref is not None else "")
@@ -207,7 +209,10 @@ class CausalModel:
         units = Units.cat(keep_u)
         take = torch.arange(min(n, units.n))
         factual = {k: torch.cat([f[k] for f in keep_f])[take] for k in keep_f[0]}
-        return PathDraw(clean[:n], cf[:n], units.select(take), factual, chosen, n_scope, n_changed)
+        return PathDraw(
+            clean[:n], cf[:n], units.select(take), factual, chosen, n_scope, n_changed,
+            tuple(ids[:n]),
+        )  # fmt: skip
 
     def contrast(
         self,
@@ -272,6 +277,7 @@ class CausalModel:
             n_in_scope=d.n_in_scope,
             n_changed=d.n_changed,
             fraction_changed=d.fraction_changed,
+            units=d.ids,
         )
 
     # ---- loading -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ objectives (E's spurious path while repairing A) with the spec's re-measurable c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from ..audit.result import CheckResult
 from ..audit.stats import cluster_bootstrap, mean_ci
 from ..causal.graph import format_path
 from ..contrast import ContrastSet
-from ..errors import SpecError
+from ..errors import EmptyPathError
 
 __all__ = ["Measurement", "PathInfo", "Utility", "draw_paths", "measure", "row_of"]
 
@@ -90,8 +91,19 @@ class Measurement:
 
     effects: dict[str, Tensor | None]
     clusters: dict[str, list[str] | None]
+    units: dict[str, tuple[str, ...] | None]  # which SCM units each path's pairs are
     utility: Tensor
     checks: dict[str, CheckResult]
+
+    def same_units(self, other: Measurement, path: str) -> bool:
+        """Whether this path's pairs are the other's units, in order (then paired CIs)."""
+        a, b = self.units[path], other.units[path]
+        return (
+            a is not None
+            and a == b
+            and self.clusters[path] == other.clusters[path]
+            and len(self.effects[path]) == len(other.effects[path])
+        )
 
 
 def draw_paths(
@@ -104,9 +116,7 @@ def draw_paths(
         for path in cm.graph.paths(src):
             try:
                 out[format_path(path)] = ctx.causal.path_contrast(src, path, n=n, seed=seed)
-            except SpecError as err:
-                if "carries nothing the model reads" not in str(err):
-                    raise
+            except EmptyPathError:
                 out[format_path(path)] = None
     return out
 
@@ -121,15 +131,17 @@ def measure(
     """Forward passes on ``ctx.subject`` as it is now (hooks of a repair attached)."""
     effects: dict[str, Tensor | None] = {}
     clusters: dict[str, list[str] | None] = {}
+    units: dict[str, tuple[str, ...] | None] = {}
     for p, cs in paths.items():
         if cs is None:
-            effects[p], clusters[p] = None, None
+            effects[p], clusters[p], units[p] = None, None, None
             continue
         clean, cf = pair_effects(ctx.subject, cs, ctx.metric)
         effects[p], clusters[p] = (clean - cf).double(), clusters_of(cs)
+        units[p] = tuple(cs.meta.get("units", ())) or None
     util = utility.values(ctx, utility_contrast)
     results = {name: kind.run(chk, ctx, name) for name, chk, kind in checks}
-    return Measurement(effects, clusters, util, results)
+    return Measurement(effects, clusters, units, util, results)
 
 
 def _abs_ci(lo: float, hi: float) -> list[float]:
@@ -139,10 +151,10 @@ def _abs_ci(lo: float, hi: float) -> list[float]:
     return sorted([abs(lo), abs(hi)])
 
 
-def _two_means(after, before, ca, cb, kw, combine) -> tuple[float, list[float]]:
+def _two_means(after, before, ca, cb, paired, kw, combine) -> tuple[float, list[float]]:
     """``combine(mean after, mean before)`` with its CI: paired (one cluster bootstrap of the
-    same units) when both hold the same units, else from independent draws of each mean."""
-    if len(after) == len(before) and ca == cb:
+    same units) when ``paired``, else from independent draws of each mean."""
+    if paired:
         iv = cluster_bootstrap(
             lambda w: combine((w @ after) / w.sum(1), (w @ before) / w.sum(1)), ca, len(after), **kw
         )
@@ -156,24 +168,38 @@ def _two_means(after, before, ca, cb, kw, combine) -> tuple[float, list[float]]:
     return float(point[0]), [lo, hi]
 
 
-def _ratio(after, before, ca, cb, kw) -> tuple[float, list[float]] | None:
-    """after / before of a path's mean effect (None: no effect before, nothing to keep; no
-    effect after: 0 exactly)."""
-    if before is None:
+def _ratio(m: Measurement, base: Measurement, path: str, kw) -> tuple[float, list[float]] | None:
+    """after / before of a path's mean effect. None when the unrepaired model carries
+    (almost) nothing on it, so nothing can be kept; 0 exactly when the repaired model's input
+    no longer changes along it."""
+    after, before = m.effects[path], base.effects[path]
+    if before is None or abs(float(before.mean())) < 1e-6:
         return None
     if after is None:
         return 0.0, [0.0, 0.0]
-    return _two_means(after, before, ca, cb, kw, lambda a, b: a / b)
+    paired = m.same_units(base, path)
+    point, ci = _two_means(
+        after, before, m.clusters[path], base.clusters[path], paired, kw, lambda a, b: a / b
+    )
+    if not all(math.isfinite(x) for x in (point, *ci)):
+        return None
+    return point, ci
 
 
-def _abs_change(after, before, ca, cb, kw) -> tuple[float, list[float]]:
+def _abs_change(m: Measurement, base: Measurement, path: str, kw) -> tuple[float, list[float]]:
     """|mean after| - |mean before| of one path (a path with no changed unit has mean 0)."""
     zero = torch.zeros(1, dtype=torch.float64)
-    a, b = (
-        (after, ca) if after is not None else (zero, None),
-        ((before, cb) if before is not None else (zero, None)),
+    after, before = m.effects[path], base.effects[path]
+    paired = after is not None and before is not None and m.same_units(base, path)
+    return _two_means(
+        after if after is not None else zero,
+        before if before is not None else zero,
+        m.clusters[path] if after is not None else None,
+        base.clusters[path] if before is not None else None,
+        paired or (after is None and before is None),
+        kw,
+        lambda x, y: x.abs() - y.abs(),
     )
-    return _two_means(a[0], b[0], a[1], b[1], kw, lambda x, y: x.abs() - y.abs())
 
 
 def _mean_diff(a: Tensor, b: Tensor, clusters, kw) -> tuple[float, list[float]]:
@@ -213,7 +239,7 @@ def row_of(
         if p.role == "inadmissible":
             (bad if p.target else other).append((p.path, point, ci))
         else:
-            r = _ratio(v, base.effects[p.path], m.clusters[p.path], base.clusters[p.path], kw)
+            r = _ratio(m, base, p.path, kw)
             if r is not None:
                 kept.append((p.path, *r))
     if bad:
@@ -228,9 +254,7 @@ def row_of(
         path, point, ci = _worst_abs(other)
         row.update({"other inadmissible left": point, "other inadmissible left CI": ci})
         row["other worst path"] = path
-        change = _abs_change(
-            m.effects[path], base.effects[path], m.clusters[path], base.clusters[path], kw
-        )
+        change = _abs_change(m, base, path, kw)
         row["other worst path change"], row["other worst path change CI"] = change
     cs = utility.contrast
     clusters = cs.clusters if cs is not None else None

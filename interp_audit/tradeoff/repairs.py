@@ -145,15 +145,39 @@ def masked_model(cm, mask: tuple[str, ...] | dict[str, str]):
     return dataclasses.replace(cm, render=Renderer(cm.render.template, words))
 
 
-def baseline_repair(baseline: Baseline, ctx: AuditContext, prepare: Callable[..., Any]) -> Repair:
-    """Load the baseline and build its audit context now (errors before the sweep starts)."""
+def baseline_repair(
+    baseline: Baseline,
+    ctx: AuditContext,
+    prepare: Callable[..., AuditContext],
+    needs: list[tuple[str, str]],
+    load: dict[str, Any],
+) -> Repair:
+    """Load the baseline and build its audit context now, so that every problem (a mask
+    without a graph, another tokenizer, a check whose contrast the mask empties) stops the
+    sweep before it starts. ``needs``: (check, contrast) pairs the re-run checks read;
+    ``load``: ``load_model`` keywords (the spec's dtype and weight processing)."""
     from ..loading import load_model
 
-    subject = load_model(baseline.source, device=ctx.subject.device)
-    cm = ctx.causal.model
+    cm = ctx.causal.model if ctx.causal is not None else None
+    if baseline.mask and cm is None:
+        raise SpecError(
+            f"baseline {baseline.source!r} hides {list(baseline.mask)}: hiding input variables "
+            "needs the spec's causal section (its render template)"
+        )
+    source = baseline.source
+    if not source.startswith("zoo:") and (ctx.base / source).exists():
+        source = str((ctx.base / source).resolve())  # relative to the spec, as the model's
+    subject = load_model(source, device=str(ctx.subject.device), **load)
     model = masked_model(cm, baseline.mask) if baseline.mask else cm
     other = prepare(subject, model)
     _same_tokenizer(ctx, other, baseline.source)
+    for check, contrast in needs:
+        if contrast not in other.contrasts:
+            raise SpecError(
+                f"baseline {baseline.label}: check {check!r} reads contrast {contrast!r}, along "
+                "which no unit's input changes once the baseline's hidden variables are hidden; "
+                "drop the mask, or the checks (--no-checks)"
+            )
 
     @contextlib.contextmanager
     def apply(_: AuditContext) -> Iterator[AuditContext]:
@@ -165,7 +189,8 @@ def baseline_repair(baseline: Baseline, ctx: AuditContext, prepare: Callable[...
 def _same_tokenizer(ctx: AuditContext, other: AuditContext, source: str) -> None:
     """The baseline must read text as the audited model does: its effects and utility are
     compared unit by unit with the audited model's."""
-    for answer in ctx.causal.model.answers or ():
+    cm = ctx.causal.model if ctx.causal is not None else None
+    for answer in (cm.answers if cm is not None else None) or ():
         mine, theirs = ctx.subject.answer_token(answer), other.subject.answer_token(answer)
         if list(mine) != list(theirs):
             raise SpecError(

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..audit.context import AuditContext
+from ..causal.graph import format_path
 from ..errors import SpecError
 from .objectives import PathInfo, Utility, draw_paths, measure, row_of
 from .repairs import Baseline, baseline_repair, component_repairs, feature_repairs
@@ -16,56 +16,23 @@ from .table import Tradeoff, mark_pareto
 
 __all__ = ["tradeoff"]
 
-NOT_REMEASURED = "its own repair or located effects"
-
 
 def _prepare(spec, subject=None, *, causal=None, locate: bool = True, effects=None):
-    """The spec's audit context (contrasts built, locate steps run) for ``subject`` (default:
-    the spec's model) and ``causal`` (default: the spec's causal model)."""
-    from ..audit.causal_run import CausalContext, load_causal
-    from ..audit.contrasts import build_contrasts
-    from ..audit.run import _metric
+    """The spec's audit context, as ``ia.audit`` builds it, for ``subject`` (default: the
+    spec's model) and ``causal`` (default: the spec's causal model). Without ``locate`` (a
+    baseline), SCM contrasts that the baseline's hidden input empties are left out."""
+    from ..audit.causal_run import load_causal
+    from ..audit.run import build_context, load_subject
     from ..audit.spec import load_spec
-    from ..loading import load_model
-    from ..locate.methods import run_locate
-    from ..metrics import get_metric
 
     parsed, base = load_spec(spec)
     torch.manual_seed(parsed.seed)
     cm = causal if causal is not None else load_causal(parsed.causal, base)
     if subject is None:
-        source = parsed.model.source
-        if source.startswith((".", "/")) or (
-            not source.startswith("zoo:") and (base / source).exists()
-        ):
-            source = str((base / source).resolve())
-        subject = load_model(source, device=parsed.model.device, dtype=parsed.model.dtype)
-    ctx_causal = CausalContext(subject, cm, base)
-    if locate:
-        contrasts = build_contrasts(subject, parsed.contrasts, base, ctx_causal)
-    else:  # a baseline whose input hides a variable: paths along it carry nothing
-        contrasts = {}
-        for name, c in parsed.contrasts.items():
-            try:
-                contrasts.update(build_contrasts(subject, {name: c}, base, ctx_causal))
-            except SpecError as err:
-                if "carries nothing the model reads" not in str(err):
-                    raise
-    ctx = AuditContext(
-        subject=subject,
-        contrasts=contrasts,
-        metric=_metric(subject, parsed),
-        seed=parsed.seed,
-        base=base,
-        causal=ctx_causal,
+        subject = load_subject(parsed, base)[1]
+    ctx = build_context(
+        parsed, base, subject, cm, locate=locate, effects=effects, skip_empty=not locate
     )
-    for loc in parsed.locate if locate else ():
-        name = loc.default_name()
-        if effects is not None and name in effects:  # an audit's sweep, not run twice
-            ctx.effects[name] = effects[name]
-            continue
-        m = get_metric(loc.metric) if loc.metric else ctx.metric
-        ctx.effects[name] = run_locate(loc, ctx.contrasts[loc.contrast], m, ctx)
     return parsed, ctx
 
 
@@ -107,22 +74,15 @@ def _auto_locate(ctx, sources, sites, n, seed):
     cm = ctx.causal.model
     out = {}
     for src in sources:
+        drawn = draw_paths(ctx, [src], n=n, seed=seed)
         for path in cm.graph.paths(src):
-            if cm.graph.admissible(path):
-                continue
-            cs = draw_paths(ctx, [src], n=n, seed=seed).get(_fmt(path))
-            if cs is not None:
-                out[f"{_fmt(path)} ({sites})"] = (
+            cs = drawn[format_path(path)]
+            if cs is not None and not cm.graph.admissible(path):
+                out[f"{format_path(path)} ({sites})"] = (
                     patch(ctx.subject, cs, ctx.metric, sites=sites, per_position=True),
                     cs,
                 )
     return out
-
-
-def _fmt(path) -> str:
-    from ..causal.graph import format_path
-
-    return format_path(path)
 
 
 def _checks(parsed) -> tuple[list[tuple[str, Any, Any]], list[str]]:
@@ -217,6 +177,9 @@ def tradeoff(
             "tradeoff measures the causal graph's paths (a 'causal' section) or the spec's "
             "checks re-run under each repair: this spec has neither"
         )
+    bad_k = [k for k in ks if isinstance(k, bool) or not isinstance(k, int) or k < 1]
+    if bad_k or not ks:
+        raise SpecError(f"tradeoff ks must be whole numbers >= 1 (one or more); got {list(ks)}")
     target, steps, ranked_on, ranking = _objective_ranking(
         parsed, ctx, cm, sources, objective, locate, sites, n, draw_seed, by
     )
@@ -230,17 +193,37 @@ def tradeoff(
             f"tradeoff reference {ref_name!r} is not a contrast ({sorted(ctx.contrasts)})"
         )
     ref = ctx.contrasts[ref_name] if ref_name else None
+    if "resample" in kinds and (
+        util.kind == "perplexity"
+        or not bool((util.contrast.lengths == util.contrast.lengths[0]).all())
+    ):
+        raise SpecError(
+            f"resample ablation patches each input with a whole reference prompt, so inputs must "
+            f"be as long as the reference; the utility {util.name!r} holds texts of other lengths: "
+            "sweep kinds zero and mean (--kinds zero mean)"
+        )
 
     # ---- repairs
     repairs = component_repairs(ranking, ks, kinds, ref, seed)
-    sae_obj, sae_name, feature_ranking = _sae_ranking(parsed, ctx, sae, sae_id, ranked_on, target)
+    sae_obj, sae_name, feature_ranking = _sae_ranking(
+        parsed, ctx, sae, sae_id, ranked_on, target, by
+    )
     if sae_obj is not None:
         repairs += feature_repairs(sae_obj, feature_ranking, ks, sae_kinds, ref)
 
     def prepare_baseline(sub, model):
         return _prepare(spec, sub, causal=model, locate=False)[1]
 
-    repairs += [baseline_repair(b, ctx, prepare_baseline) for b in _baselines(baselines)]
+    needs = [
+        (name, chk.contrast)
+        for name, chk, _ in rerun
+        if isinstance(getattr(chk, "contrast", None), str)
+    ]
+    load = {"dtype": parsed.model.dtype, **parsed.model.weight_processing}
+    repairs += [
+        baseline_repair(b, ctx, prepare_baseline, needs, load) for b in _baselines(baselines)
+    ]
+    too_big = sorted({k for k in ks if k > len(ranking)})
 
     # ---- measure
     paths = draw_paths(ctx, sources, n=n, seed=draw_seed)
@@ -253,7 +236,7 @@ def tradeoff(
         )
         for src in sources
         for path in cm.graph.paths(src)
-        for p in [_fmt(path)]
+        for p in [format_path(path)]
     ]
     base = measure(ctx, paths, util, rerun)
     rows = [row_of("none", "none", 0, (), base, base, info, util, kw)]
@@ -282,7 +265,12 @@ def tradeoff(
         "n": n,
         "n_boot": n_boot,
         "confidence": confidence,
-        "seed": seed,
+        "ablation seed": seed,
+        "bootstrap seed": parsed.seed,
+        "draw seed": draw_seed,
+        "ks": list(ks),
+        "ks beyond the ranking": too_big,
+        "ranked by": by,
         "effects": "conditional on the rendered input changing; the spec's metric",
     }
     return Tradeoff(rows, ranking, meta)
@@ -387,7 +375,7 @@ def _step(parsed, name: str):
     raise SpecError(f"no locate step {name!r}")
 
 
-def _sae_ranking(parsed, ctx, sae, sae_id, ranked_on, target):
+def _sae_ranking(parsed, ctx, sae, sae_id, ranked_on, target, by):
     """(SAE, its name, features ranked by exact feature patching on the ranking contrasts)."""
     from ..locate.features import SAE_METHODS, resolve_sae
     from ..sae import patch_features
@@ -409,4 +397,4 @@ def _sae_ranking(parsed, ctx, sae, sae_id, ranked_on, target):
         name = type(sae).__name__
         sae = load_sae(sae, ctx.subject)  # checked against the subject: hook, width
     effects = [patch_features(ctx.subject, cs, ctx.metric, sae) for cs in ranked_on.values()]
-    return sae, name, _rank(effects)
+    return sae, name, _rank(effects, by)

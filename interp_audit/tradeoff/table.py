@@ -10,14 +10,15 @@ from typing import Any
 
 __all__ = ["OBJECTIVES", "Tradeoff", "mark_pareto"]
 
-# (column, larger is better): the axes of the Pareto front; "other inadmissible left" joins them
-# when the graph has audited sources the repair does not target.
+# (column, better): the axes of the Pareto front, "up" (larger is better), "down" or "one"
+# (closest to 1: an admissible path kept as it was, neither cut nor doubled); "other
+# inadmissible left" joins them when the graph has audited sources the repair does not target.
 OBJECTIVES = (
-    ("inadmissible left", False),
-    ("admissible kept", True),
-    ("utility", True),
-    ("worst-group utility", True),
-    ("other inadmissible left", False),
+    ("inadmissible left", "down"),
+    ("admissible kept", "one"),
+    ("utility", "up"),
+    ("worst-group utility", "up"),
+    ("other inadmissible left", "down"),
 )
 SUMMARY = (
     "repair",
@@ -41,7 +42,9 @@ class Tradeoff:
     objective's largest inadmissible effect left, the least-kept admissible path, the other
     objectives (inadmissible paths of sources the repair does not target, the spec's other
     checks re-run on the repaired model), utility and the worst group's utility, each with its
-    95% CI (``<column> CI``), and whether the row is on the Pareto front."""
+    CI (``<column> CI``, at ``meta["confidence"]``), and whether the row is on the Pareto
+    front. The CI of a selected row (the worst path, the worst group) is that row's own: it
+    does not account for the selection."""
 
     rows: list[dict[str, Any]]
     ranking: list[str]
@@ -210,19 +213,21 @@ def mark_pareto(rows: list[dict[str, Any]], *, utility_higher_is_better: bool = 
     """``pareto``: no other row is at least as good on the target's axes (inadmissible left,
     admissible kept, utility, worst-group utility) and better on one; ``pareto (all
     objectives)`` adds the other sources' largest inadmissible effect."""
-    objectives = [(c, utility_higher_is_better if "utility" in c else up) for c, up in OBJECTIVES]
+    util = "up" if utility_higher_is_better else "down"
+    objectives = [(c, util if "utility" in c else better) for c, better in OBJECTIVES]
     if not any("inadmissible left" in r for r in rows):  # no graph: the checks are the target
-        objectives.append(("checks passed", True))
+        objectives.append(("checks passed", "up"))
     _front(rows, "pareto", [o for o in objectives if o[0] != "other inadmissible left"])
     if all("other inadmissible left" in r for r in rows):
         _front(rows, "pareto (all objectives)", objectives)
 
 
 def _front(rows: list[dict[str, Any]], key: str, objectives) -> None:
-    axes = [(c, up) for c, up in objectives if all(c in r for r in rows)]
+    axes = [(c, better) for c, better in objectives if all(c in r for r in rows)]
+    sign = {"up": lambda x: x, "down": lambda x: -x, "one": lambda x: -abs(x - 1.0)}
 
     def vec(r):
-        return tuple(r[c] if up else -r[c] for c, up in axes)
+        return tuple(sign[better](r[c]) for c, better in axes)
 
     for r in rows:
         a = vec(r)

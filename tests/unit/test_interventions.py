@@ -63,6 +63,13 @@ def test_resample_ablation_draws_reference_rows_with_seed(causal_subject):
         ):
             causal_subject.run(pairs.clean)
     assert torch.equal(got[0], got[1])  # seeded
+    with (
+        ia.ablate(causal_subject, ["L0.mlp"], kind="resample", reference=pairs, seed=7),
+        causal_subject.hooks([("blocks.0.hook_mlp_out", spy)]),
+    ):
+        causal_subject.run(pairs.clean)
+        causal_subject.run(pairs.counterfactual)  # the other side of each pair: same rows
+    assert torch.equal(got[2], got[3]) and torch.equal(got[2], got[0])
     for row in got[0]:
         assert any(torch.allclose(row, r) for r in ref_acts)
     with pytest.raises(

@@ -123,7 +123,9 @@ def test_retrained_baseline_without_the_direct_weight(table):
     assert row["family"] == "retrained"
     assert row["A -> Y"] == pytest.approx(0.0, abs=1e-6)
     assert row["A -> Z -> Y"] == pytest.approx(table.row("none")["A -> Z -> Y"], abs=1e-6)
-    assert row["admissible kept"] == pytest.approx(1.0, abs=1e-6)  # the same units, paired
+    assert row["admissible kept"] == pytest.approx(1.0, abs=1e-6)
+    # the same units (the draw's unit ids match), so the ratio is paired: no interval at all
+    assert row["admissible kept CI"] == pytest.approx([1.0, 1.0], abs=1e-6)
 
 
 def test_a_baseline_that_hides_m_cannot_respond_along_it(table):
@@ -153,7 +155,8 @@ def test_table_renders_and_saves(table, tmp_path):
     data = json.loads((out / "tradeoff.json").read_text())
     assert [r["repair"] for r in data["rows"]] == [r["repair"] for r in table.rows]
     assert (out / "tradeoff.csv").read_text().count("\n") == len(table.rows) + 1
-    assert "Pareto" in (out / "tradeoff.html").read_text()
+    page = (out / "tradeoff.html").read_text()
+    assert all(f"<td>{r['repair']}</td>" in page for r in table.rows)
     assert "hides M" in table._repr_html_()
     summary = table.to_frame(summary=True)
     assert list(summary.columns)[:3] == ["repair", "inadmissible left", "admissible kept"]
@@ -277,14 +280,60 @@ def test_cli_tradeoff_writes_the_table_and_refuses_bad_input(tmp_path):
     assert main([*args[:-1], str(tmp_path / "u"), "--objective", "A"]) == 2
 
 
-def test_cli_baseline_flags_parse_models_and_hidden_variables():
-    import argparse
+def test_cli_baseline_with_hidden_variables_needs_a_graph(tmp_path, capsys):
+    """``--baseline MODEL VAR``: the CLI passes the hidden variables through; hiding one needs
+    the spec's render template, so on a spec without a graph it is exit 2 naming it."""
+    import interp_audit as ia
+    from interp_audit.cli import main
 
-    from interp_audit.commands.tradeoff import add_arguments
+    folder = tmp_path / "copy"
+    ia.load_model("zoo:handbuilt-copy").save(folder)
+    args = [
+        "tradeoff", str(HANDBUILT), "--utility", "subject_swap", "--locate", "heads_exact",
+        "--k", "1", "--kinds", "zero", "--out", str(tmp_path / "o"), "--baseline", str(folder),
+    ]  # fmt: skip
+    assert main([*args, "X"]) == 2
+    err = capsys.readouterr().err
+    assert "hides ['X']" in err and "causal section" in err and err.strip().count("\n") == 0
+    assert main(args) == 0  # the same model, nothing hidden: a baseline equal to the audited
+    rows = json.loads((tmp_path / "o" / "tradeoff.json").read_text())["rows"]
+    assert rows[-1]["repair"] == f"retrained {folder}" and rows[-1]["utility"] == rows[0]["utility"]
 
-    p = argparse.ArgumentParser()
-    add_arguments(p)
-    args = p.parse_args(
-        ["s.yaml", "--out", "o", "--baseline", "zoo:a", "A", "Z", "--baseline", "zoo:b"]
-    )
-    assert {b[0]: b[1:] for b in args.baseline} == {"zoo:a": ["A", "Z"], "zoo:b": []}
+
+def test_bad_sweeps_stop_before_any_repair(linear_subject, baselines, tmp_path):
+    spec = spec_with_checks()
+    for ks in [(0,), (-1,), (), (1.5,)]:
+        with pytest.raises(SpecError, match="ks must be whole numbers >= 1"):
+            tradeoff(spec, ks=ks, kinds=("zero",), subject=linear_subject)
+    with pytest.raises(SpecError, match="resample ablation .*--kinds zero mean"):
+        held_out = tmp_path / "held_out.txt"
+        held_out.write_text("A x ->\nB y x ->\n")  # texts of two lengths: perplexity utility
+        tradeoff(HANDBUILT, utility=str(held_out), ks=(1,), kinds=("resample",))
+    # a check reads a contrast that hiding A empties: refused before the sweep, naming both
+    hiding = {**spec, "checks": [{"name": "inv", "kind": "invariance", "contrast": "direct",
+                                  "tolerance": 0.1}]}  # fmt: skip
+    with pytest.raises(SpecError, match="check 'inv' reads contrast 'direct'"):
+        tradeoff(
+            hiding, ks=(1,), kinds=("zero",), subject=linear_subject,
+            baselines={str(baselines / "hides-m"): ["A"]},
+        )  # fmt: skip
+
+
+def test_hooks_are_removed_when_a_repair_fails(linear_subject, monkeypatch):
+    """A failure while measuring a repaired model leaves no hook on the audited model."""
+    from interp_audit.tradeoff import sweep
+
+    calls = {"n": 0}
+    real = sweep.measure
+
+    def failing(ctx, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first repair, inside its ablation
+            assert ctx.subject.live_hooks()
+            raise RuntimeError("boom")
+        return real(ctx, *a, **kw)
+
+    monkeypatch.setattr(sweep, "measure", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        tradeoff(spec_with_checks(), ks=(1,), kinds=("zero",), subject=linear_subject)
+    assert linear_subject.live_hooks() == []
