@@ -5,21 +5,22 @@ Every path from an audited variable to the outcome gets its own path-specific co
 once per audit and memoised). Each effect is reported two ways, labelled: conditional on the
 rendered input changing (the mean over the contrast's pairs, with its bootstrap CI), and over
 all in-scope units (that times the fraction of units whose input changed: the others' input,
-hence output, is identical, so their effect is exactly 0; the fraction's own sampling error is
-not in that CI).
+hence output, is identical, so their effect is exactly 0; its CI carries the fraction's own
+sampling error too, see :func:`over_all_units_ci`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ..causal.graph import format_path
 from ..errors import EmptyPathError, SpecError
 from .context import AuditContext
 from .measure import clusters_of, pair_effects
-from .stats import mean_ci
+from .stats import Interval, mean_ci
 
 
 def causal_model(ctx: AuditContext, where: str):
@@ -73,22 +74,46 @@ def path_rows(
             rows.append(row)
             continue
         clean, cf = pair_effects(ctx.subject, cs, ctx.metric)
-        point, lo, hi = mean_ci(clean - cf, clusters_of(cs), **kw)
+        iv = mean_ci(clean - cf, clusters_of(cs), **kw)
         frac = float(cs.meta.get("fraction_changed", 1.0))
+        scope = int(cs.meta.get("n_in_scope", 0))
         row.update(
             {
-                "effect": point,
-                "ci": [lo, hi],
+                "effect": iv.point,
+                "ci": [iv.lo, iv.hi],
                 "n": len(cs),
-                "effect over all units": point * frac,
-                "ci over all units": [lo * frac, hi * frac],
+                "effect over all units": iv.point * frac,
+                "ci over all units": over_all_units_ci(iv, frac, scope, kw),
                 "fraction_changed": frac,
+                "n_in_scope": scope,
                 "_pairs": clean - cf,
                 "_contrast": cs,
             }
         )
         rows.append(row)
     return rows
+
+
+def over_all_units_ci(
+    iv: Interval, frac: float, n_in_scope: int, kw: dict[str, Any]
+) -> list[float]:
+    """CI of the effect over all in-scope units, ``conditional effect x fraction changed``,
+    with both sampling errors: the conditional mean's bootstrap draws times binomial draws of
+    the fraction (the fraction counts every unit drawn; independent of the kept pairs' values).
+    Without the scope size (``n_in_scope`` 0) the fraction is taken as exact."""
+    if n_in_scope <= 0:
+        return [iv.lo * frac, iv.hi * frac]
+    gen = torch.Generator().manual_seed(int(kw.get("seed", 0)) + 1)
+    m = len(iv.samples)
+    draws = torch.binomial(
+        torch.full((m,), float(n_in_scope), dtype=torch.float64),
+        torch.full((m,), frac, dtype=torch.float64),
+        generator=gen,
+    )
+    alpha = (1 - float(kw.get("confidence", iv.confidence))) / 2
+    q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
+    lo, hi = torch.quantile(iv.samples.double() * draws / n_in_scope, q).tolist()
+    return [lo, hi]
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:

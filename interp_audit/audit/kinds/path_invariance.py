@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ..causal_measure import causal_model, path_rows, public, sources_of
+from ..causal_measure import causal_model, over_all_units_ci, path_rows, public, sources_of
 from ..context import AuditContext
 from ..measure import band_family, clusters_of, pair_effects
 from ..registry import CheckKind, register_check
@@ -94,11 +94,11 @@ def _named_form(chk: PathInvarianceCheck, ctx: AuditContext):
     return tests, shown, []
 
 
-def _over_all_units(row: dict[str, Any]) -> dict[str, Any]:
+def _over_all_units(row: dict[str, Any], iv, kw: dict[str, Any]) -> dict[str, Any]:
     frac = row.get("fraction_changed")
     if frac is not None:
         row["effect over all units"] = row["effect"] * frac
-        row["ci over all units"] = [row["ci"][0] * frac, row["ci"][1] * frac]
+        row["ci over all units"] = over_all_units_ci(iv, frac, row.get("n_in_scope", 0), kw)
     return row
 
 
@@ -109,12 +109,12 @@ def run(chk: PathInvarianceCheck, ctx: AuditContext, name: str) -> CheckResult:
     rows, ivs, verdict, correction = (
         band_family(tests, chk.tolerance, chk, ctx.seed) if tests else ([], [], "pass", "")
     )
-    rows = [_over_all_units(r) for r in rows]
+    rows = [_over_all_units(r, iv, kw) for r, iv in zip(rows, ivs, strict=True)]
     shown = []
     for fields, values, clusters in measured:
         iv = mean_ci(values, clusters, **kw)
         row = {**fields, "n": len(values), "effect": iv.point, **interval_row(iv)}
-        shown.append(_over_all_units({**row, "verdict": None, "passed": None}))
+        shown.append(_over_all_units({**row, "verdict": None, "passed": None}, iv, kw))
     allowed = ", ".join(f"{d['path']} {d['effect']:+.4f}" for d in shown)
     scope = " (conditional on the input changing)" if graph else ""
     if not rows:
