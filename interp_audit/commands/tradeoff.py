@@ -50,8 +50,9 @@ def add_arguments(p) -> None:
         action="append",
         default=None,
         metavar=("MODEL", "MASKED"),
-        help="a retrained model to compare, then the graph variables its input hides; repeat "
-        "for more (e.g. --baseline zoo:readmission-ftu A)",
+        help="a retrained model to compare, then the graph variables its input hides (VAR, shown "
+        "as its word with '?', or VAR=WORD); repeat for more (e.g. --baseline "
+        "zoo:readmission-ftu A)",
     )
     p.add_argument("--no-checks", action="store_true", help="do not re-run the spec's checks")
     p.add_argument("--reference", default=None, help="contrast for mean/resample ablation")
@@ -65,7 +66,7 @@ def main(args) -> int:
     from ..tradeoff import tradeoff
 
     check_output_folder(args.out)
-    baselines = {b[0]: b[1:] for b in args.baseline} if args.baseline else None
+    baselines = {b[0]: _mask(b[1:]) for b in args.baseline} if args.baseline else None
     table = tradeoff(
         args.spec,
         ks=tuple(args.k),
@@ -88,3 +89,10 @@ def main(args) -> int:
     print(table.to_frame(summary=True).round(3).to_string(index=False))
     print(f"trade-off: {out / 'tradeoff.html'}")
     return 0
+
+
+def _mask(items: list[str]) -> tuple[str, ...] | dict[str, str | None]:
+    """``A Z`` -> ("A", "Z"); ``A=age:unknown Z`` -> {"A": "age:unknown", "Z": None}."""
+    if not any("=" in i for i in items):
+        return tuple(items)
+    return {i.split("=", 1)[0]: (i.split("=", 1)[1] if "=" in i else None) for i in items}

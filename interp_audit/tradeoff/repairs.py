@@ -44,7 +44,7 @@ class Baseline:
     or a mapping variable -> the word to show instead."""
 
     source: str
-    mask: tuple[str, ...] | dict[str, str] = ()
+    mask: tuple[str, ...] | dict[str, str | None] = ()
     name: str | None = None
 
     @property
@@ -138,7 +138,8 @@ def masked_model(cm, mask: tuple[str, ...] | dict[str, str]):
             if not isinstance(spec, str):
                 raise SpecError(
                     f"baseline mask {var!r}: its render.words is a table, so give the word the "
-                    f"baseline shows instead (mask: {{{var}: WORD}})"
+                    f"baseline shows instead (mask: {{{var}: WORD}}; on the command line "
+                    f"{var}=WORD)"
                 )
             word = spec.format(MASK_VALUE)
         words[var] = word.replace("{", "{{").replace("}", "}}")  # a constant format string

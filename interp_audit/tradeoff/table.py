@@ -81,12 +81,13 @@ class Tradeoff:
         import plotly.graph_objects as go
 
         fig = go.Figure()
+        x_col = "inadmissible left" if "inadmissible left" in self.rows[0] else "checks passed"
         for family in dict.fromkeys(r["family"] for r in self.rows):
             rs = [r for r in self.rows if r["family"] == family]
             wg = [r["worst-group utility"] for r in rs]
             fig.add_trace(
                 go.Scatter(
-                    x=[r.get("inadmissible left", 0.0) for r in rs],
+                    x=[r.get(x_col, 0.0) for r in rs],
                     y=wg,
                     error_y=dict(
                         type="data",
@@ -116,7 +117,11 @@ class Tradeoff:
             )
         fig.update_layout(
             title="repair trade-off (labels: k; diamonds: Pareto front; x: a check broke)",
-            xaxis_title="largest inadmissible path effect left (target objective)",
+            xaxis_title=(
+                "largest inadmissible path effect left (target objective)"
+                if x_col == "inadmissible left"
+                else "checks passed"
+            ),
             yaxis_title="worst group's utility",
             template="plotly_white",
         )

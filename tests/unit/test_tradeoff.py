@@ -364,3 +364,26 @@ def test_over_all_units_ci_covers_the_fraction_too():
     iv = mean_ci(torch.ones(10, dtype=torch.float64) + torch.arange(10.0) / 10, **kw)
     assert over_all_units_ci(iv, 1.0, 50, kw) == pytest.approx([iv.lo, iv.hi])  # all change
     assert over_all_units_ci(iv, 0.5, 0, kw) == [iv.lo * 0.5, iv.hi * 0.5]  # scope unknown
+
+
+def test_cli_mask_words():
+    from interp_audit.commands.tradeoff import _mask
+
+    assert _mask(["A", "Z"]) == ("A", "Z")
+    assert _mask(["A=age:unknown", "Z"]) == {"A": "age:unknown", "Z": None}
+
+
+def test_masked_rendering_shows_a_constant_word():
+    from interp_audit.causal import CausalModel
+    from interp_audit.tradeoff.repairs import masked_model
+    from tests.linear_paths import CAUSAL
+
+    cm = CausalModel.from_spec(CAUSAL)
+    units = cm.scm.sample(50, 3)
+    values = cm.scm.values(units)
+    plain = cm.render.render(cm.scm, values)
+    for mask, word in [(("M",), "m:?"), ({"M": "m:{hidden}"}, "m:{hidden}")]:
+        shown = masked_model(cm, mask).render.render(cm.scm, values)
+        assert shown == [" ".join([p.split()[0], word, *p.split()[2:]]) for p in plain]
+    with pytest.raises(SpecError, match="mask names 'Q'"):
+        masked_model(cm, ("Q",))
