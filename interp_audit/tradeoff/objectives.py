@@ -19,7 +19,7 @@ from torch import Tensor
 from ..audit.context import AuditContext
 from ..audit.measure import clusters_of, groups_of, pair_effects, utility_values
 from ..audit.result import CheckResult
-from ..audit.stats import cluster_bootstrap, mean_ci
+from ..audit.stats import cluster_bootstrap, cluster_bootstrap_columns, mean_ci
 from ..causal.graph import format_path
 from ..contrast import ContrastSet
 from ..errors import EmptyPathError
@@ -69,6 +69,26 @@ class Utility:
                 lambda w: torch.exp((w @ v[:, 0]) / (w @ v[:, 1])), None, len(v), **kw
             )
         return iv.point, [iv.lo, iv.hi]
+
+    def worst_group(
+        self, v: Tensor, groups: dict[str, Tensor], clusters, kw
+    ) -> tuple[str, float, list[float]]:
+        """The group with the worst accuracy and the CI of the *worst* group's accuracy: one
+        cluster bootstrap of the whole set, the minimum over groups per draw."""
+        names = list(groups)
+        member = torch.zeros(len(v), len(names), dtype=torch.float64)
+        for j, g in enumerate(names):
+            member[groups[g], j] = 1.0
+        vals = v.double()
+
+        def per_group(w):  # [draw, pair] -> [draw, group]
+            den = w @ member
+            return torch.where(den > 0, (w * vals) @ member / den.clamp(min=1e-12), torch.nan)
+
+        ivs = cluster_bootstrap_columns(per_group, clusters, len(v), **kw)
+        j = min(range(len(names)), key=lambda i: ivs[i].point)
+        draws = torch.stack([iv.samples for iv in ivs], 1).nan_to_num(nan=float("inf"))
+        return names[j], ivs[j].point, _quantiles(draws.min(1).values, kw)
 
     def cost(self, before: Tensor, after: Tensor, clusters, kw) -> tuple[float, list[float]]:
         """Paired cost: accuracy lost, or the relative rise in perplexity."""
@@ -208,9 +228,24 @@ def _mean_diff(a: Tensor, b: Tensor, clusters, kw) -> tuple[float, list[float]]:
     return iv.point, [iv.lo, iv.hi]
 
 
-def _worst_abs(rows: list[tuple[str, float, list[float]]]) -> tuple[str, float, list[float]]:
-    path, point, (lo, hi) = max(rows, key=lambda r: abs(r[1]))
-    return path, abs(point), _abs_ci(lo, hi)
+def _quantiles(draws: Tensor, kw: dict[str, Any]) -> list[float]:
+    alpha = (1 - kw["confidence"]) / 2
+    q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
+    return torch.quantile(draws.double(), q).tolist()
+
+
+def _worst_abs(
+    rows: list[tuple[str, float, list[float], Tensor | None]], kw: dict[str, Any]
+) -> tuple[str, float, list[float]]:
+    """The path with the largest |effect|, and the CI of the *largest* |effect| (not of that
+    path's alone): per bootstrap draw, the max over paths of |draw| (each path's draws come from
+    the same seeded resampling; a path no unit's input changes along is 0 in every draw)."""
+    path, point, (lo, hi), _ = max(rows, key=lambda r: abs(r[1]))
+    drawn = [r[3] for r in rows if r[3] is not None]
+    if not drawn:
+        return path, abs(point), _abs_ci(lo, hi)
+    largest = torch.stack([d.abs() for d in drawn]).max(0).values
+    return path, abs(point), _quantiles(largest, kw)
 
 
 def row_of(
@@ -231,19 +266,19 @@ def row_of(
     for p in info:
         v = m.effects[p.path]
         if v is None:
-            point, ci = 0.0, [0.0, 0.0]
+            point, ci, draws = 0.0, [0.0, 0.0], None
         else:
             iv = mean_ci(v, m.clusters[p.path], **kw)
-            point, ci = iv.point, [iv.lo, iv.hi]
+            point, ci, draws = iv.point, [iv.lo, iv.hi], iv.samples
         row[p.path], row[f"{p.path} CI"] = point, ci
         if p.role == "inadmissible":
-            (bad if p.target else other).append((p.path, point, ci))
+            (bad if p.target else other).append((p.path, point, ci, draws))
         else:
             r = _ratio(m, base, p.path, kw)
             if r is not None:
                 kept.append((p.path, *r))
     if bad:
-        path, point, ci = _worst_abs(bad)
+        path, point, ci = _worst_abs(bad, kw)
         row.update({"inadmissible left": point, "inadmissible left CI": ci})
         row["worst inadmissible path"] = path
     if kept:
@@ -251,7 +286,7 @@ def row_of(
         row.update({"admissible kept": point, "admissible kept CI": ci})
         row["least kept admissible path"] = path
     if other:
-        path, point, ci = _worst_abs(other)
+        path, point, ci = _worst_abs(other, kw)
         row.update({"other inadmissible left": point, "other inadmissible left CI": ci})
         row["other worst path"] = path
         change = _abs_change(m, base, path, kw)
@@ -264,13 +299,12 @@ def row_of(
             base.utility, m.utility, clusters, kw
         )
     groups = groups_of(cs) if cs is not None else {}
-    per = {
-        g: utility.interval(m.utility[idx], clusters_of(cs, idx), kw) for g, idx in groups.items()
-    } or {"all": (row["utility"], row["utility CI"])}
-    sign = 1 if utility.higher_is_better else -1
-    g = min(per, key=lambda g: sign * per[g][0])
+    if groups:
+        g, point, ci = utility.worst_group(m.utility, groups, clusters, kw)
+    else:
+        g, point, ci = "all", row["utility"], row["utility CI"]
     row["worst group"] = g
-    row["worst-group utility"], row["worst-group utility CI"] = per[g]
+    row["worst-group utility"], row["worst-group utility CI"] = point, ci
     broken, fixed = [], []
     for cname, res in m.checks.items():
         row[f"check: {cname}"] = res.verdict

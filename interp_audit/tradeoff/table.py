@@ -43,8 +43,9 @@ class Tradeoff:
     objectives (inadmissible paths of sources the repair does not target, the spec's other
     checks re-run on the repaired model), utility and the worst group's utility, each with its
     CI (``<column> CI``, at ``meta["confidence"]``), and whether the row is on the Pareto
-    front. The CI of a selected row (the worst path, the worst group) is that row's own: it
-    does not account for the selection."""
+    front. The CIs of the largest inadmissible effects and of the worst group's utility are
+    those of the maximum / minimum (per bootstrap draw), so they account for the selection; the
+    least-kept admissible ratio's CI is that path's own."""
 
     rows: list[dict[str, Any]]
     ranking: list[str]

@@ -387,3 +387,37 @@ def test_masked_rendering_shows_a_constant_word():
         assert shown == [" ".join([p.split()[0], word, *p.split()[2:]]) for p in plain]
     with pytest.raises(SpecError, match="mask names 'Q'"):
         masked_model(cm, ("Q",))
+
+
+def test_worst_path_and_worst_group_cis_account_for_the_selection():
+    """The largest of two equal effects, and the smaller of two equal accuracies, are biased
+    away from either one's own value: their intervals (per-draw max / min) shift accordingly,
+    and agree with a naive loop over the same bootstrap draws."""
+    from interp_audit.audit.stats import mean_ci
+    from interp_audit.tradeoff.objectives import Utility, _worst_abs
+
+    gen = torch.Generator().manual_seed(1)
+    kw = {"n_boot": 400, "confidence": 0.9, "seed": 0}
+    a = 0.5 + torch.randn(80, generator=gen, dtype=torch.float64)
+    b = -(0.5 + torch.randn(80, generator=gen, dtype=torch.float64))
+    ia_, ib = mean_ci(a, **kw), mean_ci(b, **kw)
+    rows = [
+        ("a", ia_.point, [ia_.lo, ia_.hi], ia_.samples),
+        ("b", ib.point, [ib.lo, ib.hi], ib.samples),
+    ]
+    path, point, (lo, hi) = _worst_abs(rows, kw)
+    assert point == max(abs(ia_.point), abs(ib.point))
+    naive = torch.maximum(ia_.samples.abs(), ib.samples.abs())
+    assert [lo, hi] == pytest.approx(
+        torch.quantile(naive, torch.tensor([0.05, 0.95], dtype=torch.float64)).tolist()
+    )
+    own = ia_ if path == "a" else ib
+    assert lo > min(abs(own.lo), abs(own.hi))  # the max of two is larger than one alone
+
+    v = (torch.rand(400, generator=gen) < 0.7).double()
+    groups = {"x": torch.arange(0, 200), "y": torch.arange(200, 400)}
+    util = Utility("u", "accuracy")
+    g, point, (glo, ghi) = util.worst_group(v, groups, None, kw)
+    own = mean_ci(v[groups[g]], **kw)
+    assert point == pytest.approx(min(float(v[:200].mean()), float(v[200:].mean())))
+    assert glo <= own.lo + 1e-12 and ghi < own.hi  # the minimum of two sits lower
