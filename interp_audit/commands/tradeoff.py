@@ -87,6 +87,11 @@ def main(args) -> int:
     )
     out = table.save(args.out)
     print(table.to_frame(summary=True).round(3).to_string(index=False))
+    meta = table.meta
+    if meta.get("ks beyond the ranking"):
+        print(f"not swept: k = {meta['ks beyond the ranking']} (only {len(table.ranking)} ranked)")
+    if meta.get("checks not re-run"):
+        print(f"checks not re-run (own repair or located effects): {meta['checks not re-run']}")
     print(f"trade-off: {out / 'tradeoff.html'}")
     return 0
 
