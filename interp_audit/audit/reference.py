@@ -130,6 +130,9 @@ def reference() -> str:
         _section("ablate", s.AblationSpec),
         _section("utility", s.UtilitySpec),
         _section("memorization: canaries[i]", CanarySpec),
+        "## Trade-off (`tradeoff`)",
+        "",
+        _section("tradeoff", s.TradeoffSpec),
     ]
     return "\n".join(parts).rstrip() + "\n"
 

@@ -387,6 +387,51 @@ class UtilitySpec(_Section):
         return self
 
 
+class TradeoffSpec(_Section):
+    """The settings of ``interp-audit tradeoff SPEC`` (``ia.tradeoff``): which repairs to sweep
+    and what to re-measure. Flags on the command line (arguments in Python) override them."""
+
+    objective: str | list[str] | None = None
+    """The audited source(s) whose inadmissible paths the repair removes (default: those the
+    exact-patching locate steps target)."""
+    ks: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    """How many top-ranked components (and SAE features) each repair ablates."""
+    kinds: list[Literal["zero", "mean", "resample"]] = Field(
+        default_factory=lambda: ["zero", "mean", "resample"]
+    )
+    """Component ablation kinds."""
+    locate: list[str] | None = None
+    """Locate steps whose effects rank the components (default: those on the objective's
+    inadmissible-path contrasts)."""
+    by: Literal["abs", "signed"] = "abs"
+    """Rank by summed |effect| or summed signed effect (the components that raise the metric)."""
+    sites: str = "heads_v"
+    """Sites patched per position to rank components when no locate step targets the
+    objective."""
+    sae: str | None = None
+    """An SAE whose top features to ablate (zoo:NAME, a folder, or a release with sae_id)."""
+    sae_id: str | None = None
+    """The SAE within a hub release."""
+    sae_kinds: list[Literal["zero", "mean"]] = Field(default_factory=lambda: ["zero", "mean"])
+    """Feature ablation kinds (the SAE's error term is kept)."""
+    baselines: dict[str, list[str] | dict[str, str | None]] = Field(default_factory=dict)
+    """Retrained models to compare (zoo:NAME or a folder, relative to the spec) -> the graph
+    variables their input hides (a list, shown as the word with '?', or VAR: WORD)."""
+    checks: bool = True
+    """Re-run the spec's checks on every repaired model."""
+    reference: str | None = None
+    """The contrast mean and resample ablation draw from (default: the first non-factual)."""
+    utility: str | None = None
+    """A labelled contrast (accuracy) or a held-out text file (perplexity); default: the first
+    factual contrast, else the held-out file a memorization check names."""
+    n: int = Field(200, ge=1, le=MAX_SCM_PAIRS)
+    """Units per path whose input changes."""
+    n_boot: int = Field(500, ge=1, le=MAX_BOOT)
+    """Bootstrap draws per interval."""
+    confidence: float = Field(0.95, gt=0, lt=1)
+    """Confidence level of every interval."""
+
+
 class CheckSpec(_Section):
     """Base of every check kind's spec section (``kind:`` names the registered kind)."""
 

@@ -36,6 +36,7 @@ from .sections import (  # noqa: F401  (re-exported: the spec's sections)
     Seed,
     SwapSpec,
     TemplateContrast,
+    TradeoffSpec,
     UtilitySpec,
     _Section,
 )
@@ -75,6 +76,8 @@ class AuditSpecBase(_Section):
     shown and can be reused."""
     checks: list[CheckSpec] = Field(default_factory=list)
     """The checks; each gives pass / fail / inconclusive with its interval."""
+    tradeoff: TradeoffSpec | None = None
+    """Settings of the repair trade-off sweep (``interp-audit tradeoff SPEC``)."""
     _source_text: str | None = PrivateAttr(default=None)
     _source_path: str | None = PrivateAttr(default=None)
 
@@ -120,6 +123,15 @@ class AuditSpecBase(_Section):
                         f"(named: {sorted(located)}){did_you_mean(step, located)}"
                     )
                 _same_sae(chk, step, self.locate, f"checks[{i}].{key}")
+        if self.tradeoff is not None:
+            for step in self.tradeoff.locate or ():
+                if step not in located:
+                    raise ValueError(
+                        f"tradeoff.locate names {step!r}, which no locate step is called "
+                        f"(named: {sorted(located)}){did_you_mean(step, located)}"
+                    )
+            if self.tradeoff.reference is not None:
+                need(self.tradeoff.reference, "tradeoff.reference")
         names = [c.name for c in self.checks if c.name]
         dup = {n for n in names if names.count(n) > 1}
         if dup:

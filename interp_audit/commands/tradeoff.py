@@ -12,14 +12,18 @@ HELP = (
 
 
 def add_arguments(p) -> None:
-    p.add_argument("spec", help="an audit spec with a causal section (and locate steps)")
+    p.add_argument(
+        "spec",
+        help="an audit spec (its tradeoff: section holds the settings; flags override them)",
+    )
     p.add_argument("--out", required=True, help="folder for tradeoff.csv/.json/.html")
-    p.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    p.add_argument("--k", type=int, nargs="+", default=None, help="default 1 2 4 8 16 32")
     p.add_argument(
         "--kinds",
         nargs="+",
-        default=["zero", "mean", "resample"],
+        default=None,
         choices=["zero", "mean", "resample"],
+        help="default zero mean resample",
     )
     p.add_argument(
         "--objective",
@@ -31,19 +35,19 @@ def add_arguments(p) -> None:
     p.add_argument("--locate", nargs="+", default=None, help="locate steps that rank components")
     p.add_argument(
         "--by",
-        default="abs",
+        default=None,
         choices=["abs", "signed"],
         help="rank by summed |effect| (default) or summed signed effect (what raises the metric)",
     )
     p.add_argument(
         "--sites",
-        default="heads_v",
+        default=None,
         help="sites patched per position to rank components when the spec locates nothing for "
         "the objective (default heads_v)",
     )
     p.add_argument("--sae", default=None, help="SAE whose top-k features to ablate (zoo:NAME, …)")
     p.add_argument("--sae-id", default=None, help="the SAE within a hub release")
-    p.add_argument("--sae-kinds", nargs="+", default=["zero", "mean"], choices=["zero", "mean"])
+    p.add_argument("--sae-kinds", nargs="+", default=None, choices=["zero", "mean"])
     p.add_argument(
         "--baseline",
         nargs="+",
@@ -56,9 +60,13 @@ def add_arguments(p) -> None:
     )
     p.add_argument("--no-checks", action="store_true", help="do not re-run the spec's checks")
     p.add_argument("--reference", default=None, help="contrast for mean/resample ablation")
-    p.add_argument("--utility", default=None, help="factual utility contrast (label, group_by)")
-    p.add_argument("--n", type=int, default=200, help="changed units per path")
-    p.add_argument("--n-boot", type=int, default=500, help="bootstrap draws per CI")
+    p.add_argument(
+        "--utility",
+        default=None,
+        help="a labelled contrast (accuracy) or a held-out text file (perplexity)",
+    )
+    p.add_argument("--n", type=int, default=None, help="changed units per path (default 200)")
+    p.add_argument("--n-boot", type=int, default=None, help="bootstrap draws per CI (default 500)")
 
 
 def main(args) -> int:
@@ -69,17 +77,17 @@ def main(args) -> int:
     baselines = {b[0]: _mask(b[1:]) for b in args.baseline} if args.baseline else None
     table = tradeoff(
         args.spec,
-        ks=tuple(args.k),
-        kinds=tuple(args.kinds),
+        ks=args.k,
+        kinds=args.kinds,
         objective=args.objective,
         locate=args.locate,
         sites=args.sites,
         by=args.by,
         sae=args.sae,
         sae_id=args.sae_id,
-        sae_kinds=tuple(args.sae_kinds),
+        sae_kinds=args.sae_kinds,
         baselines=baselines,
-        checks=not args.no_checks,
+        checks=False if args.no_checks else None,
         reference=args.reference,
         utility=args.utility,
         n=args.n,

@@ -112,27 +112,30 @@ def _baselines(given) -> list[Baseline]:
 def tradeoff(
     spec,
     *,
-    ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32),
-    kinds: tuple[str, ...] = ("zero", "mean", "resample"),
+    ks: Sequence[int] | None = None,
+    kinds: Sequence[str] | None = None,
     objective: str | Sequence[str] | None = None,
     locate: list[str] | None = None,
-    sites: str = "heads_v",
-    by: str = "abs",
+    sites: str | None = None,
+    by: str | None = None,
     sae: Any = None,
     sae_id: str | None = None,
-    sae_kinds: tuple[str, ...] = ("zero", "mean"),
+    sae_kinds: Sequence[str] | None = None,
     baselines: Mapping[str, Sequence[str] | dict[str, str]] | Sequence[Any] | None = None,
-    checks: bool = True,
+    checks: bool | None = None,
     reference: str | None = None,
     utility: str | None = None,
-    n: int = 200,
+    n: int | None = None,
     seed: int | None = None,
-    n_boot: int = 500,
-    confidence: float = 0.95,
+    n_boot: int | None = None,
+    confidence: float | None = None,
     subject=None,
     effects: Mapping[str, Any] | None = None,
 ) -> Tradeoff:
     """Sweep repairs of one objective; re-measure every objective on each repaired model.
+
+    Settings left ``None`` come from the spec's ``tradeoff:`` section, else its defaults
+    (``ks`` 1, 2, 4, 8, 16, 32; kinds zero, mean, resample; n 200; 500 bootstrap draws; 95%).
 
     The *objective* is the audited source(s) whose inadmissible paths the repair removes
     (default: the sources of the spec's exact-patching locate steps on inadmissible-path
@@ -159,8 +162,25 @@ def tradeoff(
     audit's ``report.effects``), reused instead of re-running those sweeps.
     """
     from ..audit.causal_spec import ScmContrast
+    from ..audit.sections import TradeoffSpec
 
     parsed, ctx = _prepare(spec, subject, effects=effects)
+    cfg = parsed.tradeoff or TradeoffSpec()  # the spec's settings; arguments override them
+    ks = tuple(cfg.ks if ks is None else ks)
+    kinds = tuple(cfg.kinds if kinds is None else kinds)
+    objective = cfg.objective if objective is None else objective
+    locate = cfg.locate if locate is None else locate
+    sites = cfg.sites if sites is None else sites
+    by = cfg.by if by is None else by
+    sae, sae_id = (cfg.sae, cfg.sae_id) if sae is None else (sae, sae_id)
+    sae_kinds = tuple(cfg.sae_kinds if sae_kinds is None else sae_kinds)
+    baselines = (cfg.baselines or None) if baselines is None else baselines
+    checks = cfg.checks if checks is None else checks
+    reference = cfg.reference if reference is None else reference
+    utility = cfg.utility if utility is None else utility
+    n = cfg.n if n is None else n
+    n_boot = cfg.n_boot if n_boot is None else n_boot
+    confidence = cfg.confidence if confidence is None else confidence
     cm = ctx.causal.model if ctx.causal is not None else None
     sources = list(cm.interventions) if cm is not None else []
     if cm is not None and not sources:

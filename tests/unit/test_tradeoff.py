@@ -421,3 +421,30 @@ def test_worst_path_and_worst_group_cis_account_for_the_selection():
     own = mean_ci(v[groups[g]], **kw)
     assert point == pytest.approx(min(float(v[:200].mean()), float(v[200:].mean())))
     assert glo <= own.lo + 1e-12 and ghi < own.hi  # the minimum of two sits lower
+
+
+def test_the_spec_tradeoff_section_sets_the_sweep_and_arguments_override_it(linear_subject):
+    spec = spec_with_checks()
+    spec["tradeoff"] = {"ks": [1], "kinds": ["zero"], "n": 50, "n_boot": 100, "checks": False}
+    t = tradeoff(spec, subject=linear_subject)
+    assert [r["repair"] for r in t.rows] == ["none", "zero-ablate top 1"]
+    assert t.meta["n"] == 50 and t.meta["n_boot"] == 100 and t.meta["checks re-run"] == []
+    t = tradeoff(spec, kinds=("mean",), subject=linear_subject)
+    assert [r["repair"] for r in t.rows] == ["none", "mean-ablate top 1"]
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"ks": [0]}, "tradeoff.ks.0"),
+        ({"locate": ["nope"]}, "tradeoff.locate names 'nope'"),
+        ({"kinds": ["rezample"]}, "tradeoff.kinds.0"),
+        ({"reference": "nowhere"}, "tradeoff.reference names contrast 'nowhere'"),
+        ({"sea": "zoo:x"}, "did you mean 'sae'"),
+    ],
+)
+def test_the_tradeoff_section_is_validated(section, message, linear_subject):
+    spec = spec_with_checks()
+    spec["tradeoff"] = section
+    with pytest.raises(SpecError, match=message):
+        tradeoff(spec, subject=linear_subject)
