@@ -38,6 +38,9 @@ def test_readmission_notebook_runs():
     assert "selective: ablate direct+proxy paths" in text
     assert "AuditReport" in text or "Audit readmission" in text
     assert "Spearman" in text
+    # section 5: the component repair of E breaks the responsiveness check of the age paths
+    line = next(x for x in text.splitlines() if x.startswith("zero-ablate top 4 ") and "broke" in x)
+    assert "broke: admissible_paths_respond" in line
     assert all(
         not cell.get("outputs") or all(o.get("output_type") != "error" for o in cell["outputs"])
         for cell in nb.cells
