@@ -181,9 +181,7 @@ def _two_means(after, before, ca, cb, paired, kw, combine) -> tuple[float, list[
         return iv.point, [iv.lo, iv.hi]
     a = mean_ci(after, ca, **kw)
     b = mean_ci(before, cb, **{**kw, "seed": kw["seed"] + 1})
-    alpha = (1 - kw["confidence"]) / 2
-    q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
-    lo, hi = torch.quantile(combine(a.samples, b.samples), q).tolist()
+    lo, hi = _quantiles(combine(a.samples, b.samples), kw)
     point = combine(torch.tensor([a.point]), torch.tensor([b.point]))
     return float(point[0]), [lo, hi]
 
