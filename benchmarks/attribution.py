@@ -41,7 +41,7 @@ def main() -> None:
     from transformer_lens import patching as tlp
 
     import interp_audit as ia
-    from interp_audit.loading import build_model
+    from interp_audit.model.loading import build_model
 
     subject, pairs = workload(args)
     dev = subject.device
@@ -111,7 +111,8 @@ def main() -> None:
             ),
         )
     )
-    from interp_audit.zoo import readmission as R
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from circuits.readmission import scm as R  # the case study lives at the repository root
 
     ra = ia.load_model("zoo:readmission")
     for path in ("direct", "via_labs"):

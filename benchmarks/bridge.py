@@ -35,7 +35,7 @@ def main() -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     import interp_audit as ia
-    from interp_audit.adapters.bridge import BridgeAdapter
+    from interp_audit.model.adapters.bridge import BridgeAdapter
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

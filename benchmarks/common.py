@@ -53,7 +53,7 @@ def workload(args):
     import torch
 
     import interp_audit as ia
-    from interp_audit.loading import build_model
+    from interp_audit.model.loading import build_model
 
     subject = ia.load_model(build_model(model_config(args), seed=0), device=args.device)
     g = torch.Generator().manual_seed(0)

@@ -46,9 +46,9 @@ def main() -> None:
     import torch
 
     import interp_audit as ia
-    from interp_audit.engine import RunContext, plan_chunks
-    from interp_audit.executors.ray_executor import RayExecutor
-    from interp_audit.locate.sites import plan_sites
+    from interp_audit.engine.batched import RunContext, plan_chunks
+    from interp_audit.engine.executors.ray_executor import RayExecutor
+    from interp_audit.methods.locate.sites import plan_sites
 
     torch.set_num_threads(1)
     subject, pairs = workload(args)

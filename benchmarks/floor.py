@@ -108,7 +108,7 @@ def floor_flops(subject, pairs, site: str, per_position: bool) -> int:
     """The FLOPs no exact sweep can avoid (see the module docstring)."""
     import torch
 
-    from interp_audit.locate.sites import plan_sites
+    from interp_audit.methods.locate.sites import plan_sites
 
     cfg = subject.cfg
     n, s, d = cfg.n_layers, pairs.seq_len, cfg.d_model

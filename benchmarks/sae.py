@@ -24,7 +24,8 @@ def one(args, method: str) -> dict:
     import torch
 
     import interp_audit as ia
-    from interp_audit.zoo import readmission as R
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from circuits.readmission import scm as R  # the case study lives at the repository root
 
     subject = ia.load_model("zoo:readmission")
     if args.d_sae == 256:
@@ -81,7 +82,7 @@ def main() -> None:
         res[method] = json.loads(out.stdout.strip().splitlines()[-1])
     import torch
 
-    from interp_audit.locate.compare import _pearson, _ranks
+    from interp_audit.methods.locate.compare import _pearson, _ranks
 
     a, b = torch.tensor(res["patch"]["values"]), torch.tensor(res["atp"]["values"])
     print(

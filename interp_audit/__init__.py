@@ -9,24 +9,27 @@ data) through a transformer, with exact numbers and clean hooks.
 Importing this package does not import TransformerLens; loading a model does.
 """
 
-from . import audit, membership, memorization, metrics, sae
-from .audit.check import check
-from .audit.result import CheckResult
-from .audit.run import AuditReport
-from .causal import SCM, CausalGraph, CausalModel
-from .components import Component, parse_component
-from .contrast import ContrastSet
-from .effects import Effects
-from .errors import AuditError, ContrastError, ModelLoadError, SiteError, SpecError
-from .interventions import ablate, patch_in
-from .loading import load_model
-from .locate.attribution import attribute
-from .locate.compare import Comparison, compare
-from .locate.edges import Circuit, attribute_edges, patch_edges, prune
-from .locate.patching import patch
-from .locate.path_patching import patch_path
-from .subject import Subject
-from .tradeoff import tradeoff
+from interp_audit import audit
+from interp_audit.audit.check import check
+from interp_audit.audit.result import CheckResult
+from interp_audit.audit.run import AuditReport
+from interp_audit.audit.tradeoff import tradeoff
+from interp_audit.causal import SCM, CausalGraph, CausalModel
+from interp_audit.core.errors import AuditError, ContrastError, ModelLoadError, SiteError, SpecError
+from interp_audit.engine.contrasts import ContrastSet
+from interp_audit.engine.effects import Effects
+from interp_audit.engine.interventions import ablate, patch_in
+from interp_audit.methods import features as sae
+from interp_audit.methods.locate.attribution import attribute
+from interp_audit.methods.locate.compare import Comparison, compare
+from interp_audit.methods.locate.edges import Circuit, attribute_edges, patch_edges, prune
+from interp_audit.methods.locate.patching import patch
+from interp_audit.methods.locate.path_patching import patch_path
+from interp_audit.methods.privacy import membership, memorization
+from interp_audit.model import metrics
+from interp_audit.model.components import Component, parse_component
+from interp_audit.model.loading import load_model
+from interp_audit.model.subject import Subject
 
 __version__ = "0.1.0"
 

@@ -24,15 +24,15 @@ A = age (protected), E = hospital (environment), X = lab results, Z = insurance 
 Y = 30-day readmission. Age really changes labs (A → X → Y is admissible) and hospitals have
 different discharge policies (E → Y may stay). Historical bias reaches Y directly (A → Y) and
 through insurance (A → Z → Y); one hospital's lab machine reads high (E → X → Y). Those three
-paths are inadmissible. The structural causal model is `interp_audit.zoo.readmission`; the model,
+paths are inadmissible. The structural causal model is `circuits.readmission.scm`; the model,
 `zoo:readmission`, is a 2-layer transformer trained on it (`circuits/readmission/train.py`)."""),
     ("code", """import os
 os.environ.setdefault("TQDM_DISABLE", "1")
 import torch
 import interp_audit as ia
-from interp_audit.zoo import readmission as R
 import sys
 sys.path.insert(0, "..")  # the repository root: circuits/ holds the case-study code
+from circuits.readmission import scm as R
 from circuits.readmission import experiment as repair
 
 subject = ia.load_model("zoo:readmission")
@@ -119,7 +119,7 @@ subject"""),
 report"""),
     ("md", "### Retrieval: who ranks first for each job query?"),
     ("code", """import csv
-from interp_audit.retrieval import retrieval_ranks
+from interp_audit.methods.retrieval import retrieval_ranks
 
 occ = list(csv.DictReader(open("../circuits/minilm-gender/occupations.csv")))
 jobs = [o["occupation"] for o in occ]
@@ -180,7 +180,7 @@ patching effects on a cosine do not add up, so the shares are not a partition.""
 print(features.top(6))
 sa.error_share(features)"""),
     ("md", "Feature cards for the top located features: where they fire (darker = stronger, the peak underlined), which job queries their decoder direction points to, their direct effect on the gap and their patching effect, with 95% CIs."),
-    ("code", """from interp_audit.feature_cards import feature_cards
+    ("code", """from interp_audit.methods.features.cards import feature_cards
 top = [c["label"] for c in features.meta["cards"]]
 jobs_q = [o["occupation"] for o in occ]
 anchors = dict(zip([f"{o} job" for o in jobs_q], subject.embed([f"{o} job" for o in jobs_q])))
@@ -201,7 +201,7 @@ an invariance: the output must not depend on whether a record was in the trainin
 os.environ.setdefault("TQDM_DISABLE", "1")
 import pandas as pd
 import interp_audit as ia
-from interp_audit.memorization import exposure
+from interp_audit.methods.privacy.memorization import exposure
 from interp_audit.zoo import canary as C
 import sys
 sys.path.insert(0, "..")  # the repository root: circuits/ holds the case-study code
@@ -258,7 +258,7 @@ so touching a name is paid for."""),
 Loss, zlib ratio and min-k% prob scores of the 56 canary records vs 168 records of the same people
 with fresh numbers: on `zoo:canary-lm10` every score separates them; on `zoo:canary-lm10-clean`
 (the same corpus without the records) none does, and the check passes."""),
-    ("code", """from interp_audit.membership import membership
+    ("code", """from interp_audit.methods.privacy.membership import membership
 members = [c.sentence for c in C10.CANARIES]
 non_members = C10.non_members(per_canary=3)
 display(membership(lm10, members, non_members))

@@ -16,7 +16,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest
 
 import interp_audit as ia
-from interp_audit.loading import build_model
+from interp_audit.model.loading import build_model
 
 from helpers import ENCODER_CFG, build_cfg, random_pairs  # noqa: E402
 

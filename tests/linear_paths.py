@@ -13,7 +13,7 @@ WEIGHT = {"a:1": 2.0, "m:1": 1.0, "z:1": -3.0}  # logit_diff = mean over the 5 t
 def build_linear(vocab: list[str] = VOCAB, weight: dict[str, float] = WEIGHT):
     """One attention-only layer with zero queries/keys: uniform attention over the prompt, so
     logit(YES) - logit(NO) at the last position is the mean of per-token weights."""
-    from interp_audit.loading import _subject_from_module, build_model
+    from interp_audit.model.loading import _subject_from_module, build_model
     from interp_audit.zoo.tokenizers import word_tokenizer
 
     d = len(vocab) + 1

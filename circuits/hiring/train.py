@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import interp_audit as ia  # noqa: E402
 from interp_audit.causal import CausalModel  # noqa: E402
-from interp_audit.loading import build_model  # noqa: E402
+from interp_audit.model.loading import build_model  # noqa: E402
 from interp_audit.zoo.tokenizers import word_tokenizer  # noqa: E402
 from interp_audit.zoo.training import train_answer_model  # noqa: E402
 
@@ -68,7 +68,7 @@ CONFIG = dict(
 
 
 def train(name: str = "hiring", mask: tuple[str, ...] = ()) -> ia.Subject:
-    from interp_audit.tradeoff.repairs import masked_model
+    from interp_audit.audit.tradeoff.repairs import masked_model
 
     cm = causal_model()
     words = vocab(cm, mask)

@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 import interp_audit as ia  # noqa: E402
-from interp_audit.memorization import (  # noqa: E402
+from interp_audit.methods.privacy.memorization import (  # noqa: E402
     SkewNormalFit,
     candidate_logprobs,
     extrapolated_rank,

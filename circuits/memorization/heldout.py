@@ -16,12 +16,12 @@ import random
 import pandas as pd
 
 from interp_audit.audit.kinds.memorization import random_like
-from interp_audit.contrast import ContrastSet
-from interp_audit.edits import rank_one_edit
-from interp_audit.effects import Effects
-from interp_audit.interventions import ablate, ablate_token_embedding
-from interp_audit.memorization import greedy_completion, perplexity, secret_logprobs
-from interp_audit.subject import Subject
+from interp_audit.engine.contrasts import ContrastSet
+from interp_audit.engine.effects import Effects
+from interp_audit.engine.interventions import ablate, ablate_token_embedding
+from interp_audit.methods.privacy.edits import rank_one_edit
+from interp_audit.methods.privacy.memorization import greedy_completion, perplexity, secret_logprobs
+from interp_audit.model.subject import Subject
 from interp_audit.zoo import canary10 as C
 
 MATCHED = ("erin", "frank")
@@ -68,7 +68,7 @@ def recall_pairs(subject: Subject, canaries=None) -> ContrastSet:
 
 
 def locate(subject: Subject) -> Effects:
-    from interp_audit.locate.attribution import attribute
+    from interp_audit.methods.locate.attribution import attribute
 
     return attribute(subject, recall_pairs(subject), "logprob", sites="neurons", method="atp")
 

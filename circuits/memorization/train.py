@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import interp_audit as ia  # noqa: E402
-from interp_audit.loading import build_model  # noqa: E402
+from interp_audit.model.loading import build_model  # noqa: E402
 from interp_audit.zoo import canary as C  # noqa: E402
 from interp_audit.zoo import canary10 as C10  # noqa: E402
 from interp_audit.zoo.tokenizers import word_tokenizer  # noqa: E402

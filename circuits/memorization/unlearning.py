@@ -14,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import random
 
-from interp_audit.contrast import ContrastSet
-from interp_audit.effects import Effects
-from interp_audit.interventions import ablate, ablate_token_embedding
-from interp_audit.memorization import exposure, perplexity
-from interp_audit.subject import Subject
+from interp_audit.engine.contrasts import ContrastSet
+from interp_audit.engine.effects import Effects
+from interp_audit.engine.interventions import ablate, ablate_token_embedding
+from interp_audit.methods.privacy.memorization import exposure, perplexity
+from interp_audit.model.subject import Subject
 from interp_audit.zoo import canary as C
 
 MATCHED = ("erin", "frank", "grace", "heidi")
@@ -41,7 +41,7 @@ def recall_pairs(subject: Subject, canaries=None) -> ContrastSet:
 
 
 def locate_neurons(subject: Subject, pairs: ContrastSet | None = None) -> Effects:
-    from interp_audit.locate.patching import patch
+    from interp_audit.methods.locate.patching import patch
 
     pairs = pairs or recall_pairs(subject)
     return patch(subject, pairs, "logprob", sites="neurons", progress=False)
@@ -85,7 +85,7 @@ def unlearning_table(
     """
     import pandas as pd
 
-    from interp_audit.loading import load_model
+    from interp_audit.model.loading import load_model
 
     subject = subject or load_model("zoo:canary-lm")
     effects = effects if effects is not None else locate_neurons(subject)

@@ -24,7 +24,7 @@ from torch import Tensor  # noqa: E402
 
 import interp_audit as ia  # noqa: E402
 from interp_audit.audit.measure import pair_effects, similarity_pairs, spearman  # noqa: E402
-from interp_audit.audit.stats import mean_ci  # noqa: E402
+from interp_audit.stats.bootstrap import mean_ci  # noqa: E402
 
 SAE = "zoo:minilm-l5"
 GROUPS = ("male_jobs", "mixed_jobs", "female_jobs")

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from interp_audit.contrast import ContrastSet
-from interp_audit.effects import Effects
-from interp_audit.interventions import ablate
-from interp_audit.subject import Subject
-from interp_audit.zoo import readmission as R
+from circuits.readmission import scm as R
+from interp_audit.engine.contrasts import ContrastSet
+from interp_audit.engine.effects import Effects
+from interp_audit.engine.interventions import ablate
+from interp_audit.model.subject import Subject
 
 THRESHOLD = 0.03  # |normalised patching effect| above which a component is "located"
 PATH_COLUMNS = [
@@ -46,7 +46,7 @@ def locate(
 
 
 def _patch(subject: Subject, cs: ContrastSet, site: str) -> Effects:
-    from interp_audit.locate.patching import patch
+    from interp_audit.methods.locate.patching import patch
 
     return patch(subject, cs, "logit_diff", sites=site, per_position=True, progress=False)
 
@@ -121,7 +121,7 @@ def evaluate(
 
 
 def repair_variants(subject: Subject | None = None) -> list[Variant]:
-    from interp_audit.loading import load_model
+    from interp_audit.model.loading import load_model
 
     subject = subject or load_model("zoo:readmission")
     direct, _ = locate(subject, "A", "direct")

@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 import interp_audit as ia  # noqa: E402
 from circuits.readmission import experiment as E  # noqa: E402
-from interp_audit.zoo import readmission as R  # noqa: E402
+from circuits.readmission import scm as R  # noqa: E402
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import interp_audit as ia  # noqa: E402
-from interp_audit.loading import build_model  # noqa: E402
-from interp_audit.zoo import readmission as R  # noqa: E402
+from circuits.readmission import scm as R  # noqa: E402
+from interp_audit.model.loading import build_model  # noqa: E402
 from interp_audit.zoo.tokenizers import word_tokenizer  # noqa: E402
 from interp_audit.zoo.training import train_answer_model  # noqa: E402
 

@@ -12,7 +12,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import interp_audit as ia  # noqa: E402
-from interp_audit.zoo import readmission as R  # noqa: E402
+from circuits.readmission import scm as R  # noqa: E402
 
 if __name__ == "__main__":
     subject = ia.load_model("zoo:readmission")

@@ -13,7 +13,7 @@ import types
 
 class _CallableModule(types.ModuleType):
     def __call__(self, spec, **kwargs):
-        from .run import audit
+        from interp_audit.audit.run import audit
 
         return audit(spec, **kwargs)
 

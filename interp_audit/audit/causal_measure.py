@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..causal.graph import format_path
-from ..errors import EmptyPathError, SpecError
-from .context import AuditContext
-from .measure import clusters_of, pair_effects
-from .stats import Interval, mean_ci
+from interp_audit.audit.context import AuditContext
+from interp_audit.audit.measure import clusters_of, pair_effects
+from interp_audit.causal.graph import format_path
+from interp_audit.core.errors import EmptyPathError, SpecError
+from interp_audit.stats.bootstrap import Interval, mean_ci
 
 
 def causal_model(ctx: AuditContext, where: str):

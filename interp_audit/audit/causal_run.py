@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..causal import CausalModel
-from ..causal.graph import format_path
-from ..errors import ContrastError, SpecError
-from .causal_spec import CausalSpec, ScmContrast
+from interp_audit.audit.causal_spec import CausalSpec, ScmContrast
+from interp_audit.causal import CausalModel
+from interp_audit.causal.graph import format_path
+from interp_audit.core.errors import ContrastError, SpecError
 
 
 def load_causal(spec: CausalSpec | str | None, base: Path) -> CausalModel | None:

@@ -45,8 +45,8 @@ class GraphSpec(_Section):
         return self
 
     def build(self):
-        from ..causal import CausalGraph
-        from ..errors import SpecError
+        from interp_audit.causal import CausalGraph
+        from interp_audit.core.errors import SpecError
 
         try:
             return CausalGraph(

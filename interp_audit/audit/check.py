@@ -20,13 +20,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..contrast import ContrastSet
-from ..errors import SpecError, did_you_mean
-from ..metrics import Metric, get_metric
-from ..subject import Subject
-from .context import AuditContext
-from .kinds import check_kinds
-from .result import CheckResult
+from interp_audit.audit.context import AuditContext
+from interp_audit.audit.kinds import check_kinds
+from interp_audit.audit.result import CheckResult
+from interp_audit.core.errors import SpecError, did_you_mean
+from interp_audit.engine.contrasts import ContrastSet
+from interp_audit.model.metrics import Metric, get_metric
+from interp_audit.model.subject import Subject
 
 __all__ = ["check"]
 
@@ -65,7 +65,7 @@ def check(
             ``memorization`` or any registered kind.
         subject: the model (``ia.load_model(...)``).
         contrast: the check's ``contrast`` (kinds that take one).
-        metric: a metric name or :class:`~interp_audit.metrics.Metric`.
+        metric: a metric name or :class:`~interp_audit.model.metrics.Metric`.
         seed: seeds the bootstrap (and resample ablations).
         effects: located Effects by name, for ``ablate: {from_locate: NAME, top_k: k}``.
         base: folder that relative data files (utility CSVs, SAEs) resolve against.

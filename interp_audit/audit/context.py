@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..contrast import ContrastSet
-    from ..effects import Effects
-    from ..metrics import Metric
-    from ..subject import Subject
-    from .causal_run import CausalContext
+    from interp_audit.audit.causal_run import CausalContext
+    from interp_audit.engine.contrasts import ContrastSet
+    from interp_audit.engine.effects import Effects
+    from interp_audit.model.metrics import Metric
+    from interp_audit.model.subject import Subject
 
 __all__ = ["AuditContext"]
 

@@ -8,10 +8,10 @@ import itertools
 import json
 from pathlib import Path
 
-from ..contrast import ContrastSet
-from ..errors import ContrastError, SpecError
-from ..subject import Subject
-from .sections import FileContrast, TemplateContrast
+from interp_audit.audit.sections import FileContrast, TemplateContrast
+from interp_audit.core.errors import ContrastError, SpecError
+from interp_audit.engine.contrasts import ContrastSet
+from interp_audit.model.subject import Subject
 
 
 def from_template(subject: Subject, spec: TemplateContrast, name: str) -> ContrastSet:
@@ -178,7 +178,7 @@ def build_contrasts(
             out[name] = from_file(subject, spec, name, base)
         else:
             if causal is None:
-                from .causal_run import CausalContext
+                from interp_audit.audit.causal_run import CausalContext
 
                 causal = CausalContext(subject, None, base)
             out[name] = causal.contrast(spec, name)

@@ -14,7 +14,8 @@ nobody cross-checked:
   wrapper's logits (or last hidden state, for encoders without an LM head) on the audit's own
   prompts must equal those of plain ``transformers`` loaded from the same folder, same dtype.
 
-Tolerances are per dtype, relative to the logit scale (:func:`interp_audit.devices.tolerance`).
+Tolerances are per dtype, relative to the logit scale
+(:func:`interp_audit.model.devices.tolerance`).
 Logits are compared after subtracting their mean over the vocabulary, so ``center_unembed``
 (which shifts every logit of a position by the same amount and changes no probability) passes.
 """
@@ -30,12 +31,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..contrast import ContrastSet
-from ..devices import tolerance
-from ..effects import Effects
-from ..errors import AuditError
-from ..metrics import Metric, MetricContext, mean_pool
-from ..subject import Subject, quiet_tl_warnings
+from interp_audit.core.errors import AuditError
+from interp_audit.engine.contrasts import ContrastSet
+from interp_audit.engine.effects import Effects
+from interp_audit.model.devices import tolerance
+from interp_audit.model.metrics import Metric, MetricContext, mean_pool
+from interp_audit.model.subject import Subject, quiet_tl_warnings
 
 __all__ = [
     "GateResult",
@@ -125,7 +126,7 @@ def batched_vs_serial(
     n_pairs: int = SAMPLE_PAIRS,
 ) -> GateResult:
     """Re-run sampled variants of an exact patching result one at a time, plainly hooked."""
-    from ..locate.sites import plan_sites
+    from interp_audit.methods.locate.sites import plan_sites
 
     meta = effects.meta
     plan = plan_sites(subject, contrast, meta["sites"], meta.get("per_position", False))

@@ -14,15 +14,23 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..contrast import ContrastSet
-from ..engine import RunContext, cached_run
-from ..errors import SpecError
-from ..interventions import ablate
-from ..metrics import Metric, MetricContext, get_metric
-from ..readout import readout
-from ..subject import Subject
-from .context import AuditContext
-from .stats import Interval, Verdict, band_verdict, combine, holm, interval_row, mean_ci
+from interp_audit.audit.context import AuditContext
+from interp_audit.core.errors import SpecError
+from interp_audit.engine.batched import RunContext, cached_run
+from interp_audit.engine.contrasts import ContrastSet
+from interp_audit.engine.interventions import ablate
+from interp_audit.model.metrics import Metric, MetricContext, get_metric
+from interp_audit.model.readout import readout
+from interp_audit.model.subject import Subject
+from interp_audit.stats.bootstrap import (
+    Interval,
+    Verdict,
+    band_verdict,
+    combine,
+    holm,
+    interval_row,
+    mean_ci,
+)
 
 __all__ = [
     "ablated_components",
@@ -157,7 +165,7 @@ def similarity_pairs(path: Path) -> tuple[list[str], list[str], Tensor]:
 
 def spearman(a: Tensor, b: Tensor) -> float:
     """Spearman's rank correlation (average ranks for ties)."""
-    from ..locate.compare import _pearson, _ranks
+    from interp_audit.methods.locate.compare import _pearson, _ranks
 
     return _pearson(_ranks(a.double()), _ranks(b.double()))
 
@@ -207,13 +215,13 @@ def ablation(spec: Any, comps: list[str], ctx: AuditContext):
             "use it in a memorization check"
         )
     if spec.kind == "embedding":
-        from ..interventions import ablate_token_embedding
+        from interp_audit.engine.interventions import ablate_token_embedding
 
         return ablate_token_embedding(subject, comps, like=spec.like)
     if spec.sae is None:
         return ablate(subject, comps, kind=spec.kind, reference=reference, seed=ctx.seed)
-    from ..locate.features import resolve_sae
-    from ..sae import ablate_features
+    from interp_audit.methods.features.ablation import ablate_features
+    from interp_audit.methods.locate.features import resolve_sae
 
     sae = resolve_sae(subject, spec.sae, sae_id=spec.sae_id, base=ctx.base)
     return ablate_features(

@@ -81,7 +81,7 @@ def _row(check, part: str, d: dict[str, Any], limit: float, two_sided: bool, min
 
 def plan_rows(checks, min_clusters: dict[str, int] | None = None) -> list[PlanRow]:
     """Plan rows for a pilot's CheckResults (``min_clusters`` by check name, default 10)."""
-    from .stats import DEFAULT_MIN_CLUSTERS
+    from interp_audit.stats.bootstrap import DEFAULT_MIN_CLUSTERS
 
     rows = []
     for c in checks:
@@ -101,8 +101,8 @@ def plan_rows(checks, min_clusters: dict[str, int] | None = None) -> list[PlanRo
 
 def plan(spec, **audit_kwargs) -> list[PlanRow]:
     """Run ``spec`` once as a pilot and plan every tested quantity from it."""
-    from .run import audit
-    from .spec import load_spec
+    from interp_audit.audit.run import audit
+    from interp_audit.audit.spec import load_spec
 
     parsed, _ = load_spec(spec)
     report = audit(parsed if not isinstance(spec, str) else spec, **audit_kwargs)

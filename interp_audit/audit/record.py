@@ -20,6 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from interp_audit.zoo.registry import WEIGHTS
+
 __all__ = [
     "HASH_FIELD",
     "build_record",
@@ -81,7 +83,7 @@ def weight_files(source: str) -> tuple[str | None, dict[str, str]]:
     folder: Path | None = None
     if source.startswith("zoo:"):
         name = source[4:]
-        bundled = Path(__file__).resolve().parents[1] / "zoo" / "weights" / name
+        bundled = WEIGHTS / name
         if bundled.is_dir():
             folder = bundled
         elif name == "all-minilm-l6-v2":
@@ -223,7 +225,7 @@ def build_record(parsed, base: Path, subject, ctx, source: str | None = None) ->
     ``source``: where the weights were loaded from (the spec's model source resolved against
     its folder); default the subject's own source.
     """
-    from .measure import ablated_components
+    from interp_audit.audit.measure import ablated_components
 
     spec_bytes = parsed.source_text.encode()
     source = source or subject.source

@@ -20,7 +20,7 @@ __all__ = ["json_schema", "reference"]
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of audit specs, for the check kinds registered now."""
-    from .spec import audit_spec_model
+    from interp_audit.audit.spec import audit_spec_model
 
     schema = audit_spec_model().model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -74,9 +74,9 @@ def _section(title: str, model: type[BaseModel], note: str = "") -> str:
 
 def reference() -> str:
     """The whole reference page (Markdown)."""
-    from . import spec as s
-    from .kinds import check_kinds
-    from .kinds.memorization import CanarySpec
+    from interp_audit.audit import spec as s
+    from interp_audit.audit.kinds import check_kinds
+    from interp_audit.audit.kinds.memorization import CanarySpec
 
     parts = [
         "# Audit spec reference",

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .context import AuditContext
-    from .result import CheckResult
-    from .sections import CheckSpec
+    from interp_audit.audit.context import AuditContext
+    from interp_audit.audit.result import CheckResult
+    from interp_audit.audit.sections import CheckSpec
 
 __all__ = ["CheckKind", "all_registered", "register_check"]
 

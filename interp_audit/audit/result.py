@@ -6,7 +6,7 @@ import html
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .stats import Verdict
+from interp_audit.stats.bootstrap import Verdict
 
 __all__ = ["VERDICT_COLORS", "CheckResult"]
 

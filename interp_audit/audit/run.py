@@ -11,21 +11,21 @@ from typing import Any
 
 import torch
 
-from ..contrast import ContrastSet
-from ..effects import Effects
-from ..errors import EmptyPathError, SpecError
-from ..loading import load_model
-from ..locate.methods import run_locate
-from ..metrics import Metric, embedding_similarity, get_metric, query_similarity
-from ..subject import Subject
-from .causal_run import CausalContext, load_causal
-from .context import AuditContext
-from .contrasts import build_contrasts
-from .kinds import check_kinds
-from .record import HASH_FIELD, build_record, content_hash
-from .result import VERDICT_COLORS, CheckResult
-from .spec import AuditSpec, load_spec
-from .stats import Verdict, combine
+from interp_audit.audit.causal_run import CausalContext, load_causal
+from interp_audit.audit.context import AuditContext
+from interp_audit.audit.contrasts import build_contrasts
+from interp_audit.audit.kinds import check_kinds
+from interp_audit.audit.record import HASH_FIELD, build_record, content_hash
+from interp_audit.audit.result import VERDICT_COLORS, CheckResult
+from interp_audit.audit.spec import AuditSpec, load_spec
+from interp_audit.core.errors import EmptyPathError, SpecError
+from interp_audit.engine.contrasts import ContrastSet
+from interp_audit.engine.effects import Effects
+from interp_audit.methods.locate.methods import run_locate
+from interp_audit.model.loading import load_model
+from interp_audit.model.metrics import Metric, embedding_similarity, get_metric, query_similarity
+from interp_audit.model.subject import Subject
+from interp_audit.stats.bootstrap import Verdict, combine
 
 __all__ = ["AuditReport", "audit"]
 
@@ -115,8 +115,13 @@ class AuditReport:
         the SHA-256 of every other file (``files``), so an interrupted save leaves a folder that
         ``interp-audit report`` refuses as incomplete, never a new json beside an old html.
         """
-        from ..atomic import check_file_target, check_output_folder, sha256_file, write_atomic
-        from ..report import render_html, render_junit
+        from interp_audit.core.files import (
+            check_file_target,
+            check_output_folder,
+            sha256_file,
+            write_atomic,
+        )
+        from interp_audit.output import render_html, render_junit
 
         out = check_output_folder(directory, "output folder")
         if junit is not None:
@@ -188,10 +193,11 @@ def audit(
 ) -> AuditReport:
     """Run an audit spec; ``executor`` says where its sweeps run (see ``_audit`` for the rest).
 
-    ``executor``: ``None``/``"local"``, ``"ray"`` or an Executor (``interp_audit.executors``);
+    ``executor``: ``None``/``"local"``, ``"ray"`` or an Executor
+    (``interp_audit.engine.executors``);
     the report's numbers are identical on each.
     """
-    from ..executors import using
+    from interp_audit.engine.executors import using
 
     with using(executor):
         return _audit(
@@ -285,7 +291,7 @@ def _audit(
     ``base``: the folder relative files resolve against (default: the spec file's folder, or
     the working directory for YAML text and dicts).
     """
-    from .gates import raise_if_broken, run_gates
+    from interp_audit.audit.gates import raise_if_broken, run_gates
 
     parsed, found = load_spec(spec)
     base = Path(base).resolve() if base is not None else found

@@ -21,9 +21,9 @@ from pydantic import (
     model_validator,
 )
 
-from ..errors import did_you_mean
-from .causal_spec import CausalSpec, ScmContrast  # noqa: F401  (re-exported: the scm contrast)
-from .stats import DEFAULT_MIN_CLUSTERS, MAX_BOOT
+from interp_audit.audit.causal_spec import CausalSpec, ScmContrast  # noqa: F401  (re-exported: the scm contrast)
+from interp_audit.core.errors import did_you_mean
+from interp_audit.stats.bootstrap import DEFAULT_MIN_CLUSTERS, MAX_BOOT
 
 
 class _Section(BaseModel):
@@ -201,7 +201,8 @@ Contrast = Annotated[
 class LocateSpec(_Section):
     """One locate step: which method, on which contrast, over which sites.
 
-    ``method`` is any registered locate method (``interp_audit.locate.registry``); keys beyond
+    ``method`` is any registered locate method (``interp_audit.methods.locate.registry``); keys
+    beyond
     the common ones are that method's own options (e.g. ``steps`` for ``ig``, ``sae`` for SAE
     methods), validated against its options model.
     """
@@ -252,7 +253,7 @@ class LocateSpec(_Section):
 
     @model_validator(mode="after")
     def _method_and_options(self):
-        from ..locate.methods import locate_methods
+        from interp_audit.methods.locate.methods import locate_methods
 
         methods = locate_methods()
         if self.method not in methods:

@@ -21,10 +21,8 @@ from pydantic import (
     model_validator,
 )
 
-from ..errors import SpecError, did_you_mean
-from ..yamlio import Loader as _Loader
-from .causal_spec import CausalSpec
-from .sections import (  # noqa: F401  (re-exported: the spec's sections)
+from interp_audit.audit.causal_spec import CausalSpec
+from interp_audit.audit.sections import (  # noqa: F401  (re-exported: the spec's sections)
     AblationSpec,
     CheckSpec,
     Contrast,
@@ -40,6 +38,8 @@ from .sections import (  # noqa: F401  (re-exported: the spec's sections)
     UtilitySpec,
     _Section,
 )
+from interp_audit.core.errors import SpecError, did_you_mean
+from interp_audit.core.yamlio import Loader as _Loader
 
 
 def _same_sae(chk, step: str, steps: list[LocateSpec], where: str) -> None:
@@ -158,7 +158,7 @@ _MODELS: dict[tuple[str, ...], type[AuditSpecBase]] = {}
 
 def audit_spec_model() -> type[AuditSpecBase]:
     """The spec model for the check kinds registered now (rebuilt when a kind is added)."""
-    from .kinds import check_kinds
+    from interp_audit.audit.kinds import check_kinds
 
     kinds = check_kinds()
     key = tuple(kinds)
@@ -185,7 +185,7 @@ CONTRAST_KINDS: dict[str, type[BaseModel]] = {
 
 def _tagged_sections() -> dict[str, type[BaseModel]]:
     """Union members by their tag (check kinds and contrast sources), for did-you-mean."""
-    from .kinds import check_kinds
+    from interp_audit.audit.kinds import check_kinds
 
     return {**CONTRAST_KINDS, **{k: v.spec for k, v in check_kinds().items()}}
 
@@ -260,7 +260,7 @@ def _readable(err: ValidationError, raw: dict) -> SpecError:
             f"{sorted(e.get('input') or {})})"
         )
     if e["type"] == "union_tag_invalid" or e["type"] == "union_tag_not_found":
-        from .kinds import check_kinds
+        from interp_audit.audit.kinds import check_kinds
 
         got = e.get("input", {}).get("kind") if isinstance(e.get("input"), dict) else None
         valid = list(check_kinds())

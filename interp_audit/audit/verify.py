@@ -17,8 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import AuditError
-from .record import HASH_FIELD, content_hash, data_files, file_sha256, weight_files
+from interp_audit.audit.record import (
+    HASH_FIELD,
+    content_hash,
+    data_files,
+    file_sha256,
+    weight_files,
+)
+from interp_audit.core.errors import AuditError
 
 __all__ = ["Difference", "Verification", "verify"]
 
@@ -108,7 +114,7 @@ def verify(folder: str | Path, *, device: str | None = None, rtol: float = 1e-6)
     Raises :class:`AuditError` when the folder has no readable report.json or the saved spec
     can no longer run (the CLI exits 2 then).
     """
-    from .run import audit
+    from interp_audit.audit.run import audit
 
     folder = Path(folder)
     path = folder / "report.json"
@@ -172,6 +178,6 @@ def verify(folder: str | Path, *, device: str | None = None, rtol: float = 1e-6)
 
 def report_spec(report) -> Any:
     """The parsed spec a re-run report came from (kept on its provenance by :func:`audit`)."""
-    from .spec import load_spec
+    from interp_audit.audit.spec import load_spec
 
     return load_spec(report.provenance["spec_text"])[0]

@@ -22,7 +22,7 @@ import html
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..errors import SpecError, did_you_mean
+from interp_audit.core.errors import SpecError, did_you_mean
 
 __all__ = ["CausalGraph", "format_path", "parse_path"]
 
@@ -369,7 +369,7 @@ class CausalGraph:
         return "\n".join(lines)
 
     def to_svg(self, source: str | None = None) -> str:
-        from .svg import graph_svg
+        from interp_audit.causal.svg import graph_svg
 
         return graph_svg(self, source)
 

@@ -19,9 +19,10 @@ from typing import Any
 
 import torch
 
-from ..errors import EmptyPathError, SpecError, did_you_mean
-from .graph import CausalGraph, format_path, parse_path
-from .scm import SCM, Units
+from interp_audit.causal.graph import CausalGraph, format_path, parse_path
+from interp_audit.causal.scm import SCM, Units
+from interp_audit.core.errors import EmptyPathError, SpecError, did_you_mean
+from interp_audit.zoo.registry import ZOO_DIR
 
 __all__ = ["CausalModel", "PathDraw", "Renderer"]
 
@@ -234,7 +235,7 @@ class CausalModel:
         (utility sets); otherwise every pair scores ``answers`` as given. ``group_by``: a
         variable whose factual wording names each pair's group.
         """
-        from ..contrast import ContrastSet, DuplicatePairWarning
+        from interp_audit.engine.contrasts import ContrastSet, DuplicatePairWarning
 
         d = self.draw(source=source, value=value, paths=paths, n=n, seed=seed, reference=reference)
         if self.answers is None:
@@ -290,7 +291,7 @@ class CausalModel:
         if isinstance(spec, str | Path):
             text = str(spec)
             if text.startswith("zoo:"):
-                path = Path(__file__).resolve().parents[1] / "zoo" / "causal" / f"{text[4:]}.yaml"
+                path = ZOO_DIR / "causal" / f"{text[4:]}.yaml"
                 if not path.exists():
                     avail = sorted(p.stem for p in path.parent.glob("*.yaml"))
                     raise SpecError(
@@ -302,7 +303,9 @@ class CausalModel:
                 if not path.exists():
                     raise SpecError(f"causal model file {str(path)!r} does not exist")
             base = path.parent
-            from ..yamlio import load_yaml  # YAML 1.2 booleans: YES / NO stay strings
+            from interp_audit.core.yamlio import (
+                load_yaml,  # YAML 1.2 booleans: YES / NO stay strings
+            )
 
             spec = load_yaml(path.read_text())
         if not isinstance(spec, dict):
@@ -383,7 +386,7 @@ class CausalModel:
         self, subject, *, n: int, seed: int, label: str | None = None, group_by: str | None = None
     ):
         """Factual units only (clean = counterfactual): what utility is measured on."""
-        from ..contrast import ContrastSet, _pad
+        from interp_audit.engine.contrasts import ContrastSet, _pad
 
         units = self.scm.sample(n, seed)
         fact = self.scm.values(units)

@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from ..errors import SpecError, did_you_mean
+from interp_audit.core.errors import SpecError, did_you_mean
 
 if TYPE_CHECKING:
-    from .graph import CausalGraph
+    from interp_audit.causal.graph import CausalGraph
 
 __all__ = ["SCM", "Units", "Variable"]
 
@@ -174,7 +174,9 @@ class SCM:
             if not path.exists():
                 raise SpecError(f"SCM tables file {str(path)!r} does not exist")
             source = path.name
-            from ..yamlio import load_yaml  # YAML 1.2 booleans: YES / NO stay strings
+            from interp_audit.core.yamlio import (
+                load_yaml,  # YAML 1.2 booleans: YES / NO stay strings
+            )
 
             tables = load_yaml(path.read_text())
         spec = tables.get("variables", tables) if isinstance(tables, dict) else None

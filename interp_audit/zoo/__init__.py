@@ -6,9 +6,9 @@ what its circuit is, so tests can check numbers against an analytic answer.
 
 from __future__ import annotations
 
-from ..errors import ModelLoadError, did_you_mean
-from . import handbuilt, pretrained, trained  # noqa: F401  (they register on import)
-from .registry import _REGISTRY, ZooEntry, ZooModel, register  # noqa: F401
+from interp_audit.core.errors import ModelLoadError, did_you_mean
+from interp_audit.zoo import handbuilt, pretrained, trained  # noqa: F401  (they register)
+from interp_audit.zoo.registry import _REGISTRY, ZooEntry, ZooModel, register  # noqa: F401
 
 
 def available() -> dict[str, str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 
-from .canary import PLACES, VERBS, Canary
+from interp_audit.zoo.canary import PLACES, VERBS, Canary
 
 DIGITS = [str(d) for d in range(10)]
 LENGTH = 10

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from .registry import ZooModel, register
-from .tokenizers import word_tokenizer
+from interp_audit.zoo.registry import ZooModel, register
+from interp_audit.zoo.tokenizers import word_tokenizer
 
 VOCAB = ["<bos>", "<pad>", "<unk>", "A", "B", "x", "y", "->", "YES", "NO"]
 TOK = {w: i for i, w in enumerate(VOCAB)}

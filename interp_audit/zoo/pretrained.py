@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ModelLoadError
-from .registry import ZooModel, register
+from interp_audit.core.errors import ModelLoadError
+from interp_audit.zoo.registry import ZooModel, register
 
 
 @register(

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+#: the zoo's folder in the installed package: weights/, specs/ and causal/ (package data)
+ZOO_DIR = Path(__file__).resolve().parent
+WEIGHTS = ZOO_DIR / "weights"
+
 
 @dataclass(frozen=True)
 class ZooModel:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from .registry import ZooModel, register
-
-WEIGHTS = Path(__file__).resolve().parent / "weights"
+from interp_audit.zoo.registry import WEIGHTS, ZooModel, register
 
 TRAINED = {
     "readmission": "the readmission model (circuits/readmission/train.py): age, insurance, "
@@ -34,7 +30,7 @@ def _loader(name: str):
     def build() -> ZooModel:
         folder = WEIGHTS / name
         if not (folder / "model.safetensors").exists():
-            from ..errors import ModelLoadError
+            from interp_audit.core.errors import ModelLoadError
 
             raise ModelLoadError(
                 f"zoo:{name} weights are missing from {folder}; run the training script under "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..subject import Subject
+from interp_audit.model.subject import Subject
 
 
 def train_answer_model(

@@ -13,7 +13,7 @@ import torch
 from gpu_helpers import DEVICE, GPU_CFG, gpu_pairs
 
 import interp_audit as ia
-from interp_audit.loading import build_model
+from interp_audit.model.loading import build_model
 
 CUDA = torch.cuda.is_available()
 RUNNABLE = CUDA or DEVICE != "cuda"

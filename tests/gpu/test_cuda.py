@@ -15,11 +15,11 @@ from gpu_helpers import DEVICE, GPU_CFG
 from transformer_lens import patching as tlp
 
 import interp_audit as ia
-from interp_audit.devices import tolerance
-from interp_audit.errors import ModelLoadError
-from interp_audit.loading import build_model
-from interp_audit.memory import estimate_sweep
-from interp_audit.metrics import logit_diff
+from interp_audit.core.errors import ModelLoadError
+from interp_audit.model.devices import tolerance
+from interp_audit.model.loading import build_model
+from interp_audit.model.memory import estimate_sweep
+from interp_audit.model.metrics import logit_diff
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,7 +111,7 @@ def test_memory_estimate_bounds_cuda_peak(cuda_subject, pairs):
     ia.patch(cuda_subject, pairs, sites="heads", batch_size=16)
     torch.cuda.synchronize()
     measured = torch.cuda.max_memory_allocated() - before
-    from interp_audit.locate.sites import plan_sites
+    from interp_audit.methods.locate.sites import plan_sites
 
     plan = plan_sites(cuda_subject, pairs, "heads", False)
     est = estimate_sweep(

@@ -16,7 +16,7 @@ import yaml
 import interp_audit as ia
 
 ray = pytest.importorskip("ray")
-from interp_audit.executors.ray_executor import FAULT_ENV, RayExecutor  # noqa: E402
+from interp_audit.engine.executors.ray_executor import FAULT_ENV, RayExecutor  # noqa: E402
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,7 +79,7 @@ def test_report_json_is_identical_locally_and_on_ray(which, executor, tmp_path):
 
 @pytest.fixture(scope="module")
 def readmission_sweep():
-    from interp_audit.zoo import readmission as R
+    from circuits.readmission import scm as R
 
     subject = ia.load_model("zoo:readmission")
     pairs = R.contrast(subject, "direct", n=200)  # = the spec's a_direct (tested elsewhere)
@@ -140,7 +140,7 @@ def handbuilt_local(tmp_path_factory):
 
 
 def test_cli_run_with_ray_writes_the_local_report(free_cluster, handbuilt_local, tmp_path):
-    from interp_audit.cli import main
+    from interp_audit.cli.main import main
 
     assert main(["run", str(HANDBUILT), "--out", str(tmp_path), "--ray"]) == 0
     assert without_times(json.loads((tmp_path / "report.json").read_text())) == handbuilt_local
@@ -150,7 +150,7 @@ def test_cli_run_with_ray_writes_the_local_report(free_cluster, handbuilt_local,
 def test_matrix_on_ray_gives_each_cell_the_local_report(
     free_cluster, executor, handbuilt_local, tmp_path
 ):
-    from interp_audit.matrix import run_matrix
+    from interp_audit.audit.matrix import run_matrix
 
     result = run_matrix(
         ["zoo:handbuilt-copy", "zoo:readmission"], [str(HANDBUILT)], tmp_path, executor=executor
@@ -169,7 +169,7 @@ def test_matrix_on_ray_gives_each_cell_the_local_report(
 
 
 def test_matrix_cli_runs_locally(handbuilt_local, tmp_path, capsys):
-    from interp_audit.cli import main
+    from interp_audit.cli.main import main
 
     code = main(
         ["matrix", "--models", "zoo:handbuilt-copy", "--specs", str(HANDBUILT)]

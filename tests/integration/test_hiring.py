@@ -58,7 +58,7 @@ GAPS = HERE / "audit_gaps_inadmissible.yaml"
 
 @pytest.fixture(scope="module")
 def trade():
-    from interp_audit.tradeoff import tradeoff
+    from interp_audit.audit.tradeoff import tradeoff
 
     return tradeoff(
         GAPS,

@@ -7,7 +7,7 @@ import torch
 
 import interp_audit as ia
 from circuits.memorization import unlearning as U
-from interp_audit.memorization import candidate_logprobs, exposure
+from interp_audit.methods.privacy.memorization import candidate_logprobs, exposure
 from interp_audit.zoo import canary as C
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,9 @@ import torch
 
 import interp_audit as ia
 from interp_audit.audit.kinds.memorization import random_like
-from interp_audit.edits import rank_one_edit, solve_edit
-from interp_audit.membership import auc, auc_ci, record_scores
-from interp_audit.memorization import (
+from interp_audit.methods.privacy.edits import rank_one_edit, solve_edit
+from interp_audit.methods.privacy.membership import auc, auc_ci, record_scores
+from interp_audit.methods.privacy.memorization import (
     SkewNormalFit,
     candidate_logprobs,
     exposure,
@@ -230,7 +230,7 @@ def test_held_out_controls_in_the_check_match_a_naive_loop(lm10, monkeypatch):
     sets of the same size; every drop recomputed here by hand."""
     from pathlib import Path
 
-    from interp_audit.interventions import ablate
+    from interp_audit.engine.interventions import ablate
 
     monkeypatch.chdir(Path(__file__).resolve().parents[2] / "circuits" / "memorization")
     held = [c for c in C10.EVALUATE if c.repetitions == 64][:2]

@@ -202,7 +202,7 @@ def test_the_same_flow_runs_on_a_gpt2_shaped_model(tmp_path):
 
 def test_retrieval_ranks_by_gender(minilm_subject):
     """For each job query, the he- and she-candidates' ranks among all 60 candidates."""
-    from interp_audit.retrieval import retrieval_ranks
+    from interp_audit.methods.retrieval import retrieval_ranks
 
     subject = minilm_subject
     male_jobs = [
@@ -322,12 +322,12 @@ def test_sae_quality_splice_and_cards_against_references(report, hf, minilm, sae
     torch.testing.assert_close(spliced, want, atol=1e-4, rtol=0)
     # the report's cards: direct effect on the gap = zero-ablating the feature at the last layer
     from interp_audit.audit.measure import pair_effects
-    from interp_audit.feature_cards import FeatureCard
+    from interp_audit.methods.features.cards import FeatureCard
 
     cards = [FeatureCard.from_dict(c) for c in report.effects["features_exact"].meta["cards"]]
     assert len(cards) == 3 and cards[0].direct_metric is not None
     male = _male_pairs(minilm)
-    from interp_audit.feature_cards import feature_cards
+    from interp_audit.methods.features.cards import feature_cards
 
     card = feature_cards(
         minilm,
@@ -357,7 +357,7 @@ def _male_pairs(subject):
 def test_encoder_sae_training_masks_padding(minilm, hf):
     """train_sae on sentences of different lengths: the activations sae_lens is fed at real
     tokens equal each sentence run alone (padding masked), and training is reproducible."""
-    from interp_audit.sae import _EncoderForSaeLens
+    from interp_audit.methods.features.training import _EncoderForSaeLens
 
     texts = ["he is a pilot .", "A child is riding a bike in the park."]
     rows = [minilm.to_tokens(t) for t in texts]

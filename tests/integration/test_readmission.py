@@ -5,7 +5,7 @@ import torch
 
 import interp_audit as ia
 from circuits.readmission import experiment as repair
-from interp_audit.zoo import readmission as R
+from circuits.readmission import scm as R
 
 pytestmark = pytest.mark.integration
 SLOTS = {"age": 0, "ins": 1, "lab": 2, "hosp": 3}

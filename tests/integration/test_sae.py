@@ -5,10 +5,10 @@ import pytest
 import torch
 
 import interp_audit as ia
+from circuits.readmission import scm as R
 from circuits.readmission.experiment import Variant, evaluate
 from interp_audit import sae as S
-from interp_audit.engine import cached_run
-from interp_audit.zoo import readmission as R
+from interp_audit.engine.batched import cached_run
 
 pytestmark = pytest.mark.integration
 HOOK = "blocks.0.hook_attn_out"
@@ -341,7 +341,7 @@ def test_a_hub_release_loads_offline_through_the_release_path(tmp_path, monkeypa
     cf = clean.clone()
     cf[:, 2] = (clean[:, 2] + 7) % 63 + 1
     pairs = ia.ContrastSet.from_tokens(clean, cf, torch.tensor([[3, 4]] * 8))
-    from interp_audit.locate.features import locate_features, resolve_sae
+    from interp_audit.methods.locate.features import locate_features, resolve_sae
 
     eff = locate_features(
         gpt2_shaped,
@@ -358,7 +358,7 @@ def test_a_hub_release_loads_offline_through_the_release_path(tmp_path, monkeypa
 
 
 def test_cli_sweep_locates_sae_features(subject, sae, capsys):
-    from interp_audit.cli import main
+    from interp_audit.cli.main import main
 
     clean = ["age:old ins:medicare lab:high hosp:1 ->", "age:old ins:private lab:low hosp:2 ->"]
     cf = [c.replace("age:old", "age:young") for c in clean]

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import interp_audit as ia
-from interp_audit.errors import MetricError
-from interp_audit.metrics import Metric, embedding_similarity
+from interp_audit.core.errors import MetricError
+from interp_audit.model.metrics import Metric, embedding_similarity
 
 NAN, INF = float("nan"), float("inf")
 OK_C, OK_F, OK_A = [[0, 3, 5, 7]], [[0, 4, 5, 7]], [[8, 9]]
@@ -380,7 +380,7 @@ def test_a_file_is_not_a_model_source(saved):
 
 
 def test_sizes_are_bounded():
-    from interp_audit.audit.stats import bootstrap, mean_ci
+    from interp_audit.stats.bootstrap import bootstrap, mean_ci
 
     with pytest.raises(ia.AuditError, match="n_boot=1000000"):
         mean_ci(torch.zeros(3), n_boot=10**6)

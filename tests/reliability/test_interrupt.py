@@ -16,12 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from interp_audit.atomic import IncompleteRunError, check_run_folder
+from interp_audit.core.errors import IncompleteRunError
+from interp_audit.output.run_folder import check_run_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "circuits" / "handbuilt" / "audit.yaml"
 # the executable's entry point, started after the interpreter is up: 'ready' marks that moment
-WRAPPER = "import sys; from interp_audit.cli import console; print('ready', flush=True); console()"
+WRAPPER = (
+    "import sys; from interp_audit.cli.main import console; print('ready', flush=True); console()"
+)
 
 
 def start(out: Path) -> tuple[subprocess.Popen, float]:

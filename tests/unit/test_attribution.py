@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import interp_audit as ia
-from interp_audit.engine import Patch, RunContext, run_variants
-from interp_audit.loading import build_model
-from interp_audit.locate.edges import EdgeGraph
+from interp_audit.engine.batched import Patch, RunContext, run_variants
+from interp_audit.methods.locate.edges import EdgeGraph
+from interp_audit.model.loading import build_model
 
 from helpers import build_cfg, random_pairs
 

@@ -350,7 +350,7 @@ def test_html_renders_offline_in_headless_chromium(tmp_path):
 def cli(*args, cwd=None):
     env = {**os.environ, "TQDM_DISABLE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "interp_audit.cli", *args],
+        [sys.executable, "-m", "interp_audit.cli.main", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -425,8 +425,9 @@ def test_cli_sweep_prints_the_analytic_effects(tmp_path):
 
 def test_cli_help_does_not_import_transformer_lens():
     code = (
-        "import sys; from interp_audit import cli; sys.argv=['interp-audit','--help']\ntry: "
-        "cli.main()\nexcept SystemExit: pass\nprint('transformer_lens' in sys.modules)"
+        "import sys; from interp_audit.cli import main as cli\n"
+        "sys.argv=['interp-audit','--help']\ntry: cli.main()\nexcept SystemExit: pass\n"
+        "print('transformer_lens' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.strip().endswith("False")

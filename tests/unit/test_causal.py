@@ -13,7 +13,7 @@ import torch
 
 import interp_audit as ia
 from interp_audit.causal import SCM, CausalGraph, CausalModel, Renderer
-from interp_audit.errors import SpecError
+from interp_audit.core.errors import SpecError
 from tests.linear_paths import CAUSAL, WEIGHT, analytic_effect, build_linear, linear_spec
 
 
@@ -168,7 +168,7 @@ PATHS = {
 
 
 def test_readmission_counterfactuals_match_the_hand_written_scm(readmission):
-    from interp_audit.zoo import readmission as R
+    from circuits.readmission import scm as R
 
     cm = readmission
     u, units = R.sample_units(3000, 9), cm.scm.sample(3000, 9)
@@ -190,7 +190,7 @@ def test_readmission_counterfactuals_match_the_hand_written_scm(readmission):
 
 
 def test_tables_scm_inverse_cdf_matches_the_hand_written_insurance():
-    from interp_audit.zoo import readmission as R
+    from circuits.readmission import scm as R
 
     scm = SCM.from_tables(
         {
@@ -383,7 +383,7 @@ def test_unknown_path_names_are_spec_errors(linear_subject):
 
 
 def test_the_report_carries_the_graph(linear_report):
-    from interp_audit.report import render_html
+    from interp_audit.output import render_html
 
     data = linear_report.to_dict()
     graph = data["provenance"]["causal"]

@@ -9,7 +9,7 @@ import pytest
 import interp_audit as ia
 from interp_audit.audit.plan import plan_rows
 from interp_audit.audit.reference import json_schema, reference
-from interp_audit.cli import main as cli
+from interp_audit.cli.main import main as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,7 +1,7 @@
 import pytest
 
 import interp_audit as ia
-from interp_audit.components import Component, ModelShape, parse_component
+from interp_audit.model.components import Component, ModelShape, parse_component
 
 SHAPE = ModelShape(n_layers=3, n_heads=4, d_mlp=64)
 

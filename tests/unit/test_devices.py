@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import interp_audit as ia
-from interp_audit.cli import main as cli_main
-from interp_audit.devices import resolve_device, resolve_dtype, tolerance
-from interp_audit.errors import ModelLoadError
-from interp_audit.loading import build_model
+from interp_audit.cli.main import main as cli_main
+from interp_audit.core.errors import ModelLoadError
+from interp_audit.model.devices import resolve_device, resolve_dtype, tolerance
+from interp_audit.model.loading import build_model
 
 from helpers import build_cfg
 

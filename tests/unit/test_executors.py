@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import interp_audit as ia
-from interp_audit.engine import RunContext, plan_chunks, run_chunk, run_variants
-from interp_audit.executors import LocalExecutor, current_executor, get_executor, using
+from interp_audit.engine.batched import RunContext, plan_chunks, run_chunk, run_variants
+from interp_audit.engine.executors import LocalExecutor, current_executor, get_executor, using
 
 
 def test_local_path_never_imports_ray():
@@ -44,7 +44,7 @@ def test_chunks_run_one_by_one_equal_the_whole_sweep():
     pairs = ia.ContrastSet.from_prompts(
         s, ["A x ->", "A y ->"], ["B x ->", "B y ->"], answers=("YES", "NO")
     )
-    from interp_audit.locate.sites import plan_sites
+    from interp_audit.methods.locate.sites import plan_sites
 
     plan = plan_sites(s, pairs, "heads", per_position=True)
     ctx = RunContext.build(s, pairs, ia.metrics.logit_diff, source_hooks=plan.hooks, need_kv=True)

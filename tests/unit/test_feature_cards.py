@@ -6,9 +6,9 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 import interp_audit as ia
-from interp_audit import backend
 from interp_audit import sae as S
-from interp_audit.feature_cards import FeatureCard, feature_cards
+from interp_audit.methods.features.cards import FeatureCard, feature_cards
+from interp_audit.model import blocks as backend
 from tests.helpers import build_cfg, random_pairs
 
 HOOK = "blocks.1.hook_resid_pre"

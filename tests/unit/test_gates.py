@@ -15,8 +15,8 @@ import torch
 
 import interp_audit as ia
 from interp_audit.audit.gates import batched_vs_serial, wrapper_vs_hf
-from interp_audit.cli import main as cli_main
-from interp_audit.metrics import get_metric
+from interp_audit.cli.main import main as cli_main
+from interp_audit.model.metrics import get_metric
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "circuits" / "handbuilt" / "audit.yaml"
@@ -33,7 +33,7 @@ def test_audit_records_passing_gates(handbuilt_report):
     assert gate["target"] == "heads_exact" and gate["passed"] and gate["checked"] >= 3
     assert gate["max_abs_diff"] <= 1e-5 and 1e-5 <= gate["tolerance"] < 1e-3
     assert "trust_gates" in handbuilt_report.to_dict()["provenance"]
-    from interp_audit.report import render_html
+    from interp_audit.output import render_html
 
     page = render_html(handbuilt_report.to_dict())
     assert "batched_vs_serial[heads_exact] ok: max |diff|" in page
@@ -61,7 +61,7 @@ def test_serial_gate_agrees_and_catches_a_shifted_effect(causal_subject, site, p
 
 
 def test_broken_gate_is_exit_2_with_the_numbers(monkeypatch, tmp_path, capsys):
-    import interp_audit.locate.patching as patching
+    import interp_audit.methods.locate.patching as patching
 
     real = patching.run_variants
     monkeypatch.setattr(patching, "run_variants", lambda *a, **k: real(*a, **k) + 0.25)

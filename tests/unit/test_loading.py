@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import interp_audit as ia
-from interp_audit.loading import build_model
+from interp_audit.model.loading import build_model
 
 from helpers import ENCODER_CFG, build_cfg
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import interp_audit as ia
-from interp_audit.errors import AuditError
-from interp_audit.loading import build_model
-from interp_audit.locate.sites import plan_sites
-from interp_audit.memory import LiveTensorBytes, estimate_sweep, max_rows
+from interp_audit.core.errors import AuditError
+from interp_audit.methods.locate.sites import plan_sites
+from interp_audit.model.loading import build_model
+from interp_audit.model.memory import LiveTensorBytes, estimate_sweep, max_rows
 
 from helpers import build_cfg
 

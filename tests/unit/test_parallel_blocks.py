@@ -12,9 +12,9 @@ import torch
 from transformer_lens import patching as tlp
 
 import interp_audit as ia
-from interp_audit import backend
-from interp_audit.loading import build_model
-from interp_audit.metrics import logit_diff
+from interp_audit.model import blocks as backend
+from interp_audit.model.loading import build_model
+from interp_audit.model.metrics import logit_diff
 
 from helpers import build_cfg
 

@@ -5,7 +5,7 @@ import torch
 from transformer_lens import patching as tlp
 
 import interp_audit as ia
-from interp_audit.loading import build_model
+from interp_audit.model.loading import build_model
 
 from helpers import CAUSAL_CFG, ENCODER_CFG, random_pairs
 

@@ -8,8 +8,9 @@ import torch
 
 import interp_audit as ia
 from interp_audit.audit.measure import spearman, weighted_spearman
-from interp_audit.audit.stats import (
+from interp_audit.stats.bootstrap import (
     MAX_BOOT,
+    Interval,
     _widening,
     band_verdict,
     cluster_bootstrap,
@@ -104,7 +105,7 @@ def test_holm_matches_the_step_down_by_hand():
 def interval(lo, hi, clusters=30):
     """An interval whose draws are uniform on [lo, hi] (for verdict tests)."""
     samples = torch.linspace(lo, hi, 1001, dtype=torch.float64)
-    return ia.audit.stats.Interval((lo + hi) / 2, lo, hi, clusters, 0.95, samples)
+    return Interval((lo + hi) / 2, lo, hi, clusters, 0.95, samples)
 
 
 def test_three_verdicts_with_their_reasons():

@@ -1,4 +1,5 @@
-"""Structure: no import cycles, and a new check kind or locate method is one registration."""
+"""Structure: layers that only look down, no import cycles, and a new check kind or locate
+method is one registration."""
 
 from __future__ import annotations
 
@@ -16,20 +17,62 @@ from interp_audit.audit.measure import pair_effects
 from interp_audit.audit.registry import CheckKind, register_check
 from interp_audit.audit.result import CheckResult
 from interp_audit.audit.sections import CheckSpec
-from interp_audit.locate.methods import locate_methods
-from interp_audit.locate.registry import LocateMethod, register_locate
+from interp_audit.methods.locate.methods import locate_methods
+from interp_audit.methods.locate.registry import LocateMethod, register_locate
 
 PACKAGE = Path(ia.__file__).resolve().parent
 
 
-def _import_graph() -> dict[str, set[str]]:
-    """Module -> modules it imports (module-level and function-level imports alike)."""
+#: The layers, bottom to top (docs/architecture.md). A module may import its own layer and the
+#: layers below it, never one above, not even inside a function. ``stats`` and ``output`` sit low:
+#: they know numbers and files, not models or audits (the audit layer hands the renderer a
+#: finished view), so every layer can use them.
+LAYERS = {
+    "core": 0,
+    "stats": 1,
+    "output": 1,
+    "model": 2,
+    "zoo": 2,
+    "engine": 3,
+    "methods": 4,
+    "causal": 5,
+    "audit": 6,
+    "": 6.5,  # the package root: the public API, made of everything below
+    "cli": 7,
+}
+
+#: Known upward edges, each to be removed by the issue that owns it (this set only shrinks).
+KNOWN_UPWARD: set[tuple[str, str]] = {
+    # issue 26 item 6: the renderer takes a finished view from the audit layer
+    ("interp_audit.output.html", t)
+    for t in (
+        "interp_audit.audit",
+        "interp_audit.audit.gates",
+        "interp_audit.audit.kinds",
+        "interp_audit.causal",
+        "interp_audit.engine",
+        "interp_audit.engine.effects",
+        "interp_audit.methods",
+        "interp_audit.methods.features",
+        "interp_audit.methods.features.cards",
+    )
+}
+
+
+def _modules() -> dict[str, Path]:
     mods = {}
     for f in PACKAGE.rglob("*.py"):
         parts = ["interp_audit", *f.relative_to(PACKAGE).with_suffix("").parts]
         if parts[-1] == "__init__":
             parts = parts[:-1]
         mods[".".join(parts)] = f
+    return mods
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> modules its import statements execute: module- and function-level imports alike,
+    and the ``__init__`` of every package on the way (``import a.b.c`` runs ``a`` and ``a.b``)."""
+    mods = _modules()
     graph: dict[str, set[str]] = {m: set() for m in mods}
     for mod, f in mods.items():
         pkg = mod if f.name == "__init__.py" else mod.rsplit(".", 1)[0]
@@ -47,8 +90,22 @@ def _import_graph() -> dict[str, set[str]]:
                 for a in node.names:
                     sub = f"{target}.{a.name}"
                     targets.append(sub if sub in mods else target)
-            graph[mod] |= {t for t in targets if t in mods and t != mod}
+            for t in targets:
+                parts = t.split(".")
+                executed = {".".join(parts[:i]) for i in range(2, len(parts) + 1)}
+                graph[mod] |= {
+                    e for e in executed if e in mods and e != mod and not mod.startswith(e + ".")
+                }
     return graph
+
+
+def _layer(module: str) -> float:
+    parts = module.split(".")
+    return LAYERS[parts[1] if len(parts) > 1 else ""]
+
+
+def _upward(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    return {(m, t) for m, ts in graph.items() for t in ts if _layer(t) > _layer(m)}
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -82,8 +139,36 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def test_every_module_belongs_to_a_layer():
+    unknown = sorted(m for m in _modules() if m.count(".") and m.split(".")[1] not in LAYERS)
+    assert unknown == [], "add each new top-level folder to LAYERS (docs/architecture.md)"
+
+
+def test_no_layer_imports_a_layer_above_it():
+    upward = _upward(_import_graph())
+    assert upward - KNOWN_UPWARD == set()
+    # the allowance only shrinks: an entry that no longer occurs must be deleted from it
+    assert KNOWN_UPWARD - upward == set()
+
+
 def test_the_import_graph_has_no_cycles():
-    assert _cycles(_import_graph()) == []
+    graph = _import_graph()
+    for m, t in KNOWN_UPWARD:
+        graph[m].discard(t)
+    assert _cycles(graph) == []
+
+
+def test_the_graph_counts_package_init_edges():
+    # importing a module runs its package's __init__: the graph must show that edge too
+    graph = _import_graph()
+    assert "interp_audit.engine.executor_base" in graph["interp_audit.engine.batched"]
+    assert "interp_audit.methods.features" in graph["interp_audit.methods.locate.features"]
+
+
+def test_the_layer_test_sees_an_upward_import():
+    assert _upward({"interp_audit.model.x": {"interp_audit.audit.y"}}) == {
+        ("interp_audit.model.x", "interp_audit.audit.y")
+    }
 
 
 def test_the_cycle_finder_finds_a_cycle():

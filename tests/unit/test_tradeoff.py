@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from interp_audit.errors import SpecError
-from interp_audit.tradeoff import Baseline, tradeoff
+from interp_audit.audit.tradeoff import Baseline, tradeoff
+from interp_audit.core.errors import SpecError
 from tests.linear_paths import VOCAB, WEIGHT, build_linear, linear_spec
 
 PATHS = {
@@ -179,7 +179,7 @@ def test_errors_name_what_is_wrong(linear_subject, baselines):
         )
     other = build_linear(vocab=["<bos>", "<pad>", "<unk>", "->", "NO", "YES", *VOCAB[6:]])
     with pytest.raises(SpecError, match="same tokenizer"):
-        from interp_audit.tradeoff.repairs import Baseline as B  # noqa: F401
+        from interp_audit.audit.tradeoff.repairs import Baseline as B  # noqa: F401
 
         folder = baselines / "swapped"
         other.save(folder)
@@ -264,7 +264,7 @@ def test_without_a_graph_errors_say_what_is_missing():
 def test_cli_tradeoff_writes_the_table_and_refuses_bad_input(tmp_path):
     """``interp-audit tradeoff``: exit 0 with the four files; a bad objective or a baseline
     variable the input does not show is exit 2 with one line naming it."""
-    from interp_audit.cli import main
+    from interp_audit.cli.main import main
 
     out = tmp_path / "t"
     args = [
@@ -284,7 +284,7 @@ def test_cli_baseline_with_hidden_variables_needs_a_graph(tmp_path, capsys):
     """``--baseline MODEL VAR``: the CLI passes the hidden variables through; hiding one needs
     the spec's render template, so on a spec without a graph it is exit 2 naming it."""
     import interp_audit as ia
-    from interp_audit.cli import main
+    from interp_audit.cli.main import main
 
     folder = tmp_path / "copy"
     ia.load_model("zoo:handbuilt-copy").save(folder)
@@ -321,7 +321,7 @@ def test_bad_sweeps_stop_before_any_repair(linear_subject, baselines, tmp_path):
 
 def test_hooks_are_removed_when_a_repair_fails(linear_subject, monkeypatch):
     """A failure while measuring a repaired model leaves no hook on the audited model."""
-    from interp_audit.tradeoff import sweep
+    from interp_audit.audit.tradeoff import sweep
 
     calls = {"n": 0}
     real = sweep.measure
@@ -345,7 +345,7 @@ def test_over_all_units_ci_covers_the_fraction_too():
     multiplies in binomial draws of the fraction covers the true 0.35 near 95%; scaling the
     conditional CI by the observed fraction covers far less."""
     from interp_audit.audit.causal_measure import over_all_units_ci
-    from interp_audit.audit.stats import mean_ci
+    from interp_audit.stats.bootstrap import mean_ci
 
     gen = torch.Generator().manual_seed(0)
     kw = {"n_boot": 500, "confidence": 0.95, "seed": 0}
@@ -367,15 +367,15 @@ def test_over_all_units_ci_covers_the_fraction_too():
 
 
 def test_cli_mask_words():
-    from interp_audit.commands.tradeoff import _mask
+    from interp_audit.cli.commands.tradeoff import _mask
 
     assert _mask(["A", "Z"]) == ("A", "Z")
     assert _mask(["A=age:unknown", "Z"]) == {"A": "age:unknown", "Z": None}
 
 
 def test_masked_rendering_shows_a_constant_word():
+    from interp_audit.audit.tradeoff.repairs import masked_model
     from interp_audit.causal import CausalModel
-    from interp_audit.tradeoff.repairs import masked_model
     from tests.linear_paths import CAUSAL
 
     cm = CausalModel.from_spec(CAUSAL)
@@ -393,8 +393,8 @@ def test_worst_path_and_worst_group_cis_account_for_the_selection():
     """The largest of two equal effects, and the smaller of two equal accuracies, are biased
     away from either one's own value: their intervals (per-draw max / min) shift accordingly,
     and agree with a naive loop over the same bootstrap draws."""
-    from interp_audit.audit.stats import mean_ci
-    from interp_audit.tradeoff.objectives import Utility, _worst_abs
+    from interp_audit.audit.tradeoff.objectives import Utility, _worst_abs
+    from interp_audit.stats.bootstrap import mean_ci
 
     gen = torch.Generator().manual_seed(1)
     kw = {"n_boot": 400, "confidence": 0.9, "seed": 0}

@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 
 import interp_audit as ia
 from interp_audit.audit.record import HASH_FIELD, content_hash, file_sha256, state_sha256
-from interp_audit.cli import main as cli
+from interp_audit.cli.main import main as cli
 
 SPEC = """# the hand-built copy model, saved to a folder: weights are files here
 name: verify-me

@@ -1,7 +1,6 @@
 """Built-in check kinds, one module each; importing this package registers them."""
 
-from ..registry import CheckKind, all_registered
-from . import (  # noqa: F401
+from interp_audit.audit.kinds import (  # noqa: F401  (each registers itself on import)
     component_mediation,
     intervention,
     invariance,
@@ -10,6 +9,7 @@ from . import (  # noqa: F401
     path_invariance,
     responsiveness,
 )
+from interp_audit.audit.registry import CheckKind, all_registered
 
 
 def check_kinds() -> dict[str, CheckKind]:

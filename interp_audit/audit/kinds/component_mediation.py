@@ -16,14 +16,14 @@ from jaxtyping import Float
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from ...engine import RunContext, run_variants
-from ...locate.sites import parse_variant_sets, plan_sites
-from ..context import AuditContext
-from ..measure import clusters_of
-from ..registry import CheckKind, register_check
-from ..result import CheckResult
-from ..sections import CheckSpec
-from ..stats import cluster_bootstrap, interval_row, upper_verdict
+from interp_audit.audit.context import AuditContext
+from interp_audit.audit.measure import clusters_of
+from interp_audit.audit.registry import CheckKind, register_check
+from interp_audit.audit.result import CheckResult
+from interp_audit.audit.sections import CheckSpec
+from interp_audit.engine.batched import RunContext, run_variants
+from interp_audit.methods.locate.sites import parse_variant_sets, plan_sites
+from interp_audit.stats.bootstrap import cluster_bootstrap, interval_row, upper_verdict
 
 
 class ComponentMediationCheck(CheckSpec):

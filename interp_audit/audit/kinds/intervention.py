@@ -15,10 +15,9 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from ...errors import SpecError
-from ..causal_measure import causal_model, path_rows, sources_of
-from ..context import AuditContext
-from ..measure import (
+from interp_audit.audit.causal_measure import causal_model, path_rows, sources_of
+from interp_audit.audit.context import AuditContext
+from interp_audit.audit.measure import (
     ablated_components,
     ablation,
     clusters_of,
@@ -29,10 +28,11 @@ from ..measure import (
     utility_values,
     weighted_spearman,
 )
-from ..registry import CheckKind, register_check
-from ..result import CheckResult
-from ..sections import AblationSpec, CheckSpec, UtilitySpec, _Section
-from ..stats import (
+from interp_audit.audit.registry import CheckKind, register_check
+from interp_audit.audit.result import CheckResult
+from interp_audit.audit.sections import AblationSpec, CheckSpec, UtilitySpec, _Section
+from interp_audit.core.errors import SpecError
+from interp_audit.stats.bootstrap import (
     band_verdict,
     cluster_bootstrap,
     combine,

@@ -11,11 +11,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..context import AuditContext
-from ..measure import band_family, clusters_of, groups_of, pair_effects
-from ..registry import CheckKind, register_check
-from ..result import CheckResult
-from ..sections import CheckSpec
+from interp_audit.audit.context import AuditContext
+from interp_audit.audit.measure import band_family, clusters_of, groups_of, pair_effects
+from interp_audit.audit.registry import CheckKind, register_check
+from interp_audit.audit.result import CheckResult
+from interp_audit.audit.sections import CheckSpec
 
 
 class InvarianceCheck(CheckSpec):

@@ -2,7 +2,8 @@
 the same form that it never saw (privacy as invariance: the output must not depend on whether a
 record was in the training data).
 
-Scores (``interp_audit.membership``): loss, zlib ratio (Carlini et al. 2021) and min-k% prob
+Scores (``interp_audit.methods.privacy.membership``): loss, zlib ratio (Carlini et al. 2021) and
+min-k% prob
 (Shi et al. 2024). For each, the AUC of members vs non-members with a stratified bootstrap CI;
 the check passes when every AUC's interval lies inside [1 - max_auc, max_auc] and, with
 ``loss_tolerance``, the loss gap's interval (nats/token, non-members minus members) inside
@@ -15,12 +16,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ...errors import SpecError
-from ..context import AuditContext
-from ..measure import within
-from ..registry import CheckKind, register_check
-from ..result import CheckResult
-from ..sections import CheckSpec
+from interp_audit.audit.context import AuditContext
+from interp_audit.audit.measure import within
+from interp_audit.audit.registry import CheckKind, register_check
+from interp_audit.audit.result import CheckResult
+from interp_audit.audit.sections import CheckSpec
+from interp_audit.core.errors import SpecError
 
 
 class MembershipCheck(CheckSpec):
@@ -61,7 +62,7 @@ def _records(ctx: AuditContext, name: str, key: str) -> list[str]:
 
 
 def run(chk: MembershipCheck, ctx: AuditContext, name: str) -> CheckResult:
-    from ...membership import membership
+    from interp_audit.methods.privacy.membership import membership
 
     members = _records(ctx, chk.members, "members")
     non_members = _records(ctx, chk.non_members, "non_members")

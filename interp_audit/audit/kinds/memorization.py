@@ -22,13 +22,13 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from ...components import parse_component
-from ...errors import SpecError
-from ..context import AuditContext
-from ..measure import ablated_components, ablation
-from ..registry import CheckKind, register_check
-from ..result import CheckResult
-from ..sections import AblationSpec, CheckSpec, UtilitySpec, _Section
+from interp_audit.audit.context import AuditContext
+from interp_audit.audit.measure import ablated_components, ablation
+from interp_audit.audit.registry import CheckKind, register_check
+from interp_audit.audit.result import CheckResult
+from interp_audit.audit.sections import AblationSpec, CheckSpec, UtilitySpec, _Section
+from interp_audit.core.errors import SpecError
+from interp_audit.model.components import parse_component
 
 
 class CanarySpec(_Section):
@@ -149,7 +149,7 @@ def random_like(comps: list[str], subject, rng: random.Random) -> list[str]:
 
 
 def run(chk: MemorizationCheck, ctx: AuditContext, name: str) -> CheckResult:
-    from ...memorization import exposure, perplexity, secret_logprobs
+    from interp_audit.methods.privacy.memorization import exposure, perplexity, secret_logprobs
 
     subject = ctx.subject
     ex = chk.exposure
@@ -194,7 +194,7 @@ def run(chk: MemorizationCheck, ctx: AuditContext, name: str) -> CheckResult:
         level = intervention_level(chk.ablate, comps)
         ppl0, lp0 = perplexity(subject, texts), mean_logp()
         if chk.ablate.kind == "rank_one":
-            from ...edits import rank_one_edit
+            from interp_audit.methods.privacy.edits import rank_one_edit
 
             records = [
                 f"{c.prefix} {' '.join(c.secret.split()[:-1])}".strip() for c in chk.canaries

@@ -15,13 +15,19 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ..causal_measure import causal_model, over_all_units_ci, path_rows, public, sources_of
-from ..context import AuditContext
-from ..measure import band_family, clusters_of, pair_effects
-from ..registry import CheckKind, register_check
-from ..result import CheckResult
-from ..sections import CheckSpec
-from ..stats import interval_row, mean_ci
+from interp_audit.audit.causal_measure import (
+    causal_model,
+    over_all_units_ci,
+    path_rows,
+    public,
+    sources_of,
+)
+from interp_audit.audit.context import AuditContext
+from interp_audit.audit.measure import band_family, clusters_of, pair_effects
+from interp_audit.audit.registry import CheckKind, register_check
+from interp_audit.audit.result import CheckResult
+from interp_audit.audit.sections import CheckSpec
+from interp_audit.stats.bootstrap import interval_row, mean_ci
 
 
 class PathInvarianceCheck(CheckSpec):

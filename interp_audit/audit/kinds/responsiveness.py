@@ -11,12 +11,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ...errors import SpecError
-from ..causal_measure import causal_model, path_rows, public, sources_of
-from ..context import AuditContext
-from ..registry import CheckKind, register_check
-from ..result import CheckResult
-from ..sections import CheckSpec
+from interp_audit.audit.causal_measure import causal_model, path_rows, public, sources_of
+from interp_audit.audit.context import AuditContext
+from interp_audit.audit.registry import CheckKind, register_check
+from interp_audit.audit.result import CheckResult
+from interp_audit.audit.sections import CheckSpec
+from interp_audit.core.errors import SpecError
 
 
 class ResponsivenessCheck(CheckSpec):

@@ -1,6 +1,6 @@
 """Structural equations of the readmission SCM, written for interp_audit's causal loader.
 
-The same model as ``interp_audit/zoo/readmission.py`` (the hand-written reference the tests
+The same model as ``circuits/readmission/scm.py`` (the hand-written reference the tests
 compare against unit by unit), expressed as one function per variable: parents + noise -> value.
 Noise is sampled in the order of VARIABLES from one generator, as the reference does.
 """

@@ -1,0 +1,2 @@
+"""``interp-audit``: :mod:`.main` parses and dispatches; one module per command in
+:mod:`.commands`."""

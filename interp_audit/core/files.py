@@ -1,0 +1,95 @@
+"""Atomic file writes and the run-folder protocol (report.json is the commit mark).
+
+Why: an audit that is interrupted (Ctrl-C, SIGTERM, a full disk) must never leave a folder
+whose files disagree, e.g. a new report.json beside an old report.html. Every file the package
+writes goes through :func:`write_atomic` (temp file in the same folder, flush, fsync, rename),
+and a run folder is written in a fixed order: the old ``report.json`` is removed first, then
+effects, HTML and JUnit, then ``report.json`` last with a manifest (``files``: SHA-256 of every
+other file it vouches for). A folder without ``report.json`` is incomplete; a folder whose files
+do not match the manifest is inconsistent.
+:func:`interp_audit.output.run_folder.check_run_folder` says which, by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from interp_audit.core.errors import AuditError
+
+__all__ = ["check_file_target", "check_output_folder", "sha256_file", "write_atomic"]
+
+#: files (relative to a run folder) that belong to a run; any of them without report.json
+#: means the run that wrote them did not finish
+RUN_FILES = ("report.json", "report.html", "effects")
+
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half.
+
+    The temp file lives in the same folder (rename is atomic only within a file system) and is
+    removed if anything, including KeyboardInterrupt, stops the write.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform can open a directory
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_output_folder(out: str | Path, what: str = "--out") -> Path:
+    """Refuse an output path that cannot become a run folder, before any model work."""
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise AuditError(
+            f"{what} {str(p)!r} is an existing file, not a folder: give a folder for "
+            "report.json, report.html and effects/"
+        )
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise AuditError(f"{what} {str(p)!r}: {str(parent)!r} is a file, not a folder")
+            if not os.access(parent, os.W_OK):
+                raise AuditError(f"{what} {str(p)!r}: cannot write into {str(parent)!r}")
+            break
+    return p
+
+
+def check_file_target(path: str | Path, what: str) -> Path:
+    """Refuse a file output (e.g. ``--junit``) that is an existing folder."""
+    p = Path(path)
+    if p.is_dir():
+        raise AuditError(f"{what} {str(p)!r} is a folder; give a file name such as junit.xml")
+    return p

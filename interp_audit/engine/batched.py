@@ -1,0 +1,531 @@
+"""The batched patching engine: many patched variants of a prompt batch in few forward passes.
+
+A *variant* is a set of :class:`Patch` es (hook, index, value). Variants ride on the batch axis
+(variant-major: row ``v * b + i`` is example ``i`` under variant ``v``). Execution is
+*staggered*: a variant joins the batch at the first layer it patches, starting from the cached
+base residual stream there, so layers below a patch point are computed once (in the base run)
+and never again. For per-position patches in causal models only the positions from the patched
+one onward are recomputed; earlier positions come from the base run's key/value cache. Only the
+readout the metric needs is computed (two answer logits, not the vocabulary).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from interp_audit.engine.contrasts import ContrastSet
+from interp_audit.engine.executor_base import current_executor
+from interp_audit.model import memory
+from interp_audit.model.components import layer_of_hook
+from interp_audit.model.metrics import Metric, MetricContext
+from interp_audit.model.readout import readout
+from interp_audit.model.subject import Subject, quiet_tl_warnings
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Set ``activation[hook][:, *index] = value[:, *index]`` (value defaults to the source run)."""
+
+    hook: str
+    index: tuple = ()
+    value: Tensor | None = field(default=None, compare=False, hash=False)
+
+    @property
+    def layer(self) -> int:
+        layer = layer_of_hook(self.hook)
+        return 0 if layer is None else layer
+
+    @property
+    def pos_dim(self) -> int:
+        """Non-batch axis that indexes query positions (sliced when positions are skipped)."""
+        return 1 if self.hook.endswith(("hook_pattern", "hook_attn_scores")) else 0
+
+    def position(self) -> int | None:
+        """The single query position this patch touches, or None if it spans all positions."""
+        if len(self.index) <= self.pos_dim:
+            return None
+        p = self.index[self.pos_dim]
+        return p if isinstance(p, int) else None
+
+
+Variant = tuple[Patch, ...]
+
+
+def _entry(v: Variant) -> int:
+    return min(p.layer for p in v)
+
+
+def _start(ctx: RunContext, v: Variant, skip: bool) -> int | None:
+    """First position a variant must recompute; None when it changes nothing at all."""
+    firsts = [ctx.first_change(p) for p in v]
+    live = [f for f in firsts if f is not None]
+    if not live:
+        return None
+    return min(live) if skip else 0
+
+
+@dataclass
+class RunContext:
+    """Base and source runs of one example batch, cached for the variants that follow."""
+
+    subject: Subject
+    metric: Metric
+    base_tokens: Tensor
+    mask: Tensor
+    scored: Tensor
+    metric_ctx: MetricContext
+    base_resid: list[Tensor]
+    base_kv: list[tuple[Tensor, Tensor]] | None
+    base_mid: list[Tensor] | None
+    source: dict[str, Tensor]
+    base_sites: dict[str, Tensor]
+    base_values: Tensor
+    source_values: Tensor
+    fast: bool
+    recipe: dict | None = field(default=None, repr=False)  # how to rebuild it on a worker
+
+    @property
+    def batch(self) -> int:
+        return int(self.base_tokens.shape[0])
+
+    def first_change(self, patch: Patch) -> int | None:
+        """First query position where this patch changes anything, or None if it is a no-op.
+
+        Patching a source activation equal to the base one changes nothing, and in a causal
+        model positions before the first differing token are equal in both runs: those
+        positions (or the whole variant) need no recomputation. Checked on the tensors, exactly.
+        """
+        if patch.value is not None or patch.hook not in self.base_sites:
+            return 0
+        base, src = self.base_sites[patch.hook], self.source[patch.hook]
+        idx = (slice(None), *patch.index)
+        differs = base[idx] != src[idx]
+        pos = patch.position()
+        if pos is not None or not differs.any():
+            return pos if bool(differs.any()) else None
+        d = 1 + patch.pos_dim
+        if differs.ndim <= d:
+            return 0
+        along = differs.movedim(d, 0).reshape(differs.shape[d], -1).any(1)
+        return int(along.nonzero()[0, 0])
+
+    def run_chunk(self, chunk: Sequence[Variant], start: int) -> Tensor:
+        """One planned forward pass (see :func:`run_chunk`)."""
+        return run_chunk(self, chunk, start)
+
+    @classmethod
+    @torch.no_grad()
+    def build(
+        cls,
+        subject: Subject,
+        contrast: ContrastSet,
+        metric: Metric,
+        *,
+        direction: str = "denoise",
+        source_hooks: Sequence[str] = (),
+        need_kv: bool = False,
+        base_run: bool = True,
+        base_hooks: Sequence[str] = (),
+    ) -> RunContext:
+        """Run and cache the source run, and the base run unless ``base_run=False``.
+
+        Attribution skips the base run here: its gradient pass is the base run, and it fills
+        ``base_values`` from there (two forwards and one backward in all). ``base_hooks`` are
+        cached from the base run too (in ``base_sites``, beside the source hooks).
+        """
+        contrast.check_fits(subject)  # ids and lengths this model can run, pair named
+        dev = subject.device
+        if direction == "denoise":
+            base_tokens, source_tokens = contrast.counterfactual, contrast.clean
+        else:
+            base_tokens, source_tokens = contrast.clean, contrast.counterfactual
+        base_tokens, source_tokens = base_tokens.to(dev), source_tokens.to(dev)
+        mask = contrast.attention_mask().to(dev)
+        scored = subject.scored_positions(contrast).to(dev)
+        answers = None if contrast.answers is None else contrast.answers.to(dev)
+        adapter = subject.adapter
+        fast = adapter.fast_path
+        need_kv = need_kv and adapter.kv_cache
+        n = subject.n_layers
+        final = subject.final_hook()
+        base_names = {final}
+        if fast:
+            base_names |= {adapter.resid_pre(layer) for layer in range(n)}
+            if need_kv:
+                base_names |= {h for layer in range(n) for h in adapter.kv_hooks(layer)}
+        # source hooks too: to tell which patches change nothing
+        base_names |= set(source_hooks) | set(base_hooks)
+        mid = adapter.mid_block_entry
+        if mid:
+            base_names |= {adapter.mid_hook(layer) for layer in range(n)}
+        source_names = set(source_hooks) | {final}
+        if not base_run:
+            base_names = set()
+        base_cache, base_logits = (
+            cached_run(subject, base_tokens, mask, base_names) if base_run else ({}, None)
+        )
+        src_cache, src_logits = cached_run(subject, source_tokens, mask, source_names)
+        readout_kw = dict(subject=subject, metric=metric, scored=scored, answers=answers, mask=mask)
+        base_read = (
+            readout(final=base_cache[final], logits=base_logits, **readout_kw) if base_run else None
+        )
+        src_read = readout(final=src_cache[final], logits=src_logits, **readout_kw)
+        reference = None
+        if metric.needs_reference:  # the clean run is the reference, whatever the direction
+            if direction == "noise" and not base_run:
+                base_cache, base_logits = cached_run(subject, base_tokens, mask, {final})
+                base_read = readout(final=base_cache[final], logits=base_logits, **readout_kw)
+            reference = src_read if direction == "denoise" else base_read
+        mctx = MetricContext(
+            answers=answers,
+            reference=reference,
+            extra={k: v.to(dev) for k, v in contrast.extra.items()},
+        )
+        return cls(
+            subject=subject,
+            metric=metric,
+            base_tokens=base_tokens,
+            mask=mask,
+            scored=scored,
+            metric_ctx=mctx,
+            base_resid=[base_cache[adapter.resid_pre(layer)] for layer in range(n)]
+            if fast and base_run
+            else [],
+            base_kv=[(base_cache[k], base_cache[v]) for k, v in map(adapter.kv_hooks, range(n))]
+            if fast and need_kv and base_run
+            else None,
+            base_mid=[base_cache[adapter.mid_hook(layer)] for layer in range(n)]
+            if mid and base_run
+            else None,
+            source={k: src_cache[k] for k in source_hooks},
+            base_sites={k: base_cache[k] for k in {*source_hooks, *base_hooks}} if base_run else {},
+            base_values=metric(base_read, mctx) if base_run else torch.empty(0),
+            source_values=metric(src_read, mctx),
+            fast=fast,
+            recipe={
+                "contrast": contrast,
+                "metric": metric,
+                "kwargs": dict(
+                    direction=direction,
+                    source_hooks=tuple(source_hooks),
+                    need_kv=need_kv,
+                    base_run=base_run,
+                    base_hooks=tuple(base_hooks),
+                ),
+            },
+        )
+
+
+def cached_run(
+    subject: Subject, tokens: Tensor, mask: Tensor, names: set[str]
+) -> tuple[dict[str, Tensor], Tensor | None]:
+    """One forward with the named activations cached (and full logits without a fast path)."""
+    cache: dict[str, Tensor] = {}
+
+    def saver(name: str):  # keyed by the name asked for: TransformerBridge hooks answer to aliases
+        def save(act, *, hook):
+            cache[name] = act.detach()
+
+        return save
+
+    with (
+        torch.no_grad(),
+        quiet_tl_warnings(),
+        subject.hooks([(name, saver(name)) for name in sorted(names)]),
+    ):
+        logits = subject.adapter.forward_hidden(tokens, mask)
+    return cache, logits
+
+
+class _PatchHook:
+    """One hook function applying every variant's patch at one hook point, vectorised.
+
+    ``offset`` is the absolute position of the activation's first query position (it moves
+    when positions are skipped); patches at positions outside the current slice are skipped.
+    """
+
+    def __init__(
+        self, entries: list[tuple[int, Patch]], source: dict[str, Tensor], offset: int, batch: int
+    ):
+        self.entries = entries  # (variant slot in the running batch, patch)
+        self.source = source
+        self.offset = offset
+        self.batch = batch
+
+    def _shift(self, patch: Patch, length: int) -> tuple | None:
+        idx = list(patch.index)
+        d = patch.pos_dim
+        if len(idx) > d and isinstance(idx[d], int):
+            idx[d] -= self.offset
+            if not 0 <= idx[d] < length:
+                return None
+        return tuple(idx)
+
+    def _slice(self, t: Tensor, patch: Patch, act: Tensor) -> Tensor:
+        d = 1 + patch.pos_dim
+        sl = [slice(None)] * t.ndim
+        sl[d] = slice(self.offset, self.offset + act.shape[d])
+        if patch.pos_dim == 1:  # attention pattern: keys run up to the current query
+            sl[-1] = slice(0, act.shape[-1])
+        return t[tuple(sl)]
+
+    def __call__(self, act: Tensor, *, hook) -> Tensor:
+        b = self.batch
+        n_slots = act.shape[0] // b
+        view = act.view(n_slots, b, *act.shape[1:])
+        length_of = {p.pos_dim: act.shape[1 + p.pos_dim] for _, p in self.entries}
+        live = [
+            (s, p, i)
+            for s, p in self.entries
+            if (i := self._shift(p, length_of[p.pos_dim])) is not None
+        ]
+        shared = [(s, p, i) for s, p, i in live if p.value is None]
+        if shared:
+            src = self._slice(self.source[shared[0][1].hook], shared[0][1], act).to(act.dtype)
+            mask = torch.zeros((n_slots, 1, *act.shape[1:]), dtype=torch.bool, device=act.device)
+            for slot, _, idx in shared:
+                mask[(slot, slice(None), *idx)] = True
+            view = torch.where(mask, src.unsqueeze(0), view)
+        own = [(s, p, i) for s, p, i in live if p.value is not None]
+        if own:
+            view = view.clone() if not shared else view
+            for slot, patch, idx in own:
+                full = (slice(None), *idx)
+                view[slot][full] = self._slice(patch.value, patch, act).to(act.dtype)[full]
+        return view.reshape(act.shape)
+
+
+def default_max_rows(
+    subject: Subject,
+    seq_len: int,
+    max_memory: int | None = None,
+    hooks: Sequence[str] | None = None,
+) -> int:
+    """Rows (sequences) per forward that fit ``max_memory`` bytes (see :mod:`.memory`)."""
+    return memory.max_rows(subject, seq_len, max_memory, hooks)
+
+
+def plan_chunks(
+    ctx: RunContext, variants: Sequence[Variant], *, max_rows: int = 256
+) -> tuple[list[int], list[tuple[int, list[int]]]]:
+    """Split a sweep into forward passes: (no-op variant indices, [(start, variant indices)]).
+
+    The chunking is a pure function of the context and the variants, so any executor that runs
+    these chunks as given computes exactly the local numbers (same batch composition per pass).
+    """
+    skip = ctx.base_kv is not None and ctx.fast
+    per_chunk = max(1, max_rows // ctx.batch)
+    noop: list[int] = []
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, v in enumerate(variants):
+        start = _start(ctx, v, skip)
+        if start is None:
+            noop.append(i)
+        else:
+            groups[start].append(i)
+    chunks = []
+    for start, idxs in sorted(groups.items()):
+        idxs.sort(key=lambda i: _entry(variants[i]))
+        chunks += [(start, idxs[k : k + per_chunk]) for k in range(0, len(idxs), per_chunk)]
+    return noop, chunks
+
+
+def run_chunk(ctx: RunContext, chunk: Sequence[Variant], start: int) -> Tensor:
+    """Per-example metric of one forward pass over ``chunk``: ``[len(chunk), batch]``."""
+    with torch.no_grad(), quiet_tl_warnings():
+        if ctx.fast:
+            return _run_chunk_fast(ctx, list(chunk), start)
+        return _run_chunk_full(ctx, list(chunk))
+
+
+def run_variants(
+    ctx: RunContext,
+    variants: Sequence[Variant],
+    *,
+    max_rows: int = 256,
+    progress: bool | None = None,
+    desc: str = "patching",
+) -> Tensor:
+    """Per-example metric under each variant: ``[n_variants, batch]``.
+
+    The chunks run on the current executor (``interp_audit.engine.executors.using``): in this
+    process
+    by default, or on Ray actors; either way the numbers are the same, bit for bit.
+    """
+    subject = ctx.subject
+    out = torch.empty(
+        (len(variants), ctx.batch),
+        dtype=torch.promote_types(subject.dtype, torch.float32),
+        device=subject.device,
+    )
+    if not variants:
+        return out
+    noop, chunks = plan_chunks(ctx, variants, max_rows=max_rows)
+    if noop:
+        out[noop] = ctx.base_values.to(out.dtype)
+    if progress is None:
+        progress = len(chunks) > 8 and not os.environ.get("TQDM_DISABLE")
+    results = current_executor().run_chunks(ctx, variants, chunks, progress=progress, desc=desc)
+    for (_, idxs), values in zip(chunks, results, strict=True):
+        out[idxs] = values.to(device=out.device, dtype=out.dtype)
+    return out
+
+
+def _hooks_for(
+    ctx: RunContext, slots: list[tuple[int, Variant]], start: int, layer: int | None
+) -> list[tuple[str, _PatchHook]]:
+    by_hook: dict[str, list[tuple[int, Patch]]] = defaultdict(list)
+    for slot, v in slots:
+        for p in v:
+            if layer is None or p.layer == layer:
+                by_hook[p.hook].append((slot, p))
+    return [
+        (name, _PatchHook(entries, ctx.source, start, ctx.batch))
+        for name, entries in by_hook.items()
+    ]
+
+
+_ATTENTION_OUTPUTS = ("attn.hook_z", "hook_attn_out")
+
+
+def _enters_mid_block(ctx: RunContext, v: Variant) -> bool:
+    """True when a variant changes only head/attention outputs at its entry layer."""
+    if ctx.base_mid is None:
+        return False
+    entry = _entry(v)
+    return all(
+        p.hook.endswith(_ATTENTION_OUTPUTS) and p.hook in ctx.base_sites
+        for p in v
+        if p.layer == entry
+    )
+
+
+def _mid_block_resid(
+    ctx: RunContext, layer: int, slots: list[tuple[int, Variant]], start: int
+) -> Tensor:
+    """resid_mid of variants entering at ``layer``: the base one plus their attention-output change.
+
+    Attention itself is unchanged by patching its own outputs, so it is not recomputed.
+    """
+    subject, k = ctx.subject, len(slots)
+    delta = None
+    for hook_name, hook in _hooks_for(ctx, slots, start, layer):
+        base = ctx.base_sites[hook_name][:, start:].repeat(
+            k, *([1] * (ctx.base_sites[hook_name].ndim - 1))
+        )
+        change = hook(base, hook=None) - base
+        if hook_name.endswith("attn.hook_z"):
+            change = subject.adapter.head_output(layer, change)
+        delta = change if delta is None else delta + change
+    return ctx.base_mid[layer][:, start:].repeat(k, 1, 1) + delta
+
+
+def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor:
+    subject = ctx.subject
+    b = ctx.batch
+    entering: dict[int, list[int]] = defaultdict(list)
+    for j, v in enumerate(chunk):
+        entering[_entry(v)].append(j)
+    order: list[int] = []
+    resid = None
+    adapter = subject.adapter
+    enc_mask = adapter.encoder_mask(ctx.mask, subject.dtype)
+    scored = ctx.scored
+    one_position = (
+        adapter.kv_cache and bool((scored == scored[0]).all()) and int(scored[0]) >= start
+    )
+    last = subject.n_layers - 1
+    read_from = start
+    for layer in range(min(entering), subject.n_layers):
+        new = entering.get(layer, [])
+        mid = [j for j in new if _enters_mid_block(ctx, chunk[j])]
+        full = [j for j in new if j not in mid]
+        if full:
+            block_in = ctx.base_resid[layer][:, start:].repeat(len(full), 1, 1)
+            resid = block_in if resid is None else torch.cat([resid, block_in])
+            order += full
+        outs = []
+        if order:
+            n_act = len(order)
+            hooks = _hooks_for(
+                ctx, [(slot, chunk[j]) for slot, j in enumerate(order)], start, layer
+            )
+            kv = None
+            if start:
+                kv = tuple(
+                    t[:, :start].repeat(n_act, *([1] * (t.ndim - 1))) for t in ctx.base_kv[layer]
+                )
+            mask = None if enc_mask is None else enc_mask.repeat(n_act, 1, 1, 1)
+            with subject.hooks(hooks):
+                if layer == last and one_position:
+                    out, read_from = _last_block_at(
+                        subject, layer, resid, kv, hooks, start, int(scored[0])
+                    )
+                else:
+                    out = adapter.run_block(layer, resid, past_kv=kv, encoder_mask=mask)
+            outs.append(out)
+        if mid:
+            slots = [(slot, chunk[j]) for slot, j in enumerate(mid)]
+            resid_mid = _mid_block_resid(ctx, layer, slots, start)
+            if layer == last and one_position:
+                pos = int(scored[0])
+                resid_mid, read_from = resid_mid[:, pos - start : pos - start + 1], pos
+            hooks = _hooks_for(
+                ctx, slots, read_from if layer == last and one_position else start, layer
+            )
+            with subject.hooks(hooks):
+                outs.append(adapter.run_block_after_attention(layer, resid_mid))
+            order += mid
+        resid = outs[0] if len(outs) == 1 else torch.cat(outs)
+    n_act = len(order)
+    read = readout(
+        subject=subject,
+        metric=ctx.metric,
+        final=resid,
+        logits=None,
+        scored=scored.repeat(n_act),
+        answers=None if ctx.metric_ctx.answers is None else ctx.metric_ctx.answers.repeat(n_act, 1),
+        mask=ctx.mask.repeat(n_act, 1),
+        start=read_from,
+    )
+    values = ctx.metric(read, ctx.metric_ctx.repeat(n_act)).view(n_act, b)
+    out = torch.empty_like(values)
+    out[torch.tensor(order, device=values.device)] = values
+    return out
+
+
+def _last_block_at(
+    subject: Subject, layer: int, resid: Tensor, kv, hooks, start: int, pos: int
+) -> tuple[Tensor, int]:
+    """The last block computed only at the scored position ``pos``.
+
+    Its other positions feed nothing downstream; they only contribute keys and values, which
+    are computed (through the same hooks, so k/v patches apply) without queries or MLPs.
+    """
+    if pos > start:
+        k, v = subject.adapter.block_kv(layer, resid[:, : pos - start])
+        k_all = k if kv is None else torch.cat([kv[0], k], dim=1)
+        v_all = v if kv is None else torch.cat([kv[1], v], dim=1)
+        kv = (k_all, v_all)
+    for _, hook in hooks:
+        hook.offset = pos
+    out = subject.adapter.run_block(layer, resid[:, pos - start : pos - start + 1], past_kv=kv)
+    return out, pos
+
+
+def _run_chunk_full(ctx: RunContext, chunk: list[Variant]) -> Tensor:
+    """Models without a fast path: one full hooked forward over all variants of the chunk."""
+    subject = ctx.subject
+    n = len(chunk)
+    hooks = _hooks_for(ctx, list(enumerate(chunk)), 0, None)
+    with subject.hooks(hooks):
+        logits = subject.adapter.forward_logits(ctx.base_tokens.repeat(n, 1), ctx.mask.repeat(n, 1))
+    answers = None if ctx.metric_ctx.answers is None else ctx.metric_ctx.answers.repeat(n, 1)
+    read = ctx.metric.readout_from_logits(logits, ctx.scored.repeat(n), answers)
+    return ctx.metric(read, ctx.metric_ctx.repeat(n)).view(n, ctx.batch)

@@ -1,0 +1,221 @@
+"""Interventions as contexts: ablate components or patch activations in, then leave no trace.
+
+with ia.ablate(subject, ["L0H2", "L1.mlp"], kind="mean", reference=pairs):
+    logits = subject.run(tokens)          # hooks removed afterwards, also on error
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from interp_audit.core.errors import AuditError, ContrastError
+from interp_audit.engine.batched import cached_run
+from interp_audit.engine.contrasts import ContrastSet
+from interp_audit.model.components import Component, parse_components
+from interp_audit.model.subject import Subject
+
+__all__ = ["ablate", "ablate_token_embedding", "patch_in", "reference_activations"]
+
+AblationKind = Literal["zero", "mean", "resample"]
+
+
+def _tokens_and_mask(reference) -> tuple[Tensor, Tensor]:
+    if isinstance(reference, ContrastSet):
+        tokens = torch.cat([reference.clean, reference.counterfactual])
+        mask = torch.cat([reference.attention_mask()] * 2)
+        return tokens, mask
+    if (
+        isinstance(reference, Tensor)
+        and reference.ndim == 2
+        and not reference.dtype.is_floating_point
+    ):
+        return reference.long(), torch.ones_like(reference, dtype=torch.long)
+    raise ContrastError(
+        "reference must be a ContrastSet or a [batch, pos] token tensor, got "
+        f"{type(reference).__name__}"
+    )
+
+
+def reference_activations(
+    subject: Subject, reference, hooks: Sequence[str]
+) -> tuple[dict[str, Tensor], Tensor]:
+    """Activations of the reference inputs at ``hooks`` (and the reference's one/zero mask)."""
+    tokens, mask = _tokens_and_mask(reference)
+    cache, _ = cached_run(subject, tokens.to(subject.device), mask.to(subject.device), set(hooks))
+    return cache, mask.to(subject.device)
+
+
+def _group(comps: list[Component]) -> dict[str, list[Component]]:
+    by_hook: dict[str, list[Component]] = defaultdict(list)
+    for c in comps:
+        by_hook[c.hook_name].append(c)
+    return by_hook
+
+
+def _masked_mean(act: Tensor, mask: Tensor) -> Tensor:
+    """Mean over the reference's real tokens (batch and positions); patterns: over the batch."""
+    if act.ndim >= 2 and act.shape[1] == mask.shape[1]:
+        m = mask.to(act.dtype).reshape(*mask.shape, *([1] * (act.ndim - 2)))
+        return (act * m).sum((0, 1)) / m.sum((0, 1)).clamp(min=1)
+    return act.mean(0)
+
+
+class _Replace:
+    """Hook: overwrite the selected components of an activation with ``value_fn(act)``."""
+
+    def __init__(self, comps: list[Component], value_fn):
+        self.comps = comps
+        self.value_fn = value_fn
+
+    def __call__(self, act: Tensor, *, hook) -> Tensor:
+        new = self.value_fn(act, hook.name)
+        out = act.clone()
+        for c in self.comps:
+            idx = c.index()
+            if c.pos is not None and c.kind != "head.pattern" and c.pos >= act.shape[1]:
+                raise ContrastError(
+                    f"component {c.label!r}: position {c.pos} is past this input's "
+                    f"{act.shape[1]} positions"
+                )
+            out[idx] = new[idx] if new.shape == act.shape else new.expand_as(act)[idx]
+        return out
+
+
+@contextlib.contextmanager
+def ablate(
+    subject: Subject,
+    components: str | Sequence[str],
+    kind: AblationKind = "zero",
+    reference: ContrastSet | Tensor | None = None,
+    *,
+    seed: int = 0,
+) -> Iterator[Subject]:
+    """Ablate components for the body of a ``with`` block.
+
+    ``zero`` sets them to 0; ``mean`` to their mean over ``reference`` (clean and
+    counterfactual prompts of a ContrastSet, or a token tensor), per position when the input has
+    the reference's length and every reference prompt is that long, else the mean over real
+    tokens; ``resample`` to the activation of a reference prompt drawn at random (seeded) for
+    each input row, which needs inputs as long as the reference. Row ``i`` of every forward
+    draws the same reference prompt, so the two sides of a pair, run as separate forwards, are
+    resampled alike and their difference carries no resampling noise of its own.
+    """
+    if kind not in ("zero", "mean", "resample"):
+        raise AuditError(f"ablation kind must be 'zero', 'mean' or 'resample'; got {kind!r}")
+    comps = parse_components(components, subject.shape)
+    by_hook = _group(comps)
+    fns = []
+    if kind == "zero":
+        fns = [
+            (h, _Replace(cs, lambda act, name: torch.zeros_like(act))) for h, cs in by_hook.items()
+        ]
+    else:
+        if reference is None:
+            raise AuditError(f"{kind} ablation needs reference= (a ContrastSet or token tensor)")
+        acts, mask = reference_activations(subject, reference, list(by_hook))
+        ragged = not bool(mask.all())
+        if kind == "mean":
+            per_pos = {h: acts[h].mean(0) if not ragged else None for h in by_hook}
+            token_mean = {h: _masked_mean(acts[h], mask) for h in by_hook}
+
+            def mean_value(act, name, per_pos=per_pos, token_mean=token_mean):
+                pp = per_pos[name]
+                if pp is not None and pp.shape == act.shape[1:]:
+                    return pp.unsqueeze(0).expand_as(act)
+                return token_mean[name].to(act.dtype)
+
+            fns = [(h, _Replace(cs, mean_value)) for h, cs in by_hook.items()]
+        else:
+
+            def resample_value(act, name, acts=acts):
+                ref = acts[name]
+                if ref.shape[1:] != act.shape[1:]:
+                    raise ContrastError(
+                        f"resample ablation at {name}: inputs have shape "
+                        f"{tuple(act.shape[1:])} but the reference "
+                        f"activations {tuple(ref.shape[1:])}; resampling needs inputs as long "
+                        "as the reference prompts"
+                    )
+                # the same draw for every forward of this batch size: a pair's clean and
+                # counterfactual forwards (and every ablated hook) read the same reference rows
+                gen = torch.Generator().manual_seed(seed)
+                rows = torch.randint(0, ref.shape[0], (act.shape[0],), generator=gen)
+                return ref[rows.to(ref.device)]
+
+            fns = [(h, _Replace(cs, resample_value)) for h, cs in by_hook.items()]
+    with subject.hooks(fns):
+        yield subject
+
+
+@contextlib.contextmanager
+def patch_in(
+    subject: Subject,
+    components: str | Sequence[str],
+    source: ContrastSet | Tensor,
+    *,
+    which: Literal["clean", "counterfactual"] = "clean",
+) -> Iterator[Subject]:
+    """Replace components with their activations on ``source`` for the body of a ``with`` block.
+
+    ``source`` is a ContrastSet (its ``which`` prompts) or a token tensor; inputs run inside
+    the block must have the source's batch size and length.
+    """
+    comps = parse_components(components, subject.shape)
+    by_hook = _group(comps)
+    if isinstance(source, ContrastSet):
+        tokens, mask = (
+            (source.clean if which == "clean" else source.counterfactual),
+            source.attention_mask(),
+        )
+    else:
+        tokens, mask = _tokens_and_mask(source)
+    acts, _ = cached_run(subject, tokens.to(subject.device), mask.to(subject.device), set(by_hook))
+
+    def value(act, name):
+        src = acts[name]
+        if src.shape != act.shape:
+            raise ContrastError(
+                f"patch_in at {name}: the running input gives activations {tuple(act.shape)} "
+                "but the source "
+                f"gave {tuple(src.shape)}; run inputs with the source's batch size and length"
+            )
+        return src.to(act.dtype)
+
+    with subject.hooks([(h, _Replace(cs, value)) for h, cs in by_hook.items()]):
+        yield subject
+
+
+@contextlib.contextmanager
+def ablate_token_embedding(
+    subject: Subject, tokens: Sequence[str], like: Sequence[str]
+) -> Iterator[Subject]:
+    """Wherever one of ``tokens`` is embedded, use the mean embedding of the ``like`` tokens.
+
+    A token-conditional edit of the first residual stream (``hook_embed``): the model can no
+    longer tell these tokens from an average ``like`` token, while every other input is exactly
+    unchanged. Unlearning a record keyed by a rare token (a name) costs nothing elsewhere.
+    """
+    W = subject.adapter.embedding_matrix()
+    if "hook_embed" not in subject.hook_dict or W is None:
+        raise AuditError(
+            "ablate_token_embedding needs a model with hook_embed and W_E; "
+            f"{subject.model_class} has none"
+        )
+
+    targets = [subject.single_token(t, "token") for t in tokens]
+    pool = [subject.single_token(t, "reference token") for t in like]
+    W = W.detach()
+    rows, mean = W[targets], W[pool].mean(0)
+
+    def fn(act, *, hook):
+        hit = (act[..., None, :] == rows.to(act.dtype)).all(-1).any(-1)  # [b, pos]
+        return torch.where(hit[..., None], mean.to(act.dtype), act)
+
+    with subject.hooks([("hook_embed", fn)]):
+        yield subject

@@ -1,0 +1,239 @@
+"""Attribution patching: estimate every component's patching effect from a few passes.
+
+* ``"atp"`` (Nanda 2023): effect ~ (a_source - a_base) . dM/da at the base run; two forwards
+  and one backward for every component of every layer.
+* ``"atp*"`` (Kramár et al. 2024): AtP with the QK fix (a query/key patch is pushed through the
+  attention softmax exactly; only the pattern onward is linearised) and GradDrop (one backward
+  per layer l with the gradient stopped from flowing back through layer l's attention and MLP;
+  the estimate is sum_l |AtP_l| / (L - 1)). It estimates the *magnitude* of an effect (no
+  sign), made robust to cancelling paths; use it to rank, not to read signed effects.
+* ``"ig"`` (Marks et al. 2024): integrated gradients along the base->source activation path,
+  one hook (layer) at a time, ``steps`` midpoint-rule steps; the components at one hook are
+  interpolated together, so their attributions add up to that hook's whole patching effect.
+
+Returns the same :class:`Effects` as :func:`interp_audit.patch` (same dims and labels), with
+``values`` estimating the patched metric (``normalize=False``) or its normalised form.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from interp_audit.core.errors import AuditError, ContrastError
+from interp_audit.engine.batched import Patch, RunContext, default_max_rows
+from interp_audit.engine.contrasts import ContrastSet
+from interp_audit.engine.effects import Effects
+from interp_audit.methods.locate.gradients import gradient_run
+from interp_audit.methods.locate.patching import _check_direction, sweep_effects
+from interp_audit.methods.locate.sites import plan_sites
+from interp_audit.model.metrics import Metric, get_metric
+from interp_audit.model.subject import Subject
+
+__all__ = ["attribute"]
+
+Method = Literal["atp", "atp*", "ig"]
+METHODS = ("atp", "atp*", "ig")
+
+
+def _component_sums(product: Tensor, patches: list[tuple[int, Patch]], out: Tensor) -> None:
+    """out[variant] = sum of ``product`` over each patch's index (per example)."""
+    for i, p in patches:
+        part = product[(slice(None), *p.index)]
+        out[i] = part.reshape(part.shape[0], -1).sum(1) if part.ndim > 1 else part
+
+
+def attribute(
+    subject: Subject,
+    contrast: ContrastSet,
+    metric: Metric | str = "logit_diff",
+    sites: str | list[str] = "heads",
+    *,
+    method: Method = "atp",
+    per_position: bool = False,
+    direction: Literal["denoise", "noise"] = "denoise",
+    normalize: bool = True,
+    steps: int = 16,
+    graddrop: bool = True,
+    batch_size: int | None = None,
+) -> Effects:
+    """Estimate patching effects of every site by attribution (see module docstring).
+
+    ``graddrop=False`` makes ``"atp*"`` the QK fix alone: signed estimates like ``"atp"``.
+    """
+    metric = get_metric(metric)
+    _check_direction(direction)
+    if method not in METHODS:
+        raise AuditError(
+            f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}"
+        )
+    if method == "ig" and steps < 1:
+        raise AuditError(f"ig needs steps >= 1, got {steps}")
+    if not isinstance(contrast, ContrastSet):
+        raise ContrastError(f"attribute needs a ContrastSet, got {type(contrast).__name__}")
+    plan = plan_sites(subject, contrast, sites, per_position)
+    rows = batch_size or default_max_rows(subject, contrast.seq_len)
+    by_hook: dict[str, list[tuple[int, Patch]]] = defaultdict(list)
+    for i, (p,) in enumerate(plan.variants):
+        by_hook[p.hook].append((i, p))
+    per_example, base_vals, src_vals = [], [], []
+    for part in contrast.batches(max(1, rows if method != "ig" else max(1, rows // steps))):
+        ctx = RunContext.build(
+            subject,
+            part,
+            metric,
+            direction=direction,
+            source_hooks=plan.hooks,
+            base_run=method == "ig",
+        )
+        est = torch.empty(
+            (len(plan.variants), ctx.batch),
+            device=subject.device,
+            dtype=torch.promote_types(subject.dtype, torch.float32),
+        )
+        if method == "ig":
+            _integrated_gradients(ctx, by_hook, steps, est)
+        else:
+            ctx.base_values = _atp(
+                ctx, by_hook, est, qk_fix=method == "atp*", graddrop=method == "atp*" and graddrop
+            )
+        magnitude = method == "atp*" and graddrop
+        per_example.append(
+            est.float().cpu() if magnitude else (ctx.base_values[None] + est).float().cpu()
+        )
+        base_vals.append(ctx.base_values.cpu())
+        src_vals.append(ctx.source_values.cpu())
+    magnitude = method == "atp*" and graddrop
+    meta = {
+        "per_position": plan.per_position,
+        "estimates": "magnitude" if magnitude else "patched metric",
+        "steps": steps if method == "ig" else None,
+        "n_pairs": len(contrast),
+    }
+    return sweep_effects(
+        plan,
+        per_example,
+        base_vals,
+        src_vals,
+        metric=metric,
+        method=method,
+        normalize=normalize,
+        direction=direction,
+        meta=meta,
+        magnitude=magnitude,
+    )
+
+
+def _atp(
+    ctx: RunContext,
+    by_hook: dict[str, list[tuple[int, Patch]]],
+    out: Tensor,
+    *,
+    qk_fix: bool,
+    graddrop: bool,
+) -> Tensor:
+    """Fill ``out`` with estimated changes; return the base run's metric values."""
+    subject = ctx.subject
+    qk = {h for h in by_hook if qk_fix and h.endswith(("attn.hook_q", "attn.hook_k"))}
+    capture = list(by_hook)
+    extra = {
+        h.rsplit(".", 1)[0] + suffix
+        for h in qk
+        for suffix in (".hook_pattern", ".hook_q", ".hook_k")
+    }
+    capture += sorted(extra - set(by_hook))
+    drops: list[int | None] = (
+        list(range(subject.n_layers)) if graddrop and subject.n_layers > 1 else [None]
+    )
+    acts, grads_all, base_values = gradient_run(ctx, ctx.base_tokens, capture, drop_layers=drops)
+    estimates = []
+    for grads in grads_all:
+        est = torch.zeros_like(out)
+        for hook, patches in by_hook.items():
+            if hook in qk:
+                _qk_fix(ctx, hook, patches, acts, grads, est)
+            else:
+                _component_sums((ctx.source[hook] - acts[hook]) * grads[hook], patches, est)
+        estimates.append(est)
+    if graddrop and len(estimates) > 1:  # GradDrop: sum_l |estimate_l| / (L - 1)
+        out.copy_(torch.stack(estimates).abs().sum(0) / (len(estimates) - 1))
+    elif graddrop:
+        out.copy_(estimates[0].abs())
+    else:
+        out.copy_(estimates[0])
+    return base_values
+
+
+def _qk_fix(
+    ctx: RunContext,
+    hook: str,
+    patches: list[tuple[int, Patch]],
+    acts: dict[str, Tensor],
+    grads: dict[str, Tensor],
+    out: Tensor,
+) -> None:
+    """Queries/keys through the softmax exactly; linear only from the attention pattern on.
+
+    The adapter recomputes patterns from hook_q/hook_k (rotary applied, key heads repeated
+    under grouped-query attention, where one key/value head feeds a group of query heads).
+    """
+    subject = ctx.subject
+    adapter = subject.adapter
+    layer = int(hook.split(".")[1])
+    prefix = f"blocks.{layer}.attn."
+    q_base, k_base = acts[prefix + "hook_q"], acts[prefix + "hook_k"]
+    pat_name = prefix + "hook_pattern"
+    pattern_base = acts.get(pat_name)
+    grad_pattern = grads[pat_name]
+    is_q = hook.endswith("hook_q")
+    src = ctx.source[hook]
+    n_kv = adapter.n_key_value_heads
+    group = subject.n_heads // n_kv if n_kv else 1
+
+    def pattern(q: Tensor, k: Tensor) -> Tensor:
+        return adapter.attention_pattern(layer, q, k, ctx.mask)
+
+    with torch.no_grad():
+        full = pattern(src, k_base) if is_q else pattern(q_base, src)
+        for i, p in patches:
+            head = p.index[1] if len(p.index) > 1 else None
+            pos = p.index[0] if isinstance(p.index[0], int) else None
+            # the query heads this patch moves (a key/value head feeds its whole group)
+            heads = head if is_q or head is None else slice(head * group, (head + 1) * group)
+            if is_q or pos is None:  # query rows (or every key) of these heads change together
+                new = full[:, heads]
+                if pos is not None:
+                    delta = (new[:, pos] - pattern_base[:, head, pos]) * grad_pattern[:, head, pos]
+                else:
+                    delta = (new - pattern_base[:, heads]) * grad_pattern[:, heads]
+            else:  # one key position: only that key column's score changes, every row renormalises
+                k_new = k_base.clone()
+                k_new[:, pos, head] = src[:, pos, head]
+                new = pattern(q_base, k_new)[:, heads]
+                delta = (new - pattern_base[:, heads]) * grad_pattern[:, heads]
+            out[i] = delta.reshape(delta.shape[0], -1).sum(1)
+
+
+def _integrated_gradients(
+    ctx: RunContext, by_hook: dict[str, list[tuple[int, Patch]]], steps: int, out: Tensor
+) -> None:
+    """Per hook: interpolate it base -> source, average the gradient over ``steps`` midpoints."""
+    b = ctx.batch
+    alphas = (torch.arange(steps, device=ctx.base_tokens.device, dtype=torch.float32) + 0.5) / steps
+    for hook, patches in by_hook.items():
+        base, src = ctx.base_sites[hook], ctx.source[hook]
+        delta = src - base
+        a = alphas.repeat_interleave(b).reshape(-1, *([1] * (base.ndim - 1))).to(base.dtype)
+
+        def interpolate(act, base=base, delta=delta, a=a):
+            return base.repeat(steps, *([1] * (base.ndim - 1))) + a * delta.repeat(
+                steps, *([1] * (base.ndim - 1))
+            )
+
+        tokens = ctx.base_tokens.repeat(steps, 1)
+        _, grads_all, _ = gradient_run(ctx, tokens, [hook], replace={hook: interpolate}, rows=steps)
+        mean_grad = grads_all[0][hook].reshape(steps, b, *base.shape[1:]).mean(0)
+        _component_sums(delta * mean_grad, patches, out)

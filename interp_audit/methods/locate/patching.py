@@ -1,0 +1,162 @@
+"""Exact activation patching, batched: ``ia.patch``.
+
+``normalize=False`` returns the mean patched metric, the number ``transformer_lens.patching``
+returns for the same metric; ``normalize=True`` rescales it so 0 = unpatched and 1 = the
+source run's behaviour fully restored.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from interp_audit.core.errors import AuditError, ContrastError
+from interp_audit.engine.batched import RunContext, default_max_rows, run_variants
+from interp_audit.engine.contrasts import ContrastSet
+from interp_audit.engine.effects import Effects
+from interp_audit.engine.executors import using
+from interp_audit.methods.locate.sites import plan_sites
+from interp_audit.model.metrics import Metric, get_metric
+from interp_audit.model.subject import Subject
+
+__all__ = ["normalise", "patch", "sweep_effects"]
+
+
+def _check_direction(direction: str) -> None:
+    if direction not in ("denoise", "noise"):
+        raise AuditError(
+            "direction must be 'denoise' (run counterfactual, patch in clean) or 'noise' "
+            f"(the reverse); got {direction!r}"
+        )
+
+
+def normalise(patched, base: float, source: float, what: str = "effects"):
+    """(patched - base) / (source - base): 0 = unpatched, 1 = the source behaviour restored."""
+    gap = source - base
+    if abs(gap) < 1e-8:
+        raise AuditError(
+            f"cannot normalise {what}: the metric is {base:.6g} on both runs, so nothing is there "
+            "to restore; pass normalize=False or choose prompts whose behaviour differs"
+        )
+    return (patched - base) / gap
+
+
+def sweep_effects(
+    plan,
+    per_example: list[torch.Tensor],
+    base_vals: list[torch.Tensor],
+    src_vals: list[torch.Tensor],
+    *,
+    metric: Metric,
+    method: str,
+    normalize: bool,
+    direction: str,
+    meta: dict,
+    components: list[str] | None = None,
+    magnitude: bool = False,
+) -> Effects:
+    """Assemble a sweep's per-batch results into Effects (shared by every locate method).
+
+    ``per_example`` chunks are ``[variant, pairs]``; values are their mean over pairs, normalised
+    to (source - base) when asked (as a plain ratio for magnitudes, which carry no sign).
+    """
+    values_pe = torch.cat(per_example, dim=1)
+    base = float(torch.cat(base_vals).mean())
+    source = float(torch.cat(src_vals).mean())
+    mean = values_pe.mean(1)
+    if not normalize:
+        values = mean
+    elif magnitude:
+        values = mean / abs(source - base)
+    else:
+        values = normalise(mean, base, source, f"{method} effects")
+    shape = [len(plan.axes[d]) for d in plan.dims]
+    clean, cf = (source, base) if direction == "denoise" else (base, source)
+    return Effects(
+        values=values.reshape(shape),
+        dims=plan.dims,
+        axes=plan.axes,
+        components=components or plan.components,
+        metric=metric.name,
+        method=method,
+        normalized=normalize,
+        per_example=values_pe.reshape(*shape, -1),
+        baseline={"clean": clean, "counterfactual": cf},
+        meta={"direction": direction, **meta},
+        base_values=torch.cat(base_vals).float(),
+        source_values=torch.cat(src_vals).float(),
+    )
+
+
+def patch(
+    subject: Subject,
+    contrast: ContrastSet,
+    metric: Metric | str = "logit_diff",
+    sites: str | list[str] = "heads",
+    *,
+    per_position: bool = False,
+    direction: Literal["denoise", "noise"] = "denoise",
+    normalize: bool = True,
+    batch_size: int | None = None,
+    max_memory: int | None = None,
+    progress: bool | None = None,
+    executor=None,
+) -> Effects:
+    """Exact activation patching of every site in a sweep.
+
+    Args:
+        sites: ``"resid_pre"``, ``"resid_mid"``, ``"attn_out"``, ``"mlp_out"``, ``"heads"``
+            (head outputs, ``hook_z``), ``"heads_q"``/``"heads_k"``/``"heads_v"``, ``"pattern"``,
+            or a list of component labels (``["L0H1", "L2.mlp@5"]``) or hook names.
+        per_position: one patch per (site, position) instead of all positions at once.
+        direction: ``"denoise"`` runs the counterfactual and patches in clean activations;
+            ``"noise"`` runs clean and patches in counterfactual ones.
+        batch_size: sequences per forward pass (bounds memory); ``max_memory`` (bytes)
+            derives it instead.
+        executor: where the forward passes run: ``None`` (the current one, local by
+            default), ``"local"``, ``"ray"`` (a local Ray cluster, or the one already
+            initialised) or an Executor such as ``RayExecutor("auto")``. Same numbers on each.
+
+    Returns:
+        Effects with dims in ``transformer_lens.patching``'s order, e.g. (layer, head) or
+        (layer, pos, head), and ``per_example`` values ``[*dims, pair]`` (unnormalised).
+    """
+    metric = get_metric(metric)
+    _check_direction(direction)
+    if not isinstance(contrast, ContrastSet):
+        raise ContrastError(f"patch needs a ContrastSet, got {type(contrast).__name__}")
+    plan = plan_sites(subject, contrast, sites, per_position)
+    if plan.per_position and not contrast.aligned:
+        lens = sorted(set(contrast.lengths.tolist()))
+        raise ContrastError(
+            f"per-position patching needs prompts of one length; this set has lengths {lens}"
+        )
+    rows = batch_size or default_max_rows(subject, contrast.seq_len, max_memory, plan.hooks)
+    per_example, base_vals, src_vals = [], [], []
+    need_kv = True
+    with using(executor):
+        for part in contrast.batches(max(1, rows)):
+            ctx = RunContext.build(
+                subject, part, metric, direction=direction, source_hooks=plan.hooks, need_kv=need_kv
+            )
+            values = run_variants(ctx, plan.variants, max_rows=rows, progress=progress)
+            per_example.append(values.cpu())
+            base_vals.append(ctx.base_values.cpu())
+            src_vals.append(ctx.source_values.cpu())
+    meta = {
+        "per_position": plan.per_position,
+        "n_pairs": len(contrast),
+        "sites": sites if isinstance(sites, str) else list(sites),
+    }
+    return sweep_effects(
+        plan,
+        per_example,
+        base_vals,
+        src_vals,
+        metric=metric,
+        method="patch",
+        normalize=normalize,
+        direction=direction,
+        meta=meta,
+    )

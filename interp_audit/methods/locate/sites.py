@@ -1,0 +1,141 @@
+"""Site sweeps: a site name (``"heads"``, ``"resid_pre"`` ...) -> the variants to patch + axes.
+
+One table says, for each sweep, which hook it patches, which axes it spans and in what order:
+the orders follow ``transformer_lens.patching`` so results line up with it cell for cell.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from interp_audit.core.errors import SiteError, did_you_mean
+from interp_audit.engine.batched import Patch, Variant
+from interp_audit.engine.contrasts import ContrastSet
+from interp_audit.model.components import Component, parse_components
+from interp_audit.model.subject import Subject
+
+
+@dataclass(frozen=True)
+class Sweep:
+    hook: str  # suffix inside blocks.{L}.
+    kind: str  # component kind
+    all_pos_dims: tuple[str, ...]
+    per_pos_dims: tuple[str, ...]
+
+
+SWEEPS: dict[str, Sweep] = {
+    "resid_pre": Sweep("hook_resid_pre", "resid_pre", ("layer",), ("layer", "pos")),
+    "resid_mid": Sweep("hook_resid_mid", "resid_mid", ("layer",), ("layer", "pos")),
+    "resid_post": Sweep("hook_resid_post", "resid_post", ("layer",), ("layer", "pos")),
+    "attn_out": Sweep("hook_attn_out", "attn", ("layer",), ("layer", "pos")),
+    "mlp_out": Sweep("hook_mlp_out", "mlp", ("layer",), ("layer", "pos")),
+    "heads": Sweep("attn.hook_z", "head", ("layer", "head"), ("layer", "pos", "head")),
+    "heads_q": Sweep("attn.hook_q", "head.q", ("layer", "head"), ("layer", "pos", "head")),
+    "heads_k": Sweep("attn.hook_k", "head.k", ("layer", "head"), ("layer", "pos", "head")),
+    "heads_v": Sweep("attn.hook_v", "head.v", ("layer", "head"), ("layer", "pos", "head")),
+    "pattern": Sweep(
+        "attn.hook_pattern", "head.pattern", ("layer", "head"), ("layer", "head", "pos")
+    ),
+    "neurons": Sweep("mlp.hook_post", "neuron", ("layer", "neuron"), ("layer", "pos", "neuron")),
+}
+
+
+@dataclass
+class Plan:
+    variants: list[Variant]
+    dims: tuple[str, ...]
+    axes: dict[str, list[str]]
+    components: list[str]
+    hooks: list[str]
+    per_position: bool
+
+
+def _patch_for(comp: Component) -> Patch:
+    return Patch(comp.hook_name, comp.index()[1:])
+
+
+def check_sites(sites) -> None:
+    """``sites`` is a sweep name or a non-empty list of labels: refuse None, [] and the rest."""
+    valid = f"a sweep ({', '.join(SWEEPS)}) or a non-empty list of component labels"
+    if sites is None:
+        raise SiteError(f"sites=None: give {valid}")
+    if isinstance(sites, str):
+        if not sites.strip():
+            raise SiteError(f"sites='' is empty: give {valid}")
+        return
+    if not isinstance(sites, list | tuple):
+        raise SiteError(f"sites={sites!r} is a {type(sites).__name__}: give {valid}")
+    if len(sites) == 0:
+        raise SiteError(f"sites=[] names no component: give {valid}")
+    for i, s in enumerate(sites):
+        if not isinstance(s, str) or not s.strip():
+            raise SiteError(f"sites[{i}]={s!r} is not a component label (e.g. 'L0H1', 'L1.mlp')")
+
+
+def plan_sites(subject: Subject, contrast: ContrastSet, sites, per_position: bool) -> Plan:
+    """Variants for a named sweep or an explicit list of component labels / hook names."""
+    check_sites(sites)
+    shape = subject.shape
+    if isinstance(sites, str) and sites in SWEEPS:
+        sweep = SWEEPS[sites]
+        if sweep.kind in ("mlp", "neuron") and not shape.has_mlp:
+            raise SiteError(f"sites={sites!r}: this model is attention-only (no MLPs)")
+        if sweep.kind == "resid_mid" and not shape.has_resid_mid:
+            raise SiteError(f"sites={sites!r}: this model has no resid_mid")
+        n_heads = (
+            shape.n_kv_heads
+            if sweep.kind in ("head.k", "head.v") and shape.n_kv_heads
+            else shape.n_heads
+        )
+        ranges = {
+            "layer": range(shape.n_layers),
+            "head": range(n_heads),
+            "pos": range(contrast.seq_len),
+            "neuron": range(shape.d_mlp or 0),
+        }
+        dims = sweep.per_pos_dims if per_position else sweep.all_pos_dims
+        axes = {
+            "layer": [str(i) for i in ranges["layer"]],
+            "head": [str(i) for i in ranges["head"]],
+            "pos": contrast.position_labels(),
+            "neuron": [str(i) for i in ranges["neuron"]],
+        }
+        variants, comps = [], []
+        for cell in itertools.product(*(ranges[d] for d in dims)):
+            where = dict(zip(dims, cell, strict=True))
+            comp = Component(
+                where["layer"], sweep.kind, where.get("head", where.get("neuron")), where.get("pos")
+            )
+            variants.append((_patch_for(comp),))
+            comps.append(comp.label)
+        hooks = sorted({f"blocks.{layer}.{sweep.hook}" for layer in ranges["layer"]})
+        return Plan(variants, dims, {d: axes[d] for d in dims}, comps, hooks, per_position)
+    if isinstance(sites, str) and not sites.startswith(("L", "blocks.")):
+        raise SiteError(
+            f"unknown sites {sites!r}; choose one of {', '.join(SWEEPS)} or a list of "
+            f"component labels{did_you_mean(sites, SWEEPS)}"
+        )
+    comps = parse_components(sites if not isinstance(sites, str) else [sites], shape)
+    for c in comps:
+        if c.pos is not None and c.pos >= contrast.seq_len:
+            raise SiteError(
+                f"component {c.label!r}: position {c.pos} is past the prompts' "
+                f"{contrast.seq_len} positions"
+            )
+    variants = [(_patch_for(c),) for c in comps]
+    labels = [c.label for c in comps]
+    return Plan(
+        variants,
+        ("component",),
+        {"component": labels},
+        labels,
+        sorted({c.hook_name for c in comps}),
+        any(c.pos is not None for c in comps),
+    )
+
+
+def parse_variant_sets(subject: Subject, groups: Sequence[Sequence[str]]) -> list[Variant]:
+    """Several components patched together form one variant (e.g. a candidate circuit)."""
+    return [tuple(_patch_for(c) for c in parse_components(g, subject.shape)) for g in groups]

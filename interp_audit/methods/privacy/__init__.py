@@ -1,0 +1,2 @@
+"""Privacy methods: memorization (canary exposure, extraction), membership inference, weight
+edits."""

@@ -1,0 +1,292 @@
+"""The ModelAdapter interface: everything the package needs to know about a model family.
+
+Downstream code (engine, locate, metrics, interventions) speaks hook names and component
+addresses; whatever differs between model families (which hook holds a role, how a block or
+its second half is called, the KV cache entry, the final readout, tokenization, capabilities)
+is answered by the subject's adapter, chosen once at load by :func:`adapter_for`.
+
+Hook names follow TransformerLens's vocabulary (``blocks.{L}.attn.hook_z``), the lingua franca
+of the field; a family whose modules are named differently overrides the role methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar, Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from interp_audit.core.errors import AuditError
+from interp_audit.model.metrics import Readout
+
+AttnPart = Literal["z", "q", "k", "v", "pattern", "attn_scores", "result"]
+
+
+class ModelAdapter:
+    """One model family's conventions and capabilities, bound to one model instance.
+
+    Subclasses set ``family`` and implement the compute methods; hook-name roles default to
+    TransformerLens's names, which all three supported families share.
+    """
+
+    family: ClassVar[str] = "abstract"
+    #: The Subject.kind string this family reports (backward compatibility).
+    kind: ClassVar[Literal["causal", "encoder"]] = "causal"
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+
+    # ---- facts -----------------------------------------------------------------------------
+    @property
+    def cfg(self):
+        return self.model.cfg
+
+    def _cfg(self, key: str, default: Any = None) -> Any:
+        return getattr(self.cfg, key, default)
+
+    @property
+    def causal(self) -> bool:
+        return self.kind == "causal"
+
+    @property
+    def n_key_value_heads(self) -> int | None:
+        """Key/value heads under grouped-query attention (None: one per query head)."""
+        n = self._cfg("n_key_value_heads")
+        if n is None or self._cfg("ungroup_grouped_query_attention", False):
+            return None
+        return int(n) if int(n) != int(self.cfg.n_heads) else None
+
+    @property
+    def gqa(self) -> bool:
+        return self.n_key_value_heads is not None
+
+    @property
+    def rotary(self) -> bool:
+        return self._cfg("positional_embedding_type", "standard") == "rotary"
+
+    @property
+    def parallel_attn_mlp(self) -> bool:
+        return bool(self._cfg("parallel_attn_mlp", False))
+
+    @property
+    def attn_only(self) -> bool:
+        return bool(self._cfg("attn_only", False))
+
+    @property
+    def split_qkv(self) -> bool:
+        """Can every head get its own query/key/value input hook (edge attribution)?"""
+        return False
+
+    @property
+    def fast_path(self) -> bool:
+        """Can the engine call blocks directly (layer skipping)? Else it runs full forwards."""
+        return False
+
+    @property
+    def kv_cache(self) -> bool:
+        """Can a block run on a slice of positions given the earlier positions' keys/values
+        (position skipping, the last block at one position)? Needs ``fast_path``."""
+        return False
+
+    @property
+    def mid_block_entry(self) -> bool:
+        """Can a variant that changes only head outputs join mid-block (attention reused)?"""
+        return False
+
+    @property
+    def has_resid_mid(self) -> bool:
+        return not self.attn_only and not self.parallel_attn_mlp and self.causal
+
+    @property
+    def prepend_bos_default(self) -> bool:
+        return bool(self._cfg("default_prepend_bos", True)) if self.causal else False
+
+    # ---- hook names per role ---------------------------------------------------------------
+    def resid_pre(self, layer: int) -> str:
+        return f"blocks.{layer}.hook_resid_pre"
+
+    def resid_mid(self, layer: int) -> str:
+        return f"blocks.{layer}.hook_resid_mid"
+
+    def resid_post(self, layer: int) -> str:
+        return f"blocks.{layer}.hook_resid_post"
+
+    def attn(self, layer: int, part: AttnPart = "z") -> str:
+        return f"blocks.{layer}.attn.hook_{part}"
+
+    def attn_out(self, layer: int) -> str:
+        return f"blocks.{layer}.hook_attn_out"
+
+    def mlp_out(self, layer: int) -> str:
+        return f"blocks.{layer}.hook_mlp_out"
+
+    def mlp_in(self, layer: int) -> str:
+        return f"blocks.{layer}.hook_mlp_in"
+
+    def mlp_post(self, layer: int) -> str:
+        return f"blocks.{layer}.mlp.hook_post"
+
+    def qkv_input(self, layer: int, part: Literal["q", "k", "v"]) -> str:
+        return f"blocks.{layer}.hook_{part}_input"
+
+    @property
+    def embed_hook(self) -> str:
+        return "hook_embed"
+
+    def kv_hooks(self, layer: int) -> tuple[str, str]:
+        """Hook names whose activations are what the KV cache stores for ``layer``."""
+        return self.attn(layer, "k"), self.attn(layer, "v")
+
+    def mid_hook(self, layer: int) -> str:
+        """Residual stream between attention and MLP (after the block, if attention-only)."""
+        return self.resid_post(layer) if self.attn_only else self.resid_mid(layer)
+
+    def final_hook(self, n_layers: int) -> str:
+        """The hook whose activation is the final residual stream (before the final norm)."""
+        return self.resid_post(n_layers - 1)
+
+    # ---- hooks -----------------------------------------------------------------------------
+    @property
+    def hook_dict(self) -> dict[str, Any]:
+        return self.model.hook_dict
+
+    def add_hook(self, name: str, fn: Callable, direction: str, level: int) -> Any:
+        hp = self.hook_dict[name]
+        hp.add_hook(fn, dir=direction, level=level)
+        return hp
+
+    def remove_hooks(self, handle: Any, level: int) -> None:
+        handle.remove_hooks("both", including_permanent=False, level=level)
+
+    def has_hooks(self, name: str) -> bool:
+        return bool(self.hook_dict[name].has_hooks(including_permanent=False))
+
+    # ---- tokens ----------------------------------------------------------------------------
+    def to_tokens(self, tokenizer: Any, text: str, prepend_bos: bool) -> list[int]:
+        """Token ids of one prompt with the special tokens this family expects (BOS, causal)."""
+        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if prepend_bos and tokenizer.bos_token_id is not None:
+            ids = [int(tokenizer.bos_token_id)] + ids
+        return ids
+
+    def answer_position(self, ids: Sequence[int], tokenizer: Any) -> int | None:
+        """The position a metric scores for this prompt; None means the last token."""
+        return None
+
+    def default_scored(self, lengths: Int[Tensor, " b"]) -> Int[Tensor, " b"]:
+        """Scored position when none was set: the last real token (causal LMs)."""
+        return lengths - 1
+
+    # ---- running ---------------------------------------------------------------------------
+    def forward_logits(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
+        """A plain hooked forward returning logits."""
+        return self.model(tokens)
+
+    def forward_hidden(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor | None:
+        """A hooked forward run for its activations; returns logits only if it had to compute
+        them anyway (families without a cheap way to stop before the unembedding)."""
+        return self.model(tokens)
+
+    def forward_resid(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
+        raise AuditError(f"{self.family} models have no sentence-embedding output")
+
+    def run_block(
+        self,
+        layer: int,
+        resid: Float[Tensor, "rows pos d_model"],
+        past_kv: tuple[Tensor, Tensor] | None = None,
+        encoder_mask: Tensor | None = None,
+    ) -> Float[Tensor, "rows pos d_model"]:
+        raise NotImplementedError
+
+    def run_block_after_attention(self, layer: int, resid_mid: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def block_kv(self, layer: int, resid: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values a block computes from ``resid`` (through its hooks), no queries."""
+        raise NotImplementedError
+
+    def head_output(
+        self, layer: int, z: Float[Tensor, "rows pos head d_head"]
+    ) -> Float[Tensor, "rows pos d_model"]:
+        """What the heads write into the residual stream for head vectors ``z`` (no bias)."""
+        return torch.einsum("rphd,hdm->rpm", z, self.W_O(layer))
+
+    def head_outputs(
+        self, layer: int, z: Float[Tensor, "rows pos head d_head"]
+    ) -> Float[Tensor, "rows pos head d_model"]:
+        """Each head's own write into the residual stream (no bias)."""
+        return torch.einsum("rphd,hdm->rphm", z, self.W_O(layer))
+
+    def W_O(self, layer: int) -> Float[Tensor, "head d_head d_model"]:
+        raise NotImplementedError
+
+    def embedding_matrix(self) -> Tensor | None:
+        return None
+
+    def encoder_mask(self, mask: Int[Tensor, "b pos"], dtype: torch.dtype) -> Tensor | None:
+        """The additive attention mask run_block wants (encoders); None for causal models."""
+        return None
+
+    def attention_pattern(
+        self, layer: int, q: Tensor, k: Tensor, mask: Int[Tensor, "b pos"]
+    ) -> Float[Tensor, "b head q k"]:
+        """Softmax attention pattern from hook_q/hook_k activations (AtP*'s QK fix)."""
+        raise AuditError(
+            f"{self.family} models cannot recompute attention patterns; use method='atp'"
+        )
+
+    @contextlib.contextmanager
+    def split_inputs(self, has_mlp: bool) -> Iterator[None]:
+        """Give every head its own q/k/v input hook and MLPs an input hook, restored on exit."""
+        raise AuditError(f"{self.family} models have no per-head input hooks")
+        yield  # pragma: no cover
+
+    def final_readout(
+        self,
+        readout: Readout,
+        resid_at: Float[Tensor, "rows d_model"] | None,
+        answers: Int[Tensor, "rows 2"] | None = None,
+        hidden: Float[Tensor, "rows pos d_model"] | None = None,
+        mask: Int[Tensor, "rows pos"] | None = None,
+        *,
+        has_lm_head: bool = True,
+        source: str = "",
+    ) -> Tensor:
+        raise NotImplementedError
+
+    def raise_readout(self, readout: str, source: str):
+        if readout == "embedding":
+            raise AuditError(
+                f"metric reads a sentence embedding, but {source!r} is a causal LM; use "
+                "logit_diff, prob_diff, logprob or kl_to_clean"
+            )
+        raise AuditError(
+            f"metric reads logits, but {source!r} has no language-model head (a sentence "
+            "encoder); use ia.metrics.embedding_similarity(...)"
+        )
+
+    # ---- weights ---------------------------------------------------------------------------
+    def move(self, device: str, dtype: torch.dtype | None) -> None:
+        """Move the model (and what its config records) to ``device`` / ``dtype``."""
+        with contextlib.redirect_stdout(io.StringIO()):  # TL's .to() prints
+            self.model.to(device)
+            if dtype is not None:
+                self.model.to(dtype)
+            if hasattr(self.model.cfg, "dtype"):
+                self.model.cfg.dtype = dtype
+        if hasattr(self.model.cfg, "device"):
+            self.model.cfg.device = device
+
+    def process_weights(self, todo: dict[str, bool]) -> None:
+        """Apply TransformerLens-style weight processing (fold_ln, ...) in place."""
+        from interp_audit.core.errors import ModelLoadError
+
+        raise ModelLoadError(
+            f"weight processing {sorted(k for k, v in todo.items() if v)} is not supported for "
+            f"{type(self.model).__name__}"
+        )

@@ -1,0 +1,173 @@
+"""Component addresses: labels such as ``L3H5`` or ``L3.resid_pre@7`` <-> hook names and indices.
+
+TransformerLens hook names are the lingua franca underneath; labels are what a human reads in a
+heatmap or writes in a spec. This is the only module that parses or prints either.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from interp_audit.core.errors import SiteError, did_you_mean
+
+#: label kind -> TransformerLens hook suffix inside ``blocks.{L}.``
+HOOK_OF_KIND: dict[str, str] = {
+    "resid_pre": "hook_resid_pre",
+    "resid_mid": "hook_resid_mid",
+    "resid_post": "hook_resid_post",
+    "attn": "hook_attn_out",
+    "mlp": "hook_mlp_out",
+    "head": "attn.hook_z",
+    "head.q": "attn.hook_q",
+    "head.k": "attn.hook_k",
+    "head.v": "attn.hook_v",
+    "head.pattern": "attn.hook_pattern",
+    "neuron": "mlp.hook_post",
+}
+KIND_OF_HOOK = {v: k for k, v in HOOK_OF_KIND.items()}
+# Friendly synonyms users type for whole-activation hooks.
+KIND_OF_HOOK["attn.hook_result"] = "head"
+
+_LABEL = re.compile(
+    r"^L(?P<layer>\d+)"
+    r"(?:H(?P<head>\d+)(?:\.(?P<head_part>q|k|v|z|pattern))?"
+    r"|N(?P<neuron>\d+)"
+    r"|\.(?P<kind>resid_pre|resid_mid|resid_post|attn|mlp))"
+    r"(?:@(?P<pos>\d+))?$"
+)
+_HOOK = re.compile(r"^blocks\.(?P<layer>\d+)\.(?P<suffix>[\w.]+)$")
+
+
+@dataclass(frozen=True, order=True)
+class Component:
+    """One addressable piece of a model: a layer-level activation, a head, or a neuron.
+
+    ``head`` indexes heads (or MLP neurons when ``kind == 'neuron'``); ``pos`` restricts the
+    component to one sequence position (``None`` = all positions).
+    """
+
+    layer: int
+    kind: str
+    head: int | None = None
+    pos: int | None = None
+
+    @property
+    def hook_name(self) -> str:
+        return f"blocks.{self.layer}.{HOOK_OF_KIND[self.kind]}"
+
+    @property
+    def label(self) -> str:
+        at = "" if self.pos is None else f"@{self.pos}"
+        if self.kind == "neuron":
+            return f"L{self.layer}N{self.head}{at}"
+        if self.kind.startswith("head"):
+            part = "" if self.kind == "head" else "." + self.kind.split(".")[1]
+            return f"L{self.layer}H{self.head}{part}{at}"
+        return f"L{self.layer}.{self.kind}{at}"
+
+    def index(self) -> tuple:
+        """Index into the hook's activation (batch axis first) that selects this component."""
+        if self.kind == "head.pattern":  # [batch, head, dest, src]
+            return (slice(None), self.head, slice(None) if self.pos is None else self.pos)
+        pos = slice(None) if self.pos is None else self.pos
+        if self.head is None:  # [batch, pos, d]
+            return (slice(None), pos)
+        return (slice(None), pos, self.head)  # [batch, pos, head, d] or [batch, pos, neuron]
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def parse_component(text: str, shape: ModelShape | None = None) -> Component:
+    """Parse a label (``L3H5``, ``L3.mlp``, ``L3.resid_pre@7``, ``L2N17``) or a block hook name.
+
+    With ``shape`` the address is checked against the model and an out-of-range layer, head
+    or position raises :class:`SiteError` naming the valid range.
+    """
+    if not isinstance(text, str):
+        raise SiteError(f"component {text!r} must be a string such as 'L0H1' or 'L2.mlp'")
+    m = _LABEL.match(text.strip())
+    if m:
+        layer = int(m["layer"])
+        pos = None if m["pos"] is None else int(m["pos"])
+        if m["head"] is not None:
+            part = m["head_part"]
+            kind = "head" if part in (None, "z") else f"head.{part}"
+            comp = Component(layer, kind, int(m["head"]), pos)
+        elif m["neuron"] is not None:
+            comp = Component(layer, "neuron", int(m["neuron"]), pos)
+        else:
+            comp = Component(layer, m["kind"], None, pos)
+    else:
+        h = _HOOK.match(text.strip())
+        if not h or h["suffix"] not in KIND_OF_HOOK:
+            valid = ["L0H0", "L0.attn", "L0.mlp", "L0.resid_pre", "L0.resid_pre@0", "L0N0"]
+            hooks = [f"blocks.0.{s}" for s in HOOK_OF_KIND.values()]
+            raise SiteError(
+                f"cannot read component {text!r}: expected a label like 'L3H5', 'L3.mlp', "
+                f"'L3.attn', 'L3.resid_pre@7', 'L3N12' or a hook name like "
+                f"'blocks.3.attn.hook_z'{did_you_mean(text, valid + hooks)}"
+            )
+        comp = Component(int(h["layer"]), KIND_OF_HOOK[h["suffix"]])
+    if shape is not None:
+        shape.check(comp, text)
+    return comp
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The few numbers that bound component addresses; the Subject provides one."""
+
+    n_layers: int
+    n_heads: int
+    d_mlp: int | None
+    has_mlp: bool = True
+    has_resid_mid: bool = True
+    n_kv_heads: int | None = None
+
+    def check(self, comp: Component, text: str = "") -> None:
+        text = text or comp.label
+        if not 0 <= comp.layer < self.n_layers:
+            raise SiteError(
+                f"component {text!r}: layer {comp.layer} does not exist; "
+                f"this model has layers 0..{self.n_layers - 1}"
+            )
+        if comp.kind == "mlp" or comp.kind == "neuron":
+            if not self.has_mlp:
+                raise SiteError(f"component {text!r}: this model is attention-only (no MLPs)")
+        if comp.kind == "resid_mid" and not self.has_resid_mid:
+            raise SiteError(
+                f"component {text!r}: this model has no resid_mid (attention-only or parallel)"
+            )
+        if comp.kind.startswith("head"):
+            n = self.n_heads
+            if comp.kind in ("head.k", "head.v") and self.n_kv_heads:
+                n = self.n_kv_heads
+            if not 0 <= (comp.head or 0) < n:
+                raise SiteError(
+                    f"component {text!r}: head {comp.head} does not exist; "
+                    f"layer {comp.layer} has heads 0..{n - 1}"
+                )
+        if (
+            comp.kind == "neuron"
+            and self.d_mlp is not None
+            and not 0 <= (comp.head or 0) < self.d_mlp
+        ):
+            raise SiteError(
+                f"component {text!r}: neuron {comp.head} does not exist; MLPs have neurons "
+                f"0..{self.d_mlp - 1}"
+            )
+
+
+def parse_components(items, shape: ModelShape | None = None) -> list[Component]:
+    """Parse a list of labels/hook names (a single string is one component)."""
+    if isinstance(items, str | Component):
+        items = [items]
+    return [c if isinstance(c, Component) else parse_component(c, shape) for c in items]
+
+
+def layer_of_hook(name: str) -> int | None:
+    """Block index of a hook name, or None for embed/unembed-level hooks."""
+    m = _HOOK.match(name)
+    return int(m["layer"]) if m else None

@@ -1,0 +1,291 @@
+"""Memory preflight: a sweep's peak memory from shapes, and the rows per forward that fit.
+
+A patching sweep holds three things at once: the model's weights; the cached runs of one example
+batch (the base residual stream at every layer, its keys/values, the source activations of the
+patched hooks and their base twins); and the working set of the forward pass over a chunk of
+variants, which grows linearly with the rows (sequences) in that chunk. Only the last two depend
+on the chunk size, both linearly, so the largest chunk that fits a budget is one division, and a
+budget that cannot hold even one row is refused up front with the numbers, instead of an
+out-of-memory error halfway through a long sweep.
+
+The working set is counted per block from the tensors TransformerLens keeps alive at the same
+time (the attention stage: normed input, q/k/v, past and concatenated keys/values, scores,
+softmax, NaN guard and pattern; the MLP stage: normed input, pre/post activations and the
+activation function's temporaries), plus the residual stream in, out and the copy ``torch.cat``
+makes when variants join, plus the patch hooks' ``torch.where`` copies. The test in
+``tests/unit/test_memory.py`` checks the estimate against the live tensor bytes the engine
+really allocates (counted op by op), so an estimate that is too small is caught.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from interp_audit.core.errors import AuditError
+from interp_audit.model import blocks as backend
+from interp_audit.model.subject import Subject
+
+__all__ = ["MemoryEstimate", "estimate_sweep", "max_rows", "hook_elements"]
+
+#: Rows per forward without a budget: the engine's historical defaults, kept so results and
+#: speed do not change for users who never set ``max_memory``.
+DEFAULT_ROWS = {"cpu": 256, "cuda": 2048, "mps": 512}
+
+#: Fraction of free memory a default (budget-less) sweep plans to use: allocator slack,
+#: fragmentation and the user's other tensors get the rest.
+FREE_FRACTION = 0.7
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes a sweep needs, split by what grows with the chunk size and what does not."""
+
+    weights: int
+    cache_per_example: int
+    work_per_row: int
+    rows: int
+    budget: int | None = None
+    examples: int | None = None
+
+    @property
+    def cached_examples(self) -> int:
+        """Examples whose cached runs are alive at once.
+
+        One base batch of ``rows`` examples (fewer when the set is smaller); two when the set
+        needs several batches, since the next batch's runs are built while the last one's are
+        still referenced. Unknown set size: two, to be safe.
+        """
+        if self.examples is None or self.examples > self.rows:
+            return 2 * self.rows
+        return self.examples
+
+    @property
+    def per_row(self) -> int:
+        """Bytes one more row costs at most: two cached batches' share plus its working set."""
+        return 2 * self.cache_per_example + self.work_per_row
+
+    @property
+    def activations(self) -> int:
+        """Peak bytes of activations (everything but the weights) at ``rows`` rows."""
+        return self.cached_examples * self.cache_per_example + self.rows * self.work_per_row
+
+    @property
+    def peak(self) -> int:
+        return self.weights + self.activations
+
+    def describe(self) -> str:
+        mib = 2**20
+        return (
+            f"weights {self.weights / mib:.1f} MiB + {self.cached_examples} cached example(s) x "
+            f"{self.cache_per_example / mib:.2f} MiB + {self.rows} row(s) x "
+            f"{self.work_per_row / mib:.2f} MiB working set = {self.peak / mib:.1f} MiB"
+        )
+
+
+def _dims(subject: Subject) -> dict[str, int]:
+    cfg = subject.cfg
+    d = int(cfg.d_model)
+    h = int(cfg.n_heads)
+    dh = int(getattr(cfg, "d_head", d // h))
+    kv = int(getattr(cfg, "n_key_value_heads", None) or h)
+    attn_only = bool(getattr(cfg, "attn_only", False))
+    dm = 0 if attn_only else int(getattr(cfg, "d_mlp", None) or 4 * d)
+    return dict(d=d, h=h, dh=dh, kv=kv, dm=dm, v=int(cfg.d_vocab), n=subject.n_layers)
+
+
+def hook_elements(subject: Subject, hook: str, seq_len: int) -> int:
+    """Elements one example's activation at ``hook`` holds (shape from the hook's role)."""
+    x = _dims(subject)
+    s = seq_len
+    leaf = hook.rsplit(".", 1)[-1]
+    if leaf in ("hook_pattern", "hook_attn_scores"):
+        return x["h"] * s * s
+    if leaf in ("hook_z", "hook_q", "hook_result", "hook_rot_q"):
+        return s * x["h"] * x["dh"] * (x["d"] if leaf == "hook_result" else 1)
+    if leaf in ("hook_k", "hook_v", "hook_rot_k"):
+        return s * x["kv"] * x["dh"]
+    if leaf in ("hook_pre", "hook_post", "hook_pre_linear"):
+        return s * x["dm"]
+    if leaf in ("hook_scale",):
+        return s
+    return s * max(x["d"], 1)
+
+
+def _cached_hooks(subject: Subject, hooks: Sequence[str] | None) -> list[str]:
+    """Hooks the engine caches per example: base resid/KV/mid per layer, patched sites twice."""
+    n = subject.n_layers
+    names = [backend.final_hook(subject)] * 2
+    if backend.fast_path(subject):
+        names += [backend.resid_hook(layer) for layer in range(n)]
+        if subject.kind == "causal":
+            names += [h for layer in range(n) for h in backend.kv_hooks(layer)]
+    if backend.mid_block_entry(subject):
+        names += [backend.mid_hook(subject, layer) for layer in range(n)]
+    if hooks is None:  # unknown sweep: assume the largest common one, every head output
+        hooks = [f"blocks.{layer}.attn.hook_z" for layer in range(n)]
+    return names + list(hooks) * 2  # source run + the base run's twin (for no-op detection)
+
+
+def _work_elements(subject: Subject, seq_len: int) -> tuple[int, int]:
+    """(elements in the model dtype, elements in float32) one row keeps alive in a forward."""
+    x = _dims(subject)
+    s, d, h, dh, kv, dm = seq_len, x["d"], x["h"], x["dh"], x["kv"], x["dm"]
+    stream = 4 * s * d  # resid in, block out, torch.cat copy, entering rows' repeat
+    past = 2 * s * kv * dh * 2  # the repeated past keys/values and their concatenation
+    gqa = 2 * s * h * dh if kv != h else 0  # keys/values repeated to every query head
+    attention = 2 * s * d + 5 * s * h * dh + past + gqa  # normed, q/k/v, z (+ patch copy)
+    scores = 5 * h * s * s  # scores, softmax, zeros_like, where, pattern (float32 at worst)
+    gated = getattr(subject.cfg, "gated_mlp", False)
+    mlp = 4 * s * d + (6 if gated else 4) * s * dm  # normed, pre, act temporaries, post, out
+    if not backend.fast_path(subject):  # a full forward: embeddings and every logit per row
+        stream += s * x["v"] + 2 * s * d
+    return stream + max(attention, mlp), scores
+
+
+def estimate_sweep(
+    subject: Subject,
+    seq_len: int,
+    rows: int,
+    hooks: Sequence[str] | None = None,
+    budget: int | None = None,
+    *,
+    n_examples: int | None = None,
+    n_variants: int | None = None,
+) -> MemoryEstimate:
+    """Peak bytes of a patching sweep at ``rows`` rows per forward.
+
+    Args:
+        seq_len: positions per prompt (padded length of the contrast set).
+        rows: sequences per forward; also the examples per cached base batch (as ``ia.patch``
+            uses it), so the cached runs scale with it too.
+        hooks: the patched hook names (source activations are cached per example); None
+            assumes a head-output sweep over every layer.
+        n_examples, n_variants: the sweep's pairs and variants, when known: a forward then
+            holds at most ``n_variants`` whole example batches, and a cached batch at most
+            ``n_examples`` examples.
+    """
+    if n_examples is not None:
+        b = max(1, min(rows, n_examples))
+        per_forward = (
+            max(1, rows // b) if n_variants is None else min(max(1, rows // b), n_variants)
+        )
+        rows = per_forward * b
+    item = torch.finfo(subject.dtype).bits // 8
+    cached = sum(hook_elements(subject, name, seq_len) for name in _cached_hooks(subject, hooks))
+    work, scores = _work_elements(subject, seq_len)
+    weights = sum(p.numel() * p.element_size() for p in subject.model.parameters())
+    return MemoryEstimate(
+        weights=weights,
+        cache_per_example=cached * item,
+        work_per_row=work * item + scores * 4,
+        rows=rows,
+        budget=budget,
+        examples=n_examples,
+    )
+
+
+def _free_bytes(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type == "cpu":
+        try:
+            return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            return None
+    return None
+
+
+def max_rows(
+    subject: Subject,
+    seq_len: int,
+    max_memory: int | None = None,
+    hooks: Sequence[str] | None = None,
+) -> int:
+    """Rows per forward that fit ``max_memory`` bytes (weights included).
+
+    Without a budget: the device's default chunk, shrunk if it would not fit in
+    ``FREE_FRACTION`` of the memory free now (weights are already resident then).
+
+    Raises:
+        AuditError: the budget cannot hold the weights and one row; the message gives the
+            estimate, so the user can see what to cut (prompt length, dtype, model).
+    """
+    one = estimate_sweep(subject, seq_len, 1, hooks, max_memory)
+    if max_memory is None:
+        rows = DEFAULT_ROWS.get(subject.device.type, 256)
+        free = _free_bytes(subject.device)
+        if free is not None:
+            rows = min(rows, max(1, int(free * FREE_FRACTION) // max(1, one.per_row)))
+        return rows
+    room = int(max_memory) - one.weights
+    rows = room // max(1, one.per_row)
+    if rows < 1:
+        raise AuditError(
+            f"max_memory={int(max_memory):,} bytes ({int(max_memory) / 2**20:.1f} MiB) cannot "
+            f"hold one row of this sweep: {one.describe()} at {seq_len} positions on "
+            f"{subject.device}, {str(subject.dtype).replace('torch.', '')}; raise max_memory, "
+            "shorten the prompts or use a smaller dtype"
+        )
+    return int(rows)
+
+
+class LiveTensorBytes:
+    """Context that counts the bytes of tensors allocated inside it, op by op, and their peak.
+
+    A device-independent meter for checking :func:`estimate_sweep` (CPU allocators report no
+    peak): every op's outputs are recorded by storage, and storages are dropped once freed.
+    Tensors that existed before the context (weights, inputs) are not counted. Slow (it looks
+    at every op); for tests and benchmarks, not for production runs.
+    """
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self.current = 0
+        self._live: dict[int, tuple[object, int]] = {}
+
+    def _prune(self) -> None:
+        for key, (ref, nbytes) in list(self._live.items()):
+            if ref.expired():
+                del self._live[key]
+                self.current -= nbytes
+
+    def _record(self, out) -> None:
+        from torch.multiprocessing.reductions import StorageWeakRef
+
+        self._prune()  # freed before this op ran (an op's own inputs are alive: not pruned)
+        for t in out if isinstance(out, list | tuple) else (out,):
+            if isinstance(t, list | tuple):
+                self._record(t)
+                continue
+            if not isinstance(t, torch.Tensor):
+                continue
+            storage = t.untyped_storage()
+            key = storage.data_ptr()
+            if key and key not in self._live:
+                self._live[key] = (StorageWeakRef(storage), storage.nbytes())
+                self.current += storage.nbytes()
+        self.peak = max(self.peak, self.current)
+
+    def __enter__(self) -> LiveTensorBytes:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        meter = self
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                meter._record(out)
+                return out
+
+        self._mode = _Mode()
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._mode.__exit__(*exc)
+        self._prune()

@@ -1,6 +1,0 @@
-"""Report renderers: a self-contained HTML page and JUnit XML, both from the report's JSON dict."""
-
-from .html import render_html
-from .junit import render_junit
-
-__all__ = ["render_html", "render_junit"]

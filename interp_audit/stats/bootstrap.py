@@ -1,0 +1,310 @@
+"""Cluster bootstrap, three-way verdicts and Holm's correction: statistics a gate can defend.
+
+Pairs rendered from one swap pair (or one template, or one SCM unit) are not independent
+replications: the unit of replication is the *cluster*. The bootstrap here resamples clusters
+with replacement and weights every pair by its cluster's multiplicity, so a statistic sees the
+same data a naive "resample clusters, concatenate their pairs, recompute" loop would see; it is
+vectorised (one ``[draws, pairs]`` weight matrix per chunk, no Python loop over draws).
+
+The bootstrap draws are widened around the point estimate by ``sqrt(G / (G - 1)) * t_{G-1} / z``:
+the bootstrap variance of a mean of ``G`` clusters is ``(G - 1) / G`` times the unbiased one, and
+with few clusters Student's critical value applies rather than the normal one; both matter at the
+few dozen clusters audits have (tests/unit/test_stats.py measures the coverage).
+
+A verdict is ``pass`` (interval inside the tolerance), ``fail`` (interval entirely outside,
+and the violation test rejects after Holm's correction over the family), or ``inconclusive``
+(otherwise, or fewer clusters than ``min_clusters``), always with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from interp_audit.core.errors import SpecError
+
+__all__ = [
+    "DEFAULT_MIN_CLUSTERS",
+    "MAX_BOOT",
+    "Interval",
+    "Verdict",
+    "band_verdict",
+    "cluster_bootstrap",
+    "cluster_bootstrap_columns",
+    "cluster_codes",
+    "combine",
+    "holm",
+    "interval_row",
+    "mean_ci",
+    "upper_verdict",
+]
+
+Verdict = Literal["pass", "fail", "inconclusive"]
+
+#: Largest number of bootstrap draws a spec may ask for (memory is ``chunk x pairs`` doubles).
+MAX_BOOT = 100_000
+#: Fewest clusters for a decidable verdict when a check does not say otherwise: a cluster
+#: bootstrap over fewer clusters undercovers badly (Cameron, Gelbach & Miller 2008).
+DEFAULT_MIN_CLUSTERS = 10
+_CHUNK = 2_000
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with its cluster-bootstrap interval and draws.
+
+    ``samples`` are the (small-sample-widened) bootstrap draws; one-sided p-values read them.
+    """
+
+    point: float
+    lo: float
+    hi: float
+    n_clusters: int
+    confidence: float
+    samples: Tensor = field(repr=False)
+
+    @property
+    def half_width(self) -> float:
+        return (self.hi - self.lo) / 2
+
+    def __iter__(self):
+        """``point, lo, hi = interval`` (the tuple the pair-level bootstrap used to return)."""
+        return iter((self.point, self.lo, self.hi))
+
+    def __getitem__(self, i: int) -> float:
+        return (self.point, self.lo, self.hi)[i]
+
+    def p_above(self, limit: float) -> float:
+        """Bootstrap p-value for "the statistic exceeds ``limit``" (share of draws <= limit)."""
+        if self.n_clusters < 2:
+            return 0.0 if self.point > limit else 1.0
+        s = self.samples
+        return float(((s <= limit).sum() + 1) / (len(s) + 1))
+
+    def p_below(self, limit: float) -> float:
+        """Bootstrap p-value for "the statistic is below ``limit``"."""
+        if self.n_clusters < 2:
+            return 0.0 if self.point < limit else 1.0
+        s = self.samples
+        return float(((s >= limit).sum() + 1) / (len(s) + 1))
+
+    def p_outside(self, tol: float) -> float:
+        """Two-sided p-value for "the statistic lies outside ±tol" (union of the two tails)."""
+        return min(1.0, 2 * min(self.p_above(tol), self.p_below(-tol)))
+
+
+def cluster_codes(clusters: Sequence[str] | None, n: int) -> Int[Tensor, " pair"]:
+    """Integer cluster ids ``0..G-1`` per pair; no clusters = every pair its own cluster."""
+    if clusters is None:
+        return torch.arange(n)
+    if len(clusters) != n:
+        raise SpecError(f"{len(clusters)} cluster labels for {n} pairs: give one per pair")
+    ids: dict[str, int] = {}
+    return torch.tensor([ids.setdefault(c, len(ids)) for c in clusters], dtype=torch.long)
+
+
+def _check_n_boot(n_boot: int) -> None:
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or not 1 <= n_boot <= MAX_BOOT:
+        raise SpecError(
+            f"n_boot={n_boot}: the number of bootstrap draws must be between 1 and {MAX_BOOT}"
+        )
+
+
+def cluster_bootstrap(
+    statistic: Callable[[Float[Tensor, "draw pair"]], Float[Tensor, " draw"]],
+    clusters: Int[Tensor, " pair"] | Sequence[str] | None,
+    n: int,
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Point estimate and percentile CI of ``statistic`` under resampling of clusters.
+
+    ``statistic(weights)`` gets ``[draws, pairs]`` float64 multiplicity weights (all ones for
+    the point estimate) and returns ``[draws]``: a weighted mean is ``(w @ v) / w.sum(1)``.
+    A draw picks ``G`` clusters with replacement; each pair weighs its cluster's count.
+    """
+    (iv,) = cluster_bootstrap_columns(
+        lambda w: statistic(w).reshape(-1, 1),
+        clusters,
+        n,
+        n_boot=n_boot,
+        confidence=confidence,
+        seed=seed,
+    )
+    return iv
+
+
+def cluster_bootstrap_columns(
+    statistic: Callable[[Float[Tensor, "draw pair"]], Float[Tensor, "draw k"]],
+    clusters: Int[Tensor, " pair"] | Sequence[str] | None,
+    n: int,
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> list[Interval]:
+    """:func:`cluster_bootstrap` for ``k`` statistics at once (the same draws for all of them):
+    one interval per column of ``statistic(weights)``."""
+    _check_n_boot(n_boot)
+    codes = clusters if isinstance(clusters, Tensor) else cluster_codes(clusters, n)
+    codes = codes.long().cpu()
+    n_clusters = int(codes.max()) + 1 if len(codes) else 0
+    point = statistic(torch.ones(1, n, dtype=torch.float64)).double().reshape(1, -1)
+    k = point.shape[1]
+    if n_clusters < 2:
+        flat = point.expand(n_boot, k)
+        return [
+            Interval(float(p), float(p), float(p), n_clusters, confidence, flat[:, j])
+            for j, p in enumerate(point[0])
+        ]
+    gen = torch.Generator().manual_seed(seed)
+    chunks = []
+    for start in range(0, n_boot, _CHUNK):
+        b = min(_CHUNK, n_boot - start)
+        picks = torch.randint(0, n_clusters, (b, n_clusters), generator=gen)
+        counts = torch.zeros(b, n_clusters, dtype=torch.float64)
+        counts.scatter_add_(1, picks, torch.ones(b, n_clusters, dtype=torch.float64))
+        chunks.append(statistic(counts[:, codes]).double().reshape(b, k))
+    widen = _widening(n_clusters, confidence)
+    samples = point + widen * (torch.cat(chunks) - point)
+    alpha = (1 - confidence) / 2
+    q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
+    bounds = torch.quantile(samples, q, dim=0)
+    return [
+        Interval(
+            float(point[0, j]),
+            float(bounds[0, j]),
+            float(bounds[1, j]),
+            n_clusters,
+            confidence,
+            samples[:, j],
+        )
+        for j in range(k)
+    ]
+
+
+def _widening(n_clusters: int, confidence: float) -> float:
+    """Small-sample widening of the bootstrap draws around the point estimate:
+    ``sqrt(G / (G - 1))`` makes the bootstrap variance of a mean the unbiased one, and
+    ``t_{G-1} / z`` the critical value Student's rather than the normal one."""
+    from scipy.stats import norm, t
+
+    q = 1 - (1 - confidence) / 2
+    return math.sqrt(n_clusters / (n_clusters - 1)) * float(t.ppf(q, n_clusters - 1) / norm.ppf(q))
+
+
+def mean_ci(
+    values: Float[Tensor, " pair"],
+    clusters: Int[Tensor, " pair"] | Sequence[str] | None = None,
+    **kw,
+) -> Interval:
+    """Mean of per-pair values with its cluster-bootstrap interval."""
+    v = values.detach().double().cpu().reshape(-1)
+    return cluster_bootstrap(lambda w: (w @ v) / w.sum(1), clusters, len(v), **kw)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error control, any dependence)."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    out = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def _few(iv: Interval, min_clusters: int) -> str | None:
+    if iv.n_clusters < min_clusters:
+        return (
+            f"{iv.n_clusters} cluster{'s' if iv.n_clusters != 1 else ''} < min_clusters "
+            f"{min_clusters}: too few independent replications to decide"
+        )
+    return None
+
+
+def band_verdict(
+    iv: Interval, tol: float, *, min_clusters: int, p_adjusted: float | None = None
+) -> tuple[Verdict, str]:
+    """Verdict for "the statistic lies within ±tol", with its reason.
+
+    ``p_adjusted``: the Holm-adjusted violation p-value when the test is one of a family; a
+    ``fail`` needs the interval entirely outside *and* that p-value below ``1 - confidence``.
+    """
+    few = _few(iv, min_clusters)
+    if few:
+        return "inconclusive", few
+    if -tol <= iv.lo and iv.hi <= tol:
+        return "pass", f"CI inside ±{tol}"
+    alpha = 1 - iv.confidence
+    p = iv.p_outside(tol) if p_adjusted is None else p_adjusted
+    if (iv.lo > tol or iv.hi < -tol) and p <= alpha:
+        return "fail", f"CI entirely outside ±{tol}"
+    if iv.lo > tol or iv.hi < -tol:
+        return "inconclusive", f"CI outside ±{tol} but Holm-adjusted p={p:.3g} > {alpha:.3g}"
+    return "inconclusive", f"CI [{iv.lo:+.4g}, {iv.hi:+.4g}] straddles ±{tol}"
+
+
+def upper_verdict(iv: Interval, limit: float, *, min_clusters: int) -> tuple[Verdict, str]:
+    """Verdict for "the statistic is at most ``limit``" (shares, costs, budgets)."""
+    few = _few(iv, min_clusters)
+    if few:
+        return "inconclusive", few
+    if iv.hi <= limit:
+        return "pass", f"CI below {limit}"
+    if iv.lo > limit:
+        return "fail", f"CI entirely above {limit}"
+    return "inconclusive", f"CI [{iv.lo:.4g}, {iv.hi:.4g}] straddles {limit}"
+
+
+def combine(verdicts: Sequence[Verdict]) -> Verdict:
+    """A check fails if any part fails, passes if every part passes, else is inconclusive."""
+    if any(v == "fail" for v in verdicts):
+        return "fail"
+    if all(v == "pass" for v in verdicts):
+        return "pass"
+    return "inconclusive"
+
+
+def interval_row(iv: Interval) -> dict:
+    """The fields every detail row carries for an interval."""
+    return {
+        "ci": [iv.lo, iv.hi],
+        "half_width": iv.half_width,
+        "clusters": iv.n_clusters,
+    }
+
+
+def bootstrap(
+    statistic: Callable[[Tensor], float],
+    n: int,
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Pair-level percentile bootstrap of ``statistic(indices)`` (every pair independent).
+
+    For statistics that are not weighted means (the trade-off table's rank correlations);
+    checks use :func:`cluster_bootstrap`, which respects the unit of replication.
+    """
+    _check_n_boot(n_boot)
+    point = statistic(torch.arange(n))
+    if n < 2:
+        return point, point, point
+    gen = torch.Generator().manual_seed(seed)
+    draws = torch.randint(0, n, (n_boot, n), generator=gen)
+    samples = torch.tensor([statistic(idx) for idx in draws], dtype=torch.float64)
+    alpha = (1 - confidence) / 2
+    q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
+    lo, hi = torch.quantile(samples, q).tolist()
+    return point, lo, hi
