@@ -75,8 +75,10 @@ def _section(title: str, model: type[BaseModel], note: str = "") -> str:
 def reference() -> str:
     """The whole reference page (Markdown)."""
     from interp_audit.audit import spec as s
+    from interp_audit.audit.decisions import DecisionSpec
     from interp_audit.audit.kinds import check_kinds
     from interp_audit.audit.kinds.memorization import CanarySpec
+    from interp_audit.audit.population import PopulationSpec
 
     parts = [
         "# Audit spec reference",
@@ -130,6 +132,8 @@ def reference() -> str:
         _section("ablate", s.AblationSpec),
         _section("utility", s.UtilitySpec),
         _section("memorization: canaries[i]", CanarySpec),
+        _section("decision (flip_rate, group_parity)", DecisionSpec),
+        _section("population (group_parity)", PopulationSpec),
         "## Trade-off (`tradeoff`)",
         "",
         _section("tradeoff", s.TradeoffSpec),

@@ -41,6 +41,7 @@ __all__ = [
     "combine",
     "holm",
     "interval_row",
+    "lower_verdict",
     "mean_ci",
     "upper_verdict",
 ]
@@ -254,15 +255,48 @@ def band_verdict(
     return "inconclusive", f"CI [{iv.lo:+.4g}, {iv.hi:+.4g}] straddles ±{tol}"
 
 
-def upper_verdict(iv: Interval, limit: float, *, min_clusters: int) -> tuple[Verdict, str]:
-    """Verdict for "the statistic is at most ``limit``" (shares, costs, budgets)."""
+def upper_verdict(
+    iv: Interval, limit: float, *, min_clusters: int, p_adjusted: float | None = None
+) -> tuple[Verdict, str]:
+    """Verdict for "the statistic is at most ``limit``" (shares, costs, budgets).
+
+    ``p_adjusted``: the Holm-adjusted p-value of "it exceeds ``limit``" when the test is one of
+    a family; a ``fail`` then also needs it below ``1 - confidence``.
+    """
     few = _few(iv, min_clusters)
     if few:
         return "inconclusive", few
     if iv.hi <= limit:
         return "pass", f"CI below {limit}"
     if iv.lo > limit:
+        alpha = 1 - iv.confidence
+        if p_adjusted is not None and p_adjusted > alpha:
+            return (
+                "inconclusive",
+                f"CI above {limit} but Holm-adjusted p={p_adjusted:.3g} > {alpha:.3g}",
+            )
         return "fail", f"CI entirely above {limit}"
+    return "inconclusive", f"CI [{iv.lo:.4g}, {iv.hi:.4g}] straddles {limit}"
+
+
+def lower_verdict(
+    iv: Interval, limit: float, *, min_clusters: int, p_adjusted: float | None = None
+) -> tuple[Verdict, str]:
+    """Verdict for "the statistic is at least ``limit``" (ratios, floors); ``p_adjusted`` as in
+    :func:`upper_verdict`, for "it is below ``limit``"."""
+    few = _few(iv, min_clusters)
+    if few:
+        return "inconclusive", few
+    if iv.lo >= limit:
+        return "pass", f"CI above {limit}"
+    if iv.hi < limit:
+        alpha = 1 - iv.confidence
+        if p_adjusted is not None and p_adjusted > alpha:
+            return (
+                "inconclusive",
+                f"CI below {limit} but Holm-adjusted p={p_adjusted:.3g} > {alpha:.3g}",
+            )
+        return "fail", f"CI entirely below {limit}"
     return "inconclusive", f"CI [{iv.lo:.4g}, {iv.hi:.4g}] straddles {limit}"
 
 
