@@ -238,6 +238,8 @@ def limit_family(tests: list[LimitTest], spec: Any) -> tuple[list[dict[str, Any]
         if t.blocker is not None and not (verdict == "fail" and t.decide_by is not None):
             reason = t.blocker if verdict == "pass" else f"{t.blocker}; {reason}"
             verdict = "inconclusive"
+        elif t.blocker is not None:
+            reason = f"{reason}, among the groups with enough clusters alone ({t.blocker})"
         key = "budget" if t.side == "at_most" else "minimum"
         rows.append(
             {
