@@ -68,6 +68,7 @@ register_locate(
 )
 
 
+from interp_audit.methods.locate import confirm as _confirm  # noqa: E402, F401 (registers confirm)
 from interp_audit.methods.locate import features as _features  # noqa: E402, F401 (registers sae_patch and sae_atp)
 
 
