@@ -52,7 +52,8 @@ class PopulationSpec(_Section):
     """template: fillers per slot; each slot is also an attribute (its filler)."""
     tables: dict[str, str] = Field(default_factory=dict)
     """template: slot -> a CSV file (relative to the spec) whose column named like the slot holds
-    the fillers; its other columns are attributes (e.g. names.csv: name, gender, ethnicity)."""
+    the fillers; its other columns are attributes (e.g. names.csv: name, gender, ethnicity),
+    and the template may use them too (``{article} {occupation}``)."""
     scm: str | None = None
     """Factual units of a causal model (``causal``: the spec's causal section; ``zoo:NAME`` or
     a file); attributes and the label are SCM variables (their value names)."""
@@ -115,7 +116,7 @@ class PopulationSpec(_Section):
         if both:
             raise ValueError(f"slot {sorted(both)[0]!r} has both 'slots' fillers and a table")
         given = set(self.slots) | set(self.tables)
-        if sets[0] - given:
+        if sets[0] - given and not self.tables:  # other fields may be the tables' columns
             raise ValueError(
                 f"template slot {sorted(sets[0] - given)[0]!r} has no fillers under 'slots' or "
                 "'tables'"
@@ -257,24 +258,31 @@ def _from_template(spec: PopulationSpec, ctx: AuditContext, where: str):
                 "count as two individuals"
             )
         tables[slot] = rows
-    names = [f for _, f, _, _ in string.Formatter().parse(spec.templates[0]) if f]
-    choices = {s: [{s: f} for f in spec.slots[s]] for s in names if s in spec.slots}
-    choices |= {s: tables[s] for s in names if s in tables}
-    order = list(dict.fromkeys(names))
+    fields = [f for _, f, _, _ in string.Formatter().parse(spec.templates[0]) if f]
+    order = [f for f in dict.fromkeys(fields) if f in spec.slots or f in tables]
+    choices = {s: [{s: f} for f in spec.slots[s]] for s in order if s in spec.slots}
+    choices |= {s: tables[s] for s in order if s in tables}
+    columns = {k for rows in tables.values() for r in rows for k in r}
+    unknown = sorted(set(fields) - set(order) - columns)
+    if unknown:
+        raise SpecError(
+            f"{where}: template field {unknown[0]!r} is neither a slot nor a column of the "
+            f"tables (columns: {', '.join(sorted(columns))})"
+            f"{did_you_mean(unknown[0], sorted(columns))}"
+        )
     prompts: list[str] = []
     attrs: dict[str, list[str]] = {}
     for t_index, template in enumerate(spec.templates):
         for combo in itertools.product(*(choices[s] for s in order)):
             fill: dict[str, str] = {}
             row_attrs: dict[str, str] = {"template": str(t_index)}
-            for slot, row in zip(order, combo, strict=True):
-                fill[slot] = str(row[slot])
+            for row in combo:
                 for k, v in row.items():
-                    if k in row_attrs and k != slot and row_attrs[k] != str(v):
+                    if k in row_attrs and row_attrs[k] != str(v):
                         raise SpecError(
                             f"{where}: attribute {k!r} is a column of two tables; rename one"
                         )
-                    row_attrs[k] = str(v)
+                    row_attrs[k] = fill[k] = str(v)
             for k, v in row_attrs.items():
                 attrs.setdefault(k, []).append(v)
             prompts.append(template.format(**fill))

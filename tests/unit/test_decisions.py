@@ -448,3 +448,21 @@ def test_decision_checks_run_from_a_spec_and_render(tmp_path):
     assert ("subject_flips", "all") in planned
     assert sum(r.check == "parity" for r in plan_rows(report.checks)) == 3 * 3  # g, h, g x h
     assert cli(["run", str(tmp_path / "audit.yaml"), "--out", str(tmp_path / "cli")]) == 1
+
+
+def test_a_template_may_use_the_columns_of_its_tables(handbuilt, tmp_path):
+    # the filler follows the subject's row (as an article follows its occupation)
+    (tmp_path / "subjects.csv").write_text("subject,tail,kind\nA,x,first\nB,y,second\n")
+    pop = {"template": "{subject} {tail} ->", "tables": {"subject": "subjects.csv"}}
+    res = ia.check(
+        "group_parity", handbuilt, population=pop, decision=YES_NO, attributes=["tail"],
+        budget=0.1, min_clusters=1, base=tmp_path,
+    )  # fmt: skip
+    assert row(res, measure="positive rate", group="x")["value"] == 1.0
+    assert row(res, measure="positive rate", group="y")["value"] == 0.0
+    bad = {"template": "{subject} {tale} ->", "tables": {"subject": "subjects.csv"}}
+    with pytest.raises(AuditError, match="field 'tale' is neither a slot nor a column"):
+        ia.check(
+            "group_parity", handbuilt, population=bad, decision=YES_NO, attributes=["kind"],
+            budget=0.1, base=tmp_path,
+        )  # fmt: skip
