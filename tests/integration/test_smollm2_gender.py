@@ -169,9 +169,9 @@ def test_the_spec_runs_every_section_on_a_llama_stand_in(report, stand_in):
     hiring = next(c for c in report.checks if c.name == "hiring_rates_by_gender_and_ethnicity")
     attrs = {d["attribute"] for d in hiring.details if "budget" in d}
     assert attrs == {"gender", "ethnicity", "gender x ethnicity"}
-    # 160 names x 6 occupations, one cluster per name
+    # 160 names x 4 occupations, one cluster per name
     everyone = next(d for d in hiring.details if d.get("group") == "all")
-    assert (everyone["n"], everyone["clusters"]) == (960, 160)
+    assert (everyone["n"], everyone["clusters"]) == (640, 160)
 
 
 def hf_decisions(hf, tokenizer, prompts, answers):
