@@ -466,3 +466,21 @@ def test_a_template_may_use_the_columns_of_its_tables(handbuilt, tmp_path):
             "group_parity", handbuilt, population=bad, decision=YES_NO, attributes=["kind"],
             budget=0.1, base=tmp_path,
         )  # fmt: skip
+
+
+def test_a_thresholded_metric_needs_answers_to_score(handbuilt):
+    bare = ia.ContrastSet.from_tokens([ids("A", "x")] * 3, [ids("B", "x")] * 3)
+    with pytest.raises(AuditError, match="has none: give it answers"):
+        ia.check("flip_rate", handbuilt, bare, decision={"threshold": 0.0}, budget=0.1)
+    people = {"rows": [{"text": "A x ->", "g": "a"}, {"text": "B x ->", "g": "b"}]}
+    with pytest.raises(AuditError, match="give population.answers"):
+        ia.check(
+            "group_parity", handbuilt, population=people, decision={"threshold": 0.0},
+            attributes=["g"], budget=0.1,
+        )  # fmt: skip
+    ok = ia.check(
+        "group_parity", handbuilt, population={**people, "answers": ["YES", "NO"]},
+        decision={"threshold": 0.0}, attributes=["g"], budget=0.1, min_clusters=1,
+    )  # fmt: skip
+    assert row(ok, measure="demographic parity gap", attribute="g")["value"] == 1.0
+    assert row(ok, measure="mean logit_diff", group="a")["value"] == 4.0

@@ -32,6 +32,7 @@ from interp_audit.audit.measure import clusters_of, groups_of
 from interp_audit.audit.registry import CheckKind, register_check
 from interp_audit.audit.result import CheckResult
 from interp_audit.audit.sections import CheckSpec
+from interp_audit.core.errors import SpecError
 from interp_audit.stats.bootstrap import Interval, cluster_bootstrap_columns, interval_row
 
 #: with more outcomes than this, only the directions that occur are listed
@@ -65,6 +66,11 @@ def run(chk: FlipRateCheck, ctx: AuditContext, name: str) -> CheckResult:
     where = f"check {name!r}"
     cs = ctx.contrasts[chk.contrast]
     dec = decider(chk.decision, ctx.subject, ctx.metric, where)
+    if dec.metric.needs_answers and cs.answers is None:
+        raise SpecError(
+            f"{where}: the decision thresholds {dec.metric.name}, which scores answer tokens, "
+            f"but contrast {chk.contrast!r} has none: give it answers"
+        )
     vc, vf = pair_decisions(ctx.subject, cs, dec.metric)
     dc, df = dec.decide(vc), dec.decide(vf)
     if dec.by_answers:  # the spec's metric beside the decisions (its own forwards)

@@ -301,6 +301,11 @@ def run(chk: GroupParityCheck, ctx: AuditContext, name: str) -> CheckResult:
         chk.population, ctx, where, attributes=chk.attributes, default_answers=default_answers
     )
     prompts = pop.contrast(ctx.subject, where)
+    if dec.metric.needs_answers and prompts.answers is None:
+        raise SpecError(
+            f"{where}: the decision thresholds {dec.metric.name}, which scores answer tokens: "
+            "give population.answers: [correct, incorrect]"
+        )
     values = population_values(ctx.subject, prompts, dec.metric)
     positive = (dec.decide(values) == dec.positive).double()
     if not dec.by_answers:  # the thresholded metric is the one reported beside
