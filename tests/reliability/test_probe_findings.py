@@ -1,0 +1,70 @@
+"""The last findings of the hostile-input probe (issue 26 item 5), each pinned by a test that
+asserts the error class and its words, or the number that was wrong."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+import interp_audit as ia
+from interp_audit.core.files import current_umask, write_atomic
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = ROOT / "circuits" / "handbuilt" / "audit.yaml"
+
+
+@contextlib.contextmanager
+def umask(mask: int):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(p: Path) -> int:
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+# ---- files are written with the umask's mode, as a plain write would ----
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_write_atomic_honours_the_umask(tmp_path, mask, expected):
+    with umask(mask):
+        assert current_umask() == mask
+        write_atomic(tmp_path / "new.txt", "x")
+        with open(tmp_path / "plain.txt", "w") as f:  # what a plain write gives
+            f.write("x")
+    assert _mode(tmp_path / "new.txt") == expected == _mode(tmp_path / "plain.txt")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_write_atomic_keeps_an_existing_files_mode(tmp_path):
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    target.chmod(0o640)
+    with umask(0o077):
+        write_atomic(target, "new")
+    assert target.read_text() == "new" and _mode(target) == 0o640
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o077, 0o600)])
+def test_every_file_of_a_run_folder_is_readable_as_the_umask_allows(tmp_path, mask, expected):
+    """report.html, report.json, junit.xml and the effects files: none stays 0600 under 022."""
+    report = ia.audit(SPEC)
+    with umask(mask):
+        report.save(tmp_path / "out", junit=tmp_path / "junit.xml")
+    written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()] + [tmp_path / "junit.xml"]
+    names = {p.name for p in written}
+    assert {"report.html", "report.json", "junit.xml", "effects.json"} <= names
+    assert "effects.safetensors" in names
+    assert {p.relative_to(tmp_path).as_posix(): oct(_mode(p)) for p in written} == {
+        p.relative_to(tmp_path).as_posix(): oct(expected) for p in written
+    }
