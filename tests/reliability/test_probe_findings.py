@@ -68,3 +68,32 @@ def test_every_file_of_a_run_folder_is_readable_as_the_umask_allows(tmp_path, ma
     assert {p.relative_to(tmp_path).as_posix(): oct(_mode(p)) for p in written} == {
         p.relative_to(tmp_path).as_posix(): oct(expected) for p in written
     }
+
+
+# ---- `interp-audit sweep --method bogus` names the method and the registered ones ----
+
+SWEEP = ["sweep", "--model", "zoo:handbuilt-copy", "--clean", "A x ->", "--counterfactual"]
+
+
+@pytest.mark.parametrize(
+    ("method", "words"),
+    [
+        ("bogus", ["unknown locate method 'bogus'", "registered: patch, atp, atp*, ig"]),
+        ("atpp", ["unknown locate method 'atpp'", "did you mean 'atp'"]),
+    ],
+)
+def test_sweep_with_an_unknown_method_names_it_and_the_valid_ones(capsys, method, words):
+    from interp_audit.cli.commands import commands
+    from interp_audit.cli.main import _parser, main
+    from interp_audit.core.errors import SpecError
+
+    argv = [*SWEEP, "B x ->", "--answers", "YES", "NO", "--method", method]
+    with pytest.raises(SpecError) as info:
+        commands()["sweep"].main(_parser().parse_args(argv))
+    assert "validation error" not in str(info.value)
+    for w in words:
+        assert w in str(info.value)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("interp-audit: error: unknown locate method") and "\n" not in err
+    assert "ValidationError" not in err and all(w in err for w in words)
