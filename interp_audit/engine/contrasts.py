@@ -127,9 +127,10 @@ def check_token_ids(tokens: Tensor, d_vocab: int, n_ctx: int | None, what: str =
         raise ContrastError(f"{what} must be integer token ids, got a {tokens.dtype} tensor")
     if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= d_vocab):
         bad = ((tokens < 0) | (tokens >= d_vocab)).nonzero()[0].tolist()
+        at = f"row {bad[0]} position {bad[1]}" if len(bad) == 2 else f"index {bad}"
         raise ContrastError(
-            f"{what}: token id {int(tokens[tuple(bad)])} at {bad} is outside this model's "
-            f"vocabulary 0..{d_vocab - 1}"
+            f"{what}: token id {int(tokens[tuple(bad)])} at {at} is outside this model's "
+            f"vocabulary 0..{d_vocab - 1} (d_vocab={d_vocab})"
         )
     if n_ctx is not None and tokens.ndim >= 1 and tokens.shape[-1] > n_ctx:
         raise ContrastError(
@@ -455,11 +456,16 @@ class ContrastSet:
                 )
         for name, t in (("clean", self.clean), ("counterfactual", self.counterfactual)):
             if (t < 0).any() or (d_vocab is not None and (t >= d_vocab).any()):
-                bad = int(((t < 0) | (t >= (d_vocab or 1 << 62))).any(1).nonzero()[0, 0])
-                vocab = f"0..{d_vocab - 1}" if d_vocab is not None else "(ids start at 0)"
+                outside = (t < 0) | (t >= (d_vocab or 1 << 62))
+                bad, pos = (int(x) for x in outside.nonzero()[0])
+                vocab = (
+                    f"0..{d_vocab - 1} (d_vocab={d_vocab})"
+                    if d_vocab is not None
+                    else "(ids start at 0)"
+                )
                 raise ContrastError(
                     f"{self._describe(bad)}: {name} token ids {t[bad].tolist()} fall outside "
-                    f"the vocabulary {vocab}"
+                    f"the vocabulary {vocab}: id {int(t[bad, pos])} at position {pos}"
                 )
         if self.answers is not None:
             if (self.answers < 0).any():

@@ -97,3 +97,47 @@ def test_sweep_with_an_unknown_method_names_it_and_the_valid_ones(capsys, method
     err = capsys.readouterr().err.strip()
     assert err.startswith("interp-audit: error: unknown locate method") and "\n" not in err
     assert "ValidationError" not in err and all(w in err for w in words)
+
+
+# ---- a reference with a token id past the vocabulary: ContrastError, not IndexError ----
+
+OOV_REF = ([[0, 3, 999, 7]], [[0, 4, 5, 7]], [[8, 9]])  # id 999 for a 50-token vocabulary
+
+
+def _run(subject, comps, **kw):
+    import torch
+
+    with ia.ablate(subject, comps, **kw):
+        subject.adapter.forward_hidden(torch.tensor([[0, 3, 5, 7]]), torch.ones(1, 4))
+
+
+@pytest.mark.parametrize("kind", ["mean", "resample"])
+def test_ablation_reference_with_an_out_of_vocabulary_id_names_pair_position_and_id(
+    causal_subject, kind
+):
+    ref = ia.ContrastSet.from_tokens(*OOV_REF)
+    with pytest.raises(ia.ContrastError) as info:
+        _run(causal_subject, ["L0H0"], kind=kind, reference=ref)
+    msg = str(info.value)
+    for w in ["reference: pair 0", "id 999 at position 2", "vocabulary 0..49", "d_vocab=50"]:
+        assert w in msg, msg
+    assert not isinstance(info.value, IndexError)
+
+
+def test_every_entry_point_checks_the_reference(causal_subject):
+    import torch
+
+    from interp_audit.engine.interventions import reference_activations
+
+    tensor_ref = torch.tensor([[0, 3, 5, 7], [0, 3, 999, 7]])
+    with pytest.raises(ia.ContrastError, match=r"reference: token id 999 at row 1 position 2 .*"
+                       r"vocabulary 0..49 \(d_vocab=50\)"):  # fmt: skip
+        _run(causal_subject, ["L0H0"], kind="mean", reference=tensor_ref)
+    with pytest.raises(ia.ContrastError, match="reference: pair 0 .* id 999 at position 2"):
+        reference_activations(causal_subject, ia.ContrastSet.from_tokens(*OOV_REF), ["hook_embed"])
+    with pytest.raises(ia.ContrastError, match="id 999 at position 2"):
+        with ia.patch_in(causal_subject, ["L0H0"], ia.ContrastSet.from_tokens(*OOV_REF)):
+            pass
+    # and the model is clean afterwards: the same in-vocabulary reference works
+    ok = ia.ContrastSet.from_tokens([[0, 3, 9, 7]], [[0, 4, 5, 7]], [[8, 9]])
+    _run(causal_subject, ["L0H0"], kind="mean", reference=ok)
