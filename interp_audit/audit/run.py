@@ -16,6 +16,7 @@ from interp_audit.audit.context import AuditContext
 from interp_audit.audit.contrasts import build_contrasts
 from interp_audit.audit.kinds import check_kinds
 from interp_audit.audit.record import HASH_FIELD, build_record, content_hash
+from interp_audit.audit.registry import run_check
 from interp_audit.audit.result import VERDICT_COLORS, CheckResult
 from interp_audit.audit.spec import AuditSpec, load_spec
 from interp_audit.core.errors import EmptyPathError, SpecError
@@ -316,7 +317,7 @@ def _audit(
     )
     kinds = check_kinds()
     results = [
-        kinds[chk.kind].run(chk, ctx, name)
+        run_check(kinds[chk.kind], chk, ctx, name)
         for name, chk in zip(parsed.check_names(), parsed.checks, strict=True)
     ]
     provenance = build_record(parsed, base, subject, ctx, source)

@@ -141,3 +141,65 @@ def test_every_entry_point_checks_the_reference(causal_subject):
     # and the model is clean afterwards: the same in-vocabulary reference works
     ok = ia.ContrastSet.from_tokens([[0, 3, 9, 7]], [[0, 4, 5, 7]], [[8, 9]])
     _run(causal_subject, ["L0H0"], kind="mean", reference=ok)
+
+
+# ---- identical pairs are one unit of evidence: copies do not narrow the CI ----
+
+FOUR = [
+    ("age:old ins:medicare lab:normal hosp:1 ->", "age:young ins:medicare lab:normal hosp:1 ->"),
+    ("age:old ins:private lab:high hosp:0 ->", "age:young ins:private lab:high hosp:0 ->"),
+    ("age:old ins:medicaid lab:low hosp:1 ->", "age:young ins:medicaid lab:low hosp:1 ->"),
+    ("age:mid ins:medicare lab:high hosp:0 ->", "age:young ins:medicare lab:high hosp:0 ->"),
+]
+
+
+def _file_audit(subject, folder: Path, copies: int):
+    import json
+
+    path = folder / f"pairs{copies}.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"clean": c, "counterfactual": f}) + "\n"
+            for _ in range(copies)
+            for c, f in FOUR
+        )
+    )
+    spec = {
+        "model": {"source": "zoo:readmission"},
+        "contrasts": {"c": {"file": path.name, "answers": ["YES", "NO"]}},
+        "checks": [{"kind": "invariance", "contrast": "c", "tolerance": 0.25, "min_clusters": 2}],
+    }
+    return ia.audit(spec, subject=subject, base=folder).checks[0]
+
+
+def test_a_file_repeating_its_pairs_50_times_has_the_ci_of_the_4_pairs(
+    readmission_subject, tmp_path
+):
+    from interp_audit.engine.contrasts import DuplicatePairWarning
+
+    once = _file_audit(readmission_subject, tmp_path, 1)
+    with pytest.warns(DuplicatePairWarning, match="identical pairs are one unit of evidence"):
+        fifty = _file_audit(readmission_subject, tmp_path, 50)
+    assert once.clusters == fifty.clusters == 4
+    assert fifty.statistic == pytest.approx(once.statistic, abs=1e-6)
+    assert fifty.ci == pytest.approx(once.ci, abs=1e-9)  # was 0.13 wide against 1.5 here
+    assert fifty.ci[1] - fifty.ci[0] > 1.0
+    (note,) = [d for d in fifty.details if "identical pairs merged" in d]
+    assert note["identical pairs merged"] == 196 and note["pairs"] == 200 and note["clusters"] == 4
+    assert "196 of its 200 pairs repeat another pair exactly" in note["note"]
+    assert "merged into one cluster each" in note["note"]
+    assert not [d for d in once.details if "identical pairs merged" in d]
+
+
+def test_identical_token_pairs_share_a_cluster_unless_clusters_are_declared(causal_subject):
+    from interp_audit.engine.contrasts import DuplicatePairWarning
+
+    rows = [[0, 3, 5, 7], [0, 6, 5, 7]]
+    cf = [[0, 4, 5, 7], [0, 8, 5, 7]]
+    with pytest.warns(DuplicatePairWarning, match="repeats pair 0"):
+        cs = ia.ContrastSet.from_tokens(rows * 3, cf * 3, [[8, 9]] * 6)
+    assert cs.clusters == ("pair 0", "pair 1") * 3 and cs.meta["identical_pairs_merged"] == 4
+    distinct = ia.ContrastSet.from_tokens(rows, cf, [[8, 9]] * 2)
+    assert distinct.clusters is None and "identical_pairs_merged" not in distinct.meta
+    declared = ia.ContrastSet.from_tokens(rows * 3, cf * 3, [[8, 9]] * 6, clusters="abcdef")
+    assert declared.clusters == tuple("abcdef")  # the declared units are the evidence
