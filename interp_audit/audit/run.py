@@ -15,7 +15,13 @@ from interp_audit.audit.causal_run import CausalContext, load_causal
 from interp_audit.audit.context import AuditContext
 from interp_audit.audit.contrasts import build_contrasts
 from interp_audit.audit.kinds import check_kinds
-from interp_audit.audit.record import HASH_FIELD, build_record, content_hash
+from interp_audit.audit.record import (
+    HASH_FIELD,
+    RESULTS_FIELD,
+    build_record,
+    content_hash,
+    results_hash,
+)
 from interp_audit.audit.registry import run_check
 from interp_audit.audit.result import VERDICT_COLORS, CheckResult
 from interp_audit.audit.spec import AuditSpec, load_spec
@@ -81,8 +87,10 @@ class AuditReport:
         return self.verdict == "pass"
 
     def to_dict(self) -> dict[str, Any]:
-        """The report as JSON-ready data, with ``content_sha256`` over everything else."""
+        """The report as JSON-ready data, with ``results_sha256`` over what the audit measured
+        (equal for identical runs) and ``content_sha256`` over everything else."""
         data = self._body()
+        data[RESULTS_FIELD] = results_hash(data)
         data[HASH_FIELD] = content_hash(data)
         return data
 

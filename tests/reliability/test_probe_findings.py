@@ -203,3 +203,46 @@ def test_identical_token_pairs_share_a_cluster_unless_clusters_are_declared(caus
     assert distinct.clusters is None and "identical_pairs_merged" not in distinct.meta
     declared = ia.ContrastSet.from_tokens(rows * 3, cf * 3, [[8, 9]] * 6, clusters="abcdef")
     assert declared.clusters == tuple("abcdef")  # the declared units are the evidence
+
+
+# ---- a results hash equal for identical runs; verify compares two folders with it ----
+
+
+def test_identical_runs_share_a_results_hash_and_verify_against_compares_them(tmp_path, capsys):
+    import json
+
+    from interp_audit.audit.record import content_hash, results_hash
+    from interp_audit.cli.main import main
+
+    a = ia.audit(SPEC).save(tmp_path / "a")
+    b = ia.audit(SPEC).save(tmp_path / "elsewhere" / "b")
+    ja, jb = (json.loads((d / "report.json").read_text()) for d in (a, b))
+    assert ja["content_sha256"] != jb["content_sha256"]  # the finding: timestamp, folder
+    assert ja["results_sha256"] == jb["results_sha256"] == results_hash(jb)
+    assert main(["verify", str(a), "--against", str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "the same results_sha256" in out and "every number" in out
+
+    # a different number, with both hashes recomputed (no tampering): found and named
+    jb["checks"][0]["statistic"] += 0.5
+    jb["results_sha256"] = results_hash(jb)
+    jb["content_sha256"] = content_hash(jb)
+    (b / "report.json").write_text(json.dumps(jb))
+    assert main(["verify", str(a), "--against", str(b)]) == 1
+    out = capsys.readouterr().out
+    assert "different results_sha256" in out and "[number] checks[0].statistic" in out
+    assert "[tamper]" not in out
+
+    # an edited number without its hashes: tampering, named by folder and field
+    jb["checks"][0]["statistic"] += 0.5
+    (b / "report.json").write_text(json.dumps(jb))
+    assert main(["verify", str(a), "--against", str(b)]) == 1
+    out = capsys.readouterr().out
+    assert f"[tamper] {b}/results_sha256" in out and f"[tamper] {b}/content_sha256" in out
+
+    with pytest.raises(ia.AuditError, match="has no report.json"):
+        from interp_audit.audit.verify import compare_runs
+
+        compare_runs(a, tmp_path / "nothing")
+    assert main(["verify", str(a), "--against", str(tmp_path / "nothing")]) == 2
+    assert "has no report.json" in capsys.readouterr().err

@@ -251,8 +251,11 @@ def test_report_json_schema_and_determinism(tmp_path):
         "located",
         "provenance",
         "content_sha256",
+        "results_sha256",
         "files",
     }
+    assert ja["results_sha256"] == jb["results_sha256"]  # identical runs measured the same
+    assert ja["content_sha256"] != jb["content_sha256"]  # ... at different times
     assert {"spec_hash", "versions", "model", "seed", "timestamp", "metric", "contrasts"} <= set(
         ja["provenance"]
     )
