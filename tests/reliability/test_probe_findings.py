@@ -217,8 +217,11 @@ def test_identical_runs_share_a_results_hash_and_verify_against_compares_them(tm
     a = ia.audit(SPEC).save(tmp_path / "a")
     b = ia.audit(SPEC).save(tmp_path / "elsewhere" / "b")
     ja, jb = (json.loads((d / "report.json").read_text()) for d in (a, b))
-    assert ja["content_sha256"] != jb["content_sha256"]  # the finding: timestamp, folder
     assert ja["results_sha256"] == jb["results_sha256"] == results_hash(jb)
+    # the finding: content_sha256 covers the record (timestamp, folder); the results hash not
+    later = {**jb, "provenance": {**jb["provenance"], "timestamp": "2031-01-01T00:00:00+00:00"}}
+    assert content_hash(later) != content_hash(jb)
+    assert results_hash(later) == results_hash(jb)
     assert main(["verify", str(a), "--against", str(b)]) == 0
     out = capsys.readouterr().out
     assert "the same results_sha256" in out and "every number" in out
