@@ -45,7 +45,7 @@ class Limit(BaseModel):
     side: Literal["band", "upper", "lower"]
 
     def __str__(self) -> str:
-        return {"band": "±{:g}", "upper": "≤ {:g}", "lower": "|·| ≥ {:g}"}[self.side].format(
+        return {"band": "±{:g}", "upper": "≤ {:g}", "lower": "|effect| ≥ {:g}"}[self.side].format(
             self.value
         )
 

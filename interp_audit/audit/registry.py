@@ -29,9 +29,12 @@ class CheckKind:
         name: the ``kind:`` value in specs.
         spec: the pydantic section for it (subclass of :class:`~.spec.CheckSpec`).
         run: ``run(spec, ctx, name) -> CheckResult``.
-        figure: ``figure(check_dict) -> plotly Figure`` for the HTML report; None = the generic
-            bar chart of the check's details with their CIs.
+        figure: ``figure(result) -> plotly Figure`` (a :class:`CheckResult` in, its evidence
+            read typed through ``result.evidence``) for the report; None = the generic bar
+            chart of the evidence rows with their CIs (:func:`~.figures.interval_figure`).
         description: one line for ``interp-audit schema`` and the spec reference.
+        threshold: how the check's ``threshold`` reads in the report's summary (a format
+            string: ``±{:g}`` a two-sided tolerance, ``≤ {:g}`` a limit, ...).
         remeasurable: whether running it on a repaired model measures that model (the
             trade-off re-runs such checks under each repair); False for kinds that apply
             their own repair or read effects located on the unrepaired model.
@@ -41,8 +44,9 @@ class CheckKind:
     spec: type[CheckSpec]
     run: Callable[[Any, AuditContext, str], CheckResult]
     description: str
-    figure: Callable[[dict[str, Any]], Any] | None = None
+    figure: Callable[[CheckResult], Any] | None = None
     remeasurable: bool = True
+    threshold: str = "±{:g}"
 
 
 _CHECKS: dict[str, CheckKind] = {}

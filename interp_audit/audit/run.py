@@ -124,13 +124,14 @@ class AuditReport:
         the SHA-256 of every other file (``files``), so an interrupted save leaves a folder that
         ``interp-audit report`` refuses as incomplete, never a new json beside an old html.
         """
+        from interp_audit.audit.report_view import render_html
         from interp_audit.core.files import (
             check_file_target,
             check_output_folder,
             sha256_file,
             write_atomic,
         )
-        from interp_audit.output import render_html, render_junit
+        from interp_audit.output import render_junit
 
         out = check_output_folder(directory, "output folder")
         if junit is not None:

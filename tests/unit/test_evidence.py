@@ -38,7 +38,7 @@ ROWS = [
         {"source": "E", "path": "E -> Y", "role": "admissible", "effect": 1.55, "ci": [1.49, 1.6],
          "floor": 0.25, "SCM effect on readmitted": 0.1, "expected sign": "positive",
          "passed": True},
-        ("E -> Y", 1.55, "|·| ≥ 0.25", "pass"),
+        ("E -> Y", 1.55, "|effect| ≥ 0.25", "pass"),
     ),
     (
         ShareRow,
