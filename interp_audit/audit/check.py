@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from interp_audit.audit.context import AuditContext
 from interp_audit.audit.kinds import check_kinds
+from interp_audit.audit.registry import run_check
 from interp_audit.audit.result import CheckResult
 from interp_audit.core.errors import SpecError, did_you_mean
 from interp_audit.engine.contrasts import ContrastSet
@@ -113,4 +114,4 @@ def check(
         base=Path(base) if base is not None else Path.cwd(),
         effects=dict(effects or {}),
     )
-    return kinds[kind].run(spec, ctx, name or kind)
+    return run_check(kinds[kind], spec, ctx, name or kind)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+
+from interp_audit.audit.evidence import EvidenceRow, Limit, ShareRow
 
 __all__ = ["PlanRow", "plan", "plan_rows"]
 
@@ -48,13 +49,13 @@ HEADER = (
 )
 
 
-def _row(check, part: str, d: dict[str, Any], limit: float, two_sided: bool, min_clusters: int):
-    estimate = float(d.get("effect", d.get("value", d.get("share", 0.0))))
-    g, h = int(d.get("clusters") or 0), float(d["half_width"])
-    if two_sided:
-        distance = abs(limit - abs(estimate)) if abs(estimate) > 0 else limit
+def _row(check, part: str, row: EvidenceRow, limit: Limit, min_clusters: int) -> PlanRow:
+    estimate = float(row.estimate or 0.0)
+    g, h = int(row.clusters or 0), float(row.half_width or 0.0)
+    if limit.side == "band":
+        distance = abs(limit.value - abs(estimate)) if abs(estimate) > 0 else limit.value
     else:
-        distance = abs(limit - estimate)
+        distance = abs(limit.value - estimate)
     z = 1.959963984540054
     sd = h * math.sqrt(g) / z if g >= 2 else None
     note = ""
@@ -68,34 +69,42 @@ def _row(check, part: str, d: dict[str, Any], limit: float, two_sided: bool, min
         check.name,
         part,
         estimate,
-        limit,
+        limit.value,
         g,
         h,
         sd,
         distance,
         needed,
-        str(d.get("verdict") or check.verdict),
+        str(row.verdict or check.verdict),
         note,
     )
 
 
+def _part(row: EvidenceRow) -> str:
+    """The tested quantity's name: a group, a path, a measure or a component."""
+    for key in ("group", "path", "measure", "component"):
+        value = getattr(row, key, None)
+        if value:
+            return str(value)
+    return row.label
+
+
 def plan_rows(checks, min_clusters: dict[str, int] | None = None) -> list[PlanRow]:
-    """Plan rows for a pilot's CheckResults (``min_clusters`` by check name, default 10)."""
+    """Plan rows for a pilot's CheckResults (``min_clusters`` by check name, default 10): every
+    evidence row with a half-width and a band (tolerance) or upper limit (budget, max share)."""
     from interp_audit.stats.bootstrap import DEFAULT_MIN_CLUSTERS
 
     rows = []
     for c in checks:
         m = (min_clusters or {}).get(c.name, DEFAULT_MIN_CLUSTERS)
-        for d in c.details:
-            if "half_width" not in d:
+        for row in c.evidence:
+            limit = row.limit
+            if row.half_width is None or limit is None or limit.side == "lower":
                 continue
-            label = str(d.get("group") or d.get("path") or d.get("measure") or d.get("component"))
-            if "tolerance" in d:
-                rows.append(_row(c, label, d, float(d["tolerance"]), True, m))
-            elif "budget" in d:
-                rows.append(_row(c, label, d, float(d["budget"]), False, m))
-            elif "max_share" in d:
-                rows.append(_row(c, f"max share ({label})", d, float(d["max_share"]), False, m))
+            part = _part(row)
+            if isinstance(row, ShareRow):
+                part = f"max share ({part})"
+            rows.append(_row(c, part, row, limit, m))
     return rows
 
 

@@ -24,9 +24,11 @@ from interp_audit.zoo.registry import WEIGHTS
 
 __all__ = [
     "HASH_FIELD",
+    "RESULTS_FIELD",
     "build_record",
     "cli_command",
     "content_hash",
+    "results_hash",
     "data_files",
     "file_sha256",
     "state_sha256",
@@ -36,6 +38,21 @@ __all__ = [
 #: The report.json field holding the SHA-256 of the rest of the report.
 HASH_FIELD = "content_sha256"
 _EXAMPLES = 3
+
+
+#: The report.json field holding the SHA-256 of what the audit measured (see results_hash).
+RESULTS_FIELD = "results_sha256"
+#: The report keys that make up its results: verdicts, statistics, evidence, located effects.
+RESULTS_KEYS = ("name", "verdict", "passed", "checks", "located")
+
+
+def results_hash(report: dict[str, Any]) -> str:
+    """SHA-256 of what the audit measured (``RESULTS_KEYS``): equal for two identical runs,
+    whenever and wherever they were saved, unlike ``content_sha256``, which also covers the
+    record (timestamp, output folder, command). ``interp-audit verify A --against B`` reads it."""
+    body = {k: report.get(k) for k in RESULTS_KEYS}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def content_hash(report: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from interp_audit.audit.result import CheckResult
     from interp_audit.audit.sections import CheckSpec
 
-__all__ = ["CheckKind", "all_registered", "register_check"]
+__all__ = ["CheckKind", "all_registered", "contrast_notes", "register_check", "run_check"]
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,12 @@ class CheckKind:
         name: the ``kind:`` value in specs.
         spec: the pydantic section for it (subclass of :class:`~.spec.CheckSpec`).
         run: ``run(spec, ctx, name) -> CheckResult``.
-        figure: ``figure(check_dict) -> plotly Figure`` for the HTML report; None = the generic
-            bar chart of the check's details with their CIs.
+        figure: ``figure(result) -> plotly Figure`` (a :class:`CheckResult` in, its evidence
+            read typed through ``result.evidence``) for the report; None = the generic bar
+            chart of the evidence rows with their CIs (:func:`~.figures.interval_figure`).
         description: one line for ``interp-audit schema`` and the spec reference.
+        threshold: how the check's ``threshold`` reads in the report's summary (a format
+            string: ``±{:g}`` a two-sided tolerance, ``≤ {:g}`` a limit, ...).
         remeasurable: whether running it on a repaired model measures that model (the
             trade-off re-runs such checks under each repair); False for kinds that apply
             their own repair or read effects located on the unrepaired model.
@@ -41,8 +44,9 @@ class CheckKind:
     spec: type[CheckSpec]
     run: Callable[[Any, AuditContext, str], CheckResult]
     description: str
-    figure: Callable[[dict[str, Any]], Any] | None = None
+    figure: Callable[[CheckResult], Any] | None = None
     remeasurable: bool = True
+    threshold: str = "±{:g}"
 
 
 _CHECKS: dict[str, CheckKind] = {}
@@ -63,3 +67,36 @@ def all_registered() -> dict[str, CheckKind]:
     """The kinds registered so far; use ``interp_audit.audit.kinds.check_kinds()``, which
     registers the built-in ones first."""
     return dict(_CHECKS)
+
+
+def run_check(kind: CheckKind, spec: CheckSpec, ctx: AuditContext, name: str) -> CheckResult:
+    """Run one check of ``kind``, then add what every check's evidence must say about the
+    contrast sets it read (:func:`contrast_notes`), whichever kind it is."""
+    result = kind.run(spec, ctx, name)
+    result.details.extend(contrast_notes(spec, ctx))
+    return result
+
+
+def contrast_notes(spec: CheckSpec, ctx: AuditContext) -> list[dict[str, Any]]:
+    """Evidence rows for the contrast sets a check read whose identical pairs were merged
+    into one cluster (copies are one unit of evidence: they must not narrow a CI)."""
+    rows = []
+    for key, cname in spec.contrast_refs():
+        cs = ctx.contrasts.get(cname)
+        merged = 0 if cs is None else int(cs.meta.get("identical_pairs_merged", 0))
+        if merged:
+            clusters = len(set(cs.clusters or ()))
+            rows.append(
+                {
+                    "note": (
+                        f"{key} {cname!r}: {merged} of its {len(cs)} pairs repeat another pair "
+                        "exactly; identical pairs are one unit of evidence, so they were merged "
+                        f"into one cluster each and the bootstrap resamples {clusters} clusters"
+                    ),
+                    "contrast": cname,
+                    "identical pairs merged": merged,
+                    "pairs": len(cs),
+                    "clusters": clusters,
+                }
+            )
+    return rows

@@ -6,6 +6,7 @@ import html
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from interp_audit.audit.evidence import EvidenceRow, parse_row, parse_rows
 from interp_audit.stats.bootstrap import Verdict
 
 __all__ = ["VERDICT_COLORS", "CheckResult"]
@@ -23,7 +24,8 @@ class CheckResult:
     (to read next to ``threshold``); ``clusters`` the number of independent units resampled;
     ``correction`` the multiple-testing correction applied to the check's family of tests.
     ``details`` rows are the per-group / per-path / per-measure evidence the report tabulates
-    and plots (each with ``ci`` where it has one).
+    and plots (each with ``ci`` where it has one); each is one of the row kinds declared in
+    :mod:`interp_audit.audit.evidence` (checked here), and :attr:`evidence` reads them typed.
     """
 
     name: str
@@ -48,6 +50,13 @@ class CheckResult:
                 f"check {self.name!r}: verdict {self.verdict!r} is not one of "
                 f"{', '.join(VERDICT_COLORS)}"
             )
+        for i, row in enumerate(self.details):  # a row the plan and report cannot read
+            parse_row(row, f"check {self.name!r}: details[{i}]")
+
+    @property
+    def evidence(self) -> list[EvidenceRow]:
+        """The details as typed evidence rows (:mod:`interp_audit.audit.evidence`)."""
+        return parse_rows(self.details, f"check {self.name!r}: details")
 
     @property
     def passed(self) -> bool:

@@ -15,7 +15,14 @@ from interp_audit.audit.causal_run import CausalContext, load_causal
 from interp_audit.audit.context import AuditContext
 from interp_audit.audit.contrasts import build_contrasts
 from interp_audit.audit.kinds import check_kinds
-from interp_audit.audit.record import HASH_FIELD, build_record, content_hash
+from interp_audit.audit.record import (
+    HASH_FIELD,
+    RESULTS_FIELD,
+    build_record,
+    content_hash,
+    results_hash,
+)
+from interp_audit.audit.registry import run_check
 from interp_audit.audit.result import VERDICT_COLORS, CheckResult
 from interp_audit.audit.spec import AuditSpec, load_spec
 from interp_audit.core.errors import EmptyPathError, SpecError
@@ -80,8 +87,10 @@ class AuditReport:
         return self.verdict == "pass"
 
     def to_dict(self) -> dict[str, Any]:
-        """The report as JSON-ready data, with ``content_sha256`` over everything else."""
+        """The report as JSON-ready data, with ``results_sha256`` over what the audit measured
+        (equal for identical runs) and ``content_sha256`` over everything else."""
         data = self._body()
+        data[RESULTS_FIELD] = results_hash(data)
         data[HASH_FIELD] = content_hash(data)
         return data
 
@@ -115,13 +124,14 @@ class AuditReport:
         the SHA-256 of every other file (``files``), so an interrupted save leaves a folder that
         ``interp-audit report`` refuses as incomplete, never a new json beside an old html.
         """
+        from interp_audit.audit.report_view import render_html
         from interp_audit.core.files import (
             check_file_target,
             check_output_folder,
             sha256_file,
             write_atomic,
         )
-        from interp_audit.output import render_html, render_junit
+        from interp_audit.output import render_junit
 
         out = check_output_folder(directory, "output folder")
         if junit is not None:
@@ -316,7 +326,7 @@ def _audit(
     )
     kinds = check_kinds()
     results = [
-        kinds[chk.kind].run(chk, ctx, name)
+        run_check(kinds[chk.kind], chk, ctx, name)
         for name, chk in zip(parsed.check_names(), parsed.checks, strict=True)
     ]
     provenance = build_record(parsed, base, subject, ctx, source)

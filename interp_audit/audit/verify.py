@@ -7,6 +7,9 @@ Three kinds of evidence, each listed with where it differs:
 * **numbers**: re-running the saved spec text gives different statistics, intervals, verdicts
   or located effects (compared to ``rtol``; the run is seeded, so on the same software and
   device they match exactly).
+
+:func:`compare_runs` compares two saved folders without re-running anything: their
+``results_sha256`` (what each audit measured) first, then every number where they differ.
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ from typing import Any
 
 from interp_audit.audit.record import (
     HASH_FIELD,
+    RESULTS_FIELD,
     content_hash,
     data_files,
     file_sha256,
+    results_hash,
     weight_files,
 )
 from interp_audit.core.errors import AuditError
 
-__all__ = ["Difference", "Verification", "verify"]
+__all__ = ["Difference", "Verification", "compare_runs", "verify"]
 
 
 @dataclass(frozen=True)
@@ -50,18 +55,31 @@ class Verification:
     differences: list[Difference] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     compared: int = 0
+    against: Path | None = None  # compare_runs: the other folder
+    same_results_hash: bool | None = None
 
     @property
     def ok(self) -> bool:
         return not self.differences
 
     def __str__(self) -> str:
-        head = (
-            f"verified {self.folder}: every number ({self.compared}) and hash matches"
-            if self.ok
-            else f"{self.folder}: {len(self.differences)} difference(s) "
-            f"({self.compared} numbers compared)"
-        )
+        if self.against is not None:
+            same = (
+                "the same results_sha256" if self.same_results_hash else "different results_sha256"
+            )
+            head = (
+                f"{self.folder} and {self.against}: {same}; every number ({self.compared}) matches"
+                if self.ok
+                else f"{self.folder} and {self.against}: {same}; "
+                f"{len(self.differences)} difference(s) ({self.compared} numbers compared)"
+            )
+        else:
+            head = (
+                f"verified {self.folder}: every number ({self.compared}) and hash matches"
+                if self.ok
+                else f"{self.folder}: {len(self.differences)} difference(s) "
+                f"({self.compared} numbers compared)"
+            )
         lines = [head, *(f"  {d}" for d in self.differences[:50])]
         if len(self.differences) > 50:
             lines.append(f"  ... and {len(self.differences) - 50} more")
@@ -117,20 +135,11 @@ def verify(folder: str | Path, *, device: str | None = None, rtol: float = 1e-6)
     from interp_audit.audit.run import audit
 
     folder = Path(folder)
-    path = folder / "report.json"
-    if not path.exists():
-        raise AuditError(f"{str(folder)!r} has no report.json (nothing to verify)")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise AuditError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    data = _read(folder)
     result = Verification(folder)
     diffs = result.differences
-    stored = data.get(HASH_FIELD)
-    if stored is None:
-        result.notes.append("report.json has no content hash (written before hashes existed)")
-    elif stored != content_hash(data):
-        diffs.append(Difference("tamper", HASH_FIELD, stored, content_hash(data)))
+    _check_hashes(data, "", result)
+    path = folder / "report.json"
     prov = data.get("provenance", {})
     if "spec_text" not in prov:
         raise AuditError(f"{path}: no spec_text in provenance; this report cannot be re-run")
@@ -173,6 +182,64 @@ def verify(folder: str | Path, *, device: str | None = None, rtol: float = 1e-6)
     for pkg, version in (prov.get("versions") or {}).items():
         if new_prov["versions"].get(pkg) != version:
             result.notes.append(f"{pkg} was {version}, now {new_prov['versions'].get(pkg)}")
+    return result
+
+
+def _read(folder: Path) -> dict[str, Any]:
+    path = folder / "report.json"
+    if not path.exists():
+        raise AuditError(f"{str(folder)!r} has no report.json (nothing to verify)")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise AuditError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(data, dict):
+        raise AuditError(f"{path}: not a report (a JSON {type(data).__name__})")
+    return data
+
+
+def _check_hashes(data: dict[str, Any], where: str, result: Verification) -> None:
+    """Tamper evidence: each stored hash must match what the report holds."""
+    for key, fn in ((HASH_FIELD, content_hash), (RESULTS_FIELD, results_hash)):
+        stored = data.get(key)
+        if stored is None:
+            result.notes.append(f"{where}report.json has no {key} (written before it existed)")
+        elif stored != fn(data):
+            result.differences.append(Difference("tamper", f"{where}{key}", stored, fn(data)))
+
+
+def compare_runs(folder: str | Path, against: str | Path, *, rtol: float = 1e-6) -> Verification:
+    """Do two saved run folders hold the same results? No model work: each folder's hashes are
+    checked (tampering), then their ``results_sha256``; where those differ, every statistic,
+    interval, verdict and located effect is compared to ``rtol`` and each difference listed.
+    Differences in what ran (spec, weights, data, versions, device) are notes: they explain a
+    difference in the results, they are not one.
+    """
+    a, b = Path(folder), Path(against)
+    da, db = _read(a), _read(b)
+    result = Verification(a, against=b)
+    _check_hashes(da, f"{a}/", result)
+    _check_hashes(db, f"{b}/", result)
+    result.same_results_hash = results_hash(da) == results_hash(db)
+    for key in ("checks", "located"):
+        result.compared += _compare(da.get(key), db.get(key), key, result.differences, rtol)
+    if da.get("verdict") != db.get("verdict"):
+        result.differences.append(
+            Difference("number", "verdict", da.get("verdict"), db.get("verdict"))
+        )
+    pa, pb = da.get("provenance") or {}, db.get("provenance") or {}
+    ran = {
+        "spec (canonical hash)": lambda p: p.get("spec_hash"),
+        "weights (tensors)": lambda p: (p.get("weights") or {}).get("state_sha256"),
+        "data files": lambda p: p.get("data_files"),
+        "seed": lambda p: p.get("seed"),
+        "device": lambda p: (p.get("model") or {}).get("device"),
+        "dtype": lambda p: (p.get("model") or {}).get("dtype"),
+        "versions": lambda p: p.get("versions"),
+    }
+    for what, get in ran.items():
+        if get(pa) != get(pb):
+            result.notes.append(f"{what} differ: {_short(get(pa))} vs {_short(get(pb))}")
     return result
 
 

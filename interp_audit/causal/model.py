@@ -269,6 +269,7 @@ class CausalModel:
                 answers=ans,
                 groups=groups,
                 labels=[tag] * len(d.clean),
+                clusters=[f"unit {i}" for i in range(len(d.clean))],  # independent draws
             )
         return cs.with_meta(
             source=source,

@@ -88,6 +88,12 @@ def _main(argv: list[str] | None) -> int:
         return 2
     except Exception as err:  # the audit could not run: say why in one line, exit 2
         first = str(err).splitlines()[0] if str(err) else ""
+        if callable(getattr(err, "errors", None)) and hasattr(err, "title"):  # pydantic's
+            e = err.errors()[0]  # its first line only counts errors: say which and why
+            where = ".".join(str(x) for x in e.get("loc", ()))
+            first = (f"{where}: " if where else "") + str(e.get("msg", "")).removeprefix(
+                "Value error, "
+            )
         print(f"interp-audit: error: {type(err).__name__}: {first}", file=sys.stderr)
         return 2
 

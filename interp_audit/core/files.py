@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -27,18 +28,25 @@ __all__ = ["check_file_target", "check_output_folder", "sha256_file", "write_ato
 RUN_FILES = ("report.json", "report.html", "effects")
 
 
-
 def write_atomic(path: str | Path, data: str | bytes) -> Path:
     """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half.
 
     The temp file lives in the same folder (rename is atomic only within a file system) and is
-    removed if anything, including KeyboardInterrupt, stops the write.
+    removed if anything, including KeyboardInterrupt, stops the write. The file gets the mode a
+    plain ``open(path, "w")`` would give it: an existing file keeps its mode, a new one is
+    ``0o666`` less the umask (``mkstemp`` creates its temp file ``0o600``, and a rename keeps
+    that, so without this a CI artifact server or a colleague could not read the report).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    mode = _plain_write_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
+        else:  # pragma: no cover - Windows: only the read-only bit exists
+            os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()
@@ -50,6 +58,26 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _plain_write_mode(path: Path) -> int:
+    """The permission bits ``open(path, "w")`` would leave: the existing file's, else 0o666 less
+    the process umask."""
+    with contextlib.suppress(OSError):
+        return stat.S_IMODE(os.stat(path).st_mode)
+    return 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the platform allows (Linux's
+    /proc/self/status); elsewhere set and restored at once."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:

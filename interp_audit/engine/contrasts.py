@@ -78,7 +78,7 @@ class DuplicatePairWarning(UserWarning):
     """The same pair appears twice: it counts twice in bootstrap CIs, which narrows them."""
 
 
-def _warn_duplicates(rows_c, rows_f, answers, clean, counterfactual) -> None:
+def _warn_duplicates(rows_c, rows_f, answers, clean, counterfactual, merged: bool) -> None:
     seen: dict[tuple, int] = {}
     dups = []
     for i, (c, f) in enumerate(zip(rows_c, rows_f, strict=True)):
@@ -89,10 +89,16 @@ def _warn_duplicates(rows_c, rows_f, answers, clean, counterfactual) -> None:
             seen[key] = i
     if dups:
         a, b = dups[0]
+        what = (
+            "identical pairs are one unit of evidence, so each set of copies shares one cluster "
+            "(give clusters= to declare the units yourself)"
+            if merged
+            else "they count as the clusters you gave them"
+        )
         warnings.warn(
             f"{len(dups)} duplicated pair(s), e.g. pair {b} repeats pair {a} ({clean[a]!r} vs "
-            f"{counterfactual[a]!r}); duplicates count as independent pairs and narrow the "
-            "confidence intervals: drop them, or give them one group",
+            f"{counterfactual[a]!r}); counted as independent pairs they would narrow the "
+            f"confidence intervals: {what}",
             DuplicatePairWarning,
             stacklevel=3,
         )
@@ -127,9 +133,10 @@ def check_token_ids(tokens: Tensor, d_vocab: int, n_ctx: int | None, what: str =
         raise ContrastError(f"{what} must be integer token ids, got a {tokens.dtype} tensor")
     if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= d_vocab):
         bad = ((tokens < 0) | (tokens >= d_vocab)).nonzero()[0].tolist()
+        at = f"row {bad[0]} position {bad[1]}" if len(bad) == 2 else f"index {bad}"
         raise ContrastError(
-            f"{what}: token id {int(tokens[tuple(bad)])} at {bad} is outside this model's "
-            f"vocabulary 0..{d_vocab - 1}"
+            f"{what}: token id {int(tokens[tuple(bad)])} at {at} is outside this model's "
+            f"vocabulary 0..{d_vocab - 1} (d_vocab={d_vocab})"
         )
     if n_ctx is not None and tokens.ndim >= 1 and tokens.shape[-1] > n_ctx:
         raise ContrastError(
@@ -264,7 +271,43 @@ class ContrastSet:
             clusters=None if clusters is None else tuple(str(c) for c in clusters),
         )
         out.validate(d_vocab=d_vocab)
-        return out
+        merged = out.merged_identical()
+        if merged is not out:
+            rows_c = [out.clean[i, : int(n)].tolist() for i, n in enumerate(out.lengths)]
+            rows_f = [out.counterfactual[i, : int(n)].tolist() for i, n in enumerate(out.lengths)]
+            ans_rows = None if out.answers is None else out.answers.tolist()
+            _warn_duplicates(rows_c, rows_f, ans_rows, rows_c, rows_f, merged=True)
+        return merged
+
+    def merged_identical(self) -> ContrastSet:
+        """Identical pairs (same tokens, answers, scored position, label and group) are one unit
+        of evidence: without declared clusters, each set of copies shares one cluster, so a
+        file that repeats its pairs cannot narrow a CI. ``meta["identical_pairs_merged"]``
+        counts the copies merged (checks say so in their evidence). Self when all differ, or
+        when clusters are declared (the declared units are the evidence)."""
+        if self.clusters is not None:
+            return self
+        first: dict[tuple, int] = {}
+        owner = []
+        for i in range(len(self)):
+            n = int(self.lengths[i])
+            key = (
+                tuple(self.clean[i, :n].tolist()),
+                tuple(self.counterfactual[i, :n].tolist()),
+                None if self.answers is None else tuple(self.answers[i].tolist()),
+                None if self.answer_pos is None else int(self.answer_pos[i]),
+                None if self.labels is None else self.labels[i],
+                None if self.groups is None else self.groups[i],
+            )
+            owner.append(first.setdefault(key, i))
+        merged = len(self) - len(first)
+        if not merged:
+            return self
+        return replace(
+            self,
+            clusters=tuple(f"pair {j}" for j in owner),
+            meta={**self.meta, "identical_pairs_merged": merged},
+        )
 
     @staticmethod
     def _as_tokens(x, name: str, pad_id: int) -> Tensor:
@@ -398,7 +441,12 @@ class ContrastSet:
                 ids.append(row)
             ans = torch.tensor(ids, dtype=torch.long)
         _warn_duplicates(
-            rows_c, rows_f, None if ans is None else ans.tolist(), clean, counterfactual
+            rows_c,
+            rows_f,
+            None if ans is None else ans.tolist(),
+            clean,
+            counterfactual,
+            merged=clusters is None,
         )
         lengths = [len(r) for r in rows_c]
         answer_pos = [subject.adapter.answer_position(r, subject.tokenizer) for r in rows_c]
@@ -420,7 +468,7 @@ class ContrastSet:
             cf_str_tokens=tuple(tuple(subject.token_str(r)) for r in rows_f),
         )
         out.validate(d_vocab=int(subject.cfg.d_vocab))
-        return out
+        return out.merged_identical()
 
     # ---- validation ------------------------------------------------------------------------
     def _describe(self, i: int) -> str:
@@ -455,11 +503,16 @@ class ContrastSet:
                 )
         for name, t in (("clean", self.clean), ("counterfactual", self.counterfactual)):
             if (t < 0).any() or (d_vocab is not None and (t >= d_vocab).any()):
-                bad = int(((t < 0) | (t >= (d_vocab or 1 << 62))).any(1).nonzero()[0, 0])
-                vocab = f"0..{d_vocab - 1}" if d_vocab is not None else "(ids start at 0)"
+                outside = (t < 0) | (t >= (d_vocab or 1 << 62))
+                bad, pos = (int(x) for x in outside.nonzero()[0])
+                vocab = (
+                    f"0..{d_vocab - 1} (d_vocab={d_vocab})"
+                    if d_vocab is not None
+                    else "(ids start at 0)"
+                )
                 raise ContrastError(
                     f"{self._describe(bad)}: {name} token ids {t[bad].tolist()} fall outside "
-                    f"the vocabulary {vocab}"
+                    f"the vocabulary {vocab}: id {int(t[bad, pos])} at position {pos}"
                 )
         if self.answers is not None:
             if (self.answers < 0).any():

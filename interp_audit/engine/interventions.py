@@ -16,7 +16,7 @@ from torch import Tensor
 
 from interp_audit.core.errors import AuditError, ContrastError
 from interp_audit.engine.batched import cached_run
-from interp_audit.engine.contrasts import ContrastSet
+from interp_audit.engine.contrasts import ContrastSet, check_token_ids
 from interp_audit.model.components import Component, parse_components
 from interp_audit.model.subject import Subject
 
@@ -25,16 +25,28 @@ __all__ = ["ablate", "ablate_token_embedding", "patch_in", "reference_activation
 AblationKind = Literal["zero", "mean", "resample"]
 
 
-def _tokens_and_mask(reference) -> tuple[Tensor, Tensor]:
+def _tokens_and_mask(
+    reference, subject: Subject, which: Literal["both", "clean", "counterfactual"] = "both"
+) -> tuple[Tensor, Tensor]:
+    """The reference's tokens and mask, checked against the model first: an id past the
+    vocabulary is a :class:`ContrastError` naming the pair, position and id (never an
+    IndexError from inside the embedding), whichever intervention reads the reference."""
     if isinstance(reference, ContrastSet):
-        tokens = torch.cat([reference.clean, reference.counterfactual])
-        mask = torch.cat([reference.attention_mask()] * 2)
-        return tokens, mask
+        try:
+            reference.check_fits(subject)
+        except ContrastError as err:
+            raise ContrastError(f"reference: {err}") from None
+        mask = reference.attention_mask()
+        if which != "both":
+            return (reference.clean if which == "clean" else reference.counterfactual), mask
+        return torch.cat([reference.clean, reference.counterfactual]), torch.cat([mask] * 2)
     if (
         isinstance(reference, Tensor)
         and reference.ndim == 2
         and not reference.dtype.is_floating_point
     ):
+        cfg = subject.cfg
+        check_token_ids(reference, int(cfg.d_vocab), getattr(cfg, "n_ctx", None), "reference")
         return reference.long(), torch.ones_like(reference, dtype=torch.long)
     raise ContrastError(
         "reference must be a ContrastSet or a [batch, pos] token tensor, got "
@@ -46,7 +58,7 @@ def reference_activations(
     subject: Subject, reference, hooks: Sequence[str]
 ) -> tuple[dict[str, Tensor], Tensor]:
     """Activations of the reference inputs at ``hooks`` (and the reference's one/zero mask)."""
-    tokens, mask = _tokens_and_mask(reference)
+    tokens, mask = _tokens_and_mask(reference, subject)
     cache, _ = cached_run(subject, tokens.to(subject.device), mask.to(subject.device), set(hooks))
     return cache, mask.to(subject.device)
 
@@ -168,13 +180,7 @@ def patch_in(
     """
     comps = parse_components(components, subject.shape)
     by_hook = _group(comps)
-    if isinstance(source, ContrastSet):
-        tokens, mask = (
-            (source.clean if which == "clean" else source.counterfactual),
-            source.attention_mask(),
-        )
-    else:
-        tokens, mask = _tokens_and_mask(source)
+    tokens, mask = _tokens_and_mask(source, subject, which)
     acts, _ = cached_run(subject, tokens.to(subject.device), mask.to(subject.device), set(by_hook))
 
     def value(act, name):

@@ -1,6 +1,8 @@
-"""Report renderers: a self-contained HTML page and JUnit XML, both from the report's JSON dict."""
+"""Output: a generic report renderer (a finished view in, one self-contained HTML page out) and
+JUnit XML. The audit layer builds the view (:mod:`interp_audit.audit.report_view`)."""
 
-from interp_audit.output.html import render_html
+from interp_audit.output.html import render
 from interp_audit.output.junit import render_junit
+from interp_audit.output.view import ReportView
 
-__all__ = ["render_html", "render_junit"]
+__all__ = ["ReportView", "render", "render_junit"]

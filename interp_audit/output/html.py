@@ -1,310 +1,301 @@
-"""The HTML report: one self-contained page (plotly.js inlined once), opens with no network."""
+"""Lay out a :class:`~interp_audit.output.view.ReportView` as one self-contained HTML page.
+
+Offline and self-contained: plotly.js is inlined once, gzip-compressed (1.5 MB instead of
+4.8 MB) and unpacked by the browser's ``DecompressionStream`` (Chrome 80, Firefox 113, Safari
+16.4); every figure is drawn from one JSON block, sharing its plotly template. Without that API
+the tables and text still read, and each figure says why it is missing. The page fits a
+laptop's width: text columns wrap, numbers do not, wide content scrolls inside its own block.
+
+Every string from the view is escaped, in the markup and inside the figures' JSON (plotly shows
+``&lt;`` as ``<``), so a crafted report.json cannot inject markup.
+"""
 
 from __future__ import annotations
 
+import base64
+import functools
+import gzip
 import html
 import json
 from typing import Any
 
-import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
+from interp_audit.output.view import (
+    Badge,
+    Block,
+    Cell,
+    Columns,
+    Details,
+    Figure,
+    Grid,
+    KeyValues,
+    Link,
+    Markup,
+    Pre,
+    ReportView,
+    Section,
+    Svg,
+    Table,
+    Text,
+)
+
+__all__ = ["render"]
 
 _STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:1em 0}
-td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
-.pass{color:#2e7d32;font-weight:bold}.fail{color:#c62828;font-weight:bold}
-.inconclusive{color:#ef6c00;font-weight:bold}small{color:#666}
-pre{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px}
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;padding:1.2em 1.5em;
+max-width:1240px;color:#222;line-height:1.4;font-size:15px}
+h1{font-size:1.6em;margin:.2em 0 .4em}h2{margin:1.6em 0 .5em;border-bottom:1px solid #ddd;
+padding-bottom:.2em}h3{margin:1.4em 0 .4em;font-size:1.1em}
+table{border-collapse:collapse;margin:.6em 0;max-width:100%;font-size:.93em}
+tr.group th{background:none;font-weight:600;padding-top:.6em;white-space:normal}
+td,th{border-bottom:1px solid #e4e4e4;padding:3px 8px;text-align:left;vertical-align:top;
+overflow-wrap:break-word}
+th{background:#f6f8fa;font-weight:600;white-space:nowrap}
+td.num,th.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
+td.nw{white-space:nowrap}
+table.compact td{padding:2px 8px}
+table.kv th{text-align:left;white-space:normal;width:14em;background:none}
+caption{caption-side:bottom;text-align:left;color:#666;font-size:.85em;padding-top:4px}
+.badge{display:inline-block;min-width:5.6em;text-align:center;border-radius:3px;
+padding:0 6px;font-size:.8em;font-weight:700;letter-spacing:.03em;color:#fff;white-space:nowrap}
+.pass{background:#2e7d32}.fail{background:#c62828}.inconclusive{background:#ef6c00}
+.allowed{background:#9e9e9e}.info{background:#607d8b}
+h1 .badge,h2 .badge,h3 .badge{font-size:.65em;vertical-align:middle}
+small,.small{color:#555;font-size:.85em}
+pre{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px;max-width:100%}
+details{margin:.4em 0 .8em}summary{cursor:pointer;color:#1565c0}
+.cols{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
+.cols>*{flex:1 1 560px;min-width:0}.cols>.svg{flex:0 1 auto;max-width:440px}
+.svg figcaption{width:0;min-width:100%}
+.grid{display:grid;gap:1em}
+.svg svg{max-width:100%;height:auto}
+.ia-fig{width:100%;min-height:60px}.ia-fig-missing{color:#c62828;font-size:.85em}
+figure{margin:.4em 0}figcaption{color:#666;font-size:.85em}
+a{color:#1565c0;text-decoration:none}a:hover{text-decoration:underline}
+footer{margin-top:2em;color:#666;font-size:.8em;overflow-wrap:anywhere}
+"""
+
+#: Draws every figure once plotly.js is unpacked; says why when it cannot be.
+_LOADER = """
+(function () {
+  var figs = JSON.parse(document.getElementById('ia-figures').textContent);
+  var divs = document.querySelectorAll('.ia-fig');
+  function missing(why) {
+    divs.forEach(function (d) {
+      d.textContent = 'figure not drawn: ' + why;
+      d.className += ' ia-fig-missing';
+    });
+  }
+  function draw() {
+    divs.forEach(function (d) {
+      var f = figs.figures[+d.getAttribute('data-fig')];
+      var layout = Object.assign({}, f.layout, {autosize: true});
+      if (f.t !== null) { layout.template = figs.templates[f.t]; }
+      var config = {responsive: true, displaylogo: false, displayModeBar: 'hover'};
+      Plotly.newPlot(d, f.data, layout, config);
+    });
+    document.querySelectorAll('details').forEach(function (det) {
+      det.addEventListener('toggle', function () {
+        det.querySelectorAll('.js-plotly-plot').forEach(function (g) { Plotly.Plots.resize(g); });
+      });
+    });
+    document.documentElement.setAttribute('data-ia-figures', 'drawn');
+  }
+  if (!divs.length) { return; }
+  if (typeof DecompressionStream === 'undefined') {
+    missing('this browser cannot unpack the inlined plotly.js (it needs DecompressionStream: ' +
+            'Chrome 80, Firefox 113, Safari 16.4 or later)');
+    return;
+  }
+  var raw = atob(document.getElementById('ia-plotly').textContent.trim());
+  var bytes = new Uint8Array(raw.length);
+  for (var i = 0; i < raw.length; i++) { bytes[i] = raw.charCodeAt(i); }
+  var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
+  new Response(stream).text().then(function (js) {
+    var s = document.createElement('script');
+    s.textContent = js;
+    document.head.appendChild(s);
+    draw();
+  }).catch(function (err) { missing(String(err)); });
+})();
 """
 
 
-def _intervention_figure(c: dict[str, Any]) -> go.Figure:
-    """Effect before/after against the tolerance band, and the utility cost against its budget,
-    on two axes (they are in different units)."""
-    from plotly.subplots import make_subplots
+@functools.lru_cache(maxsize=1)
+def _plotly_gzip_b64() -> str:
+    """plotly.js (the one the installed plotly ships), gzip level 9, base64: deterministic."""
+    from plotly.offline import get_plotlyjs
 
-    by = {d["measure"]: d for d in c["details"] if "measure" in d}
-    effects = [by[k] for k in ("effect before", "effect after") if k in by]
-    cost = next((d for k, d in by.items() if k.endswith(" cost")), None)
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        subplot_titles=("effect on the contrast (tolerance band)", "utility cost (budget line)"),
-    )
-    comps = next((d["components"] for d in c["details"] if "components" in d), [])
-    fig.add_trace(
-        go.Bar(
-            x=[d["measure"] for d in effects],
-            y=[d["value"] for d in effects],
-            error_y=_errors(effects, [d["value"] for d in effects]),
-            marker_color=[_color(d) for d in effects],
-            showlegend=False,
-        ),
-        row=1,
-        col=1,
-    )
-    t = c["threshold"]
-    fig.add_hrect(y0=-t, y1=t, fillcolor="#2e7d32", opacity=0.12, line_width=0, row=1, col=1)
-    if cost is not None:
-        fig.add_trace(
-            go.Bar(
-                x=[cost["measure"]],
-                y=[cost["value"]],
-                error_y=_errors([cost], [cost["value"]]),
-                marker_color=[_color(cost)],
-                showlegend=False,
-            ),
-            row=1,
-            col=2,
-        )
-        fig.add_hline(y=cost["budget"], line_dash="dash", line_color="#c62828", row=1, col=2)
-    fig.update_layout(
-        title=f"{_e(c['name'])} (intervention: ablating {len(comps)} components): "
-        f"{int(100 * c.get('confidence', 0.95))}% CI",
-        template="plotly_white",
-        height=340,
-    )
-    return fig
+    packed = gzip.compress(get_plotlyjs().encode("utf-8"), compresslevel=9, mtime=0)
+    return base64.b64encode(packed).decode("ascii")
 
 
-def _errors(rows, vals):
-    return {
-        "type": "data",
-        "symmetric": False,
-        "array": [d["ci"][1] - v if "ci" in d else 0 for v, d in zip(vals, rows, strict=True)],
-        "arrayminus": [v - d["ci"][0] if "ci" in d else 0 for v, d in zip(vals, rows, strict=True)],
-    }
+def _e(text: Any) -> str:
+    return html.escape(str(text))
 
 
-def _color(d: dict[str, Any]) -> str:
-    if d.get("role") == "admissible":
-        return "#9e9e9e"
-    return {"fail": "#c62828", "inconclusive": "#ef6c00"}.get(
-        d.get("verdict") or ("fail" if d.get("passed") is False else ""), "#1565c0"
-    )
+def _wrappable(text: Any) -> str:
+    """Escaped text that may break after ``_`` (long check names wrap between words)."""
+    return _e(text).replace("_", "_<wbr>")
 
 
-def _e(value: Any) -> str:
-    """Escaped text: everything from report.json is data, never markup (also inside plots)."""
-    return html.escape(str(value))
+def _escape_strings(value: Any) -> Any:
+    """Every string inside a figure as text (plotly reads ``&lt;`` as ``<``)."""
+    if isinstance(value, str):
+        return html.escape(value, quote=False)
+    if isinstance(value, dict):
+        return {k: _escape_strings(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escape_strings(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy arrays (numbers, or strings)
+        return _escape_strings(value.tolist())
+    return value
 
 
-def _check_figure(c: dict[str, Any]) -> go.Figure:
-    from interp_audit.audit.kinds import check_kinds
+def _script_json(value: Any) -> str:
+    """JSON that is safe inside a ``<script>`` element (no ``<``, ``>`` or ``&`` in it)."""
+    from plotly.utils import PlotlyJSONEncoder
 
-    kind = check_kinds().get(c["kind"])
-    if kind is not None and kind.figure is not None:
-        return kind.figure(c)
-    if c["kind"] == "intervention":
-        return _intervention_figure(c)
-    rows = [d for d in c["details"] if "ci" in d] or [
-        {"label": c["name"], "effect": c["statistic"], "ci": c["ci"]}
-    ]
-    labels = [
-        _e(
-            d.get("group")
-            or d.get("path")
-            or d.get("component")
-            or d.get("measure")
-            or d.get("label")
-        )
-        for d in rows
-    ]
-    vals = [d.get("effect", d.get("value", d.get("share", 0.0))) for d in rows]
-    lo = [v - d["ci"][0] for v, d in zip(vals, rows, strict=True)]
-    hi = [d["ci"][1] - v for v, d in zip(vals, rows, strict=True)]
-    colors = [_color(d) for d in rows]
-    labels = [
-        f"{lab} (admissible)" if d.get("role") == "admissible" else lab
-        for lab, d in zip(labels, rows, strict=True)
-    ]
-    fig = go.Figure(
-        go.Bar(
-            x=labels,
-            y=vals,
-            error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo},
-            marker_color=colors,
-        )
-    )
-    t = c["threshold"]
-    if c["kind"] != "component_mediation":
-        fig.add_hrect(y0=-t, y1=t, fillcolor="#2e7d32", opacity=0.12, line_width=0)
-    else:
-        fig.add_hline(y=t, line_dash="dash", line_color="#c62828")
-    fig.update_layout(
-        title=f"{_e(c['name'])} ({_e(c['kind'])}): {int(100 * c.get('confidence', 0.95))}% CI; "
-        "green band "
-        "/ dashed line = tolerance; red = violated, orange = inconclusive, grey = admissible",
-        template="plotly_white",
-        height=320,
-    )
-    return fig
+    text = json.dumps(value, cls=PlotlyJSONEncoder, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _effects_figure(name: str, e: dict[str, Any]) -> go.Figure:
-    import torch
+class _Page:
+    """Collects figures (and their shared templates) while the blocks are laid out."""
 
-    from interp_audit.engine.effects import Effects
+    def __init__(self) -> None:
+        self.figures: list[dict[str, Any]] = []
+        self.templates: list[Any] = []
+        self._template_index: dict[str, int] = {}
 
-    axes = {_e(k): [_e(x) for x in v] for k, v in e["axes"].items()}
-    dims = tuple(_e(d) for d in e["dims"])
-    comps = [str(i) for i in range(int(torch.tensor(e["values"]).numel()))]
-    eff = Effects(
-        values=torch.tensor(e["values"]),
-        dims=dims,
-        axes=axes,
-        components=comps,
-        metric=_e(e["metric"]),
-        method=_e(e["method"]),
-        normalized=e["normalized"],
-    )
-    return eff.plot(title=f"{_e(name)}: {eff.title()}")
+    def figure(self, fig: Figure) -> str:
+        spec = _escape_strings(fig.figure)
+        layout = dict(spec.get("layout") or {})
+        template = layout.pop("template", None)
+        t = None
+        if template is not None:
+            key = json.dumps(template, sort_keys=True, default=str)
+            t = self._template_index.setdefault(key, len(self.templates))
+            if t == len(self.templates):
+                self.templates.append(template)
+        self.figures.append({"data": spec.get("data") or [], "layout": layout, "t": t})
+        cap = f"<figcaption>{_e(fig.caption)}</figcaption>" if fig.caption else ""
+        index = len(self.figures) - 1
+        return f"<figure><div class='ia-fig' data-fig='{index}'></div>{cap}</figure>"
 
-
-def _causal_section(graph: dict[str, Any] | None) -> str:
-    """The spec's causal graph (inline SVG; admissible paths green, inadmissible red)."""
-    if not graph:
-        return ""
-    from interp_audit.causal import CausalGraph
-
-    g = CausalGraph.from_dict(graph)
-    return "<h2>Causal graph</h2>" + g._repr_html_()
-
-
-def _esc(v: Any) -> str:
-    return html.escape(v if isinstance(v, str) else json.dumps(v))
-
-
-def _table(rows: dict[str, Any]) -> str:
-    return (
-        "<table>"
-        + "".join(f"<tr><th>{html.escape(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows.items())
-        + "</table>"
-    )
-
-
-def _record(prov: dict[str, Any]) -> str:
-    """The audit record: what ran, on what, how to reproduce it (readable with no other file)."""
-    from interp_audit.audit.gates import summary as gate_summary
-
-    model = prov.get("model", {})
-    weights = prov.get("weights") or {}
-    what = {
-        "reproduce with": prov.get("command"),
-        "verify with": "interp-audit verify <this folder>",
-        "model source": model.get("source"),
-        "model class": model.get("model_class"),
-        "weights sha256 (tensors that ran)": weights.get("state_sha256"),
-        "weight files": {"folder": weights.get("folder"), "sha256": weights.get("files")},
-        "weight processing": model.get("weight_processing"),
-        "device": model.get("device"),
-        "dtype": model.get("dtype"),
-        "metric": prov.get("metric"),
-        "seed": prov.get("seed"),
-        "contrast sets (pairs)": prov.get("contrasts"),
-        "contrast sets (clusters)": prov.get("clusters"),
-        "statistics": prov.get("statistics"),
-        "spec file": prov.get("spec_path"),
-        "spec sha256 (text)": prov.get("spec_sha256"),
-        "spec hash (canonical)": prov.get("spec_hash"),
-        "data files": prov.get("data_files"),
-        "project commit": prov.get("git"),
-        "versions": prov.get("versions"),
-        "platform": prov.get("platform"),
-        "run at": prov.get("timestamp"),
-        "trust gates": gate_summary(prov.get("trust_gates", [])),
-    }
-    out = "<h2>Audit record</h2>" + _table(what)
-    ablations = prov.get("ablations") or {}
-    if ablations:
-        out += "<h3>Ablated components</h3><table><tr><th>check</th><th>kind</th><th>from</th>"
-        out += "<th>components</th></tr>"
-        for name, a in ablations.items():
-            src = f"locate {a['from_locate']} (top {a['top_k']})" if a.get("from_locate") else ""
-            out += (
-                f"<tr><td>{html.escape(name)}</td><td>{html.escape(str(a['kind']))}</td>"
-                f"<td>{html.escape(src) or 'listed in the spec'}</td>"
-                f"<td>{html.escape(', '.join(a['components']))}</td></tr>"
+    # ---- blocks --------------------------------------------------------------------------
+    def block(self, b: Block) -> str:
+        if isinstance(b, Text):
+            return f"<p class='small'>{_e(b.text)}</p>" if b.small else f"<p>{_e(b.text)}</p>"
+        if isinstance(b, Table):
+            return self.table(b)
+        if isinstance(b, KeyValues):
+            rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in b.items)
+            return f"<table class='kv'>{rows}</table>"
+        if isinstance(b, Figure):
+            return self.figure(b)
+        if isinstance(b, Svg):
+            cap = f"<figcaption>{_e(b.caption)}</figcaption>" if b.caption else ""
+            return f"<figure class='svg'>{b.markup}{cap}</figure>"
+        if isinstance(b, Markup):
+            return f"<div>{b.html}</div>"
+        if isinstance(b, Pre):
+            return f"<pre>{_e(b.text)}</pre>"
+        if isinstance(b, Columns):
+            return "<div class='cols'>" + "".join(self._child(x) for x in b.blocks) + "</div>"
+        if isinstance(b, Grid):
+            width = f"min({b.min_width_px}px,100%)"
+            style = f"grid-template-columns:repeat(auto-fit,minmax({width},1fr))"
+            return (
+                f"<div class='grid' style='{style}'>"
+                + "".join(f"<div>{self.block(x)}</div>" for x in b.blocks)
+                + "</div>"
             )
-        out += "</table>"
-    examples = prov.get("examples") or {}
-    if examples:
-        out += "<h3>Example pairs</h3><table><tr><th>contrast</th><th>clean tokens</th>"
-        out += "<th>counterfactual tokens</th><th>answers</th><th>group / cluster</th></tr>"
-        for name, rows in examples.items():
-            for r in rows:
-                ans = r.get("answer_tokens") or r.get("answers")
-                out += (
-                    f"<tr><td>{html.escape(name)}</td><td>{_esc(r['clean_tokens'])}</td>"
-                    f"<td>{_esc(r['counterfactual_tokens'])}</td><td>{_esc(ans)}</td>"
-                    f"<td>{html.escape(str(r.get('group', '')))} / "
-                    f"{html.escape(str(r.get('cluster', '')))}</td></tr>"
-                )
-        out += "</table>"
-    if prov.get("causal_graph"):
-        out += f"<h3>Causal graph</h3><pre>{_esc(prov['causal_graph'])}</pre>"
-    if prov.get("spec_text"):
-        out += f"<h3>Spec (as written)</h3><pre>{html.escape(prov['spec_text'])}</pre>"
-    return out
+        if isinstance(b, Details):
+            inner = "".join(self.block(x) for x in b.blocks)
+            return (
+                f"<details{' open' if b.open else ''}><summary>{_e(b.summary)}</summary>"
+                f"{inner}</details>"
+            )
+        raise TypeError(f"not a report block: {type(b).__name__}")
 
+    def _child(self, b: Block) -> str:
+        cls = " class='svg'" if isinstance(b, Svg) else ""
+        return f"<div{cls}>{self.block(b)}</div>"
 
-def _cards_html(located: dict[str, Any]) -> str:
-    """Feature cards of the SAE locate steps (what each top located feature means)."""
-    from interp_audit.methods.features.cards import FeatureCard
+    def table(self, t: Table) -> str:
+        def cls(j: int) -> str:
+            return " class='num'" if j in t.numeric else " class='nw'" if j in t.nowrap else ""
 
-    return "".join(
-        f"<h3>Feature cards: {html.escape(name)}</h3>"
-        + "".join(FeatureCard.from_dict(c).to_html() for c in e["cards"])
-        for name, e in located.items()
-        if e.get("cards")
-    )
-
-
-def render_html(report: dict[str, Any]) -> str:
-    from interp_audit.output.validate import data_digest, validate_report
-
-    validate_report(report)
-    prov = report["provenance"]
-    overall = report.get("verdict") or ("pass" if report["passed"] else "fail")
-    verdict = f"<span class='{overall}'>{overall.upper()}</span>"
-    rows = ""
-    for c in report["checks"]:
-        v = c.get("verdict") or ("pass" if c["passed"] else "fail")
-        half = c.get("half_width", (c["ci"][1] - c["ci"][0]) / 2)
-        rows += (
-            f"<tr><td class='{v}'>{v}</td><td>{html.escape(c['name'])}</td>"
-            f"<td>{html.escape(c['kind'])}</td><td>{c['statistic']:+.4f}</td><td>"
-            f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]</td><td>±{half:.4f}</td>"
-            f"<td>{c['threshold']}</td><td>{c.get('clusters', '')}</td>"
-            f"<td>{html.escape(c.get('reason', ''))}</td><td>{html.escape(c['message'])}"
-            + (f"<br><small>{html.escape(c['correction'])}</small>" if c.get("correction") else "")
-            + "</td></tr>"
+        head = "".join(f"<th{cls(j)}>{_e(c)}</th>" for j, c in enumerate(t.columns))
+        groups = dict(t.groups)
+        span = len(t.columns)
+        body = "".join(
+            (
+                f"<tr class='group'><th colspan='{span}'>{_cell(groups[i])}</th></tr>"
+                if i in groups
+                else ""
+            )
+            + "<tr>"
+            + "".join(f"<td{cls(j)}>{_cell(c)}</td>" for j, c in enumerate(row))
+            + "</tr>"
+            for i, row in enumerate(t.rows)
         )
-    figs = [_check_figure(c) for c in report["checks"]] + [
-        _effects_figure(k, e) for k, e in report["located"].items()
-    ]
-    fig_html = "".join(f.to_html(full_html=False, include_plotlyjs=False) for f in figs)
-    digest = report.get("content_sha256")
+        cap = f"<caption>{_e(t.caption)}</caption>" if t.caption else ""
+        klass = " class='compact'" if t.compact else ""
+        return f"<table{klass}>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def section(self, s: Section) -> str:
+        level = 3 if s.level == 3 else 2
+        anchor = f" id='{_e(s.anchor)}'" if s.anchor else ""
+        badge = f" {_badge(s.badge)}" if s.badge else ""
+        return (
+            f"<section{anchor}><h{level}>{_e(s.title)}{badge}</h{level}>"
+            + "".join(self.block(b) for b in s.blocks)
+            + "</section>"
+        )
+
+
+def _badge(b: Badge) -> str:
+    return f"<span class='badge {b.kind}'>{_e((b.text or b.kind).upper())}</span>"
+
+
+def _cell(c: Cell) -> str:
+    if isinstance(c, Badge):
+        return _badge(c)
+    if isinstance(c, Link):
+        return f"<a href='#{_e(c.anchor)}'>{_wrappable(c.text)}</a>"
+    return _wrappable(c)
+
+
+def render(view: ReportView) -> str:
+    """The view as one self-contained HTML page (no network needed to open it)."""
+    page = _Page()
+    intro = "".join(page.block(b) for b in view.intro)
+    body = "".join(page.section(s) for s in view.sections)
+    footer = "".join(f"<div>{_e(line)}</div>" for line in view.footer)
+    scripts = ""
+    if page.figures:
+        data = {"templates": page.templates, "figures": page.figures}
+        scripts = (
+            f"<script type='application/json' id='ia-figures'>{_script_json(data)}</script>"
+            "<script type='application/octet-stream' id='ia-plotly'>"
+            f"{_plotly_gzip_b64()}</script><script>{_LOADER}</script>"
+        )
+    meta = (
+        f"<meta name='interp-audit-data' content='{_e(view.data_digest)}'>"
+        if view.data_digest
+        else ""
+    )
     return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<meta name='interp-audit-data' content='{data_digest(report)}'><title>interp_audit: "
-        + html.escape(report["name"])
-        + f"</title><style>{_STYLE}</style><script "
-        f"type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-        + f"<h1>Audit {html.escape(report['name'])}: {verdict}</h1>"
-        + "<p>pass = the confidence interval lies inside the tolerance; fail = entirely "
-        "outside; inconclusive = it straddles the tolerance, or too few clusters (independent "
-        "units) to decide. A gate (<code>interp-audit run</code>) exits 1 on fail or "
-        "inconclusive.</p>"
-        + "<table><tr><th></th><th>check</th><th>kind</th><th>statistic</th><th>CI</th>"
-        "<th>half-width</th><th>tolerance</th><th>clusters</th><th>why</th><th>evidence</th>"
-        f"</tr>{rows}</table>"
-        + _causal_section(prov.get("causal"))
-        + "<h2>Evidence</h2>"
-        + fig_html
-        + _cards_html(report["located"])
-        + _record(prov)
-        + (f"<p><small>report.json content sha256: {digest}</small></p>" if digest else "")
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        + meta
+        + "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        + f"<title>interp_audit: {_e(view.title)}</title><style>{_STYLE}</style></head><body>"
+        + f"<h1>Audit {_e(view.title)}: {_badge(view.verdict)}</h1>"
+        + intro
+        + body
+        + (f"<footer>{footer}</footer>" if footer else "")
+        + scripts
         + "</body></html>"
     )

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 import interp_audit as ia
+from interp_audit.audit.report_view import render_html
 from interp_audit.cli.main import main
 from interp_audit.core.errors import IncompleteRunError
 from interp_audit.core.files import write_atomic
-from interp_audit.output import render_html
 from interp_audit.output.run_folder import check_run_folder
 from interp_audit.output.validate import ReportFileError, validate_report
 
@@ -214,13 +214,12 @@ def test_interrupted_save_leaves_an_incomplete_folder_never_a_mixed_one(folder, 
     """Save over a complete run, interrupted while writing the HTML: the old report.json is
     gone first, so the folder is refused as incomplete (not an old json beside new effects)."""
     report = ia.audit(SPEC)
-    import interp_audit.output.html as H
+    import interp_audit.audit.report_view as V
 
     def interrupted(data):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(H, "render_html", interrupted)
-    monkeypatch.setattr("interp_audit.output.render_html", interrupted)
+    monkeypatch.setattr(V, "render_html", interrupted)
     with pytest.raises(KeyboardInterrupt):
         report.save(folder)
     with pytest.raises(IncompleteRunError, match="incomplete"):

@@ -251,8 +251,10 @@ def test_report_json_schema_and_determinism(tmp_path):
         "located",
         "provenance",
         "content_sha256",
+        "results_sha256",
         "files",
     }
+    assert ja["results_sha256"] == jb["results_sha256"]  # identical runs measured the same
     assert {"spec_hash", "versions", "model", "seed", "timestamp", "metric", "contrasts"} <= set(
         ja["provenance"]
     )
@@ -315,15 +317,58 @@ def test_junit_round_trip_and_html_is_self_contained(tmp_path):
     assert cases["ok"].find("failure") is None
     assert "total effect of 'swap'" in cases["bad"].find("failure").get("message")
     page = (tmp_path / "report.html").read_text()
-    assert page.count("Plotly.newPlot") == 2  # one figure per check
+    assert page.count("<div class='ia-fig'") == 2  # one figure per check
+    assert page.count("id='ia-plotly'") == 1  # plotly.js inlined once
     assert external_resources(page) == []  # nothing is fetched: plotly.js is inlined
-    assert "Audit t: <span class='fail'>FAIL</span>" in page
+    assert "Audit t: <span class='badge fail'>FAIL</span>" in page
     assert report._repr_html_().count("<tr>") == 3
 
 
+#: Appended to a copy of the page: once the figures are drawn, measure the layout at 1280 px.
+MEASURE = """<script>
+(function wait(tries) {
+  var root = document.documentElement;
+  if (root.getAttribute('data-ia-figures') !== 'drawn' && tries > 0) {
+    return setTimeout(function () { wait(tries - 1); }, 100);
+  }
+  var rows = document.querySelectorAll('#verdicts tbody tr');
+  var out = {
+    drawn: root.getAttribute('data-ia-figures'),
+    figures: document.querySelectorAll('.ia-fig .plot-container').length,
+    scroll_width: root.scrollWidth,
+    client_width: root.clientWidth,
+    summary_row_heights: Array.prototype.map.call(rows, function (r) {
+      return r.getBoundingClientRect().height; }),
+    line_height: rows.length ? parseFloat(getComputedStyle(rows[0].cells[1]).lineHeight) : 0,
+    evidence: document.querySelectorAll('section[id^=check-] details').length,
+    path_rows: document.querySelectorAll('#paths tbody tr:not(.group)').length,
+    graph_beside: (function () {
+      var t = document.querySelector('#paths table'), g = document.querySelector('#paths svg');
+      return !!(t && g) && g.getBoundingClientRect().left > t.getBoundingClientRect().right;
+    })(),
+    text_says_none: /\\bNone\\b/.test(document.body.innerText),
+  };
+  var pre = document.createElement('pre');
+  pre.id = 'measured';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})(100);
+</script>"""
+
+
 @pytest.mark.skipif(not shutil.which("chromium"), reason="no headless chromium installed")
-def test_html_renders_offline_in_headless_chromium(tmp_path):
-    ia.audit(SPEC).save(tmp_path)
+def test_the_readmission_report_reads_at_laptop_width_in_headless_chromium(
+    tmp_path, readmission_subject
+):
+    """The issue's page: offline, every figure drawn by the inlined plotly.js, nothing wider
+    than 1280 px, one short line per verdict, path effects beside the graph, no None."""
+    import re
+
+    report = ia.audit(ROOT / "circuits" / "readmission" / "audit.yaml", subject=readmission_subject)
+    report.save(tmp_path / "out")
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert external_resources(page) == []
+    (tmp_path / "measure.html").write_text(page.replace("</body>", MEASURE + "</body>"))
     flags = [
         "--headless",
         "--no-sandbox",
@@ -331,17 +376,27 @@ def test_html_renders_offline_in_headless_chromium(tmp_path):
         "--disable-background-networking",
         "--no-first-run",
         f"--user-data-dir={tmp_path / 'profile'}",
-        "--virtual-time-budget=5000",
+        "--window-size=1280,900",
+        "--virtual-time-budget=15000",
     ]
     dom = subprocess.run(
-        ["chromium", *flags, "--dump-dom", (tmp_path / "report.html").as_uri()],
+        ["chromium", *flags, "--dump-dom", (tmp_path / "measure.html").as_uri()],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
     ).stdout
-    assert (
-        dom.count('class="plot-container plotly"') == 4
-    )  # 2 checks + 2 located effects, drawn by the inlined plotly.js
+    found = re.search(r"<pre id=\"measured\">(.*?)</pre>", dom, re.S)
+    assert found, dom[-2000:]
+    m = json.loads(found.group(1))
+    n_checks, n_located = len(report.checks), len(report.effects)
+    assert m["drawn"] == "drawn" and m["figures"] == n_checks + n_located == 11
+    assert m["scroll_width"] <= m["client_width"] <= 1280  # nothing overflows sideways
+    heights = m["summary_row_heights"]
+    assert len(heights) == n_checks
+    assert max(heights) < 2 * m["line_height"] + 8, heights  # one line per check (was 300-400 px)
+    assert m["evidence"] == n_checks  # evidence below each check
+    assert m["path_rows"] == 7 and m["graph_beside"]  # 3 age + 2 hospital + 2 responding paths
+    assert not m["text_says_none"]
 
 
 # ---- the real CLI in a subprocess: exit codes 0 / 1 / 2 --------------------------------------

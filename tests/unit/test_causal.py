@@ -383,7 +383,7 @@ def test_unknown_path_names_are_spec_errors(linear_subject):
 
 
 def test_the_report_carries_the_graph(linear_report):
-    from interp_audit.output import render_html
+    from interp_audit.audit.report_view import render_html
 
     data = linear_report.to_dict()
     graph = data["provenance"]["causal"]
@@ -393,4 +393,5 @@ def test_the_report_carries_the_graph(linear_report):
         "A -> Z -> Y",
     ]
     page = render_html(data)
-    assert "<h2>Causal graph</h2><div><svg" in page and "A -&gt; Z -&gt; Y" in page
+    assert "<h2>Causal paths</h2>" in page and "<figure class='svg'><svg" in page
+    assert "<td class='nw'>A -&gt; Z -&gt; Y</td>" in page  # a row of the path table

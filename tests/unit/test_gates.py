@@ -33,7 +33,7 @@ def test_audit_records_passing_gates(handbuilt_report):
     assert gate["target"] == "heads_exact" and gate["passed"] and gate["checked"] >= 3
     assert gate["max_abs_diff"] <= 1e-5 and 1e-5 <= gate["tolerance"] < 1e-3
     assert "trust_gates" in handbuilt_report.to_dict()["provenance"]
-    from interp_audit.output import render_html
+    from interp_audit.audit.report_view import render_html
 
     page = render_html(handbuilt_report.to_dict())
     assert "batched_vs_serial[heads_exact] ok: max |diff|" in page

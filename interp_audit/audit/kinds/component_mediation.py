@@ -157,5 +157,6 @@ register_check(
         run,
         "no single component (or located set) carries more than max_share of an effect",
         remeasurable=False,
+        threshold="share ≤ {:g}",
     )
 )

@@ -265,12 +265,59 @@ def _admissible_rows(chk: InterventionCheck, ctx: AuditContext, name: str, kw) -
     return rows
 
 
+def figure(c: CheckResult):
+    """Two panels (different units): the effect before and after the ablation against the
+    tolerance band, and the utility cost (overall and per group) against its budget."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from interp_audit.audit.evidence import MeasureRow
+    from interp_audit.audit.figures import COLORS, error_bars, row_color, short_layout
+
+    rows = [r for r in c.evidence if isinstance(r, MeasureRow)]
+    effects = [r for r in rows if r.measure in ("effect before", "effect after")]
+    costs = [r for r in rows if r.budget is not None and r.value is not None]
+    comps = next((r.components for r in rows if r.components), [])
+    pct = int(round(100 * c.confidence))
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(
+            f"effect before / after ablating {len(comps)} components ({pct}% CI, tolerance band)",
+            "utility cost, overall and per group (budget line)",
+        ),
+    )
+
+    def bars(part: list[MeasureRow], col: int, label) -> None:
+        fig.add_trace(
+            go.Bar(
+                x=[label(r) for r in part],
+                y=[r.value for r in part],
+                error_y=error_bars(part),
+                marker_color=[row_color(r) for r in part],
+            ),
+            row=1,
+            col=col,
+        )
+
+    bars(effects, 1, lambda r: r.measure)
+    t = c.threshold
+    fig.add_hrect(y0=-t, y1=t, fillcolor=COLORS["pass"], opacity=0.12, line_width=0, row=1, col=1)
+    if costs:
+        bars(costs, 2, lambda r: r.group or "all")
+        fig.add_hline(y=costs[0].budget, line_dash="dash", line_color=COLORS["fail"], row=1, col=2)
+    fig = short_layout(fig, "", height=320)
+    fig.update_annotations(font_size=13)
+    return fig
+
+
 register_check(
     CheckKind(
         "intervention",
         InterventionCheck,
         run,
         "an ablation removes an effect (within ±tolerance) at a utility cost within budget",
+        figure=figure,
         remeasurable=False,
     )
 )

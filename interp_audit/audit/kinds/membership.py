@@ -121,35 +121,27 @@ def run(chk: MembershipCheck, ctx: AuditContext, name: str) -> CheckResult:
     )
 
 
-def figure(c: dict):
+def figure(c: CheckResult):
     """AUC of each score with its CI; the green band is the allowed [1 - max_auc, max_auc]."""
     import plotly.graph_objects as go
 
-    rows = [d for d in c["details"] if "auc" in d]
-    vals = [d["auc"] for d in rows]
+    from interp_audit.audit.evidence import ScoreRow
+    from interp_audit.audit.figures import COLORS, error_bars, short_layout
+
+    rows = [r for r in c.evidence if isinstance(r, ScoreRow) and r.auc is not None]
     fig = go.Figure(
         go.Bar(
-            x=[d["score"] for d in rows],
-            y=vals,
-            error_y={
-                "type": "data",
-                "symmetric": False,
-                "array": [d["ci"][1] - v for v, d in zip(vals, rows, strict=True)],
-                "arrayminus": [v - d["ci"][0] for v, d in zip(vals, rows, strict=True)],
-            },
-            marker_color=["#1565c0" if d["passed"] else "#c62828" for d in rows],
+            x=[r.label for r in rows],
+            y=[r.auc for r in rows],
+            error_y=error_bars(rows),
+            marker_color=[COLORS["measured"] if r.passed else COLORS["fail"] for r in rows],
         )
     )
-    t = c["threshold"]
-    fig.add_hrect(y0=1 - t, y1=t, fillcolor="#2e7d32", opacity=0.12, line_width=0)
-    fig.update_layout(
-        title=f"{c['name']} (membership): AUC members vs non-members, "
-        f"{int(100 * c.get('confidence', 0.95))}% CI; green band = allowed",
-        yaxis={"range": [0, 1.05]},
-        template="plotly_white",
-        height=320,
-    )
-    return fig
+    t = c.threshold
+    fig.add_hrect(y0=1 - t, y1=t, fillcolor=COLORS["pass"], opacity=0.12, line_width=0)
+    fig.update_layout(yaxis={"range": [0, 1.05]})
+    pct = int(round(100 * c.confidence))
+    return short_layout(fig, f"{c.name}: AUC members vs non-members, {pct}% CI")
 
 
 register_check(
@@ -160,5 +152,6 @@ register_check(
         "membership inference (loss, zlib, min-k% prob): AUC of members vs non-members "
         "within [1 - max_auc, max_auc]",
         figure=figure,
+        threshold="AUC ≤ {:g}",
     )
 )

@@ -302,5 +302,6 @@ register_check(
         run,
         "exposure of inserted canaries at most max_exposure bits (optionally under an "
         "intervention, against random controls)",
+        threshold="limit {:g}",
     )
 )

@@ -125,5 +125,6 @@ register_check(
         run,
         "admissible paths (from the causal graph) carry an effect: CI beyond a floor and/or of "
         "the sign the SCM implies",
+        threshold="|effect| ≥ {:g}",
     )
 )

@@ -14,8 +14,9 @@ def add_arguments(p) -> None:
 def main(args) -> int:
     from pathlib import Path
 
+    from interp_audit.audit.report_view import render_html
     from interp_audit.core.files import check_file_target, write_atomic
-    from interp_audit.output import render_html, render_junit
+    from interp_audit.output import render_junit
     from interp_audit.output.run_folder import check_run_folder
 
     folder = Path(args.folder)

@@ -32,9 +32,21 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps or auto")
 
 
+def readable_flag_error(err) -> str:
+    """A pydantic error on the flags as one line: the flag, what is wrong, what is valid."""
+    e = err.errors()[0]
+    msg = str(e["msg"]).removeprefix("Value error, ")
+    loc = [str(x) for x in e["loc"]]
+    flag = f"--{loc[0].replace('_', '-')}: " if loc else ""
+    return f"{flag}{msg}"
+
+
 def main(args) -> int:
+    from pydantic import ValidationError
+
     from interp_audit.audit.context import AuditContext
     from interp_audit.audit.spec import LocateSpec
+    from interp_audit.core.errors import SpecError
     from interp_audit.engine.contrasts import ContrastSet
     from interp_audit.methods.locate.methods import run_locate
     from interp_audit.model.loading import load_model
@@ -46,13 +58,16 @@ def main(args) -> int:
         check_output_folder(args.out)  # before any model work
     metric = get_metric(args.metric)
     sae = {k: v for k, v in (("sae", args.sae), ("sae_id", args.sae_id)) if v is not None}
-    step = LocateSpec(
-        method=args.method,
-        contrast="cli",
-        sites=args.sites,
-        per_position=args.per_position,
-        **sae,
-    )
+    try:
+        step = LocateSpec(
+            method=args.method,
+            contrast="cli",
+            sites=args.sites,
+            per_position=args.per_position,
+            **sae,
+        )
+    except ValidationError as err:  # e.g. --method bogus: name it and the registered methods
+        raise SpecError(readable_flag_error(err)) from None
     subject = load_model(args.model, device=args.device)
     answers = tuple(args.answers) if args.answers else None
     pairs = ContrastSet.from_prompts(subject, args.clean, args.counterfactual, answers=answers)
