@@ -194,9 +194,20 @@ def _zero(step, contrast, metric, ctx):
     return eff
 
 
-def test_a_new_kind_and_method_are_one_registration_each(handbuilt):
+@pytest.fixture
+def test_registrations(monkeypatch):
+    """Register the test kind and method for one test only (the spec reference, generated from
+    the registries, must not see them afterwards)."""
+    from interp_audit.audit import registry as checks
+    from interp_audit.methods.locate import registry as methods
+
+    monkeypatch.setattr(checks, "_CHECKS", dict(checks._CHECKS))
+    monkeypatch.setattr(methods, "_METHODS", dict(methods._METHODS))
     register_check(CheckKind("sign_test_kind", _SignCheck, _run_sign, "test kind"))
     register_locate(LocateMethod("zeros_test_method", _zero, "test method"))
+
+
+def test_a_new_kind_and_method_are_one_registration_each(handbuilt, test_registrations):
     spec = {
         "model": {"source": "zoo:handbuilt-copy"},
         "contrasts": {

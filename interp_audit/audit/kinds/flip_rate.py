@@ -212,12 +212,12 @@ def _message(chk, rule: str, overall, moves, effect_iv, metric: str, n: int) -> 
     return msg
 
 
-def figure(c: dict[str, Any]):
+def figure(c: CheckResult):
     """Flip rates (tested, with the budget line) and the flips in each direction, with CIs."""
     import plotly.graph_objects as go
 
     colors = {"pass": "#2e7d32", "fail": "#c62828", "inconclusive": "#ef6c00", None: "#607d8b"}
-    rows = [d for d in c["details"] if d.get("measure") in ("flip rate", "flips")]
+    rows = [d for d in c.details if d.get("measure") in ("flip rate", "flips")]
     labels = [
         html.escape(
             f"flip rate ({d['group']})"
@@ -240,8 +240,8 @@ def figure(c: dict[str, Any]):
             marker_color=[colors.get(d.get("verdict"), "#607d8b") for d in rows],
         )
     )
-    fig.add_hline(y=c["threshold"], line_dash="dash", line_color="#c62828")
-    eff = next((d for d in c["details"] if d.get("measure") == "mean effect"), None)
+    fig.add_hline(y=c.threshold, line_dash="dash", line_color="#c62828")
+    eff = next((d for d in c.details if d.get("measure") == "mean effect"), None)
     beside = (
         f"; mean effect on {html.escape(str(eff['metric']))} {eff['effect']:+.3f} "
         f"[{eff['ci'][0]:+.3f}, {eff['ci'][1]:+.3f}]"
@@ -249,8 +249,8 @@ def figure(c: dict[str, Any]):
         else ""
     )
     fig.update_layout(
-        title=f"{html.escape(c['name'])} (flip_rate): share of pairs, "
-        f"{int(100 * c.get('confidence', 0.95))}% CI; dashed = budget; grey = each direction"
+        title=f"{html.escape(c.name)} (flip_rate): share of pairs, "
+        f"{int(100 * c.confidence)}% CI; dashed = budget; grey = each direction"
         + beside,
         yaxis={"tickformat": ".0%", "rangemode": "tozero"},
         template="plotly_white",
@@ -267,5 +267,6 @@ register_check(
         "the share of pairs whose decision (top answer, or metric > threshold) flips under the "
         "swap must stay below a budget; flips per direction and the mean effect beside",
         figure=figure,
+        threshold="flips ≤ {:g}",
     )
 )

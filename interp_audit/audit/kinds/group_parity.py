@@ -387,7 +387,7 @@ def _result(chk, name, verdict, rows, shown, correction, rule, pop, metric) -> C
     )
 
 
-def figure(c: dict[str, Any]):
+def figure(c: CheckResult):
     """Every group's positive rate (left) and the tested gaps with the budget (right)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -409,8 +409,8 @@ def figure(c: dict[str, Any]):
             showlegend=False,
         )
 
-    rates = [d for d in c["details"] if d.get("measure") == "positive rate"]
-    gaps = [d for d in c["details"] if "budget" in d]
+    rates = [d for d in c.details if d.get("measure") == "positive rate"]
+    gaps = [d for d in c.details if "budget" in d]
     fig = make_subplots(
         rows=1, cols=2, column_widths=[0.6, 0.4],
         subplot_titles=("positive-decision rate per group", "tested gaps (dashed = budget)"),
@@ -425,8 +425,8 @@ def figure(c: dict[str, Any]):
     if budget is not None:
         fig.add_hline(y=budget, line_dash="dash", line_color="#c62828", row=1, col=2)
     fig.update_layout(
-        title=f"{html.escape(c['name'])} (group_parity): "
-        f"{int(100 * c.get('confidence', 0.95))}% cluster-bootstrap CIs",
+        title=f"{html.escape(c.name)} (group_parity): "
+        f"{int(100 * c.confidence)}% cluster-bootstrap CIs",
         template="plotly_white",
         height=380,
     )
@@ -441,5 +441,6 @@ register_check(
         "gaps between groups' outcome rates (demographic parity; equalized odds with labels), per "
         "attribute and per intersection, must stay below a budget",
         figure=figure,
+        threshold="gap ≤ {:g}",
     )
 )
