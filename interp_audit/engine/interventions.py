@@ -51,10 +51,10 @@ def reference_activations(
     return cache, mask.to(subject.device)
 
 
-def _group(comps: list[Component]) -> dict[str, list[Component]]:
+def _group(subject: Subject, comps: list[Component]) -> dict[str, list[Component]]:
     by_hook: dict[str, list[Component]] = defaultdict(list)
     for c in comps:
-        by_hook[c.hook_name].append(c)
+        by_hook[subject.hook_name(c)].append(c)
     return by_hook
 
 
@@ -109,7 +109,7 @@ def ablate(
     if kind not in ("zero", "mean", "resample"):
         raise AuditError(f"ablation kind must be 'zero', 'mean' or 'resample'; got {kind!r}")
     comps = parse_components(components, subject.shape)
-    by_hook = _group(comps)
+    by_hook = _group(subject, comps)
     fns = []
     if kind == "zero":
         fns = [
@@ -167,7 +167,7 @@ def patch_in(
     the block must have the source's batch size and length.
     """
     comps = parse_components(components, subject.shape)
-    by_hook = _group(comps)
+    by_hook = _group(subject, comps)
     if isinstance(source, ContrastSet):
         tokens, mask = (
             (source.clean if which == "clean" else source.counterfactual),
@@ -201,10 +201,10 @@ def ablate_token_embedding(
     longer tell these tokens from an average ``like`` token, while every other input is exactly
     unchanged. Unlearning a record keyed by a rare token (a name) costs nothing elsewhere.
     """
-    W = subject.adapter.embedding_matrix()
-    if "hook_embed" not in subject.hook_dict or W is None:
+    W, embed = subject.adapter.embedding_matrix(), subject.adapter.embed_hook
+    if not subject.has_hook(embed) or W is None:
         raise AuditError(
-            "ablate_token_embedding needs a model with hook_embed and W_E; "
+            f"ablate_token_embedding needs a model with {embed} and W_E; "
             f"{subject.model_class} has none"
         )
 
@@ -217,5 +217,5 @@ def ablate_token_embedding(
         hit = (act[..., None, :] == rows.to(act.dtype)).all(-1).any(-1)  # [b, pos]
         return torch.where(hit[..., None], mean.to(act.dtype), act)
 
-    with subject.hooks([("hook_embed", fn)]):
+    with subject.hooks([(embed, fn)]):
         yield subject

@@ -4,6 +4,7 @@ method is one registration."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -229,3 +230,115 @@ def test_a_new_kind_and_method_are_one_registration_each(handbuilt):
     assert float(report.effects["z"].values.abs().sum()) == 0.0
     with pytest.raises(ia.SpecError, match="unknown key 'checks.0.flor'.*did you mean 'floor'"):
         ia.audit({**spec, "checks": [{"kind": "sign_test_kind", "contrast": "swap", "flor": 1}]})
+
+
+# ---- the adapter boundary: hook names, model families and TransformerLens stay in adapters/ ---
+
+ADAPTERS = PACKAGE / "model" / "adapters"
+#: a TransformerLens hook name, or a piece of one (f-strings split ``blocks.{L}.attn.hook_z``)
+_HOOK_NAME = re.compile(
+    r"hook_(resid_\w+|attn_\w+|mlp_\w+|[qkvz]|[qkv]_input|rot_[qk]|pattern|result|post|pre|"
+    r"pre_linear|embed|pos_embed|normalized\w*|scale|out|in)\b|(^|[^\w])blocks\.|ln_final"
+)
+#: TransformerLens module / parameter attributes (HookedTransformer, HookedEncoder, bridges)
+_TL_ATTRIBUTES = {
+    "blocks", "hook_dict", "mod_dict", "unembed", "ln_final", "pos_embed", "mlm_head",
+    "W_U", "W_E", "W_pos", "W_O", "W_Q", "W_K", "W_V", "W_in", "W_out",
+    "b_U", "b_O", "b_Q", "b_K", "b_V", "b_in", "b_out",
+    "normalization_type", "run_with_cache", "run_with_hooks", "process_weights_",
+}  # fmt: skip
+_FAMILIES = {"causal", "encoder", "HookedTransformer", "HookedEncoder", "TransformerBridge"}
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    return {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+
+
+def _boundary_findings(source: str) -> list[tuple[int, str]]:
+    """(line, what) for each place ``source`` reaches past the adapter boundary."""
+    tree = ast.parse(source)
+    docs = _docstrings(tree)
+    found = []
+    for node in ast.walk(tree):
+        what = None
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if id(node) not in docs and _HOOK_NAME.search(node.value):
+                what = f"hook name {node.value!r}: ask subject.adapter (hook, role_of, ...)"
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+            owner = ast.unparse(node.value)
+            if owner.endswith("adapter"):
+                continue  # the adapter's own interface
+            if node.attr == "kind" and re.search(r"(^|\.)subject$", owner):
+                what = f"{owner}.kind: ask the adapter for a capability instead"
+            elif node.attr in _TL_ATTRIBUTES:
+                what = f"TransformerLens internal {owner}.{node.attr}"
+            elif node.attr == "cfg" and re.search(r"(^|\.)(subject|model|self)$", owner):
+                what = f"TransformerLens config {owner}.cfg: ask subject / subject.adapter"
+        elif isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            families = [s.value for s in sides if isinstance(s, ast.Constant)]
+            if any(f in _FAMILIES for f in families if isinstance(f, str)) and any(
+                isinstance(s, ast.Attribute) and s.attr in ("kind", "model_class") for s in sides
+            ):
+                what = f"branch on the model family: {ast.unparse(node)}"
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            if any(n.split(".")[0] == "transformer_lens" for n in names):
+                what = "imports transformer_lens"
+        if what:
+            found.append((node.lineno, what))
+    return sorted(found)
+
+
+def test_only_the_adapters_know_hook_names_families_and_transformer_lens():
+    """Hook-name literals, ``subject.kind`` branches, TransformerLens imports and internals
+    (``model.blocks``, ``W_O``, ``hook_dict``, ``cfg``) live in ``model/adapters/`` alone."""
+    offending = [
+        f"{f.relative_to(PACKAGE.parent)}:{line}: {what}"
+        for f in sorted(PACKAGE.rglob("*.py"))
+        if ADAPTERS not in f.parents
+        for line, what in _boundary_findings(f.read_text())
+    ]
+    assert offending == [], "\n".join(offending)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'name = f"blocks.{layer}.attn.hook_z"',
+        'x = cache["hook_embed"]',
+        "ok = hook.endswith(('attn.hook_q', 'attn.hook_k'))",
+        'if subject.kind == "causal": pass',
+        "if ctx.subject.kind: pass",
+        'if adapter_like.kind == "encoder": pass',
+        'if subject.adapter.kind != "causal": pass',
+        "w = subject.model.blocks[0].attn.W_O",
+        "v = subject.cfg.d_vocab",
+        "names = model.hook_dict",
+        "from transformer_lens import HookedTransformer",
+        "import transformer_lens.patching",
+    ],
+)
+def test_the_boundary_scan_sees_each_kind_of_leak(line):
+    assert _boundary_findings(line)
+
+
+def test_the_boundary_scan_allows_adapter_calls_docstrings_and_other_kinds():
+    clean = '''
+def f(subject, spec, comp):
+    """Patches ``blocks.0.attn.hook_z`` (a docstring may name hooks)."""
+    name = subject.adapter.attn(0, "z")
+    table = subject.adapter.hook_dict
+    if spec.kind == "rank_one" or comp.kind == "head":
+        return subject.adapter.cfg, subject.d_vocab, name, table
+'''
+    assert _boundary_findings(clean) == []
