@@ -248,14 +248,17 @@ def run_gates(
         effects: the audit's located results; exact patching ones are re-derived serially.
         located: per located result, the name of its contrast set and its metric.
     """
+    from interp_audit.methods.locate.methods import exact_component_methods
+
     gates: list[GateResult] = []
+    exact = exact_component_methods()
     folder = hf_folder(subject)
     if folder is not None:
         first = next(iter(contrasts.values()), None)
         if first is not None:
             gates.append(wrapper_vs_hf(subject, first, folder))
     for k, (name, eff) in enumerate(effects.items()):
-        if eff.method != "patch" or "sites" not in eff.meta or name not in located:
+        if eff.method not in exact or "sites" not in eff.meta or name not in located:
             continue
         gates.append(
             batched_vs_serial(

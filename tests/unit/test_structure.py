@@ -18,7 +18,11 @@ from interp_audit.audit.measure import pair_effects
 from interp_audit.audit.registry import CheckKind, register_check
 from interp_audit.audit.result import CheckResult
 from interp_audit.audit.sections import CheckSpec
-from interp_audit.methods.locate.methods import locate_methods
+from interp_audit.methods.locate.methods import (
+    exact_component_methods,
+    feature_methods,
+    locate_methods,
+)
 from interp_audit.methods.locate.registry import LocateMethod, register_locate
 
 PACKAGE = Path(ia.__file__).resolve().parent
@@ -187,6 +191,25 @@ def test_only_the_registries_know_kinds_and_methods():
         register_locate(locate_methods()["patch"])
 
 
+def test_capabilities_are_read_from_registry_flags_not_names():
+    exact = set(exact_component_methods())
+    assert "patch" in exact and not exact & {"atp", "atp*", "ig", "sae_patch", "sae_atp"}
+    assert {"sae_patch", "sae_atp"} <= set(feature_methods())
+    assert "patch" not in feature_methods()
+    # no audit-layer module names a locate method where a registry flag answers
+    named = [
+        f"{f.relative_to(PACKAGE.parent)}:{node.lineno}"
+        for f in sorted((PACKAGE / "audit").rglob("*.py"))
+        for node in ast.walk(ast.parse(f.read_text()))
+        if isinstance(node, ast.Compare)
+        and any(
+            isinstance(c, ast.Constant) and c.value in locate_methods()
+            for c in [node.left, *node.comparators]
+        )
+    ]
+    assert named == []
+
+
 class _SignCheck(CheckSpec):
     """Test kind: the mean effect of a swap must be positive."""
 
@@ -228,6 +251,9 @@ def test_a_new_kind_and_method_are_one_registration_each(handbuilt):
     assert report.checks[0].statistic == pytest.approx(8.0, abs=1e-4)
     assert report.checks[0].passed
     assert float(report.effects["z"].values.abs().sum()) == 0.0
+    # registered exact over components (the default flags): the batched-vs-serial gate checks it
+    gates = report.provenance["trust_gates"]
+    assert [g["target"] for g in gates if g["name"] == "batched_vs_serial"] == ["z"]
     with pytest.raises(ia.SpecError, match="unknown key 'checks.0.flor'.*did you mean 'floor'"):
         ia.audit({**spec, "checks": [{"kind": "sign_test_kind", "contrast": "swap", "flor": 1}]})
 

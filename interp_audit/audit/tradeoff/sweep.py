@@ -303,6 +303,9 @@ def tradeoff(
 
 def _objective_ranking(parsed, ctx, cm, sources, objective, locate, sites, n, draw_seed, by):
     """(target sources, ranking steps, the contrasts they ranked on, ranked components)."""
+    from interp_audit.methods.locate.methods import exact_component_methods
+
+    exact = exact_component_methods()
     if locate:
         for s in locate:
             if s not in ctx.effects:
@@ -310,14 +313,12 @@ def _objective_ranking(parsed, ctx, cm, sources, objective, locate, sites, n, dr
     if cm is None:  # no graph: the repair targets the spec's checks, ranked by its locate steps
         if objective:
             raise SpecError("tradeoff --objective names a causal source; this spec has no graph")
-        steps = list(
-            locate or [loc.default_name() for loc in parsed.locate if loc.method == "patch"]
-        )
+        steps = list(locate or [loc.default_name() for loc in parsed.locate if loc.method in exact])
         if not steps:
             raise SpecError("tradeoff needs exact-patching locate steps to rank components")
         ranked_on = {s: ctx.contrasts[_step(parsed, s).contrast] for s in steps}
         return [], steps, ranked_on, _rank((ctx.effects[s] for s in steps), by)
-    patch_steps = _inadmissible_steps(parsed, ctx, ("patch",))
+    patch_steps = _inadmissible_steps(parsed, ctx, exact)
     if objective is None:
         target = (sorted(set(patch_steps.values())) if not locate else sources) or sources
     else:
@@ -403,11 +404,12 @@ def _step(parsed, name: str):
 def _sae_ranking(parsed, ctx, sae, sae_id, ranked_on, target, by):
     """(SAE, its name, features ranked by exact feature patching on the ranking contrasts)."""
     from interp_audit.methods.features.patching import patch_features
-    from interp_audit.methods.locate.features import SAE_METHODS, resolve_sae
+    from interp_audit.methods.locate.features import resolve_sae
+    from interp_audit.methods.locate.methods import feature_methods
 
     name = None
     if sae is None:
-        steps = _inadmissible_steps(parsed, ctx, SAE_METHODS)
+        steps = _inadmissible_steps(parsed, ctx, feature_methods())
         mine = [s for s, src in steps.items() if src in target]
         if not mine:
             return None, None, []
