@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from interp_audit.stats.bootstrap import z_value
+
 __all__ = ["PlanRow", "plan", "plan_rows"]
 
 
@@ -55,8 +57,7 @@ def _row(check, part: str, d: dict[str, Any], limit: float, two_sided: bool, min
         distance = abs(limit - abs(estimate)) if abs(estimate) > 0 else limit
     else:
         distance = abs(limit - estimate)
-    z = 1.959963984540054
-    sd = h * math.sqrt(g) / z if g >= 2 else None
+    sd = h * math.sqrt(g) / z_value(check.confidence) if g >= 2 else None
     note = ""
     if g < 2:
         needed, note = None, "one cluster: no between-cluster spread to plan from"

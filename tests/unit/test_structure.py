@@ -368,3 +368,87 @@ def f(subject, spec, comp):
         return subject.adapter.cfg, subject.d_vocab, name, table
 '''
     assert _boundary_findings(clean) == []
+
+
+# ---- one declaration per setting ----------------------------------------------------------
+
+
+def test_the_tradeoff_settings_are_declared_once():
+    """The spec's ``tradeoff:`` section is the declaration: ``ia.tradeoff``'s settings keywords
+    and the CLI's flags are its keys, and a value given either way is validated by it."""
+    import argparse
+    import inspect
+
+    from interp_audit.audit.sections import TradeoffSpec
+    from interp_audit.audit.tradeoff import tradeoff
+    from interp_audit.cli.commands import tradeoff as command
+
+    keys = set(TradeoffSpec.model_fields)
+    params = set(inspect.signature(tradeoff).parameters) - {"spec", "seed", "subject", "effects"}
+    assert params == keys
+    p = argparse.ArgumentParser()
+    command.add_arguments(p)
+    assert {a.dest for a in p._actions} - {"help", "spec", "out"} == keys
+    args = p.parse_args(["s.yaml", "--out", "o", "--k", "2", "3", "--kinds", "mean"])
+    assert args.ks == [2, 3] and args.kinds == ["mean"] and args.n_boot is None
+    cfg = TradeoffSpec(n_boot=700, sae="zoo:x", sae_id="a").overridden(
+        n_boot=None, ks=(2,), sae="zoo:y"
+    )
+    assert (cfg.n_boot, cfg.ks, cfg.sae, cfg.sae_id) == (700, [2], "zoo:y", None)
+    with pytest.raises(ia.SpecError, match=r"tradeoff.n_boot: .*greater than or equal to 100"):
+        TradeoffSpec().overridden(n_boot=50)
+    with pytest.raises(ia.SpecError, match="tradeoff.by: Input should be 'abs' or 'signed'"):
+        TradeoffSpec().overridden(by="size")
+
+
+def test_checks_and_the_tradeoff_share_one_resampling_declaration():
+    from interp_audit.audit.sections import CheckSpec, TradeoffSpec
+    from interp_audit.stats.bootstrap import MIN_BOOT, Resampling
+
+    for model in (CheckSpec, TradeoffSpec, Resampling):
+        for key in ("n_boot", "confidence"):
+            assert model.model_fields[key].metadata == Resampling.model_fields[key].metadata
+    assert CheckSpec.model_fields["n_boot"].default == 1000  # documented defaults kept
+    assert TradeoffSpec.model_fields["n_boot"].default == 500
+    with pytest.raises(ia.SpecError, match=f"n_boot=99: .*greater than or equal to {MIN_BOOT}"):
+        Resampling.of(n_boot=99)
+    assert Resampling(n_boot=200, confidence=0.9, seed=3).kw() == {
+        "n_boot": 200,
+        "confidence": 0.9,
+        "seed": 3,
+    }
+
+
+def test_bootstrap_settings_and_percentile_intervals_are_built_in_stats_only():
+    """No module outside ``stats/`` assembles the bootstrap keyword dict or computes a
+    percentile interval itself (``Resampling.kw()``, ``percentile_ci``)."""
+    stats = PACKAGE / "stats"
+    found = []
+    for f in sorted(PACKAGE.rglob("*.py")):
+        if stats in f.parents:
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            keys: list = []
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "dict":
+                keys = [k.arg for k in node.keywords]
+            elif isinstance(node, ast.Dict):
+                keys = [k.value for k in node.keys if isinstance(k, ast.Constant)]
+            if {"n_boot", "confidence", "seed"} <= set(keys):
+                found.append(f"{f.relative_to(PACKAGE.parent)}:{node.lineno}: settings dict")
+            if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("quantile"):
+                found.append(f"{f.relative_to(PACKAGE.parent)}:{node.lineno}: a quantile")
+    assert found == [], "\n".join(found)
+
+
+def test_the_plan_reads_the_checks_confidence():
+    from interp_audit.audit.plan import plan_rows
+    from interp_audit.stats.bootstrap import z_value
+
+    row = {"effect": 0.0, "half_width": 0.02, "clusters": 5, "tolerance": 0.01}
+    for confidence in (0.95, 0.8):
+        res = CheckResult("c", "invariance", "inconclusive", 0.0, (-0.02, 0.02), 0.01, "m",
+                          [row], confidence)  # fmt: skip
+        (plan,) = plan_rows([res])
+        assert plan.sd_between == pytest.approx(0.02 * 5**0.5 / z_value(confidence))
+    assert z_value(0.95) == pytest.approx(1.959963984540054, abs=1e-15)
+    assert z_value(0.8) == pytest.approx(1.2815515655446004)

@@ -121,9 +121,7 @@ def run(chk: ComponentMediationCheck, ctx: AuditContext, name: str) -> CheckResu
         lambda w: shares(w, patched, base, source).max(1).values,
         clusters_of(cs),
         len(base),
-        n_boot=chk.n_boot,
-        confidence=chk.confidence,
-        seed=ctx.seed,
+        **chk.resampling(ctx.seed).kw(),
     )
     verdict, reason = upper_verdict(iv, chk.max_share, min_clusters=chk.min_clusters)
     order = torch.argsort(all_shares, descending=True)[:10].tolist()

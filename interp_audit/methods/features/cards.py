@@ -192,7 +192,7 @@ def feature_cards(
     """
     from interp_audit.engine.batched import cached_run
     from interp_audit.methods.features.saes import check_sae, feature_labels, split_activation
-    from interp_audit.stats.bootstrap import mean_ci
+    from interp_audit.stats.bootstrap import Resampling, mean_ci
 
     hook = check_sae(subject, sae)
     d_sae = int(sae.cfg.d_sae)
@@ -202,7 +202,7 @@ def feature_cards(
     cache, _ = cached_run(subject, tokens.to(subject.device), mask.to(subject.device), {hook})
     acts = split_activation(sae, cache[hook])[0][..., idx].float().cpu() * mask[..., None].cpu()
     real = mask.bool().cpu()
-    kw = dict(confidence=confidence, n_boot=n_boot, seed=seed)
+    kw = Resampling.of(n_boot=n_boot, confidence=confidence, seed=seed).kw()
 
     logit_dirs = None
     with torch.no_grad():
