@@ -86,6 +86,7 @@ def _stratified_ci(
 ) -> tuple[float, float]:
     """Percentile CI of ``statistic(m [B, n_m], n [B, n_n]) -> [B]``, members and non-members
     resampled separately (stratified), all draws at once."""
+    Resampling.of(n_boot=n_boot, confidence=confidence, seed=seed)  # validated
     g = torch.Generator().manual_seed(seed)
     im = torch.randint(len(members), (n_boot, len(members)), generator=g)
     inn = torch.randint(len(non_members), (n_boot, len(non_members)), generator=g)
@@ -103,8 +104,9 @@ def auc_ci(
     seed: int = 0,
 ) -> tuple[float, float, float]:
     """AUC and its stratified percentile CI."""
-    kw = Resampling.of(n_boot=n_boot, confidence=confidence, seed=seed).kw()
-    lo, hi = _stratified_ci(members, non_members, _auc_batch, **kw)
+    lo, hi = _stratified_ci(
+        members, non_members, _auc_batch, n_boot=n_boot, confidence=confidence, seed=seed
+    )
     return auc(members, non_members), lo, hi
 
 
@@ -117,8 +119,14 @@ def mean_gap_ci(
     seed: int = 0,
 ) -> tuple[float, float, float]:
     """mean(non_members) - mean(members), stratified bootstrap percentile CI."""
-    kw = Resampling.of(n_boot=n_boot, confidence=confidence, seed=seed).kw()
-    lo, hi = _stratified_ci(members, non_members, lambda m, n: n.mean(1) - m.mean(1), **kw)
+    lo, hi = _stratified_ci(
+        members,
+        non_members,
+        lambda m, n: n.mean(1) - m.mean(1),
+        n_boot=n_boot,
+        confidence=confidence,
+        seed=seed,
+    )
     return float(non_members.double().mean() - members.double().mean()), lo, hi
 
 

@@ -39,8 +39,9 @@ _ATTN_ROLES = {
 class ModelAdapter:
     """One model family's conventions and capabilities, bound to one model instance.
 
-    Subclasses set ``family`` and implement the compute methods; hook-name roles default to
-    TransformerLens's names, which all three supported families share.
+    Subclasses set ``family`` and implement the block calls; hook-name roles, weights and the
+    causal readout default to TransformerLens's conventions, which all three supported
+    families share.
     """
 
     family: ClassVar[str] = "abstract"
@@ -294,7 +295,11 @@ class ModelAdapter:
 
     def forward_hidden(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor | None:
         """A hooked forward run for its activations; returns logits only if it had to compute
-        them anyway (families without a cheap way to stop before the unembedding)."""
+        them anyway. On the fast path the unembedding is skipped (``return_type=None``, as
+        TransformerLens models and bridges take it); other runs return the logits."""
+        if self.fast_path:
+            self.model(tokens, return_type=None)
+            return None
         return self.model(tokens)
 
     def forward_resid(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -329,10 +334,10 @@ class ModelAdapter:
         return torch.einsum("rphd,hdm->rphm", z, self.W_O(layer))
 
     def W_O(self, layer: int) -> Float[Tensor, "head d_head d_model"]:
-        raise NotImplementedError
+        return self.model.blocks[layer].attn.W_O
 
     def embedding_matrix(self) -> Tensor | None:
-        return None
+        return getattr(self.model, "W_E", None)
 
     def encoder_mask(self, mask: Int[Tensor, "b pos"], dtype: torch.dtype) -> Tensor | None:
         """The additive attention mask run_block wants (encoders); None for causal models."""
@@ -363,7 +368,13 @@ class ModelAdapter:
         has_lm_head: bool = True,
         source: str = "",
     ) -> Tensor:
-        raise NotImplementedError
+        """Final norm then unembedding (causal LMs): only the two answer columns for
+        ``answer_logits``."""
+        if readout == "embedding":
+            self.raise_readout(readout, source)
+        ln = getattr(self.model, "ln_final", None)  # absent when normalization_type is None
+        x = resid_at if ln is None else ln(resid_at[:, None, :])[:, 0]
+        return unembed(self.model, readout, x, answers)
 
     def raise_readout(self, readout: str, source: str):
         if readout == "embedding":
@@ -427,6 +438,18 @@ class ModelAdapter:
             f"weight processing {sorted(k for k, v in todo.items() if v)} is not supported for "
             f"{type(self.model).__name__}"
         )
+
+
+def unembed(
+    model, readout: str, x: Float[Tensor, "rows d_model"], answers: Tensor | None
+) -> Tensor:
+    """Logits of final residual vectors ``x``: only the answer columns for ``answer_logits``."""
+    if readout == "answer_logits":
+        w = model.unembed.W_U[:, answers]  # [d, rows, 2]
+        out = torch.einsum("rd,drk->rk", x, w)
+        b = getattr(model.unembed, "b_U", None)
+        return out if b is None else out + b[answers]
+    return model.unembed(x[:, None, :])[:, 0]
 
 
 def config_to_json(cfg) -> dict[str, Any]:
