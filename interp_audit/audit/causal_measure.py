@@ -20,7 +20,7 @@ from interp_audit.audit.context import AuditContext
 from interp_audit.audit.measure import clusters_of, pair_effects
 from interp_audit.causal.graph import format_path
 from interp_audit.core.errors import EmptyPathError, SpecError
-from interp_audit.stats.bootstrap import Interval, mean_ci
+from interp_audit.stats.bootstrap import Interval, mean_ci, percentile_ci
 
 
 def causal_model(ctx: AuditContext, where: str):
@@ -110,9 +110,8 @@ def over_all_units_ci(
         torch.full((m,), frac, dtype=torch.float64),
         generator=gen,
     )
-    alpha = (1 - float(kw.get("confidence", iv.confidence))) / 2
-    q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
-    lo, hi = torch.quantile(iv.samples.double() * draws / n_in_scope, q).tolist()
+    confidence = float(kw.get("confidence", iv.confidence))
+    lo, hi = percentile_ci(iv.samples.double() * draws / n_in_scope, confidence).tolist()
     return [lo, hi]
 
 

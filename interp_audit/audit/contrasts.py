@@ -10,6 +10,7 @@ from pathlib import Path
 
 from interp_audit.audit.sections import FileContrast, TemplateContrast
 from interp_audit.core.errors import ContrastError, SpecError
+from interp_audit.core.reading import read_text
 from interp_audit.engine.contrasts import ContrastSet
 from interp_audit.model.subject import Subject
 
@@ -60,17 +61,10 @@ def from_template(subject: Subject, spec: TemplateContrast, name: str) -> Contra
 
 def from_file(subject: Subject, spec: FileContrast, name: str, base: Path) -> ContrastSet:
     path = (base / spec.file) if not Path(spec.file).is_absolute() else Path(spec.file)
-    if not path.exists():
-        raise SpecError(f"contrasts.{name}.file: {str(path)!r} does not exist")
-    if path.is_dir():
-        raise SpecError(f"contrasts.{name}.file: {str(path)!r} is a folder, not a JSONL/CSV file")
     rows: list[dict] = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise SpecError(
-            f"contrasts.{name}.file: {path.name} is not UTF-8 text (byte {err.start})"
-        ) from None
+    text = read_text(
+        path, f"contrasts.{name}.file: {str(path)!r}", folder_hint=", not a JSONL/CSV file"
+    )
     if path.suffix == ".csv":
         import io
 

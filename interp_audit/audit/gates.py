@@ -91,7 +91,7 @@ def _plain_readout(subject: Subject, metric: Metric, tokens: Tensor, mask: Tenso
         hidden = subject.run(tokens, mask, return_type="resid")
         return mean_pool(hidden, mask.to(hidden.device))
     logits = subject.run(tokens, mask)
-    scored = contrast.scored_positions(subject.kind).to(logits.device)
+    scored = subject.scored_positions(contrast).to(logits.device)
     return metric.readout_from_logits(logits, scored, contrast.answers)
 
 
@@ -209,12 +209,8 @@ def wrapper_vs_hf(subject: Subject, contrast: ContrastSet, folder: Path) -> Gate
     dev = subject.device
     tokens, mask = part.clean.to(dev), part.attention_mask().to(dev)
     with quiet_tl_warnings():
-        if subject.kind == "causal":
-            auto, what = transformers.AutoModelForCausalLM, "logits"
-        elif subject.has_lm_head:
-            auto, what = transformers.AutoModelForMaskedLM, "logits"
-        else:
-            auto, what = transformers.AutoModel, "last_hidden_state"
+        auto_name, what = subject.adapter.hf_reference(subject.has_lm_head)
+        auto = getattr(transformers, auto_name)
         hf = auto.from_pretrained(str(folder), dtype=subject.dtype).to(dev).eval()
         with torch.no_grad():
             ref = getattr(hf(input_ids=tokens, attention_mask=mask), what)
@@ -252,14 +248,17 @@ def run_gates(
         effects: the audit's located results; exact patching ones are re-derived serially.
         located: per located result, the name of its contrast set and its metric.
     """
+    from interp_audit.methods.locate.methods import exact_component_methods
+
     gates: list[GateResult] = []
+    exact = exact_component_methods()
     folder = hf_folder(subject)
     if folder is not None:
         first = next(iter(contrasts.values()), None)
         if first is not None:
             gates.append(wrapper_vs_hf(subject, first, folder))
     for k, (name, eff) in enumerate(effects.items()):
-        if eff.method != "patch" or "sites" not in eff.meta or name not in located:
+        if eff.method not in exact or "sites" not in eff.meta or name not in located:
             continue
         gates.append(
             batched_vs_serial(

@@ -92,7 +92,7 @@ def band_family(
     needed for it); a ``fail`` claim is Holm-corrected over the family. Returns the rows, the
     intervals, the combined verdict and a sentence stating the correction.
     """
-    kw = dict(n_boot=spec.n_boot, confidence=spec.confidence, seed=seed)
+    kw = spec.resampling(seed).kw()
     ivs = [mean_ci(values, clusters, **kw) for _, values, clusters in tests]
     adjusted = holm([iv.p_outside(tol) for iv in ivs])
     rows = []

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from interp_audit.audit.evidence import EvidenceRow, Limit, ShareRow
+from interp_audit.stats.bootstrap import z_value
 
 __all__ = ["PlanRow", "plan", "plan_rows"]
 
@@ -56,8 +57,7 @@ def _row(check, part: str, row: EvidenceRow, limit: Limit, min_clusters: int) ->
         distance = abs(limit.value - abs(estimate)) if abs(estimate) > 0 else limit.value
     else:
         distance = abs(limit.value - estimate)
-    z = 1.959963984540054
-    sd = h * math.sqrt(g) / z if g >= 2 else None
+    sd = h * math.sqrt(g) / z_value(check.confidence) if g >= 2 else None
     note = ""
     if g < 2:
         needed, note = None, "one cluster: no between-cluster spread to plan from"

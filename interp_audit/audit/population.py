@@ -153,7 +153,7 @@ class Population:
         """The prompts tokenized as one-sided pairs (clean = counterfactual), for plain forwards
         over the clean side; unknown words, over-long prompts and bad answers are refused."""
         rows = []
-        n_ctx = getattr(subject.cfg, "n_ctx", None)
+        n_ctx = subject.n_ctx
         for i, p in enumerate(self.prompts):
             _refuse_unknown_words(subject, p, f"{where}: individual {i}:")
             ids = subject.to_tokens(p)

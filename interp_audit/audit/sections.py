@@ -22,8 +22,8 @@ from pydantic import (
 )
 
 from interp_audit.audit.causal_spec import CausalSpec, ScmContrast  # noqa: F401  (re-exported: the scm contrast)
-from interp_audit.core.errors import did_you_mean
-from interp_audit.stats.bootstrap import DEFAULT_MIN_CLUSTERS, MAX_BOOT
+from interp_audit.core.errors import SpecError, did_you_mean
+from interp_audit.stats.bootstrap import DEFAULT_MIN_CLUSTERS, Confidence, Draws, Resampling
 
 
 class _Section(BaseModel):
@@ -395,7 +395,9 @@ class TradeoffSpec(_Section):
     objective: str | list[str] | None = None
     """The audited source(s) whose inadmissible paths the repair removes (default: those the
     exact-patching locate steps target)."""
-    ks: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    ks: list[Annotated[int, Field(ge=1, strict=True)]] = Field(
+        default_factory=lambda: [1, 2, 4, 8, 16, 32], min_length=1
+    )
     """How many top-ranked components (and SAE features) each repair ablates."""
     kinds: list[Literal["zero", "mean", "resample"]] = Field(
         default_factory=lambda: ["zero", "mean", "resample"]
@@ -427,10 +429,32 @@ class TradeoffSpec(_Section):
     factual contrast, else the held-out file a memorization check names."""
     n: int = Field(200, ge=1, le=MAX_SCM_PAIRS)
     """Units per path whose input changes."""
-    n_boot: int = Field(500, ge=1, le=MAX_BOOT)
-    """Bootstrap draws per interval."""
-    confidence: float = Field(0.95, gt=0, lt=1)
+    n_boot: Draws = 500
+    """Bootstrap draws per interval (100 to 100000)."""
+    confidence: Confidence = 0.95
     """Confidence level of every interval."""
+
+    def overridden(self, **given: Any) -> TradeoffSpec:
+        """These settings with ``given`` ones (None: not given) in their place, validated by this
+        model: how ``ia.tradeoff``'s arguments and the CLI's flags override the spec's section.
+        A new ``sae`` comes with its own ``sae_id`` (None unless given)."""
+        given = {k: v for k, v in given.items() if v is not None}
+        if "sae" in given:
+            given.setdefault("sae_id", None)
+        try:
+            return type(self).model_validate({**self.model_dump(), **given})
+        except ValidationError as err:
+            e = err.errors()[0]
+            if e["loc"][:1] == ("ks",):
+                ks = given.get("ks", self.ks)
+                shown = list(ks) if isinstance(ks, list | tuple) else ks
+                raise SpecError(
+                    f"tradeoff ks must be whole numbers >= 1 (one or more); got {shown}"
+                ) from None
+            path = ".".join(str(p) for p in ("tradeoff", *e["loc"]))
+            msg = e["msg"].removeprefix("Value error, ")
+            got = "" if e["type"] == "value_error" else f" (got {e.get('input')!r})"
+            raise SpecError(f"{path}: {msg}{got}") from None
 
 
 class CheckSpec(_Section):
@@ -441,13 +465,22 @@ class CheckSpec(_Section):
     intervention, memorization)."""
     name: str | None = None
     """The check's name in reports and JUnit (default ``{kind}_{index}``)."""
-    confidence: float = Field(0.95, gt=0, lt=1)
+    confidence: Confidence = 0.95
     """Confidence level of the intervals (and 1 - the family-wise error of 'violated' claims)."""
-    n_boot: int = Field(1000, ge=100, le=MAX_BOOT)
+    n_boot: Draws = 1000
     """Cluster-bootstrap draws (100 to 100000)."""
     min_clusters: int = Field(DEFAULT_MIN_CLUSTERS, ge=1)
     """Fewest clusters (independent units) for a decidable verdict; with fewer the check is
     inconclusive. Lower it only for exact, noise-free models."""
+
+    def resampling(self, seed: int) -> Resampling:
+        """This check's bootstrap settings, drawn with the spec's ``seed``."""
+        return Resampling(
+            n_boot=self.n_boot,
+            confidence=self.confidence,
+            seed=seed,
+            min_clusters=self.min_clusters,
+        )
 
     def contrast_refs(self) -> list[tuple[str, str]]:
         """(key, contrast name) for every contrast this check reads (checked against the spec)."""

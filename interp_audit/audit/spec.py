@@ -39,6 +39,7 @@ from interp_audit.audit.sections import (  # noqa: F401  (re-exported: the spec'
     _Section,
 )
 from interp_audit.core.errors import SpecError, did_you_mean
+from interp_audit.core.reading import read_text
 from interp_audit.core.yamlio import Loader as _Loader
 
 
@@ -294,20 +295,14 @@ def load_spec(spec: str | Path | dict | AuditSpecBase) -> tuple[AuditSpecBase, P
         text = str(spec)
         path = Path(text)
         if "\n" not in text and (path.suffix in (".yaml", ".yml", ".json") or path.exists()):
-            if not path.exists():
-                raise SpecError(f"audit spec {text!r} does not exist")
-            if path.is_dir():
-                raise SpecError(f"audit spec {text!r} is a folder; give the YAML file in it")
+            text = read_text(
+                path,
+                f"audit spec {text!r}",
+                folder_hint="; give the YAML file in it",
+                text_hint="; give a YAML file",
+            )
             base = path.resolve().parent
             source_path = str(path.resolve())
-            try:
-                text = path.read_text(encoding="utf-8")
-            except UnicodeDecodeError as err:
-                raise SpecError(
-                    f"audit spec {text!r} is not UTF-8 text (byte {err.start}); give a YAML file"
-                ) from None
-            except OSError as err:
-                raise SpecError(f"cannot read audit spec {text!r}: {err.strerror}") from None
         try:
             raw = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
         except RecursionError:

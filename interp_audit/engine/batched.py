@@ -22,7 +22,7 @@ from torch import Tensor
 from interp_audit.engine.contrasts import ContrastSet
 from interp_audit.engine.executor_base import current_executor
 from interp_audit.model import memory
-from interp_audit.model.components import layer_of_hook
+from interp_audit.model.adapters import hooks as hook_names
 from interp_audit.model.metrics import Metric, MetricContext
 from interp_audit.model.readout import readout
 from interp_audit.model.subject import Subject, quiet_tl_warnings
@@ -38,13 +38,14 @@ class Patch:
 
     @property
     def layer(self) -> int:
-        layer = layer_of_hook(self.hook)
+        layer = hook_names.layer_of(self.hook)
         return 0 if layer is None else layer
 
     @property
     def pos_dim(self) -> int:
         """Non-batch axis that indexes query positions (sliced when positions are skipped)."""
-        return 1 if self.hook.endswith(("hook_pattern", "hook_attn_scores")) else 0
+        role = hook_names.role_of(self.hook)
+        return 1 if role is not None and role[1] in ("head.pattern", "head.scores") else 0
 
     def position(self) -> int | None:
         """The single query position this patch touches, or None if it spans all positions."""
@@ -391,7 +392,12 @@ def _hooks_for(
     ]
 
 
-_ATTENTION_OUTPUTS = ("attn.hook_z", "hook_attn_out")
+_ATTENTION_OUTPUTS = ("head", "attn")  # roles: head outputs (z), attention output
+
+
+def _role(ctx: RunContext, hook: str) -> str | None:
+    found = ctx.subject.adapter.role_of(hook)
+    return None if found is None else found[1]
 
 
 def _enters_mid_block(ctx: RunContext, v: Variant) -> bool:
@@ -400,7 +406,7 @@ def _enters_mid_block(ctx: RunContext, v: Variant) -> bool:
         return False
     entry = _entry(v)
     return all(
-        p.hook.endswith(_ATTENTION_OUTPUTS) and p.hook in ctx.base_sites
+        _role(ctx, p.hook) in _ATTENTION_OUTPUTS and p.hook in ctx.base_sites
         for p in v
         if p.layer == entry
     )
@@ -420,7 +426,7 @@ def _mid_block_resid(
             k, *([1] * (ctx.base_sites[hook_name].ndim - 1))
         )
         change = hook(base, hook=None) - base
-        if hook_name.endswith("attn.hook_z"):
+        if _role(ctx, hook_name) == "head":
             change = subject.adapter.head_output(layer, change)
         delta = change if delta is None else delta + change
     return ctx.base_mid[layer][:, start:].repeat(k, 1, 1) + delta

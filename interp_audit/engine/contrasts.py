@@ -399,7 +399,7 @@ class ContrastSet:
                     f"{subject.token_str(tc)} "
                     f"({c!r}); a pair must differ in what is being audited"
                 )
-            n_ctx = getattr(subject.cfg, "n_ctx", None)
+            n_ctx = subject.n_ctx
             if n_ctx is not None and len(tc) > n_ctx:
                 raise ContrastError(
                     f"pair {i}: {c!r} is {len(tc)} tokens, longer than the model's context "
@@ -467,7 +467,7 @@ class ContrastSet:
             str_tokens=tuple(tuple(subject.token_str(r)) for r in rows_c),
             cf_str_tokens=tuple(tuple(subject.token_str(r)) for r in rows_f),
         )
-        out.validate(d_vocab=int(subject.cfg.d_vocab))
+        out.validate(d_vocab=subject.d_vocab)
         return out.merged_identical()
 
     # ---- validation ------------------------------------------------------------------------
@@ -556,9 +556,9 @@ class ContrastSet:
         Called where a sweep starts, so pairs built with ``from_tokens`` (no model at hand)
         fail with the pair named, not with an IndexError deep inside the embedding.
         """
-        d_vocab = int(subject.cfg.d_vocab)
+        d_vocab = subject.d_vocab
         self.validate(d_vocab=d_vocab)
-        n_ctx = getattr(subject.cfg, "n_ctx", None)
+        n_ctx = subject.n_ctx
         if n_ctx is not None and self.seq_len > int(n_ctx):
             i = int(self.lengths.argmax())
             raise ContrastError(

@@ -45,8 +45,7 @@ def _tokens_and_mask(
         and reference.ndim == 2
         and not reference.dtype.is_floating_point
     ):
-        cfg = subject.cfg
-        check_token_ids(reference, int(cfg.d_vocab), getattr(cfg, "n_ctx", None), "reference")
+        check_token_ids(reference, subject.d_vocab, subject.n_ctx, "reference")
         return reference.long(), torch.ones_like(reference, dtype=torch.long)
     raise ContrastError(
         "reference must be a ContrastSet or a [batch, pos] token tensor, got "
@@ -63,10 +62,10 @@ def reference_activations(
     return cache, mask.to(subject.device)
 
 
-def _group(comps: list[Component]) -> dict[str, list[Component]]:
+def _group(subject: Subject, comps: list[Component]) -> dict[str, list[Component]]:
     by_hook: dict[str, list[Component]] = defaultdict(list)
     for c in comps:
-        by_hook[c.hook_name].append(c)
+        by_hook[subject.hook_name(c)].append(c)
     return by_hook
 
 
@@ -121,7 +120,7 @@ def ablate(
     if kind not in ("zero", "mean", "resample"):
         raise AuditError(f"ablation kind must be 'zero', 'mean' or 'resample'; got {kind!r}")
     comps = parse_components(components, subject.shape)
-    by_hook = _group(comps)
+    by_hook = _group(subject, comps)
     fns = []
     if kind == "zero":
         fns = [
@@ -179,7 +178,7 @@ def patch_in(
     the block must have the source's batch size and length.
     """
     comps = parse_components(components, subject.shape)
-    by_hook = _group(comps)
+    by_hook = _group(subject, comps)
     tokens, mask = _tokens_and_mask(source, subject, which)
     acts, _ = cached_run(subject, tokens.to(subject.device), mask.to(subject.device), set(by_hook))
 
@@ -207,10 +206,10 @@ def ablate_token_embedding(
     longer tell these tokens from an average ``like`` token, while every other input is exactly
     unchanged. Unlearning a record keyed by a rare token (a name) costs nothing elsewhere.
     """
-    W = subject.adapter.embedding_matrix()
-    if "hook_embed" not in subject.hook_dict or W is None:
+    W, embed = subject.adapter.embedding_matrix(), subject.adapter.embed_hook
+    if not subject.has_hook(embed) or W is None:
         raise AuditError(
-            "ablate_token_embedding needs a model with hook_embed and W_E; "
+            f"ablate_token_embedding needs a model with {embed} and W_E; "
             f"{subject.model_class} has none"
         )
 
@@ -223,5 +222,5 @@ def ablate_token_embedding(
         hit = (act[..., None, :] == rows.to(act.dtype)).all(-1).any(-1)  # [b, pos]
         return torch.where(hit[..., None], mean.to(act.dtype), act)
 
-    with subject.hooks([("hook_embed", fn)]):
+    with subject.hooks([(embed, fn)]):
         yield subject

@@ -1,7 +1,9 @@
 """Component addresses: labels such as ``L3H5`` or ``L3.resid_pre@7`` <-> hook names and indices.
 
-TransformerLens hook names are the lingua franca underneath; labels are what a human reads in a
-heatmap or writes in a spec. This is the only module that parses or prints either.
+Labels are what a human reads in a heatmap or writes in a spec: this is the only module that
+parses or prints them. Hook names underneath belong to the adapters
+(:mod:`interp_audit.model.adapters.hooks`): code with a model at hand asks
+``subject.hook_name(component)``.
 """
 
 from __future__ import annotations
@@ -10,24 +12,7 @@ import re
 from dataclasses import dataclass
 
 from interp_audit.core.errors import SiteError, did_you_mean
-
-#: label kind -> TransformerLens hook suffix inside ``blocks.{L}.``
-HOOK_OF_KIND: dict[str, str] = {
-    "resid_pre": "hook_resid_pre",
-    "resid_mid": "hook_resid_mid",
-    "resid_post": "hook_resid_post",
-    "attn": "hook_attn_out",
-    "mlp": "hook_mlp_out",
-    "head": "attn.hook_z",
-    "head.q": "attn.hook_q",
-    "head.k": "attn.hook_k",
-    "head.v": "attn.hook_v",
-    "head.pattern": "attn.hook_pattern",
-    "neuron": "mlp.hook_post",
-}
-KIND_OF_HOOK = {v: k for k, v in HOOK_OF_KIND.items()}
-# Friendly synonyms users type for whole-activation hooks.
-KIND_OF_HOOK["attn.hook_result"] = "head"
+from interp_audit.model.adapters import hooks
 
 _LABEL = re.compile(
     r"^L(?P<layer>\d+)"
@@ -36,7 +21,6 @@ _LABEL = re.compile(
     r"|\.(?P<kind>resid_pre|resid_mid|resid_post|attn|mlp))"
     r"(?:@(?P<pos>\d+))?$"
 )
-_HOOK = re.compile(r"^blocks\.(?P<layer>\d+)\.(?P<suffix>[\w.]+)$")
 
 
 @dataclass(frozen=True, order=True)
@@ -54,7 +38,8 @@ class Component:
 
     @property
     def hook_name(self) -> str:
-        return f"blocks.{self.layer}.{HOOK_OF_KIND[self.kind]}"
+        """The hook in the shared vocabulary; with a model at hand, ``subject.hook_name(c)``."""
+        return hooks.hook_of(self.kind, self.layer)
 
     @property
     def label(self) -> str:
@@ -100,16 +85,16 @@ def parse_component(text: str, shape: ModelShape | None = None) -> Component:
         else:
             comp = Component(layer, m["kind"], None, pos)
     else:
-        h = _HOOK.match(text.strip())
-        if not h or h["suffix"] not in KIND_OF_HOOK:
+        h = hooks.component_of(text)
+        if h is None:
             valid = ["L0H0", "L0.attn", "L0.mlp", "L0.resid_pre", "L0.resid_pre@0", "L0N0"]
-            hooks = [f"blocks.0.{s}" for s in HOOK_OF_KIND.values()]
             raise SiteError(
                 f"cannot read component {text!r}: expected a label like 'L3H5', 'L3.mlp', "
                 f"'L3.attn', 'L3.resid_pre@7', 'L3N12' or a hook name like "
-                f"'blocks.3.attn.hook_z'{did_you_mean(text, valid + hooks)}"
+                f"{hooks.hook_of('head', 3)!r}"
+                f"{did_you_mean(text, valid + hooks.component_hooks())}"
             )
-        comp = Component(int(h["layer"]), KIND_OF_HOOK[h["suffix"]])
+        comp = Component(*h)
     if shape is not None:
         shape.check(comp, text)
     return comp
@@ -165,9 +150,3 @@ def parse_components(items, shape: ModelShape | None = None) -> list[Component]:
     if isinstance(items, str | Component):
         items = [items]
     return [c if isinstance(c, Component) else parse_component(c, shape) for c in items]
-
-
-def layer_of_hook(name: str) -> int | None:
-    """Block index of a hook name, or None for embed/unembed-level hooks."""
-    m = _HOOK.match(name)
-    return int(m["layer"]) if m else None

@@ -17,7 +17,8 @@ import torch
 
 from interp_audit.core.errors import ModelLoadError, did_you_mean
 from interp_audit.model.adapters import adapter_for
-from interp_audit.model.subject import DEFAULT_WEIGHT_PROCESSING, Subject, config_to_json
+from interp_audit.model.adapters.base import config_to_json
+from interp_audit.model.subject import DEFAULT_WEIGHT_PROCESSING, Subject
 
 __all__ = ["load_model", "build_model", "config_to_json"]
 

@@ -19,6 +19,7 @@ really allocates (counted op by op), so an estimate that is too small is caught.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,6 @@ from dataclasses import dataclass
 import torch
 
 from interp_audit.core.errors import AuditError
-from interp_audit.model import blocks as backend
 from interp_audit.model.subject import Subject
 
 __all__ = ["MemoryEstimate", "estimate_sweep", "max_rows", "hook_elements"]
@@ -87,46 +87,28 @@ class MemoryEstimate:
 
 
 def _dims(subject: Subject) -> dict[str, int]:
-    cfg = subject.cfg
-    d = int(cfg.d_model)
-    h = int(cfg.n_heads)
-    dh = int(getattr(cfg, "d_head", d // h))
-    kv = int(getattr(cfg, "n_key_value_heads", None) or h)
-    attn_only = bool(getattr(cfg, "attn_only", False))
-    dm = 0 if attn_only else int(getattr(cfg, "d_mlp", None) or 4 * d)
-    return dict(d=d, h=h, dh=dh, kv=kv, dm=dm, v=int(cfg.d_vocab), n=subject.n_layers)
+    return subject.adapter.sizes
 
 
 def hook_elements(subject: Subject, hook: str, seq_len: int) -> int:
     """Elements one example's activation at ``hook`` holds (shape from the hook's role)."""
-    x = _dims(subject)
-    s = seq_len
-    leaf = hook.rsplit(".", 1)[-1]
-    if leaf in ("hook_pattern", "hook_attn_scores"):
-        return x["h"] * s * s
-    if leaf in ("hook_z", "hook_q", "hook_result", "hook_rot_q"):
-        return s * x["h"] * x["dh"] * (x["d"] if leaf == "hook_result" else 1)
-    if leaf in ("hook_k", "hook_v", "hook_rot_k"):
-        return s * x["kv"] * x["dh"]
-    if leaf in ("hook_pre", "hook_post", "hook_pre_linear"):
-        return s * x["dm"]
-    if leaf in ("hook_scale",):
-        return s
-    return s * max(x["d"], 1)
+    x = dict(_dims(subject), s=seq_len)
+    x["d"] = max(x["d"], 1)
+    return math.prod(x[a] for a in subject.adapter.activation_axes(hook))
 
 
 def _cached_hooks(subject: Subject, hooks: Sequence[str] | None) -> list[str]:
     """Hooks the engine caches per example: base resid/KV/mid per layer, patched sites twice."""
-    n = subject.n_layers
-    names = [backend.final_hook(subject)] * 2
-    if backend.fast_path(subject):
-        names += [backend.resid_hook(layer) for layer in range(n)]
-        if subject.kind == "causal":
-            names += [h for layer in range(n) for h in backend.kv_hooks(layer)]
-    if backend.mid_block_entry(subject):
-        names += [backend.mid_hook(subject, layer) for layer in range(n)]
+    n, adapter = subject.n_layers, subject.adapter
+    names = [subject.final_hook()] * 2
+    if adapter.fast_path:
+        names += [adapter.resid_pre(layer) for layer in range(n)]
+        if adapter.causal:
+            names += [h for layer in range(n) for h in adapter.kv_hooks(layer)]
+    if adapter.mid_block_entry:
+        names += [adapter.mid_hook(layer) for layer in range(n)]
     if hooks is None:  # unknown sweep: assume the largest common one, every head output
-        hooks = [f"blocks.{layer}.attn.hook_z" for layer in range(n)]
+        hooks = [adapter.attn(layer, "z") for layer in range(n)]
     return names + list(hooks) * 2  # source run + the base run's twin (for no-op detection)
 
 
@@ -139,9 +121,9 @@ def _work_elements(subject: Subject, seq_len: int) -> tuple[int, int]:
     gqa = 2 * s * h * dh if kv != h else 0  # keys/values repeated to every query head
     attention = 2 * s * d + 5 * s * h * dh + past + gqa  # normed, q/k/v, z (+ patch copy)
     scores = 5 * h * s * s  # scores, softmax, zeros_like, where, pattern (float32 at worst)
-    gated = getattr(subject.cfg, "gated_mlp", False)
+    gated = x["gated"]
     mlp = 4 * s * d + (6 if gated else 4) * s * dm  # normed, pre, act temporaries, post, out
-    if not backend.fast_path(subject):  # a full forward: embeddings and every logit per row
+    if not subject.adapter.fast_path:  # a full forward: embeddings and every logit per row
         stream += s * x["v"] + 2 * s * d
     return stream + max(attention, mlp), scores
 

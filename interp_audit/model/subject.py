@@ -22,7 +22,7 @@ from torch import Tensor
 from interp_audit.core.errors import ContrastError, SiteError, did_you_mean
 from interp_audit.model.adapters import ModelAdapter, adapter_for
 from interp_audit.model.adapters.quiet import quiet_tl_warnings
-from interp_audit.model.components import ModelShape
+from interp_audit.model.components import Component, ModelShape
 
 HookFn = Callable[..., Tensor | None]
 Kind = Literal["causal", "encoder"]
@@ -36,22 +36,6 @@ DEFAULT_WEIGHT_PROCESSING = {
 }
 
 _context_levels = itertools.count(10_000)
-
-
-def config_to_json(cfg) -> dict[str, Any]:
-    """A TransformerLens config as plain JSON (dtype by name, device dropped)."""
-    out = {}
-    for key, value in cfg.to_dict().items():
-        if key in ("device", "tokenizer_name"):
-            continue
-        if isinstance(value, torch.dtype):
-            value = str(value).replace("torch.", "")
-        try:
-            json.dumps(value)
-        except TypeError:
-            continue
-        out[key] = value
-    return out
 
 
 @dataclass
@@ -91,15 +75,28 @@ class Subject:
     # ---- facts about the model -------------------------------------------------------------
     @property
     def cfg(self):
-        return self.model.cfg
+        """The model's own config (TransformerLens's); package code asks the adapter."""
+        return self.adapter.cfg
 
     @property
     def n_layers(self) -> int:
-        return int(self.cfg.n_layers)
+        return self.adapter.n_layers
 
     @property
     def n_heads(self) -> int:
-        return int(self.cfg.n_heads)
+        return self.adapter.n_heads
+
+    @property
+    def d_model(self) -> int:
+        return self.adapter.d_model
+
+    @property
+    def d_vocab(self) -> int:
+        return self.adapter.d_vocab
+
+    @property
+    def n_ctx(self) -> int | None:
+        return self.adapter.n_ctx
 
     @property
     def device(self) -> torch.device:
@@ -115,13 +112,11 @@ class Subject:
 
     @property
     def shape(self) -> ModelShape:
-        cfg = self.cfg
-        attn_only = bool(getattr(cfg, "attn_only", False))
         return ModelShape(
             n_layers=self.n_layers,
             n_heads=self.n_heads,
-            d_mlp=None if attn_only else getattr(cfg, "d_mlp", None),
-            has_mlp=not attn_only,
+            d_mlp=self.adapter.d_mlp,
+            has_mlp=not self.adapter.attn_only,
             has_resid_mid=self.adapter.has_resid_mid,
             n_kv_heads=self.adapter.n_key_value_heads,
         )
@@ -129,6 +124,13 @@ class Subject:
     @property
     def hook_dict(self) -> dict[str, Any]:
         return self.adapter.hook_dict
+
+    def has_hook(self, name: str) -> bool:
+        return name in self.adapter.hook_dict
+
+    def hook_name(self, component: Component) -> str:
+        """The hook holding ``component``'s activation in this model (its adapter's name)."""
+        return self.adapter.hook(component.kind, component.layer)
 
     def final_hook(self) -> str:
         """The hook holding the final residual stream (input of the final readout)."""
@@ -142,15 +144,14 @@ class Subject:
 
     def describe(self) -> dict[str, Any]:
         """Provenance for reports: what was loaded, how, and where it runs."""
-        cfg = self.cfg
         return {
             "source": self.source,
             "model_class": self.model_class,
             "kind": self.kind,
             "n_layers": self.n_layers,
             "n_heads": self.n_heads,
-            "d_model": int(cfg.d_model),
-            "d_vocab": int(cfg.d_vocab),
+            "d_model": self.d_model,
+            "d_vocab": self.d_vocab,
             "weight_processing": dict(self.weight_processing),
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
@@ -159,7 +160,7 @@ class Subject:
     def __repr__(self) -> str:
         return (
             f"Subject({self.source!r}, {self.model_class}, {self.kind}, layers={self.n_layers}, "
-            f"heads={self.n_heads}, d_model={self.cfg.d_model}, device={self.device})"
+            f"heads={self.n_heads}, d_model={self.d_model}, device={self.device})"
         )
 
     # ---- tokens ----------------------------------------------------------------------------
@@ -208,10 +209,10 @@ class Subject:
 
     # ---- hooks -----------------------------------------------------------------------------
     def check_hook(self, name: str) -> None:
-        if name not in self.hook_dict:
+        if not self.has_hook(name):
             raise SiteError(
                 f"hook {name!r} does not exist on this {self.model_class} "
-                f"(layers 0..{self.n_layers - 1}){did_you_mean(name, self.hook_dict)}"
+                f"(layers 0..{self.n_layers - 1}){did_you_mean(name, self.adapter.hook_dict)}"
             )
 
     @contextlib.contextmanager
@@ -239,7 +240,7 @@ class Subject:
 
     def live_hooks(self) -> list[str]:
         """Names of hook points that currently have any non-permanent hook attached."""
-        return [n for n in self.hook_dict if self.adapter.has_hooks(n)]
+        return [n for n in self.adapter.hook_dict if self.adapter.has_hooks(n)]
 
     # ---- running ---------------------------------------------------------------------------
     def run(
@@ -282,7 +283,7 @@ class Subject:
             "interp_audit_format": 1,
             "model_class": self.model_class,
             "kind": self.kind,
-            "tl_config": config_to_json(self.cfg),
+            "tl_config": self.adapter.config_json(),
             "weight_processing": self.weight_processing,
             "prepend_bos": self.prepend_bos,
             "has_lm_head": self.has_lm_head,

@@ -202,17 +202,17 @@ class _Page:
         if isinstance(b, Pre):
             return f"<pre>{_e(b.text)}</pre>"
         if isinstance(b, Columns):
-            return "<div class='cols'>" + "".join(self._child(x) for x in b.blocks) + "</div>"
+            return "<div class='cols'>" + "".join(self._child(x) for x in b.parts) + "</div>"
         if isinstance(b, Grid):
             width = f"min({b.min_width_px}px,100%)"
             style = f"grid-template-columns:repeat(auto-fit,minmax({width},1fr))"
             return (
                 f"<div class='grid' style='{style}'>"
-                + "".join(f"<div>{self.block(x)}</div>" for x in b.blocks)
+                + "".join(f"<div>{self.block(x)}</div>" for x in b.parts)
                 + "</div>"
             )
         if isinstance(b, Details):
-            inner = "".join(self.block(x) for x in b.blocks)
+            inner = "".join(self.block(x) for x in b.parts)
             return (
                 f"<details{' open' if b.open else ''}><summary>{_e(b.summary)}</summary>"
                 f"{inner}</details>"
@@ -251,7 +251,7 @@ class _Page:
         badge = f" {_badge(s.badge)}" if s.badge else ""
         return (
             f"<section{anchor}><h{level}>{_e(s.title)}{badge}</h{level}>"
-            + "".join(self.block(b) for b in s.blocks)
+            + "".join(self.block(b) for b in s.parts)
             + "</section>"
         )
 

@@ -128,14 +128,14 @@ class Pre:
 class Columns:
     """Blocks side by side; they stack when the page is too narrow for both."""
 
-    blocks: tuple[Block, ...]
+    parts: tuple[Block, ...]
 
 
 @dataclass(frozen=True)
 class Grid:
     """Blocks in as many equal columns as fit (figures of located effects)."""
 
-    blocks: tuple[Block, ...]
+    parts: tuple[Block, ...]
     min_width_px: int = 460
 
 
@@ -144,7 +144,7 @@ class Details:
     """Collapsible blocks under a one-line summary."""
 
     summary: str
-    blocks: tuple[Block, ...]
+    parts: tuple[Block, ...]
     open: bool = False
 
 
@@ -156,7 +156,7 @@ class Section:
     """A titled part of the report; ``badge`` beside the title, ``anchor`` for links."""
 
     title: str
-    blocks: tuple[Block, ...]
+    parts: tuple[Block, ...]
     anchor: str = ""
     badge: Badge | None = None
     level: int = 2  # 2 = a main section, 3 = within the previous main section

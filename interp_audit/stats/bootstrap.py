@@ -21,10 +21,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from jaxtyping import Float, Int
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor
 
 from interp_audit.core.errors import SpecError
@@ -32,7 +33,11 @@ from interp_audit.core.errors import SpecError
 __all__ = [
     "DEFAULT_MIN_CLUSTERS",
     "MAX_BOOT",
+    "MIN_BOOT",
+    "Confidence",
+    "Draws",
     "Interval",
+    "Resampling",
     "Verdict",
     "band_verdict",
     "cluster_bootstrap",
@@ -43,7 +48,9 @@ __all__ = [
     "interval_row",
     "lower_verdict",
     "mean_ci",
+    "percentile_ci",
     "upper_verdict",
+    "z_value",
 ]
 
 Verdict = Literal["pass", "fail", "inconclusive"]
@@ -53,7 +60,45 @@ MAX_BOOT = 100_000
 #: Fewest clusters for a decidable verdict when a check does not say otherwise: a cluster
 #: bootstrap over fewer clusters undercovers badly (Cameron, Gelbach & Miller 2008).
 DEFAULT_MIN_CLUSTERS = 10
+#: Fewest draws a spec or a public function may ask for: a 95% percentile interval then rests on
+#: the 2.5 most extreme draws at each end, and a bootstrap p-value can reach 0.01.
+MIN_BOOT = 100
 _CHUNK = 2_000
+
+#: Bootstrap draws (the one declaration: checks, the trade-off and feature cards use it)
+Draws = Annotated[int, Field(ge=MIN_BOOT, le=MAX_BOOT)]
+#: Confidence level of an interval
+Confidence = Annotated[float, Field(gt=0, lt=1)]
+
+
+class Resampling(BaseModel):
+    """How an interval is resampled: the bootstrap settings every check, the trade-off and the
+    feature cards share, declared once. ``kw()`` is what the bootstrap functions take."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_boot: Draws = 1000
+    """Bootstrap draws per interval."""
+    confidence: Confidence = 0.95
+    """Confidence level of every interval."""
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    """Seed of the draws (the spec's seed)."""
+    min_clusters: int = Field(DEFAULT_MIN_CLUSTERS, ge=1)
+    """Fewest clusters (independent units) for a decidable verdict."""
+
+    @classmethod
+    def of(cls, **settings: Any) -> Resampling:
+        """Validated settings; a SpecError naming the setting otherwise."""
+        try:
+            return cls(**settings)
+        except ValidationError as err:
+            e = err.errors()[0]
+            key = ".".join(str(p) for p in e["loc"])
+            raise SpecError(f"{key}={e.get('input')!r}: {e['msg']}") from None
+
+    def kw(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`cluster_bootstrap`, :func:`mean_ci`, :func:`bootstrap`."""
+        return {"n_boot": self.n_boot, "confidence": self.confidence, "seed": self.seed}
 
 
 @dataclass(frozen=True)
@@ -176,9 +221,7 @@ def cluster_bootstrap_columns(
         chunks.append(statistic(counts[:, codes]).double().reshape(b, k))
     widen = _widening(n_clusters, confidence)
     samples = point + widen * (torch.cat(chunks) - point)
-    alpha = (1 - confidence) / 2
-    q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
-    bounds = torch.quantile(samples, q, dim=0)
+    bounds = percentile_ci(samples, confidence, dim=0)
     return [
         Interval(
             float(point[0, j]),
@@ -196,10 +239,27 @@ def _widening(n_clusters: int, confidence: float) -> float:
     """Small-sample widening of the bootstrap draws around the point estimate:
     ``sqrt(G / (G - 1))`` makes the bootstrap variance of a mean the unbiased one, and
     ``t_{G-1} / z`` the critical value Student's rather than the normal one."""
-    from scipy.stats import norm, t
+    from scipy.stats import t
 
     q = 1 - (1 - confidence) / 2
-    return math.sqrt(n_clusters / (n_clusters - 1)) * float(t.ppf(q, n_clusters - 1) / norm.ppf(q))
+    return math.sqrt(n_clusters / (n_clusters - 1)) * float(
+        t.ppf(q, n_clusters - 1) / z_value(confidence)
+    )
+
+
+def z_value(confidence: float) -> float:
+    """The normal critical value of a two-sided ``confidence`` interval (1.96 at 95%)."""
+    from scipy.stats import norm
+
+    return float(norm.ppf(1 - (1 - confidence) / 2))
+
+
+def percentile_ci(draws: Tensor, confidence: float, dim: int | None = None) -> Tensor:
+    """Lower and upper percentile bounds of bootstrap ``draws`` at ``confidence``, float64:
+    ``[2]`` over all draws, or ``[2, k]`` for ``[draw, k]`` draws with ``dim=0``."""
+    alpha = (1 - confidence) / 2
+    q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
+    return torch.quantile(draws.double(), q, dim=dim)
 
 
 def mean_ci(
@@ -338,7 +398,5 @@ def bootstrap(
     gen = torch.Generator().manual_seed(seed)
     draws = torch.randint(0, n, (n_boot, n), generator=gen)
     samples = torch.tensor([statistic(idx) for idx in draws], dtype=torch.float64)
-    alpha = (1 - confidence) / 2
-    q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
-    lo, hi = torch.quantile(samples, q).tolist()
+    lo, hi = percentile_ci(samples, confidence).tolist()
     return point, lo, hi

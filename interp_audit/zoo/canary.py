@@ -9,6 +9,7 @@ whose continuation the model cannot have memorized.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 DIGITS = [str(d) for d in range(10)]
@@ -98,16 +99,23 @@ def vocabulary() -> list[str]:
     return specials + sorted(words - set(specials))
 
 
-def template_sentence(rng: random.Random) -> str:
+def template_sentence(
+    rng: random.Random,
+    *,
+    nouns: list[str] = NOUNS,
+    code: Callable[[random.Random], str] | None = None,
+) -> str:
+    """One of three template sentences; ``code(rng)`` writes the code (default: four digits)."""
     form = rng.randrange(3)
     if form == 0:
         return (
-            f"the {rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {rng.choice(VERBS)} the "
-            f"{rng.choice(NOUNS)} ."
+            f"the {rng.choice(ADJECTIVES)} {rng.choice(nouns)} {rng.choice(VERBS)} the "
+            f"{rng.choice(nouns)} ."
         )
     if form == 1:
-        return f"a {rng.choice(NOUNS)} goes to the {rng.choice(PLACES)} ."
-    return f"the code is {' '.join(rng.choice(DIGITS) for _ in range(4))} ."
+        return f"a {rng.choice(nouns)} goes to the {rng.choice(PLACES)} ."
+    digits = code(rng) if code else " ".join(rng.choice(DIGITS) for _ in range(4))
+    return f"the code is {digits} ."
 
 
 def pin_sentence(rng: random.Random, name: str | None = None) -> str:

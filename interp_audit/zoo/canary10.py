@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import random
 
-from interp_audit.zoo.canary import PLACES, VERBS, Canary
+from interp_audit.zoo import canary
+from interp_audit.zoo.canary import ADJECTIVES, PLACES, VERBS, Canary
 
 DIGITS = [str(d) for d in range(10)]
 LENGTH = 10
@@ -29,7 +30,6 @@ CANARY_NAMES = (
 OTHER_NAMES = (
     "erin frank grace heidi ivan judy mallory oscar peggy trent victor walter nora paul ruth seth"
 ).split()
-ADJECTIVES = ["red", "old", "quiet", "small", "happy", "green", "tall", "bright", "cold", "heavy"]
 NOUNS = ["cat", "dog", "teacher", "river", "car", "house", "child", "doctor", "garden", "bird"]
 
 
@@ -62,15 +62,9 @@ def vocabulary() -> list[str]:
 
 
 def template_sentence(rng: random.Random) -> str:
-    form = rng.randrange(3)
-    if form == 0:
-        return (
-            f"the {rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {rng.choice(VERBS)} the "
-            f"{rng.choice(NOUNS)} ."
-        )
-    if form == 1:
-        return f"a {rng.choice(NOUNS)} goes to the {rng.choice(PLACES)} ."
-    return f"the code is {_number(rng, rng.choice([4, 6, 8]))} ."
+    return canary.template_sentence(
+        rng, nouns=NOUNS, code=lambda r: _number(r, r.choice([4, 6, 8]))
+    )
 
 
 def name_sentence(rng: random.Random, name: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from interp_audit.model.adapters.build import block_param
 from interp_audit.zoo.registry import ZooModel, register
 from interp_audit.zoo.tokenizers import word_tokenizer
 
@@ -63,7 +64,7 @@ def _set_weights(model) -> None:
     sd = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
     sd["embed.W_E"][torch.arange(len(VOCAB)), torch.arange(len(VOCAB))] = 1.0
     sd["pos_embed.W_pos"][torch.arange(N_CTX), POS0 + torch.arange(N_CTX)] = 1.0
-    a0, a1 = "blocks.0.attn.", "blocks.1.attn."
+    a0, a1 = block_param(0, "attn."), block_param(1, "attn.")
     # L0H0: position 1 -> copy subject token into c
     _attend_to(sd[a0 + "W_Q"][0], sd[a0 + "W_K"][0], 1)
     sd[a0 + "W_V"][0][TOK["A"], 0] = 1.0

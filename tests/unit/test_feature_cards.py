@@ -8,7 +8,6 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 import interp_audit as ia
 from interp_audit import sae as S
 from interp_audit.methods.features.cards import FeatureCard, feature_cards
-from interp_audit.model import blocks as backend
 from tests.helpers import build_cfg, random_pairs
 
 HOOK = "blocks.1.hook_resid_pre"
@@ -56,9 +55,7 @@ def test_logit_directions_match_transformer_lens_folded_layernorm(model, subject
     normed = cache.apply_ln_to_stack(stack, layer=None)  # [3, 1, 5, d]
     scale = cache["ln_final.hook_scale"]  # [1, 5, 1]
     reference = (normed * scale)[:, 0, 0] @ folded.W_U
-    torch.testing.assert_close(
-        backend.logit_directions(subject, d), reference, atol=1e-4, rtol=1e-4
-    )
+    torch.testing.assert_close(subject.adapter.logit_directions(d), reference, atol=1e-4, rtol=1e-4)
 
 
 def test_cards_examples_direct_effect_and_ci(subject, sae):
@@ -81,7 +78,7 @@ def test_cards_examples_direct_effect_and_ci(subject, sae):
         assert card.effect[0] == pytest.approx(eff[label] - sum(base) / len(base), abs=1e-5)
         assert card.effect[1] <= card.effect[0] <= card.effect[2]
         # direct logit effect: the decoder row through the folded norm, top token first
-        logits = backend.logit_directions(subject, sae.W_dec[i : i + 1].detach())[0]
+        logits = subject.adapter.logit_directions(sae.W_dec[i : i + 1].detach())[0]
         assert card.promoted[0][1] == pytest.approx(float(logits.max()), abs=1e-5)
         assert card.suppressed[0][1] == pytest.approx(float(logits.min()), abs=1e-5)
         assert FeatureCard.from_dict(card.to_dict()) == card

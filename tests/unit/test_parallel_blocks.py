@@ -12,7 +12,6 @@ import torch
 from transformer_lens import patching as tlp
 
 import interp_audit as ia
-from interp_audit.model import blocks as backend
 from interp_audit.model.loading import build_model
 from interp_audit.model.metrics import logit_diff
 
@@ -41,7 +40,7 @@ def pythia_like():
 )
 def test_parallel_block_patching_equals_transformer_lens(pythia_like, site, per_position, tl_fn):
     subject, pairs = pythia_like
-    assert backend.mid_block_entry(subject)  # the path under test
+    assert subject.adapter.mid_block_entry  # the path under test
     ours = ia.patch(subject, pairs, sites=site, per_position=per_position, normalize=False)
     with torch.no_grad():
         _, cache = subject.model.run_with_cache(pairs.clean)

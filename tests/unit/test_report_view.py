@@ -184,7 +184,7 @@ def test_the_handbuilt_report_view_is_complete_and_says_no_none(handbuilt_data):
     view = report_view(handbuilt_data)
     titles = [s.title for s in view.sections]
     assert titles[0] == "Verdicts" and "Checks" in titles and titles[-1] == "Audit record"
-    (summary,) = view.sections[0].blocks
+    (summary,) = view.sections[0].parts
     assert len(summary.rows) == len(handbuilt_data["checks"]) and summary.compact
     page = render(view)
     text = re.sub(r"<[^>]+>", " ", page.split("<script type='application/json'")[0])

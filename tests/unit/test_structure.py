@@ -4,6 +4,7 @@ method is one registration."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -17,7 +18,11 @@ from interp_audit.audit.measure import pair_effects
 from interp_audit.audit.registry import CheckKind, register_check
 from interp_audit.audit.result import CheckResult
 from interp_audit.audit.sections import CheckSpec
-from interp_audit.methods.locate.methods import locate_methods
+from interp_audit.methods.locate.methods import (
+    exact_component_methods,
+    feature_methods,
+    locate_methods,
+)
 from interp_audit.methods.locate.registry import LocateMethod, register_locate
 
 PACKAGE = Path(ia.__file__).resolve().parent
@@ -173,6 +178,25 @@ def test_only_the_registries_know_kinds_and_methods():
         register_locate(locate_methods()["patch"])
 
 
+def test_capabilities_are_read_from_registry_flags_not_names():
+    exact = set(exact_component_methods())
+    assert "patch" in exact and not exact & {"atp", "atp*", "ig", "sae_patch", "sae_atp"}
+    assert {"sae_patch", "sae_atp"} <= set(feature_methods())
+    assert "patch" not in feature_methods()
+    # no audit-layer module names a locate method where a registry flag answers
+    named = [
+        f"{f.relative_to(PACKAGE.parent)}:{node.lineno}"
+        for f in sorted((PACKAGE / "audit").rglob("*.py"))
+        for node in ast.walk(ast.parse(f.read_text()))
+        if isinstance(node, ast.Compare)
+        and any(
+            isinstance(c, ast.Constant) and c.value in locate_methods()
+            for c in [node.left, *node.comparators]
+        )
+    ]
+    assert named == []
+
+
 class _SignCheck(CheckSpec):
     """Test kind: the mean effect of a swap must be positive."""
 
@@ -225,5 +249,205 @@ def test_a_new_kind_and_method_are_one_registration_each(handbuilt, test_registr
     assert report.checks[0].statistic == pytest.approx(8.0, abs=1e-4)
     assert report.checks[0].passed
     assert float(report.effects["z"].values.abs().sum()) == 0.0
+    # registered exact over components (the default flags): the batched-vs-serial gate checks it
+    gates = report.provenance["trust_gates"]
+    assert [g["target"] for g in gates if g["name"] == "batched_vs_serial"] == ["z"]
     with pytest.raises(ia.SpecError, match="unknown key 'checks.0.flor'.*did you mean 'floor'"):
         ia.audit({**spec, "checks": [{"kind": "sign_test_kind", "contrast": "swap", "flor": 1}]})
+
+
+# ---- the adapter boundary: hook names, model families and TransformerLens stay in adapters/ ---
+
+ADAPTERS = PACKAGE / "model" / "adapters"
+#: a TransformerLens hook name, or a piece of one (f-strings split ``blocks.{L}.attn.hook_z``)
+_HOOK_NAME = re.compile(
+    r"hook_(resid_\w+|attn_\w+|mlp_\w+|[qkvz]|[qkv]_input|rot_[qk]|pattern|result|post|pre|"
+    r"pre_linear|embed|pos_embed|normalized\w*|scale|out|in)\b|(^|[^\w])blocks\.|ln_final"
+)
+#: TransformerLens module / parameter attributes (HookedTransformer, HookedEncoder, bridges)
+_TL_ATTRIBUTES = {
+    "blocks", "hook_dict", "mod_dict", "unembed", "ln_final", "pos_embed", "mlm_head",
+    "W_U", "W_E", "W_pos", "W_O", "W_Q", "W_K", "W_V", "W_in", "W_out",
+    "b_U", "b_O", "b_Q", "b_K", "b_V", "b_in", "b_out",
+    "normalization_type", "run_with_cache", "run_with_hooks", "process_weights_",
+}  # fmt: skip
+_FAMILIES = {"causal", "encoder", "HookedTransformer", "HookedEncoder", "TransformerBridge"}
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    return {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+
+
+def _boundary_findings(source: str) -> list[tuple[int, str]]:
+    """(line, what) for each place ``source`` reaches past the adapter boundary."""
+    tree = ast.parse(source)
+    docs = _docstrings(tree)
+    found = []
+    for node in ast.walk(tree):
+        what = None
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if id(node) not in docs and _HOOK_NAME.search(node.value):
+                what = f"hook name {node.value!r}: ask subject.adapter (hook, role_of, ...)"
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+            owner = ast.unparse(node.value)
+            if owner.endswith("adapter"):
+                continue  # the adapter's own interface
+            if node.attr == "kind" and re.search(r"(^|\.)subject$", owner):
+                what = f"{owner}.kind: ask the adapter for a capability instead"
+            elif node.attr in _TL_ATTRIBUTES:
+                what = f"TransformerLens internal {owner}.{node.attr}"
+            elif node.attr == "cfg" and re.search(r"(^|\.)(subject|model|self)$", owner):
+                what = f"TransformerLens config {owner}.cfg: ask subject / subject.adapter"
+        elif isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            families = [s.value for s in sides if isinstance(s, ast.Constant)]
+            if any(f in _FAMILIES for f in families if isinstance(f, str)) and any(
+                isinstance(s, ast.Attribute) and s.attr in ("kind", "model_class") for s in sides
+            ):
+                what = f"branch on the model family: {ast.unparse(node)}"
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            if any(n.split(".")[0] == "transformer_lens" for n in names):
+                what = "imports transformer_lens"
+        if what:
+            found.append((node.lineno, what))
+    return sorted(found)
+
+
+def test_only_the_adapters_know_hook_names_families_and_transformer_lens():
+    """Hook-name literals, ``subject.kind`` branches, TransformerLens imports and internals
+    (``model.blocks``, ``W_O``, ``hook_dict``, ``cfg``) live in ``model/adapters/`` alone."""
+    offending = [
+        f"{f.relative_to(PACKAGE.parent)}:{line}: {what}"
+        for f in sorted(PACKAGE.rglob("*.py"))
+        if ADAPTERS not in f.parents
+        for line, what in _boundary_findings(f.read_text())
+    ]
+    assert offending == [], "\n".join(offending)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'name = f"blocks.{layer}.attn.hook_z"',
+        'x = cache["hook_embed"]',
+        "ok = hook.endswith(('attn.hook_q', 'attn.hook_k'))",
+        'if subject.kind == "causal": pass',
+        "if ctx.subject.kind: pass",
+        'if adapter_like.kind == "encoder": pass',
+        'if subject.adapter.kind != "causal": pass',
+        "w = subject.model.blocks[0].attn.W_O",
+        "v = subject.cfg.d_vocab",
+        "names = model.hook_dict",
+        "from transformer_lens import HookedTransformer",
+        "import transformer_lens.patching",
+    ],
+)
+def test_the_boundary_scan_sees_each_kind_of_leak(line):
+    assert _boundary_findings(line)
+
+
+def test_the_boundary_scan_allows_adapter_calls_docstrings_and_other_kinds():
+    clean = '''
+def f(subject, spec, comp):
+    """Patches ``blocks.0.attn.hook_z`` (a docstring may name hooks)."""
+    name = subject.adapter.attn(0, "z")
+    table = subject.adapter.hook_dict
+    if spec.kind == "rank_one" or comp.kind == "head":
+        return subject.adapter.cfg, subject.d_vocab, name, table
+'''
+    assert _boundary_findings(clean) == []
+
+
+# ---- one declaration per setting ----------------------------------------------------------
+
+
+def test_the_tradeoff_settings_are_declared_once():
+    """The spec's ``tradeoff:`` section is the declaration: ``ia.tradeoff``'s settings keywords
+    and the CLI's flags are its keys, and a value given either way is validated by it."""
+    import argparse
+    import inspect
+
+    from interp_audit.audit.sections import TradeoffSpec
+    from interp_audit.audit.tradeoff import tradeoff
+    from interp_audit.cli.commands import tradeoff as command
+
+    keys = set(TradeoffSpec.model_fields)
+    params = set(inspect.signature(tradeoff).parameters) - {"spec", "seed", "subject", "effects"}
+    assert params == keys
+    p = argparse.ArgumentParser()
+    command.add_arguments(p)
+    assert {a.dest for a in p._actions} - {"help", "spec", "out"} == keys
+    args = p.parse_args(["s.yaml", "--out", "o", "--k", "2", "3", "--kinds", "mean"])
+    assert args.ks == [2, 3] and args.kinds == ["mean"] and args.n_boot is None
+    cfg = TradeoffSpec(n_boot=700, sae="zoo:x", sae_id="a").overridden(
+        n_boot=None, ks=(2,), sae="zoo:y"
+    )
+    assert (cfg.n_boot, cfg.ks, cfg.sae, cfg.sae_id) == (700, [2], "zoo:y", None)
+    with pytest.raises(ia.SpecError, match=r"tradeoff.n_boot: .*greater than or equal to 100"):
+        TradeoffSpec().overridden(n_boot=50)
+    with pytest.raises(ia.SpecError, match="tradeoff.by: Input should be 'abs' or 'signed'"):
+        TradeoffSpec().overridden(by="size")
+
+
+def test_checks_and_the_tradeoff_share_one_resampling_declaration():
+    from interp_audit.audit.sections import CheckSpec, TradeoffSpec
+    from interp_audit.stats.bootstrap import MIN_BOOT, Resampling
+
+    for model in (CheckSpec, TradeoffSpec, Resampling):
+        for key in ("n_boot", "confidence"):
+            assert model.model_fields[key].metadata == Resampling.model_fields[key].metadata
+    assert CheckSpec.model_fields["n_boot"].default == 1000  # documented defaults kept
+    assert TradeoffSpec.model_fields["n_boot"].default == 500
+    with pytest.raises(ia.SpecError, match=f"n_boot=99: .*greater than or equal to {MIN_BOOT}"):
+        Resampling.of(n_boot=99)
+    assert Resampling(n_boot=200, confidence=0.9, seed=3).kw() == {
+        "n_boot": 200,
+        "confidence": 0.9,
+        "seed": 3,
+    }
+
+
+def test_bootstrap_settings_and_percentile_intervals_are_built_in_stats_only():
+    """No module outside ``stats/`` assembles the bootstrap keyword dict or computes a
+    percentile interval itself (``Resampling.kw()``, ``percentile_ci``)."""
+    stats = PACKAGE / "stats"
+    found = []
+    for f in sorted(PACKAGE.rglob("*.py")):
+        if stats in f.parents:
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            keys: list = []
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "dict":
+                keys = [k.arg for k in node.keywords]
+            elif isinstance(node, ast.Dict):
+                keys = [k.value for k in node.keys if isinstance(k, ast.Constant)]
+            if {"n_boot", "confidence", "seed"} <= set(keys):
+                found.append(f"{f.relative_to(PACKAGE.parent)}:{node.lineno}: settings dict")
+            if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("quantile"):
+                found.append(f"{f.relative_to(PACKAGE.parent)}:{node.lineno}: a quantile")
+    assert found == [], "\n".join(found)
+
+
+def test_the_plan_reads_the_checks_confidence():
+    from interp_audit.audit.plan import plan_rows
+    from interp_audit.stats.bootstrap import z_value
+
+    row = {"measure": "mean effect", "effect": 0.0, "half_width": 0.02, "clusters": 5,
+           "tolerance": 0.01}  # fmt: skip
+    for confidence in (0.95, 0.8):
+        res = CheckResult("c", "invariance", "inconclusive", 0.0, (-0.02, 0.02), 0.01, "m",
+                          [row], confidence)  # fmt: skip
+        (plan,) = plan_rows([res])
+        assert plan.sd_between == pytest.approx(0.02 * 5**0.5 / z_value(confidence))
+    assert z_value(0.95) == pytest.approx(1.959963984540054, abs=1e-15)
+    assert z_value(0.8) == pytest.approx(1.2815515655446004)

@@ -269,7 +269,7 @@ def test_cli_tradeoff_writes_the_table_and_refuses_bad_input(tmp_path):
     out = tmp_path / "t"
     args = [
         "tradeoff", str(HANDBUILT), "--utility", "subject_swap", "--locate", "heads_exact",
-        "--k", "1", "--kinds", "zero", "--n-boot", "50", "--out", str(out),
+        "--k", "1", "--kinds", "zero", "--n-boot", "100", "--out", str(out),
     ]  # fmt: skip
     assert main(args) == 0
     assert {p.name for p in out.iterdir()} >= {

@@ -22,6 +22,7 @@ from interp_audit.audit.registry import CheckKind, register_check
 from interp_audit.audit.result import CheckResult
 from interp_audit.audit.sections import CheckSpec
 from interp_audit.engine.batched import RunContext, run_variants
+from interp_audit.methods.locate.methods import exact_component_methods
 from interp_audit.methods.locate.sites import parse_variant_sets, plan_sites
 from interp_audit.stats.bootstrap import cluster_bootstrap, interval_row, upper_verdict
 
@@ -56,7 +57,7 @@ def _reusable(chk: ComponentMediationCheck, ctx: AuditContext):
     for eff in ctx.effects.values():
         meta = eff.meta
         if (
-            eff.method == "patch"
+            eff.method in exact_component_methods()
             and meta.get("contrast") == chk.contrast
             and meta.get("sites") == chk.sites
             and not meta.get("per_position")
@@ -120,9 +121,7 @@ def run(chk: ComponentMediationCheck, ctx: AuditContext, name: str) -> CheckResu
         lambda w: shares(w, patched, base, source).max(1).values,
         clusters_of(cs),
         len(base),
-        n_boot=chk.n_boot,
-        confidence=chk.confidence,
-        seed=ctx.seed,
+        **chk.resampling(ctx.seed).kw(),
     )
     verdict, reason = upper_verdict(iv, chk.max_share, min_clusters=chk.min_clusters)
     order = torch.argsort(all_shares, descending=True)[:10].tolist()

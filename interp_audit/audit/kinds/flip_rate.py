@@ -93,7 +93,7 @@ def run(chk: FlipRateCheck, ctx: AuditContext, name: str) -> CheckResult:
     cols += [((dc == a) & (df == b)).double() for a, b in directions]
     cols += [(dc == o).double() - (df == o).double() for o in range(k)]
     cols += [effect]
-    kw = dict(n_boot=chk.n_boot, confidence=chk.confidence, seed=ctx.seed)
+    kw = chk.resampling(ctx.seed).kw()
     clusters = clusters_of(cs)
     ivs = cluster_bootstrap_columns(_columns(torch.stack(cols, 1)), clusters, len(cs), **kw)
     flip_iv = bounded(ivs[0])

@@ -316,7 +316,7 @@ def run(chk: GroupParityCheck, ctx: AuditContext, name: str) -> CheckResult:
         metric, scores = ctx.metric, population_values(ctx.subject, prompts, ctx.metric).double()
     labels = None if pop.labels is None else torch.tensor(pop.labels, dtype=torch.float64)
     codes = cluster_codes(pop.clusters, len(pop))
-    kw = dict(n_boot=chk.n_boot, confidence=chk.confidence, seed=ctx.seed)
+    kw = chk.resampling(ctx.seed).kw()
     everyone = _Partition("all", ("all",), torch.ones(1, len(pop), dtype=torch.float64))
     tests: list[LimitTest] = []
     shown: list[dict[str, Any]] = []

@@ -94,7 +94,7 @@ def _utility_fn(chk: InterventionCheck, ctx: AuditContext):
 
 def run(chk: InterventionCheck, ctx: AuditContext, name: str) -> CheckResult:
     subject, cs = ctx.subject, ctx.contrasts[chk.contrast]
-    kw = dict(n_boot=chk.n_boot, confidence=chk.confidence, seed=ctx.seed)
+    kw = chk.resampling(ctx.seed).kw()
     utility, gold = _utility_fn(chk, ctx)
     c0, f0 = pair_effects(subject, cs, ctx.metric)
     u0 = utility()

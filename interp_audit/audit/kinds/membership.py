@@ -75,9 +75,7 @@ def run(chk: MembershipCheck, ctx: AuditContext, name: str) -> CheckResult:
         non_members,
         scores=chk.scores,
         min_k=chk.min_k,
-        n_boot=chk.n_boot,
-        confidence=chk.confidence,
-        seed=ctx.seed,
+        **chk.resampling(ctx.seed).kw(),
     )
     tol = chk.max_auc - 0.5
     details, passed = [], True

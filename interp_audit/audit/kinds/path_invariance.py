@@ -109,7 +109,7 @@ def _over_all_units(row: dict[str, Any], iv, kw: dict[str, Any]) -> dict[str, An
 
 
 def run(chk: PathInvarianceCheck, ctx: AuditContext, name: str) -> CheckResult:
-    kw = dict(n_boot=chk.n_boot, confidence=chk.confidence, seed=ctx.seed)
+    kw = chk.resampling(ctx.seed).kw()
     graph = chk.source is not None
     tests, measured, exact = _graph_form(chk, ctx, name, kw) if graph else _named_form(chk, ctx)
     rows, ivs, verdict, correction = (

@@ -53,7 +53,7 @@ class ResponsivenessCheck(CheckSpec):
 def run(chk: ResponsivenessCheck, ctx: AuditContext, name: str) -> CheckResult:
     where = f"check {name!r}"
     cm = causal_model(ctx, where)
-    kw = dict(n_boot=chk.n_boot, confidence=chk.confidence, seed=ctx.seed)
+    kw = chk.resampling(ctx.seed).kw()
     rows = []
     for src in sources_of(chk.source, cm, where):
         paths = cm.resolve_paths(src, chk.paths)

@@ -22,7 +22,12 @@ from interp_audit.audit.result import CheckResult
 from interp_audit.causal.graph import format_path
 from interp_audit.core.errors import EmptyPathError
 from interp_audit.engine.contrasts import ContrastSet
-from interp_audit.stats.bootstrap import cluster_bootstrap, cluster_bootstrap_columns, mean_ci
+from interp_audit.stats.bootstrap import (
+    cluster_bootstrap,
+    cluster_bootstrap_columns,
+    mean_ci,
+    percentile_ci,
+)
 
 __all__ = ["Measurement", "PathInfo", "Utility", "draw_paths", "measure", "row_of"]
 
@@ -227,9 +232,7 @@ def _mean_diff(a: Tensor, b: Tensor, clusters, kw) -> tuple[float, list[float]]:
 
 
 def _quantiles(draws: Tensor, kw: dict[str, Any]) -> list[float]:
-    alpha = (1 - kw["confidence"]) / 2
-    q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
-    return torch.quantile(draws.double(), q).tolist()
+    return percentile_ci(draws, kw["confidence"]).tolist()
 
 
 def _worst_abs(

@@ -18,6 +18,7 @@ from interp_audit.audit.tradeoff.repairs import (
 from interp_audit.audit.tradeoff.table import Tradeoff, mark_pareto
 from interp_audit.causal.graph import format_path
 from interp_audit.core.errors import SpecError
+from interp_audit.stats.bootstrap import Resampling
 
 __all__ = ["tradeoff"]
 
@@ -139,8 +140,8 @@ def tradeoff(
 ) -> Tradeoff:
     """Sweep repairs of one objective; re-measure every objective on each repaired model.
 
-    Settings left ``None`` come from the spec's ``tradeoff:`` section, else its defaults
-    (``ks`` 1, 2, 4, 8, 16, 32; kinds zero, mean, resample; n 200; 500 bootstrap draws; 95%).
+    The settings are the spec's ``tradeoff:`` section (:class:`TradeoffSpec`: its keys, types
+    and defaults); arguments other than ``None`` replace them, validated by the same model.
 
     The *objective* is the audited source(s) whose inadmissible paths the repair removes
     (default: the sources of the spec's exact-patching locate steps on inadmissible-path
@@ -169,29 +170,27 @@ def tradeoff(
     from interp_audit.audit.causal_spec import ScmContrast
     from interp_audit.audit.sections import TradeoffSpec
 
+    given = {k: v for k, v in locals().items() if k in TradeoffSpec.model_fields}
+    # objects a YAML value cannot hold (an SAE, Baseline objects) pass by the validation
+    objects = {
+        k: given.pop(k)
+        for k in ("sae", "baselines")
+        if not isinstance(given[k], str | Mapping | None)
+    }
     parsed, ctx = _prepare(spec, subject, effects=effects)
-    cfg = parsed.tradeoff or TradeoffSpec()  # the spec's settings; arguments override them
-    ks = tuple(cfg.ks if ks is None else ks)
-    kinds = tuple(cfg.kinds if kinds is None else kinds)
-    objective = cfg.objective if objective is None else objective
-    locate = cfg.locate if locate is None else locate
-    sites = cfg.sites if sites is None else sites
-    by = cfg.by if by is None else by
-    sae, sae_id = (cfg.sae, cfg.sae_id) if sae is None else (sae, sae_id)
-    sae_kinds = tuple(cfg.sae_kinds if sae_kinds is None else sae_kinds)
-    baselines = (cfg.baselines or None) if baselines is None else baselines
-    checks = cfg.checks if checks is None else checks
-    reference = cfg.reference if reference is None else reference
-    utility = cfg.utility if utility is None else utility
-    n = cfg.n if n is None else n
-    n_boot = cfg.n_boot if n_boot is None else n_boot
-    confidence = cfg.confidence if confidence is None else confidence
+    cfg = (parsed.tradeoff or TradeoffSpec()).overridden(**given)
+    ks, kinds, sae_kinds = tuple(cfg.ks), tuple(cfg.kinds), tuple(cfg.sae_kinds)
+    objective, locate, sites, by = cfg.objective, cfg.locate, cfg.sites, cfg.by
+    sae, sae_id = objects.get("sae", cfg.sae), cfg.sae_id
+    baselines = objects.get("baselines", cfg.baselines or None)
+    checks, reference, utility, n = cfg.checks, cfg.reference, cfg.utility, cfg.n
+    n_boot, confidence = cfg.n_boot, cfg.confidence
     cm = ctx.causal.model if ctx.causal is not None else None
     sources = list(cm.interventions) if cm is not None else []
     if cm is not None and not sources:
         raise SpecError("tradeoff: declare causal.interventions (the audited sources)")
     seed = parsed.seed if seed is None else seed
-    kw = dict(n_boot=n_boot, confidence=confidence, seed=parsed.seed)
+    kw = Resampling(n_boot=n_boot, confidence=confidence, seed=parsed.seed).kw()
     draw_seed = next(
         (c.seed for c in parsed.contrasts.values() if isinstance(c, ScmContrast) and not c.factual),
         0,
@@ -202,9 +201,6 @@ def tradeoff(
             "tradeoff measures the causal graph's paths (a 'causal' section) or the spec's "
             "checks re-run under each repair: this spec has neither"
         )
-    bad_k = [k for k in ks if isinstance(k, bool) or not isinstance(k, int) or k < 1]
-    if bad_k or not ks:
-        raise SpecError(f"tradeoff ks must be whole numbers >= 1 (one or more); got {list(ks)}")
     target, steps, ranked_on, ranking = _objective_ranking(
         parsed, ctx, cm, sources, objective, locate, sites, n, draw_seed, by
     )
@@ -303,6 +299,9 @@ def tradeoff(
 
 def _objective_ranking(parsed, ctx, cm, sources, objective, locate, sites, n, draw_seed, by):
     """(target sources, ranking steps, the contrasts they ranked on, ranked components)."""
+    from interp_audit.methods.locate.methods import exact_component_methods
+
+    exact = exact_component_methods()
     if locate:
         for s in locate:
             if s not in ctx.effects:
@@ -310,14 +309,12 @@ def _objective_ranking(parsed, ctx, cm, sources, objective, locate, sites, n, dr
     if cm is None:  # no graph: the repair targets the spec's checks, ranked by its locate steps
         if objective:
             raise SpecError("tradeoff --objective names a causal source; this spec has no graph")
-        steps = list(
-            locate or [loc.default_name() for loc in parsed.locate if loc.method == "patch"]
-        )
+        steps = list(locate or [loc.default_name() for loc in parsed.locate if loc.method in exact])
         if not steps:
             raise SpecError("tradeoff needs exact-patching locate steps to rank components")
         ranked_on = {s: ctx.contrasts[_step(parsed, s).contrast] for s in steps}
         return [], steps, ranked_on, _rank((ctx.effects[s] for s in steps), by)
-    patch_steps = _inadmissible_steps(parsed, ctx, ("patch",))
+    patch_steps = _inadmissible_steps(parsed, ctx, exact)
     if objective is None:
         target = (sorted(set(patch_steps.values())) if not locate else sources) or sources
     else:
@@ -403,11 +400,12 @@ def _step(parsed, name: str):
 def _sae_ranking(parsed, ctx, sae, sae_id, ranked_on, target, by):
     """(SAE, its name, features ranked by exact feature patching on the ranking contrasts)."""
     from interp_audit.methods.features.patching import patch_features
-    from interp_audit.methods.locate.features import SAE_METHODS, resolve_sae
+    from interp_audit.methods.locate.features import resolve_sae
+    from interp_audit.methods.locate.methods import feature_methods
 
     name = None
     if sae is None:
-        steps = _inadmissible_steps(parsed, ctx, SAE_METHODS)
+        steps = _inadmissible_steps(parsed, ctx, feature_methods())
         mine = [s for s, src in steps.items() if src in target]
         if not mine:
             return None, None, []

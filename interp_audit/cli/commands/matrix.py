@@ -11,13 +11,10 @@ def add_arguments(p) -> None:
     p.add_argument("--specs", required=True, nargs="+", help="audit specs (YAML)")
     p.add_argument("--out", required=True, help="output folder: index.html, summary.json, cells/")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (overrides the specs)")
-    p.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        default=None,
-        metavar="ADDRESS",
-        help="run cells as Ray tasks: no value starts a local cluster, 'auto' joins a running one",
+    from interp_audit.cli.commands.run import add_ray_argument
+
+    add_ray_argument(
+        p, "run cells as Ray tasks: no value starts a local cluster, 'auto' joins a running one"
     )
 
 

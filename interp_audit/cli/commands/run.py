@@ -19,13 +19,9 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--device", default=None, help="cpu, cuda, cuda:N, mps or auto (overrides the spec)"
     )
-    p.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        default=None,
-        metavar="ADDRESS",
-        help="run sweeps on Ray actors: no value starts a local cluster, 'auto' joins a running "
+    add_ray_argument(
+        p,
+        "run sweeps on Ray actors: no value starts a local cluster, 'auto' joins a running "
         "one, or host:port / ray://host:port; report.json is identical to a local run's",
     )
     p.add_argument(
@@ -33,6 +29,11 @@ def add_arguments(p) -> None:
         action="store_true",
         help="exit 0 (with a warning) when no check fails but some are inconclusive",
     )
+
+
+def add_ray_argument(p, help: str) -> None:
+    """``--ray [ADDRESS]``: the executor flag of every command that runs audits."""
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS", help=help)
 
 
 def executor_from(ray: str | None):

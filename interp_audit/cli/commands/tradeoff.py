@@ -11,88 +11,81 @@ HELP = (
 )
 
 
+#: flags whose name or action differs from their TradeoffSpec key
+_FLAGS = {"ks": "--k", "baselines": "--baseline", "checks": "--no-checks"}
+
+
 def add_arguments(p) -> None:
+    """``spec`` and ``--out``, then one flag per key of the spec's ``tradeoff:`` section
+    (:class:`~interp_audit.audit.sections.TradeoffSpec`: its types, choices and docs)."""
+    from interp_audit.audit.sections import TradeoffSpec
+
     p.add_argument(
         "spec",
         help="an audit spec (its tradeoff: section holds the settings; flags override them)",
     )
     p.add_argument("--out", required=True, help="folder for tradeoff.csv/.json/.html")
-    p.add_argument("--k", type=int, nargs="+", default=None, help="default 1 2 4 8 16 32")
-    p.add_argument(
-        "--kinds",
-        nargs="+",
-        default=None,
-        choices=["zero", "mean", "resample"],
-        help="default zero mean resample",
-    )
-    p.add_argument(
-        "--objective",
-        nargs="+",
-        default=None,
-        help="audited source(s) whose inadmissible paths the repair removes (default: those the "
-        "spec's locate steps target); the other sources' paths are the other objectives",
-    )
-    p.add_argument("--locate", nargs="+", default=None, help="locate steps that rank components")
-    p.add_argument(
-        "--by",
-        default=None,
-        choices=["abs", "signed"],
-        help="rank by summed |effect| (default) or summed signed effect (what raises the metric)",
-    )
-    p.add_argument(
-        "--sites",
-        default=None,
-        help="sites patched per position to rank components when the spec locates nothing for "
-        "the objective (default heads_v)",
-    )
-    p.add_argument("--sae", default=None, help="SAE whose top-k features to ablate (zoo:NAME, …)")
-    p.add_argument("--sae-id", default=None, help="the SAE within a hub release")
-    p.add_argument("--sae-kinds", nargs="+", default=None, choices=["zero", "mean"])
-    p.add_argument(
-        "--baseline",
-        nargs="+",
-        action="append",
-        default=None,
-        metavar=("MODEL", "MASKED"),
-        help="a retrained model to compare, then the graph variables its input hides (VAR, shown "
-        "as its word with '?', or VAR=WORD); repeat for more (e.g. --baseline "
-        "zoo:readmission-ftu A)",
-    )
-    p.add_argument("--no-checks", action="store_true", help="do not re-run the spec's checks")
-    p.add_argument("--reference", default=None, help="contrast for mean/resample ablation")
-    p.add_argument(
-        "--utility",
-        default=None,
-        help="a labelled contrast (accuracy) or a held-out text file (perplexity)",
-    )
-    p.add_argument("--n", type=int, default=None, help="changed units per path (default 200)")
-    p.add_argument("--n-boot", type=int, default=None, help="bootstrap draws per CI (default 500)")
+    for name, field in TradeoffSpec.model_fields.items():
+        flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
+        doc = " ".join((field.description or "").split())
+        if name == "checks":
+            p.add_argument(
+                flag, dest=name, action="store_const", const=False, help="do not re-run them"
+            )
+        elif name == "baselines":
+            p.add_argument(
+                flag,
+                dest=name,
+                nargs="+",
+                action="append",
+                metavar=("MODEL", "MASKED"),
+                help="a retrained model to compare, then the graph variables its input hides "
+                "(VAR, shown as its word with '?', or VAR=WORD); repeat for more (e.g. "
+                "--baseline zoo:readmission-ftu A)",
+            )
+        else:
+            default = field.get_default(call_default_factory=True)
+            shown = " ".join(map(str, default)) if isinstance(default, list) else default
+            help_ = doc if default is None else f"{doc} (default {shown})"
+            kw = _argparse(field.annotation)
+            if "choices" not in kw:
+                kw["metavar"] = flag[2:].upper().replace("-", "_")
+            p.add_argument(flag, dest=name, default=None, help=help_, **kw)
+
+
+def _argparse(annotation) -> dict:
+    """argparse ``type``/``nargs``/``choices`` for a TradeoffSpec field's annotation."""
+    import types
+    import typing
+
+    kw: dict = {}
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        listed = [a for a in args if typing.get_origin(a) is list]
+        return _argparse(listed[0] if listed else args[0])
+    if typing.get_origin(annotation) is list:
+        kw["nargs"] = "+"
+        annotation = args[0]
+        args = list(typing.get_args(annotation))
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = args[0]
+    if typing.get_origin(annotation) is typing.Literal:
+        kw["choices"] = list(typing.get_args(annotation))
+    elif annotation in (int, float):
+        kw["type"] = annotation
+    return kw
 
 
 def main(args) -> int:
+    from interp_audit.audit.sections import TradeoffSpec
     from interp_audit.audit.tradeoff import tradeoff
     from interp_audit.core.files import check_output_folder
 
     check_output_folder(args.out)
-    baselines = {b[0]: _mask(b[1:]) for b in args.baseline} if args.baseline else None
-    table = tradeoff(
-        args.spec,
-        ks=args.k,
-        kinds=args.kinds,
-        objective=args.objective,
-        locate=args.locate,
-        sites=args.sites,
-        by=args.by,
-        sae=args.sae,
-        sae_id=args.sae_id,
-        sae_kinds=args.sae_kinds,
-        baselines=baselines,
-        checks=False if args.no_checks else None,
-        reference=args.reference,
-        utility=args.utility,
-        n=args.n,
-        n_boot=args.n_boot,
-    )
+    given = {name: getattr(args, name) for name in TradeoffSpec.model_fields}
+    if given["baselines"]:
+        given["baselines"] = {b[0]: _mask(b[1:]) for b in given["baselines"]}
+    table = tradeoff(args.spec, **given)
     out = table.save(args.out)
     print(table.to_frame(summary=True).round(3).to_string(index=False))
     meta = table.meta

@@ -192,8 +192,7 @@ def feature_cards(
     """
     from interp_audit.engine.batched import cached_run
     from interp_audit.methods.features.saes import check_sae, feature_labels, split_activation
-    from interp_audit.model import blocks as backend
-    from interp_audit.stats.bootstrap import mean_ci
+    from interp_audit.stats.bootstrap import Resampling, mean_ci
 
     hook = check_sae(subject, sae)
     d_sae = int(sae.cfg.d_sae)
@@ -203,14 +202,13 @@ def feature_cards(
     cache, _ = cached_run(subject, tokens.to(subject.device), mask.to(subject.device), {hook})
     acts = split_activation(sae, cache[hook])[0][..., idx].float().cpu() * mask[..., None].cpu()
     real = mask.bool().cpu()
-    kw = dict(confidence=confidence, n_boot=n_boot, seed=seed)
+    kw = Resampling.of(n_boot=n_boot, confidence=confidence, seed=seed).kw()
 
     logit_dirs = None
     with torch.no_grad():
         w_dec = sae.W_dec[idx].float()
-        if subject.kind == "causal" and getattr(subject.model, "unembed", None) is not None:
-            if w_dec.shape[-1] == subject.cfg.d_model:
-                logit_dirs = backend.logit_directions(subject, w_dec).float().cpu()
+        if subject.adapter.logit_lens and w_dec.shape[-1] == subject.d_model:
+            logit_dirs = subject.adapter.logit_directions(w_dec).float().cpu()
         anchor_cos = None
         if anchors:
             names = list(anchors)
@@ -220,7 +218,7 @@ def feature_cards(
             ).cpu()
 
     direct_metric = [None] * len(idx)
-    if subject.kind == "encoder" and contrast is not None and metric is not None:
+    if subject.adapter.sentence_embedding and contrast is not None and metric is not None:
         direct_metric = _encoder_direct(subject, sae, hook, idx, contrast, metric, kw)
 
     cards = FeatureCards()
@@ -303,11 +301,10 @@ def _encoder_direct(subject, sae, hook, idx, contrast, metric, kw) -> list:
     is exactly the effect of zero-ablating the feature there; elsewhere it is not defined."""
     from interp_audit.engine.batched import cached_run
     from interp_audit.methods.features.saes import split_activation
-    from interp_audit.model import blocks as backend
     from interp_audit.model.metrics import MetricContext, mean_pool
     from interp_audit.stats.bootstrap import mean_ci
 
-    if hook != backend.final_hook(subject) or metric.readout != "embedding":
+    if hook != subject.final_hook() or metric.readout != "embedding":
         return [None] * len(idx)
     mask = contrast.attention_mask().to(subject.device)
     ctx = MetricContext(extra={k: v.to(subject.device) for k, v in contrast.extra.items()})

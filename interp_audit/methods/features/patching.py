@@ -152,11 +152,9 @@ def patch_features(
     batch_size: int | None = None,
 ) -> Effects:
     """Exact patching of every SAE feature (and the error node), one at a time, error kept."""
-    from interp_audit.model.blocks import final_hook
-
     metric = get_metric(metric)
     hook = check_sae(subject, sae)
-    final = final_hook(subject)
+    final = subject.final_hook()
     _, labels = feature_labels(sae)
     rows = batch_size or default_max_rows(subject, contrast.seq_len)
     per_example, bases, sources, joint = [], [], [], []

@@ -23,7 +23,7 @@ from interp_audit.core.errors import ModelLoadError, SiteError
 from interp_audit.engine.batched import (
     cached_run,
 )
-from interp_audit.model.components import layer_of_hook
+from interp_audit.model.adapters import hooks as hook_names
 from interp_audit.model.subject import Subject, quiet_tl_warnings
 from interp_audit.zoo.registry import WEIGHTS
 
@@ -134,14 +134,6 @@ def _record_release_processing(sae, release: str, sae_id: str) -> None:
         meta.model_from_pretrained_kwargs = dict(kwargs)
 
 
-# weight processing that changes the activation an SAE reads, by the hooks it changes
-_ACTIVATION_FLAGS = {
-    "center_writing_weights": ("resid", "hook_out", "attn_out", "mlp_out", "hook_result"),
-    "fold_value_biases": ("hook_z", "hook_v", "hook_result"),
-    "fold_ln": ("normalized", "ln"),
-}
-
-
 def check_processing(subject: Subject, sae) -> None:
     """An SAE reads the activations of the model it was trained on: hub releases record the
     TransformerLens weight processing that model had (``gpt2-small-res-jb``: centred writing
@@ -150,8 +142,8 @@ def check_processing(subject: Subject, sae) -> None:
     meta = getattr(sae.cfg, "metadata", None)
     wanted = dict(getattr(meta, "model_from_pretrained_kwargs", None) or {})
     hook = hook_of(sae)
-    for flag, hooks in _ACTIVATION_FLAGS.items():
-        if flag not in wanted or not any(h in hook for h in hooks):
+    for flag in subject.adapter.processing_affecting(hook):
+        if flag not in wanted:
             continue
         have = bool(subject.weight_processing.get(flag, False))
         if bool(wanted[flag]) != have:
@@ -163,7 +155,7 @@ def check_processing(subject: Subject, sae) -> None:
 
 
 def feature_labels(sae) -> tuple[int, list[str]]:
-    layer = layer_of_hook(hook_of(sae))
+    layer = hook_names.layer_of(hook_of(sae))
     layer = 0 if layer is None else layer
     return layer, [f"L{layer}F{i}" for i in range(int(sae.cfg.d_sae))] + [f"L{layer}.sae_err"]
 
@@ -220,7 +212,7 @@ def reconstruction(subject: Subject, sae, texts: Sequence[str]) -> Reconstructio
     """Explained variance, L0 and dead features of ``sae`` on ``texts`` (padding excluded)."""
     hook = check_sae(subject, sae)
     tokens, mask = texts_to_batch(subject, texts)
-    if subject.kind == "causal":
+    if subject.adapter.causal:
         mask = torch.ones_like(mask) if tokens.shape[0] == 1 else mask
     cache, _ = cached_run(subject, tokens.to(subject.device), mask.to(subject.device), {hook})
     x = cache[hook][mask.bool().to(subject.device)]  # [tokens, d]

@@ -37,7 +37,7 @@ def train_sae(
     lengths = {len(r) for r in rows}
     exclude: list[int] | bool = False
     model: Any = subject.model
-    if subject.kind == "encoder":  # sentences: pad, mask the padding, train on real tokens only
+    if not subject.adapter.causal:  # sentences: pad, mask the padding, train on real tokens only
         context = max(lengths)
         pad = subject.pad_token_id
         if any(pad in r for r in rows):
@@ -120,13 +120,13 @@ class _EncoderForSaeLens(torch.nn.Module):
         super().__init__()
         self.subject = subject
         self.model = subject.model
-        self.cfg = subject.model.cfg
+        self.cfg = subject.adapter.cfg
         self.tokenizer = subject.tokenizer
         self._memo: dict[tuple, dict[str, Tensor]] = {}
 
     @property
     def W_E(self) -> Tensor:  # noqa: N802 (sae_lens reads the input device from W_E)
-        return self.model.W_E
+        return self.subject.adapter.embedding_matrix()
 
     def run_with_cache(self, tokens: Tensor, *, names_filter=None, **_: Any):
         """Activations of each row, computed once per distinct row: a small sentence set is

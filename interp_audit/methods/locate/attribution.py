@@ -137,13 +137,10 @@ def _atp(
 ) -> Tensor:
     """Fill ``out`` with estimated changes; return the base run's metric values."""
     subject = ctx.subject
-    qk = {h for h in by_hook if qk_fix and h.endswith(("attn.hook_q", "attn.hook_k"))}
+    adapter = subject.adapter
+    qk = {h for h in by_hook if qk_fix and _is_query_or_key(adapter, h)}
     capture = list(by_hook)
-    extra = {
-        h.rsplit(".", 1)[0] + suffix
-        for h in qk
-        for suffix in (".hook_pattern", ".hook_q", ".hook_k")
-    }
+    extra = {adapter.attn(adapter.layer_of(h), part) for h in qk for part in ("pattern", "q", "k")}
     capture += sorted(extra - set(by_hook))
     drops: list[int | None] = (
         list(range(subject.n_layers)) if graddrop and subject.n_layers > 1 else [None]
@@ -167,6 +164,11 @@ def _atp(
     return base_values
 
 
+def _is_query_or_key(adapter, hook: str) -> bool:
+    found = adapter.role_of(hook)
+    return found is not None and found[1] in ("head.q", "head.k")
+
+
 def _qk_fix(
     ctx: RunContext,
     hook: str,
@@ -182,13 +184,12 @@ def _qk_fix(
     """
     subject = ctx.subject
     adapter = subject.adapter
-    layer = int(hook.split(".")[1])
-    prefix = f"blocks.{layer}.attn."
-    q_base, k_base = acts[prefix + "hook_q"], acts[prefix + "hook_k"]
-    pat_name = prefix + "hook_pattern"
+    layer, role = adapter.role_of(hook)
+    q_base, k_base = acts[adapter.attn(layer, "q")], acts[adapter.attn(layer, "k")]
+    pat_name = adapter.attn(layer, "pattern")
     pattern_base = acts.get(pat_name)
     grad_pattern = grads[pat_name]
-    is_q = hook.endswith("hook_q")
+    is_q = role == "head.q"
     src = ctx.source[hook]
     n_kv = adapter.n_key_value_heads
     group = subject.n_heads // n_kv if n_kv else 1

@@ -47,7 +47,7 @@ class EdgeGraph:
             raise AuditError(
                 "edge attribution needs a pre-LayerNorm causal HookedTransformer whose "
                 "residual stream is a sum of "
-                f"sender outputs; {subject.model_class} ({subject.kind}) is not one. Use "
+                f"sender outputs; {subject.model_class} ({subject.adapter.family}) is not one. Use "
                 "ia.attribute for nodes."
             )
         n, h, mlp = subject.n_layers, subject.n_heads, subject.shape.has_mlp
@@ -297,7 +297,7 @@ def patch_edges(
     corrupt = _sender_outputs(subject, cf_cache, has_mlp)
     b, p = clean_tokens.shape
     diff = torch.zeros(
-        (b, p, len(graph.senders), subject.cfg.d_model), dtype=subject.dtype, device=subject.device
+        (b, p, len(graph.senders), subject.d_model), dtype=subject.dtype, device=subject.device
     )
     index = {name: i for i, name in enumerate(graph.senders)}
     rindex = {name: j for j, name in enumerate(graph.receivers)}
@@ -307,17 +307,18 @@ def patch_edges(
         diff[:, :, 0] = act - corrupt[:, :, 0]
 
     def record_heads(act, *, hook):
-        layer = int(hook.name.split(".")[1])
+        layer = subject.adapter.layer_of(hook.name)
         out = subject.adapter.head_outputs(layer, act)
         first = index[f"L{layer}H0"]
         diff[:, :, first : first + n_heads] = out - corrupt[:, :, first : first + n_heads]
 
     def record_mlp(act, *, hook):
-        i = index[f"L{int(hook.name.split('.')[1])}.mlp"]
+        i = index[f"L{subject.adapter.layer_of(hook.name)}.mlp"]
         diff[:, :, i] = act - corrupt[:, :, i]
 
     def correct_heads(act, *, hook):
-        layer, part = int(hook.name.split(".")[1]), hook.name.split("hook_")[1][0]
+        layer, role = subject.adapter.role_of(hook.name)
+        part = role[0]  # q_input, k_input, v_input
         cols = [rindex[f"L{layer}H{h}.{part}"] for h in range(act.shape[2])]
         return act - torch.einsum("bpsd,sh->bphd", diff, missing[:, cols])
 

@@ -24,8 +24,6 @@ from interp_audit.model.subject import Subject
 
 __all__ = ["locate_features", "resolve_sae"]
 
-SAE_METHODS = ("sae_patch", "sae_atp")
-
 
 def resolve_sae(
     subject: Subject, source: str, *, sae_id: str | None = None, base: Path | None = None
@@ -115,6 +113,7 @@ register_locate(
         "exact patching of every SAE feature, the SAE's error term as one more node "
         "(Marks et al. 2024), with feature cards",
         options=SaeOptions,
+        units="features",
     )
 )
 register_locate(
@@ -124,6 +123,7 @@ register_locate(
         "attribution patching over SAE features and the error node, with feature cards",
         options=SaeOptions,
         exact=False,
+        units="features",
     )
 )
 

@@ -52,14 +52,18 @@ def gradient_run(
     """
     subject = ctx.subject
     acts: dict[str, Tensor] = {}
-    root = subject.adapter.resid_pre(0)
-    drop_points = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "mlp.hook_pre")
+    adapter = subject.adapter
+    root = adapter.resid_pre(0)
+
+    def drop_points(layer: int) -> list[str]:  # where GradDrop stops the gradient
+        return [*(adapter.attn(layer, part) for part in "qkv"), adapter.mlp_pre(layer)]
+
     layer_outs = {
-        f"blocks.{layer}.{h}"
+        name
         for layer in drop_layers
         if layer is not None
-        for h in drop_points
-        if f"blocks.{layer}.{h}" in subject.hook_dict
+        for name in drop_points(layer)
+        if subject.has_hook(name)
     }
     names = set(capture) | layer_outs | {subject.final_hook()}
 
@@ -103,8 +107,7 @@ def gradient_run(
         for i, layer in enumerate(drop_layers):
             handles = []
             if layer is not None:
-                for h in drop_points:
-                    name = f"blocks.{layer}.{h}"
+                for name in drop_points(layer):
                     if name in acts:
                         handles.append(acts[name].register_hook(torch.zeros_like))
             try:

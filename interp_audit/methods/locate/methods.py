@@ -77,6 +77,16 @@ def locate_methods() -> dict[str, LocateMethod]:
     return all_registered()
 
 
+def exact_component_methods() -> tuple[str, ...]:
+    """Methods whose Effects are exact interventions on model components (registry flags)."""
+    return tuple(n for n, m in locate_methods().items() if m.exact and m.units == "components")
+
+
+def feature_methods() -> tuple[str, ...]:
+    """Methods whose Effects are over SAE features (registry flag ``units``)."""
+    return tuple(n for n, m in locate_methods().items() if m.units == "features")
+
+
 def run_locate(step: Any, contrast: Any, metric: Any, ctx: Any):
     """Run one spec locate step and label its Effects with where they came from."""
     eff = locate_methods()[step.method].run(step, contrast, metric, ctx)

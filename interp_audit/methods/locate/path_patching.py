@@ -29,8 +29,6 @@ from interp_audit.model.subject import Subject, quiet_tl_warnings
 
 __all__ = ["patch_path"]
 
-_RECEIVER_PARTS = {"q": "attn.hook_q", "k": "attn.hook_k", "v": "attn.hook_v"}
-
 
 def _receiver_patches(subject: Subject, receivers: Sequence[str]) -> list[tuple[str, tuple]]:
     """Receiver labels ``L3H2.q`` / ``L3H2`` (= q, k and v) -> (hook, index) pairs."""
@@ -53,7 +51,7 @@ def _receiver_patches(subject: Subject, receivers: Sequence[str]) -> list[tuple[
             head = c.head
             if c.kind == "head" and part in "kv" and n_kv:  # the key/value head it reads
                 head = c.head // (subject.n_heads // n_kv)
-            out.append((f"blocks.{c.layer}.{_RECEIVER_PARTS[part]}", (pos, head)))
+            out.append((subject.adapter.attn(c.layer, part), (pos, head)))
     return out
 
 
@@ -85,7 +83,8 @@ def patch_path(
         raise AuditError(f"freeze must be 'heads' or 'heads+mlps'; got {freeze!r}")
     plan = plan_sites(subject, contrast, senders, per_position=False)
     for (p,) in plan.variants:
-        if not p.hook.endswith(("attn.hook_z", "hook_mlp_out", "hook_attn_out")):
+        found = subject.adapter.role_of(p.hook)
+        if found is None or found[1] not in ("head", "mlp", "attn"):
             raise SiteError(f"sender {p.hook!r}: senders are heads, attention layers or MLPs")
     to_logits = receivers == "logits" or receivers == ["logits"]
     recv = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -31,7 +31,11 @@ class LocateMethod:
             AuditContext (subject, spec folder, other contrasts).
         description: one line for the spec reference.
         options: a pydantic model (extra keys forbidden) of the method's own spec keys, or None.
-        exact: True for exact interventions, False for estimates (attribution).
+        exact: True for exact interventions, False for estimates (attribution). Exact
+            methods over components are what a check may reuse instead of re-patching, what
+            the batched-vs-serial trust gate re-derives, and what a repair ranks by.
+        units: what its Effects are over: model ``"components"`` (labels such as ``L3H5``)
+            or SAE ``"features"`` (``L3F12``).
     """
 
     name: str
@@ -39,6 +43,7 @@ class LocateMethod:
     description: str
     options: type[BaseModel] | None = None
     exact: bool = True
+    units: Literal["components", "features"] = "components"
 
 
 _METHODS: dict[str, LocateMethod] = {}

@@ -19,26 +19,23 @@ from interp_audit.model.subject import Subject
 
 @dataclass(frozen=True)
 class Sweep:
-    hook: str  # suffix inside blocks.{L}.
-    kind: str  # component kind
+    kind: str  # component kind (the subject's adapter names its hook)
     all_pos_dims: tuple[str, ...]
     per_pos_dims: tuple[str, ...]
 
 
 SWEEPS: dict[str, Sweep] = {
-    "resid_pre": Sweep("hook_resid_pre", "resid_pre", ("layer",), ("layer", "pos")),
-    "resid_mid": Sweep("hook_resid_mid", "resid_mid", ("layer",), ("layer", "pos")),
-    "resid_post": Sweep("hook_resid_post", "resid_post", ("layer",), ("layer", "pos")),
-    "attn_out": Sweep("hook_attn_out", "attn", ("layer",), ("layer", "pos")),
-    "mlp_out": Sweep("hook_mlp_out", "mlp", ("layer",), ("layer", "pos")),
-    "heads": Sweep("attn.hook_z", "head", ("layer", "head"), ("layer", "pos", "head")),
-    "heads_q": Sweep("attn.hook_q", "head.q", ("layer", "head"), ("layer", "pos", "head")),
-    "heads_k": Sweep("attn.hook_k", "head.k", ("layer", "head"), ("layer", "pos", "head")),
-    "heads_v": Sweep("attn.hook_v", "head.v", ("layer", "head"), ("layer", "pos", "head")),
-    "pattern": Sweep(
-        "attn.hook_pattern", "head.pattern", ("layer", "head"), ("layer", "head", "pos")
-    ),
-    "neurons": Sweep("mlp.hook_post", "neuron", ("layer", "neuron"), ("layer", "pos", "neuron")),
+    "resid_pre": Sweep("resid_pre", ("layer",), ("layer", "pos")),
+    "resid_mid": Sweep("resid_mid", ("layer",), ("layer", "pos")),
+    "resid_post": Sweep("resid_post", ("layer",), ("layer", "pos")),
+    "attn_out": Sweep("attn", ("layer",), ("layer", "pos")),
+    "mlp_out": Sweep("mlp", ("layer",), ("layer", "pos")),
+    "heads": Sweep("head", ("layer", "head"), ("layer", "pos", "head")),
+    "heads_q": Sweep("head.q", ("layer", "head"), ("layer", "pos", "head")),
+    "heads_k": Sweep("head.k", ("layer", "head"), ("layer", "pos", "head")),
+    "heads_v": Sweep("head.v", ("layer", "head"), ("layer", "pos", "head")),
+    "pattern": Sweep("head.pattern", ("layer", "head"), ("layer", "head", "pos")),
+    "neurons": Sweep("neuron", ("layer", "neuron"), ("layer", "pos", "neuron")),
 }
 
 
@@ -52,8 +49,8 @@ class Plan:
     per_position: bool
 
 
-def _patch_for(comp: Component) -> Patch:
-    return Patch(comp.hook_name, comp.index()[1:])
+def _patch_for(subject: Subject, comp: Component) -> Patch:
+    return Patch(subject.hook_name(comp), comp.index()[1:])
 
 
 def check_sites(sites) -> None:
@@ -108,11 +105,11 @@ def plan_sites(subject: Subject, contrast: ContrastSet, sites, per_position: boo
             comp = Component(
                 where["layer"], sweep.kind, where.get("head", where.get("neuron")), where.get("pos")
             )
-            variants.append((_patch_for(comp),))
+            variants.append((_patch_for(subject, comp),))
             comps.append(comp.label)
-        hooks = sorted({f"blocks.{layer}.{sweep.hook}" for layer in ranges["layer"]})
+        hooks = sorted({subject.adapter.hook(sweep.kind, layer) for layer in ranges["layer"]})
         return Plan(variants, dims, {d: axes[d] for d in dims}, comps, hooks, per_position)
-    if isinstance(sites, str) and not sites.startswith(("L", "blocks.")):
+    if isinstance(sites, str) and not (sites.startswith("L") or subject.adapter.in_block(sites)):
         raise SiteError(
             f"unknown sites {sites!r}; choose one of {', '.join(SWEEPS)} or a list of "
             f"component labels{did_you_mean(sites, SWEEPS)}"
@@ -124,18 +121,20 @@ def plan_sites(subject: Subject, contrast: ContrastSet, sites, per_position: boo
                 f"component {c.label!r}: position {c.pos} is past the prompts' "
                 f"{contrast.seq_len} positions"
             )
-    variants = [(_patch_for(c),) for c in comps]
+    variants = [(_patch_for(subject, c),) for c in comps]
     labels = [c.label for c in comps]
     return Plan(
         variants,
         ("component",),
         {"component": labels},
         labels,
-        sorted({c.hook_name for c in comps}),
+        sorted({subject.hook_name(c) for c in comps}),
         any(c.pos is not None for c in comps),
     )
 
 
 def parse_variant_sets(subject: Subject, groups: Sequence[Sequence[str]]) -> list[Variant]:
     """Several components patched together form one variant (e.g. a candidate circuit)."""
-    return [tuple(_patch_for(c) for c in parse_components(g, subject.shape)) for g in groups]
+    return [
+        tuple(_patch_for(subject, c) for c in parse_components(g, subject.shape)) for g in groups
+    ]

@@ -58,8 +58,8 @@ def _capture(subject: Subject, tokens: Tensor, hooks: Sequence[str]) -> dict[str
 def mlp_keys(subject: Subject, layer: int, texts: Sequence[str]) -> Float[Tensor, "tokens d_mlp"]:
     """Every real token's MLP hidden activation (the keys) at ``layer`` over ``texts``."""
     tokens, mask = _padded(subject, texts)
-    acts = _capture(subject, tokens, [f"blocks.{layer}.mlp.hook_post"])
-    return acts[f"blocks.{layer}.mlp.hook_post"][mask]
+    post = subject.adapter.mlp_post(layer)
+    return _capture(subject, tokens, [post])[post][mask]
 
 
 def solve_edit(
@@ -117,14 +117,13 @@ def rank_one_edit(
     if not prompts or not like or not generic_text:
         raise ContrastError("a rank-one edit needs prompts, 'like' tokens and generic text")
     layer = comp.layer
-    try:
-        W = subject.model.get_parameter(f"blocks.{layer}.mlp.W_out")
-        b = subject.model.get_parameter(f"blocks.{layer}.mlp.b_out")
-    except AttributeError:
+    weights = subject.adapter.mlp_output_weights(layer)
+    if weights is None:
         raise AuditError(
             f"rank-one edits need an MLP with W_out and b_out at layer {layer}; "
             f"{subject.model_class} has none"
-        ) from None
+        )
+    W, b = weights
     tokens, mask = _padded(subject, prompts)
     last = max(key_position, comp.pos or 0)
     short = [p for p, m in zip(prompts, mask, strict=True) if int(m.sum()) <= last]
@@ -135,7 +134,7 @@ def rank_one_edit(
     if comp.pos is not None:
         edited[:] = False
         edited[:, comp.pos] = True
-    post, out = f"blocks.{layer}.mlp.hook_post", f"blocks.{layer}.hook_mlp_out"
+    post, out = subject.adapter.mlp_post(layer), subject.adapter.mlp_out(layer)
     K = _capture(subject, tokens, [post])[post][edited]  # [n_keys, d_mlp]
     like_ids = [subject.single_token(t, "'like' token") for t in like]
     values = []

@@ -29,6 +29,7 @@ from torch import Tensor
 from interp_audit.core.errors import ContrastError
 from interp_audit.methods.privacy.memorization import token_logprobs
 from interp_audit.model.subject import Subject
+from interp_audit.stats.bootstrap import Resampling, percentile_ci
 
 __all__ = ["SCORES", "MembershipResult", "auc", "auc_ci", "membership", "record_scores"]
 
@@ -85,12 +86,12 @@ def _stratified_ci(
 ) -> tuple[float, float]:
     """Percentile CI of ``statistic(m [B, n_m], n [B, n_n]) -> [B]``, members and non-members
     resampled separately (stratified), all draws at once."""
+    Resampling.of(n_boot=n_boot, confidence=confidence, seed=seed)  # validated
     g = torch.Generator().manual_seed(seed)
     im = torch.randint(len(members), (n_boot, len(members)), generator=g)
     inn = torch.randint(len(non_members), (n_boot, len(non_members)), generator=g)
     draws = statistic(members.double()[im], non_members.double()[inn])
-    alpha = (1 - confidence) / 2
-    lo, hi = torch.quantile(draws, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
+    lo, hi = percentile_ci(draws, confidence).tolist()
     return lo, hi
 
 
@@ -103,8 +104,9 @@ def auc_ci(
     seed: int = 0,
 ) -> tuple[float, float, float]:
     """AUC and its stratified percentile CI."""
-    kw = dict(n_boot=n_boot, confidence=confidence, seed=seed)
-    lo, hi = _stratified_ci(members, non_members, _auc_batch, **kw)
+    lo, hi = _stratified_ci(
+        members, non_members, _auc_batch, n_boot=n_boot, confidence=confidence, seed=seed
+    )
     return auc(members, non_members), lo, hi
 
 
@@ -117,8 +119,14 @@ def mean_gap_ci(
     seed: int = 0,
 ) -> tuple[float, float, float]:
     """mean(non_members) - mean(members), stratified bootstrap percentile CI."""
-    kw = dict(n_boot=n_boot, confidence=confidence, seed=seed)
-    lo, hi = _stratified_ci(members, non_members, lambda m, n: n.mean(1) - m.mean(1), **kw)
+    lo, hi = _stratified_ci(
+        members,
+        non_members,
+        lambda m, n: n.mean(1) - m.mean(1),
+        n_boot=n_boot,
+        confidence=confidence,
+        seed=seed,
+    )
     return float(non_members.double().mean() - members.double().mean()), lo, hi
 
 
@@ -168,7 +176,7 @@ def membership(
         raise ContrastError(f"membership score {bad[0]!r} is not one of {list(SCORES)}")
     sm = record_scores(subject, members, min_k=min_k)
     sn = record_scores(subject, non_members, min_k=min_k)
-    kw = dict(n_boot=n_boot, confidence=confidence, seed=seed)
+    kw = Resampling.of(n_boot=n_boot, confidence=confidence, seed=seed).kw()
     aucs = {s: auc_ci(sm[s], sn[s], **kw) for s in scores}
     gap = mean_gap_ci(-sm["loss"], -sn["loss"], **kw)
     return MembershipResult(aucs, gap, len(members), len(non_members), min_k, confidence)

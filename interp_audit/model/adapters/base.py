@@ -21,16 +21,27 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp_audit.core.errors import AuditError
+from interp_audit.model.adapters import hooks as hook_names
 from interp_audit.model.metrics import Readout
 
 AttnPart = Literal["z", "q", "k", "v", "pattern", "attn_scores", "result"]
+_ATTN_ROLES = {
+    "z": "head",
+    "q": "head.q",
+    "k": "head.k",
+    "v": "head.v",
+    "pattern": "head.pattern",
+    "attn_scores": "head.scores",
+    "result": "head.result",
+}
 
 
 class ModelAdapter:
     """One model family's conventions and capabilities, bound to one model instance.
 
-    Subclasses set ``family`` and implement the compute methods; hook-name roles default to
-    TransformerLens's names, which all three supported families share.
+    Subclasses set ``family`` and implement the block calls; hook-name roles, weights and the
+    causal readout default to TransformerLens's conventions, which all three supported
+    families share.
     """
 
     family: ClassVar[str] = "abstract"
@@ -47,6 +58,55 @@ class ModelAdapter:
 
     def _cfg(self, key: str, default: Any = None) -> Any:
         return getattr(self.cfg, key, default)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.cfg.n_layers)
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.cfg.n_heads)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.cfg.d_model)
+
+    @property
+    def d_vocab(self) -> int:
+        return int(self.cfg.d_vocab)
+
+    @property
+    def n_ctx(self) -> int | None:
+        """Longest sequence the model takes (None: unbounded)."""
+        n = self._cfg("n_ctx")
+        return None if n is None else int(n)
+
+    @property
+    def d_mlp(self) -> int | None:
+        """MLP width; None for attention-only models."""
+        return None if self.attn_only else self._cfg("d_mlp")
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Widths of the activation axes (:meth:`activation_axes`), for memory planning:
+        ``d`` model, ``h`` heads, ``dh`` head, ``kv`` key/value heads as configured, ``dm`` MLP
+        (4 d when unset, 0 attention-only), ``v`` vocabulary, ``n`` layers; ``gated`` is 1 for
+        gated MLPs."""
+        d, h = self.d_model, self.n_heads
+        return dict(
+            d=d,
+            h=h,
+            dh=int(self._cfg("d_head", d // h)),
+            kv=int(self._cfg("n_key_value_heads") or h),
+            dm=0 if self.attn_only else int(self._cfg("d_mlp") or 4 * d),
+            v=self.d_vocab,
+            n=self.n_layers,
+            gated=int(bool(self._cfg("gated_mlp", False))),
+        )
+
+    def config_json(self) -> dict[str, Any]:
+        """The model's config as plain JSON (what ``Subject.save`` writes)."""
+        return config_to_json(self.cfg)
 
     @property
     def causal(self) -> bool:
@@ -102,40 +162,78 @@ class ModelAdapter:
         return not self.attn_only and not self.parallel_attn_mlp and self.causal
 
     @property
+    def logit_lens(self) -> bool:
+        """Can residual-stream directions be read as logits (:meth:`logit_directions`)?"""
+        return self.causal and getattr(self.model, "unembed", None) is not None
+
+    @property
+    def sentence_embedding(self) -> bool:
+        """Is a pooled final hidden state this family's output (sentence encoders)?"""
+        return not self.causal
+
+    def hf_reference(self, has_lm_head: bool) -> tuple[str, str]:
+        """The ``transformers`` Auto class that computes this model from its Hugging Face
+        folder, and the output attribute to compare (the wrapper-vs-HF gate)."""
+        if self.causal:
+            return "AutoModelForCausalLM", "logits"
+        if has_lm_head:
+            return "AutoModelForMaskedLM", "logits"
+        return "AutoModel", "last_hidden_state"
+
+    @property
     def prepend_bos_default(self) -> bool:
         return bool(self._cfg("default_prepend_bos", True)) if self.causal else False
 
-    # ---- hook names per role ---------------------------------------------------------------
+    # ---- hook names per role (the table: :mod:`interp_audit.model.adapters.hooks`) ---------
+    def hook(self, role: str, layer: int) -> str:
+        """The hook holding ``role`` (a component kind such as ``"head"``, or ``"neuron.pre"``,
+        ``"q_input"`` ...) at block ``layer``."""
+        return hook_names.hook_of(role, layer)
+
+    def role_of(self, name: str) -> tuple[int, str] | None:
+        """``(layer, role)`` of a block hook name; None for other hooks."""
+        return hook_names.role_of(name)
+
+    def layer_of(self, name: str) -> int | None:
+        return hook_names.layer_of(name)
+
+    def in_block(self, name: str) -> bool:
+        """Does ``name`` look like the name of a hook inside a block?"""
+        return hook_names.in_block(name)
+
     def resid_pre(self, layer: int) -> str:
-        return f"blocks.{layer}.hook_resid_pre"
+        return self.hook("resid_pre", layer)
 
     def resid_mid(self, layer: int) -> str:
-        return f"blocks.{layer}.hook_resid_mid"
+        return self.hook("resid_mid", layer)
 
     def resid_post(self, layer: int) -> str:
-        return f"blocks.{layer}.hook_resid_post"
+        return self.hook("resid_post", layer)
 
     def attn(self, layer: int, part: AttnPart = "z") -> str:
-        return f"blocks.{layer}.attn.hook_{part}"
+        return self.hook(_ATTN_ROLES[part], layer)
 
     def attn_out(self, layer: int) -> str:
-        return f"blocks.{layer}.hook_attn_out"
+        return self.hook("attn", layer)
 
     def mlp_out(self, layer: int) -> str:
-        return f"blocks.{layer}.hook_mlp_out"
+        return self.hook("mlp", layer)
 
     def mlp_in(self, layer: int) -> str:
-        return f"blocks.{layer}.hook_mlp_in"
+        return self.hook("mlp_in", layer)
+
+    def mlp_pre(self, layer: int) -> str:
+        return self.hook("neuron.pre", layer)
 
     def mlp_post(self, layer: int) -> str:
-        return f"blocks.{layer}.mlp.hook_post"
+        return self.hook("neuron", layer)
 
     def qkv_input(self, layer: int, part: Literal["q", "k", "v"]) -> str:
-        return f"blocks.{layer}.hook_{part}_input"
+        return self.hook(f"{part}_input", layer)
 
     @property
     def embed_hook(self) -> str:
-        return "hook_embed"
+        return hook_names.EMBED
 
     def kv_hooks(self, layer: int) -> tuple[str, str]:
         """Hook names whose activations are what the KV cache stores for ``layer``."""
@@ -148,6 +246,15 @@ class ModelAdapter:
     def final_hook(self, n_layers: int) -> str:
         """The hook whose activation is the final residual stream (before the final norm)."""
         return self.resid_post(n_layers - 1)
+
+    def processing_affecting(self, name: str) -> list[str]:
+        """TransformerLens weight-processing flags that change the activation at ``name``."""
+        return hook_names.processing_affecting(name)
+
+    def activation_axes(self, name: str) -> tuple[str, ...]:
+        """Per-example axes of the activation at hook ``name`` (``s`` positions, ``h`` heads,
+        ``dh`` head width, ``kv`` key/value heads, ``d`` model width, ``dm`` MLP width)."""
+        return hook_names.activation_axes(name)
 
     # ---- hooks -----------------------------------------------------------------------------
     @property
@@ -188,7 +295,11 @@ class ModelAdapter:
 
     def forward_hidden(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor | None:
         """A hooked forward run for its activations; returns logits only if it had to compute
-        them anyway (families without a cheap way to stop before the unembedding)."""
+        them anyway. On the fast path the unembedding is skipped (``return_type=None``, as
+        TransformerLens models and bridges take it); other runs return the logits."""
+        if self.fast_path:
+            self.model(tokens, return_type=None)
+            return None
         return self.model(tokens)
 
     def forward_resid(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -223,10 +334,10 @@ class ModelAdapter:
         return torch.einsum("rphd,hdm->rphm", z, self.W_O(layer))
 
     def W_O(self, layer: int) -> Float[Tensor, "head d_head d_model"]:
-        raise NotImplementedError
+        return self.model.blocks[layer].attn.W_O
 
     def embedding_matrix(self) -> Tensor | None:
-        return None
+        return getattr(self.model, "W_E", None)
 
     def encoder_mask(self, mask: Int[Tensor, "b pos"], dtype: torch.dtype) -> Tensor | None:
         """The additive attention mask run_block wants (encoders); None for causal models."""
@@ -257,7 +368,13 @@ class ModelAdapter:
         has_lm_head: bool = True,
         source: str = "",
     ) -> Tensor:
-        raise NotImplementedError
+        """Final norm then unembedding (causal LMs): only the two answer columns for
+        ``answer_logits``."""
+        if readout == "embedding":
+            self.raise_readout(readout, source)
+        ln = getattr(self.model, "ln_final", None)  # absent when normalization_type is None
+        x = resid_at if ln is None else ln(resid_at[:, None, :])[:, 0]
+        return unembed(self.model, readout, x, answers)
 
     def raise_readout(self, readout: str, source: str):
         if readout == "embedding":
@@ -282,6 +399,37 @@ class ModelAdapter:
         if hasattr(self.model.cfg, "device"):
             self.model.cfg.device = device
 
+    def mlp_output_weights(self, layer: int) -> tuple[Tensor, Tensor] | None:
+        """The live output projection of the MLP at ``layer``: ``W_out`` ``[d_mlp, d_model]``
+        and ``b_out`` (what a rank-one edit changes); None when the block has none."""
+        try:
+            return (
+                self.model.get_parameter(f"blocks.{layer}.mlp.W_out"),
+                self.model.get_parameter(f"blocks.{layer}.mlp.b_out"),
+            )
+        except AttributeError:
+            return None
+
+    def logit_directions(
+        self, directions: Float[Tensor, "n d_model"], source: str = ""
+    ) -> Float[Tensor, "n vocab"]:
+        """Direct logit effect of residual-stream directions: through the final norm treated
+        as linear (LayerNorm centres and scales by its weight, RMSNorm scales; the per-position
+        1/sigma is held fixed, as TransformerLens's ``apply_ln_to_stack`` does), then W_U.
+        Causal LMs only: an encoder's output is a sentence embedding, not logits."""
+        if not self.causal:
+            self.raise_readout("final_logits", source)
+        model = self.model
+        d = directions.to(model.unembed.W_U.dtype)
+        ln = getattr(model, "ln_final", None)
+        if ln is not None:
+            if self.cfg.normalization_type in ("LN", "LNPre"):
+                d = d - d.mean(-1, keepdim=True)
+            w = getattr(ln, "w", None)
+            if w is not None:
+                d = d * w
+        return d @ model.unembed.W_U
+
     def process_weights(self, todo: dict[str, bool]) -> None:
         """Apply TransformerLens-style weight processing (fold_ln, ...) in place."""
         from interp_audit.core.errors import ModelLoadError
@@ -290,3 +438,33 @@ class ModelAdapter:
             f"weight processing {sorted(k for k, v in todo.items() if v)} is not supported for "
             f"{type(self.model).__name__}"
         )
+
+
+def unembed(
+    model, readout: str, x: Float[Tensor, "rows d_model"], answers: Tensor | None
+) -> Tensor:
+    """Logits of final residual vectors ``x``: only the answer columns for ``answer_logits``."""
+    if readout == "answer_logits":
+        w = model.unembed.W_U[:, answers]  # [d, rows, 2]
+        out = torch.einsum("rd,drk->rk", x, w)
+        b = getattr(model.unembed, "b_U", None)
+        return out if b is None else out + b[answers]
+    return model.unembed(x[:, None, :])[:, 0]
+
+
+def config_to_json(cfg) -> dict[str, Any]:
+    """A TransformerLens config as plain JSON (dtype by name, device dropped)."""
+    import json
+
+    out = {}
+    for key, value in cfg.to_dict().items():
+        if key in ("device", "tokenizer_name"):
+            continue
+        if isinstance(value, torch.dtype):
+            value = str(value).replace("torch.", "")
+        try:
+            json.dumps(value)
+        except TypeError:
+            continue
+        out[key] = value
+    return out

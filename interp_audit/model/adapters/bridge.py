@@ -12,11 +12,9 @@ slower). Blocks take no TransformerLens KV cache entries, so positions are never
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
 from interp_audit.core.errors import ModelLoadError
 from interp_audit.model.adapters.base import ModelAdapter
-from interp_audit.model.adapters.hooked import _unembed
 
 #: HF architectures whose bridge blocks run standalone on a residual stream, exactly.
 BLOCKWISE_ARCHITECTURES = ("GPT2LMHeadModel",)
@@ -34,43 +32,11 @@ class BridgeAdapter(ModelAdapter):
             and hasattr(self.model, "unembed")
         )
 
-    def forward_logits(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
-        return self.model(tokens)
-
-    def forward_hidden(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor | None:
-        if self.fast_path:
-            self.model(tokens, return_type=None)
-            return None
-        return self.model(tokens)
-
     def run_block(self, layer, resid, past_kv=None, encoder_mask=None):
         if past_kv is not None:
             raise NotImplementedError("TransformerBridge blocks take no KV cache entries")
         out = self.model.blocks[layer](resid)
         return out[0] if isinstance(out, tuple) else out
-
-    def W_O(self, layer: int) -> Tensor:
-        return self.model.blocks[layer].attn.W_O
-
-    def final_readout(
-        self,
-        readout,
-        resid_at,
-        answers=None,
-        hidden=None,
-        mask=None,
-        *,
-        has_lm_head=True,
-        source="",
-    ) -> Tensor:
-        if readout == "embedding":
-            self.raise_readout(readout, source)
-        ln = getattr(self.model, "ln_final", None)
-        x = resid_at if ln is None else ln(resid_at[:, None, :])[:, 0]
-        return _unembed(self.model, readout, x, answers)
-
-    def embedding_matrix(self) -> Tensor | None:
-        return getattr(self.model, "W_E", None)
 
     def move(self, device: str, dtype: torch.dtype | None) -> None:
         self.model.to(device)

@@ -40,6 +40,12 @@ def tl_config(cfg: dict[str, Any]):
     return HookedTransformerConfig(**cfg)
 
 
+def block_param(layer: int, name: str) -> str:
+    """State-dict key of a parameter inside block ``layer`` (``attn.W_Q`` ...): zoo models whose
+    weights are set by hand name them with this."""
+    return f"blocks.{layer}.{name}"
+
+
 def build_tl_model(cfg: dict[str, Any], kind: str = "causal", seed: int | None = None):
     """A random-init HookedTransformer (``kind="causal"``) or HookedEncoder (``"encoder"``)."""
     with _quiet():

@@ -15,8 +15,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp_audit.core.errors import ModelLoadError
-from interp_audit.model.adapters.base import ModelAdapter
-from interp_audit.model.adapters.hooked import _unembed
+from interp_audit.model.adapters.base import ModelAdapter, unembed
 from interp_audit.model.metrics import Readout, mean_pool
 
 
@@ -60,12 +59,6 @@ class EncoderAdapter(ModelAdapter):
         add = torch.where(mask.bool(), 0.0, float("-inf")).to(dtype)
         return add[:, None, None, :]
 
-    def W_O(self, layer: int) -> Tensor:
-        return self.model.blocks[layer].attn.W_O
-
-    def embedding_matrix(self) -> Tensor | None:
-        return getattr(self.model, "W_E", None)
-
     def attention_pattern(self, layer, q, k, mask):
         attn = self.model.blocks[layer].attn
         scores = attn.calculate_attention_scores(q, k)
@@ -88,7 +81,7 @@ class EncoderAdapter(ModelAdapter):
         if not has_lm_head:
             self.raise_readout(readout, source)
         x = self.model.mlm_head(resid_at[:, None, :])[:, 0]
-        return _unembed(self.model, readout, x, answers)
+        return unembed(self.model, readout, x, answers)
 
     def process_weights(self, todo: dict[str, bool]) -> None:
         raise ModelLoadError(

@@ -66,6 +66,21 @@ def _refuse(cond: bool, what: str) -> None:
         raise ModelLoadError(f"this checkpoint uses {what}, which TransformerLens cannot represent")
 
 
+def _sizes(hf, eps: float, *, d_head: int | None = None, d_mlp=None, act_fn=None) -> dict:
+    """The fields every family below reads the same way from a config with the usual names."""
+    return {
+        "d_model": hf.hidden_size,
+        "d_head": d_head or hf.hidden_size // hf.num_attention_heads,
+        "n_heads": hf.num_attention_heads,
+        "d_mlp": hf.intermediate_size if d_mlp is None else d_mlp,
+        "n_layers": hf.num_hidden_layers,
+        "n_ctx": hf.max_position_embeddings,
+        "eps": eps,
+        "d_vocab": hf.vocab_size,
+        "act_fn": hf.hidden_act if act_fn is None else act_fn,
+    }
+
+
 def _gpt2(hf) -> dict[str, Any]:
     return {
         "d_model": hf.n_embd,
@@ -93,15 +108,7 @@ def _rotary_fraction(hf) -> float:
 def _neox(hf) -> dict[str, Any]:
     d_head = hf.hidden_size // hf.num_attention_heads
     return {
-        "d_model": hf.hidden_size,
-        "d_head": d_head,
-        "n_heads": hf.num_attention_heads,
-        "d_mlp": hf.intermediate_size,
-        "n_layers": hf.num_hidden_layers,
-        "n_ctx": hf.max_position_embeddings,
-        "eps": hf.layer_norm_eps,
-        "d_vocab": hf.vocab_size,
-        "act_fn": hf.hidden_act,
+        **_sizes(hf, hf.layer_norm_eps),
         "parallel_attn_mlp": getattr(hf, "use_parallel_residual", True),
         "positional_embedding_type": "rotary",
         "rotary_adjacent_pairs": False,
@@ -118,15 +125,7 @@ def _llama_like(hf) -> dict[str, Any]:
         getattr(hf, "sliding_window", None) if getattr(hf, "use_sliding_window", True) else None
     )
     out = {
-        "d_model": hf.hidden_size,
-        "d_head": d_head,
-        "n_heads": hf.num_attention_heads,
-        "d_mlp": hf.intermediate_size,
-        "n_layers": hf.num_hidden_layers,
-        "n_ctx": hf.max_position_embeddings,
-        "eps": hf.rms_norm_eps,
-        "d_vocab": hf.vocab_size,
-        "act_fn": hf.hidden_act,
+        **_sizes(hf, hf.rms_norm_eps, d_head=d_head),
         "n_key_value_heads": _kv_heads(hf),
         "normalization_type": "RMS",
         "positional_embedding_type": "rotary",
@@ -161,15 +160,8 @@ def _qwen2(hf) -> dict[str, Any]:
 def _gemma(hf) -> dict[str, Any]:
     d_head = _head_dim(hf)
     return {
-        "d_model": hf.hidden_size,
-        "d_head": d_head,
-        "n_heads": hf.num_attention_heads,
-        "d_mlp": hf.intermediate_size,
-        "n_layers": hf.num_hidden_layers,
-        "n_ctx": hf.max_position_embeddings,
-        "eps": hf.rms_norm_eps,
-        "d_vocab": hf.vocab_size,
-        "act_fn": hf.hidden_act,  # transformers maps the legacy "gelu" to the tanh form
+        # act_fn: transformers maps the legacy "gelu" to the tanh form
+        **_sizes(hf, hf.rms_norm_eps, d_head=d_head),
         "normalization_type": "RMS",
         "rotary_base": _rope_theta(hf),
         "rotary_dim": d_head,
@@ -189,15 +181,7 @@ def _opt(hf) -> dict[str, Any]:
         "projected word embeddings (word_embed_proj_dim != hidden_size)",
     )
     return {
-        "d_model": hf.hidden_size,
-        "d_head": hf.hidden_size // hf.num_attention_heads,
-        "n_heads": hf.num_attention_heads,
-        "d_mlp": hf.ffn_dim,
-        "n_layers": hf.num_hidden_layers,
-        "n_ctx": hf.max_position_embeddings,
-        "eps": 1e-5,
-        "d_vocab": hf.vocab_size,
-        "act_fn": hf.activation_function,
+        **_sizes(hf, 1e-5, d_mlp=hf.ffn_dim, act_fn=hf.activation_function),
         "normalization_type": "LN",
     }
 
@@ -206,15 +190,7 @@ def _phi(hf) -> dict[str, Any]:
     _refuse(getattr(hf, "qk_layernorm", False), "QK LayerNorm")
     d_head = hf.hidden_size // hf.num_attention_heads
     return {
-        "d_model": hf.hidden_size,
-        "d_head": d_head,
-        "n_heads": hf.num_attention_heads,
-        "d_mlp": hf.intermediate_size,
-        "n_layers": hf.num_hidden_layers,
-        "n_ctx": hf.max_position_embeddings,
-        "eps": hf.layer_norm_eps,
-        "d_vocab": hf.vocab_size,
-        "act_fn": hf.hidden_act,
+        **_sizes(hf, hf.layer_norm_eps),
         "normalization_type": "LN",
         "positional_embedding_type": "rotary",
         "rotary_base": _rope_theta(hf),

@@ -13,12 +13,11 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor
 
 from interp_audit.core.errors import AuditError, ModelLoadError
 from interp_audit.model.adapters.base import ModelAdapter
-from interp_audit.model.metrics import Readout
 
 #: Architectures whose attention output is normalised before the residual add (post-norm).
 _POST_NORM = ("Olmo2ForCausalLM", "Olmo3ForCausalLM", "OlmoeForCausalLM")
@@ -69,12 +68,6 @@ class HookedAdapter(ModelAdapter):
         return bool(self.attn_only or self.parallel_attn_mlp)
 
     # ---- running ---------------------------------------------------------------------------
-    def forward_hidden(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor | None:
-        if self.fast_path:
-            self.model(tokens, return_type=None)
-            return None
-        return self.model(tokens)
-
     def run_block(self, layer, resid, past_kv=None, encoder_mask=None):
         block = self.model.blocks[layer]
         if past_kv is None:
@@ -111,12 +104,6 @@ class HookedAdapter(ModelAdapter):
         _, k, v = block.attn.calculate_qkv_matrices(normed, normed, normed)
         return k, v
 
-    def W_O(self, layer: int) -> Tensor:
-        return self.model.blocks[layer].attn.W_O
-
-    def embedding_matrix(self) -> Tensor | None:
-        return getattr(self.model, "W_E", None)
-
     def attention_pattern(self, layer, q, k, mask):
         attn = self.model.blocks[layer].attn
         if self._cfg("positional_embedding_type", "standard") not in ("standard", "rotary"):
@@ -149,24 +136,6 @@ class HookedAdapter(ModelAdapter):
             if has_mlp:
                 self.model.set_use_hook_mlp_in(before[1])
 
-    def final_readout(
-        self,
-        readout: Readout,
-        resid_at: Float[Tensor, "rows d_model"] | None,
-        answers: Int[Tensor, "rows 2"] | None = None,
-        hidden: Tensor | None = None,
-        mask: Tensor | None = None,
-        *,
-        has_lm_head: bool = True,
-        source: str = "",
-    ) -> Tensor:
-        """Final norm then unembedding: only the two answer columns for ``answer_logits``."""
-        if readout == "embedding":
-            self.raise_readout(readout, source)
-        ln = getattr(self.model, "ln_final", None)  # absent when normalization_type is None
-        x = resid_at if ln is None else ln(resid_at[:, None, :])[:, 0]
-        return _unembed(self.model, readout, x, answers)
-
     def process_weights(self, todo: dict[str, bool]) -> None:
         from interp_audit.model.adapters.quiet import quiet_tl_warnings
 
@@ -174,12 +143,3 @@ class HookedAdapter(ModelAdapter):
             raise ModelLoadError(f"weight processing is not supported for {type(self.model)}")
         with quiet_tl_warnings():
             self.model.load_and_process_state_dict(dict(self.model.state_dict()), **todo)
-
-
-def _unembed(model, readout: str, x: Tensor, answers: Tensor | None) -> Tensor:
-    if readout == "answer_logits":
-        w = model.unembed.W_U[:, answers]  # [d, rows, 2]
-        out = torch.einsum("rd,drk->rk", x, w)
-        b = getattr(model.unembed, "b_U", None)
-        return out if b is None else out + b[answers]
-    return model.unembed(x[:, None, :])[:, 0]
