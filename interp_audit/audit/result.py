@@ -23,7 +23,9 @@ class CheckResult:
     (to read next to ``threshold``); ``clusters`` the number of independent units resampled;
     ``correction`` the multiple-testing correction applied to the check's family of tests.
     ``details`` rows are the per-group / per-path / per-measure evidence the report tabulates
-    and plots (each with ``ci`` where it has one).
+    and plots (each with ``ci`` where it has one). ``exact``: the statistic is an exact
+    population quantity (exact enumeration of the SCM): it has no sampling interval, ``ci`` is
+    the point itself, and the verdict compares the value with the threshold.
     """
 
     name: str
@@ -38,6 +40,7 @@ class CheckResult:
     reason: str = ""
     clusters: int | None = None
     correction: str | None = None
+    exact: bool = False
 
     def __post_init__(self) -> None:
         # kinds written before verdicts pass a bool here: True is a pass, False a fail

@@ -148,3 +148,32 @@ def test_the_audit_flags_the_model_and_passes_the_repair(subject):
     }
     assert kept["E -> Y"]["after"] < 0.6 * kept["E -> Y"]["before"] and not kept["E -> Y"]["passed"]
     assert kept["A -> Xs -> X -> Y"]["passed"]
+
+
+def test_population_path_effects_agree_with_the_sampled_ones(subject):
+    """Every path from A and E over 10^5 drawn patients (deduplicated into the few distinct
+    prompt pairs the model reads) lies inside the sampled 200-pair CI, with a far narrower
+    interval of its own (unit sampling only); benchmarks/population.py times both."""
+    checks = [
+        {"name": f"{src}_{mode}", "kind": "path_invariance", "source": src, "seed": 7919,
+         "tolerance": 0.25, "exact": mode == "population"}
+        for mode in ("sampled", "population")
+        for src in ("A", "E")
+    ]  # fmt: skip
+    spec = {"name": "paths", "model": {"source": "zoo:readmission"}, "causal": "zoo:readmission",
+            "contrasts": {}, "checks": checks}  # fmt: skip
+    report = ia.audit(spec, subject=subject)
+    got = {c.name: {d["path"]: d for d in c.details} for c in report.checks}
+    for src in ("A", "E"):
+        sampled, pop = got[f"{src}_sampled"], got[f"{src}_population"]
+        assert set(sampled) == set(pop)
+        for path, d in sampled.items():
+            q = pop[path]
+            assert q["exact"] is False and q["units"] == 100_000, path
+            assert d["ci"][0] <= q["effect"] <= d["ci"][1], path
+            assert q["half_width"] < d["half_width"] / 4, path
+            # over all units: the population's fraction is the sampled one's within its noise
+            assert abs(q["fraction_changed"] - d["fraction_changed"]) < 0.05, path
+    verdicts = {c.name: c.verdict for c in report.checks}
+    assert verdicts == {"A_sampled": "fail", "E_sampled": "fail", "A_population": "fail",
+                        "E_population": "fail"}  # fmt: skip
