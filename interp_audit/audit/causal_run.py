@@ -75,6 +75,13 @@ class CausalContext:
         spec = ScmContrast(scm="causal", source=source, paths=[format_path(path)], **kw)
         return self.contrast(spec, name=f"{source}: {format_path(path)}")
 
+    def memo(self, key, build):
+        """``build()`` once per audit for ``key`` (model-independent work checks share: drawn
+        populations, rendered worlds), then the stored value."""
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
     # ---- populations (exact or drawn; see interp_audit.causal.population) ----------------------
     def enumerable(self, labels: tuple[str, ...] = ()) -> bool:
         """Whether every noise the model's input (and ``labels``) depends on is discrete, so
@@ -195,3 +202,4 @@ def pairs_contrast(subject, clean: list[str], counterfactual: list[str], answers
     )
     out.validate(d_vocab=int(subject.cfg.d_vocab))
     return out
+

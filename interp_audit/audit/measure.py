@@ -34,6 +34,7 @@ from interp_audit.stats.bootstrap import (
 
 __all__ = [
     "ablated_components",
+    "answer_logprobs",
     "ablation",
     "band_family",
     "clusters_of",
@@ -162,6 +163,45 @@ def clean_values(subject: Subject, contrast: ContrastSet, metric: Metric) -> Ten
         mask=mask,
     )
     return metric(read, MetricContext(answers=answers)).detach().cpu()
+
+
+def answer_logprobs(subject, prompts: list[str], answers, name: str):
+    """``[prompt, 2]`` log-probabilities (full vocabulary, at each prompt's scored position) of
+    the two answers, each distinct prompt tokenised and run once."""
+    import dataclasses
+
+    from interp_audit.core.errors import ContrastError
+    from interp_audit.engine.contrasts import _pad, _refuse_unknown_words
+
+    if not answers:
+        raise SpecError(f"{name} scores answers: declare causal.answers (e.g. [YES, NO])")
+    rows = []
+    for text in prompts:
+        _refuse_unknown_words(subject, text, f"{name}: the prompt")
+        rows.append(subject.to_tokens(text))
+    ids = []
+    for text in answers:
+        got = subject.answer_token(text)
+        if len(got) != 1:
+            raise ContrastError(f"{name}: answer {text!r} is {len(got)} tokens, not one")
+        ids.append(got[0])
+    pos = [subject.adapter.answer_position(r, subject.tokenizer) for r in rows]
+    clean = _pad(rows, subject.pad_token_id)
+    cs = ContrastSet(
+        clean=clean,
+        counterfactual=clean.clone(),
+        lengths=torch.tensor([len(r) for r in rows]),
+        answers=torch.tensor([ids] * len(rows), dtype=torch.long),
+        answer_pos=None if all(p is None for p in pos) else torch.tensor(pos),
+        pad_id=subject.pad_token_id,
+        clean_text=tuple(prompts),
+        counterfactual_text=tuple(prompts),
+        meta={"factual": True},
+    )
+    logprob = get_metric("logprob")
+    first = clean_values(subject, cs, logprob)
+    second = clean_values(subject, dataclasses.replace(cs, answers=cs.answers.flip(1)), logprob)
+    return torch.stack([first, second], 1).double()
 
 
 def utility_values(subject: Subject, contrast: ContrastSet, kind: str) -> Tensor:

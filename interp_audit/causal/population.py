@@ -36,11 +36,13 @@ __all__ = [
     "MAX_CELLS",
     "PathPopulation",
     "Population",
+    "Worlds",
     "discrete_support",
     "distinct_rows",
     "needed_variables",
     "path_population",
     "population",
+    "rendered_worlds",
 ]
 
 #: units drawn for a population when some noise is continuous
@@ -343,4 +345,63 @@ def path_population(
         description=desc,
         unit_pair=unit_pair,
         label_effects=effects,
+    )
+
+
+@dataclass(frozen=True)
+class Worlds:
+    """Every unit of a population rendered in several worlds (interventions), with a label.
+
+    ``prompt[w, u]`` indexes ``prompts`` (the distinct prompts of all worlds); ``label[w, u]``
+    is the label's value for unit ``u`` in world ``w``; ``names[w]`` says which world."""
+
+    names: list[str]
+    prompts: list[str]
+    prompt: Tensor  # [world, unit] long
+    label: Tensor  # [world, unit] long
+    weights: Tensor  # [unit] float64
+    exact: bool
+    n_units: int
+    description: str
+
+    def conditional(self) -> Tensor:
+        """``[world, prompt]`` P(label = 1 | the prompt, in that world) over the population:
+        the Bayes-optimal prediction from what the model reads (nan: prompt absent there)."""
+        n_w, n_p = len(self.names), len(self.prompts)
+        flat = (self.prompt + torch.arange(n_w)[:, None] * n_p).flatten()
+        w = self.weights.repeat(n_w)
+        mass = torch.zeros(n_w * n_p, dtype=torch.float64).index_add_(0, flat, w)
+        ones = torch.zeros(n_w * n_p, dtype=torch.float64).index_add_(
+            0, flat, w * self.label.flatten().double()
+        )
+        return (ones / mass).reshape(n_w, n_p)
+
+
+def rendered_worlds(
+    cm: CausalModel,
+    pop: Population,
+    worlds: dict[str, dict[str, Tensor]],
+    label: str,
+) -> Worlds:
+    """Render each world's values (variable -> tensor over ``pop``'s units) and read ``label``
+    there; prompts are rendered once per distinct combination of the rendered values."""
+    slots = cm.render.slots
+    rows = torch.cat([_stack(v, slots) for v in worlds.values()])
+    uniq, _, inverse = distinct_rows(rows, torch.ones(len(rows), dtype=torch.float64))
+    texts = render_rows(cm, slots, uniq)
+    index: dict[str, int] = {}
+    remap = torch.tensor([index.setdefault(t, len(index)) for t in texts], dtype=torch.long)
+    prompts = list(index)
+    n = pop.units.n
+    prompt = remap[inverse].reshape(len(worlds), n)
+    labels = torch.stack([v[label].long() for v in worlds.values()])
+    return Worlds(
+        names=list(worlds),
+        prompts=prompts,
+        prompt=prompt,
+        label=labels,
+        weights=pop.weights,
+        exact=pop.exact,
+        n_units=pop.n_units,
+        description=pop.describe() + f"; {len(prompts)} distinct prompts, each run once",
     )

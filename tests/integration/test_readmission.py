@@ -106,14 +106,22 @@ def test_selective_beats_blanket_on_fair_accuracy(table):
     )
 
 
-def test_the_audit_flags_the_model_and_passes_the_repair(subject):
-    spec = __import__("pathlib").Path(__file__).resolve().parents[2] / "circuits" / "readmission"
-    report = ia.audit(spec / "audit.yaml", subject=subject)
+SPEC = __import__("pathlib").Path(__file__).resolve().parents[2] / "circuits" / "readmission"
+
+
+@pytest.fixture(scope="module")
+def report(subject):
+    """circuits/readmission/audit.yaml on zoo:readmission, run once for the module."""
+    return ia.audit(SPEC / "audit.yaml", subject=subject)
+
+
+def test_the_audit_flags_the_model_and_passes_the_repair(report):
     passed = {c.name: c.passed for c in report.checks}  # pass, or fail/inconclusive
     assert passed == {
         "age_paths_are_admissible_only": False,
         "hospital_paths_are_admissible_only": False,
         "admissible_paths_respond": True,
+        "risk_is_bounded_across_hospitals": True,
         "no_single_head_carries_the_age_token": True,
         "selective_repair_removes_direct_path": True,
         "selective_repair_removes_proxy_path": True,
@@ -177,3 +185,27 @@ def test_population_path_effects_agree_with_the_sampled_ones(subject):
     verdicts = {c.name: c.verdict for c in report.checks}
     assert verdicts == {"A_sampled": "fail", "E_sampled": "fail", "A_population": "fail",
                         "E_population": "fail"}  # fmt: skip
+
+
+def test_risk_across_hospitals_and_a_hospital_never_seen(report):
+    """zoo:readmission saw every hospital: its excess log-loss is the same in each (gap inside
+    0.05); zoo:readmission-holdout2, trained without hospital 2, fails there, and the shift
+    along the spurious path (labs as hospital 2 measures them) costs it more than the shift
+    along the contextual one (hospital 2's word and policy)."""
+    seen = {c.name: c for c in report.checks}["risk_is_bounded_across_hospitals"]
+    assert seen.verdict == "pass" and seen.ci[1] < 0.01
+    spec = {"name": "holdout", "model": {"source": "zoo:readmission-holdout2"},
+            "causal": "zoo:readmission", "contrasts": {},
+            "checks": [c for c in __import__("yaml").safe_load((SPEC / "audit.yaml").read_text())[
+                "checks"] if c["kind"] == "environment_risk"]}  # fmt: skip
+    unseen = ia.audit(spec).checks[0]
+    assert unseen.verdict == "fail" and unseen.ci[0] > 0.2
+    rows = {(d["paths"], d["environment"]): d for d in unseen.details if "risk" in d}
+    assert unseen.details[0]["worst environment"] == "hosp:2"
+    for e in ("hosp:0", "hosp:1", "hosp:3"):  # the hospitals it saw: as good as the full model
+        assert rows[("all", e)]["excess risk"] < 0.01, e
+    spurious, contextual = rows[("spurious", "hosp:2")], rows[("contextual", "hosp:2")]
+    assert spurious["excess ci"][0] > contextual["excess ci"][1]
+    # the full model pays for neither shift at the hospitals it knows as much as holdout2 does
+    full = {(d["paths"], d["environment"]): d for d in seen.details if "risk" in d}
+    assert full[("all", "hosp:2")]["excess risk"] < 0.01
