@@ -19,7 +19,12 @@ from torch import Tensor
 
 from interp_audit.stats.bootstrap import MAX_BOOT, Interval, Verdict
 
-__all__ = ["exact_band_verdict", "exact_upper_verdict", "population_intervals"]
+__all__ = [
+    "exact_band_verdict",
+    "exact_upper_verdict",
+    "population_intervals",
+    "stratified_counts",
+]
 
 Statistic = Callable[[Float[Tensor, "draw category"]], Float[Tensor, "draw k"]]
 
@@ -89,3 +94,20 @@ def exact_upper_verdict(point: float, limit: float) -> tuple[Verdict, str]:
     if point <= limit:
         return "pass", f"exact value {point:.4g} at most {limit} (no sampling interval)"
     return "fail", f"exact value {point:.4g} above {limit} (no sampling interval)"
+
+
+def stratified_counts(
+    counts: list[Float[Tensor, " category"]], *, n_boot: int = 1000, seed: int = 0
+) -> list[Float[Tensor, "draw category"]]:
+    """Bootstrap draws of several independent samples (strata), each resampled with
+    replacement on its own: a multinomial draw of each stratum's category counts."""
+    if not 1 <= n_boot <= MAX_BOOT:
+        raise ValueError(f"n_boot={n_boot}: between 1 and {MAX_BOOT}")
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in counts:
+        c = c.detach().double().cpu().numpy()
+        total = int(round(float(c.sum())))
+        draws = rng.multinomial(total, c / c.sum(), size=n_boot).astype(np.float64)
+        out.append(torch.from_numpy(draws))
+    return out

@@ -122,6 +122,7 @@ def test_the_audit_flags_the_model_and_passes_the_repair(report):
         "hospital_paths_are_admissible_only": False,
         "admissible_paths_respond": True,
         "risk_is_bounded_across_hospitals": True,
+        "training_patients_are_not_exposed": True,
         "no_single_head_carries_the_age_token": True,
         "selective_repair_removes_direct_path": True,
         "selective_repair_removes_proxy_path": True,
@@ -209,3 +210,22 @@ def test_risk_across_hospitals_and_a_hospital_never_seen(report):
     # the full model pays for neither shift at the hospitals it knows as much as holdout2 does
     full = {(d["paths"], d["environment"]): d for d in seen.details if "risk" in d}
     assert full[("all", "hosp:2")]["excess risk"] < 0.01
+
+
+def test_membership_reads_the_patients_the_model_was_trained_on(report):
+    """The check's training draw (the zoo SCM, n 40000, seed 0) renders to exactly the prompts
+    and labels circuits/readmission/train.py trained zoo:readmission on."""
+    from interp_audit.causal import CausalModel
+
+    cm = CausalModel.from_spec("zoo:readmission")
+    fact = cm.scm.values(cm.scm.sample(40_000, 0))
+    units = R.sample_units(40_000, 0)
+    assert cm.render.render(cm.scm, fact) == R.factual_words(units)
+    assert torch.equal(fact["readmitted"].long(), R.labels(units))
+    chk = {c.name: c for c in report.checks}["training_patients_are_not_exposed"]
+    counts = next(d for d in chk.details if "members" in d)
+    assert (counts["members"], counts["non_members"]) == (40_000, 40_000)
+    aucs = {d["score"]: d for d in chk.details if "auc" in d}
+    assert set(aucs) == {"loss", "calibrated"} and chk.verdict == "pass"
+    for d in aucs.values():  # no more than a trace of the training labels' noise is memorised
+        assert 0.45 < d["ci"][0] and d["ci"][1] < 0.55
