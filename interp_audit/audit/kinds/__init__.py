@@ -3,6 +3,7 @@
 from interp_audit.audit.kinds import (  # noqa: F401  (each registers itself on import)
     component_mediation,
     environment_risk,
+    faithfulness,
     intervention,
     invariance,
     membership,
