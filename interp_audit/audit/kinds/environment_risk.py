@@ -234,7 +234,8 @@ def run(chk: EnvironmentRiskCheck, ctx: AuditContext, name: str) -> CheckResult:
         for d in details[:n_e]
     )
     msg = (
-        f"{what} under do({chk.environment} = e) over {w.description}: largest gap between "
+        f"{what} under do({chk.environment} = each value) over {w.description}: largest gap "
+        f"between "
         f"environments {stated} (worst {head['worst environment']}, best "
         f"{head['best environment']}); budget {chk.budget}; per environment: {per_env}"
     )
@@ -302,5 +303,6 @@ register_check(
         "robustness: the model's (excess) risk under do(E = e) for each environment, the worst "
         "environment and the largest gap within a budget",
         figure=figure,
+        objective=("robustness (environment risk gap)", "down"),
     )
 )

@@ -333,5 +333,6 @@ register_check(
         "membership inference (loss, zlib, min-k% prob): AUC of members vs non-members "
         "within [1 - max_auc, max_auc]",
         figure=figure,
+        objective=("privacy (membership AUC)", "down"),
     )
 )
