@@ -79,6 +79,7 @@ def path_rows(
     exact or over drawn units) and ``exact``, and exact rows have no ``ci``."""
     cm = ctx.causal.model
     rows = []
+    setting = (population, exact, n_units, n, seed, tuple(labels), tuple(sorted(kw.items())))
     for path in paths:
         row: dict[str, Any] = {
             "source": source,
@@ -86,38 +87,48 @@ def path_rows(
             "role": "admissible" if cm.graph.admissible(path) else "inadmissible",
             "why": cm.graph.why(path),
         }
-        if population:
-            rows.append(_population_row(ctx, row, source, path, exact, n_units, seed, labels, kw))
+        key = ("path row", source, tuple(path), setting)
+        if ctx.causal.reuse_measurements and key in ctx.causal._cache:
+            rows.append({**ctx.causal._cache[key], **row})  # measured once, role as chosen now
             continue
-        try:
-            cs = ctx.causal.path_contrast(source, path, n=n, seed=seed)
-        except EmptyPathError:
-            row.update(
-                effect=0.0, ci=[0.0, 0.0], n=0, fraction_changed=0.0,
-                note="no unit's rendered input changes along this path: effect 0 exactly",
-                _pairs=None, _contrast=None,
-            )  # fmt: skip
-            rows.append(row)
-            continue
-        clean, cf = pair_effects(ctx.subject, cs, ctx.metric)
-        iv = mean_ci(clean - cf, clusters_of(cs), **kw)
-        frac = float(cs.meta.get("fraction_changed", 1.0))
-        scope = int(cs.meta.get("n_in_scope", 0))
-        row.update(
-            {
-                "effect": iv.point,
-                "ci": [iv.lo, iv.hi],
-                "n": len(cs),
-                "effect over all units": iv.point * frac,
-                "ci over all units": over_all_units_ci(iv, frac, scope, kw),
-                "fraction_changed": frac,
-                "n_in_scope": scope,
-                "_pairs": clean - cf,
-                "_contrast": cs,
-            }
-        )
-        rows.append(row)
+        rows.append(_measure_path(ctx, row, source, path, n, seed, kw, population, exact,
+                                  n_units, labels))  # fmt: skip
+        if ctx.causal.reuse_measurements:  # a copy: checks annotate the rows they get
+            ctx.causal._cache[key] = {k: v for k, v in rows[-1].items() if k not in ("role", "why")}
     return rows
+
+
+def _measure_path(ctx, row, source, path, n, seed, kw, population, exact, n_units, labels):
+    """One path's effect (sampled pairs, or over the population) into ``row``."""
+    if population:
+        return _population_row(ctx, row, source, path, exact, n_units, seed, labels, kw)
+    try:
+        cs = ctx.causal.path_contrast(source, path, n=n, seed=seed)
+    except EmptyPathError:
+        row.update(
+            effect=0.0, ci=[0.0, 0.0], n=0, fraction_changed=0.0,
+            note="no unit's rendered input changes along this path: effect 0 exactly",
+            _pairs=None, _contrast=None,
+        )  # fmt: skip
+        return row
+    clean, cf = pair_effects(ctx.subject, cs, ctx.metric)
+    iv = mean_ci(clean - cf, clusters_of(cs), **kw)
+    frac = float(cs.meta.get("fraction_changed", 1.0))
+    scope = int(cs.meta.get("n_in_scope", 0))
+    row.update(
+        {
+            "effect": iv.point,
+            "ci": [iv.lo, iv.hi],
+            "n": len(cs),
+            "effect over all units": iv.point * frac,
+            "ci over all units": over_all_units_ci(iv, frac, scope, kw),
+            "fraction_changed": frac,
+            "n_in_scope": scope,
+            "_pairs": clean - cf,
+            "_contrast": cs,
+        }
+    )
+    return row
 
 
 def _population_row(ctx, row, source, path, exact, n_units, seed, labels, kw) -> dict[str, Any]:

@@ -30,6 +30,9 @@ class CausalContext:
     base: Path
     _cache: dict = field(default_factory=dict)
     _models: dict = field(default_factory=dict)
+    #: reuse each path's measured effect across checks and graph variants (``interp-audit
+    #: sensitivity``: the model and its hooks do not change between admissibility choices)
+    reuse_measurements: bool = False
 
     def resolve(self, scm: str) -> CausalModel:
         if scm == "causal":

@@ -127,6 +127,7 @@ def test_the_audit_flags_the_model_and_passes_the_repair(report):
         "selective_repair_removes_direct_path": True,
         "selective_repair_removes_proxy_path": True,
         "selective_repair_keeps_admissible_paths_and_every_age_group": False,
+        "located_circuits_explain_each_path": True,
     }
     assert not report.passed
     assert {c.name: c.verdict for c in report.checks}["age_paths_are_admissible_only"] == "fail"
@@ -229,3 +230,16 @@ def test_membership_reads_the_patients_the_model_was_trained_on(report):
     assert set(aucs) == {"loss", "calibrated"} and chk.verdict == "pass"
     for d in aucs.values():  # no more than a trace of the training labels' noise is memorised
         assert 0.45 < d["ci"][0] and d["ci"][1] < 0.55
+
+
+def test_faithfulness_of_the_located_circuits_before_and_after_the_repair(report):
+    """Before the selective repair no 8-node circuit carries 80% of the direct age path; after
+    it, the paths left (the admissible ones and the hospital's) are each carried by 8 nodes."""
+    chk = {c.name: c for c in report.checks}["located_circuits_explain_each_path"]
+    rows = {(d["model"].split(" (")[0], d["path"]): d for d in chk.details}
+    before, after = "before the repair", "after the repair"
+    assert rows[(before, "A -> Y")]["faithfulness"] < 0.8 <= rows[(after, "A -> Xs -> X -> Y")][
+        "faithfulness"]  # fmt: skip
+    assert "not tested" in rows[(after, "A -> Y")]["note"]  # the repair removed it
+    assert all(d["size"] == 8 for d in chk.details if "size" in d)
+    assert chk.verdict == "pass" and chk.statistic >= 0.8
