@@ -205,24 +205,23 @@ def site_effects_by_forwards(
 ) -> tuple[list[str], Tensor]:
     """(component labels, ``[site, pair]`` metric of the counterfactual run with that one site
     patched in from the clean run, minus the counterfactual metric): exact denoising patching
-    per position, in full hooked forwards (many sites per forward), in this process.
+    per position, one full hooked forward per site, in this process.
 
     The patching engine's fast path recomputes slices of positions, which hooks already on the
     model for one position (a repair ablating ``L0H1.v@2``) cannot follow, and a remote executor
     would not see those hooks at all; under a repair this is the exact way."""
     import dataclasses
 
-    from interp_audit.engine.batched import RunContext, default_max_rows, run_chunk
+    from interp_audit.engine.batched import RunContext, run_chunk
     from interp_audit.methods.locate.sites import plan_sites
 
     metric = get_metric(metric)
     plan = plan_sites(subject, contrast, sites, True)
     ctx = RunContext.build(subject, contrast, metric, direction="denoise", source_hooks=plan.hooks)
     ctx = dataclasses.replace(ctx, fast=False)
-    per = max(1, default_max_rows(subject, contrast.seq_len) // max(1, len(contrast)))
-    out = [
-        run_chunk(ctx, plan.variants[i : i + per], 0).cpu()
-        for i in range(0, len(plan.variants), per)
-    ]
+    # one site per forward: the batch is the pairs, as in the clean and counterfactual runs, so
+    # a repair whose values depend on the batch (resample ablation draws a reference prompt per
+    # row) reads the same rows in every run
+    out = [run_chunk(ctx, [v], 0).cpu() for v in plan.variants]
     effects = torch.cat(out).double() - ctx.base_values.detach().cpu().double()
     return list(plan.components), effects
