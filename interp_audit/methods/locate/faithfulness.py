@@ -221,7 +221,14 @@ def site_effects_by_forwards(
     ctx = dataclasses.replace(ctx, fast=False)
     # one site per forward: the batch is the pairs, as in the clean and counterfactual runs, so
     # a repair whose values depend on the batch (resample ablation draws a reference prompt per
-    # row) reads the same rows in every run
-    out = [run_chunk(ctx, [v], 0).cpu() for v in plan.variants]
-    effects = torch.cat(out).double() - ctx.base_values.detach().cpu().double()
+    # row) reads the same rows in every run. In a causal model a site before the first position
+    # where any pair differs has the same activation in both runs: its effect is 0 exactly.
+    differs = (contrast.clean != contrast.counterfactual).any(0).nonzero()
+    first = int(differs[0]) if len(differs) and subject.adapter.causal else 0
+    base = ctx.base_values.detach().cpu().double()
+    effects = torch.zeros(len(plan.variants), len(contrast), dtype=torch.float64)
+    for i, v in enumerate(plan.variants):
+        pos = v[0].position()
+        if pos is None or pos >= first:
+            effects[i] = run_chunk(ctx, [v], 0).cpu().double()[0] - base
     return list(plan.components), effects
