@@ -205,4 +205,3 @@ def pairs_contrast(subject, clean: list[str], counterfactual: list[str], answers
     )
     out.validate(d_vocab=int(subject.cfg.d_vocab))
     return out
-

@@ -212,7 +212,7 @@ def test_a_python_scm_that_declares_its_support_is_enumerated(tmp_path, linear_s
     # L's noise has no declared support: a question about L is drawn, and says why
     cm = CausalModel.from_spec(spec["causal"])
     pop = population(cm.scm, ["L"], n_units=500)
-    assert not pop.exact and "support_L" in pop.note
+    assert not pop.exact and "noise of L (a Python SCM declares support_NAME()" in pop.note
 
 
 def test_continuous_noise_samples_pairs_by_default_and_draws_units_with_exact(
