@@ -307,12 +307,24 @@ for choice, rep in reports.items():
     ("code", """rows = []
 for choice, rep in reports.items():
     for d in rep.checks[0].details:
+        ci = "exact" if d.get("exact") else f"[{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"
         rows.append({"choice": choice, "path": d["path"], "role": d["role"], "why": d["why"],
-                     "effect (input changed)": d["effect"], "CI low": d["ci"][0], "CI high": d["ci"][1],
+                     "effect (input changed)": d["effect"], "interval": ci,
                      "effect (all units)": d["effect over all units"],
                      "verdict": {True: "pass", False: "FAIL", None: "allowed"}[d["passed"]]})
 table = pd.DataFrame(rows)
 table.round(3)"""),
+    ("md", """Every noise in the hiring SCM is discrete, so each path effect is computed over the whole
+population of applicants by exact enumeration (1,260 noise cells, a few dozen distinct CV pairs):
+no sampling interval, and the verdicts are exact."""),
+    ("md", """## Both choices at once: verdicts under disagreement
+
+`interp-audit sensitivity SPEC --contest "G -> C -> Y"` (here `sensitivity(...)`) runs every check
+under each admissibility choice for the contested path, each path measured once and reused, and
+says which checks hold whatever the choice."""),
+    ("code", """from interp_audit.audit.sensitivity import sensitivity
+
+sensitivity(gaps_ok, contest=["G -> C -> Y"], subject=subject)"""),
     ("md", """## Why the verdicts differ
 
 Effects are logit(hire) − logit(reject) for women minus the same women had they been men along

@@ -30,6 +30,9 @@ class CausalContext:
     base: Path
     _cache: dict = field(default_factory=dict)
     _models: dict = field(default_factory=dict)
+    #: reuse each path's measured effect across checks and graph variants (``interp-audit
+    #: sensitivity``: the model and its hooks do not change between admissibility choices)
+    reuse_measurements: bool = False
 
     def resolve(self, scm: str) -> CausalModel:
         if scm == "causal":
@@ -74,3 +77,131 @@ class CausalContext:
         """One path's contrast (for graph-derived checks)."""
         spec = ScmContrast(scm="causal", source=source, paths=[format_path(path)], **kw)
         return self.contrast(spec, name=f"{source}: {format_path(path)}")
+
+    def memo(self, key, build):
+        """``build()`` once per audit for ``key`` (model-independent work checks share: drawn
+        populations, rendered worlds), then the stored value."""
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    # ---- populations (exact or drawn; see interp_audit.causal.population) ----------------------
+    def enumerable(self, labels: tuple[str, ...] = ()) -> bool:
+        """Whether every noise the model's input (and ``labels``) depends on is discrete, so
+        population effects are computed by exact enumeration."""
+        from interp_audit.causal.population import MAX_CELLS, discrete_support, needed_variables
+
+        cm = self.resolve("causal")
+        key = ("enumerable", labels)
+        if key not in self._cache:
+            names = needed_variables(cm.scm, self._read(cm) + list(labels))
+            supports, why = discrete_support(cm.scm, names)
+            cells = 1
+            for values, _ in supports.values():
+                cells *= len(values)
+            self._cache[key] = not why and cells <= MAX_CELLS
+        return self._cache[key]
+
+    @staticmethod
+    def _read(cm: CausalModel) -> list[str]:
+        return [v for v in cm.graph.parents(cm.graph.outcome)]
+
+    def population(
+        self, *, exact: bool | None, n_units: int, seed: int, labels: tuple[str, ...] = ()
+    ):
+        """The units (exact enumeration, or ``n_units`` draws) the model's input and ``labels``
+        depend on; memoised per audit, shared by every path and check."""
+        from interp_audit.causal.population import population
+
+        cm = self.resolve("causal")
+        key = ("population", exact, n_units, seed, labels)
+        if key not in self._cache:
+            self._cache[key] = population(
+                cm.scm, self._read(cm) + list(labels), exact=exact, n_units=n_units, seed=seed
+            )
+        return self._cache[key]
+
+    def path_population(
+        self,
+        source: str,
+        paths: list[tuple[str, ...]],
+        *,
+        exact: bool | None,
+        n_units: int,
+        seed: int,
+        labels: tuple[str, ...] = (),
+    ):
+        """Distinct prompt pairs of the population under ``source``'s intervention along
+        ``paths`` (:class:`~interp_audit.causal.population.PathPopulation`), memoised."""
+        from interp_audit.causal.population import path_population
+
+        cm = self.resolve("causal")
+        key = ("path population", source, tuple(paths), exact, n_units, seed, labels)
+        if key not in self._cache:
+            value, reference = cm.intervention(source)
+            pop = self.population(exact=exact, n_units=n_units, seed=seed, labels=labels)
+            self._cache[key] = path_population(
+                cm, pop, source=source, value=value, paths=paths, reference=reference,
+                labels=labels,
+            )  # fmt: skip
+        return self._cache[key]
+
+    def population_contrast(self, pp, name: str):
+        """The ContrastSet of a PathPopulation's distinct pairs (each its own cluster); each
+        distinct prompt is tokenised once (a population's pairs share few prompts)."""
+        key = ("population contrast", id(pp))
+        if key not in self._cache:
+            cm = self.resolve("causal")
+            cs = pairs_contrast(self.subject, pp.clean, pp.counterfactual, cm.answers, name)
+            self._cache[key] = (pp, cs.with_meta(population=pp.description, exact=pp.exact))
+        return self._cache[key][1]
+
+
+def pairs_contrast(subject, clean: list[str], counterfactual: list[str], answers, name: str):
+    """A ContrastSet of distinct rendered pairs, tokenising each distinct prompt once (the
+    checks ``ContrastSet.from_prompts`` makes, per prompt instead of per pair); unaligned
+    pairs go through ``from_prompts`` for its error."""
+    import torch
+
+    from interp_audit.engine.contrasts import ContrastSet, _pad, _refuse_unknown_words
+
+    tokens: dict[str, list[int]] = {}
+    for text in dict.fromkeys([*clean, *counterfactual]):
+        _refuse_unknown_words(subject, text, f"{name}: the prompt")
+        tokens[text] = subject.to_tokens(text)
+    rows_c, rows_f = [tokens[t] for t in clean], [tokens[t] for t in counterfactual]
+    if any(len(a) != len(b) or a == b for a, b in zip(rows_c, rows_f, strict=True)):
+        return ContrastSet.from_prompts(
+            subject, clean, counterfactual, answers=tuple(answers) if answers else None,
+            labels=[name] * len(clean),
+        )  # fmt: skip
+    ans = None
+    if answers:
+        ids = []
+        for text in answers:
+            _refuse_unknown_words(subject, text, f"{name}: answer")
+            got = subject.answer_token(text)
+            if len(got) != 1:
+                raise ContrastError(
+                    f"{name}: answer {text!r} is {len(got)} tokens, not one; answers must be "
+                    "single tokens"
+                )
+            ids.append(got[0])
+        ans = torch.tensor([ids] * len(clean), dtype=torch.long)
+    pos = [subject.adapter.answer_position(r, subject.tokenizer) for r in rows_c]
+    strs = {t: tuple(subject.token_str(ids)) for t, ids in tokens.items()}
+    out = ContrastSet(
+        clean=_pad(rows_c, subject.pad_token_id),
+        counterfactual=_pad(rows_f, subject.pad_token_id),
+        lengths=torch.tensor([len(r) for r in rows_c]),
+        answers=ans,
+        answer_pos=None if all(p is None for p in pos) else torch.tensor(pos),
+        pad_id=subject.pad_token_id,
+        labels=(name,) * len(clean),
+        clean_text=tuple(clean),
+        counterfactual_text=tuple(counterfactual),
+        str_tokens=tuple(strs[t] for t in clean),
+        cf_str_tokens=tuple(strs[t] for t in counterfactual),
+    )
+    out.validate(d_vocab=int(subject.cfg.d_vocab))
+    return out

@@ -34,6 +34,7 @@ from interp_audit.stats.bootstrap import (
 
 __all__ = [
     "ablated_components",
+    "answer_logprobs",
     "ablation",
     "band_family",
     "clusters_of",
@@ -83,6 +84,9 @@ def band_family(
     tol: float,
     spec: Any,
     seed: int,
+    *,
+    intervals: list[Interval | None] | None = None,
+    exact: list[bool] | None = None,
 ) -> tuple[list[dict[str, Any]], list[Interval], Verdict, str]:
     """Test a family of per-pair effects against ±tol with Holm's correction.
 
@@ -91,27 +95,44 @@ def band_family(
     A ``pass`` needs every CI inside the band (an intersection-union test: no correction is
     needed for it); a ``fail`` claim is Holm-corrected over the family. Returns the rows, the
     intervals, the combined verdict and a sentence stating the correction.
+
+    ``intervals``: precomputed intervals (population effects) instead of the pairs' cluster
+    bootstrap; ``exact``: which of them are exact (no sampling error: the verdict compares the
+    effect itself with the band, and the row has no interval).
     """
+    from interp_audit.stats.population import exact_band_verdict
+
     kw = spec.resampling(seed).kw()
-    ivs = [mean_ci(values, clusters, **kw) for _, values, clusters in tests]
-    adjusted = holm([iv.p_outside(tol) for iv in ivs])
+    given = intervals or [None] * len(tests)
+    ivs = [
+        iv if iv is not None else mean_ci(values, clusters, **kw)
+        for (_, values, clusters), iv in zip(tests, given, strict=True)
+    ]
+    exact = exact or [False] * len(tests)
+    raw = [
+        (0.0 if abs(iv.point) > tol else 1.0) if ex else iv.p_outside(tol)
+        for iv, ex in zip(ivs, exact, strict=True)
+    ]
+    adjusted = holm(raw)
     rows = []
-    for (fields, values, _), iv, p_adj in zip(tests, ivs, adjusted, strict=True):
-        verdict, reason = band_verdict(iv, tol, min_clusters=spec.min_clusters, p_adjusted=p_adj)
-        rows.append(
-            {
+    for (fields, values, _), iv, p_adj, p, ex in zip(tests, ivs, adjusted, raw, exact, strict=True):
+        if ex:
+            verdict, reason = exact_band_verdict(iv.point, tol)
+            row = {**fields, "n": len(values), "effect": iv.point, "tolerance": tol}
+        else:
+            verdict, reason = band_verdict(
+                iv, tol, min_clusters=spec.min_clusters, p_adjusted=p_adj
+            )
+            row = {
                 **fields,
                 "n": len(values),
                 "effect": iv.point,
                 **interval_row(iv),
                 "tolerance": tol,
-                "p_violation": iv.p_outside(tol),
+                "p_violation": p,
                 "p_holm": p_adj,
-                "verdict": verdict,
-                "reason": reason,
-                "passed": verdict == "pass",
             }
-        )
+        rows.append({**row, "verdict": verdict, "reason": reason, "passed": verdict == "pass"})
     m = len(tests)
     correction = (
         f"Holm correction over {m} tests at family-wise error {1 - spec.confidence:.3g} for "
@@ -120,6 +141,8 @@ def band_family(
         if m > 1
         else "one test: no multiple-testing correction"
     )
+    if all(exact) and m:
+        correction = "exact population effects: no sampling error, no correction needed"
     return rows, ivs, combine([r["verdict"] for r in rows]), correction
 
 
@@ -140,6 +163,45 @@ def clean_values(subject: Subject, contrast: ContrastSet, metric: Metric) -> Ten
         mask=mask,
     )
     return metric(read, MetricContext(answers=answers)).detach().cpu()
+
+
+def answer_logprobs(subject, prompts: list[str], answers, name: str):
+    """``[prompt, 2]`` log-probabilities (full vocabulary, at each prompt's scored position) of
+    the two answers, each distinct prompt tokenised and run once."""
+    import dataclasses
+
+    from interp_audit.core.errors import ContrastError
+    from interp_audit.engine.contrasts import _pad, _refuse_unknown_words
+
+    if not answers:
+        raise SpecError(f"{name} scores answers: declare causal.answers (e.g. [YES, NO])")
+    rows = []
+    for text in prompts:
+        _refuse_unknown_words(subject, text, f"{name}: the prompt")
+        rows.append(subject.to_tokens(text))
+    ids = []
+    for text in answers:
+        got = subject.answer_token(text)
+        if len(got) != 1:
+            raise ContrastError(f"{name}: answer {text!r} is {len(got)} tokens, not one")
+        ids.append(got[0])
+    pos = [subject.adapter.answer_position(r, subject.tokenizer) for r in rows]
+    clean = _pad(rows, subject.pad_token_id)
+    cs = ContrastSet(
+        clean=clean,
+        counterfactual=clean.clone(),
+        lengths=torch.tensor([len(r) for r in rows]),
+        answers=torch.tensor([ids] * len(rows), dtype=torch.long),
+        answer_pos=None if all(p is None for p in pos) else torch.tensor(pos),
+        pad_id=subject.pad_token_id,
+        clean_text=tuple(prompts),
+        counterfactual_text=tuple(prompts),
+        meta={"factual": True},
+    )
+    logprob = get_metric("logprob")
+    first = clean_values(subject, cs, logprob)
+    second = clean_values(subject, dataclasses.replace(cs, answers=cs.answers.flip(1)), logprob)
+    return torch.stack([first, second], 1).double()
 
 
 def utility_values(subject: Subject, contrast: ContrastSet, kind: str) -> Tensor:

@@ -38,6 +38,13 @@ class CheckKind:
         remeasurable: whether running it on a repaired model measures that model (the
             trade-off re-runs such checks under each repair); False for kinds that apply
             their own repair or read effects located on the unrepaired model.
+        objective: the trade-off objective the kind's statistic measures, ``(column, better)``
+            with better ``"up"`` or ``"down"`` (e.g. ``("robustness (environment risk gap)",
+            "down")``): the trade-off table shows it per repair and its Pareto front over the
+            objectives uses it.
+        tradeoff_form: the check the trade-off re-runs on each repaired model, when it is not
+            the check as written (e.g. without the check's own repair, which the swept repair
+            replaces); None = as written.
     """
 
     name: str
@@ -47,6 +54,8 @@ class CheckKind:
     figure: Callable[[CheckResult], Any] | None = None
     remeasurable: bool = True
     threshold: str = "±{:g}"
+    objective: tuple[str, str] | None = None
+    tradeoff_form: Callable[[Any], Any] | None = None
 
 
 _CHECKS: dict[str, CheckKind] = {}

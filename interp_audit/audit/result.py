@@ -26,6 +26,9 @@ class CheckResult:
     ``details`` rows are the per-group / per-path / per-measure evidence the report tabulates
     and plots (each with ``ci`` where it has one); each is one of the row kinds declared in
     :mod:`interp_audit.audit.evidence` (checked here), and :attr:`evidence` reads them typed.
+    ``exact``: the statistic is an exact population quantity (exact enumeration of the SCM): it
+    has no sampling interval, ``ci`` is the point itself, and the verdict compares the value with
+    the threshold.
     """
 
     name: str
@@ -40,6 +43,7 @@ class CheckResult:
     reason: str = ""
     clusters: int | None = None
     correction: str | None = None
+    exact: bool = False
 
     def __post_init__(self) -> None:
         # kinds written before verdicts pass a bool here: True is a pass, False a fail

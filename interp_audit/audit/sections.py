@@ -457,6 +457,16 @@ class TradeoffSpec(_Section):
             raise SpecError(f"{path}: {msg}{got}") from None
 
 
+class SensitivitySpec(_Section):
+    """The settings of ``interp-audit sensitivity SPEC`` (``interp_audit.audit.sensitivity``):
+    which admissibility choices and structural equations reviewers contest. Flags override."""
+
+    contest: list[str] = Field(default_factory=list)
+    """Contested paths (``G -> C -> Y``): every combination of their admissibility is run."""
+    scms: list[str] = Field(default_factory=list)
+    """Alternative SCM files for the same graph (relative to the spec), each run too."""
+
+
 class CheckSpec(_Section):
     """Base of every check kind's spec section (``kind:`` names the registered kind)."""
 

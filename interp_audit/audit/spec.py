@@ -32,6 +32,7 @@ from interp_audit.audit.sections import (  # noqa: F401  (re-exported: the spec'
     ModelSpec,
     ScmContrast,
     Seed,
+    SensitivitySpec,
     SwapSpec,
     TemplateContrast,
     TradeoffSpec,
@@ -79,6 +80,8 @@ class AuditSpecBase(_Section):
     """The checks; each gives pass / fail / inconclusive with its interval."""
     tradeoff: TradeoffSpec | None = None
     """Settings of the repair trade-off sweep (``interp-audit tradeoff SPEC``)."""
+    sensitivity: SensitivitySpec | None = None
+    """Contested admissibility and alternative SCMs (``interp-audit sensitivity SPEC``)."""
     _source_text: str | None = PrivateAttr(default=None)
     _source_path: str | None = PrivateAttr(default=None)
 

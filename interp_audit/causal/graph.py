@@ -269,9 +269,24 @@ class CausalGraph:
                 return e
         return None
 
+    def with_admissibility(self, choices: dict[str | Sequence[str], bool]) -> CausalGraph:
+        """A copy in which the given paths are taken as admissible (True) or not (False),
+        whatever the declared rules say: one choice about contested paths (``interp-audit
+        sensitivity``). ``why`` says so; the copy counts the admissibility questions asked of
+        it (``queries``), so a caller can tell which results depend on the choice."""
+        import copy
+
+        out = copy.copy(self)
+        out._overrides = {self._existing_path(p): bool(v) for p, v in choices.items()}
+        out.queries = 0
+        return out
+
     def admissible(self, path: str | Sequence[str]) -> bool:
         """Whether ``path`` (an existing source -> outcome path) may carry influence."""
         p = self._existing_path(path)
+        self.queries = getattr(self, "queries", 0) + 1
+        if p in getattr(self, "_overrides", {}):
+            return self._overrides[p]
         if self._blocked_in(p):
             return False
         if p in self.admissible_paths:
@@ -285,6 +300,10 @@ class CausalGraph:
     def why(self, path: str | Sequence[str]) -> str:
         """A short reason for the path's classification (shown in reports)."""
         p = self._existing_path(path)
+        self.queries = getattr(self, "queries", 0) + 1
+        if p in getattr(self, "_overrides", {}):
+            taken = "admissible" if self._overrides[p] else "inadmissible"
+            return f"contested: taken as {taken} (sensitivity choice)"
         bad = self._blocked_in(p)
         if bad:
             return f"uses blocked edge {format_path(bad)}"
@@ -332,27 +351,36 @@ class CausalGraph:
                 ]
                 for s in self.sources()
             },
+            **(
+                {"contested": {format_path(p): v for p, v in self._overrides.items()}}
+                if getattr(self, "_overrides", None)
+                else {}
+            ),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CausalGraph:
-        known = {"edges", "outcome", "admissible_paths", "blocked_edges", "resolving", "paths"}
+        known = {
+            "edges", "outcome", "admissible_paths", "blocked_edges", "resolving", "paths",
+            "contested",
+        }  # fmt: skip
         unknown = set(d) - known
         if unknown:
             key = sorted(unknown)[0]
             raise SpecError(
                 f"unknown causal graph key {key!r}{did_you_mean(key, known)}; valid keys: "
-                f"{', '.join(sorted(known - {'paths'}))}"
+                f"{', '.join(sorted(known - {'paths', 'contested'}))}"
             )
         if "edges" not in d or "outcome" not in d:
             raise SpecError("a causal graph needs 'edges' (parent -> children) and 'outcome'")
-        return cls(
+        graph = cls(
             d["edges"],
             d["outcome"],
             admissible_paths=d.get("admissible_paths"),
             blocked_edges=d.get("blocked_edges"),
             resolving=d.get("resolving"),
         )
+        return graph.with_admissibility(d["contested"]) if d.get("contested") else graph
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CausalGraph) and self.to_dict() == other.to_dict()

@@ -9,7 +9,12 @@ Python file protocol (the user's own code, imported from the path they give)::
     SHARED_NOISE = {"Y_fair": "Y"}       # optional: a variable reusing another's noise
     def A(u): return u                   # parents are the parameter names; ``u`` is the noise
     def noise_A(n, generator): return torch.randint(0, 2, (n,), generator=generator)
+    def support_A(): return torch.tensor([0, 1]), torch.tensor([0.5, 0.5])  # optional
     def X(A, u): ...
+
+``support_NAME()`` declares that ``NAME``'s noise is discrete: its possible values and their
+probabilities. When every noise a question depends on has a finite support (tables always do),
+population effects are computed by exact enumeration (:mod:`interp_audit.causal.population`).
 
 Tables (``variables:`` mapping, in sampling order)::
 
@@ -19,6 +24,8 @@ Tables (``variables:`` mapping, in sampling order)::
 Each table variable draws ``u ~ U(0, 1)`` and takes the value whose CDF interval holds it
 (inverse CDF), so a parent's change moves a child only where its noise crosses a boundary.
 Rows of multi-parent tables are keyed by the parents' value names joined by ``", "``.
+A table variable's noise has a finite support for exact enumeration: the cells between
+consecutive CDF boundaries of all its rows (any ``u`` in a cell gives the same value in every row).
 """
 
 from __future__ import annotations
@@ -53,6 +60,8 @@ class Variable:
     values: tuple[str, ...] | None = None  # names of categorical values (index = value)
     shares_noise_with: str | None = None
     takes_noise: bool = True
+    #: a finite noise support: ``support() -> (noise values [k], probabilities [k])``
+    support: Callable[[], tuple[Tensor, Tensor]] | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,12 @@ class SCM:
                 raise SpecError(f"SCM file {path.name}: VARIABLES names {name!r}, no such function")
             params = list(inspect.signature(fn).parameters)
             noise = getattr(module, f"noise_{name}", None)
+            support = getattr(module, f"support_{name}", None)
+            if support is not None and not callable(support):
+                raise SpecError(
+                    f"SCM file {path.name}: support_{name} must be a function returning "
+                    "(noise values, probabilities)"
+                )
             takes_u = "u" in params
             if takes_u and noise is None and name not in shared:
                 raise SpecError(
@@ -162,6 +177,7 @@ class SCM:
                 values=tuple(values[name]) if name in values else None,
                 shares_noise_with=shared.get(name),
                 takes_noise=takes_u,
+                support=support,
             )
         return cls(out, source=path.name)
 
@@ -404,8 +420,17 @@ def _table_variable(name: str, entry: Any, known: dict[str, Variable], source: s
     def noise(n: int, g: torch.Generator) -> Tensor:
         return torch.rand(n, generator=g, dtype=torch.float64)
 
+    def support() -> tuple[Tensor, Tensor]:
+        """The cells between consecutive CDF boundaries (of every row): midpoints and lengths."""
+        cuts = torch.cat([torch.tensor([0.0, 1.0], dtype=torch.float64), cdf.flatten()])
+        cuts = cuts.clamp(0.0, 1.0).unique(sorted=True)
+        keep = torch.cat([torch.tensor([True]), cuts.diff() > 1e-12])  # merge rounding twins
+        cuts = cuts[keep]
+        cuts[-1] = 1.0
+        return (cuts[:-1] + cuts[1:]) / 2, cuts.diff()
+
     fn.__signature__ = inspect.Signature(
         [inspect.Parameter(p, inspect.Parameter.KEYWORD_ONLY) for p in parents]
         + [inspect.Parameter("u", inspect.Parameter.KEYWORD_ONLY)]
     )
-    return Variable(name, parents, fn, noise, values)
+    return Variable(name, parents, fn, noise, values, support=support)

@@ -12,6 +12,8 @@ TRAINED = {
     "labs) masked",
     "readmission-nohosp": "readmission retrained without the hospital token",
     "readmission-cleanlabs": "readmission retrained on labs measured without the hospital artefact",
+    "readmission-holdout2": "readmission trained without hospital 2's patients: an environment "
+    "it never saw (circuits/readmission/train.py readmission-holdout2)",
     "hiring": "a CV screener trained on the hiring SCM (circuits/hiring/train.py): gender, degree, "
     "career gap, club -> hire/reject",
     "hiring-ftu": "hiring retrained with the gender word hidden (gender:?): unawareness",

@@ -288,12 +288,13 @@ def test_nested_counterfactual_keeps_the_mediator_factual_on_the_longer_path(lin
 @pytest.fixture(scope="module")
 def linear_report(linear_subject):
     spec = linear_spec(
+        # sampled pairs (exact: false); tests/unit/test_population.py measures the population
         {"name": "paths", "kind": "path_invariance", "source": "A", "n": 400, "seed": 5,
-         "tolerance": 0.3},
+         "tolerance": 0.3, "exact": False},
         {"name": "respond", "kind": "responsiveness", "sign": "scm", "label": "L", "floor": 0.1,
-         "n": 400, "seed": 5},
+         "n": 400, "seed": 5, "exact": False},
         {"name": "too_weak", "kind": "responsiveness", "paths": "mediated", "floor": 0.3,
-         "n": 400, "seed": 5},
+         "n": 400, "seed": 5, "exact": False},
         {"name": "repair", "kind": "intervention", "contrast": "direct",
          "ablate": {"components": ["L0H0"], "kind": "zero"}, "tolerance": 0.05,
          "preserve": {"tolerance": 0.05, "n": 400, "seed": 5},

@@ -2,6 +2,8 @@
 
 from interp_audit.audit.kinds import (  # noqa: F401  (each registers itself on import)
     component_mediation,
+    environment_risk,
+    faithfulness,
     flip_rate,
     group_parity,
     intervention,

@@ -3,6 +3,10 @@ irrelevant ones (explainability as invariance). Each selected path (default: eve
 path from the source, from the causal graph) must carry an effect whose CI clears a ``floor``
 in absolute value, and/or has the expected ``sign``: ``positive``, ``negative``, or ``scm`` (the
 sign of the SCM's own path-specific effect on ``label`` for the same units).
+
+Over the population (``exact``, the default when every noise is discrete): each path's effect is
+the population's (exact: compared as it is, no interval; drawn: interval over units), and the
+SCM's own effect on ``label`` is taken over the same population.
 """
 
 from __future__ import annotations
@@ -11,7 +15,13 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from interp_audit.audit.causal_measure import causal_model, path_rows, public, sources_of
+from interp_audit.audit.causal_measure import (
+    causal_model,
+    path_rows,
+    public,
+    sources_of,
+    use_population,
+)
 from interp_audit.audit.context import AuditContext
 from interp_audit.audit.registry import CheckKind, register_check
 from interp_audit.audit.result import CheckResult
@@ -38,6 +48,11 @@ class ResponsivenessCheck(CheckSpec):
     """Units (pairs) per path whose rendered input changes."""
     seed: int = 0
     """Seed for drawing the units."""
+    exact: bool | None = None
+    """Measure each path over the SCM's population: exact enumeration when every noise is
+    discrete (default then), else ``n_units`` drawn units deduplicated; ``false``: sampled."""
+    n_units: int = Field(100_000, ge=1, le=10_000_000)
+    """With ``exact``: units drawn when some noise is continuous."""
 
     @model_validator(mode="after")
     def _something(self):
@@ -54,16 +69,23 @@ def run(chk: ResponsivenessCheck, ctx: AuditContext, name: str) -> CheckResult:
     where = f"check {name!r}"
     cm = causal_model(ctx, where)
     kw = chk.resampling(ctx.seed).kw()
+    labels = (chk.label,) if chk.sign == "scm" and chk.label else ()
+    if labels:
+        cm._need_var(chk.label, "label")
+    pop = use_population(ctx, chk.exact, labels)
     rows = []
     for src in sources_of(chk.source, cm, where):
         paths = cm.resolve_paths(src, chk.paths)
         if not paths:
             continue
-        rows += path_rows(ctx, src, paths, n=chk.n, seed=chk.seed, kw=kw)
+        rows += path_rows(
+            ctx, src, paths, n=chk.n, seed=chk.seed, kw=kw, population=pop, exact=chk.exact,
+            n_units=chk.n_units, labels=labels,
+        )  # fmt: skip
     if not rows:
         raise SpecError(f"{where}: no paths selected by {chk.paths!r}")
     for r in rows:
-        lo, hi = r["ci"]
+        lo, hi = r["ci"] if "ci" in r else (r["effect"], r["effect"])
         ok = True
         if chk.floor is not None:
             r["floor"] = chk.floor
@@ -73,7 +95,11 @@ def run(chk: ResponsivenessCheck, ctx: AuditContext, name: str) -> CheckResult:
             continue
         if chk.sign is not None:
             want = chk.sign
-            if want == "scm":
+            if want == "scm" and pop:
+                implied = r[f"_label effect {chk.label}"]
+                r[f"SCM effect on {chk.label}"] = implied
+                want = "positive" if implied > 0 else "negative" if implied < 0 else "none"
+            elif want == "scm":
                 value, reference = cm.intervention(r["source"])
                 implied = cm.label_effect(
                     chk.label,
@@ -90,7 +116,13 @@ def run(chk: ResponsivenessCheck, ctx: AuditContext, name: str) -> CheckResult:
             ok = ok and (lo > 0 if want == "positive" else hi < 0 if want == "negative" else False)
         r["passed"] = ok
     details = [public(r) for r in rows]
-    weakest = min(details, key=lambda d: min(abs(d["ci"][0]), abs(d["ci"][1])))
+
+    def bounds(d):
+        return d["ci"] if "ci" in d else [d["effect"], d["effect"]]
+
+    weakest = min(details, key=lambda d: min(abs(bounds(d)[0]), abs(bounds(d)[1])))
+    all_exact = all(d.get("exact") for d in details if "exact" in d) and pop
+    lo, hi = bounds(weakest)
     failing = [d["path"] for d in details if not d["passed"]]
     demands = " and ".join(
         x
@@ -100,21 +132,28 @@ def run(chk: ResponsivenessCheck, ctx: AuditContext, name: str) -> CheckResult:
         )
         if x
     )
+    stated = (
+        f"{weakest['effect']:+.4f} (exact: no sampling interval)"
+        if weakest.get("exact")
+        else f"{weakest['effect']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+    )
+    scope = "over the population; " if pop else ""
     msg = (
-        f"weakest selected path (conditional on the input changing): {weakest['path']} "
-        f"{weakest['effect']:+.4f} [{weakest['ci'][0]:+.4f}, {weakest['ci'][1]:+.4f}]; demanded "
-        f"{demands}" + (f"; unresponsive: {', '.join(failing)}" if failing else "")
+        f"weakest selected path ({scope}conditional on the input changing): {weakest['path']} "
+        f"{stated}; demanded {demands}"
+        + (f"; unresponsive: {', '.join(failing)}" if failing else "")
     )
     return CheckResult(
         name,
         chk.kind,
         not failing,
         weakest["effect"],
-        tuple(weakest["ci"]),
+        (lo, hi),
         chk.floor if chk.floor is not None else 0.0,
         msg,
         details,
         chk.confidence,
+        exact=bool(all_exact),
     )
 
 

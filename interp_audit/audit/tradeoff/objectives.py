@@ -29,7 +29,15 @@ from interp_audit.stats.bootstrap import (
     percentile_ci,
 )
 
-__all__ = ["Measurement", "PathInfo", "Utility", "draw_paths", "measure", "row_of"]
+__all__ = [
+    "Measurement",
+    "PathInfo",
+    "Utility",
+    "draw_paths",
+    "measure",
+    "objective_columns",
+    "row_of",
+]
 
 VERDICT_RANK = {"fail": 0, "inconclusive": 1, "pass": 2}
 
@@ -249,6 +257,36 @@ def _worst_abs(
     return path, abs(point), _quantiles(largest, kw)
 
 
+def objective_columns(checks: dict[str, CheckResult]) -> dict[str, Any]:
+    """The trade-off objectives the re-run checks measure (each kind's registered ``objective``:
+    robustness, privacy, explainability), the worst check's statistic and CI per column; for
+    membership also the largest TPR at its low FPR."""
+    from interp_audit.audit.kinds import check_kinds
+
+    kinds = check_kinds()
+    out: dict[str, Any] = {}
+    by_column: dict[str, list[tuple[str, CheckResult, str]]] = {}
+    for name, res in checks.items():
+        kind = kinds.get(res.kind)
+        if kind is not None and kind.objective is not None:
+            col, better = kind.objective
+            by_column.setdefault(col, []).append((name, res, better))
+    for col, found in by_column.items():
+        better = found[0][2]
+        pick = max if better == "down" else min
+        name, res, _ = pick(found, key=lambda t: t[1].statistic)
+        out[col], out[f"{col} CI"] = res.statistic, [float(res.ci[0]), float(res.ci[1])]
+        out[f"{col} check"] = name
+        if res.exact:  # no sampling interval: shown as exact
+            out[f"{col} exact"] = True
+        tprs = [d for d in res.details if "tpr" in d]
+        if tprs:
+            worst = max(tprs, key=lambda d: d["tpr"])
+            col_t = f"privacy (TPR at FPR {worst['fpr']:g})"
+            out[col_t], out[f"{col_t} CI"] = worst["tpr"], list(worst["ci"])
+    return out
+
+
 def row_of(
     name: str,
     family: str,
@@ -317,6 +355,7 @@ def row_of(
             broken.append(cname)
         elif VERDICT_RANK[res.verdict] > was:
             fixed.append(cname)
+    row.update(objective_columns(m.checks))
     if m.checks:
         row["checks passed"] = sum(r.verdict == "pass" for r in m.checks.values())
         row["checks broken"] = ", ".join(broken)

@@ -100,6 +100,8 @@ def _checks(parsed) -> tuple[list[tuple[str, Any, Any]], list[str]]:
     keep, skipped = [], []
     for name, chk in zip(parsed.check_names(), parsed.checks, strict=True):
         kind = kinds[chk.kind]
+        if kind.tradeoff_form is not None:  # e.g. without its own repair: the sweep's replaces it
+            chk = kind.tradeoff_form(chk)
         if kind.remeasurable and getattr(chk, "ablate", None) is None:
             keep.append((name, chk, kind))
         else:

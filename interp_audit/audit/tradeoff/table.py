@@ -31,8 +31,12 @@ SUMMARY = (
     "worst group",
     "worst-group utility",
     "checks broken",
+    "robustness (environment risk gap)",
+    "privacy (membership AUC)",
+    "explainability (faithfulness)",
     "pareto",
     "pareto (all objectives)",
+    "pareto (four objectives)",
 )
 
 
@@ -128,10 +132,16 @@ class Tradeoff:
         )
         return fig
 
-    def to_markdown(self, repairs: list[str] | None = None) -> str:
+    def to_markdown(self, repairs: list[str] | None = None, *, objectives: bool = False) -> str:
         """The headline columns as a Markdown table, each number with its CI (for READMEs and
-        reports); ``repairs``: only these rows, in this order."""
+        reports); ``repairs``: only these rows, in this order. ``objectives``: the four
+        objectives instead (fairness: the largest inadmissible effect left; robustness: the
+        environment risk gap; privacy: membership AUC and TPR at low FPR; explainability: the
+        least faithful located circuit), with utility, the worst group and the Pareto front
+        over them."""
         rows = self.rows if repairs is None else [self.row(r) for r in repairs]
+        if objectives:
+            return self._objectives_markdown(rows)
         cols = [
             ("inadmissible left", "worst inadmissible path"),
             ("admissible kept", "least kept admissible path"),
@@ -158,6 +168,34 @@ class Tradeoff:
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
+    def _objectives_markdown(self, rows: list[dict[str, Any]]) -> str:
+        tpr = sorted({k for r in rows for k in r if k.startswith("privacy (TPR") and "CI" not in k})
+        cols = [
+            ("fairness: inadmissible left", "inadmissible left", "worst inadmissible path"),
+            ("robustness: environment risk gap", "robustness (environment risk gap)", None),
+            ("privacy: membership AUC", "privacy (membership AUC)", None),
+            *[(f"privacy: {c[9:-1]}", c, None) for c in tpr],
+            ("explainability: faithfulness", "explainability (faithfulness)", None),
+            ("utility cost", "utility cost", None),
+            ("worst-group utility", "worst-group utility", "worst group"),
+        ]
+        cols = [c for c in cols if any(c[1] in r for r in rows)]
+        head = ["repair", *[c[0] for c in cols], "pareto (four objectives)"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in rows:
+            cells = [r["repair"]]
+            for _, c, where in cols:
+                if c not in r:
+                    cells.append("")
+                    continue
+                lo, hi = r[f"{c} CI"]
+                at = f"{r[where]} " if where and r.get(where) else ""
+                ci = "(exact)" if r.get(f"{c} exact") else f"[{lo:.3f}, {hi:.3f}]"
+                cells.append(f"{at}{r[c]:.3f} {ci}")
+            cells.append("yes" if r.get("pareto (four objectives)") else "")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "ranking": self.ranking, "meta": self.meta}
 
@@ -170,7 +208,10 @@ class Tradeoff:
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "tradeoff.csv", self.to_frame().to_csv(index=False))
         write_atomic(out / "tradeoff.json", json.dumps(self.to_dict(), indent=2))
-        write_atomic(out / "tradeoff.md", self.to_markdown() + "\n")
+        md = self.to_markdown() + "\n"
+        if any("pareto (four objectives)" in r for r in self.rows):
+            md += "\n" + self.to_markdown(objectives=True) + "\n"
+        write_atomic(out / "tradeoff.md", md)
         write_atomic(
             out / "tradeoff.html",
             "<html><head><meta charset='utf-8'></head><body>"
@@ -226,6 +267,21 @@ def mark_pareto(rows: list[dict[str, Any]], *, utility_higher_is_better: bool = 
     _front(rows, "pareto", [o for o in objectives if o[0] != "other inadmissible left"])
     if all("other inadmissible left" in r for r in rows):
         _front(rows, "pareto (all objectives)", objectives)
+    four = [(c, b) for c, b in _check_objectives() if all(c in r for r in rows)]
+    if four:  # fairness, robustness, privacy, explainability, with utility
+        fair = (
+            ("inadmissible left", "down")
+            if any("inadmissible left" in r for r in rows)
+            else ("checks passed", "up")
+        )
+        _front(rows, "pareto (four objectives)", [fair, *four, ("utility", util)])
+
+
+def _check_objectives() -> list[tuple[str, str]]:
+    """(column, better) of every registered check kind that measures a trade-off objective."""
+    from interp_audit.audit.kinds import check_kinds
+
+    return [k.objective for k in check_kinds().values() if k.objective is not None]
 
 
 def _front(rows: list[dict[str, Any]], key: str, objectives) -> None:

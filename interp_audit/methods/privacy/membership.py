@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float
@@ -31,7 +31,17 @@ from interp_audit.methods.privacy.memorization import token_logprobs
 from interp_audit.model.subject import Subject
 from interp_audit.stats.bootstrap import Resampling, percentile_ci
 
-__all__ = ["SCORES", "MembershipResult", "auc", "auc_ci", "membership", "record_scores"]
+__all__ = [
+    "SCORES",
+    "MembershipResult",
+    "auc",
+    "auc_ci",
+    "membership",
+    "membership_from_counts",
+    "record_scores",
+    "roc_from_counts",
+    "tpr_at_fpr",
+]
 
 SCORES = ("loss", "zlib", "min_k")
 
@@ -140,6 +150,9 @@ class MembershipResult:
     n_non_members: int
     min_k: float
     confidence: float
+    #: score -> TPR at ``fpr`` (Carlini et al. 2022: an attack's power where it matters)
+    tpr: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    fpr: float = 0.01
 
     def to_frame(self):
         import pandas as pd
@@ -147,6 +160,10 @@ class MembershipResult:
         rows = [
             {"measure": f"AUC ({s})", "value": v, "ci_low": lo, "ci_high": hi}
             for s, (v, lo, hi) in self.aucs.items()
+        ]
+        rows += [
+            {"measure": f"TPR at FPR {self.fpr:g} ({s})", "value": v, "ci_low": lo, "ci_high": hi}
+            for s, (v, lo, hi) in self.tpr.items()
         ]
         v, lo, hi = self.loss_gap
         rows.append({"measure": "loss gap (nats/token)", "value": v, "ci_low": lo, "ci_high": hi})
@@ -159,6 +176,90 @@ class MembershipResult:
         )
 
 
+def roc_from_counts(
+    scores: Float[Tensor, " cell"],
+    members: Float[Tensor, "draw cell"],
+    non_members: Float[Tensor, "draw cell"],
+    fpr: float,
+) -> tuple[Float[Tensor, " draw"], Float[Tensor, " draw"]]:
+    """(AUC, TPR at ``fpr``) per row of member / non-member counts over cells of equal score.
+
+    Records are grouped into cells sharing a score (a model that reads few distinct inputs
+    gives few distinct scores); the AUC counts ties as one half (Mann-Whitney), and the TPR at
+    ``fpr`` interpolates the ROC linearly between thresholds (a randomised threshold inside a
+    tie), so both equal what the record-level computations give.
+    """
+    values, inverse = torch.unique(scores.double(), return_inverse=True)  # ascending
+    k = len(values)
+    m = torch.zeros(members.shape[0], k, dtype=torch.float64).index_add_(1, inverse, members)
+    n = torch.zeros(non_members.shape[0], k, dtype=torch.float64).index_add_(
+        1, inverse, non_members
+    )
+    tot_m, tot_n = m.sum(1, keepdim=True), n.sum(1, keepdim=True)
+    below = n.cumsum(1) - n
+    auc_ = ((m * (below + 0.5 * n)).sum(1, keepdim=True) / (tot_m * tot_n))[:, 0]
+    # ROC from the highest score down: (0, 0), then each threshold's cumulative rates
+    zero = torch.zeros(m.shape[0], 1, dtype=torch.float64)
+    tpr_ = torch.cat([zero, m.flip(1).cumsum(1) / tot_m], 1)
+    fpr_ = torch.cat([zero, n.flip(1).cumsum(1) / tot_n], 1)
+    j = torch.searchsorted(fpr_.contiguous(), torch.full_like(zero, fpr), right=True)
+    j = j.clamp(1, k)  # segment (j - 1, j) holds fpr
+    f0, f1 = fpr_.gather(1, j - 1), fpr_.gather(1, j)
+    t0, t1 = tpr_.gather(1, j - 1), tpr_.gather(1, j)
+    share = torch.where(f1 > f0, (fpr - f0) / (f1 - f0).clamp(min=1e-300), torch.ones_like(f0))
+    return auc_, (t0 + share.clamp(0, 1) * (t1 - t0))[:, 0]
+
+
+def tpr_at_fpr(members: Tensor, non_members: Tensor, fpr: float) -> float:
+    """TPR at ``fpr`` of record scores (higher = member), ROC interpolated linearly."""
+    scores = torch.cat([members.double(), non_members.double()])
+    m = torch.cat([torch.ones(len(members)), torch.zeros(len(non_members))]).double()[None]
+    return float(roc_from_counts(scores, m, 1 - m, fpr)[1][0])
+
+
+def membership_from_counts(
+    scores: dict[str, Float[Tensor, " cell"]],
+    members: Float[Tensor, " cell"],
+    non_members: Float[Tensor, " cell"],
+    loss: Float[Tensor, " cell"],
+    *,
+    fpr: float = 0.01,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> MembershipResult:
+    """Membership inference over records grouped into cells (records that score alike, e.g.
+    the same prompt and label): AUC and TPR at ``fpr`` per score, the loss gap (non-members'
+    mean loss minus members'), each with a stratified bootstrap CI (members and non-members
+    resampled separately: multinomial draws of each cell's count)."""
+    from interp_audit.stats.population import stratified_counts
+
+    if not 0 < fpr < 1:
+        raise ContrastError(f"fpr={fpr}: a false-positive rate in (0, 1)")
+    mc, nc = members.double(), non_members.double()
+    if mc.sum() < 1 or nc.sum() < 1:
+        raise ContrastError("membership needs at least one member and one non-member")
+    dm, dn = stratified_counts([mc, nc], n_boot=n_boot, seed=seed)
+    alpha = (1 - confidence) / 2
+    q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
+
+    def ci(point: float, draws: Tensor) -> tuple[float, float, float]:
+        lo, hi = torch.quantile(draws, q).tolist()
+        return point, lo, hi
+
+    aucs, tprs = {}, {}
+    for name, sc in scores.items():
+        a0, t0 = roc_from_counts(sc, mc[None], nc[None], fpr)
+        a, t = roc_from_counts(sc, dm, dn, fpr)
+        aucs[name], tprs[name] = ci(float(a0[0]), a), ci(float(t0[0]), t)
+    lo_ = loss.double()
+    gap0 = float((nc @ lo_) / nc.sum() - (mc @ lo_) / mc.sum())
+    gaps = (dn @ lo_) / dn.sum(1) - (dm @ lo_) / dm.sum(1)
+    return MembershipResult(
+        aucs, ci(gap0, gaps), int(mc.sum()), int(nc.sum()), 0.0, confidence, tprs, fpr
+    )
+
+
 def membership(
     subject: Subject,
     members: Sequence[str],
@@ -169,8 +270,10 @@ def membership(
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    fpr: float = 0.01,
 ) -> MembershipResult:
-    """How well each score separates ``members`` (trained on) from ``non_members``."""
+    """How well each score separates ``members`` (trained on) from ``non_members``: AUC and
+    TPR at ``fpr``, each with a stratified bootstrap CI."""
     bad = [s for s in scores if s not in SCORES]
     if bad:
         raise ContrastError(f"membership score {bad[0]!r} is not one of {list(SCORES)}")
@@ -179,4 +282,16 @@ def membership(
     kw = Resampling.of(n_boot=n_boot, confidence=confidence, seed=seed).kw()
     aucs = {s: auc_ci(sm[s], sn[s], **kw) for s in scores}
     gap = mean_gap_ci(-sm["loss"], -sn["loss"], **kw)
-    return MembershipResult(aucs, gap, len(members), len(non_members), min_k, confidence)
+    # TPR at fpr: every record its own cell
+    is_member = torch.cat([torch.ones(len(members)), torch.zeros(len(non_members))]).double()
+    cells = membership_from_counts(
+        {s: torch.cat([sm[s], sn[s]]) for s in scores},
+        is_member,
+        1 - is_member,
+        torch.zeros(len(is_member), dtype=torch.float64),
+        fpr=fpr,
+        **kw,
+    )
+    return MembershipResult(
+        aucs, gap, len(members), len(non_members), min_k, confidence, cells.tpr, fpr
+    )
