@@ -203,5 +203,5 @@ def pairs_contrast(subject, clean: list[str], counterfactual: list[str], answers
         str_tokens=tuple(strs[t] for t in clean),
         cf_str_tokens=tuple(strs[t] for t in counterfactual),
     )
-    out.validate(d_vocab=int(subject.cfg.d_vocab))
+    out.validate(d_vocab=subject.d_vocab)
     return out

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
     "CanaryRow",
+    "EnvironmentRow",
     "EvidenceRow",
     "GroupRow",
     "Limit",
@@ -251,6 +252,27 @@ class SampleRow(EvidenceRow):
         return "sample"
 
 
+class EnvironmentRow(EvidenceRow):
+    """environment_risk: the model's risk in one environment under do(E = e), beside the Bayes
+    risk (the best possible from the prompt) and the excess, for one set of intervened paths."""
+
+    key: ClassVar[str] = "environment"
+    environment: str
+    paths: str | list[str] | None = None
+    risk: float | None = None
+    bayes_risk: float | None = Field(None, alias="bayes risk")
+    excess_risk: float | None = Field(None, alias="excess risk")
+    exact: bool | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.environment} ({self.paths})" if self.paths else self.environment
+
+    @property
+    def estimate(self) -> float | None:
+        return self.risk
+
+
 class NoteRow(EvidenceRow):
     """A statement about the evidence itself (e.g. identical pairs merged into one cluster)."""
 
@@ -275,6 +297,7 @@ ROW_KINDS: tuple[type[EvidenceRow], ...] = (
     ScoreRow,
     CanaryRow,
     SampleRow,
+    EnvironmentRow,
     NoteRow,
 )
 

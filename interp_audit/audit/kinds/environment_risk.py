@@ -172,7 +172,7 @@ def run(chk: EnvironmentRiskCheck, ctx: AuditContext, name: str) -> CheckResult:
         gaps = per_set.max(2).values - per_set.min(2).values
         return torch.cat([mm, bb, mm - bb, gaps], 1)
 
-    kw = dict(n_boot=chk.n_boot, confidence=chk.confidence, seed=ctx.seed)
+    kw = chk.resampling(ctx.seed).kw()
     ivs = population_intervals(stat, mass, exact=w.exact, **kw)
     m_iv, b_iv, x_iv, g_iv = ivs[:n_w], ivs[n_w : 2 * n_w], ivs[2 * n_w : 3 * n_w], ivs[3 * n_w :]
     word = {e: cm.render.word(cm.scm, chk.environment, cm.scm.encode(chk.environment, e))
@@ -259,12 +259,12 @@ def run(chk: EnvironmentRiskCheck, ctx: AuditContext, name: str) -> CheckResult:
     )
 
 
-def figure(c: dict):
+def figure(c: CheckResult):
     """Risk per environment (bars, one colour per intervention; the Bayes risk as ticks), and
     the largest gap against the budget in the title."""
     import plotly.graph_objects as go
 
-    rows = [d for d in c["details"] if "environment" in d and "risk" in d]
+    rows = [d for d in c.details if "environment" in d and "risk" in d]
     fig = go.Figure()
     for ps in dict.fromkeys(d["paths"] for d in rows):
         rs = [d for d in rows if d["paths"] == ps]
@@ -286,8 +286,8 @@ def figure(c: dict):
                        name=f"{ps}: Bayes risk")
         )  # fmt: skip
     fig.update_layout(
-        title=f"{c['name']} (environment risk): largest gap {c['statistic']:.3f} vs budget "
-        f"{c['threshold']}",
+        title=f"{c.name} (environment risk): largest gap {c.statistic:.3f} vs budget "
+        f"{c.threshold}",
         barmode="group",
         template="plotly_white",
         height=340,

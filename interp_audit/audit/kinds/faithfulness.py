@@ -82,7 +82,7 @@ class FaithfulnessCheck(CheckSpec):
 
 
 def _rows(chk: FaithfulnessCheck, ctx: AuditContext, name: str) -> list[dict[str, Any]]:
-    kw = dict(n_boot=chk.n_boot, confidence=chk.confidence, seed=ctx.seed)
+    kw = chk.resampling(ctx.seed).kw()
     if chk.contrast is not None:
         cs = ctx.contrasts[chk.contrast]
         clean, cf = pair_effects(ctx.subject, cs, ctx.metric)
@@ -177,7 +177,7 @@ def _verdict(iv, exact: bool, floor: float) -> tuple[Verdict, str]:
 
 
 def _measure(chk, ctx, name) -> list[dict[str, Any]]:
-    kw = dict(n_boot=chk.n_boot, confidence=chk.confidence, seed=ctx.seed)
+    kw = chk.resampling(ctx.seed).kw()
     out = []
     for row in _rows(chk, ctx, name):
         base = {k: row[k] for k in ("source", "path", "role") if k in row}
@@ -247,12 +247,12 @@ def run(chk: FaithfulnessCheck, ctx: AuditContext, name: str) -> CheckResult:
     )  # fmt: skip
 
 
-def figure(c: dict):
+def figure(c: CheckResult):
     """Faithfulness per path (bars with CIs; before/after a repair side by side), the floor
     dashed, the circuit's size on each bar."""
     import plotly.graph_objects as go
 
-    rows = [d for d in c["details"] if "faithfulness" in d]
+    rows = [d for d in c.details if "faithfulness" in d]
     fig = go.Figure()
     for model in dict.fromkeys(d.get("model", "") for d in rows):
         rs = [d for d in rows if d.get("model", "") == model]
@@ -269,9 +269,9 @@ def figure(c: dict):
                    text=[f"{d['size']} comp." for d in rs], name=model or "faithfulness",
                    error_y=err)
         )  # fmt: skip
-    fig.add_hline(y=c["threshold"], line_dash="dash", line_color="#c62828")
+    fig.add_hline(y=c.threshold, line_dash="dash", line_color="#c62828")
     fig.update_layout(
-        title=f"{c['name']} (faithfulness of the located circuits, share of each path's effect)",
+        title=f"{c.name} (faithfulness of the located circuits, share of each path's effect)",
         barmode="group",
         template="plotly_white",
         height=340,

@@ -138,7 +138,7 @@ def circuit_metric(
     if not subject.adapter.causal:
         raise AuditError(
             f"circuit faithfulness needs a causal LM whose residual stream sums its components; "
-            f"{subject.model_class} ({subject.kind}) is not one"
+            f"{subject.model_class} is not one"
         )
     if not bool((contrast.lengths == contrast.lengths[0]).all()) or not contrast.aligned:
         raise AuditError(

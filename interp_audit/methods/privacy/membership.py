@@ -240,11 +240,9 @@ def membership_from_counts(
     if mc.sum() < 1 or nc.sum() < 1:
         raise ContrastError("membership needs at least one member and one non-member")
     dm, dn = stratified_counts([mc, nc], n_boot=n_boot, seed=seed)
-    alpha = (1 - confidence) / 2
-    q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
 
     def ci(point: float, draws: Tensor) -> tuple[float, float, float]:
-        lo, hi = torch.quantile(draws, q).tolist()
+        lo, hi = percentile_ci(draws, confidence).tolist()
         return point, lo, hi
 
     aucs, tprs = {}, {}
