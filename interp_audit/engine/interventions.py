@@ -95,19 +95,27 @@ def ablate(
     reference: ContrastSet | Tensor | None = None,
     *,
     seed: int = 0,
+    per_position: bool | Literal["auto"] = "auto",
 ) -> Iterator[Subject]:
     """Ablate components for the body of a ``with`` block.
 
     ``zero`` sets them to 0; ``mean`` to their mean over ``reference`` (clean and
-    counterfactual prompts of a ContrastSet, or a token tensor), per position when the input has
-    the reference's length and every reference prompt is that long, else the mean over real
-    tokens; ``resample`` to the activation of a reference prompt drawn at random (seeded) for
-    each input row, which needs inputs as long as the reference. Row ``i`` of every forward
-    draws the same reference prompt, so the two sides of a pair, run as separate forwards, are
-    resampled alike and their difference carries no resampling noise of its own.
+    counterfactual prompts of a ContrastSet, or a token tensor); ``resample`` to the activation
+    of a reference prompt drawn at random (seeded) for each input row, which needs inputs as
+    long as the reference. Row ``i`` of every forward draws the same reference prompt, so the
+    two sides of a pair, run as separate forwards, are resampled alike and their difference
+    carries no resampling noise of its own.
+
+    ``per_position`` (mean ablation): ``False`` uses the mean over every real reference token,
+    the same vector at every position (the mean :func:`interp_audit.engine.repairs.repaired`
+    folds into weights); ``True`` the mean at each position, which needs inputs as long as the
+    reference and reference prompts of one length; ``"auto"`` (default) the per-position mean
+    when that is possible for an input, else the token mean.
     """
     if kind not in ("zero", "mean", "resample"):
         raise AuditError(f"ablation kind must be 'zero', 'mean' or 'resample'; got {kind!r}")
+    if per_position not in (True, False, "auto"):
+        raise AuditError(f"per_position must be True, False or 'auto'; got {per_position!r}")
     comps = parse_components(components, subject.shape)
     by_hook = _group(comps)
     fns = []
@@ -121,13 +129,26 @@ def ablate(
         acts, mask = reference_activations(subject, reference, list(by_hook))
         ragged = not bool(mask.all())
         if kind == "mean":
-            per_pos = {h: acts[h].mean(0) if not ragged else None for h in by_hook}
+            if per_position is True and ragged:
+                raise ContrastError(
+                    "per-position mean ablation needs reference prompts of one length; these "
+                    "have padding (use per_position=False: the mean over real tokens)"
+                )
+            use_pos = per_position is not False and not ragged
+            per_pos = {h: acts[h].mean(0) if use_pos else None for h in by_hook}
             token_mean = {h: _masked_mean(acts[h], mask) for h in by_hook}
 
             def mean_value(act, name, per_pos=per_pos, token_mean=token_mean):
                 pp = per_pos[name]
                 if pp is not None and pp.shape == act.shape[1:]:
                     return pp.unsqueeze(0).expand_as(act)
+                if per_position is True:
+                    raise ContrastError(
+                        f"per-position mean ablation at {name}: inputs have shape "
+                        f"{tuple(act.shape[1:])} but the reference means "
+                        f"{tuple(acts[name].shape[1:])}; run inputs as long as the reference "
+                        "(or per_position=False)"
+                    )
                 return token_mean[name].to(act.dtype)
 
             fns = [(h, _Replace(cs, mean_value)) for h, cs in by_hook.items()]
