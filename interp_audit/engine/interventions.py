@@ -17,12 +17,13 @@ from torch import Tensor
 from interp_audit.core.errors import AuditError, ContrastError
 from interp_audit.engine.batched import cached_run
 from interp_audit.engine.contrasts import ContrastSet
+from interp_audit.engine.erasure import erase, fit_eraser
 from interp_audit.model.components import Component, parse_components
 from interp_audit.model.subject import Subject
 
 __all__ = ["ablate", "ablate_token_embedding", "patch_in", "reference_activations"]
 
-AblationKind = Literal["zero", "mean", "resample"]
+AblationKind = Literal["zero", "mean", "resample", "erase"]
 
 
 def _tokens_and_mask(reference) -> tuple[Tensor, Tensor]:
@@ -96,6 +97,7 @@ def ablate(
     *,
     seed: int = 0,
     per_position: bool | Literal["auto"] = "auto",
+    concept: Literal["contrast", "groups"] = "contrast",
 ) -> Iterator[Subject]:
     """Ablate components for the body of a ``with`` block.
 
@@ -111,11 +113,26 @@ def ablate(
     folds into weights); ``True`` the mean at each position, which needs inputs as long as the
     reference and reference prompts of one length; ``"auto"`` (default) the per-position mean
     when that is possible for an input, else the token mean.
+
+    ``erase`` (components: one residual site, ``L1.resid_pre``, optionally ``@pos``): fit LEACE
+    concept erasure on ``reference`` (``concept="contrast"``: clean vs counterfactual prompts;
+    ``"groups"``: the contrast's groups) and apply it at every residual read up to that site
+    (:mod:`interp_audit.engine.erasure`).
     """
-    if kind not in ("zero", "mean", "resample"):
-        raise AuditError(f"ablation kind must be 'zero', 'mean' or 'resample'; got {kind!r}")
+    if kind not in ("zero", "mean", "resample", "erase"):
+        raise AuditError(
+            f"ablation kind must be 'zero', 'mean', 'resample' or 'erase'; got {kind!r}"
+        )
     if per_position not in (True, False, "auto"):
         raise AuditError(f"per_position must be True, False or 'auto'; got {per_position!r}")
+    if kind == "erase":
+        if not isinstance(reference, ContrastSet):
+            raise AuditError(
+                "erase needs reference= (a ContrastSet whose sides define the concept)"
+            )
+        with erase(subject, fit_eraser(subject, components, reference, concept=concept)):
+            yield subject
+        return
     comps = parse_components(components, subject.shape)
     by_hook = _group(comps)
     fns = []

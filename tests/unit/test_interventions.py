@@ -140,7 +140,7 @@ def test_patch_in_equals_patching_result(causal_subject):
 
 
 def test_ablation_errors(causal_subject, pairs):
-    with pytest.raises(ia.AuditError, match="ablation kind must be 'zero', 'mean' or 'resample'"):
+    with pytest.raises(ia.AuditError, match="ablation kind must be 'zero', 'mean', 'resample'"):
         with ia.ablate(causal_subject, ["L0H0"], kind="median"):
             pass
     with pytest.raises(ia.AuditError, match="mean ablation needs reference="):
