@@ -169,12 +169,12 @@ def _llama_biases(hf_model, hf, state: dict[str, torch.Tensor], cfg) -> None:
                 key = f"blocks.{i}.attn.{'' if part == 'q' else kv}b_{part.upper()}"
                 state[key] = einops.rearrange(bias, "(n h) -> n h", n=n)
             state[f"blocks.{i}.attn.b_O"] = attn.o_proj.bias
-        if getattr(hf, "mlp_bias", False):
-            _refuse(
-                bool(mlp.gate_proj.bias.detach().abs().max() > 0),
-                "a nonzero gate_proj bias (mlp_bias) in its gated MLP",
-            )
-            state[f"blocks.{i}.mlp.b_in"] = mlp.up_proj.bias
+        if getattr(hf, "mlp_bias", False):  # TL's gated MLP adds b_in after the product
+            for proj in ("gate_proj", "up_proj"):
+                _refuse(
+                    bool(getattr(mlp, proj).bias.detach().abs().max() > 0),
+                    f"a nonzero {proj} bias (mlp_bias) inside its gated MLP",
+                )
             state[f"blocks.{i}.mlp.b_out"] = mlp.down_proj.bias
 
 
