@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp_audit.core.errors import AuditError, ContrastError, SiteError
@@ -34,7 +34,7 @@ from interp_audit.engine.contrasts import ContrastSet
 from interp_audit.model.components import Component, parse_components
 from interp_audit.model.subject import Subject
 
-__all__ = ["Eraser", "concept_data", "erase", "fit_eraser", "leace"]
+__all__ = ["Eraser", "concept_data", "concept_matrix", "erase", "fit_eraser", "leace"]
 
 Concept = Literal["contrast", "groups"]
 
@@ -82,7 +82,8 @@ class Eraser:
     ``site``: the label it was fitted at (``L1.resid_pre``); ``hooks``: every residual read the
     map is applied at (the site and each read before it, so the stream before the site is
     erased too: the map that weights can carry); ``before``: the writers of blocks before this
-    index are the ones a fold maps; ``positions``: apply only there (None: every position;
+    index are the ones a fold maps; ``fit_positions``: the positions the concept was fitted
+    at (None: every real token); ``positions``: apply only there (None: every position;
     position-restricted erasure runs with hooks only).
     """
 
@@ -93,6 +94,7 @@ class Eraser:
     mean: Float[Tensor, " d"]
     rank: int
     positions: tuple[int, ...] | None = None
+    fit_positions: tuple[int, ...] | None = None
     concept: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -117,7 +119,8 @@ class Eraser:
             "applied at": list(self.hooks),
             "writers folded": f"embeddings and blocks 0..{self.before - 1}",
             "erased directions": self.rank,
-            "positions": None if self.positions is None else list(self.positions),
+            "fitted at positions": None if self.fit_positions is None else list(self.fit_positions),
+            "applied at positions": None if self.positions is None else list(self.positions),
             "concept": self.concept,
         }
 
@@ -171,9 +174,9 @@ def concept_data(
     concept: Concept = "contrast",
     positions: Sequence[int] | None = None,
     rows: Tensor | None = None,
-) -> tuple[Float[Tensor, "n d"], Tensor, Tensor, list[str]]:
+) -> tuple[Float[Tensor, "n d"], Tensor, Tensor, Tensor, list[str]]:
     """Activations at ``hook`` and their concept labels: (x [n, d], class index [n], the
-    pair each activation comes from [n], class names).
+    pair each activation comes from [n], its position [n], class names).
 
     ``concept="contrast"``: clean prompts are class 0, counterfactual prompts class 1;
     ``"groups"``: the clean prompts, labelled by the contrast's group. Every real token
@@ -225,7 +228,8 @@ def concept_data(
     x = act[keep]
     y = labels.to(dev)[:, None].expand(-1, n_pos)[keep]
     p = pair.to(dev)[:, None].expand(-1, n_pos)[keep]
-    return x, y.cpu(), p.cpu(), names
+    at = torch.arange(n_pos, device=dev)[None, :].expand(len(tokens), -1)[keep]
+    return x, y.cpu(), p.cpu(), at.cpu(), names
 
 
 def _reference_hash(reference: ContrastSet, concept: Concept) -> str:
@@ -237,20 +241,50 @@ def _reference_hash(reference: ContrastSet, concept: Concept) -> str:
     return h.hexdigest()
 
 
+def concept_matrix(
+    y: Int[Tensor, " n"], pos: Int[Tensor, " n"], n_classes: int, by_position: bool = True
+) -> Float[Tensor, "n k"]:
+    """The concept LEACE erases: one-hot classes, or (``by_position``) one-hot classes centred
+    within each position and kept apart per position, so that the class-mean difference at
+    every position is erased while the positions themselves stay distinguishable."""
+    onehot = torch.nn.functional.one_hot(y, n_classes).double()
+    if not by_position:
+        return onehot
+    columns = []
+    for p in pos.unique().tolist():
+        at = (pos == p).double()[:, None]
+        centred = onehot - (onehot * at).sum(0) / at.sum()
+        columns.append(at * centred)
+    return torch.cat(columns, 1)
+
+
 def fit_eraser(
     subject: Subject,
     site: str | Sequence[str],
     reference: ContrastSet,
     *,
     concept: Concept = "contrast",
+    by_position: bool = True,
+    apply_at: Literal["all", "positions"] = "all",
     rows: Tensor | None = None,
 ) -> Eraser:
     """Fit LEACE at ``site`` (``L1.resid_pre``, or ``L1.resid_pre@3`` for one position) on the
-    activations of ``reference`` (the pairs ``rows``, default all) of the model as it is now."""
+    activations of ``reference`` (the pairs ``rows``, default all) of the model as it is now.
+
+    ``by_position`` (default): erase the concept's class-mean difference at every position
+    (an age word at position 1 and what attention moved to position 5 differ in direction);
+    False: one pooled concept over all tokens (rank = classes - 1).
+
+    A site with positions (``L0.resid_pre@1``, ``L0.resid_pre@2``: where an inadmissible path
+    starts) fits the concept there; ``apply_at="all"`` (default) applies the map at every
+    position (a weight fold carries it), ``"positions"`` only there (hooks only).
+    """
+    if apply_at not in ("all", "positions"):
+        raise AuditError(f"apply_at must be 'all' or 'positions'; got {apply_at!r}")
     comp, positions = _site(subject, site)
     hooks, before = _hooks(subject, comp)
-    x, y, _, names = concept_data(subject, comp.hook_name, reference, concept, positions, rows)
-    z = torch.nn.functional.one_hot(y, len(names)).double()
+    x, y, _, pos, names = concept_data(subject, comp.hook_name, reference, concept, positions, rows)
+    z = concept_matrix(y, pos, len(names), by_position)
     A, mean, rank = leace(x, z)
     label = comp.label.split("@")[0]
     return Eraser(
@@ -260,9 +294,11 @@ def fit_eraser(
         A=A,
         mean=mean,
         rank=rank,
-        positions=positions,
+        positions=positions if apply_at == "positions" else None,
+        fit_positions=positions,
         concept={
             "labels": concept,
+            "by_position": by_position,
             "classes": names,
             "activations": int(x.shape[0]),
             "pairs": len(reference) if rows is None else len(rows),
@@ -272,10 +308,13 @@ def fit_eraser(
 
 
 @contextlib.contextmanager
-def erase(subject: Subject, eraser: Eraser) -> Iterator[Subject]:
+def erase(subject: Subject, eraser: Eraser, *, only_site: bool = False) -> Iterator[Subject]:
     """Apply a fitted eraser for the body of a ``with`` block: at every residual read up to its
-    site (at its positions only, if it has any). Hooks are removed on exit, also on error."""
+    site (at its positions only, if it has any): the map weights can carry. ``only_site``:
+    at the site alone, earlier layers reading the unerased stream (textbook LEACE at one
+    layer; no weight fold exists for it). Hooks are removed on exit, also on error."""
     pos = None if eraser.positions is None else list(eraser.positions)
+    hooks = eraser.hooks[-1:] if only_site else eraser.hooks
 
     def fn(act: Tensor, *, hook) -> Tensor:
         if pos is None:
@@ -288,5 +327,5 @@ def erase(subject: Subject, eraser: Eraser) -> Iterator[Subject]:
         out[:, pos] = eraser(act[:, pos])
         return out
 
-    with subject.hooks([(h, fn) for h in eraser.hooks]):
+    with subject.hooks([(h, fn) for h in hooks]):
         yield subject

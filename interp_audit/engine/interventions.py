@@ -98,6 +98,7 @@ def ablate(
     seed: int = 0,
     per_position: bool | Literal["auto"] = "auto",
     concept: Literal["contrast", "groups"] = "contrast",
+    erase_at: Literal["all", "positions"] = "all",
 ) -> Iterator[Subject]:
     """Ablate components for the body of a ``with`` block.
 
@@ -114,10 +115,11 @@ def ablate(
     reference and reference prompts of one length; ``"auto"`` (default) the per-position mean
     when that is possible for an input, else the token mean.
 
-    ``erase`` (components: one residual site, ``L1.resid_pre``, optionally ``@pos``): fit LEACE
-    concept erasure on ``reference`` (``concept="contrast"``: clean vs counterfactual prompts;
-    ``"groups"``: the contrast's groups) and apply it at every residual read up to that site
-    (:mod:`interp_audit.engine.erasure`).
+    ``erase`` (components: one residual site, ``L1.resid_pre``, optionally ``@pos`` to fit the
+    concept at those positions): fit LEACE concept erasure on ``reference``
+    (``concept="contrast"``: clean vs counterfactual prompts; ``"groups"``: the contrast's
+    groups) and apply it at every residual read up to that site, at every position
+    (``erase_at="positions"``: only at the ``@pos`` positions) (:mod:`.erasure`).
     """
     if kind not in ("zero", "mean", "resample", "erase"):
         raise AuditError(
@@ -130,7 +132,8 @@ def ablate(
             raise AuditError(
                 "erase needs reference= (a ContrastSet whose sides define the concept)"
             )
-        with erase(subject, fit_eraser(subject, components, reference, concept=concept)):
+        eraser = fit_eraser(subject, components, reference, concept=concept, apply_at=erase_at)
+        with erase(subject, eraser):
             yield subject
         return
     comps = parse_components(components, subject.shape)

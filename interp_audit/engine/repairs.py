@@ -72,6 +72,7 @@ def fold_refusal(
     *,
     per_position: bool | str = False,
     sae: bool = False,
+    erase_at: str = "all",
 ) -> FoldRefused | None:
     """Why this ablation cannot be folded into ``subject``'s weights (the first component that
     cannot, as a :class:`FoldRefused`), or None when it can."""
@@ -104,11 +105,11 @@ def fold_refusal(
         if kind == "erase":
             if c.kind not in ("resid_pre", "resid_post"):
                 return FoldRefused(label, "erasure acts on a residual-stream site")
-            if c.pos is not None:
+            if c.pos is not None and erase_at != "all":
                 return FoldRefused(
                     label,
-                    f"it is restricted to position {c.pos}; weights act at every position "
-                    "(position-restricted erasure runs with hooks only)",
+                    f"the erasure is applied at position {c.pos} only; weights act at every "
+                    "position (fit there and apply everywhere: erase_at='all')",
                 )
             reason = subject.adapter.fold_refusal("residual")
             if reason:
@@ -226,6 +227,7 @@ def repaired(
     reference: ContrastSet | Tensor | None = None,
     per_position: bool | str = False,
     concept: Literal["contrast", "groups"] = "contrast",
+    erase_at: Literal["all", "positions"] = "all",
     seed: int = 0,
 ) -> Subject:
     """A new Subject whose weights implement the ablation; ``subject`` is left untouched.
@@ -243,7 +245,7 @@ def repaired(
     labels = [c.label if isinstance(c, Component) else str(c) for c in labels]
     if not labels:
         raise AuditError("repaired() needs at least one component")
-    refused = fold_refusal(subject, labels, kind, per_position=per_position)
+    refused = fold_refusal(subject, labels, kind, per_position=per_position, erase_at=erase_at)
     if refused is not None:
         raise refused
     if kind in ("mean", "erase") and reference is None:
@@ -254,7 +256,7 @@ def repaired(
     if kind == "erase":
         if not isinstance(reference, ContrastSet):
             raise ContrastError("erase learns its concept from a ContrastSet reference")
-        eraser = fit_eraser(subject, labels, reference, concept=concept)
+        eraser = fit_eraser(subject, labels, reference, concept=concept, apply_at=erase_at)
         changed = _fold_eraser(fixed, eraser)
     else:
         changed = _fold_units(subject, fixed, comps, kind, reference)

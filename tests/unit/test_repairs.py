@@ -56,6 +56,7 @@ CASES = [
     ("erase", ["L0.resid_pre"]),
     ("erase", ["L2.resid_pre"]),
     ("erase", ["L2.resid_post"]),
+    ("erase", ["L1.resid_pre@2", "L1.resid_pre@4"]),  # fitted at two positions, applied at all
 ]
 
 
@@ -131,7 +132,12 @@ def test_fold_on_bert_encoder(encoder_subject):
         (["L0F12"], "zero", {}, r"'L0F12'.*nonlinear encoder"),
         (["L1.resid_pre"], "zero", {}, r"'L1.resid_pre'.*residual-stream ablation"),
         (["L0H1.pattern"], "zero", {}, r"'L0H1.pattern'.*attention pattern"),
-        (["L1.resid_pre@3"], "erase", {}, r"'L1.resid_pre@3'.*restricted to position 3"),
+        (
+            ["L1.resid_pre@3"],
+            "erase",
+            {"erase_at": "positions"},
+            r"'L1.resid_pre@3'.*position 3 only",
+        ),
     ],
 )
 def test_unfoldable_repairs_are_refused_by_name(causal_subject, comps, kind, kw, match):
