@@ -261,6 +261,26 @@ def _cards_html(located: dict[str, Any]) -> str:
     )
 
 
+def _sections(sections: list[dict[str, Any]] | None) -> str:
+    """Tables the audit layer hands down ready-made (``report["sections"]``): a title, column
+    names, rows of values and a note; every value is escaped text."""
+    out = ""
+    for sec in sections or ():
+        head = "".join(f"<th>{_e(c)}</th>" for c in sec["columns"])
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in sec["rows"]
+        )
+        note = f"<p><small>{_e(sec['note'])}</small></p>" if sec.get("note") else ""
+        out += f"<h2>{_e(sec['title'])}</h2>{note}<table><tr>{head}</tr>{rows}</table>"
+    return out
+
+
+def _cell(v: Any) -> str:
+    if v in ("pass", "fail", "inconclusive"):
+        return f"<span class='{v}'>{v}</span>"
+    return _e(v if isinstance(v, str) else json.dumps(v))
+
+
 def render_html(report: dict[str, Any]) -> str:
     from interp_audit.output.validate import data_digest, validate_report
 
@@ -300,6 +320,7 @@ def render_html(report: dict[str, Any]) -> str:
         + "<table><tr><th></th><th>check</th><th>kind</th><th>statistic</th><th>CI</th>"
         "<th>half-width</th><th>tolerance</th><th>clusters</th><th>why</th><th>evidence</th>"
         f"</tr>{rows}</table>"
+        + _sections(report.get("sections"))
         + _causal_section(prov.get("causal"))
         + "<h2>Evidence</h2>"
         + fig_html
