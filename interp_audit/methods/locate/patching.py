@@ -65,6 +65,15 @@ def sweep_effects(
     base = float(torch.cat(base_vals).mean())
     source = float(torch.cat(src_vals).mean())
     mean = values_pe.mean(1)
+    if normalize and abs(source - base) < 1e-8:
+        # nothing to restore (a repaired model whose contrast no longer changes the metric):
+        # the raw change is the honest number; normalising would divide by zero
+        normalize = False
+        meta = {
+            **meta,
+            "not normalised": f"the metric is {base:.6g} on both runs (no effect to locate): "
+            "effects are the raw change in the metric",
+        }
     if not normalize:
         values = mean
     elif magnitude:
