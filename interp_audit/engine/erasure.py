@@ -40,13 +40,15 @@ Concept = Literal["contrast", "groups"]
 
 
 def leace(
-    x: Float[Tensor, "n d"], z: Float[Tensor, "n k"], *, rtol: float = 1e-10
+    x: Float[Tensor, "n d"], z: Float[Tensor, "n k"], *, rtol: float = 1e-10, atol: float = 1e-6
 ) -> tuple[Float[Tensor, "d d"], Float[Tensor, " d"], int]:
     """The LEACE eraser of concept ``z`` (one-hot or any real labels) for data ``x``.
 
     Returns ``(A, mean, rank)`` with ``r(x) = x - (x - mean) @ A.T``, computed in float64;
-    ``rank`` is the number of erased directions. Eigenvalues and singular values below ``rtol``
-    times the largest are treated as zero (pseudo-inverses, as ``torch.linalg.pinv``).
+    ``rank`` is the number of erased directions. Eigenvalues below ``rtol`` times the largest
+    are treated as zero (pseudo-inverses, as ``torch.linalg.pinv``); so are directions of the
+    whitened cross-covariance below ``atol`` (a correlation-scale number: a concept already
+    erased leaves only rounding there, and erasing rounding would be erasing noise).
     """
     if x.ndim != 2 or z.ndim != 2 or x.shape[0] != z.shape[0]:
         raise ContrastError(
@@ -69,7 +71,8 @@ def leace(
     W = (evecs * inv_root) @ evecs.T  # whitening (pseudo-inverse square root)
     W_inv = (evecs * root) @ evecs.T
     u, s, _ = torch.linalg.svd(W @ sigma_xz, full_matrices=False)
-    rank = int((s > s.max().clamp(min=0) * rtol).sum()) if s.numel() and s.max() > 0 else 0
+    limit = max(atol, float(s.max()) * rtol) if s.numel() else atol
+    rank = int((s > limit).sum())
     u = u[:, :rank]
     A = W_inv @ u @ u.T @ W
     return A, mean, rank

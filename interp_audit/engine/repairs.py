@@ -93,13 +93,6 @@ def fold_refusal(
         )
     if kind not in ("zero", "mean", "erase"):
         return FoldRefused(first, f"ablation kind {kind!r} has no weight fold")
-    if kind == "mean" and per_position is not False:
-        return FoldRefused(
-            first,
-            "a per-position mean differs at every position and exists only for inputs of the "
-            "reference's length; weights act the same at every position: use the token mean "
-            "(per_position=False)",
-        )
     comps = parse_components(labels, subject.shape)
     for label, c in zip(labels, comps, strict=True):
         if kind == "erase":
@@ -133,6 +126,13 @@ def fold_refusal(
         reason = subject.adapter.fold_refusal(target)
         if reason:
             return FoldRefused(label, reason)
+    if kind == "mean" and per_position is not False:
+        return FoldRefused(
+            first,
+            "a per-position mean differs at every position and exists only for inputs of the "
+            "reference's length; weights act the same at every position: use the token mean "
+            "(per_position=False)",
+        )
     return None
 
 

@@ -57,6 +57,7 @@ def test_leace_properties():
     torch.testing.assert_close(M @ M, M, atol=1e-10, rtol=0)  # idempotent: folds exactly
     assert (M @ (A @ mean)).abs().max() < 1e-10  # M c = 0
     torch.testing.assert_close(e.mean(0), x.mean(0), atol=1e-10, rtol=0)  # mean kept
+    assert leace(e, z)[2] == 0  # erased data: nothing left to erase (rounding is not a concept)
 
 
 def test_leace_closed_form_in_two_dimensions():
