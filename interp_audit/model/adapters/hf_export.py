@@ -275,6 +275,13 @@ def export_hf(subject: Subject, out: Path) -> Path:
             f"format='hf' writes models read from a Hugging Face folder; {subject.source!r} "
             "was not: save it in the project's format (subject.save(dir))"
         )
+    processed = sorted(k for k, v in subject.weight_processing.items() if v)
+    if processed:
+        raise ExportRefused(
+            f"weight processing {processed} rewrote the weights TransformerLens-style; a "
+            "Hugging Face export needs them as trained: load without it, or save in the "
+            "project's format (subject.save(dir))"
+        )
     model_type = origin.get("model_type")
     layout = LAYOUTS.get(model_type)
     if layout is None:
