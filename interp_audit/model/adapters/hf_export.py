@@ -21,16 +21,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import einops
 import torch
 from torch import Tensor
 
 from interp_audit.core.errors import AuditError
-
-if TYPE_CHECKING:
-    from interp_audit.model.subject import Subject
 
 __all__ = ["ExportRefused", "export_hf", "exportable_model_types", "folder_weights_sha256"]
 
@@ -257,8 +254,9 @@ def _load_source(origin: dict[str, Any]):
     return cfg, model
 
 
-def export_hf(subject: Subject, out: Path) -> Path:
-    """Write ``subject`` (a model read from a Hugging Face folder, repaired or not) as a folder
+def export_hf(subject: Any, out: Path) -> Path:
+    """Write ``subject`` (a :class:`~interp_audit.model.subject.Subject` read from a Hugging Face
+    folder, repaired or not; the subject module calls this one) as a folder
     ``transformers.AutoModelForCausalLM.from_pretrained`` loads, in float32, with the repair
     record in ``repair.json`` and a summary under ``interp_audit_repair`` in ``config.json``.
 
@@ -357,7 +355,7 @@ def export_hf(subject: Subject, out: Path) -> Path:
     return out
 
 
-def _check_export(subject: Subject, out: Path) -> float:
+def _check_export(subject: Any, out: Path) -> float:
     """Max |logit difference| between plain transformers on the folder and the Subject."""
     from transformers import AutoModelForCausalLM
 
