@@ -414,10 +414,17 @@ class TradeoffSpec(_Section):
     exact-patching locate steps target)."""
     ks: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
     """How many top-ranked components (and SAE features) each repair ablates."""
-    kinds: list[Literal["zero", "mean", "resample"]] = Field(
+    kinds: list[Literal["zero", "mean", "resample", "erase"]] = Field(
         default_factory=lambda: ["zero", "mean", "resample"]
     )
-    """Component ablation kinds."""
+    """Component ablation kinds, and ``erase``: LEACE concept erasure at ``erase_sites``."""
+    erase_sites: list[str | list[str]] | None = None
+    """Where ``erase`` rows erase (a residual site, or a list fitted together such as
+    ``[L0.resid_pre@1, L0.resid_pre@2]``); default: block inputs of up to 8 layers, the final
+    stream, and the embeddings fitted where the objective's inadmissible paths start."""
+    erase_concept: Literal["contrast", "groups"] = "contrast"
+    """The concept ``erase`` rows remove: the reference's clean vs counterfactual prompts, or
+    its groups."""
     locate: list[str] | None = None
     """Locate steps whose effects rank the components (default: those on the objective's
     inadmissible-path contrasts)."""

@@ -1,6 +1,6 @@
 """``interp-audit tradeoff SPEC --out DIR``: sweep repairs of one objective (top-k component
-ablations, SAE-feature ablations, retrained baselines) and re-measure every objective; writes
-the table and Pareto plot (interp_audit.audit.tradeoff)."""
+ablations, SAE-feature ablations, concept erasure, retrained baselines) and re-measure every
+objective; writes the table and Pareto plot (interp_audit.audit.tradeoff)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,15 @@ def add_arguments(p) -> None:
         "--kinds",
         nargs="+",
         default=None,
-        choices=["zero", "mean", "resample"],
-        help="default zero mean resample",
+        choices=["zero", "mean", "resample", "erase"],
+        help="default zero mean resample; erase adds LEACE concept erasure rows",
+    )
+    p.add_argument(
+        "--erase-sites",
+        nargs="+",
+        default=None,
+        help="residual sites the erase rows erase at (L1.resid_pre; join sites fitted together "
+        "with '+': L0.resid_pre@1+L0.resid_pre@2); default: see the spec reference",
     )
     p.add_argument(
         "--objective",
@@ -92,6 +99,7 @@ def main(args) -> int:
         utility=args.utility,
         n=args.n,
         n_boot=args.n_boot,
+        erase_sites=[e.split("+") for e in args.erase_sites] if args.erase_sites else None,
     )
     out = table.save(args.out)
     print(table.to_frame(summary=True).round(3).to_string(index=False))
