@@ -16,6 +16,7 @@ out`` re-checks the weights' hash against the record and re-runs the audit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,23 @@ from interp_audit.engine.repairs import FoldRefused, fold_refusal, repaired
 from interp_audit.model.subject import Subject
 from interp_audit.stats.bootstrap import band_verdict, interval_row, mean_ci, upper_verdict
 
-__all__ = ["RepairOutcome", "repair"]
+__all__ = ["COMPARISONS", "RepairOutcome", "register_comparison", "repair"]
 
 MODEL_FOLDER = "model"
+
+#: More before/after comparisons for the repair report, each ``fn(check spec, audit context of
+#: the model as given, repaired Subject loaded from disk, bootstrap kwargs) -> section | None``
+#: (a section: ``{"title", "columns", "rows", "note"}``, rendered under the verdicts and kept in
+#: ``provenance.repair.comparisons``). Decision-level rows plug in here (issue 23 item 5: the
+#: counterfactual flip rate and group outcome-rate gaps before and after, with CIs), computed
+#: by the decision-level check kinds once they exist.
+COMPARISONS: list[Callable[..., dict[str, Any] | None]] = []
+
+
+def register_comparison(fn: Callable[..., dict[str, Any] | None]):
+    """Add a before/after comparison to every repair report (see :data:`COMPARISONS`)."""
+    COMPARISONS.append(fn)
+    return fn
 
 
 @dataclass
@@ -392,6 +407,7 @@ def repair(
     costs = _costs(chk, ctx, loaded, kw)
     paths = _paths(chk, ctx, loaded, parsed.seed, kw)
     outcome = RepairOutcome(before, after, model_dir, loaded.repair, costs, paths, notes)
+    extra = [sec for fn in COMPARISONS if (sec := fn(chk, ctx, loaded, kw)) is not None]
     after.provenance["repair"] = {
         "check": check,
         "model": MODEL_FOLDER,
@@ -408,11 +424,12 @@ def repair(
         "costs": costs,
         "paths": paths,
         "damaged_admissible_paths": outcome.damaged,
+        "comparisons": extra,
         "notes": notes,
     }
     if command:
         after.provenance["command"] = command
-    after.sections = _sections(outcome, check)
+    after.sections = _sections(outcome, check) + extra
     before.save(out / "before")
     after.save(out)
     return outcome

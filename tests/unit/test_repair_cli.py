@@ -59,10 +59,20 @@ def _spec(tmp_path, ablate=ERASE, source="zoo:readmission", name="audit.yaml"):
 @pytest.fixture(scope="module")
 def erased(tmp_path_factory):
     """One repair run shared by the tests below (two audits: before and after)."""
+    from interp_audit.audit import repair as repair_module
+
+    def contrasts_seen(chk, ctx, fixed, kw):  # the hook decision-level rows will use
+        rows = [[name, len(cs)] for name, cs in sorted(ctx.contrasts.items())]
+        return {"title": "hooked comparison", "columns": ["contrast", "pairs"], "rows": rows}
+
     tmp = tmp_path_factory.mktemp("repair")
     spec = _spec(tmp)
     out = tmp / "out"
-    rc = cli(["repair", str(spec), "--check", "fix", "--out", str(out)])
+    repair_module.COMPARISONS.append(contrasts_seen)
+    try:
+        rc = cli(["repair", str(spec), "--check", "fix", "--out", str(out)])
+    finally:
+        repair_module.COMPARISONS.remove(contrasts_seen)
     return spec, out, rc
 
 
@@ -85,6 +95,9 @@ def test_repair_writes_the_model_and_a_re_audit_from_disk(erased):
     assert "Verdicts before and after the repair" in titles
     page = (out / "report.html").read_text()
     assert "Verdicts before and after the repair" in page and "What the repair costs" in page
+    hooked = data["sections"][-1]
+    assert hooked["title"] == "hooked comparison" and rep["comparisons"] == [hooked]
+    assert ["patients", 300] in hooked["rows"]
 
 
 def test_repair_numbers_against_references(erased, readmission_subject):
