@@ -8,6 +8,7 @@ where the erasure covers every position of the embeddings.
 from __future__ import annotations
 
 import pytest
+import torch
 
 import interp_audit as ia
 from interp_audit.audit.measure import pair_effects
@@ -75,3 +76,20 @@ def test_erase_rows_carry_a_held_out_probe(table):
     assert whole["before"]["accuracy"] > 0.6 and not whole["before"]["at_chance"]
     assert whole["after"]["at_chance"] and whole["after"]["chance"] == 0.5
     assert probes["L0.resid_pre"]["erased directions"] >= 1
+
+
+def test_default_concept_is_the_objectives_total_change(table):
+    """Without a reference, erase rows learn the objective's source changed along every path
+    at once: the spec's own total contrast for A (same SCM draw), E's for objective E."""
+    from interp_audit.audit.tradeoff.sweep import _objective_contrast, _prepare
+
+    spec, t = table
+    assert t.meta["erasure concept"] == "a_total"  # the reference this table was given
+    _, ctx = _prepare(spec)
+    cm = ctx.causal.model
+    a = _objective_contrast(ctx, cm, ["A"], n=120, seed=7919)
+    assert torch.equal(a.clean, ctx.contrasts["a_total"].clean)
+    assert torch.equal(a.counterfactual, ctx.contrasts["a_total"].counterfactual)
+    e = _objective_contrast(ctx, cm, ["E"], n=50, seed=3)
+    changed = (e.clean != e.counterfactual).any(0).nonzero().flatten().tolist()
+    assert changed == [3, 4]  # the hospital's tokens: the lab (E -> X) and the hospital itself

@@ -238,9 +238,13 @@ def tradeoff(
     # ---- repairs
     repairs = component_repairs(ranking, ks, tuple(k for k in kinds if k != "erase"), ref, seed)
     site_sets: list[tuple[str, ...]] = []
+    concept_ref, concept_name = ref, ref_name
     if "erase" in kinds:
         site_sets = _erase_site_sets(ctx, cm, target, erase_sites, n, draw_seed)
-        repairs += erasure_repairs(site_sets, ref, cfg.erase_concept)
+        if reference is None and cfg.reference is None and cm is not None and target:
+            concept_ref = _objective_contrast(ctx, cm, target, n, draw_seed)
+            concept_name = f"{', '.join(target)} changed along every path at once (total)"
+        repairs += erasure_repairs(site_sets, concept_ref, cfg.erase_concept)
     sae_obj, sae_name, feature_ranking = _sae_ranking(
         parsed, ctx, sae, sae_id, ranked_on, target, by
     )
@@ -286,7 +290,7 @@ def tradeoff(
         rows.append(row_of(r.name, r.family, r.k, r.components, m, base, info, util, kw))
     mark_pareto(rows, utility_higher_is_better=util.higher_is_better)
     probes = {
-        " + ".join(sites): _erasure_probe(ctx, sites, ref, cfg.erase_concept, kw)
+        " + ".join(sites): _erasure_probe(ctx, sites, concept_ref, cfg.erase_concept, kw)
         for sites in site_sets
     }
     meta = {
@@ -312,7 +316,7 @@ def tradeoff(
         "ks beyond the ranking": too_big,
         "ranked by": by,
         "effects": "conditional on the rendered input changing; the spec's metric",
-        **({"erasure probes": probes} if probes else {}),
+        **({"erasure probes": probes, "erasure concept": concept_name} if probes else {}),
     }
     return Tradeoff(rows, ranking, meta)
 
@@ -466,6 +470,32 @@ def _erase_site_sets(ctx, cm, target, given, n: int, seed: int) -> list[tuple[st
         if changed:
             sets.insert(1, tuple(f"L0.resid_pre@{p}" for p in sorted(changed)))
     return sets
+
+
+def _objective_contrast(ctx, cm, target, n: int, seed: int):
+    """The concept erase rows remove by default: the objective's source changed as the world
+    changes it, along every path at once (its total contrast; several sources: together)."""
+    from interp_audit.audit.causal_spec import ScmContrast
+    from interp_audit.engine.contrasts import ContrastSet
+
+    sets = [
+        ctx.causal.contrast(ScmContrast(scm="causal", source=src, paths="all", n=n, seed=seed))
+        for src in target
+    ]
+    if len(sets) == 1:
+        return sets[0]
+    width = max(cs.clean.shape[1] for cs in sets)
+    pad = ctx.subject.pad_token_id
+
+    def padded(t):
+        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=pad)
+
+    return ContrastSet.from_tokens(
+        torch.cat([padded(cs.clean) for cs in sets]),
+        torch.cat([padded(cs.counterfactual) for cs in sets]),
+        lengths=torch.cat([cs.lengths for cs in sets]),
+        pad_id=pad,
+    )
 
 
 def _erasure_probe(ctx, sites, reference, concept: str, kw) -> dict[str, Any]:
