@@ -35,6 +35,7 @@ from interp_audit.audit.run import AuditReport, audit, build_context, load_subje
 from interp_audit.audit.spec import load_spec
 from interp_audit.core.errors import AuditError, SpecError
 from interp_audit.engine.repairs import FoldRefused, fold_refusal, repaired
+from interp_audit.methods.locate.patching import flat_effects_as_raw
 from interp_audit.model.subject import Subject
 from interp_audit.stats.bootstrap import band_verdict, interval_row, mean_ci, upper_verdict
 
@@ -402,7 +403,8 @@ def repair(
     )
     if loaded.repair is None:
         raise AuditError(f"{model_dir} lost its repair record on the way to disk")
-    after = audit(spec, subject=loaded, base=base)
+    with flat_effects_as_raw():  # a path the repair removed has nothing to normalise
+        after = audit(spec, subject=loaded, base=base)
     kw = dict(n_boot=chk.n_boot, confidence=chk.confidence, seed=parsed.seed)
     costs = _costs(chk, ctx, loaded, kw)
     paths = _paths(chk, ctx, loaded, parsed.seed, kw)

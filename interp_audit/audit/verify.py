@@ -11,6 +11,7 @@ Three kinds of evidence, each listed with where it differs:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from interp_audit.audit.record import (
     weight_files,
 )
 from interp_audit.core.errors import AuditError
+from interp_audit.methods.locate.patching import flat_effects_as_raw
 
 __all__ = ["Difference", "Verification", "verify"]
 
@@ -143,7 +145,8 @@ def verify(folder: str | Path, *, device: str | None = None, rtol: float = 1e-6)
     base = Path(prov.get("base") or Path.cwd())
     dev = device or prov.get("model", {}).get("device")
     subject = _repaired_subject(folder, prov, dev, diffs) if "repair" in prov else None
-    report = audit(prov["spec_text"], base=base, device=dev, subject=subject)
+    with flat_effects_as_raw() if subject is not None else contextlib.nullcontext():
+        report = audit(prov["spec_text"], base=base, device=dev, subject=subject)
     new = report.to_dict()
     new_prov = new["provenance"]
     if subject is not None:

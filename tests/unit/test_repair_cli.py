@@ -30,6 +30,8 @@ contrasts:
   a_direct: {scm: causal, source: A, paths: direct, n: 80, seed: 7919}
   a_total: {scm: causal, source: A, paths: all, n: 80, seed: 7919}
   patients: {scm: causal, factual: true, n: 300, seed: 7920, label: readmitted_fair, group_by: A}
+locate:
+  - {method: patch, contrast: a_direct, sites: heads, name: direct_heads}
 checks:
   - name: age_paths
     kind: path_invariance
@@ -95,6 +97,13 @@ def test_repair_writes_the_model_and_a_re_audit_from_disk(erased):
     assert "Verdicts before and after the repair" in titles
     page = (out / "report.html").read_text()
     assert "Verdicts before and after the repair" in page and "What the repair costs" in page
+    # the repair removed the direct path: its locate step has nothing to normalise, and reports
+    # the mean patched metric, which is the unpatched one (no head changes anything)
+    assert before["located"]["direct_heads"]["normalized"] is True
+    located = data["located"]["direct_heads"]
+    base = located["baseline"]["counterfactual"]
+    assert located["normalized"] is False
+    assert max(abs(v - base) for row in located["values"] for v in row) < 1e-5
     hooked = data["sections"][-1]
     assert hooked["title"] == "hooked comparison" and rep["comparisons"] == [hooked]
     assert ["patients", 300] in hooked["rows"]
