@@ -34,21 +34,53 @@ from interp_audit.engine.contrasts import ContrastSet
 from interp_audit.model.components import Component, parse_components
 from interp_audit.model.subject import Subject
 
-__all__ = ["Eraser", "concept_data", "concept_matrix", "erase", "fit_eraser", "leace"]
+__all__ = [
+    "Eraser",
+    "concept_data",
+    "concept_matrix",
+    "erase",
+    "fit_eraser",
+    "leace",
+    "ledoit_wolf",
+]
 
 Concept = Literal["contrast", "groups"]
 
 
+def ledoit_wolf(xc: Float[Tensor, "n d"]) -> tuple[Float[Tensor, "d d"], float]:
+    """Ledoit-Wolf (2004) shrinkage of the covariance of centred data towards a scaled identity:
+    ``(1 - a) S + a tr(S)/d I`` with the closed-form ``a`` (as ``sklearn.covariance.LedoitWolf``).
+    Returns (covariance, a)."""
+    n, d = xc.shape
+    S = xc.T @ xc / n
+    mu = torch.trace(S) / d
+    target = S - mu * torch.eye(d, dtype=S.dtype, device=S.device)
+    d2 = (target * target).sum() / d
+    sq = (xc * xc).sum(1)  # ||x_k||^2
+    b2 = ((sq * sq).sum() - n * (S * S).sum()) / (n * n) / d  # sum_k ||x_k x_k^T - S||^2 / n^2
+    a = float((torch.clamp(b2, min=0) / d2).clamp(max=1)) if d2 > 0 else 1.0
+    return (1 - a) * S + a * mu * torch.eye(d, dtype=S.dtype, device=S.device), a
+
+
 def leace(
-    x: Float[Tensor, "n d"], z: Float[Tensor, "n k"], *, rtol: float = 1e-10, atol: float = 1e-6
+    x: Float[Tensor, "n d"],
+    z: Float[Tensor, "n k"],
+    *,
+    shrinkage: bool = True,
+    rtol: float = 1e-10,
+    atol: float = 1e-6,
 ) -> tuple[Float[Tensor, "d d"], Float[Tensor, " d"], int]:
     """The LEACE eraser of concept ``z`` (one-hot or any real labels) for data ``x``.
 
     Returns ``(A, mean, rank)`` with ``r(x) = x - (x - mean) @ A.T``, computed in float64;
-    ``rank`` is the number of erased directions. Eigenvalues below ``rtol`` times the largest
-    are treated as zero (pseudo-inverses, as ``torch.linalg.pinv``); so are directions of the
-    whitened cross-covariance below ``atol`` (a correlation-scale number: a concept already
-    erased leaves only rounding there, and erasing rounding would be erasing noise).
+    ``rank`` is the number of erased directions. ``shrinkage`` (default) whitens with the
+    Ledoit-Wolf covariance: the erased data's cross-covariance with the concept is still exactly
+    zero (any invertible whitening gives that), the change is least in the shrunk metric, and
+    ``A`` stays well conditioned, which a fold into float32 weights needs (few activations per
+    dimension make the sample covariance near-singular and ``A`` huge). Without it, eigenvalues
+    below ``rtol`` times the largest are treated as zero (pseudo-inverses, as the paper). Whitened
+    cross-covariance directions below ``atol`` (a correlation-scale number) are not erased: a
+    concept already erased leaves only rounding there, and erasing rounding is erasing noise.
     """
     if x.ndim != 2 or z.ndim != 2 or x.shape[0] != z.shape[0]:
         raise ContrastError(
@@ -61,7 +93,7 @@ def leace(
     mean = x.mean(0)
     xc, zc = x - mean, z - z.mean(0)
     n = x.shape[0]
-    sigma_xx = xc.T @ xc / n
+    sigma_xx = ledoit_wolf(xc)[0] if shrinkage else xc.T @ xc / n
     sigma_xz = xc.T @ zc / n
     sigma_xx = (sigma_xx + sigma_xx.T) / 2
     evals, evecs = torch.linalg.eigh(sigma_xx)

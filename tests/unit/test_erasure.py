@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import interp_audit as ia
-from interp_audit.engine.erasure import concept_matrix, erase, fit_eraser, leace
+from interp_audit.engine.erasure import concept_matrix, erase, fit_eraser, leace, ledoit_wolf
 from interp_audit.methods.probing import concept_probe, fit_probe, split_rows
 
 
@@ -32,7 +32,7 @@ def test_leace_equals_the_reference_implementation():
     ce = pytest.importorskip("concept_erasure")
     x, y = _data()
     z = torch.nn.functional.one_hot(y).double()
-    A, mean, rank = leace(x, z)
+    A, mean, rank = leace(x, z, shrinkage=False)
     fitter = ce.LeaceFitter(
         x.shape[1],
         z.shape[1],
@@ -46,10 +46,20 @@ def test_leace_equals_the_reference_implementation():
     assert rank == 2  # k - 1 directions for k one-hot classes
 
 
-def test_leace_properties():
+def test_ledoit_wolf_equals_sklearn():
+    sk = pytest.importorskip("sklearn.covariance")
+    x, _ = _data(n=300, d=40, seed=6)
+    ours, a = ledoit_wolf(x - x.mean(0))
+    ref = sk.LedoitWolf().fit(x.numpy())
+    assert a == pytest.approx(ref.shrinkage_, abs=1e-10)
+    torch.testing.assert_close(ours, torch.from_numpy(ref.covariance_), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("shrinkage", [True, False])
+def test_leace_properties(shrinkage):
     x, y = _data(seed=1)
     z = torch.nn.functional.one_hot(y).double()
-    A, mean, _ = leace(x, z)
+    A, mean, _ = leace(x, z, shrinkage=shrinkage)
     e = _erased(x, A, mean)
     cross = (e - e.mean(0)).T @ (z - z.mean(0)) / len(x)
     assert cross.abs().max() < 1e-10  # no linear information about the concept left
@@ -57,7 +67,17 @@ def test_leace_properties():
     torch.testing.assert_close(M @ M, M, atol=1e-10, rtol=0)  # idempotent: folds exactly
     assert (M @ (A @ mean)).abs().max() < 1e-10  # M c = 0
     torch.testing.assert_close(e.mean(0), x.mean(0), atol=1e-10, rtol=0)  # mean kept
-    assert leace(e, z)[2] == 0  # erased data: nothing left to erase (rounding is not a concept)
+    assert leace(e, z, shrinkage=shrinkage)[2] == 0  # nothing left (rounding is not a concept)
+
+
+def test_shrinkage_keeps_the_eraser_well_conditioned():
+    """Few activations per dimension: the sample covariance is near-singular and the unshrunk
+    eraser's matrix huge (float32 folds lose digits); Ledoit-Wolf keeps it near 1."""
+    x, y = _data(n=80, d=64, k=2, seed=7)
+    z = torch.nn.functional.one_hot(y).double()
+    big = torch.linalg.matrix_norm(leace(x, z, shrinkage=False)[0], 2)
+    small = torch.linalg.matrix_norm(leace(x, z)[0], 2)
+    assert small < 5 < big
 
 
 def test_leace_closed_form_in_two_dimensions():
@@ -70,7 +90,7 @@ def test_leace_closed_form_in_two_dimensions():
     basis = torch.stack([torch.ones_like(y), y, first], 1)  # second: orthogonal to all three
     other = other - basis @ torch.linalg.lstsq(basis, other[:, None]).solution[:, 0]
     x = torch.stack([first, other], 1)
-    A, mean, rank = leace(x, y[:, None])
+    A, mean, rank = leace(x, y[:, None], shrinkage=False)
     e = _erased(x, A, mean)
     assert rank == 1
     torch.testing.assert_close(e[:, 0], torch.full_like(e[:, 0], float(x[:, 0].mean())))
@@ -86,7 +106,7 @@ def test_by_position_concept_erases_within_each_position_only():
     offsets = torch.randn(3, d, generator=g, dtype=torch.float64) * 5  # position signal
     concept = torch.randn(3, d, generator=g, dtype=torch.float64)  # differs per position
     x = offsets[pos] + concept[pos] * y[:, None] + torch.randn(n, d, generator=g).double()
-    A, mean, rank = leace(x, concept_matrix(y, pos, 2))
+    A, mean, rank = leace(x, concept_matrix(y, pos, 2), shrinkage=False)
     e = _erased(x, A, mean)
     assert rank == 3
     for p in range(3):
