@@ -69,6 +69,7 @@ def leace(
     shrinkage: bool = True,
     rtol: float = 1e-10,
     atol: float = 1e-6,
+    rel_tol: float = 1e-5,
 ) -> tuple[Float[Tensor, "d d"], Float[Tensor, " d"], int]:
     """The LEACE eraser of concept ``z`` (one-hot or any real labels) for data ``x``.
 
@@ -78,9 +79,10 @@ def leace(
     zero (any invertible whitening gives that), the change is least in the shrunk metric, and
     ``A`` stays well conditioned, which a fold into float32 weights needs (few activations per
     dimension make the sample covariance near-singular and ``A`` huge). Without it, eigenvalues
-    below ``rtol`` times the largest are treated as zero (pseudo-inverses, as the paper). Whitened
-    cross-covariance directions below ``atol`` (a correlation-scale number) are not erased: a
-    concept already erased leaves only rounding there, and erasing rounding is erasing noise.
+    below ``rtol`` times the largest are treated as zero (pseudo-inverses, as the paper). A
+    direction is not erased when its whitened cross-covariance is below ``atol`` or its raw one
+    below ``rel_tol`` times the data's and the concept's spread: a concept already erased leaves
+    only rounding there, and erasing rounding is erasing signal the concept does not carry.
     """
     if x.ndim != 2 or z.ndim != 2 or x.shape[0] != z.shape[0]:
         raise ContrastError(
@@ -104,8 +106,14 @@ def leace(
     W_inv = (evecs * root) @ evecs.T
     u, s, _ = torch.linalg.svd(W @ sigma_xz, full_matrices=False)
     limit = max(atol, float(s.max()) * rtol) if s.numel() else atol
-    rank = int((s > limit).sum())
-    u = u[:, :rank]
+    # each direction's cross-covariance in the data's own units, against the data's and the
+    # concept's spread: rounding (a concept already erased, then stored in float32) is
+    # perfectly correlated with the tokens, so whitened it can look strong; raw it is ~1e-8
+    raw = s * torch.linalg.vector_norm(W_inv @ u, dim=0)
+    scale = float((torch.trace(xc.T @ xc / n) * torch.trace(zc.T @ zc / n)).sqrt())
+    keep = (s > limit) & (raw > rel_tol * scale)
+    u = u[:, keep]
+    rank = int(keep.sum())
     A = W_inv @ u @ u.T @ W
     return A, mean, rank
 

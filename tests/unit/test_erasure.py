@@ -183,3 +183,14 @@ def test_erasure_where_inadmissible_paths_start_keeps_the_labs_path(
     assert before["direct"] > 1 and abs(after["direct"]) < 0.05
     assert abs(after["via_labs"] - before["via_labs"]) < 0.5 * before["via_labs"]
     assert abs(everywhere) < 0.25 * before["via_labs"]  # the admissible path erased too
+
+
+def test_erasing_an_erased_model_again_changes_nothing(readmission_subject, readmission_pairs):
+    """Folded into float32 weights, an erased concept leaves only rounding, perfectly tied to
+    the tokens; refitting on the repaired model finds nothing to erase (an intervention check
+    re-run on a shipped model must not erase rounding)."""
+    s, total = readmission_subject, readmission_pairs["total"]
+    for sites in (["L0.resid_pre"], ["L0.resid_pre@1", "L0.resid_pre@2"]):
+        fixed = ia.repaired(s, sites, kind="erase", reference=total)
+        assert fit_eraser(s, sites, total).rank > 0
+        assert fit_eraser(fixed, sites, total).rank == 0
