@@ -5,6 +5,7 @@ data) through a transformer, with exact numbers and clean hooks.
     subject = ia.load_model("zoo:handbuilt-copy")
     pairs = ia.ContrastSet.from_prompts(subject, clean=[...], counterfactual=[...], answers=[...])
     eff = ia.patch(subject, pairs, metric=ia.metrics.logit_diff, sites="heads")
+    fixed = ia.repaired(subject, ["L1H0"], kind="mean", reference=pairs)  # folded into weights
 
 Importing this package does not import TransformerLens; loading a model does.
 """
@@ -19,6 +20,7 @@ from interp_audit.core.errors import AuditError, ContrastError, ModelLoadError, 
 from interp_audit.engine.contrasts import ContrastSet
 from interp_audit.engine.effects import Effects
 from interp_audit.engine.interventions import ablate, patch_in
+from interp_audit.engine.repairs import repaired
 from interp_audit.methods import features as sae
 from interp_audit.methods.locate.attribution import attribute
 from interp_audit.methods.locate.compare import Comparison, compare
@@ -66,6 +68,7 @@ __all__ = [
     "patch_in",
     "patch_path",
     "prune",
+    "repaired",
     "sae",
     "tradeoff",
 ]

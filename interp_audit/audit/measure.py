@@ -281,7 +281,16 @@ def ablation(spec: Any, comps: list[str], ctx: AuditContext):
 
         return ablate_token_embedding(subject, comps, like=spec.like)
     if spec.sae is None:
-        return ablate(subject, comps, kind=spec.kind, reference=reference, seed=ctx.seed)
+        return ablate(
+            subject,
+            comps,
+            kind=spec.kind,
+            reference=reference,
+            seed=ctx.seed,
+            per_position="auto" if spec.per_position is None else spec.per_position,
+            concept=spec.concept,
+            erase_at=spec.erase_at,
+        )
     from interp_audit.methods.features.ablation import ablate_features
     from interp_audit.methods.locate.features import resolve_sae
 

@@ -84,14 +84,9 @@ def _hash_tree(path: Path, root: Path | None = None) -> dict[str, str]:
 def state_sha256(model) -> str:
     """SHA-256 over the model's parameters and buffers (names, dtypes, shapes and bytes): the
     weights that actually ran, whatever file or code they came from."""
-    import torch
+    from interp_audit.model.hashing import state_sha256 as tensors_of_model
 
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous().reshape(-1)
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    return tensors_of_model(model)
 
 
 def weight_files(source: str) -> tuple[str | None, dict[str, str]]:

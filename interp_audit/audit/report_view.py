@@ -22,6 +22,7 @@ from interp_audit.output.validate import ReportFileError, data_digest, validate_
 from interp_audit.output.view import (
     Badge,
     Block,
+    Cell,
     Columns,
     Details,
     Figure,
@@ -55,6 +56,7 @@ def report_view(data: dict[str, Any]) -> ReportView:
     prov = data.get("provenance") or {}
     overall = data.get("verdict") or ("pass" if data["passed"] else "fail")
     sections = [_summary(checks)]
+    sections += [_handed_down(i, t) for i, t in enumerate(data.get("sections") or ())]
     paths = _paths(checks, prov.get("causal"))
     if paths is not None:
         sections.append(paths)
@@ -122,6 +124,20 @@ def _plain(v: Any) -> str:
         parts = [f"{k}: {_plain(x)}" for k, x in v.items() if x is not None]
         return "; ".join(parts) if parts else NONE
     return str(v)
+
+
+def _handed_down(i: int, table: dict[str, Any]) -> Section:
+    """A table an audit step hands down ready-made (``report["sections"]``: title, columns, rows,
+    note), e.g. a repair's verdicts before and after; verdict words become badges."""
+
+    def cell(v: Any) -> Cell:
+        return Badge(v) if v in ("pass", "fail", "inconclusive") else _plain(v)
+
+    rows = tuple(tuple(cell(v) for v in row) for row in table["rows"])
+    blocks: list[Block] = [Table(tuple(table["columns"]), rows)]
+    if table.get("note"):
+        blocks.insert(0, Text(table["note"], small=True))
+    return Section(table["title"], tuple(blocks), anchor=f"table-{i}")
 
 
 def _threshold(c: CheckResult) -> str:

@@ -76,6 +76,9 @@ class AuditReport:
     checks: list[CheckResult]
     effects: dict[str, Effects] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: extra tables for the report page (title, columns, rows, note), e.g. a repair's
+    #: before/after comparison; left out of report.json when empty
+    sections: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def verdict(self) -> Verdict:
@@ -115,6 +118,7 @@ class AuditReport:
                 for k, e in self.effects.items()
             },
             "provenance": self.provenance,
+            **({"sections": self.sections} if self.sections else {}),
         }
 
     def save(self, directory: str | Path, *, junit: str | Path | None = None) -> Path:

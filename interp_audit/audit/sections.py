@@ -299,10 +299,13 @@ class AblationSpec(_Section):
     components: list[str] = Field(default_factory=list)
     """Component labels (``L0H2``, ``L1.mlp``, ``L0H0.v@2``, hook names); with ``sae``, SAE
     features (``L0F12``); with ``kind: embedding``, tokens."""
-    kind: Literal["zero", "mean", "resample", "clamp", "embedding", "rank_one"] = "mean"
-    """``zero``, ``mean`` or ``resample`` ablation; ``clamp`` an SAE feature to ``value``;
-    ``embedding`` replaces tokens' embeddings (input redaction); ``rank_one`` edits an MLP's
-    W_out so the canaries' keys write what a ``like`` token's would (memorization checks)."""
+    kind: Literal["zero", "mean", "resample", "erase", "clamp", "embedding", "rank_one"] = "mean"
+    """``zero``, ``mean`` or ``resample`` ablation; ``erase`` a concept (LEACE) at one
+    residual site (``components: [L1.resid_pre]``, with ``@pos`` to fit it where an
+    inadmissible path starts), learnt from ``reference``; ``clamp`` an SAE feature to
+    ``value``; ``embedding`` replaces tokens' embeddings (input redaction); ``rank_one`` edits
+    an MLP's W_out so the canaries' keys write what a ``like`` token's would (memorization
+    checks)."""
     sae: str | None = None
     """An SAE (folder relative to the spec, or ``zoo:NAME``): ablate its features, the
     reconstruction error kept."""
@@ -313,8 +316,18 @@ class AblationSpec(_Section):
     like: list[str] | None = None
     """``kind: embedding``: the components (tokens) are embedded as the mean of these tokens."""
     reference: str | None = None
-    """The contrast set whose activations define the mean (``mean``) or the donors
-    (``resample``)."""
+    """The contrast set whose activations define the mean (``mean``), the donors
+    (``resample``) or the concept (``erase``)."""
+    per_position: bool | None = None
+    """Mean ablation: ``false`` the mean over every real reference token (the mean a repair
+    folded into weights carries: ``interp-audit repair`` needs it), ``true`` the mean at each
+    position; unset: per position when the inputs have the reference's length."""
+    concept: Literal["contrast", "groups"] = "contrast"
+    """``erase``: the concept is clean vs counterfactual prompts of ``reference``, or its
+    groups."""
+    erase_at: Literal["all", "positions"] = "all"
+    """``erase`` with ``@pos`` sites: apply the map at every position (foldable into weights)
+    or only at those positions (hooks only)."""
     from_locate: str | None = None
     """Also ablate the ``top_k`` components this locate step found (recorded by name in the
     report)."""
@@ -343,8 +356,12 @@ class AblationSpec(_Section):
                 "a rank_one edit writes, at the canaries' keys, what the same prompts write "
                 "with the name replaced by the 'like' tokens: give 'like'"
             )
-        if self.kind in ("mean", "resample") and not self.reference:
+        if self.kind in ("mean", "resample", "erase") and not self.reference:
             raise ValueError(f"{self.kind} ablation needs a 'reference' contrast")
+        if self.kind == "erase" and self.sae is not None:
+            raise ValueError("erase acts on the residual stream, not on SAE features")
+        if self.per_position is not None and self.kind != "mean":
+            raise ValueError("per_position is a setting of mean ablation")
         if self.sae is not None and self.kind == "resample":
             raise ValueError("SAE features can be zero-, mean-ablated or clamped, not resampled")
         return self
@@ -399,10 +416,17 @@ class TradeoffSpec(_Section):
         default_factory=lambda: [1, 2, 4, 8, 16, 32], min_length=1
     )
     """How many top-ranked components (and SAE features) each repair ablates."""
-    kinds: list[Literal["zero", "mean", "resample"]] = Field(
+    kinds: list[Literal["zero", "mean", "resample", "erase"]] = Field(
         default_factory=lambda: ["zero", "mean", "resample"]
     )
-    """Component ablation kinds."""
+    """Component ablation kinds, and ``erase``: LEACE concept erasure at ``erase_sites``."""
+    erase_sites: list[str | list[str]] | None = None
+    """Where ``erase`` rows erase (a residual site, or a list fitted together such as
+    ``[L0.resid_pre@1, L0.resid_pre@2]``); default: block inputs of up to 8 layers, the final
+    stream, and the embeddings fitted where the objective's inadmissible paths start."""
+    erase_concept: Literal["contrast", "groups"] = "contrast"
+    """The concept ``erase`` rows remove: the reference's clean vs counterfactual prompts, or
+    its groups."""
     locate: list[str] | None = None
     """Locate steps whose effects rank the components (default: those on the objective's
     inadmissible-path contrasts)."""

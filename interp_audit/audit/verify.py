@@ -14,6 +14,7 @@ Three kinds of evidence, each listed with where it differs:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from interp_audit.audit.record import (
     weight_files,
 )
 from interp_audit.core.errors import AuditError
+from interp_audit.methods.locate.patching import flat_effects_as_raw
 
 __all__ = ["Difference", "Verification", "compare_runs", "verify"]
 
@@ -151,9 +153,22 @@ def verify(folder: str | Path, *, device: str | None = None, rtol: float = 1e-6)
             diffs.append(Difference("input", f"spec file {spec_path}", prov["spec_sha256"], now))
     base = Path(prov.get("base") or Path.cwd())
     dev = device or prov.get("model", {}).get("device")
-    report = audit(prov["spec_text"], base=base, device=dev)
+    subject = _repaired_subject(folder, prov, dev, diffs) if "repair" in prov else None
+    with flat_effects_as_raw() if subject is not None else contextlib.nullcontext():
+        report = audit(prov["spec_text"], base=base, device=dev, subject=subject)
     new = report.to_dict()
     new_prov = new["provenance"]
+    if subject is not None:
+        record = prov["repair"].get("record") or {}
+        if record.get("weights_sha256") != new_prov["weights"]["state_sha256"]:
+            diffs.append(
+                Difference(
+                    "input",
+                    "repaired weights as loaded (tensors) vs the repair record",
+                    record.get("weights_sha256"),
+                    new_prov["weights"]["state_sha256"],
+                )
+            )
 
     saved_w, now_w = prov.get("weights", {}), new_prov["weights"]
     if saved_w.get("state_sha256") != now_w["state_sha256"]:
@@ -162,7 +177,10 @@ def verify(folder: str | Path, *, device: str | None = None, rtol: float = 1e-6)
                 "input", "weights (tensors)", saved_w.get("state_sha256"), now_w["state_sha256"]
             )
         )
-    _, files_now = weight_files(saved_w.get("source") or prov.get("model", {}).get("source", ""))
+    weights_at = saved_w.get("source") or prov.get("model", {}).get("source", "")
+    if subject is not None:  # the repaired model travels with the folder
+        weights_at = str(folder / prov["repair"].get("model", "model"))
+    _, files_now = weight_files(weights_at)
     for name in sorted(set(saved_w.get("files") or {}) | set(files_now)):
         a, b = (saved_w.get("files") or {}).get(name), files_now.get(name)
         if a != b:
@@ -241,6 +259,38 @@ def compare_runs(folder: str | Path, against: str | Path, *, rtol: float = 1e-6)
         if get(pa) != get(pb):
             result.notes.append(f"{what} differ: {_short(get(pa))} vs {_short(get(pb))}")
     return result
+
+
+def _repaired_subject(folder: Path, prov: dict[str, Any], device, diffs: list[Difference]):
+    """A repair folder (``interp-audit repair``): its model's weights against the repair
+    record, then the model loaded from the folder for the re-run."""
+    from interp_audit.model.loading import load_model
+    from interp_audit.model.repair_record import check_weights, read_record
+
+    model_dir = folder / prov["repair"].get("model", "model")
+    if not model_dir.is_dir():
+        raise AuditError(f"{str(folder)!r} is a repair report, but its model folder is missing")
+    for what, saved, now in check_weights(model_dir):
+        diffs.append(Difference("input", f"repaired model: {what}", saved, now))
+    record, _ = read_record(model_dir)
+    saved = (prov["repair"].get("record") or {}).get("weights_sha256")
+    if (record or {}).get("weights_sha256") != saved:
+        diffs.append(
+            Difference(
+                "input",
+                "repair record (model folder vs report)",
+                saved,
+                (record or {}).get("weights_sha256"),
+            )
+        )
+    spec = prov.get("spec") or {}
+    model = spec.get("model") or {}
+    return load_model(
+        model_dir,
+        device=device,
+        dtype=model.get("dtype"),
+        **(model.get("weight_processing") or {}),
+    )
 
 
 def report_spec(report) -> Any:

@@ -17,12 +17,13 @@ from torch import Tensor
 from interp_audit.core.errors import AuditError, ContrastError
 from interp_audit.engine.batched import cached_run
 from interp_audit.engine.contrasts import ContrastSet, check_token_ids
+from interp_audit.engine.erasure import erase, fit_eraser
 from interp_audit.model.components import Component, parse_components
 from interp_audit.model.subject import Subject
 
 __all__ = ["ablate", "ablate_token_embedding", "patch_in", "reference_activations"]
 
-AblationKind = Literal["zero", "mean", "resample"]
+AblationKind = Literal["zero", "mean", "resample", "erase"]
 
 
 def _tokens_and_mask(
@@ -106,19 +107,47 @@ def ablate(
     reference: ContrastSet | Tensor | None = None,
     *,
     seed: int = 0,
+    per_position: bool | Literal["auto"] = "auto",
+    concept: Literal["contrast", "groups"] = "contrast",
+    erase_at: Literal["all", "positions"] = "all",
 ) -> Iterator[Subject]:
     """Ablate components for the body of a ``with`` block.
 
     ``zero`` sets them to 0; ``mean`` to their mean over ``reference`` (clean and
-    counterfactual prompts of a ContrastSet, or a token tensor), per position when the input has
-    the reference's length and every reference prompt is that long, else the mean over real
-    tokens; ``resample`` to the activation of a reference prompt drawn at random (seeded) for
-    each input row, which needs inputs as long as the reference. Row ``i`` of every forward
-    draws the same reference prompt, so the two sides of a pair, run as separate forwards, are
-    resampled alike and their difference carries no resampling noise of its own.
+    counterfactual prompts of a ContrastSet, or a token tensor); ``resample`` to the activation
+    of a reference prompt drawn at random (seeded) for each input row, which needs inputs as
+    long as the reference. Row ``i`` of every forward draws the same reference prompt, so the
+    two sides of a pair, run as separate forwards, are resampled alike and their difference
+    carries no resampling noise of its own.
+
+    ``per_position`` (mean ablation): ``False`` uses the mean over every real reference token,
+    the same vector at every position (the mean :func:`interp_audit.engine.repairs.repaired`
+    folds into weights); ``True`` the mean at each position, which needs inputs as long as the
+    reference and reference prompts of one length; ``"auto"`` (default) the per-position mean
+    when that is possible for an input, else the token mean.
+
+    ``erase`` (components: one residual site, ``L1.resid_pre``, optionally ``@pos`` to fit the
+    concept at those positions): fit LEACE concept erasure on ``reference``
+    (``concept="contrast"``: clean vs counterfactual prompts; ``"groups"``: the contrast's
+    groups) and apply it at every residual read up to that site, at every position
+    (``erase_at="positions"``: only at the ``@pos`` positions) (:mod:`.erasure`).
     """
-    if kind not in ("zero", "mean", "resample"):
-        raise AuditError(f"ablation kind must be 'zero', 'mean' or 'resample'; got {kind!r}")
+    if kind not in ("zero", "mean", "resample", "erase"):
+        raise AuditError(
+            f"ablation kind must be 'zero', 'mean', 'resample' or 'erase'; got {kind!r}"
+        )
+    if per_position not in (True, False, "auto"):
+        raise AuditError(f"per_position must be True, False or 'auto'; got {per_position!r}")
+    if kind == "erase":
+        if not isinstance(reference, ContrastSet):
+            raise AuditError(
+                "erase needs reference= (a ContrastSet whose sides define the concept)"
+            )
+        _tokens_and_mask(reference, subject)  # an id past the vocabulary is refused by name
+        eraser = fit_eraser(subject, components, reference, concept=concept, apply_at=erase_at)
+        with erase(subject, eraser):
+            yield subject
+        return
     comps = parse_components(components, subject.shape)
     by_hook = _group(subject, comps)
     fns = []
@@ -132,13 +161,26 @@ def ablate(
         acts, mask = reference_activations(subject, reference, list(by_hook))
         ragged = not bool(mask.all())
         if kind == "mean":
-            per_pos = {h: acts[h].mean(0) if not ragged else None for h in by_hook}
+            if per_position is True and ragged:
+                raise ContrastError(
+                    "per-position mean ablation needs reference prompts of one length; these "
+                    "have padding (use per_position=False: the mean over real tokens)"
+                )
+            use_pos = per_position is not False and not ragged
+            per_pos = {h: acts[h].mean(0) if use_pos else None for h in by_hook}
             token_mean = {h: _masked_mean(acts[h], mask) for h in by_hook}
 
             def mean_value(act, name, per_pos=per_pos, token_mean=token_mean):
                 pp = per_pos[name]
                 if pp is not None and pp.shape == act.shape[1:]:
                     return pp.unsqueeze(0).expand_as(act)
+                if per_position is True:
+                    raise ContrastError(
+                        f"per-position mean ablation at {name}: inputs have shape "
+                        f"{tuple(act.shape[1:])} but the reference means "
+                        f"{tuple(acts[name].shape[1:])}; run inputs as long as the reference "
+                        "(or per_position=False)"
+                    )
                 return token_mean[name].to(act.dtype)
 
             fns = [(h, _Replace(cs, mean_value)) for h, cs in by_hook.items()]

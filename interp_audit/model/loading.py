@@ -229,7 +229,27 @@ def _load_folder(folder: Path, flags: dict[str, bool]) -> Subject:
         tokenizer=loaded.tokenizer,
         prepend_bos=loaded.prepend_bos,
         has_lm_head=loaded.has_lm_head,
+        origin={
+            "format": "hf",
+            "folder": str(folder.resolve()),
+            "model_type": meta.get("model_type"),
+        },
+        repair=_repair_record(folder),
     )
+
+
+def _repair_record(folder: Path) -> dict[str, Any] | None:
+    """The repair record of a folder ``Subject.save(format="hf")`` wrote (``repair.json``)."""
+    path = folder / "repair.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelLoadError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(record, dict):
+        raise ModelLoadError(f"{path} must hold a JSON object (a repair record)")
+    return record
 
 
 def _load_saved(folder: Path, meta: dict[str, Any], flags: dict[str, bool]) -> Subject:
@@ -281,4 +301,6 @@ def _load_saved(folder: Path, meta: dict[str, Any], flags: dict[str, bool]) -> S
         tokenizer=tok,
         prepend_bos=meta.get("prepend_bos", True),
         has_lm_head=meta.get("has_lm_head", True),
+        origin=meta.get("origin"),
+        repair=meta.get("repair"),
     )

@@ -19,7 +19,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from interp_audit.core.errors import ContrastError, SiteError, did_you_mean
+from interp_audit.core.errors import ContrastError, ModelLoadError, SiteError, did_you_mean
 from interp_audit.model.adapters import ModelAdapter, adapter_for
 from interp_audit.model.adapters.quiet import quiet_tl_warnings
 from interp_audit.model.components import Component, ModelShape
@@ -51,6 +51,10 @@ class Subject:
         prepend_bos: whether :meth:`to_tokens` puts the BOS token first (causal LMs).
         adapter: the model family's :class:`ModelAdapter` (hook roles, block calls,
             capabilities); derived from ``model`` when not given.
+        origin: where the weights were read from (``{"format": "hf", "folder": ...,
+            "model_type": ...}`` for Hugging Face folders), for exports; None when built here.
+        repair: the record of a repair folded into these weights
+            (:func:`interp_audit.engine.repairs.repaired`), None for a model as trained.
     """
 
     model: torch.nn.Module
@@ -62,6 +66,8 @@ class Subject:
     prepend_bos: bool = True
     has_lm_head: bool = True
     adapter: ModelAdapter | None = None
+    origin: dict[str, Any] | None = None
+    repair: dict[str, Any] | None = None
 
     def __post_init__(self):
         if self.adapter is None:
@@ -155,6 +161,7 @@ class Subject:
             "weight_processing": dict(self.weight_processing),
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
+            **({"repair": _repair_summary(self.repair)} if self.repair else {}),
         }
 
     def __repr__(self) -> str:
@@ -269,8 +276,47 @@ class Subject:
         return mean_pool(hidden, enc["attention_mask"].to(hidden.device))
 
     # ---- persistence -----------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (+ ``tokenizer/``) for load_model."""
+    def clone(self, source: str | None = None) -> Subject:
+        """A copy with its own weights (the tokenizer is shared): edit one, the other stays."""
+        import copy
+        import dataclasses
+
+        tok = getattr(self.model, "tokenizer", None)
+        try:
+            if tok is not None:
+                self.model.tokenizer = None  # shared, not copied
+            model = copy.deepcopy(self.model)
+        finally:
+            if tok is not None:
+                self.model.tokenizer = tok
+        if tok is not None:
+            model.tokenizer = tok
+        return dataclasses.replace(
+            self,
+            model=model,
+            adapter=None,
+            source=self.source if source is None else source,
+            weight_processing=dict(self.weight_processing),
+            origin=None if self.origin is None else dict(self.origin),
+            repair=None if self.repair is None else dict(self.repair),
+        )
+
+    def save(
+        self, directory: str | Path, format: Literal["interp_audit", "hf"] = "interp_audit"
+    ) -> Path:
+        """Write the model so that :func:`interp_audit.load_model` reads it back.
+
+        ``format="interp_audit"``: ``config.json`` + ``model.safetensors`` (+ ``tokenizer/``),
+        with the repair record if this model carries one. ``format="hf"`` (models read from a
+        Hugging Face folder): a folder plain ``transformers.AutoModelForCausalLM`` loads, with
+        the repair record in ``repair.json`` (see :mod:`interp_audit.model.adapters.hf_export`).
+        """
+        if format == "hf":
+            from interp_audit.model.adapters.hf_export import export_hf
+
+            return export_hf(self, Path(directory))
+        if format != "interp_audit":
+            raise ModelLoadError(f"save format must be 'interp_audit' or 'hf'; got {format!r}")
         from safetensors.torch import save
 
         from interp_audit.core.files import write_atomic
@@ -288,8 +334,22 @@ class Subject:
             "prepend_bos": self.prepend_bos,
             "has_lm_head": self.has_lm_head,
             "source": self.source,
+            **({"origin": self.origin} if self.origin else {}),
+            **({"repair": self.repair} if self.repair else {}),
         }
         write_atomic(out / "config.json", json.dumps(meta, indent=2))
         if self.tokenizer is not None and hasattr(self.tokenizer, "save_pretrained"):
             self.tokenizer.save_pretrained(str(out / "tokenizer"))
         return out
+
+
+def _repair_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """The repair in a model description: what was folded, from which weights."""
+    rep = record.get("repair", {})
+    return {
+        "kind": rep.get("kind"),
+        "components": rep.get("components"),
+        "source": record.get("source", {}).get("model"),
+        "source_sha256": record.get("source", {}).get("state_sha256"),
+        "weights_sha256": record.get("weights_sha256"),
+    }

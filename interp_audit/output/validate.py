@@ -108,6 +108,29 @@ def validate_report(data: Any, where: str = "report.json") -> None:
             "true or false",
             e.get("normalized"),
         )
+    sections = data.get("sections", [])
+    _need(isinstance(sections, list), where, "sections", "a list", sections)
+    for i, sec in enumerate(sections):
+        k = f"sections[{i}]"
+        _need(isinstance(sec, dict), where, k, "an object", sec)
+        _need(isinstance(sec.get("title"), str), where, f"{k}.title", "a string", sec.get("title"))
+        cols = sec.get("columns")
+        _need(
+            isinstance(cols, list) and all(isinstance(c, str) for c in cols),
+            where,
+            f"{k}.columns",
+            "a list of strings",
+            cols,
+        )
+        rows = sec.get("rows")
+        _need(
+            isinstance(rows, list)
+            and all(isinstance(r, list) and len(r) == len(cols) for r in rows),
+            where,
+            f"{k}.rows",
+            f"a list of rows of {len(cols)} values",
+            rows,
+        )
     files = data.get("files", {})
     _need(isinstance(files, dict), where, "files", "an object", files)
 

@@ -128,9 +128,14 @@ def test_the_audit_flags_the_model_and_passes_the_repair(report):
         "selective_repair_removes_proxy_path": True,
         "selective_repair_keeps_admissible_paths_and_every_age_group": False,
         "located_circuits_explain_each_path": True,
+        # the foldable erasure: both inadmissible A paths gone, admissible ones kept; the young
+        # patients' accuracy cost straddles the budget (inconclusive)
+        "erasure_keeps_admissible_paths_and_every_age_group": False,
     }
     assert not report.passed
-    assert {c.name: c.verdict for c in report.checks}["age_paths_are_admissible_only"] == "fail"
+    verdicts = {c.name: c.verdict for c in report.checks}
+    assert verdicts["age_paths_are_admissible_only"] == "fail"
+    assert verdicts["erasure_keeps_admissible_paths_and_every_age_group"] == "inconclusive"
     # the general mechanism (causal graph + SCM file) reproduces the hand-written SCM's numbers
     from interp_audit.audit.measure import pair_effects
 

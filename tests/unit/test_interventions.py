@@ -46,6 +46,49 @@ def test_mean_ablation_uses_per_position_reference_mean(causal_subject):
     torch.testing.assert_close(seen["z"][:, :, 0], clean_z[:, :, 0], atol=1e-6, rtol=0)
 
 
+def test_mean_ablation_per_position_false_uses_the_token_mean(causal_subject):
+    """per_position=False: the mean over every real reference token (padding excluded), the
+    same vector at every position, even when the input has the reference's length."""
+    clean = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 0]])
+    cf = torch.tensor([[5, 6, 12, 8], [9, 10, 13, 0]])
+    pairs = ia.ContrastSet.from_tokens(clean, cf, lengths=torch.tensor([4, 3]))
+    z = _z(causal_subject, torch.cat([clean, cf]))["blocks.1.attn.hook_z"][:, :, 2]
+    real = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]] * 2, dtype=torch.bool)
+    token_mean = z[real].mean(0)  # naive: every real token of both sides
+    seen = {}
+
+    def spy(act, *, hook):
+        seen["z"] = act.clone()
+
+    for per_position in (False, "auto"):  # ragged reference: "auto" falls back to the same
+        with (
+            ia.ablate(
+                causal_subject, ["L1H2"], kind="mean", reference=pairs, per_position=per_position
+            ),
+            causal_subject.hooks([("blocks.1.attn.hook_z", spy)]),
+        ):
+            causal_subject.run(clean)
+        torch.testing.assert_close(
+            seen["z"][:, :, 2], token_mean.expand(2, 4, -1), atol=1e-6, rtol=0
+        )
+    equal = random_pairs(seed=3)
+    ref_z = _z(causal_subject, torch.cat([equal.clean, equal.counterfactual]))
+    flat = ref_z["blocks.1.attn.hook_z"][:, :, 2].reshape(-1, 8).mean(0)
+    with (
+        ia.ablate(causal_subject, ["L1H2"], kind="mean", reference=equal, per_position=False),
+        causal_subject.hooks([("blocks.1.attn.hook_z", spy)]),
+    ):
+        causal_subject.run(equal.clean)
+    torch.testing.assert_close(seen["z"][:, :, 2], flat.expand(5, 7, -1), atol=1e-6, rtol=0)
+    with pytest.raises(ia.ContrastError, match="reference prompts of one length"):
+        with ia.ablate(causal_subject, ["L1H2"], kind="mean", reference=pairs, per_position=True):
+            pass
+    with pytest.raises(ia.ContrastError, match="run inputs as long as the reference"):
+        with ia.ablate(causal_subject, ["L1H2"], kind="mean", reference=equal, per_position=True):
+            causal_subject.run(equal.clean[:, :4])
+    assert causal_subject.live_hooks() == []
+
+
 def test_resample_ablation_draws_reference_rows_with_seed(causal_subject):
     pairs = random_pairs(seed=5)
     ref_acts = _z(causal_subject, torch.cat([pairs.clean, pairs.counterfactual]))[
@@ -97,7 +140,7 @@ def test_patch_in_equals_patching_result(causal_subject):
 
 
 def test_ablation_errors(causal_subject, pairs):
-    with pytest.raises(ia.AuditError, match="ablation kind must be 'zero', 'mean' or 'resample'"):
+    with pytest.raises(ia.AuditError, match="ablation kind must be 'zero', 'mean', 'resample'"):
         with ia.ablate(causal_subject, ["L0H0"], kind="median"):
             pass
     with pytest.raises(ia.AuditError, match="mean ablation needs reference="):

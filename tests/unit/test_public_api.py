@@ -39,6 +39,7 @@ def test_public_api_is_curated():
             "patch_in",
             "patch_path",
             "prune",
+            "repaired",
             "sae",
             "tradeoff",
         ]

@@ -2,6 +2,8 @@
 
 * component ablation (zero / mean / resample) of the top-k ranked components;
 * SAE-feature ablation (zero / mean, the SAE's error term kept) of the top-k ranked features;
+* concept erasure (LEACE) at residual sites, learnt from the reference contrast: the map a
+  repair folds into weights (``interp-audit repair``), applied with hooks;
 * a retrained baseline: another model (same tokenizer) audited on the same units, optionally
   with some variables masked in its input (fairness through unawareness, blanket invariance).
 """
@@ -17,7 +19,14 @@ from typing import Any
 from interp_audit.audit.context import AuditContext
 from interp_audit.core.errors import SpecError
 
-__all__ = ["Baseline", "Repair", "baseline_repair", "component_repairs", "feature_repairs"]
+__all__ = [
+    "Baseline",
+    "Repair",
+    "baseline_repair",
+    "component_repairs",
+    "erasure_repairs",
+    "feature_repairs",
+]
 
 MASK_VALUE = "?"
 
@@ -84,6 +93,43 @@ def component_repairs(
                         _ablated(kind, comps, reference, seed),
                     )
                 )
+    return out
+
+
+def _erased(sites: list[str], reference, concept: str):
+    from interp_audit.engine.interventions import ablate
+
+    @contextlib.contextmanager
+    def apply(ctx: AuditContext) -> Iterator[AuditContext]:
+        with ablate(ctx.subject, sites, kind="erase", reference=reference, concept=concept):
+            yield ctx
+
+    return apply
+
+
+def erasure_repairs(
+    site_sets: list[tuple[str, ...]], reference, concept: str = "contrast"
+) -> list[Repair]:
+    """One LEACE erasure per site set (``("L1.resid_pre",)``, or ``("L0.resid_pre@1",
+    "L0.resid_pre@2")``: fitted at those positions, applied at every position), each applied
+    at every residual read up to its site, as the folded repair does; ``k`` is the number of
+    blocks whose writes the fold maps."""
+    if reference is None:
+        raise SpecError("erase learns its concept from a contrast: give the tradeoff a reference")
+    from interp_audit.model.components import parse_components
+
+    out = []
+    for sites in site_sets:
+        comps = parse_components(list(sites))
+        c = comps[0]
+        label = f"LEACE-erase {concept} at L{c.layer}.{c.kind}"
+        at = [str(x.pos) for x in comps if x.pos is not None]
+        if at:
+            label += f" (fitted at positions {', '.join(at)})"
+        blocks = c.layer + (c.kind == "resid_post")
+        out.append(
+            Repair(label, "erase", blocks, tuple(sites), _erased(list(sites), reference, concept))
+        )
     return out
 
 

@@ -13,6 +13,7 @@ from interp_audit.audit.tradeoff.repairs import (
     Baseline,
     baseline_repair,
     component_repairs,
+    erasure_repairs,
     feature_repairs,
 )
 from interp_audit.audit.tradeoff.table import Tradeoff, mark_pareto
@@ -139,6 +140,7 @@ def tradeoff(
     confidence: float | None = None,
     subject=None,
     effects: Mapping[str, Any] | None = None,
+    erase_sites: Sequence[str | Sequence[str]] | None = None,
 ) -> Tradeoff:
     """Sweep repairs of one objective; re-measure every objective on each repaired model.
 
@@ -153,8 +155,12 @@ def tradeoff(
     on each of its inadmissible paths. Repairs: the top k components for each ``ks`` x ``kinds``
     (zero / mean / resample); with ``sae`` (``zoo:NAME``, a folder, a release with ``sae_id``,
     or an SAE object; default: the SAE of the spec's ``sae_patch`` steps on such contrasts) the
-    top k features by exact feature patching, zero- or mean-ablated with the error kept; each
-    retrained ``baselines`` model (``{source: [masked variables]}``), on the same units.
+    top k features by exact feature patching, zero- or mean-ablated with the error kept; with
+    kind ``erase``, LEACE concept erasure (learnt from the reference contrast) at each of
+    ``erase_sites`` (default: block inputs of up to 8 layers, the final stream, and the
+    embeddings fitted where the objective's inadmissible paths change the input), the map a
+    repair folds into weights, with a held-out probe's accuracy in ``meta["erasure probes"]``;
+    each retrained ``baselines`` model (``{source: [masked variables]}``), on the same units.
 
     Each row measures every graph path of every audited source, the target's largest
     inadmissible effect left, the least-kept admissible path (after/before, paired), the other
@@ -182,6 +188,7 @@ def tradeoff(
     parsed, ctx = _prepare(spec, subject, effects=effects)
     cfg = (parsed.tradeoff or TradeoffSpec()).overridden(**given)
     ks, kinds, sae_kinds = tuple(cfg.ks), tuple(cfg.kinds), tuple(cfg.sae_kinds)
+    erase_sites = cfg.erase_sites
     objective, locate, sites, by = cfg.objective, cfg.locate, cfg.sites, cfg.by
     sae, sae_id = objects.get("sae", cfg.sae), cfg.sae_id
     baselines = objects.get("baselines", cfg.baselines or None)
@@ -227,7 +234,15 @@ def tradeoff(
         )
 
     # ---- repairs
-    repairs = component_repairs(ranking, ks, kinds, ref, seed)
+    repairs = component_repairs(ranking, ks, tuple(k for k in kinds if k != "erase"), ref, seed)
+    site_sets: list[tuple[str, ...]] = []
+    concept_ref, concept_name = ref, ref_name
+    if "erase" in kinds:
+        site_sets = _erase_site_sets(ctx, cm, target, erase_sites, n, draw_seed)
+        if reference is None and cfg.reference is None and cm is not None and target:
+            concept_ref = _objective_contrast(ctx, cm, target, n, draw_seed)
+            concept_name = f"{', '.join(target)} changed along every path at once (total)"
+        repairs += erasure_repairs(site_sets, concept_ref, cfg.erase_concept)
     sae_obj, sae_name, feature_ranking = _sae_ranking(
         parsed, ctx, sae, sae_id, ranked_on, target, by
     )
@@ -272,6 +287,10 @@ def tradeoff(
             m = measure(rctx, rpaths, util, rerun, ucs)
         rows.append(row_of(r.name, r.family, r.k, r.components, m, base, info, util, kw))
     mark_pareto(rows, utility_higher_is_better=util.higher_is_better)
+    probes = {
+        " + ".join(sites): _erasure_probe(ctx, sites, concept_ref, cfg.erase_concept, kw)
+        for sites in site_sets
+    }
     meta = {
         "spec": str(spec) if isinstance(spec, str | Path) else parsed.name,
         "objective": target or ["the spec's checks"],
@@ -295,6 +314,7 @@ def tradeoff(
         "ks beyond the ranking": too_big,
         "ranked by": by,
         "effects": "conditional on the rendered input changing; the spec's metric",
+        **({"erasure probes": probes, "erasure concept": concept_name} if probes else {}),
     }
     return Tradeoff(rows, ranking, meta)
 
@@ -423,3 +443,75 @@ def _sae_ranking(parsed, ctx, sae, sae_id, ranked_on, target, by):
         sae = load_sae(sae, ctx.subject)  # checked against the subject: hook, width
     effects = [patch_features(ctx.subject, cs, ctx.metric, sae) for cs in ranked_on.values()]
     return sae, name, _rank(effects, by)
+
+
+def _erase_site_sets(ctx, cm, target, given, n: int, seed: int) -> list[tuple[str, ...]]:
+    """Where erasure rows erase: the given sites (a site, or a list fitted together), else
+    the block inputs of up to 8 evenly spaced layers, the final stream, and (with a graph) the
+    embeddings fitted at the positions where the objective's inadmissible paths change the
+    input (the tokens those paths start from), applied everywhere."""
+    if given:
+        return [(g,) if isinstance(g, str) else tuple(g) for g in given]
+    n_layers = ctx.subject.n_layers
+    step = max(1, -(-n_layers // 8))
+    sets = [(f"L{layer}.resid_pre",) for layer in range(0, n_layers, step)]
+    sets.append((f"L{n_layers - 1}.resid_post",))
+    if cm is not None and target:
+        changed: set[int] = set()
+        drawn = draw_paths(ctx, list(target), n=n, seed=seed)
+        for src in target:
+            for path in cm.graph.paths(src):
+                cs = drawn.get(format_path(path))
+                if cs is None or cm.graph.admissible(path):
+                    continue
+                if cs.clean.shape == cs.counterfactual.shape:
+                    diff = (cs.clean != cs.counterfactual).any(0)
+                    changed.update(int(i) for i in diff.nonzero().flatten())
+        if changed:
+            sets.insert(1, tuple(f"L0.resid_pre@{p}" for p in sorted(changed)))
+    return sets
+
+
+def _objective_contrast(ctx, cm, target, n: int, seed: int):
+    """The concept erase rows remove by default: the objective's source changed as the world
+    changes it, along every path at once (its total contrast; several sources: together)."""
+    from interp_audit.audit.causal_spec import ScmContrast
+    from interp_audit.engine.contrasts import ContrastSet
+
+    sets = [
+        ctx.causal.contrast(ScmContrast(scm="causal", source=src, paths="all", n=n, seed=seed))
+        for src in target
+    ]
+    if len(sets) == 1:
+        return sets[0]
+    width = max(cs.clean.shape[1] for cs in sets)
+    pad = ctx.subject.pad_token_id
+
+    def padded(t):
+        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=pad)
+
+    return ContrastSet.from_tokens(
+        torch.cat([padded(cs.clean) for cs in sets]),
+        torch.cat([padded(cs.counterfactual) for cs in sets]),
+        lengths=torch.cat([cs.lengths for cs in sets]),
+        pad_id=pad,
+    )
+
+
+def _erasure_probe(ctx, sites, reference, concept: str, kw) -> dict[str, Any]:
+    """A linear probe for the concept at the erasure site, on held-out pairs: before, and
+    after an eraser fitted on the other half (every token, and the scored position)."""
+    from interp_audit.engine.erasure import erase, fit_eraser
+    from interp_audit.methods.probing import concept_probe, split_rows
+
+    site = sites[0].split("@")[0]
+    split = split_rows(len(reference), seed=int(kw.get("seed", 0)))
+    eraser = fit_eraser(ctx.subject, list(sites), reference, concept=concept, rows=split[0])
+    out: dict[str, Any] = {"site": site, "erased directions": eraser.rank}
+    for where in ("all", "scored"):
+        opts = dict(concept=concept, positions=where, split=split, n_boot=kw["n_boot"])
+        before = concept_probe(ctx.subject, site, reference, **opts)
+        with erase(ctx.subject, eraser):
+            after = concept_probe(ctx.subject, site, reference, **opts)
+        out[where] = {"before": before.to_dict(), "after": after.to_dict()}
+    return out

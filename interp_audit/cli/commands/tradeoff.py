@@ -1,6 +1,6 @@
 """``interp-audit tradeoff SPEC --out DIR``: sweep repairs of one objective (top-k component
-ablations, SAE-feature ablations, retrained baselines) and re-measure every objective; writes
-the table and Pareto plot (interp_audit.audit.tradeoff)."""
+ablations, SAE-feature ablations, concept erasure, retrained baselines) and re-measure every
+objective; writes the table and Pareto plot (interp_audit.audit.tradeoff)."""
 
 from __future__ import annotations
 
@@ -85,6 +85,8 @@ def main(args) -> int:
     given = {name: getattr(args, name) for name in TradeoffSpec.model_fields}
     if given["baselines"]:
         given["baselines"] = {b[0]: _mask(b[1:]) for b in given["baselines"]}
+    if given["erase_sites"]:  # sites fitted together are joined with '+'
+        given["erase_sites"] = [e.split("+") for e in given["erase_sites"]]
     table = tradeoff(args.spec, **given)
     out = table.save(args.out)
     print(table.to_frame(summary=True).round(3).to_string(index=False))

@@ -7,6 +7,9 @@ source run's behaviour fully restored.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Literal
 
 import torch
@@ -20,7 +23,7 @@ from interp_audit.methods.locate.sites import plan_sites
 from interp_audit.model.metrics import Metric, get_metric
 from interp_audit.model.subject import Subject
 
-__all__ = ["normalise", "patch", "sweep_effects"]
+__all__ = ["flat_effects_as_raw", "normalise", "patch", "sweep_effects"]
 
 
 def _check_direction(direction: str) -> None:
@@ -29,6 +32,22 @@ def _check_direction(direction: str) -> None:
             "direction must be 'denoise' (run counterfactual, patch in clean) or 'noise' "
             f"(the reverse); got {direction!r}"
         )
+
+
+#: Set (by the re-audit of a repaired model) to report the raw change of a contrast the model no
+#: longer responds to, instead of refusing to normalise it.
+_FLAT_AS_RAW: ContextVar[bool] = ContextVar("flat_as_raw", default=False)
+
+
+@contextlib.contextmanager
+def flat_effects_as_raw() -> Iterator[None]:
+    """Inside: normalised sweeps of a contrast with no effect give the raw change (noted in the
+    Effects' meta), not an error. A repair that removes a path leaves its locate steps so."""
+    token = _FLAT_AS_RAW.set(True)
+    try:
+        yield
+    finally:
+        _FLAT_AS_RAW.reset(token)
 
 
 def normalise(patched, base: float, source: float, what: str = "effects"):
@@ -65,6 +84,16 @@ def sweep_effects(
     base = float(torch.cat(base_vals).mean())
     source = float(torch.cat(src_vals).mean())
     mean = values_pe.mean(1)
+    flat = abs(source - base) <= 1e-5 * max(1.0, abs(base), abs(source))  # float32 rounding
+    if normalize and flat and _FLAT_AS_RAW.get():
+        # nothing to restore (a repaired model whose contrast no longer changes the metric):
+        # report the patched metric itself; normalising would divide rounding by rounding
+        normalize = False
+        meta = {
+            **meta,
+            "not normalised": f"the metric is {base:.6g} on both runs, to float32 rounding (no "
+            "effect to locate): values are the mean patched metric, not normalised",
+        }
     if not normalize:
         values = mean
     elif magnitude:

@@ -34,6 +34,13 @@ _ATTN_ROLES = {
     "attn_scores": "head.scores",
     "result": "head.result",
 }
+#: What a repair folds into weights: units of a sublayer (heads, neurons, one head's q/k/v),
+#: a whole sublayer's output, or an affine map of the residual stream (concept erasure).
+FoldTarget = Literal["units", "sublayer", "residual"]
+#: How a parameter writes into the residual stream: token embedding rows (one per position,
+#: so a constant added to every row is added once), another embedding, a weight whose last
+#: axis is d_model, or a bias [d_model].
+WriterRole = Literal["token_embedding", "embedding", "weight", "bias"]
 
 
 class ModelAdapter:
@@ -386,6 +393,28 @@ class ModelAdapter:
             f"metric reads logits, but {source!r} has no language-model head (a sentence "
             "encoder); use ia.metrics.embedding_similarity(...)"
         )
+
+    # ---- weights a repair folds into --------------------------------------------------------
+    def fold_refusal(self, target: FoldTarget) -> str | None:
+        """None when a repair of ``target`` folds exactly into this family's weights, else the
+        reason it cannot (quoted in the error that refuses the repair)."""
+        return f"{self.family} models have no weight fold (load the model as a HookedTransformer)"
+
+    def output_projection(self, layer: int, part: Literal["attn", "mlp"]) -> tuple[str, str]:
+        """State-dict names of the weight that writes a sublayer's units into the residual stream
+        (attention: ``[head, d_head, d_model]``, MLP: ``[neuron, d_model]``) and of its bias."""
+        raise AuditError(self.fold_refusal("units") or f"{self.family}: no output projection")
+
+    def input_projection(self, layer: int, part: Literal["q", "k", "v"]) -> tuple[str, str]:
+        """State-dict names of a query/key/value weight ``[head, d_model, d_head]`` (key/value
+        heads under grouped-query attention) and of its bias ``[head, d_head]``."""
+        raise AuditError(self.fold_refusal("units") or f"{self.family}: no input projection")
+
+    def residual_writers(self, before: int) -> list[tuple[str, WriterRole]]:
+        """Every parameter whose output adds into the residual stream read by block ``before``
+        (``n_layers``: the final stream): embeddings, then each earlier sublayer's output
+        weight and bias, as (state-dict name, role)."""
+        raise AuditError(self.fold_refusal("residual") or f"{self.family}: no residual writers")
 
     # ---- weights ---------------------------------------------------------------------------
     def move(self, device: str, dtype: torch.dtype | None) -> None:

@@ -8,14 +8,14 @@ the scored position is the first [MASK].
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp_audit.core.errors import ModelLoadError
-from interp_audit.model.adapters.base import ModelAdapter, unembed
+from interp_audit.model.adapters.base import FoldTarget, ModelAdapter, unembed
 from interp_audit.model.metrics import Readout, mean_pool
 
 
@@ -58,6 +58,26 @@ class EncoderAdapter(ModelAdapter):
         """HookedEncoder's additive attention mask from a one/zero mask."""
         add = torch.where(mask.bool(), 0.0, float("-inf")).to(dtype)
         return add[:, None, None, :]
+
+    # ---- weights a repair folds into --------------------------------------------------------
+    def fold_refusal(self, target: FoldTarget) -> str | None:
+        """Heads, neurons and whole sublayers write linearly before BERT's residual add; the
+        stream itself is normalised after every sublayer (post-LN): not a sum of writes."""
+        if target == "residual":
+            return (
+                "BERT blocks normalise the residual stream after every sublayer (post-LN), so "
+                "the stream is not a sum of writes an affine map could be folded into"
+            )
+        return None
+
+    def output_projection(self, layer: int, part: Literal["attn", "mlp"]) -> tuple[str, str]:
+        if part == "mlp":
+            return f"blocks.{layer}.mlp.W_out", f"blocks.{layer}.mlp.b_out"
+        return f"blocks.{layer}.attn.W_O", f"blocks.{layer}.attn.b_O"
+
+    def input_projection(self, layer: int, part: Literal["q", "k", "v"]) -> tuple[str, str]:
+        P = part.upper()
+        return f"blocks.{layer}.attn.W_{P}", f"blocks.{layer}.attn.b_{P}"
 
     def attention_pattern(self, layer, q, k, mask):
         attn = self.model.blocks[layer].attn

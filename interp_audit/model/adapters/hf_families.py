@@ -33,6 +33,8 @@ class Family:
     config: Callable[[Any], dict[str, Any]]  # HF config object -> TL config fields
     convert: str  # "module:function" under transformer_lens.pretrained.weight_conversions
     prepend_bos: bool = True
+    #: fills in what TL's conversion leaves out: (hf model, hf config, TL state, TL config)
+    complete: Callable[[Any, Any, dict[str, torch.Tensor], Any], None] | None = None
 
 
 @dataclass
@@ -150,6 +152,31 @@ def _llama(hf) -> dict[str, Any]:
     return out
 
 
+def _llama_biases(hf_model, hf, state: dict[str, torch.Tensor], cfg) -> None:
+    """Llama checkpoints with ``attention_bias`` / ``mlp_bias`` (which Subject.save(format="hf")
+    writes to carry a mean ablation): TL's conversion sets every bias to zero, so copy them."""
+    import einops
+
+    layers = hf_model.model.layers
+    kv = "_" if cfg.n_key_value_heads is not None else ""
+    for i, layer in enumerate(layers):
+        attn, mlp = layer.self_attn, layer.mlp
+        if getattr(hf, "attention_bias", False):
+            for part, heads in (("q", cfg.n_heads), ("k", None), ("v", None)):
+                bias = getattr(attn, f"{part}_proj").bias
+                n = heads or (cfg.n_key_value_heads or cfg.n_heads)
+                key = f"blocks.{i}.attn.{'' if part == 'q' else kv}b_{part.upper()}"
+                state[key] = einops.rearrange(bias, "(n h) -> n h", n=n)
+            state[f"blocks.{i}.attn.b_O"] = attn.o_proj.bias
+        if getattr(hf, "mlp_bias", False):  # TL's gated MLP adds b_in after the product
+            for proj in ("gate_proj", "up_proj"):
+                _refuse(
+                    bool(getattr(mlp, proj).bias.detach().abs().max() > 0),
+                    f"a nonzero {proj} bias (mlp_bias) inside its gated MLP",
+                )
+            state[f"blocks.{i}.mlp.b_out"] = mlp.down_proj.bias
+
+
 def _qwen2(hf) -> dict[str, Any]:
     out = _llama_like(hf)
     # TL's Qwen2 always uses its grouped-query attention class (biased q/k/v, separate K/V)
@@ -206,7 +233,13 @@ FAMILIES: dict[str, Family] = {
         Family(
             "gpt_neox", "GPTNeoXForCausalLM", _neox, "neox:convert_neox_weights", prepend_bos=False
         ),
-        Family("llama", "LlamaForCausalLM", _llama, "llama:convert_llama_weights"),
+        Family(
+            "llama",
+            "LlamaForCausalLM",
+            _llama,
+            "llama:convert_llama_weights",
+            complete=_llama_biases,
+        ),
         Family("mistral", "MistralForCausalLM", _llama_like, "mistral:convert_mistral_weights"),
         Family(
             "qwen2", "Qwen2ForCausalLM", _qwen2, "qwen2:convert_qwen2_weights", prepend_bos=False
@@ -285,6 +318,8 @@ def load_hf_folder(
         )
         with torch.no_grad():
             state = convert(hf_model, cfg)
+            if family.complete is not None:
+                family.complete(hf_model, hf_cfg, state, cfg)
         with contextlib.redirect_stdout(io.StringIO()):
             model = HookedTransformer(cfg)
             model.load_and_process_state_dict(

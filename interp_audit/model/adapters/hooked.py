@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Literal
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from interp_audit.core.errors import AuditError, ModelLoadError
-from interp_audit.model.adapters.base import ModelAdapter
+from interp_audit.model.adapters.base import FoldTarget, ModelAdapter, WriterRole
 
 #: Architectures whose attention output is normalised before the residual add (post-norm).
 _POST_NORM = ("Olmo2ForCausalLM", "Olmo3ForCausalLM", "OlmoeForCausalLM")
+_MOE = "mixture-of-experts MLPs route each token to some experts (no single output weight)"
 
 
 class HookedAdapter(ModelAdapter):
@@ -103,6 +105,49 @@ class HookedAdapter(ModelAdapter):
         normed = block.ln1(prefix)
         _, k, v = block.attn.calculate_qkv_matrices(normed, normed, normed)
         return k, v
+
+    # ---- weights a repair folds into --------------------------------------------------------
+    def fold_refusal(self, target: FoldTarget) -> str | None:
+        c = self._cfg
+        post_norm = c("original_architecture", None) in _POST_NORM or c(
+            "use_normalization_before_and_after", False
+        )
+        if target == "units":
+            return None  # heads, neurons, q/k/v: one slice of one projection, exact
+        if post_norm:
+            return (
+                "this architecture normalises each sublayer's output before it joins the "
+                "residual stream, so a sublayer's output (and the stream) is not an affine "
+                "function of its output weights"
+            )
+        if target == "residual" and c("post_embedding_ln", False):
+            return "the embeddings pass a LayerNorm before the residual stream (post_embedding_ln)"
+        if target == "residual" and c("num_experts", None):
+            return _MOE
+        return None
+
+    def output_projection(self, layer: int, part: Literal["attn", "mlp"]) -> tuple[str, str]:
+        if part == "mlp" and self._cfg("num_experts", None):
+            raise AuditError(f"cannot fold into layer {layer}'s MLP: {_MOE}")
+        if part == "mlp":
+            return f"blocks.{layer}.mlp.W_out", f"blocks.{layer}.mlp.b_out"
+        return f"blocks.{layer}.attn.W_O", f"blocks.{layer}.attn.b_O"
+
+    def input_projection(self, layer: int, part: Literal["q", "k", "v"]) -> tuple[str, str]:
+        P = part.upper()
+        grouped = part != "q" and hasattr(self.model.blocks[layer].attn, f"_W_{P}")
+        lead = "_" if grouped else ""  # grouped-query attention stores key/value heads
+        return f"blocks.{layer}.attn.{lead}W_{P}", f"blocks.{layer}.attn.{lead}b_{P}"
+
+    def residual_writers(self, before: int) -> list[tuple[str, WriterRole]]:
+        out: list[tuple[str, WriterRole]] = [("embed.W_E", "token_embedding")]
+        if self._cfg("positional_embedding_type", "standard") == "standard":
+            out.append(("pos_embed.W_pos", "embedding"))
+        for layer in range(before):
+            for part in ("attn",) if self.attn_only else ("attn", "mlp"):
+                w, b = self.output_projection(layer, part)
+                out += [(w, "weight"), (b, "bias")]
+        return out
 
     def attention_pattern(self, layer, q, k, mask):
         attn = self.model.blocks[layer].attn
