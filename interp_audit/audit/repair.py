@@ -405,7 +405,7 @@ def repair(
         raise AuditError(f"{model_dir} lost its repair record on the way to disk")
     with flat_effects_as_raw():  # a path the repair removed has nothing to normalise
         after = audit(spec, subject=loaded, base=base)
-    kw = dict(n_boot=chk.n_boot, confidence=chk.confidence, seed=parsed.seed)
+    kw = chk.resampling(parsed.seed).kw()
     costs = _costs(chk, ctx, loaded, kw)
     paths = _paths(chk, ctx, loaded, parsed.seed, kw)
     outcome = RepairOutcome(before, after, model_dir, loaded.repair, costs, paths, notes)

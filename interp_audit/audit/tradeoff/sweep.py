@@ -141,6 +141,7 @@ def tradeoff(
     subject=None,
     effects: Mapping[str, Any] | None = None,
     erase_sites: Sequence[str | Sequence[str]] | None = None,
+    erase_concept: str | None = None,
 ) -> Tradeoff:
     """Sweep repairs of one objective; re-measure every objective on each repaired model.
 
