@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from interp_audit.core.errors import AuditError, ContrastError
+from interp_audit.core.errors import AuditError, ContrastError, SiteError
 from interp_audit.engine.batched import cached_run
 from interp_audit.engine.contrasts import ContrastSet
 from interp_audit.model.components import Component, parse_components
@@ -28,7 +28,9 @@ AblationKind = Literal["zero", "mean", "resample"]
 def _tokens_and_mask(reference) -> tuple[Tensor, Tensor]:
     if isinstance(reference, ContrastSet):
         tokens = torch.cat([reference.clean, reference.counterfactual])
-        mask = torch.cat([reference.attention_mask()] * 2)
+        mask = torch.cat(
+            [reference.attention_mask("clean"), reference.attention_mask("counterfactual")]
+        )
         return tokens, mask
     if (
         isinstance(reference, Tensor)
@@ -54,6 +56,12 @@ def reference_activations(
 def _group(comps: list[Component]) -> dict[str, list[Component]]:
     by_hook: dict[str, list[Component]] = defaultdict(list)
     for c in comps:
+        if c.pos is not None and (not isinstance(c.pos, int) or c.pos < 0):
+            raise SiteError(
+                f"component {c.label!r}: @{c.pos} names a slot of a contrast set's alignment "
+                "(patching only); an intervention runs on any input: give an absolute position "
+                "or the whole component"
+            )
         by_hook[c.hook_name].append(c)
     return by_hook
 
@@ -171,7 +179,7 @@ def patch_in(
     if isinstance(source, ContrastSet):
         tokens, mask = (
             (source.clean if which == "clean" else source.counterfactual),
-            source.attention_mask(),
+            source.attention_mask(which),
         )
     else:
         tokens, mask = _tokens_and_mask(source)

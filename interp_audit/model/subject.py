@@ -148,11 +148,13 @@ class Subject:
         """The hook holding the final residual stream (input of the final readout)."""
         return self.adapter.final_hook(self.n_layers)
 
-    def scored_positions(self, contrast) -> Tensor:
-        """``[pair]`` position each pair's metric reads (set answer positions, else default)."""
-        if contrast.answer_pos is not None:
-            return contrast.answer_pos
-        return self.adapter.default_scored(contrast.lengths)
+    def scored_positions(self, contrast, side: str = "clean") -> Tensor:
+        """``[pair]`` position each pair's metric reads on ``side`` (``"clean"`` or
+        ``"counterfactual"``, whose lengths may differ): set answer positions, else default."""
+        pos = contrast.answer_positions(side)
+        if pos is not None:
+            return pos
+        return self.adapter.default_scored(contrast.lengths_of(side))
 
     def describe(self) -> dict[str, Any]:
         """Provenance for reports: what was loaded, how, and where it runs."""

@@ -69,11 +69,14 @@ class HookedAdapter(ModelAdapter):
         return bool(self.attn_only or self.parallel_attn_mlp)
 
     # ---- running ---------------------------------------------------------------------------
+    def forward_logits(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.model(tokens, **_padding(mask))
+
     def forward_hidden(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor | None:
         if self.fast_path:
-            self.model(tokens, return_type=None)
+            self.model(tokens, return_type=None, **_padding(mask))
             return None
-        return self.model(tokens)
+        return self.model(tokens, **_padding(mask))
 
     def run_block(self, layer, resid, past_kv=None, encoder_mask=None):
         block = self.model.blocks[layer]
@@ -174,6 +177,17 @@ class HookedAdapter(ModelAdapter):
             raise ModelLoadError(f"weight processing is not supported for {type(self.model)}")
         with quiet_tl_warnings():
             self.model.load_and_process_state_dict(dict(self.model.state_dict()), **todo)
+
+
+def _padding(mask: Tensor | None) -> dict:
+    """TransformerLens's ``attention_mask`` for left-padded rows (pads masked, positions
+    counted from each row's first real token, learned or rotary alike); nothing for right
+    padding, which a causal model never sees before the pad (the engine's layout)."""
+    if mask is None or mask.ndim != 2 or mask.shape[1] < 2:
+        return {}
+    m = mask.bool()
+    pad_before_real = (~m[:, :-1] & m[:, 1:]).any()
+    return {"attention_mask": mask.long()} if bool(pad_before_real) else {}
 
 
 def _unembed(model, readout: str, x: Tensor, answers: Tensor | None) -> Tensor:
