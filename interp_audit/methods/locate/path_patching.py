@@ -66,6 +66,7 @@ def _receiver_patches(
     return out
 
 
+@torch.no_grad()
 def patch_path(
     subject: Subject,
     contrast: ContrastSet,
