@@ -366,3 +366,40 @@ def test_interventions_refuse_slot_positions(causal_subject):
     with pytest.raises(ia.SiteError, match=r"'L0H1@span': @span names a slot"):
         with ia.ablate(causal_subject, ["L0H1@span"]):
             pass
+
+
+def test_an_audit_runs_on_fillers_of_unequal_token_counts(tmp_path):
+    """A spec whose swap fillers differ in token count: checks, located effects, trust gates
+    (the token gate and the serial re-derivation of aligned patches) and the report."""
+    spec = {
+        "name": "unequal",
+        "model": {"source": "zoo:handbuilt-copy"},
+        "contrasts": {
+            "swap": {
+                "template": "{subject} {filler} ->",
+                "slots": {"filler": ["x", "y"]},
+                "swap": {"slot": "subject", "pairs": [["A", "B x"], ["A x", "B"]]},
+                "answers": ["YES", "NO"],
+            }
+        },
+        "locate": [
+            {"method": "patch", "contrast": "swap", "sites": "heads", "name": "heads"},
+            {
+                "method": "patch",
+                "contrast": "swap",
+                "sites": "resid_pre",
+                "per_position": True,
+                "name": "slots",
+            },
+        ],
+        "checks": [{"kind": "invariance", "contrast": "swap", "tolerance": 100, "min_clusters": 1}],
+    }
+    report = ia.audit(spec)
+    gates = {(g["name"], g["target"]): g for g in report.provenance["trust_gates"]}
+    assert gates[("tokens_vs_tokenizer", "swap")]["passed"]
+    assert gates[("batched_vs_serial", "heads")]["passed"]
+    assert gates[("batched_vs_serial", "slots")]["passed"]
+    assert "differing span" in report.effects["heads"].meta["not_patched"]
+    assert "span" in report.effects["slots"].axes["pos"]
+    report.save(tmp_path / "out")
+    assert (tmp_path / "out" / "report.json").exists()
