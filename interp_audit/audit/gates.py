@@ -251,7 +251,9 @@ def batched_vs_serial(
 def hf_folder(subject: Subject) -> Path | None:
     """The Hugging Face folder a subject was converted from (for a GGUF file: the float32
     folder ``transformers`` dequantized it to), or None for other sources."""
-    converted = subject.provenance.get("float32_folder") if subject.provenance else None
+    prov = subject.provenance or {}
+    # a GGUF file as loaded (not a copy saved after a repair): its float32 conversion
+    converted = prov.get("float32_folder") if prov.get("loaded_as") == subject.source else None
     path = Path(str(converted or subject.source))
     cfg = path / "config.json"
     if not (path.is_dir() and cfg.exists()):

@@ -186,7 +186,7 @@ def _dispatch(
         return _load_folder(path, flags)
     if path.suffix.lower() == ".gguf":
         subject = _load_gguf(path, flags)
-        subject.source = text
+        subject.source = subject.provenance["loaded_as"] = text
         return subject
     if path.suffix in (".safetensors", ".json", ".pt", ".bin") or path.exists():
         raise ModelLoadError(
@@ -214,6 +214,8 @@ def _load_zoo(name: str, flags: dict[str, bool]) -> Subject:
             model, "", {}, tokenizer=made.tokenizer, prepend_bos=made.prepend_bos
         )
     subject.source = f"zoo:{name}"
+    if made.file is not None:
+        subject.provenance["loaded_as"] = subject.source
     if any(flags.values()):
         subject.weight_processing = _apply_processing(subject, flags, subject.weight_processing)
     return subject
@@ -369,6 +371,6 @@ def _load_saved(folder: Path, meta: dict[str, Any], flags: dict[str, bool]) -> S
         has_lm_head=meta.get("has_lm_head", True),
         tokenization=tokenization,
     )
-    if isinstance(meta.get("provenance"), dict):
-        subject.provenance = dict(meta["provenance"])
+    if isinstance(meta.get("provenance"), dict):  # what the saved weights were derived from
+        subject.provenance = {"derived_from": dict(meta["provenance"])}
     return subject

@@ -153,3 +153,15 @@ def test_every_head_patched_at_aligned_positions_equals_transformers(smollm2, sm
                 want = _patched_diff(smollm2_hf, f, layer, head, src, positions, answers)
                 worst = max(worst, abs(float(eff.per_example[layer, head, i]) - want))
     assert worst < 1e-4
+
+
+def test_the_wrapper_gate_compares_with_transformers_on_the_float32_conversion(smollm2):
+    from interp_audit.audit.gates import hf_folder, wrapper_vs_hf
+
+    pairs = ia.ContrastSet.from_prompts(
+        smollm2, ["Emily said that"], ["Lakisha said that"], answers=(" she", " he")
+    )
+    folder = hf_folder(smollm2)
+    assert folder == Path(smollm2.provenance["float32_folder"])
+    gate = wrapper_vs_hf(smollm2, pairs, folder)
+    assert gate.passed and gate.max_abs_diff < 1e-4

@@ -191,3 +191,23 @@ def test_token_gate_catches_ids_the_model_would_not_see(llama_folder):
     # the convention on request passes, and the report says how far it is from the tokenizer
     asked = tokens_vs_tokenizer(with_bos, bos_pairs, target="pairs")
     assert asked.passed and asked.detail["differ_from_tokenizer_default"] == 2
+
+
+def test_a_saved_copy_records_what_it_was_derived_from(llama_folder, tmp_path):
+    """A GGUF subject saved (e.g. after a repair) is no longer the file's conversion: the
+    wrapper gate must not compare it with the original; its provenance says where it came from."""
+    from interp_audit.audit.gates import hf_folder
+
+    subject = ia.load_model(llama_folder)
+    subject.source = "m.gguf"
+    subject.provenance = {
+        "format": "gguf",
+        "loaded_as": "m.gguf",
+        "float32_folder": str(llama_folder),
+    }
+    assert hf_folder(subject) == llama_folder
+    back = ia.load_model(subject.save(tmp_path / "copy"))
+    assert back.provenance == {"derived_from": subject.provenance}
+    assert hf_folder(back) is None
+    subject.source = "repaired"  # an in-memory subject renamed: not the file as loaded
+    assert hf_folder(subject) is None
