@@ -52,19 +52,23 @@ def gguf_path() -> Path:
     return Path(spec.submodule_search_locations[0]) / FILE
 
 
-def time_load(source: str, cache: str) -> float:
-    """Seconds of one ia.load_model(source) in a fresh process (imports not counted)."""
+def time_load(source: str, cache: str) -> dict[str, float]:
+    """Wall and CPU seconds of one ia.load_model(source) in a fresh process (imports not
+    counted; CPU time is the steadier figure on a shared machine)."""
     code = (
         "import time, warnings; warnings.filterwarnings('ignore'); import interp_audit as ia\n"
         "from interp_audit.model.adapters.quiet import quiet_tl_warnings\n"
         "with quiet_tl_warnings():\n import transformer_lens, transformers\n"
-        f"t = time.perf_counter(); ia.load_model({source!r}); print(time.perf_counter() - t)"
+        "t, c = time.perf_counter(), time.process_time()\n"
+        f"ia.load_model({source!r})\n"
+        "print(time.perf_counter() - t, time.process_time() - c)"
     )
     env = {**os.environ, "INTERP_AUDIT_CACHE": cache}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    return float(out.stdout.strip().splitlines()[-1])
+    wall, cpu = map(float, out.stdout.strip().splitlines()[-1].split())
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2)}
 
 
 def hand_positions(a: list[int], b: list[int]) -> dict[int, int]:
@@ -93,21 +97,26 @@ def main() -> None:
 
     path = gguf_path()
     fig: dict = {"torch_threads": torch.get_num_threads()}
+    own_cache = tempfile.TemporaryDirectory()  # leave the user's cache alone
+    os.environ["INTERP_AUDIT_CACHE"] = own_cache.name
     with tempfile.TemporaryDirectory() as cache:
-        fig["load_gguf_cold_s"] = time_load(str(path), cache)
-        fig["load_gguf_cached_s"] = time_load(str(path), cache)
-        fig["load_zoo_cached_s"] = time_load("zoo:smollm2-135m", cache)
+        fig["load_gguf_cold"] = time_load(str(path), cache)
+        fig["load_gguf_cached"] = time_load(str(path), cache)
+        fig["load_zoo_cached"] = time_load("zoo:smollm2-135m", cache)
     with tempfile.TemporaryDirectory() as cache:
-        fig["load_zoo_cold_s"] = time_load("zoo:smollm2-135m", cache)
+        fig["load_zoo_cold"] = time_load("zoo:smollm2-135m", cache)
 
     with quiet_tl_warnings():
         from transformers import AutoModelForCausalLM
 
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         hf = AutoModelForCausalLM.from_pretrained(
             str(path.parent), gguf_file=path.name, dtype=torch.float32
         ).eval()
-        fig["transformers_gguf_load_s"] = time.perf_counter() - t
+        fig["transformers_gguf_load"] = {
+            "wall_s": round(time.perf_counter() - t, 2),
+            "cpu_s": round(time.process_time() - c, 2),
+        }
 
     def logits(row, hooks=()):
         handles = [m.register_forward_pre_hook(fn) for m, fn in hooks]
@@ -118,6 +127,7 @@ def main() -> None:
             for h in handles:
                 h.remove()
 
+    print(json.dumps(fig), flush=True)
     subjects = {"gguf": ia.load_model(path), "zoo": ia.load_model("zoo:smollm2-135m")}
     for name, subject in subjects.items():
         worst = 0.0
@@ -147,11 +157,12 @@ def main() -> None:
     if args.heads == "sample":
         heads = heads[::17]
     sites = [f"L{a}H{b}" for a, b in heads]
-    t = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     eff = ia.patch(subject, pairs, sites=sites, normalize=False)
-    fig["ia_patch_s"] = time.perf_counter() - t
+    fig["ia_patch"] = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+    print(json.dumps(fig), flush=True)
     layers = hf.model.layers
-    t = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     worst = 0.0
     for i in range(len(pairs)):
         c, f = subject.to_tokens(CLEAN[i]), subject.to_tokens(CF[i])
@@ -175,10 +186,11 @@ def main() -> None:
 
             last = logits(f, [(layers[layer].self_attn.o_proj, patch)])[-1]
             worst = max(worst, abs(float(eff.per_example[k, i]) - float(last[she] - last[he])))
-    fig["hand_hooked_s"] = time.perf_counter() - t
+    fig["hand_hooked"] = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
     fig["heads_patched"] = len(heads)
     fig["aligned_heads_patch_vs_hand_hooked_max_abs_diff"] = worst
     fig["not_patched"] = eff.meta.get("not_patched")
+    own_cache.cleanup()
     print(json.dumps(fig, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(fig, indent=1))
