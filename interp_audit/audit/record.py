@@ -207,7 +207,9 @@ def examples(contrast, subject=None, n: int = _EXAMPLES) -> list[dict[str, Any]]
             else contrast.clean[i, :length].tolist(),
             "counterfactual_tokens": list(contrast.cf_str_tokens[i])
             if contrast.cf_str_tokens
-            else contrast.counterfactual[i, :length].tolist(),
+            else contrast.counterfactual[
+                i, : int(contrast.lengths_of("counterfactual")[i])
+            ].tolist(),
             "answers": None if contrast.answers is None else contrast.answers[i].tolist(),
         }
         if contrast.answers is not None and subject is not None:

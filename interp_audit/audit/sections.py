@@ -73,7 +73,7 @@ class SwapSpec(_Section):
     slot: str
     """The template slot whose filler the pair swaps (the audited variable)."""
     pairs: list[tuple[str, str]]
-    """``[clean, counterfactual]`` fillers; each must tokenize to the same length."""
+    """``[clean, counterfactual]`` fillers, of any token length ("Emily" / "Lakisha")."""
 
 
 class TemplateContrast(_Section):

@@ -7,6 +7,12 @@ base residual stream there, so layers below a patch point are computed once (in 
 and never again. For per-position patches in causal models only the positions from the patched
 one onward are recomputed; earlier positions come from the base run's key/value cache. Only the
 readout the metric needs is computed (two answer logits, not the vocabulary).
+
+Pairs whose two prompts differ in token count are patched at aligned positions
+(:mod:`interp_audit.engine.alignment`): the source run's activations are moved onto the base
+run's positions once, in :meth:`RunContext.build`, and equal the base ones where a position has
+no counterpart, so every patch below is an ordinary same-position patch. A patch may name a
+:class:`Slot` instead of a position: it then covers each row's own positions of that slot.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from interp_audit.core.errors import AuditError
+from interp_audit.engine.alignment import Alignment, Slot, align_source
 from interp_audit.engine.contrasts import ContrastSet
 from interp_audit.engine.executor_base import current_executor
 from interp_audit.model import memory
@@ -53,6 +61,34 @@ class Patch:
             return None
         p = self.index[self.pos_dim]
         return p if isinstance(p, int) else None
+
+    @property
+    def slot(self) -> Slot | None:
+        """The alignment slot this patch covers (per row), or None."""
+        if len(self.index) <= self.pos_dim:
+            return None
+        p = self.index[self.pos_dim]
+        return p if isinstance(p, Slot) else None
+
+
+def position_dims(hook: str) -> tuple[int, ...]:
+    """Axes of a hook's activation (batch first) that index positions: queries and keys for
+    attention patterns ``[b, head, q, k]``, else axis 1 of ``[b, pos, ...]``."""
+    return (2, 3) if hook.endswith(("hook_pattern", "hook_attn_scores")) else (1,)
+
+
+def index_mask(patch: Patch, shape: tuple[int, ...], rows: Tensor | None, device) -> Tensor:
+    """``[b, *shape[1:]]`` bool: where ``patch`` writes, per row (a slot covers each row's own
+    positions, ``rows`` ``[b, width]``; offsets already applied)."""
+    idx = tuple(slice(None) if isinstance(i, Slot) else i for i in patch.index)
+    out = torch.zeros(shape, dtype=torch.bool, device=device)
+    out[(slice(None), *idx)] = True
+    if patch.slot is not None:
+        d = 1 + patch.pos_dim
+        view = [rows.shape[0]] + [1] * (len(shape) - 1)
+        view[d] = rows.shape[1]
+        out &= rows.to(device).reshape(view)
+    return out
 
 
 Variant = tuple[Patch, ...]
@@ -90,6 +126,50 @@ class RunContext:
     source_values: Tensor
     fast: bool
     recipe: dict | None = field(default=None, repr=False)  # how to rebuild it on a worker
+    #: unequal-length pairs: base position -> source position (-1: none); None = one to one
+    position_map: Tensor | None = field(default=None, repr=False)
+    alignment: Alignment | None = field(default=None, repr=False)
+    base_side: str = "counterfactual"
+    _slot_rows: dict = field(default_factory=dict, repr=False)
+
+    def slot_rows(self, slot: Slot) -> Tensor:
+        """``[b, pos]`` bool: the base run's positions of ``slot``, per row (where patchable)."""
+        if slot not in self._slot_rows:
+            self._slot_rows[slot] = (
+                self._alignment()
+                .slot_positions(slot, self.base_side, int(self.base_tokens.shape[1]))
+                .to(self.base_tokens.device)
+            )
+        return self._slot_rows[slot]
+
+    def slot_present(self, variant: Variant) -> Tensor | None:
+        """``[b]`` bool: rows in which every slot of ``variant`` exists (None: no slots)."""
+        slots = [p.slot for p in variant if p.slot is not None]
+        if not slots:
+            return None
+        out = torch.ones(self.batch, dtype=torch.bool)
+        for slot in slots:
+            out &= self._alignment().slot_present(slot)
+        return out
+
+    def _alignment(self) -> Alignment:
+        if self.alignment is None:  # equal-length pairs: computed on first use (slot patches)
+            if self.recipe is None:
+                raise AuditError("a slot patch needs the contrast set this context was built on")
+            self.alignment = self.recipe["contrast"].alignment()
+        return self.alignment
+
+    def fill_unmatched(self, base: dict[str, Tensor]) -> None:
+        """Source activations at base positions without a counterpart := the base ones.
+
+        Runs that skip the base run in :meth:`build` (attribution: its gradient pass is the
+        base run) call this with the base activations they captured.
+        """
+        if self.position_map is None:
+            return
+        for name, act in self.source.items():
+            if name in base:
+                self.source[name] = torch.where(act.isnan(), base[name].to(act.dtype), act)
 
     @property
     def batch(self) -> int:
@@ -105,6 +185,15 @@ class RunContext:
         if patch.value is not None or patch.hook not in self.base_sites:
             return 0
         base, src = self.base_sites[patch.hook], self.source[patch.hook]
+        if patch.slot is not None:
+            where = index_mask(patch, tuple(base.shape), self.slot_rows(patch.slot), base.device)
+            differs = (base != src) & where
+            if not bool(differs.any()):
+                return None
+            along = differs.movedim(1 + patch.pos_dim, 0).reshape(
+                differs.shape[1 + patch.pos_dim], -1
+            )
+            return int(along.any(1).nonzero()[0, 0])
         idx = (slice(None), *patch.index)
         differs = base[idx] != src[idx]
         pos = patch.position()
@@ -144,11 +233,16 @@ class RunContext:
         dev = subject.device
         if direction == "denoise":
             base_tokens, source_tokens = contrast.counterfactual, contrast.clean
+            base_side, source_side = "counterfactual", "clean"
         else:
             base_tokens, source_tokens = contrast.clean, contrast.counterfactual
+            base_side, source_side = "clean", "counterfactual"
         base_tokens, source_tokens = base_tokens.to(dev), source_tokens.to(dev)
-        mask = contrast.attention_mask().to(dev)
-        scored = subject.scored_positions(contrast).to(dev)
+        # each side its own mask and scored positions (their token counts may differ)
+        mask = contrast.attention_mask(base_side).to(dev)
+        source_mask = contrast.attention_mask(source_side).to(dev)
+        scored = subject.scored_positions(contrast, base_side).to(dev)
+        source_scored = subject.scored_positions(contrast, source_side).to(dev)
         answers = None if contrast.answers is None else contrast.answers.to(dev)
         adapter = subject.adapter
         fast = adapter.fast_path
@@ -171,12 +265,25 @@ class RunContext:
         base_cache, base_logits = (
             cached_run(subject, base_tokens, mask, base_names) if base_run else ({}, None)
         )
-        src_cache, src_logits = cached_run(subject, source_tokens, mask, source_names)
+        src_cache, src_logits = cached_run(subject, source_tokens, source_mask, source_names)
         readout_kw = dict(subject=subject, metric=metric, scored=scored, answers=answers, mask=mask)
         base_read = (
             readout(final=base_cache[final], logits=base_logits, **readout_kw) if base_run else None
         )
-        src_read = readout(final=src_cache[final], logits=src_logits, **readout_kw)
+        src_read = readout(
+            final=src_cache[final],
+            logits=src_logits,
+            **{**readout_kw, "scored": source_scored, "mask": source_mask},
+        )
+        source = {k: src_cache[k] for k in source_hooks}
+        position_map = alignment = None
+        if not contrast.equal_lengths:  # the source's activations onto the base positions
+            alignment = contrast.alignment()
+            position_map = alignment.position_map(base_side, contrast.seq_len)
+            source = {
+                k: align_source(v, base_cache.get(k), position_map, position_dims(k))
+                for k, v in source.items()
+            }
         reference = None
         if metric.needs_reference:  # the clean run is the reference, whatever the direction
             if direction == "noise" and not base_run:
@@ -204,7 +311,7 @@ class RunContext:
             base_mid=[base_cache[adapter.mid_hook(layer)] for layer in range(n)]
             if mid and base_run
             else None,
-            source={k: src_cache[k] for k in source_hooks},
+            source=source,
             base_sites={k: base_cache[k] for k in {*source_hooks, *base_hooks}} if base_run else {},
             base_values=metric(base_read, mctx) if base_run else torch.empty(0),
             source_values=metric(src_read, mctx),
@@ -220,6 +327,9 @@ class RunContext:
                     base_hooks=tuple(base_hooks),
                 ),
             },
+            position_map=position_map,
+            alignment=alignment,
+            base_side=base_side,
         )
 
 
@@ -252,12 +362,24 @@ class _PatchHook:
     """
 
     def __init__(
-        self, entries: list[tuple[int, Patch]], source: dict[str, Tensor], offset: int, batch: int
+        self,
+        entries: list[tuple[int, Patch]],
+        source: dict[str, Tensor],
+        offset: int,
+        batch: int,
+        slot_rows=None,
     ):
         self.entries = entries  # (variant slot in the running batch, patch)
         self.source = source
         self.offset = offset
         self.batch = batch
+        self.slot_rows = slot_rows  # Slot -> [b, pos] bool (RunContext.slot_rows)
+
+    def _rows_mask(self, patch: Patch, act: Tensor) -> Tensor:
+        """``[b, *act.shape[1:]]``: a slot patch's positions in each row of this slice."""
+        width = act.shape[1 + patch.pos_dim]
+        rows = self.slot_rows(patch.slot)[:, self.offset : self.offset + width]
+        return index_mask(patch, (self.batch, *act.shape[1:]), rows, act.device)
 
     def _shift(self, patch: Patch, length: int) -> tuple | None:
         idx = list(patch.index)
@@ -289,16 +411,24 @@ class _PatchHook:
         shared = [(s, p, i) for s, p, i in live if p.value is None]
         if shared:
             src = self._slice(self.source[shared[0][1].hook], shared[0][1], act).to(act.dtype)
-            mask = torch.zeros((n_slots, 1, *act.shape[1:]), dtype=torch.bool, device=act.device)
-            for slot, _, idx in shared:
-                mask[(slot, slice(None), *idx)] = True
+            rows = b if any(p.slot is not None for _, p, _ in shared) else 1
+            mask = torch.zeros((n_slots, rows, *act.shape[1:]), dtype=torch.bool, device=act.device)
+            for slot, patch, idx in shared:
+                if patch.slot is not None:  # each row its own positions
+                    mask[slot] |= self._rows_mask(patch, act)
+                else:
+                    mask[(slot, slice(None), *idx)] = True
             view = torch.where(mask, src.unsqueeze(0), view)
         own = [(s, p, i) for s, p, i in live if p.value is not None]
         if own:
             view = view.clone() if not shared else view
             for slot, patch, idx in own:
+                value = self._slice(patch.value, patch, act).to(act.dtype)
+                if patch.slot is not None:
+                    view[slot] = torch.where(self._rows_mask(patch, act), value, view[slot])
+                    continue
                 full = (slice(None), *idx)
-                view[slot][full] = self._slice(patch.value, patch, act).to(act.dtype)[full]
+                view[slot][full] = value[full]
         return view.reshape(act.shape)
 
 
@@ -375,6 +505,10 @@ def run_variants(
     results = current_executor().run_chunks(ctx, variants, chunks, progress=progress, desc=desc)
     for (_, idxs), values in zip(chunks, results, strict=True):
         out[idxs] = values.to(device=out.device, dtype=out.dtype)
+    for i, v in enumerate(variants):  # a slot a pair lacks was not patched there: NaN, no number
+        present = ctx.slot_present(v)
+        if present is not None:
+            out[i, ~present.to(out.device)] = float("nan")
     return out
 
 
@@ -387,7 +521,7 @@ def _hooks_for(
             if layer is None or p.layer == layer:
                 by_hook[p.hook].append((slot, p))
     return [
-        (name, _PatchHook(entries, ctx.source, start, ctx.batch))
+        (name, _PatchHook(entries, ctx.source, start, ctx.batch, ctx.slot_rows))
         for name, entries in by_hook.items()
     ]
 

@@ -1,8 +1,14 @@
 """Contrast sets: clean / counterfactual prompt pairs with answer tokens, validated up front.
 
 A pair differs only in the variable being audited (a protected attribute, a record, an
-environment). Pairs are stored as right-padded token tensors with per-pair lengths: in a causal
-model right padding changes nothing before the pad, so no attention mask is needed there.
+environment). Pairs are stored as right-padded token tensors with per-pair lengths, one per
+side: in a causal model right padding changes nothing before the pad (positions count from 0 at
+the first token for every family, learned or rotary), and encoders get the attention mask.
+Left-padded input (``clean_mask=``/``counterfactual_mask=``) is repacked to the right.
+
+The two sides of a pair may have different token counts ("Emily" is one token, "Lakisha"
+three): total effects need no alignment, and patching aligns positions by the common prefix and
+suffix (:mod:`interp_audit.engine.alignment`).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import numbers
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import torch
@@ -19,6 +26,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from interp_audit.core.errors import ContrastError
+from interp_audit.engine.alignment import Alignment, Side
 
 if TYPE_CHECKING:
     from interp_audit.model.subject import Subject
@@ -40,8 +48,8 @@ def _as_id(x, where: str) -> int:
     return int(x)
 
 
-def _pad(rows: Sequence[Sequence[int]], pad_id: int) -> Tensor:
-    width = max(len(r) for r in rows)
+def _pad(rows: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> Tensor:
+    width = width or max(len(r) for r in rows)
     out = torch.full((len(rows), width), pad_id, dtype=torch.long)
     for i, r in enumerate(rows):
         out[i, : len(r)] = torch.tensor(list(r), dtype=torch.long)
@@ -72,6 +80,48 @@ def _answer_ids(answers) -> Tensor:
             f"answers must be [pair, 2] (correct, incorrect) token ids; pair {i} has {out[i]}"
         )
     return torch.tensor(out, dtype=torch.long).reshape(len(out), 2)
+
+
+def _row_lengths(given_rows, tokens: Tensor, lengths, mask, name: str) -> Tensor:
+    """Each row's real token count: from ``lengths``, a one/zero ``mask``, the rows of a list,
+    or a tensor's full width."""
+    n = tokens.shape[0]
+    if mask is not None:
+        m = torch.as_tensor(mask)
+        if m.dtype.is_floating_point or tuple(m.shape) != tuple(tokens.shape):
+            raise ContrastError(
+                f"{name}_mask must be a one/zero integer mask shaped like the {name} tokens "
+                f"{tuple(tokens.shape)}; got {m.dtype} {tuple(m.shape)}"
+            )
+        m = m.long()
+        if ((m != 0) & (m != 1)).any():
+            raise ContrastError(f"{name}_mask holds values other than 0 and 1")
+        for i in range(n):
+            real = m[i].nonzero().flatten()
+            if len(real) == 0:
+                raise ContrastError(f"pair {i}: the {name} mask marks no real token")
+            if int(real[-1] - real[0]) + 1 != len(real):
+                raise ContrastError(
+                    f"pair {i}: the {name} mask {m[i].tolist()} has a hole; real tokens must be "
+                    "contiguous (padding on the left or the right)"
+                )
+        return m.sum(1)
+    if lengths is not None:
+        out = torch.as_tensor(lengths, dtype=torch.long).reshape(-1)
+        return out
+    if isinstance(given_rows, Tensor) or hasattr(given_rows, "__array__"):
+        return torch.full((n,), tokens.shape[1], dtype=torch.long)
+    return torch.tensor([len(r) for r in given_rows], dtype=torch.long)
+
+
+def _repack(tokens: Tensor, mask, pad_id: int) -> Tensor:
+    """Rows with their real tokens (``mask == 1``) moved to the left, pads to the right."""
+    m = torch.as_tensor(mask).bool()
+    out = torch.full_like(tokens, pad_id)
+    for i in range(tokens.shape[0]):
+        real = tokens[i][m[i]]
+        out[i, : len(real)] = real
+    return out
 
 
 class DuplicatePairWarning(UserWarning):
@@ -151,10 +201,13 @@ class ContrastSet:
 
     Attributes:
         clean, counterfactual: ``[pair, pos]`` token ids, right-padded with ``pad_id``.
-        lengths: ``[pair]`` real length of each pair (clean and counterfactual are equal).
+        lengths: ``[pair]`` real length of each clean prompt.
+        cf_lengths: ``[pair]`` real length of each counterfactual prompt, or None when every
+            pair's two sides have the same length (then ``lengths`` holds for both).
         answers: ``[pair, 2]`` (correct, incorrect) answer token ids, or None.
-        answer_pos: ``[pair]`` position whose output is scored (default: the last real token
-            for causal LMs, the first ``[MASK]`` (else 0) for encoders).
+        answer_pos: ``[pair]`` clean position whose output is scored (default: the last real
+            token for causal LMs, the first ``[MASK]`` (else 0) for encoders).
+        cf_answer_pos: the counterfactual side's scored positions, when they differ.
         labels, groups: optional strings per pair (shown in reports; groups split statistics).
         clusters: optional string per pair naming its unit of replication (the swap pair, the
             template, the SCM unit): the bootstrap resamples clusters, not pairs. None = every
@@ -166,6 +219,8 @@ class ContrastSet:
     lengths: Int[Tensor, " pair"]
     answers: Int[Tensor, "pair 2"] | None = None
     answer_pos: Int[Tensor, " pair"] | None = None
+    cf_lengths: Int[Tensor, " pair"] | None = None
+    cf_answer_pos: Int[Tensor, " pair"] | None = None
     pad_id: int = 0
     labels: tuple[str, ...] | None = None
     groups: tuple[str, ...] | None = None
@@ -200,14 +255,25 @@ class ContrastSet:
         answers: Int[Tensor, "pair 2"] | Sequence[Sequence[int]] | None = None,
         *,
         lengths: Sequence[int] | Tensor | None = None,
+        counterfactual_lengths: Sequence[int] | Tensor | None = None,
+        clean_mask: Int[Tensor, "pair pos"] | None = None,
+        counterfactual_mask: Int[Tensor, "pair pos"] | None = None,
         answer_pos: Sequence[int] | Tensor | None = None,
+        counterfactual_answer_pos: Sequence[int] | Tensor | None = None,
         labels: Sequence[str] | None = None,
         groups: Sequence[str] | None = None,
         clusters: Sequence[str] | None = None,
         pad_id: int = 0,
         d_vocab: int | None = None,
     ) -> ContrastSet:
-        """Pairs from token ids: ``[pair, pos]`` tensors (or lists of lists, padded here)."""
+        """Pairs from token ids: ``[pair, pos]`` tensors (or lists of lists, padded here).
+
+        The two sides may differ in length: lists give each row's length, ``lengths=`` /
+        ``counterfactual_lengths=`` give right-padded lengths, and ``clean_mask=`` /
+        ``counterfactual_mask=`` (one/zero attention masks, e.g. from a tokenizer that pads on
+        the left) mark the real tokens, which are repacked to the right. Without lengths, a
+        tensor's real length is its width. ``lengths=`` alone applies to both sides.
+        """
         clean_t = cls._as_tokens(clean, "clean", pad_id)
         cf_t = cls._as_tokens(counterfactual, "counterfactual", pad_id)
         if clean_t.shape[0] != cf_t.shape[0]:
@@ -219,34 +285,24 @@ class ContrastSet:
             raise ContrastError(
                 "the contrast set is empty: give at least one clean/counterfactual pair"
             )
-        if clean_t.shape[1] != cf_t.shape[1] and (
-            isinstance(clean, Tensor) or isinstance(counterfactual, Tensor)
+        for side, given, mask in (
+            ("clean", lengths, clean_mask),
+            ("counterfactual", counterfactual_lengths, counterfactual_mask),
         ):
-            raise ContrastError(
-                f"clean tokens are {clean_t.shape[1]} positions wide but counterfactual tokens "
-                f"are {cf_t.shape[1]}: positions must align (give equal-width [pair, pos] "
-                "tensors, with lengths= for right padding)"
-            )
-        if clean_t.shape[1] != cf_t.shape[1]:
-            width = max(clean_t.shape[1], cf_t.shape[1])
-            clean_t = torch.nn.functional.pad(clean_t, (0, width - clean_t.shape[1]), value=pad_id)
-            cf_t = torch.nn.functional.pad(cf_t, (0, width - cf_t.shape[1]), value=pad_id)
-        if lengths is None:
-            if isinstance(clean, Tensor):
-                lengths_t = torch.full((clean_t.shape[0],), clean_t.shape[1], dtype=torch.long)
-            else:
-                lens_c = [len(r) for r in clean]
-                lens_f = [len(r) for r in counterfactual]
-                for i, (a, b) in enumerate(zip(lens_c, lens_f, strict=True)):
-                    if a != b:
-                        raise ContrastError(
-                            f"pair {i}: clean has {a} tokens {list(clean[i])} but "
-                            "counterfactual has "
-                            f"{b} tokens {list(counterfactual[i])}; positions must align"
-                        )
-                lengths_t = torch.tensor(lens_c, dtype=torch.long)
-        else:
-            lengths_t = torch.as_tensor(lengths, dtype=torch.long)
+            if given is not None and mask is not None:
+                raise ContrastError(f"give the {side} lengths or the {side} mask, not both")
+        lens_c = _row_lengths(clean, clean_t, lengths, clean_mask, "clean")
+        cf_given = counterfactual_lengths
+        if cf_given is None and counterfactual_mask is None:
+            cf_given = lengths  # lengths= alone: both sides
+        lens_f = _row_lengths(counterfactual, cf_t, cf_given, counterfactual_mask, "counterfactual")
+        if clean_mask is not None:
+            clean_t = _repack(clean_t, clean_mask, pad_id)
+        if counterfactual_mask is not None:
+            cf_t = _repack(cf_t, counterfactual_mask, pad_id)
+        width = max(clean_t.shape[1], cf_t.shape[1])
+        clean_t = torch.nn.functional.pad(clean_t, (0, width - clean_t.shape[1]), value=pad_id)
+        cf_t = torch.nn.functional.pad(cf_t, (0, width - cf_t.shape[1]), value=pad_id)
         ans = None
         if answers is not None:
             ans = _answer_ids(answers)
@@ -259,22 +315,32 @@ class ContrastSet:
                     f"pairs; got shape {tuple(ans.shape)}"
                 )
         pos = None if answer_pos is None else torch.as_tensor(answer_pos, dtype=torch.long)
+        cf_pos = (
+            None
+            if counterfactual_answer_pos is None
+            else torch.as_tensor(counterfactual_answer_pos, dtype=torch.long)
+        )
         out = cls(
             clean=clean_t,
             counterfactual=cf_t,
-            lengths=lengths_t,
+            lengths=lens_c,
+            cf_lengths=None if torch.equal(lens_c, lens_f) else lens_f,
             answers=ans,
             answer_pos=pos,
+            cf_answer_pos=cf_pos,
             pad_id=pad_id,
             labels=None if labels is None else tuple(labels),
             groups=None if groups is None else tuple(groups),
             clusters=None if clusters is None else tuple(str(c) for c in clusters),
         )
+        if pos is not None and cf_pos is None and out.cf_lengths is not None:
+            out = replace(out, cf_answer_pos=out._map_clean_positions(pos))
         out.validate(d_vocab=d_vocab)
         merged = out.merged_identical()
         if merged is not out:
+            cf_lengths = out.lengths_of("counterfactual")
             rows_c = [out.clean[i, : int(n)].tolist() for i, n in enumerate(out.lengths)]
-            rows_f = [out.counterfactual[i, : int(n)].tolist() for i, n in enumerate(out.lengths)]
+            rows_f = [out.counterfactual[i, : int(n)].tolist() for i, n in enumerate(cf_lengths)]
             ans_rows = None if out.answers is None else out.answers.tolist()
             _warn_duplicates(rows_c, rows_f, ans_rows, rows_c, rows_f, merged=True)
         return merged
@@ -289,11 +355,12 @@ class ContrastSet:
             return self
         first: dict[tuple, int] = {}
         owner = []
+        cf_lengths = self.lengths_of("counterfactual")
         for i in range(len(self)):
-            n = int(self.lengths[i])
+            n, m = int(self.lengths[i]), int(cf_lengths[i])
             key = (
                 tuple(self.clean[i, :n].tolist()),
-                tuple(self.counterfactual[i, :n].tolist()),
+                tuple(self.counterfactual[i, :m].tolist()),
                 None if self.answers is None else tuple(self.answers[i].tolist()),
                 None if self.answer_pos is None else int(self.answer_pos[i]),
                 None if self.labels is None else self.labels[i],
@@ -361,7 +428,9 @@ class ContrastSet:
         groups: Sequence[str] | None = None,
         clusters: Sequence[str] | None = None,
     ) -> ContrastSet:
-        """Pairs from text. Every error names the pair index, its text and its tokens."""
+        """Pairs from text, tokenized as the subject tokenizes (its own tokenizer for Hugging
+        Face sources). The two prompts of a pair may differ in token count ("Emily" vs
+        "Lakisha"). Every error names the pair index, its text and its tokens."""
         if isinstance(clean, str) or isinstance(counterfactual, str):
             raise ContrastError(
                 "clean and counterfactual must be lists of prompts, not a single string"
@@ -387,12 +456,6 @@ class ContrastSet:
             _refuse_unknown_words(subject, c, f"pair {i}: the clean prompt")
             _refuse_unknown_words(subject, f, f"pair {i}: the counterfactual prompt")
             tc, tf = subject.to_tokens(c), subject.to_tokens(f)
-            if len(tc) != len(tf):
-                raise ContrastError(
-                    f"pair {i}: clean {c!r} is {len(tc)} tokens {subject.token_str(tc)} but "
-                    f"counterfactual {f!r} is {len(tf)} tokens {subject.token_str(tf)}; "
-                    "the swap must keep positions aligned (use single-token fillers)"
-                )
             if tc == tf:
                 raise ContrastError(
                     f"pair {i}: clean and counterfactual are the same tokens "
@@ -400,11 +463,12 @@ class ContrastSet:
                     f"({c!r}); a pair must differ in what is being audited"
                 )
             n_ctx = subject.n_ctx
-            if n_ctx is not None and len(tc) > n_ctx:
-                raise ContrastError(
-                    f"pair {i}: {c!r} is {len(tc)} tokens, longer than the model's context "
-                    f"({n_ctx})"
-                )
+            for text, ids in ((c, tc), (f, tf)):
+                if n_ctx is not None and len(ids) > n_ctx:
+                    raise ContrastError(
+                        f"pair {i}: {text!r} is {len(ids)} tokens, longer than the model's "
+                        f"context ({n_ctx})"
+                    )
             rows_c.append(tc)
             rows_f.append(tf)
         ans = None
@@ -448,16 +512,26 @@ class ContrastSet:
             counterfactual,
             merged=clusters is None,
         )
-        lengths = [len(r) for r in rows_c]
-        answer_pos = [subject.adapter.answer_position(r, subject.tokenizer) for r in rows_c]
-        if all(p is None for p in answer_pos):
-            answer_pos = None
+        lengths = torch.tensor([len(r) for r in rows_c])
+        cf_lengths = torch.tensor([len(r) for r in rows_f])
+        width = max(int(lengths.max()), int(cf_lengths.max()))
+
+        def positions(rows):
+            pos = [subject.adapter.answer_position(r, subject.tokenizer) for r in rows]
+            return None if all(p is None for p in pos) else torch.tensor(pos)
+
+        answer_pos, cf_answer_pos = positions(rows_c), positions(rows_f)
+        unequal = not torch.equal(lengths, cf_lengths)
         out = cls(
-            clean=_pad(rows_c, subject.pad_token_id),
-            counterfactual=_pad(rows_f, subject.pad_token_id),
-            lengths=torch.tensor(lengths),
+            clean=_pad(rows_c, subject.pad_token_id, width),
+            counterfactual=_pad(rows_f, subject.pad_token_id, width),
+            lengths=lengths,
+            cf_lengths=cf_lengths if unequal else None,
+            cf_answer_pos=cf_answer_pos
+            if cf_answer_pos is not None and not torch.equal(cf_answer_pos, answer_pos)
+            else None,
             answers=ans,
-            answer_pos=None if answer_pos is None else torch.tensor(answer_pos),
+            answer_pos=answer_pos,
             pad_id=subject.pad_token_id,
             labels=None if labels is None else tuple(labels),
             groups=None if groups is None else tuple(groups),
@@ -474,10 +548,10 @@ class ContrastSet:
     def _describe(self, i: int) -> str:
         if self.clean_text is not None:
             return f"pair {i} ({self.clean_text[i]!r} vs {self.counterfactual_text[i]!r})"
-        n = int(self.lengths[i])
+        n, m = int(self.lengths[i]), int(self.lengths_of("counterfactual")[i])
         return (
             f"pair {i} (tokens {self.clean[i, :n].tolist()} vs "
-            f"{self.counterfactual[i, :n].tolist()})"
+            f"{self.counterfactual[i, :m].tolist()})"
         )
 
     def validate(self, d_vocab: int | None = None) -> None:
@@ -492,11 +566,23 @@ class ContrastSet:
             raise ContrastError(
                 f"lengths must have one entry per pair ({n}); got {tuple(self.lengths.shape)}"
             )
+        if self.cf_lengths is not None and self.cf_lengths.shape != (n,):
+            raise ContrastError(
+                f"counterfactual lengths must have one entry per pair ({n}); got "
+                f"{tuple(self.cf_lengths.shape)}"
+            )
+        cf_lengths = self.lengths_of("counterfactual")
         for i in range(n):
-            length = int(self.lengths[i])
+            length, cf_length = int(self.lengths[i]), int(cf_lengths[i])
             if not 0 < length <= width:
                 raise ContrastError(f"pair {i}: length {length} is outside 1..{width}")
-            if torch.equal(self.clean[i, :length], self.counterfactual[i, :length]):
+            if not 0 < cf_length <= width:
+                raise ContrastError(
+                    f"pair {i}: counterfactual length {cf_length} is outside 1..{width}"
+                )
+            if length == cf_length and torch.equal(
+                self.clean[i, :length], self.counterfactual[i, :length]
+            ):
                 raise ContrastError(
                     f"{self._describe(i)}: clean and counterfactual are identical; a pair "
                     "must differ"
@@ -534,13 +620,17 @@ class ContrastSet:
                     f"{self._describe(i)}: correct and incorrect answers are the same token "
                     f"{int(self.answers[i, 0])}"
                 )
-        if self.answer_pos is not None:
-            bad = ((self.answer_pos < 0) | (self.answer_pos >= self.lengths)).nonzero()
+        for side, pos in (("clean", self.answer_pos), ("counterfactual", self.cf_answer_pos)):
+            if pos is None:
+                continue
+            lens = self.lengths_of(side)
+            bad = ((pos < 0) | (pos >= lens)).nonzero()
             if len(bad):
                 i = int(bad[0, 0])
+                what = "answer position" if side == "clean" else "counterfactual answer position"
                 raise ContrastError(
-                    f"{self._describe(i)}: answer position {int(self.answer_pos[i])} is "
-                    f"outside its {int(self.lengths[i])} tokens"
+                    f"{self._describe(i)}: {what} {int(pos[i])} is outside its "
+                    f"{int(lens[i])} tokens"
                 )
         for name, seq in (
             ("labels", self.labels),
@@ -576,22 +666,70 @@ class ContrastSet:
 
     @property
     def aligned(self) -> bool:
-        """True when every pair has the same length (per-position work needs it)."""
-        return bool((self.lengths == self.lengths[0]).all())
+        """True when every prompt, clean or counterfactual, has the same length: absolute
+        positions then mean the same in every pair (per-position results use them)."""
+        return self.equal_lengths and bool((self.lengths == self.lengths[0]).all())
 
-    def scored_positions(self, kind: str = "causal") -> Tensor:
-        """``[pair]`` position scored by the metric."""
-        if self.answer_pos is not None:
-            return self.answer_pos
-        return self.lengths - 1 if kind == "causal" else torch.zeros_like(self.lengths)
+    @property
+    def equal_lengths(self) -> bool:
+        """True when each pair's two sides have the same token count (positions match)."""
+        return self.cf_lengths is None or bool((self.cf_lengths == self.lengths).all())
 
-    def attention_mask(self) -> Int[Tensor, "pair pos"]:
-        return (torch.arange(self.seq_len)[None, :] < self.lengths[:, None]).long()
+    def lengths_of(self, side: Side = "clean") -> Int[Tensor, " pair"]:
+        """``[pair]`` real token counts of the clean or counterfactual prompts."""
+        if side == "clean" or self.cf_lengths is None:
+            return self.lengths
+        return self.cf_lengths
 
-    def differing_positions(self) -> list[list[int]]:
-        """For each pair, the positions where clean and counterfactual tokens differ."""
-        diff = self.clean != self.counterfactual
-        return [row.nonzero().flatten().tolist() for row in diff]
+    def answer_positions(self, side: Side = "clean") -> Int[Tensor, " pair"] | None:
+        """``[pair]`` positions set to be scored on ``side`` (None: the default position)."""
+        if side == "counterfactual" and self.cf_answer_pos is not None:
+            return self.cf_answer_pos
+        return self.answer_pos
+
+    def scored_positions(self, kind: str = "causal", side: Side = "clean") -> Tensor:
+        """``[pair]`` position scored by the metric on ``side``."""
+        pos = self.answer_positions(side)
+        if pos is not None:
+            return pos
+        lengths = self.lengths_of(side)
+        return lengths - 1 if kind == "causal" else torch.zeros_like(lengths)
+
+    def attention_mask(self, side: Side = "clean") -> Int[Tensor, "pair pos"]:
+        """One/zero mask of the real tokens of ``side`` (right padding)."""
+        return (torch.arange(self.seq_len)[None, :] < self.lengths_of(side)[:, None]).long()
+
+    @cached_property
+    def _alignment(self) -> Alignment:
+        return Alignment.of(
+            self.clean, self.counterfactual, self.lengths, self.lengths_of("counterfactual")
+        )
+
+    def alignment(self) -> Alignment:
+        """Common prefix and suffix of each pair, the span between (positions for patching)."""
+        return self._alignment
+
+    def _map_clean_positions(self, pos: Tensor) -> Tensor:
+        """Clean positions -> the matching counterfactual ones; a ContrastError for a position
+        inside a span of different length (it has no counterpart)."""
+        pmap = self.alignment().position_map("clean", self.seq_len)
+        out = pmap[torch.arange(len(self)), pos]
+        bad = (out < 0).nonzero()
+        if len(bad):
+            i = int(bad[0, 0])
+            raise ContrastError(
+                f"{self._describe(i)}: answer position {int(pos[i])} lies in the differing span, "
+                "which has no counterfactual counterpart; give counterfactual_answer_pos="
+            )
+        return out
+
+    def differing_positions(self, side: Side = "clean") -> list[list[int]]:
+        """For each pair, the positions of ``side`` where the two prompts differ (the span)."""
+        if self.equal_lengths:
+            diff = self.clean != self.counterfactual
+            return [row.nonzero().flatten().tolist() for row in diff]
+        start, end = self.alignment().span(side)
+        return [list(range(int(a), int(b))) for a, b in zip(start, end, strict=True)]
 
     def __getitem__(self, idx) -> ContrastSet:
         if isinstance(idx, int):
@@ -600,7 +738,7 @@ class ContrastSet:
         if index.numel() == 0:
             raise ContrastError(f"selection {idx!r} of a {len(self)}-pair contrast set is empty")
         rows = index.tolist()
-        width = int(self.lengths[index].max())
+        width = int(max(self.lengths[index].max(), self.lengths_of("counterfactual")[index].max()))
 
         def pick(seq):
             return None if seq is None else tuple(seq[i] for i in rows)
@@ -612,6 +750,8 @@ class ContrastSet:
             lengths=self.lengths[index],
             answers=None if self.answers is None else self.answers[index],
             answer_pos=None if self.answer_pos is None else self.answer_pos[index],
+            cf_lengths=None if self.cf_lengths is None else self.cf_lengths[index],
+            cf_answer_pos=None if self.cf_answer_pos is None else self.cf_answer_pos[index],
             labels=pick(self.labels),
             groups=pick(self.groups),
             clusters=pick(self.clusters),
@@ -635,11 +775,19 @@ class ContrastSet:
             clean=self.counterfactual,
             counterfactual=self.clean,
             answers=None if self.answers is None else self.answers.flip(-1),
+            lengths=self.lengths_of("counterfactual"),
+            cf_lengths=None if self.cf_lengths is None else self.lengths,
+            answer_pos=self.answer_positions("counterfactual"),
+            cf_answer_pos=None if self.cf_answer_pos is None else self.answer_pos,
             clean_text=self.counterfactual_text,
             counterfactual_text=self.clean_text,
             str_tokens=self.cf_str_tokens,
             cf_str_tokens=self.str_tokens,
         )
+
+    def slot_labels(self) -> list[str]:
+        """Axis labels of the alignment's slots (sets whose positions do not line up)."""
+        return self.alignment().slot_labels(self.str_tokens)
 
     def position_labels(self) -> list[str]:
         """Axis labels for positions, true for every pair: ``'3 nurse'`` where all pairs that
@@ -660,21 +808,23 @@ class ContrastSet:
         return out
 
     def __repr__(self) -> str:
+        unequal = "" if self.equal_lengths else ", unequal token counts"
         return (
-            f"ContrastSet({len(self)} pairs, {self.seq_len} positions, "
+            f"ContrastSet({len(self)} pairs, {self.seq_len} positions{unequal}, "
             f"answers={'yes' if self.answers is not None else 'no'})"
         )
 
     def _repr_html_(self, max_rows: int = 20) -> str:
         rows = []
+        diffs = {side: self.differing_positions(side) for side in ("clean", "counterfactual")}
         for i in range(min(len(self), max_rows)):
-            n = int(self.lengths[i])
-            diff = set(self.differing_positions()[i])
             cells = []
-            for toks, strs in (
-                (self.clean, self.str_tokens),
-                (self.counterfactual, self.cf_str_tokens),
+            for side, toks, strs in (
+                ("clean", self.clean, self.str_tokens),
+                ("counterfactual", self.counterfactual, self.cf_str_tokens),
             ):
+                n = int(self.lengths_of(side)[i])
+                diff = set(diffs[side][i])
                 parts = []
                 for p in range(n):
                     text = html.escape(strs[i][p] if strs else str(int(toks[i, p])))

@@ -204,7 +204,7 @@ def _hooks(subject: Subject, comp: Component) -> tuple[tuple[str, ...], int]:
         hooks.append(a.resid_pre(layer))
         if subject.shape.has_resid_mid:
             hooks.append(a.resid_mid(layer))
-    hooks.append(comp.hook_name)
+    hooks.append(subject.hook_name(comp))
     for h in hooks:
         subject.check_hook(h)
     return tuple(dict.fromkeys(hooks)), before
@@ -326,7 +326,9 @@ def fit_eraser(
         raise AuditError(f"apply_at must be 'all' or 'positions'; got {apply_at!r}")
     comp, positions = _site(subject, site)
     hooks, before = _hooks(subject, comp)
-    x, y, _, pos, names = concept_data(subject, comp.hook_name, reference, concept, positions, rows)
+    x, y, _, pos, names = concept_data(
+        subject, subject.hook_name(comp), reference, concept, positions, rows
+    )
     z = concept_matrix(y, pos, len(names), by_position)
     A, mean, rank = leace(x, z)
     label = comp.label.split("@")[0]

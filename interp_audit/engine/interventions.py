@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from interp_audit.core.errors import AuditError, ContrastError
+from interp_audit.core.errors import AuditError, ContrastError, SiteError
 from interp_audit.engine.batched import cached_run
 from interp_audit.engine.contrasts import ContrastSet, check_token_ids
 from interp_audit.engine.erasure import erase, fit_eraser
@@ -37,10 +37,14 @@ def _tokens_and_mask(
             reference.check_fits(subject)
         except ContrastError as err:
             raise ContrastError(f"reference: {err}") from None
-        mask = reference.attention_mask()
         if which != "both":
-            return (reference.clean if which == "clean" else reference.counterfactual), mask
-        return torch.cat([reference.clean, reference.counterfactual]), torch.cat([mask] * 2)
+            return (
+                reference.clean if which == "clean" else reference.counterfactual
+            ), reference.attention_mask(which)
+        mask = torch.cat(
+            [reference.attention_mask("clean"), reference.attention_mask("counterfactual")]
+        )
+        return torch.cat([reference.clean, reference.counterfactual]), mask
     if (
         isinstance(reference, Tensor)
         and reference.ndim == 2
@@ -66,6 +70,12 @@ def reference_activations(
 def _group(subject: Subject, comps: list[Component]) -> dict[str, list[Component]]:
     by_hook: dict[str, list[Component]] = defaultdict(list)
     for c in comps:
+        if c.pos is not None and (not isinstance(c.pos, int) or c.pos < 0):
+            raise SiteError(
+                f"component {c.label!r}: @{c.pos} names a slot of a contrast set's alignment "
+                "(patching only); an intervention runs on any input: give an absolute position "
+                "or the whole component"
+            )
         by_hook[subject.hook_name(c)].append(c)
     return by_hook
 

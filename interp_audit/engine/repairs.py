@@ -156,7 +156,7 @@ def _fold_units(
     if kind == "mean":
         if reference is None:
             raise AuditError("mean repair needs reference= (a ContrastSet or token tensor)")
-        hooks = sorted({c.hook_name for c in comps})
+        hooks = sorted({subject.hook_name(c) for c in comps})
         acts, mask = reference_activations(subject, reference, hooks)
         means = {h: _masked_mean(acts[h].double(), mask) for h in hooks}  # [..unit.., d]
     params = dict(fixed.model.named_parameters())
@@ -173,7 +173,7 @@ def _fold_units(
 
     # a whole sublayer's output overrides any of its units: fold it last, as the hooks apply it
     for c in sorted(comps, key=lambda c: c.kind in _SUBLAYER_KINDS):
-        mean = means.get(c.hook_name)
+        mean = means.get(subject.hook_name(c))
         if c.kind in _UNIT_KINDS:
             w_name, b_name = adapter.output_projection(c.layer, _UNIT_KINDS[c.kind])
             W = edit(w_name, "units zeroed")

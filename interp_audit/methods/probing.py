@@ -143,7 +143,7 @@ def concept_probe(
     data = []
     for rows in (train, test):
         x, y, pair, pos, names = concept_data(
-            subject, comp.hook_name, reference, concept, rows=rows
+            subject, subject.hook_name(comp), reference, concept, rows=rows
         )
         keep = pos == scored[pair] if positions == "scored" else torch.ones_like(y, dtype=bool)
         data.append((x[keep.to(x.device)], y[keep], pair[keep]))

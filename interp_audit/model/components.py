@@ -19,7 +19,7 @@ _LABEL = re.compile(
     r"(?:H(?P<head>\d+)(?:\.(?P<head_part>q|k|v|z|pattern))?"
     r"|N(?P<neuron>\d+)"
     r"|\.(?P<kind>resid_pre|resid_mid|resid_post|attn|mlp))"
-    r"(?:@(?P<pos>\d+))?$"
+    r"(?:@(?P<pos>-?\d+|span))?$"
 )
 
 
@@ -28,13 +28,15 @@ class Component:
     """One addressable piece of a model: a layer-level activation, a head, or a neuron.
 
     ``head`` indexes heads (or MLP neurons when ``kind == 'neuron'``); ``pos`` restricts the
-    component to one sequence position (``None`` = all positions).
+    component to one sequence position (``None`` = all positions): ``7``, or for pairs of
+    unequal token counts an alignment slot: ``-1`` (last token of each prompt), ``"span"``
+    (the tokens that differ).
     """
 
     layer: int
     kind: str
     head: int | None = None
-    pos: int | None = None
+    pos: int | str | None = None
 
     @property
     def hook_name(self) -> str:
@@ -75,7 +77,7 @@ def parse_component(text: str, shape: ModelShape | None = None) -> Component:
     m = _LABEL.match(text.strip())
     if m:
         layer = int(m["layer"])
-        pos = None if m["pos"] is None else int(m["pos"])
+        pos = m["pos"] if m["pos"] in (None, "span") else int(m["pos"])
         if m["head"] is not None:
             part = m["head_part"]
             kind = "head" if part in (None, "z") else f"head.{part}"

@@ -1,10 +1,15 @@
 """``load_model``: every source a user has -> a :class:`Subject`.
 
 Sources: an in-memory TransformerLens model, a TransformerLens pretrained name (hub), a local
-Hugging Face folder (any family in :mod:`interp_audit.model.adapters.hf_families`), a folder written
-by
-:meth:`Subject.save`, and ``"zoo:NAME"``. Weights are read from safetensors, or with
-``torch.load(weights_only=True)``: nothing here unpickles arbitrary objects.
+Hugging Face folder (any family in :mod:`interp_audit.model.adapters.hf_families`), a ``.gguf``
+file (dequantized by ``transformers``, cached as float32: :mod:`interp_audit.model.gguf`), a
+folder written by :meth:`Subject.save`, and ``"zoo:NAME"``. Weights are read from safetensors,
+or with ``torch.load(weights_only=True)``: nothing here unpickles arbitrary objects.
+
+Tokenization follows the source: Hugging Face sources (folders, GGUF files) tokenize exactly as
+their own tokenizer does (SmolLM2's adds no BOS, Llama-2's does); TransformerLens models and the
+zoo keep TransformerLens's convention (BOS first). ``prepend_bos=True/False`` asks for the
+TransformerLens convention on any source.
 """
 
 from __future__ import annotations
@@ -79,6 +84,8 @@ def _subject_from_module(
     model, source: str, flags: dict[str, bool], already: dict[str, bool] | None = None, **kw
 ) -> Subject:
     adapter = adapter_for(model)
+    # the Subject tokenizes: TransformerLens's set_tokenizer is never called (it re-loads the
+    # tokenizer by hub name and rejects in-memory word-level tokenizers)
     tokenizer = kw.pop("tokenizer", None) or getattr(model, "tokenizer", None)
     prepend = kw.pop("prepend_bos", None)
     if prepend is None:
@@ -101,28 +108,64 @@ def load_model(
     *,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
+    tokenizer: Any = None,
+    prepend_bos: bool | None = None,
     **weight_processing: bool,
 ) -> Subject:
     """Load a model to audit.
 
     Args:
         source: a TransformerLens model object; a :class:`Subject`; ``"zoo:NAME"``; a folder
-            (written by :meth:`Subject.save`, or a Hugging Face GPT-2/BERT folder with
-            ``config.json`` + weights); or a TransformerLens pretrained name such as
-            ``"gpt2"`` (downloads from the Hugging Face hub).
+            (written by :meth:`Subject.save`, or a Hugging Face folder with ``config.json`` +
+            weights); a ``.gguf`` file; or a TransformerLens pretrained name such as ``"gpt2"``
+            (downloads from the Hugging Face hub).
         device: ``"cpu"``, ``"cuda"``, or None/"auto" for CUDA when present.
         dtype: float32 (default), float16 or bfloat16.
+        tokenizer: a Hugging Face tokenizer (or a folder holding one) for an in-memory model,
+            or to replace the source's own. Any tokenizer works, word-level ones included.
+        prepend_bos: None (default): tokenize as the source does (Hugging Face folders and
+            GGUF files: exactly the model's own tokenizer; TransformerLens models and the zoo:
+            TransformerLens's convention). True/False: TransformerLens's convention, with or
+            without BOS first, on request.
         **weight_processing: ``fold_ln``, ``center_writing_weights``, ``center_unembed``,
             ``fold_value_biases``. All default to **False** (unlike TransformerLens's
             ``from_pretrained``): an audit sees the weights as trained unless asked otherwise.
             What was applied is recorded in ``subject.weight_processing``.
     """
     flags = _check_processing(weight_processing)
+    if prepend_bos is not None and not isinstance(prepend_bos, bool):
+        raise ModelLoadError(f"prepend_bos={prepend_bos!r}: give True, False or None")
     dev = _resolve_device(device)
     dt = _resolve_dtype(dtype)
     subject = _dispatch(source, flags, dev, dt)
+    if tokenizer is not None:
+        subject.tokenizer = _as_tokenizer(tokenizer)
+    if prepend_bos is not None:
+        subject.tokenization, subject.prepend_bos = "transformer_lens", prepend_bos
     subject.adapter.move(dev, dt)
     return subject
+
+
+def _as_tokenizer(tokenizer: Any) -> Any:
+    """A tokenizer object as given, or one read from a folder; refuse anything else by name."""
+    if isinstance(tokenizer, str | Path):
+        folder = Path(tokenizer).expanduser()
+        if not folder.is_dir():
+            raise ModelLoadError(f"tokenizer={str(tokenizer)!r} is not a tokenizer folder")
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        except Exception as err:
+            raise ModelLoadError(
+                f"tokenizer folder {str(folder)!r} could not be read: {type(err).__name__}: {err}"
+            ) from None
+    if not callable(tokenizer) or not hasattr(tokenizer, "decode"):
+        raise ModelLoadError(
+            f"tokenizer={type(tokenizer).__name__} is not a Hugging Face tokenizer (callable on "
+            "text, with decode()); pass e.g. AutoTokenizer.from_pretrained(...) or a folder"
+        )
+    return tokenizer
 
 
 def _dispatch(
@@ -142,6 +185,10 @@ def _dispatch(
     path = Path(text).expanduser()
     if path.is_dir():
         return _load_folder(path, flags)
+    if path.suffix.lower() == ".gguf":
+        subject = _load_gguf(path, flags)
+        subject.source = subject.provenance["loaded_as"] = text
+        return subject
     if path.suffix in (".safetensors", ".json", ".pt", ".bin") or path.exists():
         raise ModelLoadError(
             f"model source {text!r} is a file; pass the folder that holds config.json and the "
@@ -157,7 +204,9 @@ def _load_zoo(name: str, flags: dict[str, bool]) -> Subject:
     from interp_audit.zoo import entry
 
     made = entry(name).build()
-    if made.folder is not None:
+    if made.file is not None:
+        subject = _load_gguf(made.file, {})
+    elif made.folder is not None:
         subject = _load_folder(made.folder, {})
     else:
         model = build_model(made.config, seed=0, device="cpu")
@@ -166,6 +215,8 @@ def _load_zoo(name: str, flags: dict[str, bool]) -> Subject:
             model, "", {}, tokenizer=made.tokenizer, prepend_bos=made.prepend_bos
         )
     subject.source = f"zoo:{name}"
+    if made.file is not None:
+        subject.provenance["loaded_as"] = subject.source
     if any(flags.values()):
         subject.weight_processing = _apply_processing(subject, flags, subject.weight_processing)
     return subject
@@ -222,12 +273,13 @@ def _load_folder(folder: Path, flags: dict[str, bool]) -> Subject:
     from interp_audit.model.adapters.hf_families import load_hf_folder
 
     loaded = load_hf_folder(folder, meta, _read_state_dict)
+    own = loaded.tokenizer is not None  # tokenize exactly as the model's own tokenizer does
     return _subject_from_module(
         loaded.model,
         str(folder),
         flags,
         tokenizer=loaded.tokenizer,
-        prepend_bos=loaded.prepend_bos,
+        prepend_bos=_adds_bos(loaded.tokenizer) if own else loaded.prepend_bos,
         has_lm_head=loaded.has_lm_head,
         origin={
             "format": "hf",
@@ -235,6 +287,7 @@ def _load_folder(folder: Path, flags: dict[str, bool]) -> Subject:
             "model_type": meta.get("model_type"),
         },
         repair=_repair_record(folder),
+        tokenization="tokenizer" if own else "transformer_lens",
     )
 
 
@@ -250,6 +303,36 @@ def _repair_record(folder: Path) -> dict[str, Any] | None:
     if not isinstance(record, dict):
         raise ModelLoadError(f"{path} must hold a JSON object (a repair record)")
     return record
+
+
+def _adds_bos(tokenizer) -> bool:
+    """Does the tokenizer put BOS first by itself? (SmolLM2's does not, Llama-2's does.)"""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    try:
+        return bos is not None and list(tokenizer("a")["input_ids"][:1]) == [bos]
+    except Exception:  # a tokenizer that cannot encode a bare word: informational only
+        return False
+
+
+def _load_gguf(path: Path, flags: dict[str, bool]) -> Subject:
+    """A GGUF file: its cached float32 Hugging Face folder (built on first use), converted as
+    any folder is; the file's hash, quantization and the cache entry go into provenance."""
+    import time
+
+    from interp_audit.model.gguf import float32_folder
+
+    started = time.perf_counter()
+    folder, info, cached = float32_folder(path)
+    subject = _load_folder(folder, flags)
+    subject.source = str(path)
+    subject.provenance = {
+        "format": "gguf",
+        **info.to_dict(),
+        "float32_folder": str(folder),
+        "float32_cached": cached,
+        "load_seconds": round(time.perf_counter() - started, 2),
+    }
+    return subject
 
 
 def _load_saved(folder: Path, meta: dict[str, Any], flags: dict[str, bool]) -> Subject:
@@ -291,7 +374,13 @@ def _load_saved(folder: Path, meta: dict[str, Any], flags: dict[str, bool]) -> S
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
-    return _subject_from_module(
+    tokenization = meta.get("tokenization", "transformer_lens")
+    if tokenization not in ("tokenizer", "transformer_lens"):
+        raise ModelLoadError(
+            f"{folder / 'config.json'}: tokenization {tokenization!r} is not 'tokenizer' or "
+            "'transformer_lens'"
+        )
+    subject = _subject_from_module(
         model,
         meta.get("source", str(folder))
         if str(meta.get("source", "")).startswith("zoo:")
@@ -303,4 +392,8 @@ def _load_saved(folder: Path, meta: dict[str, Any], flags: dict[str, bool]) -> S
         has_lm_head=meta.get("has_lm_head", True),
         origin=meta.get("origin"),
         repair=meta.get("repair"),
+        tokenization=tokenization,
     )
+    if isinstance(meta.get("provenance"), dict):  # what the saved weights were derived from
+        subject.provenance = {"derived_from": dict(meta["provenance"])}
+    return subject

@@ -48,7 +48,9 @@ class Subject:
         tokenizer: a Hugging Face tokenizer, or None for token-only work.
         source: where the model came from, as the user named it.
         weight_processing: the processing flags applied at load time (for reports).
-        prepend_bos: whether :meth:`to_tokens` puts the BOS token first (causal LMs).
+        prepend_bos: whether :meth:`to_tokens` puts the BOS token first (causal LMs), under the
+            TransformerLens convention.
+        has_lm_head: False for sentence encoders without a masked-LM head.
         adapter: the model family's :class:`ModelAdapter` (hook roles, block calls,
             capabilities); derived from ``model`` when not given.
         origin: where the weights were read from (``{"format": "hf", "folder": ...,
@@ -68,10 +70,22 @@ class Subject:
     adapter: ModelAdapter | None = None
     origin: dict[str, Any] | None = None
     repair: dict[str, Any] | None = None
+    #: ``"tokenizer"``: prompts are tokenized exactly as the model's own tokenizer does
+    #: (``tokenizer(text)``, its ``add_special_tokens`` behaviour: what the deployed model sees;
+    #: the default for Hugging Face sources); ``"transformer_lens"``: the text's tokens with BOS
+    #: first when ``prepend_bos`` (TransformerLens's convention; TL models and the zoo).
+    tokenization: Literal["tokenizer", "transformer_lens"] = "transformer_lens"
+    #: where the weights came from beyond ``source`` (e.g. a GGUF file's hash and quantization)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.adapter is None:
             self.adapter = adapter_for(self.model)
+        if self.tokenization not in ("tokenizer", "transformer_lens"):
+            raise ContrastError(
+                f"tokenization={self.tokenization!r}: use 'tokenizer' (the model's own "
+                "tokenizer) or 'transformer_lens' (BOS first when prepend_bos)"
+            )
 
     @property
     def kind(self) -> Kind:
@@ -142,11 +156,13 @@ class Subject:
         """The hook holding the final residual stream (input of the final readout)."""
         return self.adapter.final_hook(self.n_layers)
 
-    def scored_positions(self, contrast) -> Tensor:
-        """``[pair]`` position each pair's metric reads (set answer positions, else default)."""
-        if contrast.answer_pos is not None:
-            return contrast.answer_pos
-        return self.adapter.default_scored(contrast.lengths)
+    def scored_positions(self, contrast, side: str = "clean") -> Tensor:
+        """``[pair]`` position each pair's metric reads on ``side`` (``"clean"`` or
+        ``"counterfactual"``, whose lengths may differ): set answer positions, else default."""
+        pos = contrast.answer_positions(side)
+        if pos is not None:
+            return pos
+        return self.adapter.default_scored(contrast.lengths_of(side))
 
     def describe(self) -> dict[str, Any]:
         """Provenance for reports: what was loaded, how, and where it runs."""
@@ -162,7 +178,17 @@ class Subject:
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
             **({"repair": _repair_summary(self.repair)} if self.repair else {}),
+            "tokenization": self.tokenization_rule(),
+            **({"provenance": dict(self.provenance)} if self.provenance else {}),
         }
+
+    def tokenization_rule(self) -> str:
+        """How :meth:`to_tokens` turns text into ids, in words (for reports)."""
+        if self.tokenizer is None:
+            return "no tokenizer (token ids given)"
+        if self.tokenization == "tokenizer" or not self.adapter.causal:
+            return "the model's own tokenizer (tokenizer(text), its special tokens)"
+        return f"TransformerLens convention ({'BOS first' if self.prepend_bos else 'no BOS'})"
 
     def __repr__(self) -> str:
         return (
@@ -180,8 +206,16 @@ class Subject:
         return self.tokenizer
 
     def to_tokens(self, text: str) -> list[int]:
-        """Token ids of one prompt, with the special tokens this model expects."""
-        return self.adapter.to_tokens(self._need_tokenizer(text), text, self.prepend_bos)
+        """Token ids of one prompt, with the special tokens this model expects.
+
+        Under ``tokenization="tokenizer"`` these are exactly the tokenizer's own ids
+        (``tokenizer(text)["input_ids"]``); else the family's convention (BOS first for causal
+        LMs when ``prepend_bos``).
+        """
+        tok = self._need_tokenizer(text)
+        if self.tokenization == "tokenizer":
+            return [int(i) for i in tok(text)["input_ids"]]
+        return self.adapter.to_tokens(tok, text, self.prepend_bos)
 
     def answer_token(self, text: str) -> list[int]:
         """Token ids of an answer string (no special tokens): must be one id to be an answer."""
@@ -332,10 +366,12 @@ class Subject:
             "tl_config": self.adapter.config_json(),
             "weight_processing": self.weight_processing,
             "prepend_bos": self.prepend_bos,
+            "tokenization": self.tokenization,
             "has_lm_head": self.has_lm_head,
             "source": self.source,
             **({"origin": self.origin} if self.origin else {}),
             **({"repair": self.repair} if self.repair else {}),
+            **({"provenance": self.provenance} if self.provenance else {}),
         }
         write_atomic(out / "config.json", json.dumps(meta, indent=2))
         if self.tokenizer is not None and hasattr(self.tokenizer, "save_pretrained"):

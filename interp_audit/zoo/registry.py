@@ -16,12 +16,14 @@ WEIGHTS = ZOO_DIR / "weights"
 class ZooModel:
     """What a zoo entry provides; :func:`interp_audit.load_model` turns it into a Subject.
 
-    Either ``folder`` (a saved model folder), or ``config`` (a TransformerLens config dict)
+    Either ``folder`` (a saved model folder), ``file`` (one model file: a ``.gguf``), or
+    ``config`` (a TransformerLens config dict)
     with ``init`` filling the freshly built model's weights in place. The zoo holds data and
     builders only: it never imports the loading layer (no import cycle).
     """
 
     folder: Path | None = None
+    file: Path | None = None
     config: dict[str, Any] | None = None
     init: Callable[[Any], None] | None = None
     tokenizer: Any = None

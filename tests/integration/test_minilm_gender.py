@@ -188,11 +188,8 @@ def test_the_same_flow_runs_on_a_gpt2_shaped_model(tmp_path):
         "Yesterday the {occupation} said that",
     ):
         for o in occupations:
-            ids = [
-                [fast.bos_token_id]
-                + fast(t.format(occupation=w), add_special_tokens=False)["input_ids"]
-                for w in (o, "person")
-            ]
+            # a Hugging Face folder tokenizes as its own tokenizer does (this one adds no BOS)
+            ids = [fast(t.format(occupation=w))["input_ids"] for w in (o, "person")]
             with torch.no_grad():
                 logits = model(torch.tensor(ids)).logits[:, -1]
             ld = logits[:, he] - logits[:, she]

@@ -36,14 +36,17 @@ TOKEN_CASES = [
     (dict(clean=np.array([[0.0, 3.5, 5.0, 7.0]])), ["clean tokens", "dtype float64"]),
     (dict(clean=torch.tensor([[0.0, 3.7, 5.0, 7.0]])), ["clean tokens", "integer ids", "float"]),
     (
-        dict(clean=torch.tensor([[0, 3, 5, 7]]), counterfactual=torch.tensor([[0, 4, 5, 7, 7]])),
-        ["4 positions wide", "counterfactual tokens are 5", "align"],
+        dict(clean=torch.tensor([[0, 3, 5, 7]]), clean_mask=torch.tensor([[1, 2, 1, 1]])),
+        ["clean_mask", "other than 0 and 1"],
     ),
     (
         dict(clean=torch.zeros(1, 2, 4, dtype=torch.long)),
         ["clean tokens must be [pair, pos]", "(1, 2, 4)"],
     ),
-    (dict(counterfactual=[[0, 4, 5]]), ["pair 0", "4 tokens", "3 tokens", "align"]),
+    (
+        dict(counterfactual=[[0, 4, 5]], counterfactual_lengths=[3], counterfactual_mask=[[1] * 3]),
+        ["counterfactual lengths or the counterfactual mask, not both"],
+    ),
     (dict(counterfactual=OK_F * 2, answers=None), ["1 clean prompts but 2 counterfactual"]),
     (dict(clean=[], counterfactual=[], answers=None), ["empty", "at least one"]),
     (dict(clean=[[]], counterfactual=[[]], answers=None), ["pair 0", "no tokens"]),
@@ -137,7 +140,10 @@ PROMPT_CASES = [
     (dict(clean=[None], counterfactual=["B x ->"]), ["pair 0", "None", "empty"]),
     (dict(clean="A x ->"), ["lists of prompts", "not a single string"]),
     (dict(counterfactual=["B x ->", "B y ->"]), ["1 clean prompts but 2"]),
-    (dict(counterfactual=["B x x ->"]), ["pair 0", "4 tokens", "5 tokens", "aligned"]),
+    (  # unequal token counts are fine, but each side must fit the context
+        dict(counterfactual=["B x x x x x x x ->"]),
+        ["pair 0", "'B x x x x x x x ->'", "longer than the model's context"],
+    ),
     (dict(counterfactual=["A x ->"]), ["pair 0", "same tokens"]),
     (
         dict(clean=["A x x x x x x x ->"], counterfactual=["B x x x x x x x ->"]),

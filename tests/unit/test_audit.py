@@ -463,19 +463,11 @@ def test_cli_sweep_prints_the_analytic_effects(tmp_path):
     }
     assert lines["L0H0"] == pytest.approx(1.0) and lines["L1H0"] == pytest.approx(0.75)
     assert ia.Effects.load(tmp_path / "e")["L1H0"] == pytest.approx(0.75)
-    bad = cli(
-        "sweep",
-        "--model",
-        "zoo:handbuilt-copy",
-        "--clean",
-        "A x ->",
-        "--counterfactual",
-        "B x -> x",
-        "--answers",
-        "YES",
-        "NO",
-    )
-    assert bad.returncode == 2 and "pair 0: clean 'A x ->' is 4 tokens" in bad.stderr
+    args = ["sweep", "--model", "zoo:handbuilt-copy", "--clean", "A x ->", "--counterfactual"]
+    unequal = cli(*args, "B x -> x", "--answers", "YES", "NO")  # 4 vs 5 tokens: aligned
+    assert unequal.returncode == 0, unequal.stderr
+    bad = cli(*args, "B x ->", "--answers", "YES NO", "NO")
+    assert bad.returncode == 2 and "pair 0: answer 'YES NO' is 2 tokens" in bad.stderr
 
 
 def test_cli_help_does_not_import_transformer_lens():

@@ -35,18 +35,78 @@ def test_ragged_pairs_are_right_padded_with_lengths():
     assert not pairs.aligned
 
 
+def test_pairs_of_unequal_token_counts_keep_each_sides_length():
+    pairs = ia.ContrastSet.from_tokens(
+        [[1, 2, 9, 3, 4], [1, 7, 8]], [[1, 5, 6, 7, 3, 4], [1, 7, 9]], answers=[[6, 7], [6, 7]]
+    )
+    assert pairs.clean.tolist() == [[1, 2, 9, 3, 4, 0], [1, 7, 8, 0, 0, 0]]
+    assert pairs.counterfactual.tolist() == [[1, 5, 6, 7, 3, 4], [1, 7, 9, 0, 0, 0]]
+    assert pairs.lengths.tolist() == [5, 3] and pairs.cf_lengths.tolist() == [6, 3]
+    assert not pairs.equal_lengths and not pairs.aligned
+    assert pairs.scored_positions().tolist() == [4, 2]
+    assert pairs.scored_positions(side="counterfactual").tolist() == [5, 2]
+    assert pairs.attention_mask("counterfactual").sum(1).tolist() == [6, 3]
+    align = pairs.alignment()
+    assert align.prefix.tolist() == [1, 2] and align.suffix.tolist() == [2, 0]
+    assert pairs.differing_positions() == [[1, 2], [2]]
+    assert pairs.differing_positions("counterfactual") == [[1, 2, 3], [2]]
+    # counterfactual position -> clean position: prefix same, suffix from the end, span none;
+    # the equal-length pair maps one to one
+    assert align.position_map("counterfactual", 6).tolist() == [
+        [0, -1, -1, -1, 3, 4],
+        [0, 1, 2, -1, -1, -1],
+    ]
+    back = pairs.swapped()
+    assert back.lengths.tolist() == [6, 3] and back.cf_lengths.tolist() == [5, 3]
+    assert back.alignment().position_map("clean", 6).tolist() == [
+        [0, -1, -1, -1, 3, 4],
+        [0, 1, 2, -1, -1, -1],
+    ]
+    one = pairs[1]
+    assert one.equal_lengths and one.seq_len == 3 and pairs[0].seq_len == 6
+    assert "unequal token counts" in repr(pairs)
+    html = pairs._repr_html_()
+    assert html.count("background:#ffd54f") == 2 + 3 + 1 + 1  # each side's own span
+
+
+def test_left_padded_input_is_repacked_to_the_right():
+    right = ia.ContrastSet.from_tokens([[1, 2, 3], [4, 5]], [[1, 9, 9, 3], [4, 6]], [[1, 2]] * 2)
+    left = ia.ContrastSet.from_tokens(
+        torch.tensor([[0, 1, 2, 3], [0, 0, 4, 5]]),
+        torch.tensor([[1, 9, 9, 3], [0, 0, 4, 6]]),
+        [[1, 2]] * 2,
+        clean_mask=torch.tensor([[0, 1, 1, 1], [0, 0, 1, 1]]),
+        counterfactual_mask=torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]]),
+    )
+    for field in ("clean", "counterfactual", "lengths", "cf_lengths"):
+        assert torch.equal(getattr(left, field), getattr(right, field)), field
+
+
+def test_slots_name_prefix_span_and_suffix_positions():
+    from interp_audit.engine.alignment import SPAN, Slot
+
+    pairs = ia.ContrastSet.from_tokens(
+        [[1, 2, 9, 3, 4], [1, 7, 8, 3]], [[1, 5, 6, 7, 3, 4], [1, 7, 6, 3]]
+    )
+    align = pairs.alignment()
+    assert align.slots() == [Slot(0), Slot(1), SPAN, Slot(-2), Slot(-1)]
+    assert align.slot_present(Slot(1)).tolist() == [False, True]
+    assert align.slot_present(SPAN).tolist() == [False, True]  # unequal spans: not patched
+    assert align.slot_present(Slot(-2)).tolist() == [True, False]
+    assert align.slot_positions(Slot(-1), "counterfactual", 6).nonzero().tolist() == [
+        [0, 5],
+        [1, 3],
+    ]
+    assert align.slot_positions(SPAN, "clean", 6).nonzero().tolist() == [[1, 2]]
+    assert align.not_patched().startswith("the differing span of 1 of 2 pairs")
+
+
 # At least ten distinct bad inputs, each with its message asserted.
 @pytest.mark.parametrize(
     "clean, cf, answers, message",
     [
         (["A x ->"], ["B x ->", "B y ->"], None, "1 clean prompts but 2 counterfactual prompts"),
         ([], [], None, "the contrast set is empty"),
-        (
-            ["A x ->"],
-            ["B x -> x"],
-            None,
-            r"pair 0: clean 'A x ->' is 4 tokens .* but counterfactual 'B x -> x' is 5 tokens",
-        ),
         (["A x ->"], ["A x ->"], None, "pair 0: clean and counterfactual are the same tokens"),
         (["A x ->", "  "], ["B x ->", "B y ->"], None, r"pair 1: the clean prompt '  ' is empty"),
         (
@@ -90,8 +150,20 @@ def test_bad_prompts_get_clear_errors(handbuilt, clean, cf, answers, message):
             "must be integer ids",
         ),
         (
-            dict(clean=[[1, 2]], counterfactual=[[1, 2, 3]]),
-            r"pair 0: clean has 2 tokens \[1, 2\] but counterfactual has 3 tokens",
+            dict(clean=[[1, 2]], counterfactual=[[1, 2, 3]], clean_mask=torch.tensor([[1, 0, 1]])),
+            r"clean_mask must be a one/zero integer mask shaped like the clean tokens \(1, 2\)",
+        ),
+        (
+            dict(
+                clean=torch.tensor([[1, 2, 3]]),
+                counterfactual=torch.tensor([[1, 4, 3]]),
+                clean_mask=torch.tensor([[1, 0, 1]]),
+            ),
+            r"pair 0: the clean mask \[1, 0, 1\] has a hole",
+        ),
+        (
+            dict(clean=[[1, 2, 3]], counterfactual=[[1, 5, 6, 3]], answer_pos=[1]),
+            "answer position 1 lies in the differing span",
         ),
         (
             dict(clean=[[1, 2]], counterfactual=[[1, 3]], answers=[[1, 2, 3]]),

@@ -306,18 +306,18 @@ def _encoder_direct(subject, sae, hook, idx, contrast, metric, kw) -> list:
 
     if hook != subject.final_hook() or metric.readout != "embedding":
         return [None] * len(idx)
-    mask = contrast.attention_mask().to(subject.device)
     ctx = MetricContext(extra={k: v.to(subject.device) for k, v in contrast.extra.items()})
     sides = []
-    for toks in (contrast.clean, contrast.counterfactual):
+    for side, toks in (("clean", contrast.clean), ("counterfactual", contrast.counterfactual)):
+        mask = contrast.attention_mask(side).to(subject.device)  # token counts may differ
         x = cached_run(subject, toks.to(subject.device), mask, {hook})[0][hook]
-        sides.append((x, split_activation(sae, x)[0], mean_pool(x, mask)))
+        sides.append((x, split_activation(sae, x)[0], mean_pool(x, mask), mask))
     gap = metric(sides[0][2], ctx).double() - metric(sides[1][2], ctx).double()
     out = []
     for i in idx:
         left = [
             metric(pooled - mean_pool(f[..., i : i + 1] * sae.W_dec[i], mask), ctx).double()
-            for _, f, pooled in sides
+            for _, f, pooled, mask in sides
         ]
         out.append(tuple(mean_ci((gap - (left[0] - left[1])).cpu(), **kw)))
     return out

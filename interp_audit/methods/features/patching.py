@@ -34,10 +34,15 @@ def feature_diff(subject: Subject, sae, contrast: ContrastSet) -> Effects:
     check_sae(subject, sae)
     layer, labels = feature_labels(sae)
     mask = contrast.attention_mask().to(subject.device)
+    cf_mask = contrast.attention_mask("counterfactual").to(subject.device)
     fc = feature_activations(subject, sae, contrast.clean, mask)
-    ff = feature_activations(subject, sae, contrast.counterfactual, mask)
+    ff = feature_activations(subject, sae, contrast.counterfactual, cf_mask)
     m = mask[..., None].to(fc.dtype)
-    per_pair = ((fc - ff) * m).sum(1) / m.sum(1)  # [pair, feature]
+    if contrast.equal_lengths:
+        per_pair = ((fc - ff) * m).sum(1) / m.sum(1)  # [pair, feature]
+    else:  # each side's mean over its own real tokens
+        mf = cf_mask[..., None].to(ff.dtype)
+        per_pair = (fc * m).sum(1) / m.sum(1) - (ff * mf).sum(1) / mf.sum(1)
     values = per_pair.mean(0).cpu()
     return Effects(
         values=values,
@@ -244,6 +249,7 @@ def attribute_features(
             subject, part, metric, direction=direction, source_hooks=[hook], base_run=False
         )
         acts, grads, base_values = gradient_run(ctx, ctx.base_tokens, [hook])
+        ctx.fill_unmatched(acts)  # unequal-length pairs: unmatched positions stay base
         g, x_base = grads[0][hook], acts[hook]
         f_base, e_base = split_activation(sae, x_base)
         f_src, e_src = split_activation(sae, ctx.source[hook])

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from interp_audit.core.errors import AuditError, ContrastError
-from interp_audit.engine.batched import Patch, RunContext, default_max_rows
+from interp_audit.engine.batched import Patch, RunContext, default_max_rows, index_mask
 from interp_audit.engine.contrasts import ContrastSet
 from interp_audit.engine.effects import Effects
 from interp_audit.methods.locate.gradients import gradient_run
@@ -39,9 +39,15 @@ Method = Literal["atp", "atp*", "ig"]
 METHODS = ("atp", "atp*", "ig")
 
 
-def _component_sums(product: Tensor, patches: list[tuple[int, Patch]], out: Tensor) -> None:
+def _component_sums(
+    product: Tensor, patches: list[tuple[int, Patch]], out: Tensor, ctx: RunContext
+) -> None:
     """out[variant] = sum of ``product`` over each patch's index (per example)."""
     for i, p in patches:
+        if p.slot is not None:  # each row's own positions of the slot
+            where = index_mask(p, tuple(product.shape), ctx.slot_rows(p.slot), product.device)
+            out[i] = (product * where).reshape(product.shape[0], -1).sum(1)
+            continue
         part = product[(slice(None), *p.index)]
         out[i] = part.reshape(part.shape[0], -1).sum(1) if part.ndim > 1 else part
 
@@ -101,9 +107,12 @@ def attribute(
                 ctx, by_hook, est, qk_fix=method == "atp*", graddrop=method == "atp*" and graddrop
             )
         magnitude = method == "atp*" and graddrop
-        per_example.append(
-            est.float().cpu() if magnitude else (ctx.base_values[None] + est).float().cpu()
-        )
+        values = est.float().cpu() if magnitude else (ctx.base_values[None] + est).float().cpu()
+        for i, v in enumerate(plan.variants):  # a slot a pair lacks: not estimated (NaN)
+            present = ctx.slot_present(v)
+            if present is not None:
+                values[i, ~present] = float("nan")
+        per_example.append(values)
         base_vals.append(ctx.base_values.cpu())
         src_vals.append(ctx.source_values.cpu())
     magnitude = method == "atp*" and graddrop
@@ -146,6 +155,7 @@ def _atp(
         list(range(subject.n_layers)) if graddrop and subject.n_layers > 1 else [None]
     )
     acts, grads_all, base_values = gradient_run(ctx, ctx.base_tokens, capture, drop_layers=drops)
+    ctx.fill_unmatched(acts)  # unequal-length pairs: no source where the base has no match
     estimates = []
     for grads in grads_all:
         est = torch.zeros_like(out)
@@ -153,7 +163,7 @@ def _atp(
             if hook in qk:
                 _qk_fix(ctx, hook, patches, acts, grads, est)
             else:
-                _component_sums((ctx.source[hook] - acts[hook]) * grads[hook], patches, est)
+                _component_sums((ctx.source[hook] - acts[hook]) * grads[hook], patches, est, ctx)
         estimates.append(est)
     if graddrop and len(estimates) > 1:  # GradDrop: sum_l |estimate_l| / (L - 1)
         out.copy_(torch.stack(estimates).abs().sum(0) / (len(estimates) - 1))
@@ -204,6 +214,23 @@ def _qk_fix(
             pos = p.index[0] if isinstance(p.index[0], int) else None
             # the query heads this patch moves (a key/value head feeds its whole group)
             heads = head if is_q or head is None else slice(head * group, (head + 1) * group)
+            if p.slot is not None:  # each row's own positions of an alignment slot
+                rows = ctx.slot_rows(p.slot)  # [b, pos]
+                if is_q:  # those query rows of the head's pattern
+                    new = full[:, heads]
+                    diff = (new - pattern_base[:, heads]) * grad_pattern[:, heads]
+                    delta = diff * rows.reshape(rows.shape[0], *([1] * (diff.ndim - 3)), -1, 1)
+                else:  # those key columns: every query row renormalises
+                    k_new = k_base.clone()
+                    sel = rows[:, :, None] if head is None else rows
+                    part = (
+                        (slice(None), slice(None)) if head is None else (slice(None),) * 2 + (head,)
+                    )
+                    k_new[part] = torch.where(sel[..., None], src[part], k_base[part])
+                    new = pattern(q_base, k_new)[:, heads]
+                    delta = (new - pattern_base[:, heads]) * grad_pattern[:, heads]
+                out[i] = delta.reshape(delta.shape[0], -1).sum(1)
+                continue
             if is_q or pos is None:  # query rows (or every key) of these heads change together
                 new = full[:, heads]
                 if pos is not None:
@@ -237,4 +264,4 @@ def _integrated_gradients(
         tokens = ctx.base_tokens.repeat(steps, 1)
         _, grads_all, _ = gradient_run(ctx, tokens, [hook], replace={hook: interpolate}, rows=steps)
         mean_grad = grads_all[0][hook].reshape(steps, b, *base.shape[1:]).mean(0)
-        _component_sums(delta * mean_grad, patches, out)
+        _component_sums(delta * mean_grad, patches, out, ctx)

@@ -6,6 +6,10 @@ that sum. An edge is one sender's term in one receiver's input. EAP scores an ed
 ``(out_s(source) - out_s(base)) . dM/d(input_r)``; EAP-IG averages the gradient over inputs
 interpolated between the two runs. :func:`prune` keeps the top edges and measures, by
 *actually* corrupting every other edge, how much of the behaviour the circuit recovers.
+
+Pairs of unequal token counts follow the alignment of :func:`interp_audit.patch`: a sender's
+source output is taken at aligned positions only (the differing span of unequal pairs keeps
+the base output, so its edges are not scored there).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from interp_audit.engine.contrasts import ContrastSet
 from interp_audit.engine.effects import Effects
 from interp_audit.methods.locate.gradients import gradient_run
 from interp_audit.methods.locate.patching import _check_direction
+from interp_audit.methods.locate.sites import unpatched_note
 from interp_audit.model.metrics import Metric, get_metric
 from interp_audit.model.readout import readout
 from interp_audit.model.subject import Subject, quiet_tl_warnings
@@ -237,6 +242,7 @@ def attribute_edges(
                 grads = {
                     k: v.reshape(n_steps, b, *v.shape[1:]).mean(0) for k, v in grads_all[0].items()
                 }
+        ctx.fill_unmatched(base_cache)  # unequal-length pairs: unmatched positions stay base
         delta = _sender_outputs(subject, ctx.source, has_mlp) - _sender_outputs(
             subject, base_cache, has_mlp
         )
@@ -263,6 +269,7 @@ def attribute_edges(
             "steps": n_steps,
             "n_pairs": len(contrast),
             "estimates": "change of mean metric per edge",
+            **({"not_patched": note} if (note := unpatched_note(contrast)) else {}),
         },
     )
 
@@ -285,16 +292,17 @@ def patch_edges(
     kept = keep if isinstance(keep, Tensor) else graph.parse(keep)
     missing = (graph.valid & ~kept).to(subject.dtype).to(subject.device)  # [S, R]
     has_mlp = subject.shape.has_mlp
+    # swapped: base = clean tokens, source = counterfactual (its sender outputs moved onto the
+    # clean positions for unequal-length pairs); answers flipped back below for the readout
     ctx = RunContext.build(
-        subject, contrast.swapped(), metric, direction="denoise", source_hooks=[]
+        subject,
+        contrast.swapped(),
+        metric,
+        direction="denoise",
+        source_hooks=sorted(_sender_hooks(subject, has_mlp)),
     )
-    # swapped: base = clean tokens; answers flipped back below for the readout
-    clean_tokens, cf_tokens = (
-        contrast.clean.to(subject.device),
-        contrast.counterfactual.to(subject.device),
-    )
-    cf_cache, _ = cached_run(subject, cf_tokens, ctx.mask, _sender_hooks(subject, has_mlp))
-    corrupt = _sender_outputs(subject, cf_cache, has_mlp)
+    clean_tokens = contrast.clean.to(subject.device)
+    corrupt = _sender_outputs(subject, ctx.source, has_mlp)
     b, p = clean_tokens.shape
     diff = torch.zeros(
         (b, p, len(graph.senders), subject.d_model), dtype=subject.dtype, device=subject.device

@@ -132,8 +132,7 @@ def _both_sides(contrast: ContrastSet):
     """Clean and counterfactual rows stacked (examples for the cards) and their mask."""
     import torch
 
-    mask = contrast.attention_mask()
     return (
         torch.cat([contrast.clean, contrast.counterfactual]),
-        torch.cat([mask, mask]),
+        torch.cat([contrast.attention_mask(), contrast.attention_mask("counterfactual")]),
     )

@@ -3,6 +3,11 @@
 ``normalize=False`` returns the mean patched metric, the number ``transformer_lens.patching``
 returns for the same metric; ``normalize=True`` rescales it so 0 = unpatched and 1 = the
 source run's behaviour fully restored.
+
+Pairs of unequal token counts are patched at aligned positions only (common prefix and
+suffix; :mod:`interp_audit.engine.alignment`); ``meta["not_patched"]`` says what was left
+alone, and per-position results are indexed by slots, NaN for a pair that lacks a slot (the
+mean is over the pairs that have it).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from interp_audit.engine.batched import RunContext, default_max_rows, run_varian
 from interp_audit.engine.contrasts import ContrastSet
 from interp_audit.engine.effects import Effects
 from interp_audit.engine.executors import using
-from interp_audit.methods.locate.sites import plan_sites
+from interp_audit.methods.locate.sites import plan_sites, unpatched_note
 from interp_audit.model.metrics import Metric, get_metric
 from interp_audit.model.subject import Subject
 
@@ -83,7 +88,8 @@ def sweep_effects(
     values_pe = torch.cat(per_example, dim=1)
     base = float(torch.cat(base_vals).mean())
     source = float(torch.cat(src_vals).mean())
-    mean = values_pe.mean(1)
+    # NaN: a slot that pair lacks (unequal token counts); the mean is over the pairs that have it
+    mean = values_pe.nanmean(1) if bool(values_pe.isnan().any()) else values_pe.mean(1)
     flat = abs(source - base) <= 1e-5 * max(1.0, abs(base), abs(source))  # float32 rounding
     if normalize and flat and _FLAT_AS_RAW.get():
         # nothing to restore (a repaired model whose contrast no longer changes the metric):
@@ -156,7 +162,8 @@ def patch(
     if not isinstance(contrast, ContrastSet):
         raise ContrastError(f"patch needs a ContrastSet, got {type(contrast).__name__}")
     plan = plan_sites(subject, contrast, sites, per_position)
-    if plan.per_position and not contrast.aligned:
+    absolute = any(p.position() is not None for v in plan.variants for p in v)
+    if absolute and contrast.equal_lengths and not contrast.aligned:
         lens = sorted(set(contrast.lengths.tolist()))
         raise ContrastError(
             f"per-position patching needs prompts of one length; this set has lengths {lens}"
@@ -177,6 +184,7 @@ def patch(
         "per_position": plan.per_position,
         "n_pairs": len(contrast),
         "sites": sites if isinstance(sites, str) else list(sites),
+        **({"not_patched": note} if (note := unpatched_note(contrast)) else {}),
     }
     return sweep_effects(
         plan,

@@ -5,6 +5,9 @@ to its source activation and every other head (and, with ``freeze="heads+mlps"``
 frozen at its base activation, recording what the receivers read; (3) the base input with only
 the receivers' inputs set to those recordings. With ``receivers="logits"`` step 2's final
 residual stream is read out directly: the sender's direct effect on the output.
+
+Pairs of unequal token counts follow the alignment of :func:`interp_audit.patch`: senders take
+their source activations at aligned positions only, and a receiver position is a slot.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import torch
 from torch import Tensor
 
 from interp_audit.core.errors import AuditError, SiteError
+from interp_audit.engine.alignment import slot_of
 from interp_audit.engine.batched import Patch, RunContext, default_max_rows, run_variants
 from interp_audit.engine.contrasts import ContrastSet
 from interp_audit.engine.effects import Effects
 from interp_audit.methods.locate.patching import _check_direction, sweep_effects
-from interp_audit.methods.locate.sites import plan_sites
+from interp_audit.methods.locate.sites import plan_sites, unpatched_note
 from interp_audit.model.components import parse_components
 from interp_audit.model.metrics import Metric, get_metric
 from interp_audit.model.readout import readout
@@ -30,8 +34,11 @@ from interp_audit.model.subject import Subject, quiet_tl_warnings
 __all__ = ["patch_path"]
 
 
-def _receiver_patches(subject: Subject, receivers: Sequence[str]) -> list[tuple[str, tuple]]:
-    """Receiver labels ``L3H2.q`` / ``L3H2`` (= q, k and v) -> (hook, index) pairs."""
+def _receiver_patches(
+    subject: Subject, receivers: Sequence[str], slots: bool = False
+) -> list[tuple[str, tuple]]:
+    """Receiver labels ``L3H2.q`` / ``L3H2`` (= q, k and v) -> (hook, index) pairs; a position
+    is an alignment slot when ``slots`` (pairs of unequal token counts), ``@-k`` or ``@span``."""
     out = []
     for text in receivers:
         comps = parse_components([text], subject.shape)
@@ -46,6 +53,8 @@ def _receiver_patches(subject: Subject, receivers: Sequence[str]) -> list[tuple[
                 "'L3H2' for all three) or 'logits'"
             )
         pos = slice(None) if c.pos is None else c.pos
+        if c.pos is not None and (slots or not isinstance(c.pos, int) or c.pos < 0):
+            pos = slot_of(c.pos)
         n_kv = subject.adapter.n_key_value_heads
         for part in parts:
             head = c.head
@@ -55,6 +64,7 @@ def _receiver_patches(subject: Subject, receivers: Sequence[str]) -> list[tuple[
     return out
 
 
+@torch.no_grad()
 def patch_path(
     subject: Subject,
     contrast: ContrastSet,
@@ -90,7 +100,11 @@ def patch_path(
     recv = (
         []
         if to_logits
-        else _receiver_patches(subject, [receivers] if isinstance(receivers, str) else receivers)
+        else _receiver_patches(
+            subject,
+            [receivers] if isinstance(receivers, str) else receivers,
+            slots=not contrast.equal_lengths,
+        )
     )
     n = subject.n_layers
     frozen_hooks = [subject.adapter.attn(layer, "z") for layer in range(n)]
@@ -148,6 +162,8 @@ def patch_path(
     )
     labels = [f"{c}->{targets if to_logits else ','.join(targets)}" for c in plan.components]
     meta = {"freeze": freeze, "receivers": targets}
+    if note := unpatched_note(contrast):
+        meta["not_patched"] = note
     return sweep_effects(
         plan,
         per_example,

@@ -2,6 +2,10 @@
 
 One table says, for each sweep, which hook it patches, which axes it spans and in what order:
 the orders follow ``transformer_lens.patching`` so results line up with it cell for cell.
+
+When some pair's prompts differ in token count, positions are the alignment's named slots
+(prefix ``0..``, ``span``, suffix ``..-1``: :mod:`interp_audit.engine.alignment`) instead of
+absolute positions; ``@-1`` and ``@span`` in a label always name slots.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from interp_audit.core.errors import SiteError, did_you_mean
+from interp_audit.engine.alignment import slot_of
 from interp_audit.engine.batched import Patch, Variant
 from interp_audit.engine.contrasts import ContrastSet
 from interp_audit.model.components import Component, parse_components
@@ -49,8 +54,13 @@ class Plan:
     per_position: bool
 
 
-def _patch_for(subject: Subject, comp: Component) -> Patch:
-    return Patch(subject.hook_name(comp), comp.index()[1:])
+def _patch_for(subject: Subject, comp: Component, slots: bool = False) -> Patch:
+    """The patch of a component; its position is an alignment slot in ``slots`` mode (pairs of
+    unequal token counts) and for ``@-k`` / ``@span``."""
+    idx = list(comp.index())
+    if comp.pos is not None and (slots or not isinstance(comp.pos, int) or comp.pos < 0):
+        idx[2 if comp.kind == "head.pattern" else 1] = slot_of(comp.pos)
+    return Patch(subject.hook_name(comp), tuple(idx[1:]))
 
 
 def check_sites(sites) -> None:
@@ -75,6 +85,7 @@ def plan_sites(subject: Subject, contrast: ContrastSet, sites, per_position: boo
     """Variants for a named sweep or an explicit list of component labels / hook names."""
     check_sites(sites)
     shape = subject.shape
+    slots = not contrast.equal_lengths  # positions are alignment slots
     if isinstance(sites, str) and sites in SWEEPS:
         sweep = SWEEPS[sites]
         if sweep.kind in ("mlp", "neuron") and not shape.has_mlp:
@@ -86,17 +97,20 @@ def plan_sites(subject: Subject, contrast: ContrastSet, sites, per_position: boo
             if sweep.kind in ("head.k", "head.v") and shape.n_kv_heads
             else shape.n_heads
         )
+        slot_list = contrast.alignment().slots() if slots else []
         ranges = {
             "layer": range(shape.n_layers),
             "head": range(n_heads),
-            "pos": range(contrast.seq_len),
+            "pos": [s.label if s.index is None else s.index for s in slot_list]
+            if slots
+            else range(contrast.seq_len),
             "neuron": range(shape.d_mlp or 0),
         }
         dims = sweep.per_pos_dims if per_position else sweep.all_pos_dims
         axes = {
             "layer": [str(i) for i in ranges["layer"]],
             "head": [str(i) for i in ranges["head"]],
-            "pos": contrast.position_labels(),
+            "pos": contrast.slot_labels() if slots else contrast.position_labels(),
             "neuron": [str(i) for i in ranges["neuron"]],
         }
         variants, comps = [], []
@@ -105,7 +119,7 @@ def plan_sites(subject: Subject, contrast: ContrastSet, sites, per_position: boo
             comp = Component(
                 where["layer"], sweep.kind, where.get("head", where.get("neuron")), where.get("pos")
             )
-            variants.append((_patch_for(subject, comp),))
+            variants.append((_patch_for(subject, comp, slots),))
             comps.append(comp.label)
         hooks = sorted({subject.adapter.hook(sweep.kind, layer) for layer in ranges["layer"]})
         return Plan(variants, dims, {d: axes[d] for d in dims}, comps, hooks, per_position)
@@ -116,12 +130,12 @@ def plan_sites(subject: Subject, contrast: ContrastSet, sites, per_position: boo
         )
     comps = parse_components(sites if not isinstance(sites, str) else [sites], shape)
     for c in comps:
-        if c.pos is not None and c.pos >= contrast.seq_len:
+        if isinstance(c.pos, int) and not -contrast.seq_len <= c.pos < contrast.seq_len:
             raise SiteError(
                 f"component {c.label!r}: position {c.pos} is past the prompts' "
                 f"{contrast.seq_len} positions"
             )
-    variants = [(_patch_for(subject, c),) for c in comps]
+    variants = [(_patch_for(subject, c, slots),) for c in comps]
     labels = [c.label for c in comps]
     return Plan(
         variants,
@@ -138,3 +152,8 @@ def parse_variant_sets(subject: Subject, groups: Sequence[Sequence[str]]) -> lis
     return [
         tuple(_patch_for(subject, c) for c in parse_components(g, subject.shape)) for g in groups
     ]
+
+
+def unpatched_note(contrast: ContrastSet) -> str | None:
+    """For results' meta: the positions left alone (the span of pairs of unequal length)."""
+    return None if contrast.equal_lengths else contrast.alignment().not_patched()

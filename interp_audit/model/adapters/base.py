@@ -296,18 +296,23 @@ class ModelAdapter:
         return lengths - 1
 
     # ---- running ---------------------------------------------------------------------------
+    def padding_kwargs(self, mask: Tensor | None) -> dict:
+        """Keyword arguments that tell the model about padding in ``mask`` (none by default:
+        the engine pads on the right, which a causal model never sees before the pad)."""
+        return {}
+
     def forward_logits(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
         """A plain hooked forward returning logits."""
-        return self.model(tokens)
+        return self.model(tokens, **self.padding_kwargs(mask))
 
     def forward_hidden(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor | None:
         """A hooked forward run for its activations; returns logits only if it had to compute
         them anyway. On the fast path the unembedding is skipped (``return_type=None``, as
         TransformerLens models and bridges take it); other runs return the logits."""
         if self.fast_path:
-            self.model(tokens, return_type=None)
+            self.model(tokens, return_type=None, **self.padding_kwargs(mask))
             return None
-        return self.model(tokens)
+        return self.model(tokens, **self.padding_kwargs(mask))
 
     def forward_resid(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
         raise AuditError(f"{self.family} models have no sentence-embedding output")

@@ -70,6 +70,16 @@ class HookedAdapter(ModelAdapter):
         return bool(self.attn_only or self.parallel_attn_mlp)
 
     # ---- running ---------------------------------------------------------------------------
+    def padding_kwargs(self, mask: Tensor | None) -> dict:
+        """TransformerLens's ``attention_mask`` for left-padded rows (pads masked, positions
+        counted from each row's first real token, learned or rotary alike); nothing for right
+        padding, which a causal model never sees before the pad (the engine's layout)."""
+        if mask is None or mask.ndim != 2 or mask.shape[1] < 2:
+            return {}
+        m = mask.bool()
+        pad_before_real = (~m[:, :-1] & m[:, 1:]).any()
+        return {"attention_mask": mask.long()} if bool(pad_before_real) else {}
+
     def run_block(self, layer, resid, past_kv=None, encoder_mask=None):
         block = self.model.blocks[layer]
         if past_kv is None:
