@@ -166,7 +166,6 @@ def batched_vs_serial(
 ) -> GateResult:
     """Re-run sampled variants of an exact patching result one at a time, plainly hooked."""
     from interp_audit.engine.alignment import Slot
-    from interp_audit.engine.batched import position_dims
     from interp_audit.methods.locate.sites import plan_sites
 
     meta = effects.meta
@@ -199,7 +198,8 @@ def batched_vs_serial(
     if pmap is not None:
         with subject.hooks([(h, keep(base, h)) for h in hooks]):
             _plain_readout(subject, metric, base_tokens, mask, part, base_side)
-        source = {h: _aligned(source[h], base[h], pmap, position_dims(h)) for h in hooks}
+        dims = subject.adapter.position_dims
+        source = {h: _aligned(source[h], base[h], pmap, dims(h)) for h in hooks}
 
     def slot_rows(slot: Slot) -> Tensor:
         return align.slot_positions(slot, base_side, part.seq_len)

@@ -71,12 +71,6 @@ class Patch:
         return p if isinstance(p, Slot) else None
 
 
-def position_dims(hook: str) -> tuple[int, ...]:
-    """Axes of a hook's activation (batch first) that index positions: queries and keys for
-    attention patterns ``[b, head, q, k]``, else axis 1 of ``[b, pos, ...]``."""
-    return (2, 3) if hook.endswith(("hook_pattern", "hook_attn_scores")) else (1,)
-
-
 def index_mask(patch: Patch, shape: tuple[int, ...], rows: Tensor | None, device) -> Tensor:
     """``[b, *shape[1:]]`` bool: where ``patch`` writes, per row (a slot covers each row's own
     positions, ``rows`` ``[b, width]``; offsets already applied)."""
@@ -280,8 +274,9 @@ class RunContext:
         if not contrast.equal_lengths:  # the source's activations onto the base positions
             alignment = contrast.alignment()
             position_map = alignment.position_map(base_side, contrast.seq_len)
+            dims = subject.adapter.position_dims
             source = {
-                k: align_source(v, base_cache.get(k), position_map, position_dims(k))
+                k: align_source(v, base_cache.get(k), position_map, dims(k))
                 for k, v in source.items()
             }
         reference = None

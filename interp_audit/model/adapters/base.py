@@ -204,6 +204,12 @@ class ModelAdapter:
     def layer_of(self, name: str) -> int | None:
         return hook_names.layer_of(name)
 
+    def position_dims(self, name: str) -> tuple[int, ...]:
+        """Axes of a hook's activation (batch first) that index positions: queries and keys for
+        attention patterns and scores ``[b, head, q, k]``, else axis 1 of ``[b, pos, ...]``."""
+        role = self.role_of(name)
+        return (2, 3) if role is not None and role[1] in ("head.pattern", "head.scores") else (1,)
+
     def in_block(self, name: str) -> bool:
         """Does ``name`` look like the name of a hook inside a block?"""
         return hook_names.in_block(name)
