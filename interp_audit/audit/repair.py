@@ -7,7 +7,11 @@ disk, and the whole spec runs again on it. What a reviewer needs side by side:
 
 * every check's verdict before and after;
 * what the repair costs each group of the check's utility set (paired: same prompts);
-* every causal path's effect before and after, and which admissible paths it damaged.
+* every causal path's effect before and after, and which admissible paths it damaged;
+* decisions before and after (:mod:`interp_audit.audit.decision_change`): the spec's
+  ``flip_rate`` and ``group_parity`` checks (or, without them, the flip rate on the check's own
+  contrast and the outcome-rate gap between its utility set's groups), each value with its CI,
+  the paired change with its CI, and whether the check's verdict changed.
 
 ``out/before/`` holds the audit of the model as it was; ``out/report.json`` (+ ``.html``) the
 audit of ``out/model`` with the repair record in ``provenance.repair``; ``interp-audit verify
@@ -24,6 +28,16 @@ from typing import Any
 from interp_audit.audit.causal_measure import path_rows
 from interp_audit.audit.causal_run import load_causal
 from interp_audit.audit.context import AuditContext
+from interp_audit.audit.decision_change import (
+    FlipProbe,
+    GapProbe,
+    Shift,
+    answer_rule,
+    flip_probe_of_check,
+    gap_probe_of_check,
+    groups_gap_probe,
+    measure_shifts,
+)
 from interp_audit.audit.measure import (
     ablated_components,
     clusters_of,
@@ -43,16 +57,37 @@ __all__ = ["COMPARISONS", "RepairOutcome", "register_comparison", "repair"]
 
 MODEL_FOLDER = "model"
 
-#: More before/after comparisons for the repair report, each ``fn(check spec, audit context of
-#: the model as given, repaired Subject loaded from disk, bootstrap kwargs) -> section | None``
-#: (a section: ``{"title", "columns", "rows", "note"}``, rendered under the verdicts and kept in
-#: ``provenance.repair.comparisons``). Decision-level rows plug in here (issue 23 item 5: the
-#: counterfactual flip rate and group outcome-rate gaps before and after, with CIs), computed
-#: by the decision-level check kinds once they exist.
-COMPARISONS: list[Callable[..., dict[str, Any] | None]] = []
+
+@dataclass(frozen=True)
+class Comparison:
+    """What a before/after comparison of the repair report sees."""
+
+    check: Any
+    """The intervention check whose repair shipped (its spec section)."""
+    name: str
+    """Its name."""
+    spec: Any
+    """The whole parsed spec."""
+    context: AuditContext
+    """The audit context of the model as given (its contrasts, metric, causal model)."""
+    fixed: Subject
+    """The repaired model, loaded back from disk."""
+    kw: dict[str, Any]
+    """The check's bootstrap settings (``n_boot``, ``confidence``, ``seed``)."""
+    before: AuditReport
+    """The audit of the model as given."""
+    after: AuditReport
+    """The audit of the repaired model."""
 
 
-def register_comparison(fn: Callable[..., dict[str, Any] | None]):
+#: Before/after comparisons of the repair report, each ``fn(Comparison) -> section | None`` (a
+#: section: ``{"title", "columns", "rows", "note"}``, plus any machine-readable keys such as
+#: ``"data"``), rendered under the verdicts and kept in ``provenance.repair.comparisons``.
+#: The decisions (flip rates and group outcome-rate gaps before and after) are one.
+COMPARISONS: list[Callable[[Comparison], dict[str, Any] | None]] = []
+
+
+def register_comparison(fn: Callable[[Comparison], dict[str, Any] | None]):
     """Add a before/after comparison to every repair report (see :data:`COMPARISONS`)."""
     COMPARISONS.append(fn)
     return fn
@@ -69,6 +104,15 @@ class RepairOutcome:
     costs: list[dict[str, Any]] = field(default_factory=list)
     paths: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def decisions(self) -> list[dict[str, Any]]:
+        """The decision rows: each flip rate and outcome-rate gap before and after, with CIs,
+        the paired change and the check's verdicts (empty when nothing measured them)."""
+        return [
+            r for sec in self.comparisons if sec.get("kind") == "decisions" for r in sec["data"]
+        ]
 
     @property
     def verdict(self):
@@ -409,7 +453,9 @@ def repair(
     costs = _costs(chk, ctx, loaded, kw)
     paths = _paths(chk, ctx, loaded, parsed.seed, kw)
     outcome = RepairOutcome(before, after, model_dir, loaded.repair, costs, paths, notes)
-    extra = [sec for fn in COMPARISONS if (sec := fn(chk, ctx, loaded, kw)) is not None]
+    seen = Comparison(chk, check, parsed, ctx, loaded, kw, before, after)
+    extra = [sec for fn in COMPARISONS if (sec := fn(seen)) is not None]
+    outcome.comparisons = extra
     after.provenance["repair"] = {
         "check": check,
         "model": MODEL_FOLDER,
@@ -435,3 +481,150 @@ def repair(
     before.save(out / "before")
     after.save(out)
     return outcome
+
+
+# ---- decisions before and after --------------------------------------------------------------
+
+
+def _verdict_change(cmp: Comparison, name: str) -> dict[str, Any]:
+    b = {c.name: c for c in cmp.before.checks}.get(name)
+    a = {c.name: c for c in cmp.after.checks}.get(name)
+    if b is None or a is None:
+        return {}
+    return {
+        "verdict before": b.verdict,
+        "verdict after": a.verdict,
+        "verdict changed": b.verdict != a.verdict,
+    }
+
+
+def _positive_token(ctx: AuditContext, cs) -> tuple[int, str] | None:
+    """The outcome counted as positive for a contrast's own answers: the causal model's first
+    answer (YES, hire), else the first answer when every prompt lists the same one first."""
+    cm = ctx.causal.model if ctx.causal is not None else None
+    if cm is not None and cm.answers is not None:
+        text = cm.answers[0]
+        return ctx.subject.answer_token(text)[0], text
+    if cs.answers is not None and bool((cs.answers[:, 0] == cs.answers[0, 0]).all()):
+        tok = int(cs.answers[0, 0])
+        return tok, ctx.subject.token_str([tok])[0]
+    return None
+
+
+def _probes(cmp: Comparison) -> tuple[list[tuple[str, str, Any, dict]], list[str]]:
+    """(check name or '', kind, probe, bootstrap kw) for every decision measurement, and notes."""
+    ctx, parsed, chk = cmp.context, cmp.spec, cmp.check
+    out: list[tuple[str, str, Any, dict]] = []
+    notes: list[str] = []
+    for name, c in zip(parsed.check_names(), parsed.checks, strict=True):
+        if c.kind == "flip_rate":
+            out.append(
+                (name, c.kind, flip_probe_of_check(c, ctx, name), c.resampling(parsed.seed).kw())
+            )
+        elif c.kind == "group_parity":
+            out.append(
+                (name, c.kind, gap_probe_of_check(c, ctx, name), c.resampling(parsed.seed).kw())
+            )
+    if not any(kind == "flip_rate" for _, kind, _, _ in out):
+        cs = ctx.contrasts[chk.contrast]
+        if cs.answers is None:
+            notes.append(
+                f"no flip rate: contrast {chk.contrast!r} has no answers to decide between"
+            )
+        else:
+            probe = FlipProbe(
+                f"contrast {chk.contrast}", cs, answer_rule(), per_group=bool(cs.groups),
+                effect_metric=ctx.metric,
+            )  # fmt: skip
+            out.append(("", "flip_rate", probe, cmp.kw))
+    if not any(kind == "group_parity" for _, kind, _, _ in out) and chk.utility.contrast:
+        cs = ctx.contrasts[chk.utility.contrast]
+        pos = _positive_token(ctx, cs)
+        probe = None
+        if pos is not None:
+            probe = groups_gap_probe(
+                f"contrast {chk.utility.contrast}", cs, pos[0], pos[1],
+                attribute=f"groups of {chk.utility.contrast}",
+            )  # fmt: skip
+        if probe is None:
+            notes.append(
+                f"no outcome-rate gap: the utility set {chk.utility.contrast!r} has no two groups "
+                "or no positive answer to count"
+            )
+        else:
+            out.append(("", "group_parity", probe, cmp.kw))
+    return out, notes
+
+
+def _cell(point: float, ci: list[float], signed: bool = False) -> str:
+    f = "{:+.3f}" if signed else "{:.3f}"
+    return f"{f.format(point)} [{f.format(ci[0])}, {f.format(ci[1])}]"
+
+
+def decision_comparison(cmp: Comparison) -> dict[str, Any] | None:
+    """Flip rates and group outcome-rate gaps before and after the repair, paired."""
+    probes, notes = _probes(cmp)
+    if not probes:
+        return None
+    data: list[dict[str, Any]] = []
+    rules = []
+    for name, kind, probe, kw in probes:
+        v0, v1 = probe.values(cmp.context.subject), probe.values(cmp.fixed)
+        shifts = decision_shifts(probe, v0, v1, kw)
+        verdicts = _verdict_change(cmp, name) if name else {}
+        rules.append(f"{name or probe.name}: {probe.rule.text}")
+        ends = (probe.extremes(v0), probe.extremes(v1)) if isinstance(probe, GapProbe) else None
+        for i, sh in enumerate(shifts):
+            row = {"check": name or None, "kind": kind, "source": probe.name, **sh.row()}
+            key = (row["measure"], row.get("attribute"))
+            if ends is not None and key in ends[0]:
+                row["highest, lowest before"] = list(ends[0][key])
+                row["highest, lowest after"] = list(ends[1][key])
+            if i == 0:
+                row.update(verdicts)
+            data.append(row)
+    rows = []
+    for r in data:
+        signed = r["measure"].startswith("mean effect")
+        over = r.get("group") or r.get("attribute") or ""
+        if "highest, lowest after" in r:
+            hi, lo = r["highest, lowest after"]
+            over += f" (after: {hi} highest, {lo} lowest)"
+        verdict = f"{r['verdict before']} -> {r['verdict after']}" if "verdict before" in r else ""
+        rows.append(
+            [
+                r["check"] or f"({r['source']}, no {r['kind']} check)",
+                r["measure"],
+                over,
+                r.get("n", ""),
+                _cell(r["before"], r["before ci"], signed),
+                _cell(r["after"], r["after ci"], signed),
+                _cell(r["change"], r["change ci"], True),
+                verdict + (" (changed)" if r.get("verdict changed") else ""),
+            ]
+        )
+    note = (
+        "Decisions of the model as given and of the repaired model on the same units: flip rate "
+        "= share of pairs whose decision changes under the swap; a gap = the highest group's "
+        "positive-decision rate minus the lowest's. Change = after - before, its CI from one "
+        "cluster bootstrap of the same units (paired). Decisions: " + "; ".join(rules) + "."
+    )
+    if notes:
+        note += " " + " ".join(notes)
+    return {
+        "title": "Decisions before and after the repair",
+        "kind": "decisions",
+        "columns": ["check", "measure", "over", "n", "before [CI]", "after [CI]", "change [CI]",
+                    "verdict"],
+        "rows": rows,
+        "note": note,
+        "data": data,
+    }  # fmt: skip
+
+
+def decision_shifts(probe, before, after, kw: dict[str, Any]) -> list[Shift]:
+    """A probe's measures before and after on the same units (paired)."""
+    return measure_shifts(probe.parts(), before, after, kw, paired=True)
+
+
+register_comparison(decision_comparison)

@@ -48,6 +48,19 @@ checks:
     n_boot: 200
     preserve: {tolerance: 0.25, seed: 7919, n: 80}
     utility: {contrast: patients, metric: accuracy, budget: 0.05, per_group: true}
+  - name: flips
+    kind: flip_rate
+    contrast: a_direct
+    decision: {answers: ["YES", "NO"]}
+    budget: 0.05
+    n_boot: 200
+  - name: parity
+    kind: group_parity
+    population: {scm: causal, n: 300, seed: 7920}
+    decision: {answers: ["YES", "NO"]}
+    attributes: [A]
+    budget: 0.1
+    n_boot: 200
 """
 ERASE = "{kind: erase, components: [L0.resid_pre@1, L0.resid_pre@2], reference: a_total}"
 
@@ -63,8 +76,8 @@ def erased(tmp_path_factory):
     """One repair run shared by the tests below (two audits: before and after)."""
     from interp_audit.audit import repair as repair_module
 
-    def contrasts_seen(chk, ctx, fixed, kw):  # the hook decision-level rows will use
-        rows = [[name, len(cs)] for name, cs in sorted(ctx.contrasts.items())]
+    def contrasts_seen(seen):  # a comparison plugged in through the hook
+        rows = [[name, len(cs)] for name, cs in sorted(seen.context.contrasts.items())]
         return {"title": "hooked comparison", "columns": ["contrast", "pairs"], "rows": rows}
 
     tmp = tmp_path_factory.mktemp("repair")
@@ -92,7 +105,7 @@ def test_repair_writes_the_model_and_a_re_audit_from_disk(erased):
     assert (
         rep["record"]["source"]["state_sha256"] == before["provenance"]["weights"]["state_sha256"]
     )
-    assert [c["name"] for c in rep["before"]["checks"]] == ["age_paths", "fix"]
+    assert [c["name"] for c in rep["before"]["checks"]] == ["age_paths", "fix", "flips", "parity"]
     titles = [s["title"] for s in data["sections"]]
     assert "Verdicts before and after the repair" in titles
     page = (out / "report.html").read_text()
@@ -104,9 +117,11 @@ def test_repair_writes_the_model_and_a_re_audit_from_disk(erased):
     base = located["baseline"]["counterfactual"]
     assert located["normalized"] is False
     assert max(abs(v - base) for row in located["values"] for v in row) < 1e-5
-    hooked = data["sections"][-1]
-    assert hooked["title"] == "hooked comparison" and rep["comparisons"] == [hooked]
+    decisions, hooked = data["sections"][-2:]
+    assert hooked["title"] == "hooked comparison" and rep["comparisons"] == [decisions, hooked]
     assert ["patients", 300] in hooked["rows"]
+    assert decisions["title"] == "Decisions before and after the repair"
+    assert "Decisions before and after the repair" in page
 
 
 def test_repair_numbers_against_references(erased, readmission_subject):
@@ -144,6 +159,103 @@ def test_repair_numbers_against_references(erased, readmission_subject):
     assert costs["all"]["cost"] == pytest.approx(float((u0 - u1).mean()), abs=1e-9)
     young = torch.tensor([g == "age:young" for g in cs.groups])
     assert costs["age:young"]["cost"] == pytest.approx(float((u0 - u1)[young].mean()), abs=1e-9)
+
+
+def plain_decisions(subject, prompts):
+    """1 when logit(YES) >= logit(NO) at the last position (the top answer; ties go to YES),
+    one prompt per plain forward of the model's own module."""
+    yes, no = subject.single_token("YES"), subject.single_token("NO")
+    out = []
+    with torch.no_grad():
+        for p in prompts:
+            logits = subject.model(torch.tensor([subject.to_tokens(p)]))[0, -1]
+            out.append(int(logits[yes] >= logits[no]))
+    return out
+
+
+def naive_paired_ci(before, after, stat, *, n_boot=200, seed=0, confidence=0.95):
+    """The change stat(after) - stat(before) under resampling units (each its own cluster),
+    the same draw for both: resample, recompute, widen by sqrt(G/(G-1)) t/z, quantiles."""
+    from scipy.stats import norm, t
+
+    g = len(before)
+    picks = torch.randint(0, g, (n_boot, g), generator=torch.Generator().manual_seed(seed))
+    point = stat(after) - stat(before)
+    draws = torch.tensor(
+        [stat([after[i] for i in p]) - stat([before[i] for i in p]) for p in picks.tolist()],
+        dtype=torch.float64,
+    )
+    q = 1 - (1 - confidence) / 2
+    widen = (g / (g - 1)) ** 0.5 * t.ppf(q, g - 1) / norm.ppf(q)
+    s = point + widen * (draws - point)
+    return point, torch.quantile(s, torch.tensor([1 - q, q], dtype=torch.float64)).tolist()
+
+
+def test_decisions_before_and_after_equal_a_naive_loop(erased, readmission_subject):
+    """The flip rate of the direct-path pairs and the age gap in YES rates of the patients,
+    before (zoo:readmission) and after (the model read back from out/model): plain forwards,
+    decisions by hand, and a naive paired bootstrap of the change."""
+    from circuits.readmission import scm as R
+    from interp_audit.audit.run import build_context
+    from interp_audit.audit.spec import load_spec
+
+    spec, out, _ = erased
+    data = json.loads((out / "report.json").read_text())
+    rows = data["provenance"]["repair"]["comparisons"][0]["data"]
+    shipped = ia.load_model(out / "model")
+    parsed, base = load_spec(spec)
+    ctx = build_context(parsed, base, readmission_subject, ia.CausalModel.from_spec(
+        "zoo:readmission", base), locate=False)  # fmt: skip
+    cs = ctx.contrasts["a_direct"]
+    flips = []
+    for model in (readmission_subject, shipped):
+        c = plain_decisions(model, cs.clean_text)
+        f = plain_decisions(model, cs.counterfactual_text)
+        flips.append([float(a != b) for a, b in zip(c, f, strict=True)])
+
+    def mean(xs):
+        return sum(xs) / len(xs)
+
+    flip, effect = [r for r in rows if r["check"] == "flips" and r["group"] == "all"]
+    assert flip["measure"] == "flip rate" and flip["paired"] is True
+    assert effect["measure"] == "mean effect (logit_diff)"  # beside it, the mean effect
+    assert effect["after"] == pytest.approx(0.0, abs=1e-5) and effect["before"] > 1
+    assert flip["before"] == pytest.approx(mean(flips[0]), abs=1e-12)
+    assert flip["after"] == pytest.approx(mean(flips[1]), abs=1e-12)
+    point, ci = naive_paired_ci(flips[0], flips[1], mean)
+    assert [flip["change"], *flip["change ci"]] == pytest.approx([point, *ci], abs=1e-12)
+    assert flip["before"] > 0.5 and flip["after"] == 0.0  # the repair removed the direct flips
+    # the before and after intervals are the audits' own (the flip_rate check, same draws)
+    audits = {
+        "before": json.loads((out / "before" / "report.json").read_text()),
+        "after": data,
+    }
+    for when, rep in audits.items():
+        (res,) = [c for c in rep["checks"] if c["name"] == "flips"]
+        assert [flip[when], *flip[f"{when} ci"]] == pytest.approx([res["statistic"], *res["ci"]])
+        assert flip[f"verdict {when}"] == res["verdict"]
+    assert flip["verdict changed"] == (flip["verdict before"] != flip["verdict after"])
+
+    u = R.sample_units(300, 7920)
+    prompts = R.factual_words(u)
+    ages = [R.AGES[a] for a in u.a.tolist()]
+    yes = [plain_decisions(m, prompts) for m in (readmission_subject, shipped)]
+
+    def gap(pairs):  # [(age, decision)] -> highest YES rate minus lowest, over the ages
+        rates = [mean([d for a, d in pairs if a == age]) for age in R.AGES]
+        return max(rates) - min(rates)
+
+    before = list(zip(ages, yes[0], strict=True))
+    after = list(zip(ages, yes[1], strict=True))
+    (par,) = [r for r in rows if r["check"] == "parity"]
+    assert par["measure"] == "demographic parity gap" and par["attribute"] == "A"
+    assert [par["before"], par["after"]] == pytest.approx([gap(before), gap(after)], abs=1e-12)
+    point, ci = naive_paired_ci(before, after, gap)
+    assert [par["change"], *par["change ci"]] == pytest.approx([point, *ci], abs=1e-12)
+    assert par["highest, lowest before"] == ["old", "young"]
+    (res,) = [c for c in audits["before"]["checks"] if c["name"] == "parity"]
+    (dp,) = [d for d in res["details"] if d.get("measure") == "demographic parity gap"]
+    assert [par["before"], *par["before ci"]] == pytest.approx([dp["value"], *dp["ci"]])
 
 
 def test_verify_accepts_the_repair_and_rejects_a_changed_weight(erased, tmp_path):
