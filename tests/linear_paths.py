@@ -10,9 +10,17 @@ VOCAB = ["<bos>", "<pad>", "<unk>", "->", "YES", "NO", "a:0", "a:1", "m:0", "m:1
 WEIGHT = {"a:1": 2.0, "m:1": 1.0, "z:1": -3.0}  # logit_diff = mean over the 5 tokens of these
 
 
-def build_linear(vocab: list[str] = VOCAB, weight: dict[str, float] = WEIGHT):
+def build_linear(
+    vocab: list[str] = VOCAB,
+    weight: dict[str, float] = WEIGHT,
+    head_of: dict[str, int] | None = None,
+):
     """One attention-only layer with zero queries/keys: uniform attention over the prompt, so
-    logit(YES) - logit(NO) at the last position is the mean of per-token weights."""
+    logit(YES) - logit(NO) at the last position is the mean of per-token weights. ``head_of``:
+    which head reads each weighted token (default all head 0); with several heads the logit is
+    the same sum, and zero-ablating head h removes exactly its tokens' weights."""
+    head_of = head_of or {}
+    n_heads = 1 + max(head_of.values(), default=0)
     from interp_audit.model.loading import _subject_from_module, build_model
     from interp_audit.zoo.tokenizers import word_tokenizer
 
@@ -22,7 +30,7 @@ def build_linear(vocab: list[str] = VOCAB, weight: dict[str, float] = WEIGHT):
         d_model=d,
         n_ctx=8,
         d_head=2,
-        n_heads=1,
+        n_heads=n_heads,
         d_vocab=len(vocab),
         d_mlp=None,
         attn_only=True,
@@ -36,8 +44,9 @@ def build_linear(vocab: list[str] = VOCAB, weight: dict[str, float] = WEIGHT):
     sd = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
     sd["embed.W_E"][torch.arange(len(vocab)), torch.arange(len(vocab))] = 1.0
     for tok, w in weight.items():
-        sd["blocks.0.attn.W_V"][0][vocab.index(tok), 0] = w
-    sd["blocks.0.attn.W_O"][0][0, d - 1] = 1.0
+        sd["blocks.0.attn.W_V"][head_of.get(tok, 0)][vocab.index(tok), 0] = w
+    for h in range(n_heads):
+        sd["blocks.0.attn.W_O"][h][0, d - 1] = 1.0
     sd["unembed.W_U"][d - 1, vocab.index("YES")] = 1.0
     model.load_state_dict(sd)
     return _subject_from_module(

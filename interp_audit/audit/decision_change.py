@@ -63,6 +63,9 @@ __all__ = [
     "groups_gap_probe",
     "largest",
     "measure_shifts",
+    "positive_answer",
+    "probe_shifts",
+    "zero_shift",
 ]
 
 
@@ -88,29 +91,41 @@ def check_rule(decision: DecisionSpec, ctx: AuditContext, where: str) -> Rule:
 
 
 def _top_of_pair(r: Tensor, ctx: MetricContext) -> Tensor:
-    return (r[:, 1] > r[:, 0]).float()  # ties go to the answer listed first
+    """0: the prompt's first answer has the higher logit; 1: the second; 2: they tie."""
+    return torch.where(r[:, 0] > r[:, 1], 0.0, torch.where(r[:, 1] > r[:, 0], 1.0, 2.0))
 
 
 TOP_OF_PAIR = Metric(
     "top answer of the pair",
     "answer_logits",
     _top_of_pair,
-    description="0 when the prompt's first answer has the higher logit (or ties), else 1",
+    description="which of the prompt's two answers has the higher logit (2: a tie)",
 )
 
 
-def _chosen_token(values: Tensor, answers: Tensor | None) -> Tensor:
-    idx = values.round().long().cpu()
-    return answers.cpu().gather(1, idx[:, None])[:, 0]
-
-
 def answer_rule(positive: int | None = None, positive_text: str | None = None) -> Rule:
-    """The top answer among each prompt's own two answers (its token id is the outcome);
-    ``positive``: the token id counted as the positive outcome in outcome rates."""
+    """The top answer among each prompt's own two answers (its token id is the outcome).
+
+    ``positive``: the token id counted as the positive outcome in outcome rates; a tie goes to
+    it (as a check's decision gives a tie to the answer listed first, the positive one by
+    default), else to the prompt's first answer. A labelled set lists the *correct* answer
+    first, so a tie must not go to the first listed there."""
+
+    def codes(values: Tensor, answers: Tensor | None) -> Tensor:
+        if answers is None:
+            raise SpecError("a decision between a prompt's answers needs answers")
+        idx = values.round().long().cpu()
+        ans = answers.cpu()
+        chosen = ans.gather(1, idx.clamp(max=1)[:, None])[:, 0]
+        tie = ans[:, 0] if positive is None else torch.full_like(ans[:, 0], positive)
+        if positive is not None:  # a row without the positive answer: its first answer
+            tie = torch.where((ans == positive).any(1), tie, ans[:, 0])
+        return torch.where(idx == 2, tie, chosen)
+
     text = "top answer among each prompt's two answers"
     if positive_text is not None:
-        text += f" (positive: {positive_text!r})"
-    return Rule(TOP_OF_PAIR, _chosen_token, positive, text)
+        text += f" (positive, and ties: {positive_text!r})"
+    return Rule(TOP_OF_PAIR, codes, positive, text)
 
 
 # ---- what is measured on one model --------------------------------------------------------------
@@ -155,8 +170,14 @@ class FlipProbe:
 
     @property
     def units(self) -> tuple[Any, ...]:
+        """Which pairs these are: their SCM unit ids (else their texts) and clusters; two probes
+        with equal units are compared paired."""
         cs = self.contrast
-        return (len(cs), tuple(cs.clusters or ()), tuple(cs.meta.get("units", ()) or ()))
+        ids = tuple(cs.meta.get("units", ()) or ()) or (
+            tuple(cs.clean_text or ()),
+            tuple(cs.counterfactual_text or ()),
+        )
+        return (len(cs), tuple(cs.clusters or ()), ids)
 
     def parts(self) -> list[Part]:
         cs = self.contrast
@@ -245,6 +266,22 @@ class GapProbe:
 
         return [Part(tuple(fields), None, self.clusters, stat, tuple([(0.0, 1.0)] * len(fields)))]
 
+    def widest(self, values: Tensor) -> tuple[str, str, str]:
+        """(attribute, highest group, lowest group) of the widest demographic-parity gap."""
+        pos = values[:, 0]
+        best: tuple[float, str, str, str] | None = None
+        for f in self.families:
+            if f.measure != "demographic parity gap":
+                continue
+            rates = ((f.masks @ pos) / f.masks.sum(1)).tolist()
+            hi = max(range(len(rates)), key=lambda i: rates[i])
+            lo = min(range(len(rates)), key=lambda i: rates[i])
+            if best is None or rates[hi] - rates[lo] > best[0]:
+                best = (rates[hi] - rates[lo], f.attribute, f.groups[hi], f.groups[lo])
+        if best is None:
+            raise ValueError(f"{self.name}: no demographic parity gap")
+        return best[1], best[2], best[3]
+
     def extremes(self, values: Tensor) -> dict[tuple[str, str], tuple[str, str]]:
         """(measure, attribute) -> the groups with the highest and the lowest rate."""
         pos = values[:, 0]
@@ -305,6 +342,20 @@ def gap_probe_of_check(chk: Any, ctx: AuditContext, name: str) -> GapProbe:
         raise SpecError(f"{where}: no attribute has two groups to compare")
     attrs = tuple(sorted((k, v) for k, v in pop.attributes.items()))
     return GapProbe(name, prompts, rule, tuple(fams), tuple(pop.clusters), (pop.source, attrs))
+
+
+def positive_answer(ctx: AuditContext, cs: ContrastSet) -> tuple[int, str] | None:
+    """(token id, text) of the outcome counted as positive among a contrast's own answers: the
+    causal model's first answer (``YES``, ``hire``), else the first answer when every prompt
+    lists the same one first; None otherwise (a labelled set with no causal model)."""
+    cm = ctx.causal.model if ctx.causal is not None else None
+    if cm is not None and cm.answers is not None:
+        text = cm.answers[0]
+        return ctx.subject.answer_token(text)[0], text
+    if cs.answers is not None and len(cs) and bool((cs.answers[:, 0] == cs.answers[0, 0]).all()):
+        tok = int(cs.answers[0, 0])
+        return tok, ctx.subject.token_str([tok])[0]
+    return None
 
 
 def groups_gap_probe(
@@ -481,3 +532,27 @@ def largest(
         _clip(change, rng, change=True),
         paired,
     )
+
+
+def zero_shift(fields: dict[str, Any], kw: dict[str, Any]) -> Shift:
+    """A measure that is 0 exactly before and after (a path along which no unit's input
+    changes, on both models, flips nothing)."""
+    z = torch.zeros(kw["n_boot"], dtype=torch.float64)
+    iv = Interval(0.0, 0.0, 0.0, 0, kw["confidence"], z)
+    return Shift(dict(fields), iv, iv, iv, True)
+
+
+def probe_shifts(
+    before: tuple[Any, Tensor] | None, after: tuple[Any, Tensor] | None, kw: dict[str, Any]
+) -> list[Shift]:
+    """(probe, its values) before and after, either None when it has no units (0 exactly):
+    paired when both probes hold the same units, else from independent draws."""
+    if before is None and after is None:
+        raise ValueError("nothing measured before or after")
+    pb, vb = before if before is not None else (None, None)
+    pa, va = after if after is not None else (None, None)
+    if pb is not None and pa is not None and pb.units == pa.units:
+        return measure_shifts(pb.parts(), vb, va, kw, paired=True)
+    parts_b = (pb or pa).parts()
+    parts_a = (pa or pb).parts()
+    return measure_shifts(parts_b, vb, va, kw, paired=False, after_parts=parts_a)

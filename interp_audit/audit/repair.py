@@ -37,6 +37,7 @@ from interp_audit.audit.decision_change import (
     gap_probe_of_check,
     groups_gap_probe,
     measure_shifts,
+    positive_answer,
 )
 from interp_audit.audit.measure import (
     ablated_components,
@@ -498,19 +499,6 @@ def _verdict_change(cmp: Comparison, name: str) -> dict[str, Any]:
     }
 
 
-def _positive_token(ctx: AuditContext, cs) -> tuple[int, str] | None:
-    """The outcome counted as positive for a contrast's own answers: the causal model's first
-    answer (YES, hire), else the first answer when every prompt lists the same one first."""
-    cm = ctx.causal.model if ctx.causal is not None else None
-    if cm is not None and cm.answers is not None:
-        text = cm.answers[0]
-        return ctx.subject.answer_token(text)[0], text
-    if cs.answers is not None and bool((cs.answers[:, 0] == cs.answers[0, 0]).all()):
-        tok = int(cs.answers[0, 0])
-        return tok, ctx.subject.token_str([tok])[0]
-    return None
-
-
 def _probes(cmp: Comparison) -> tuple[list[tuple[str, str, Any, dict]], list[str]]:
     """(check name or '', kind, probe, bootstrap kw) for every decision measurement, and notes."""
     ctx, parsed, chk = cmp.context, cmp.spec, cmp.check
@@ -532,14 +520,15 @@ def _probes(cmp: Comparison) -> tuple[list[tuple[str, str, Any, dict]], list[str
                 f"no flip rate: contrast {chk.contrast!r} has no answers to decide between"
             )
         else:
+            pos = positive_answer(ctx, cs) or (None, None)
             probe = FlipProbe(
-                f"contrast {chk.contrast}", cs, answer_rule(), per_group=bool(cs.groups),
+                f"contrast {chk.contrast}", cs, answer_rule(*pos), per_group=bool(cs.groups),
                 effect_metric=ctx.metric,
             )  # fmt: skip
             out.append(("", "flip_rate", probe, cmp.kw))
     if not any(kind == "group_parity" for _, kind, _, _ in out) and chk.utility.contrast:
         cs = ctx.contrasts[chk.utility.contrast]
-        pos = _positive_token(ctx, cs)
+        pos = positive_answer(ctx, cs)
         probe = None
         if pos is not None:
             probe = groups_gap_probe(

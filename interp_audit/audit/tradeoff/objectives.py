@@ -10,13 +10,21 @@ objectives (E's spurious path while repairing A) with the spec's re-measurable c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from interp_audit.audit.context import AuditContext
+from interp_audit.audit.decision_change import (
+    FlipProbe,
+    GapProbe,
+    Shift,
+    largest,
+    probe_shifts,
+    zero_shift,
+)
 from interp_audit.audit.measure import clusters_of, groups_of, pair_effects, utility_values
 from interp_audit.audit.result import CheckResult
 from interp_audit.causal.graph import format_path
@@ -30,9 +38,11 @@ from interp_audit.stats.bootstrap import (
 )
 
 __all__ = [
+    "DecisionProbes",
     "Measurement",
     "PathInfo",
     "Utility",
+    "decision_columns",
     "draw_paths",
     "measure",
     "objective_columns",
@@ -117,16 +127,30 @@ class Utility:
         return iv.point, [iv.lo, iv.hi]
 
 
+@dataclass(frozen=True)
+class DecisionProbes:
+    """What the decision columns measure on each model: flips per pair on the objective's
+    inadmissible paths (by path; None: no unit's input changes along it, so nothing flips) or,
+    without a graph, on the spec's flip_rate checks' contrasts (by check), and group outcome
+    rates (by the spec's group_parity check, else on the utility set's groups)."""
+
+    flips: dict[str, FlipProbe | None] = field(default_factory=dict)
+    gaps: dict[str, GapProbe] = field(default_factory=dict)
+
+
 @dataclass
 class Measurement:
     """One model's (or repaired model's) numbers: per-pair path effects (None: no unit's input
-    changes along the path, effect 0 exactly), per-pair utility, re-run checks."""
+    changes along the path, effect 0 exactly), per-pair utility, re-run checks, and per-unit
+    decisions (flips, positive outcomes) with the probes that read them."""
 
     effects: dict[str, Tensor | None]
     clusters: dict[str, list[str] | None]
     units: dict[str, tuple[str, ...] | None]  # which SCM units each path's pairs are
     utility: Tensor
     checks: dict[str, CheckResult]
+    flips: dict[str, tuple[FlipProbe, Tensor] | None] = field(default_factory=dict)
+    gaps: dict[str, tuple[GapProbe, Tensor]] = field(default_factory=dict)
 
     def same_units(self, other: Measurement, path: str) -> bool:
         """Whether this path's pairs are the other's units, in order (then paired CIs)."""
@@ -160,6 +184,7 @@ def measure(
     utility: Utility,
     checks: list[tuple[str, Any, Any]],
     utility_contrast: ContrastSet | None = None,
+    probes: DecisionProbes | None = None,
 ) -> Measurement:
     """Forward passes on ``ctx.subject`` as it is now (hooks of a repair attached)."""
     effects: dict[str, Tensor | None] = {}
@@ -174,7 +199,59 @@ def measure(
         units[p] = tuple(cs.meta.get("units", ())) or None
     util = utility.values(ctx, utility_contrast)
     results = {name: kind.run(chk, ctx, name) for name, chk, kind in checks}
-    return Measurement(effects, clusters, units, util, results)
+    probes = probes or DecisionProbes()
+    flips = {k: None if p is None else (p, p.values(ctx.subject)) for k, p in probes.flips.items()}
+    gaps = {k: (p, p.values(ctx.subject)) for k, p in probes.gaps.items()}
+    return Measurement(effects, clusters, units, util, results, flips, gaps)
+
+
+def decision_columns(m: Measurement, base: Measurement, kw: dict[str, Any]) -> dict[str, Any]:
+    """The decision columns of a row: each probed flip rate, the largest (its CI: of the maximum
+    per draw), its change from the unrepaired model, and the largest outcome-rate gap between
+    groups with its change; changes paired where the units match (``... paired``)."""
+    out: dict[str, Any] = {}
+    conf = kw["confidence"]
+    flips: list[tuple[str, Shift]] = []
+    for key in dict.fromkeys([*base.flips, *m.flips]):
+        b, a = base.flips.get(key), m.flips.get(key)
+        sh = (
+            zero_shift({"measure": "flip rate", "group": "all"}, kw)
+            if a is None and b is None
+            else probe_shifts(b, a, kw)[0]  # the first column: the flip rate over all pairs
+        )
+        out[f"{key} flip rate"] = sh.after.point
+        out[f"{key} flip rate CI"] = [sh.after.lo, sh.after.hi]
+        flips.append((key, sh))
+    if flips:
+        i, top = largest([sh for _, sh in flips], conf)
+        out["flip rate"], out["flip rate CI"] = top.after.point, [top.after.lo, top.after.hi]
+        out["flip rate on"] = flips[i][0]
+        out["flip rate change"] = top.change.point
+        out["flip rate change CI"] = [top.change.lo, top.change.hi]
+        out["flip rate paired"] = top.paired
+    gaps: list[tuple[str, Shift]] = []
+    for key in dict.fromkeys([*base.gaps, *m.gaps]):
+        b, a = base.gaps.get(key), m.gaps.get(key)
+        if a is None or b is None:
+            continue
+        shifts = [
+            s
+            for s in probe_shifts(b, a, kw)
+            if s.fields["measure"].endswith("demographic parity gap")
+        ]
+        gaps.append((key, shifts[-1]))  # the largest over attributes, or the only one
+    if gaps:
+        i, top = largest([sh for _, sh in gaps], conf)
+        probe, values = m.gaps[gaps[i][0]]
+        attr, hi, lo = probe.widest(values)
+        out["outcome-rate gap"] = top.after.point
+        out["outcome-rate gap CI"] = [top.after.lo, top.after.hi]
+        over = f"{hi} vs {lo}"
+        out["outcome-rate gap over"] = over if attr.startswith("groups of") else f"{attr}: {over}"
+        out["outcome-rate gap change"] = top.change.point
+        out["outcome-rate gap change CI"] = [top.change.lo, top.change.hi]
+        out["outcome-rate gap paired"] = top.paired
+    return out
 
 
 def _abs_ci(lo: float, hi: float) -> list[float]:
@@ -356,6 +433,7 @@ def row_of(
         elif VERDICT_RANK[res.verdict] > was:
             fixed.append(cname)
     row.update(objective_columns(m.checks))
+    row.update(decision_columns(m, base, kw))
     if m.checks:
         row["checks passed"] = sum(r.verdict == "pass" for r in m.checks.values())
         row["checks broken"] = ", ".join(broken)

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from interp_audit.audit.tradeoff.objectives import PathInfo, Utility, draw_paths, measure, row_of
+from interp_audit.audit.decision_change import (
+    FlipProbe,
+    GapProbe,
+    answer_rule,
+    flip_probe_of_check,
+    gap_probe_of_check,
+    groups_gap_probe,
+    positive_answer,
+)
+from interp_audit.audit.tradeoff.objectives import (
+    DecisionProbes,
+    PathInfo,
+    Utility,
+    draw_paths,
+    measure,
+    row_of,
+)
 from interp_audit.audit.tradeoff.repairs import (
     Baseline,
     baseline_repair,
@@ -277,15 +294,19 @@ def tradeoff(
         for path in cm.graph.paths(src)
         for p in [format_path(path)]
     ]
-    base = measure(ctx, paths, util, rerun)
+    probes = _decision_probes(parsed, ctx, paths, info, util)
+    base = measure(ctx, paths, util, rerun, probes=probes)
     rows = [row_of("none", "none", 0, (), base, base, info, util, kw)]
     for r in repairs:
         with r.apply(ctx) as rctx:
             rpaths = paths if rctx is ctx else draw_paths(rctx, sources, n=n, seed=draw_seed)
             ucs = None
-            if rctx is not ctx and util.contrast is not None:
-                ucs = _same_units(rctx, util.name, util.contrast, r.name)
-            m = measure(rctx, rpaths, util, rerun, ucs)
+            rprobes = probes
+            if rctx is not ctx:
+                if util.contrast is not None:
+                    ucs = _same_units(rctx, util.name, util.contrast, r.name)
+                rprobes = _decision_probes(parsed, rctx, rpaths, info, util, ucs)
+            m = measure(rctx, rpaths, util, rerun, ucs, probes=rprobes)
         rows.append(row_of(r.name, r.family, r.k, r.components, m, base, info, util, kw))
     mark_pareto(rows, utility_higher_is_better=util.higher_is_better)
     probes = {
@@ -318,6 +339,43 @@ def tradeoff(
         **({"erasure probes": probes, "erasure concept": concept_name} if probes else {}),
     }
     return Tradeoff(rows, ranking, meta)
+
+
+def _decision_probes(parsed, ctx, paths, info, util: Utility, ucs=None) -> DecisionProbes:
+    """What the decision columns read in ``ctx``: flips on the objective's inadmissible paths
+    (decision: the top of each prompt's two answers) or, without a graph, on the spec's
+    flip_rate checks; outcome rates by the spec's group_parity checks, else between the groups
+    of the utility set (positive: the causal model's first answer). ``ucs``: a baseline's
+    utility set, read with the audited set's groups (the same units)."""
+    flips: dict[str, FlipProbe | None] = {}
+    if info:
+        for p in info:
+            if p.target and p.role == "inadmissible":
+                cs = paths[p.path]
+                if cs is None:
+                    flips[p.path] = None  # no unit's input changes: nothing can flip
+                elif cs.answers is not None:
+                    pos = positive_answer(ctx, cs)
+                    flips[p.path] = FlipProbe(p.path, cs, answer_rule(*(pos or (None, None))))
+    checks = list(zip(parsed.check_names(), parsed.checks, strict=True))
+    if not info:
+        for name, chk in checks:
+            if chk.kind == "flip_rate":
+                flips[name] = replace(flip_probe_of_check(chk, ctx, name), effect_metric=None)
+    gaps: dict[str, GapProbe] = {}
+    for name, chk in checks:
+        if chk.kind == "group_parity":
+            gaps[name] = gap_probe_of_check(chk, ctx, name)
+    if not gaps and util.contrast is not None:
+        pos = positive_answer(ctx, util.contrast)
+        probe = None
+        if pos is not None:
+            probe = groups_gap_probe(
+                util.name, util.contrast, pos[0], pos[1], attribute=f"groups of {util.name}"
+            )
+        if probe is not None:
+            gaps[util.name] = probe if ucs is None else replace(probe, prompts=ucs)
+    return DecisionProbes(flips, gaps)
 
 
 def _objective_ranking(parsed, ctx, cm, sources, objective, locate, sites, n, draw_seed, by):

@@ -31,6 +31,10 @@ SUMMARY = (
     "worst group",
     "worst-group utility",
     "checks broken",
+    "flip rate",
+    "flip rate change",
+    "outcome-rate gap",
+    "outcome-rate gap change",
     "robustness (environment risk gap)",
     "privacy (membership AUC)",
     "explainability (faithfulness)",
@@ -132,16 +136,26 @@ class Tradeoff:
         )
         return fig
 
-    def to_markdown(self, repairs: list[str] | None = None, *, objectives: bool = False) -> str:
+    def to_markdown(
+        self,
+        repairs: list[str] | None = None,
+        *,
+        objectives: bool = False,
+        decisions: bool = False,
+    ) -> str:
         """The headline columns as a Markdown table, each number with its CI (for READMEs and
         reports); ``repairs``: only these rows, in this order. ``objectives``: the four
         objectives instead (fairness: the largest inadmissible effect left; robustness: the
         environment risk gap; privacy: membership AUC and TPR at low FPR; explainability: the
         least faithful located circuit), with utility, the worst group and the Pareto front
-        over them."""
+        over them. ``decisions``: the decisions beside the mean effects (the largest flip rate
+        on the objective's inadmissible paths and the largest outcome-rate gap between groups,
+        each with its change from the unrepaired model)."""
         rows = self.rows if repairs is None else [self.row(r) for r in repairs]
         if objectives:
             return self._objectives_markdown(rows)
+        if decisions:
+            return self._decisions_markdown(rows)
         cols = [
             ("inadmissible left", "worst inadmissible path"),
             ("admissible kept", "least kept admissible path"),
@@ -165,6 +179,33 @@ class Tradeoff:
                 cells.append(f"{at}{r[c]:.3f} [{lo:.3f}, {hi:.3f}]")
             if "checks broken" in head:
                 cells.append(r.get("checks broken", "") or "-")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def _decisions_markdown(self, rows: list[dict[str, Any]]) -> str:
+        cols = [
+            ("inadmissible left (mean effect)", "inadmissible left", "worst inadmissible path"),
+            ("flip rate", "flip rate", "flip rate on"),
+            ("flip rate change", "flip rate change", None),
+            ("outcome-rate gap", "outcome-rate gap", "outcome-rate gap over"),
+            ("gap change", "outcome-rate gap change", None),
+            ("utility cost", "utility cost", None),
+            ("worst-group utility", "worst-group utility", "worst group"),
+        ]
+        cols = [c for c in cols if any(c[1] in r for r in rows)]
+        head = ["repair", *[c[0] for c in cols]]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in rows:
+            cells = [r["repair"]]
+            for _, c, where in cols:
+                if c not in r:
+                    cells.append("")
+                    continue
+                lo, hi = r[f"{c} CI"]
+                at = f"{r[where]} " if where and r.get(where) else ""
+                signed = c.endswith("change")
+                f = "{:+.3f}" if signed else "{:.3f}"
+                cells.append(f"{at}{f.format(r[c])} [{f.format(lo)}, {f.format(hi)}]")
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
@@ -209,6 +250,8 @@ class Tradeoff:
         write_atomic(out / "tradeoff.csv", self.to_frame().to_csv(index=False))
         write_atomic(out / "tradeoff.json", json.dumps(self.to_dict(), indent=2))
         md = self.to_markdown() + "\n"
+        if any("flip rate" in r or "outcome-rate gap" in r for r in self.rows):
+            md += "\n" + self.to_markdown(decisions=True) + "\n"
         if any("pareto (four objectives)" in r for r in self.rows):
             md += "\n" + self.to_markdown(objectives=True) + "\n"
         write_atomic(out / "tradeoff.md", md)
@@ -243,6 +286,10 @@ def _hover(r: dict[str, Any]) -> str:
         parts.append(f"admissible kept {r['admissible kept']:.3f}")
     if "other inadmissible left" in r:
         parts.append(f"other inadmissible {r['other inadmissible left']:.3f}")
+    if "flip rate" in r:
+        parts.append(f"flip rate {r['flip rate']:.3f} ({r['flip rate on']})")
+    if "outcome-rate gap" in r:
+        parts.append(f"outcome-rate gap {r['outcome-rate gap']:.3f}")
     if r.get("checks broken"):
         parts.append(f"broke: {r['checks broken']}")
     return "<br>".join(parts)
