@@ -295,6 +295,11 @@ def _fmt(v: Any, ci: list[float] | None = None) -> str:
     return f"{v:+.4f}" + (f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "")
 
 
+def _stat(c) -> str:
+    """A check's statistic with its CI, or "(exact)" where it has no sampling interval."""
+    return _fmt(c.statistic) + " (exact)" if c.exact else _fmt(c.statistic, list(c.ci))
+
+
 def _sections(out: RepairOutcome, name: str) -> list[dict[str, Any]]:
     rec = out.record
     rep = rec["repair"]
@@ -322,9 +327,9 @@ def _sections(out: RepairOutcome, name: str) -> list[dict[str, Any]]:
                 c.name,
                 c.kind,
                 b.verdict if b else "",
-                _fmt(b.statistic, list(b.ci)) if b else "",
+                _stat(b) if b else "",
                 c.verdict,
-                _fmt(c.statistic, list(c.ci)),
+                _stat(c),
             ]
         )
     sections = [

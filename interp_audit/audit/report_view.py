@@ -110,6 +110,19 @@ def _ci(ci: tuple[float, float] | None, digits: int = 4) -> str:
     return NONE if ci is None else f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
 
 
+EXACT = "exact"  # what a reader sees for a quantity with no sampling interval
+
+
+def _row_ci(row: EvidenceRow, digits: int = 4) -> str:
+    """A row's interval, or ``exact`` for an exact population quantity (its ``[p, p]`` is not
+    an interval)."""
+    return EXACT if row.to_dict().get("exact") else _ci(row.ci, digits)
+
+
+def _check_ci(c: CheckResult) -> str:
+    return EXACT if c.exact else _ci(c.ci)
+
+
 def _plain(v: Any) -> str:
     """Any JSON value as short readable text: no ``None``, no braces."""
     if v is None:
@@ -166,7 +179,7 @@ def _summary(checks: list[CheckResult]) -> Section:
             Link(c.name, f"check-{i}"),
             c.kind,
             _num(c.statistic),
-            _ci(c.ci) if len(pcts) <= 1 else f"{_ci(c.ci)} ({_pct(c)}%)",
+            _check_ci(c) if len(pcts) <= 1 or c.exact else f"{_ci(c.ci)} ({_pct(c)}%)",
             _threshold(c),
             NONE if c.clusters is None else str(c.clusters),
         )
@@ -213,7 +226,7 @@ def _paths(checks: list[CheckResult], graph: dict[str, Any] | None) -> Section |
             )
             admissible = {"admissible": "yes", "inadmissible": "no"}.get(r.role or "", NONE)
             rows.append(
-                (r.path, admissible, _num(r.effect, 3), _ci(r.ci, 3), _path_demand(r), badge)
+                (r.path, admissible, _num(r.effect, 3), _row_ci(r, 3), _path_demand(r), badge)
             )
     if not rows:
         return _graph_only(graph) if graph else None
@@ -271,7 +284,7 @@ def _graph_svg(graph: dict[str, Any]) -> str:
 
 def _more(row: EvidenceRow) -> str:
     """The row's fields not already in the table's columns, as one line."""
-    shown = {row.key, "ci", "half_width", "verdict", "passed", "reason", "role"}
+    shown = {row.key, "ci", "half_width", "verdict", "passed", "reason", "role", "exact"}
     shown |= {"effect", "value", "share", "auc", "gap", "exposure"}  # the estimate column
     shown |= {"tolerance", "budget", "max_share", "floor", "bounds"}  # "tested against"
     data = row.to_dict()
@@ -309,7 +322,7 @@ def _evidence_table(c: CheckResult) -> Table:
                 badge,
                 label,
                 _num(r.estimate),
-                _ci(r.ci),
+                _row_ci(r),
                 NONE if r.limit is None else str(r.limit),
                 _more(r),
             )
@@ -329,8 +342,9 @@ def _check_section(i: int, c: CheckResult) -> Section:
     draw = kind.figure if kind is not None and kind.figure is not None else interval_figure
     blocks: list[Block] = [
         Text(
-            f"{c.kind}: {_num(c.statistic)} {_ci(c.ci)} ({_pct(c)}% CI), tested against "
-            f"{_threshold(c)}"
+            f"{c.kind}: {_num(c.statistic)} "
+            + ("(exact: no sampling interval)" if c.exact else f"{_ci(c.ci)} ({_pct(c)}% CI)")
+            + f", tested against {_threshold(c)}"
             + ("" if c.clusters is None else f", {c.clusters} clusters")
             + (f". {c.reason}" if c.reason else "")
         ),

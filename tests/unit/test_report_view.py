@@ -199,3 +199,35 @@ def test_a_crafted_evidence_row_is_refused_naming_the_key(handbuilt_data):
     data["checks"][0]["details"][0]["effect"] = "big"
     with pytest.raises(ReportFileError, match=r"report.json: checks\[0\]: .*details\[0\].*effect"):
         render_html(data)
+
+
+def test_exact_quantities_read_exact_not_a_point_interval():
+    """An exact population effect has no sampling interval: the summary, the causal-path table,
+    the check's text and its evidence say "exact" where an interval would stand, never [p, p];
+    a sampled check beside it keeps its interval."""
+    from tests.linear_paths import build_linear, linear_spec
+
+    spec = linear_spec(
+        {"name": "exact_paths", "kind": "path_invariance", "source": "A", "tolerance": 0.3,
+         "exact": True},
+        {"name": "sampled_paths", "kind": "path_invariance", "source": "A", "tolerance": 0.3,
+         "n": 100, "n_boot": 200, "exact": False},
+    )  # fmt: skip
+    data = ia.audit(spec, subject=build_linear()).to_dict()
+    exact, sampled = data["checks"]
+    assert exact["exact"] and exact["ci"] == [exact["statistic"]] * 2  # stored as [p, p]
+    view = report_view(data)
+    (summary,) = view.sections[0].parts
+    assert summary.rows[0][4] == "exact" and summary.rows[1][4].startswith("[")
+    paths = next(s for s in view.sections if s.title == "Causal paths")
+    table = paths.parts[0].parts[0]
+    (start, _), (stop, _) = table.groups
+    assert all(row[3] == "exact" for row in table.rows[start:stop])
+    assert all(row[3].startswith("[") for row in table.rows[stop:])
+    section = next(s for s in view.sections if s.title == "exact_paths")
+    assert "(exact: no sampling interval)" in section.parts[0].text
+    evidence = section.parts[-1].parts[0]
+    assert {row[3] for row in evidence.rows} == {"exact"}
+    point = f"[{exact['statistic']:+.4f}, {exact['statistic']:+.4f}]"
+    shown = [summary.rows[0], *table.rows[start:stop], *evidence.rows]
+    assert not any(point in str(cell) for row in shown for cell in row)
