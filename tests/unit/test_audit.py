@@ -204,6 +204,47 @@ def test_component_mediation_pass_and_fail():
     assert not together.passed and together.statistic == pytest.approx(0.75)
 
 
+def test_component_mediation_with_no_effect_left_to_mediate(handbuilt):
+    """Shares divide by the effect: once a repair has removed it (float rounding is all that
+    is left) the check says so and passes instead of failing on rounding / rounding; an effect
+    that is not rounding but whose interval includes 0 (flips both ways) is inconclusive."""
+    import torch
+
+    from interp_audit.audit.kinds.component_mediation import shares
+
+    tok = {"A": 3, "B": 4, "x": 5, "y": 6}
+    rows = [("A", "x", "B", "x"), ("B", "y", "A", "y")] * 6  # +8 and -8: mean effect 0
+
+    def ids(s, f):
+        return [0, tok[s], tok[f], 7]
+
+    both_ways = ia.ContrastSet.from_tokens(
+        [ids(a, b) for a, b, _, _ in rows], [ids(c, d) for _, _, c, d in rows], [[8, 9]] * 12,
+        clusters=[str(i) for i in range(12)],
+    )  # fmt: skip
+    res = ia.check("component_mediation", handbuilt, both_ways, sites="heads", max_share=0.8)
+    assert res.verdict == "inconclusive" and "includes 0" in res.reason
+    (effect,) = [d for d in res.details if "measure" in d]
+    assert effect["value"] == pytest.approx(0.0, abs=1e-6)
+    # rounding: what a removed effect leaves (readmission after erasure: ~1e-7 of logits ~3)
+    gen = torch.Generator().manual_seed(0)
+    base = 3.0 + 1e-7 * torch.randn(40, generator=gen, dtype=torch.float64)
+    source = 3.0 + 1e-7 * torch.randn(40, generator=gen, dtype=torch.float64)
+    patched = torch.stack([source, base, 3.0 + 1e-7 * torch.randn(40, generator=gen)])
+    naive = shares(torch.ones(1, 40, dtype=torch.float64), patched, base, source)[0]
+    assert naive.abs().max() > 0.9  # the spurious shares the check no longer divides out
+    from interp_audit.audit.kinds import component_mediation as cm
+
+    chk = cm.ComponentMediationCheck(kind="component_mediation", contrast="c", max_share=0.9)
+    cs = ia.ContrastSet.from_tokens(
+        [[0, 3, 5, 7]] * 40, [[0, 4, 5, 7]] * 40, [[8, 9]] * 40, clusters=list(map(str, range(40)))
+    )
+    got = cm._nothing_to_mediate(chk, "m", base, source, cs, {"n_boot": 200, "seed": 0,
+                                                             "confidence": 0.95})  # fmt: skip
+    assert got.verdict == "pass" and got.reason.startswith("no effect left to mediate")
+    assert got.statistic == 0.0 and got.details[0]["note"] == got.reason
+
+
 def test_intervention_pass_and_fail():
     removes, costly = run_checks(
         {
@@ -389,13 +430,17 @@ def test_the_readmission_report_reads_at_laptop_width_in_headless_chromium(
     assert found, dom[-2000:]
     m = json.loads(found.group(1))
     n_checks, n_located = len(report.checks), len(report.effects)
-    assert m["drawn"] == "drawn" and m["figures"] == n_checks + n_located == 11
+    assert m["drawn"] == "drawn" and m["figures"] == n_checks + n_located
     assert m["scroll_width"] <= m["client_width"] <= 1280  # nothing overflows sideways
     heights = m["summary_row_heights"]
     assert len(heights) == n_checks
     assert max(heights) < 2 * m["line_height"] + 8, heights  # one line per check (was 300-400 px)
     assert m["evidence"] == n_checks  # evidence below each check
-    assert m["path_rows"] == 7 and m["graph_beside"]  # 3 age + 2 hospital + 2 responding paths
+    from interp_audit.audit.evidence import PathRow
+
+    n_paths = sum(isinstance(r, PathRow) for c in report.checks for r in c.evidence)
+    assert n_paths >= 7  # 3 age + 2 hospital + 2 responding paths, and the faithfulness rows
+    assert m["path_rows"] == n_paths and m["graph_beside"]
     assert not m["text_says_none"]
 
 

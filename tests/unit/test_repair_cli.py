@@ -48,6 +48,12 @@ checks:
     n_boot: 200
     preserve: {tolerance: 0.25, seed: 7919, n: 80}
     utility: {contrast: patients, metric: accuracy, budget: 0.05, per_group: true}
+  - name: one_head
+    kind: component_mediation
+    contrast: a_direct
+    sites: heads
+    max_share: 0.9
+    n_boot: 200
   - name: flips
     kind: flip_rate
     contrast: a_direct
@@ -105,7 +111,12 @@ def test_repair_writes_the_model_and_a_re_audit_from_disk(erased):
     assert (
         rep["record"]["source"]["state_sha256"] == before["provenance"]["weights"]["state_sha256"]
     )
-    assert [c["name"] for c in rep["before"]["checks"]] == ["age_paths", "fix", "flips", "parity"]
+    names = ["age_paths", "fix", "one_head", "flips", "parity"]
+    assert [c["name"] for c in rep["before"]["checks"]] == names
+    # the repair removed the direct path: no share of it to mediate (not rounding / rounding)
+    (head,) = [c for c in data["checks"] if c["name"] == "one_head"]
+    assert head["verdict"] == "pass" and head["reason"].startswith("no effect left to mediate")
+    assert [c["verdict"] for c in rep["before"]["checks"] if c["name"] == "one_head"] == ["pass"]
     titles = [s["title"] for s in data["sections"]]
     assert "Verdicts before and after the repair" in titles
     page = (out / "report.html").read_text()

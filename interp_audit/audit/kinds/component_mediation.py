@@ -5,6 +5,10 @@ the swap's effect restoring c alone brings back. The bootstrap resamples cluster
 largest share each time, so the CI is for the max share (pass: CI below max_share; fail: CI
 entirely above; else inconclusive). A locate step that already patched the
 same sites on the same contrast with the same metric is reused, not run again.
+
+With no effect to share out (a repair removed it) shares are not defined: the check says "no
+effect left to mediate" and passes when the effect is float rounding, and is inconclusive when
+it is not rounding but its interval includes 0.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from interp_audit.audit.sections import CheckSpec
 from interp_audit.engine.batched import RunContext, run_variants
 from interp_audit.methods.locate.methods import exact_component_methods
 from interp_audit.methods.locate.sites import parse_variant_sets, plan_sites
-from interp_audit.stats.bootstrap import cluster_bootstrap, interval_row, upper_verdict
+from interp_audit.stats.bootstrap import cluster_bootstrap, interval_row, mean_ci, upper_verdict
 
 
 class ComponentMediationCheck(CheckSpec):
@@ -112,9 +116,63 @@ def shares(
     return torch.where(gap.abs()[:, None] <= 1e-12, torch.zeros_like(out), out)
 
 
+#: An effect no larger than this times the metric's scale is float rounding, not an effect
+ROUNDING = 1e-5
+
+
+def _nothing_to_mediate(chk, name, base, source, cs, kw) -> CheckResult | None:
+    """The check's result when the contrast has no effect to share out (a repair removed it):
+    shares divide by the effect, so they are not defined. Pass when the effect is float
+    rounding (no component can carry what is not there); inconclusive when it is not rounding
+    but its CI includes 0 (a real effect that small could still sit in one component)."""
+    effect = source - base
+    scale = max(1.0, float(source.abs().max()), float(base.abs().max()))
+    iv = mean_ci(effect, clusters_of(cs), **kw)
+    if float(effect.abs().max()) <= ROUNDING * scale:
+        verdict, reason = (
+            "pass",
+            (
+                f"no effect left to mediate: every pair's effect is float rounding "
+                f"(largest |effect| {float(effect.abs().max()):.1e})"
+            ),
+        )
+    elif iv.lo <= 0.0 <= iv.hi and iv.n_clusters >= 2:
+        verdict, reason = (
+            "inconclusive",
+            (
+                f"no effect left to mediate detectably: the effect {iv.point:+.4g} "
+                f"[{iv.lo:+.4g}, {iv.hi:+.4g}] includes 0, so its shares are not identified"
+            ),
+        )
+    else:
+        return None
+    details = [
+        {"note": reason, "contrast": chk.contrast, "pairs": len(effect)},
+        {"measure": f"effect on {chk.contrast!r} (clean - counterfactual)", "value": iv.point,
+         **interval_row(iv)},
+    ]  # fmt: skip
+    return CheckResult(
+        name,
+        chk.kind,
+        verdict,
+        0.0,
+        (0.0, 0.0),
+        chk.max_share,
+        f"{reason}; limit {chk.max_share} on the largest share",
+        details,
+        chk.confidence,
+        reason=reason,
+        clusters=iv.n_clusters,
+        correction="one test (the maximum share): no multiple-testing correction",
+    )
+
+
 def run(chk: ComponentMediationCheck, ctx: AuditContext, name: str) -> CheckResult:
     patched, base, source, labels = _patched(chk, ctx)
     cs = ctx.contrasts[chk.contrast]
+    empty = _nothing_to_mediate(chk, name, base, source, cs, chk.resampling(ctx.seed).kw())
+    if empty is not None:
+        return empty
     all_shares = shares(torch.ones(1, len(base), dtype=torch.float64), patched, base, source)[0]
     top = int(all_shares.argmax())
     iv = cluster_bootstrap(
