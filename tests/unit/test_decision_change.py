@@ -113,10 +113,18 @@ def test_the_hand_decision_is_the_models(two_heads, units):
 
 
 @pytest.fixture(scope="module")
-def table(two_heads):
+def table(two_heads, tmp_path_factory):
+    """The sweep: the unrepaired model, head 1 zeroed, and a 'retrained' model whose input
+    hides the age (``a:?``, weight 0): it decides as the zeroed model does, on the same units."""
+    from interp_audit.audit.tradeoff import Baseline
+    from tests.linear_paths import VOCAB, build_linear
+
+    folder = tmp_path_factory.mktemp("hides-a") / "model"
+    build_linear(vocab=[*VOCAB, "a:?"], weight=W, head_of=HEAD_OF).save(folder)
     return tradeoff(
-        the_spec(), ks=(1,), kinds=("zero",), n=N_PATHS, n_boot=N_BOOT, subject=two_heads
-    )
+        the_spec(), ks=(1,), kinds=("zero",), n=N_PATHS, n_boot=N_BOOT, subject=two_heads,
+        baselines=[Baseline(str(folder), mask=("A",), name="hides A")],
+    )  # fmt: skip
 
 
 def test_tradeoff_flip_rates_and_their_change_equal_the_naive_loop(table, two_heads):
@@ -173,6 +181,20 @@ def test_tradeoff_outcome_gap_and_its_paired_change_equal_the_naive_loop(table, 
     assert gap_before == pytest.approx(0.11) and gap_after == pytest.approx(0.52)
     assert abs(gb - gap_before) < 0.12 and abs(ga - gap_after) < 0.12
     assert fixed["outcome-rate gap change CI"][0] > 0  # removing A -> Y widened the gap
+
+
+def test_a_baseline_that_hides_age_is_compared_on_the_same_units(table):
+    """Along A -> Y no unit's input changes once age is hidden: nothing flips (0 exactly) and
+    that path's change is unpaired; A -> Z -> Y holds the same units (paired). Its YES rates
+    are the zeroed model's, unit by unit, so the gap and its paired change are too."""
+    hides, fixed = table.row("hides A"), table.row("zero-ablate top 1")
+    assert hides["A -> Y flip rate"] == 0.0 and hides["A -> Y flip rate CI"] == [0.0, 0.0]
+    assert hides["A -> Z -> Y flip rate"] == 1.0 and hides["flip rate paired"] is False
+    assert hides["flip rate change"] == 0.0 and hides["flip rate change CI"] == [0.0, 0.0]
+    for col in ("outcome-rate gap", "outcome-rate gap CI", "outcome-rate gap change",
+                "outcome-rate gap change CI", "outcome-rate gap over"):  # fmt: skip
+        assert hides[col] == fixed[col], col
+    assert hides["outcome-rate gap paired"] is True
 
 
 def test_tradeoff_tables_carry_the_decisions(table, tmp_path):
