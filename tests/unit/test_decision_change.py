@@ -122,9 +122,13 @@ def table(two_heads, tmp_path_factory):
     folder = tmp_path_factory.mktemp("hides-a") / "model"
     build_linear(vocab=[*VOCAB, "a:?"], weight=W, head_of=HEAD_OF).save(folder)
     return tradeoff(
-        the_spec(), ks=(1,), kinds=("zero",), n=N_PATHS, n_boot=N_BOOT, subject=two_heads,
+        the_spec(FLIPS), ks=(1,), kinds=("zero",), n=N_PATHS, n_boot=N_BOOT, subject=two_heads,
         baselines=[Baseline(str(folder), mask=("A",), name="hides A")],
     )  # fmt: skip
+
+
+FLIPS = {"name": "flips", "kind": "flip_rate", "contrast": "direct", "n_boot": N_BOOT,
+         "decision": {"answers": ["YES", "NO"]}, "budget": 0.05}  # fmt: skip
 
 
 def test_tradeoff_flip_rates_and_their_change_equal_the_naive_loop(table, two_heads):
@@ -195,6 +199,31 @@ def test_a_baseline_that_hides_age_is_compared_on_the_same_units(table):
                 "outcome-rate gap change CI", "outcome-rate gap over"):  # fmt: skip
         assert hides[col] == fixed[col], col
     assert hides["outcome-rate gap paired"] is True
+    # the spec's flip_rate check reads the direct contrast, empty once age is hidden: not run
+    assert hides["check: flips"] == "not run" and hides["checks not run"] == "flips"
+    assert table.row("none")["check: flips statistic"] == table.row("none")["A -> Y flip rate"]
+    assert table.row("zero-ablate top 1")["check: flips"] == "pass"
+
+
+def test_a_group_parity_check_is_the_outcome_gap(table, two_heads):
+    """With a group_parity check the gap is its population's (here the same 300 units as the
+    utility set, by the same draw): the same numbers, and the check's own statistic."""
+    parity = {"name": "parity", "kind": "group_parity", "n_boot": N_BOOT, "budget": 0.3,
+              "population": {"scm": "causal", "n": N_UNITS, "seed": UNITS_SEED},
+              "decision": {"answers": ["YES", "NO"]}, "attributes": ["A"]}  # fmt: skip
+    other = tradeoff(
+        the_spec(parity), ks=(1,), kinds=("zero",), n=N_PATHS, n_boot=N_BOOT, subject=two_heads
+    )
+    for name in ("none", "zero-ablate top 1"):
+        mine, theirs = other.row(name), table.row(name)
+        for col in ("outcome-rate gap", "outcome-rate gap CI", "outcome-rate gap change",
+                    "outcome-rate gap change CI"):  # fmt: skip
+            assert mine[col] == pytest.approx(theirs[col], abs=1e-12), (name, col)
+        # the population names A's values, the utility set its rendered words (a:0, a:1)
+        assert mine["outcome-rate gap over"] == "A: " + theirs["outcome-rate gap over"].replace(
+            "a:", ""
+        )
+        assert mine["check: parity statistic"] == pytest.approx(mine["outcome-rate gap"])
 
 
 def test_tradeoff_tables_carry_the_decisions(table, tmp_path):

@@ -374,9 +374,11 @@ def row_of(
     info: list[PathInfo],
     utility: Utility,
     kw: dict[str, Any],
+    skipped: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """One table row: every path, the target's largest inadmissible left, the least-kept
-    admissible path, other objectives, re-run checks, utility and the worst group's, with CIs."""
+    admissible path, other objectives, re-run checks (``skipped``: those that could not run on
+    this model, ``not run``), utility and the worst group's, and the decisions, with CIs."""
     row: dict[str, Any] = {"repair": name, "family": family, "k": k}
     bad, other, kept = [], [], []
     for p in info:
@@ -432,11 +434,15 @@ def row_of(
             broken.append(cname)
         elif VERDICT_RANK[res.verdict] > was:
             fixed.append(cname)
+    for cname in skipped:
+        row[f"check: {cname}"] = "not run"
     row.update(objective_columns(m.checks))
     row.update(decision_columns(m, base, kw))
-    if m.checks:
+    if m.checks or skipped:
         row["checks passed"] = sum(r.verdict == "pass" for r in m.checks.values())
         row["checks broken"] = ", ".join(broken)
         row["checks fixed"] = ", ".join(fixed)
+    if skipped:
+        row["checks not run"] = ", ".join(skipped)
     row["components"] = ", ".join(components)
     return row

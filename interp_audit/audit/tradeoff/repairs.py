@@ -37,6 +37,8 @@ class Repair:
 
     ``apply(ctx)`` is a context manager yielding the context to measure: the audited model with
     hooks attached (removed on exit, also on error) or another model's context.
+    ``skipped_checks``: re-run checks that cannot run on it (a baseline whose hidden variables
+    leave no unit whose input changes along the check's contrast).
     """
 
     name: str
@@ -44,6 +46,7 @@ class Repair:
     k: int
     components: tuple[str, ...]
     apply: Callable[[AuditContext], contextlib.AbstractContextManager[AuditContext]]
+    skipped_checks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -200,9 +203,11 @@ def baseline_repair(
     load: dict[str, Any],
 ) -> Repair:
     """Load the baseline and build its audit context now, so that every problem (a mask
-    without a graph, another tokenizer, a check whose contrast the mask empties) stops the
-    sweep before it starts. ``needs``: (check, contrast) pairs the re-run checks read;
-    ``load``: ``load_model`` keywords (the spec's dtype and weight processing)."""
+    without a graph, another tokenizer) stops the sweep before it starts. ``needs``: (check,
+    contrast) pairs the re-run checks read; a check whose contrast the mask empties (no unit's
+    input changes along it once the variables are hidden) is not run on this baseline, and
+    its row says so. ``load``: ``load_model`` keywords (the spec's dtype and weight
+    processing)."""
     from interp_audit.model.loading import load_model
 
     cm = ctx.causal.model if ctx.causal is not None else None
@@ -218,19 +223,13 @@ def baseline_repair(
     model = masked_model(cm, baseline.mask) if baseline.mask else cm
     other = prepare(subject, model)
     _same_tokenizer(ctx, other, baseline.source)
-    for check, contrast in needs:
-        if contrast not in other.contrasts:
-            raise SpecError(
-                f"baseline {baseline.label}: check {check!r} reads contrast {contrast!r}, along "
-                "which no unit's input changes once the baseline's hidden variables are hidden; "
-                "drop the mask, or the checks (--no-checks)"
-            )
+    skipped = tuple(check for check, contrast in needs if contrast not in other.contrasts)
 
     @contextlib.contextmanager
     def apply(_: AuditContext) -> Iterator[AuditContext]:
         yield other
 
-    return Repair(baseline.label, "retrained", 0, (), apply)
+    return Repair(baseline.label, "retrained", 0, (), apply, skipped)
 
 
 def _same_tokenizer(ctx: AuditContext, other: AuditContext, source: str) -> None:

@@ -183,9 +183,14 @@ def tradeoff(
     Each row measures every graph path of every audited source, the target's largest
     inadmissible effect left, the least-kept admissible path (after/before, paired), the other
     sources' largest inadmissible effect, the spec's other checks re-run (``checks``; those with
-    their own ablation or located effects are listed in ``meta["checks not re-run"]``), accuracy
-    on the factual utility set and the worst group's accuracy, each with its CI (cluster
-    bootstrap, ``n_boot`` draws), and marks the Pareto front.
+    their own ablation or located effects are listed in ``meta["checks not re-run"]``; a
+    baseline whose hidden variables empty a check's contrast lists it in ``checks not run``),
+    accuracy on the factual utility set and the worst group's accuracy, and the decisions beside
+    the mean effects: the flip rate on each of the objective's inadmissible paths and the
+    largest, and the largest outcome-rate gap between groups (the spec's group_parity checks,
+    else the utility set's groups), each with its change from the unrepaired model (paired where
+    the units match), each with its CI (cluster bootstrap, ``n_boot`` draws), and marks the
+    Pareto front.
 
     Without a ``causal`` section the repair targets the spec's checks (memorization exposure,
     invariance, ...), ranked by its exact-patching locate steps (or ``locate``), and utility is
@@ -306,8 +311,11 @@ def tradeoff(
                 if util.contrast is not None:
                     ucs = _same_units(rctx, util.name, util.contrast, r.name)
                 rprobes = _decision_probes(parsed, rctx, rpaths, info, util, ucs)
-            m = measure(rctx, rpaths, util, rerun, ucs, probes=rprobes)
-        rows.append(row_of(r.name, r.family, r.k, r.components, m, base, info, util, kw))
+            runs = [c for c in rerun if c[0] not in r.skipped_checks]
+            m = measure(rctx, rpaths, util, runs, ucs, probes=rprobes)
+        rows.append(
+            row_of(r.name, r.family, r.k, r.components, m, base, info, util, kw, r.skipped_checks)
+        )
     mark_pareto(rows, utility_higher_is_better=util.higher_is_better)
     probes = {
         " + ".join(sites): _erasure_probe(ctx, sites, concept_ref, cfg.erase_concept, kw)

@@ -53,7 +53,10 @@ class Tradeoff:
     CI (``<column> CI``, at ``meta["confidence"]``), and whether the row is on the Pareto
     front. The CIs of the largest inadmissible effects and of the worst group's utility are
     those of the maximum / minimum (per bootstrap draw), so they account for the selection; the
-    least-kept admissible ratio's CI is that path's own."""
+    least-kept admissible ratio's CI is that path's own. Beside the mean effects, the decisions
+    (:func:`~interp_audit.audit.tradeoff.objectives.decision_columns`): ``<path> flip rate``,
+    ``flip rate`` (the largest, ``flip rate on`` which path), ``outcome-rate gap`` (``... over``
+    which groups), each with ``... change`` from the unrepaired row and its CI."""
 
     rows: list[dict[str, Any]]
     ranking: list[str]
