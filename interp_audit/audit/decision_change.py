@@ -266,31 +266,36 @@ class GapProbe:
 
         return [Part(tuple(fields), None, self.clusters, stat, tuple([(0.0, 1.0)] * len(fields)))]
 
-    def widest(self, values: Tensor) -> tuple[str, str, str]:
-        """(attribute, highest group, lowest group) of the widest demographic-parity gap."""
-        pos = values[:, 0]
-        best: tuple[float, str, str, str] | None = None
-        for f in self.families:
-            if f.measure != "demographic parity gap":
-                continue
-            rates = ((f.masks @ pos) / f.masks.sum(1)).tolist()
-            hi = max(range(len(rates)), key=lambda i: rates[i])
-            lo = min(range(len(rates)), key=lambda i: rates[i])
-            if best is None or rates[hi] - rates[lo] > best[0]:
-                best = (rates[hi] - rates[lo], f.attribute, f.groups[hi], f.groups[lo])
+    def widest(self, values: Tensor) -> tuple[str, str | None, str | None]:
+        """(attribute, highest group, lowest group) of the widest demographic-parity gap; the
+        groups are None when every group's rate is the same."""
+        best: tuple[float, str, str | None, str | None] | None = None
+        for f, (hi, lo, gap) in zip(self.families, self._ends(values), strict=True):
+            if f.measure == "demographic parity gap" and (best is None or gap > best[0]):
+                best = (gap, f.attribute, hi, lo)
         if best is None:
             raise ValueError(f"{self.name}: no demographic parity gap")
         return best[1], best[2], best[3]
 
-    def extremes(self, values: Tensor) -> dict[tuple[str, str], tuple[str, str]]:
-        """(measure, attribute) -> the groups with the highest and the lowest rate."""
+    def extremes(self, values: Tensor) -> dict[tuple[str, str], tuple[str | None, str | None]]:
+        """(measure, attribute) -> the groups with the highest and the lowest rate (None, None
+        when every group's rate is the same)."""
+        return {
+            (f.measure, f.attribute): (hi, lo)
+            for f, (hi, lo, _) in zip(self.families, self._ends(values), strict=True)
+        }
+
+    def _ends(self, values: Tensor) -> list[tuple[str | None, str | None, float]]:
         pos = values[:, 0]
-        out = {}
+        out = []
         for f in self.families:
             rates = ((f.masks @ pos) / f.masks.sum(1)).tolist()
-            hi = max(range(len(rates)), key=lambda i: rates[i])
-            lo = min(range(len(rates)), key=lambda i: rates[i])
-            out[(f.measure, f.attribute)] = (f.groups[hi], f.groups[lo])
+            order = sorted(range(len(rates)), key=lambda i: rates[i])
+            gap = rates[order[-1]] - rates[order[0]]
+            if gap == 0:
+                out.append((None, None, 0.0))
+            else:
+                out.append((f.groups[order[-1]], f.groups[order[0]], gap))
         return out
 
 

@@ -583,7 +583,11 @@ def decision_comparison(cmp: Comparison) -> dict[str, Any] | None:
         over = r.get("group") or r.get("attribute") or ""
         if "highest, lowest after" in r:
             hi, lo = r["highest, lowest after"]
-            over += f" (after: {hi} highest, {lo} lowest)"
+            over += (
+                " (after: every group alike)"
+                if hi is None
+                else f" (after: {hi} highest, {lo} lowest)"
+            )
         verdict = f"{r['verdict before']} -> {r['verdict after']}" if "verdict before" in r else ""
         rows.append(
             [

@@ -246,7 +246,7 @@ def decision_columns(m: Measurement, base: Measurement, kw: dict[str, Any]) -> d
         attr, hi, lo = probe.widest(values)
         out["outcome-rate gap"] = top.after.point
         out["outcome-rate gap CI"] = [top.after.lo, top.after.hi]
-        over = f"{hi} vs {lo}"
+        over = "every group alike" if hi is None else f"{hi} vs {lo}"
         out["outcome-rate gap over"] = over if attr.startswith("groups of") else f"{attr}: {over}"
         out["outcome-rate gap change"] = top.change.point
         out["outcome-rate gap change CI"] = [top.change.lo, top.change.hi]
