@@ -115,6 +115,34 @@ def test_tradeoff_rows_match_naive_loops(trade, hiring):
     assert feats["G -> C -> Y"] == pytest.approx(naive, abs=1e-4)
 
 
+def naive_flip_rate(subject, texts: list[tuple[str, str]]) -> float:
+    """Share of pairs whose hire/reject (the higher logit; a tie hires) differs, plain forwards."""
+    yes, no = (subject.answer_token(a)[0] for a in ("hire", "reject"))
+    flips = []
+    for clean, cf in texts:
+        lc = subject.run(torch.tensor([subject.to_tokens(clean)]))[0, -1]
+        lf = subject.run(torch.tensor([subject.to_tokens(cf)]))[0, -1]
+        flips.append((lc[yes] >= lc[no]) != (lf[yes] >= lf[no]))
+    return sum(map(float, flips)) / len(flips)
+
+
+def test_tradeoff_flip_rates_match_naive_loops(trade, hiring):
+    """The decision columns: each inadmissible path's flip rate, unrepaired and with the top 4
+    components zeroed, against plain forwards with the decision coded by hand."""
+    subject = ia.load_model("zoo:hiring")
+    none, zero = trade.row("none"), trade.row("zero-ablate top 4")
+    paths = ("G -> C -> Y", "G -> H -> Y", "G -> Y")
+    for path in paths:
+        texts = path_texts(hiring, subject, path)
+        assert none[f"{path} flip rate"] == pytest.approx(naive_flip_rate(subject, texts)), path
+    with ia.ablate(subject, zero["components"].split(", "), kind="zero"):
+        for path in paths:
+            naive = naive_flip_rate(subject, path_texts(hiring, subject, path))
+            assert zero[f"{path} flip rate"] == pytest.approx(naive), path
+    assert none["flip rate on"] == "G -> C -> Y" and none["flip rate"] > 0.3
+    assert zero["flip rate"] == max(zero[f"{p} flip rate"] for p in paths)
+
+
 def test_retrained_baseline_hiding_the_gap_reads_gender_directly(trade, hiring):
     """The retrained model that never sees the gap carries nothing along G -> C -> Y, and its
     direct G -> Y effect (a naive loop over the texts with gap:?) is larger than the audited
