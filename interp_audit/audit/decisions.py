@@ -22,8 +22,10 @@ from torch import Tensor
 from interp_audit.audit.measure import clean_values, pair_effects
 from interp_audit.audit.sections import _Section
 from interp_audit.core.errors import ContrastError, SpecError
+from interp_audit.engine.batched import cached_run
 from interp_audit.engine.contrasts import ContrastSet, _refuse_unknown_words
 from interp_audit.model.metrics import Metric, MetricContext, get_metric
+from interp_audit.model.readout import readout
 from interp_audit.model.subject import Subject
 from interp_audit.stats.bootstrap import (
     Interval,
@@ -44,6 +46,7 @@ __all__ = [
     "decider",
     "limit_family",
     "pair_decisions",
+    "pair_values",
     "population_values",
 ]
 
@@ -192,6 +195,76 @@ def population_values(
 ) -> Float[Tensor, " prompt"]:
     """Per-prompt ``metric`` on the clean prompts of ``prompts`` (batched plain forwards)."""
     return torch.cat([clean_values(subject, part, metric) for part in prompts.batches(BATCH)])
+
+
+def _side_values(
+    subject: Subject,
+    contrast: ContrastSet,
+    side: str,
+    metrics: list[tuple[Metric, Tensor | None]],
+) -> list[Tensor]:
+    """Every metric on one side of ``contrast`` from one plain forward (hooks respected)."""
+    dev = subject.device
+    tokens = contrast.clean if side == "clean" else contrast.counterfactual
+    mask = contrast.attention_mask(side).to(dev)
+    scored = subject.scored_positions(contrast, side).to(dev)
+    final = subject.final_hook()
+    cache, logits = cached_run(subject, tokens.to(dev), mask, {final})
+    extra = {k: v.to(dev) for k, v in contrast.extra.items()}
+    out = []
+    for metric, answers in metrics:
+        answers = None if answers is None else answers.to(dev)
+        read = readout(
+            subject=subject,
+            metric=metric,
+            final=cache[final],
+            logits=logits,
+            scored=scored,
+            answers=answers,
+            mask=mask,
+        )
+        out.append(metric(read, MetricContext(answers=answers, extra=extra)).detach().cpu())
+    return out
+
+
+def pair_values(
+    subject: Subject,
+    contrast: ContrastSet,
+    metrics: list[Metric],
+    answers: list[Tensor | None] | None = None,
+    *,
+    sides: tuple[str, ...] = ("clean", "counterfactual"),
+) -> list[list[Float[Tensor, " pair"]]]:
+    """Several metrics read from the same forwards: ``out[side][metric]`` per pair.
+
+    A decision (the top answer) and the metric reported beside it need the same forwards; this
+    runs each side of each batch once and reads every metric from it, instead of once per
+    metric (:func:`pair_decisions` per metric gives the same numbers, checked in
+    ``tests/unit/test_decisions.py``). ``answers[i]`` replaces the contrast's answers for metric
+    ``i`` (a decision's own answer pair). Metrics that compare with the clean run
+    (``needs_reference``) are refused: they are not a function of one side's forward.
+    """
+    for m in metrics:
+        if m.needs_reference:
+            raise SpecError(
+                f"metric {m.name!r} compares with the clean run; it cannot share a forward"
+            )
+    given = answers if answers is not None else [None] * len(metrics)
+    if len(given) != len(metrics):
+        raise ValueError(f"{len(given)} answer sets for {len(metrics)} metrics")
+    if "counterfactual" in sides:  # as a pair sweep does (a population is clean alone)
+        contrast.check_fits(subject)
+    out: list[list[list[Tensor]]] = [[[] for _ in metrics] for _ in sides]
+    for start in range(0, len(contrast), BATCH):
+        part = contrast[start : start + BATCH]
+        bound = [
+            (m, part.answers if a is None else a[start : start + BATCH])
+            for m, a in zip(metrics, given, strict=True)
+        ]
+        for s, side in enumerate(sides):
+            for i, v in enumerate(_side_values(subject, part, side, bound)):
+                out[s][i].append(v)
+    return [[torch.cat(vs) for vs in per_side] for per_side in out]
 
 
 def bounded(iv: Interval, lo: float = 0.0, hi: float = 1.0) -> Interval:

@@ -9,6 +9,7 @@ clusters, concatenate their rows, recompute, widen, take quantiles).
 
 import csv
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -484,3 +485,41 @@ def test_a_thresholded_metric_needs_answers_to_score(handbuilt):
     )  # fmt: skip
     assert row(ok, measure="demographic parity gap", attribute="g")["value"] == 1.0
     assert row(ok, measure="mean logit_diff", group="a")["value"] == 4.0
+
+
+def test_one_forward_serves_the_decision_and_the_metric_beside_it(causal_subject):
+    """pair_values reads several metrics from one forward per side: the same numbers as a
+    forward per metric (pair_decisions), on pairs of unequal lengths spanning two batches,
+    under an ablation (hooks respected), with each metric's own answers."""
+    from interp_audit.audit import decisions
+    from interp_audit.audit.decisions import _top_answer_metric, pair_decisions, pair_values
+    from interp_audit.model.metrics import get_metric
+
+    g = torch.Generator().manual_seed(3)
+    n = decisions.BATCH + 6  # two batches
+    clean = [torch.randint(5, 50, (int(k),), generator=g).tolist() for k in
+             torch.randint(3, 9, (n,), generator=g)]  # fmt: skip
+    cf = [torch.randint(5, 50, (int(k),), generator=g).tolist() for k in
+          torch.randint(3, 9, (n,), generator=g)]  # fmt: skip
+    ans = torch.randint(0, 50, (n, 2), generator=g)
+    ans[:, 1] = (ans[:, 0] + 1) % 50
+    cs = ia.ContrastSet.from_tokens(clean, cf, ans)
+    top = _top_answer_metric(torch.tensor([7, 11, 13]), ("a", "b", "c"))
+    ld = get_metric("logit_diff")
+    other = torch.tensor([[20, 21]] * n)
+    with ia.ablate(causal_subject, ["L1H2", "L0.mlp"], kind="zero"):
+        (tc, lc, oc), (tf, lf, of) = pair_values(
+            causal_subject, cs, [top, ld, ld], [None, None, other]
+        )
+        want_top = pair_decisions(causal_subject, cs, top)
+        want_ld = pair_decisions(causal_subject, cs, ld)
+        want_other = pair_decisions(causal_subject, replace(cs, answers=other), ld)
+    assert torch.equal(tc, want_top[0]) and torch.equal(tf, want_top[1])
+    torch.testing.assert_close(lc, want_ld[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(lf, want_ld[1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(oc, want_other[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(of, want_other[1], atol=1e-5, rtol=0)
+    # and the ablation changed them (a test that hooks are respected can fail)
+    assert not torch.allclose(lc, pair_decisions(causal_subject, cs, ld)[0])
+    ((only_clean, _),) = pair_values(causal_subject, cs, [ld, top], sides=("clean",))
+    torch.testing.assert_close(only_clean, pair_decisions(causal_subject, cs, ld)[0])

@@ -27,6 +27,7 @@ from interp_audit.audit.decisions import (
     decider,
     limit_family,
     pair_decisions,
+    pair_values,
 )
 from interp_audit.audit.measure import clusters_of, groups_of
 from interp_audit.audit.registry import CheckKind, register_check
@@ -71,18 +72,23 @@ def run(chk: FlipRateCheck, ctx: AuditContext, name: str) -> CheckResult:
             f"{where}: the decision thresholds {dec.metric.name}, which scores answer tokens, "
             f"but contrast {chk.contrast!r} has none: give it answers"
         )
-    vc, vf = pair_decisions(ctx.subject, cs, dec.metric)
-    dc, df = dec.decide(vc), dec.decide(vf)
-    if dec.by_answers:  # the spec's metric beside the decisions (its own forwards)
+    if dec.by_answers:  # the spec's metric beside the decisions
         metric = ctx.metric
-        scored = cs
+        answers = None
         if cs.answers is None and metric.needs_answers:
             ids = dec.answer_ids
             pair = [ids[dec.positive], next(i for i in ids if i != ids[dec.positive])]
-            scored = replace(cs, answers=torch.tensor([pair] * len(cs)))
-        mc, mf = pair_decisions(ctx.subject, scored, metric)
+            answers = torch.tensor([pair] * len(cs))
+        if metric.needs_reference:  # not a function of one side's forward: its own forwards
+            vc, vf = pair_decisions(ctx.subject, cs, dec.metric)
+            scored = cs if answers is None else replace(cs, answers=answers)
+            mc, mf = pair_decisions(ctx.subject, scored, metric)
+        else:  # both read from the same forwards
+            (vc, mc), (vf, mf) = pair_values(ctx.subject, cs, [dec.metric, metric], [None, answers])
     else:  # the decision's own metric is the effect measured
+        vc, vf = pair_decisions(ctx.subject, cs, dec.metric)
         metric, mc, mf = dec.metric, vc, vf
+    dc, df = dec.decide(vc), dec.decide(vf)
     effect = (mc - mf).double()
     flip = (dc != df).double()
     k = len(dec.outcomes)
@@ -250,8 +256,7 @@ def figure(c: CheckResult):
     )
     fig.update_layout(
         title=f"{html.escape(c.name)} (flip_rate): share of pairs, "
-        f"{int(100 * c.confidence)}% CI; dashed = budget; grey = each direction"
-        + beside,
+        f"{int(100 * c.confidence)}% CI; dashed = budget; grey = each direction" + beside,
         yaxis={"tickformat": ".0%", "rangemode": "tozero"},
         template="plotly_white",
         height=340,

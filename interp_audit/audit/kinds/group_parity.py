@@ -41,6 +41,7 @@ from interp_audit.audit.decisions import (
     bounded,
     decider,
     limit_family,
+    pair_values,
     population_values,
 )
 from interp_audit.audit.population import PopulationSpec, build_population
@@ -306,14 +307,18 @@ def run(chk: GroupParityCheck, ctx: AuditContext, name: str) -> CheckResult:
             f"{where}: the decision thresholds {dec.metric.name}, which scores answer tokens: "
             "give population.answers: [correct, incorrect]"
         )
-    values = population_values(ctx.subject, prompts, dec.metric)
-    positive = (dec.decide(values) == dec.positive).double()
+    metric, scores = ctx.metric, None
     if not dec.by_answers:  # the thresholded metric is the one reported beside
+        values = population_values(ctx.subject, prompts, dec.metric)
         metric, scores = dec.metric, values.double()
-    elif ctx.metric.needs_answers and prompts.answers is None:
-        metric, scores = ctx.metric, None
-    else:
-        metric, scores = ctx.metric, population_values(ctx.subject, prompts, ctx.metric).double()
+    elif (ctx.metric.needs_answers and prompts.answers is None) or ctx.metric.needs_reference:
+        values = population_values(ctx.subject, prompts, dec.metric)
+    else:  # the decision and the metric beside it read from the same forwards
+        ((values, scores),) = pair_values(
+            ctx.subject, prompts, [dec.metric, ctx.metric], sides=("clean",)
+        )
+        scores = scores.double()
+    positive = (dec.decide(values) == dec.positive).double()
     labels = None if pop.labels is None else torch.tensor(pop.labels, dtype=torch.float64)
     codes = cluster_codes(pop.clusters, len(pop))
     kw = chk.resampling(ctx.seed).kw()

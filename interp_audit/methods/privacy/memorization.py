@@ -267,17 +267,24 @@ def greedy_completion(subject: Subject, prefix: str, n_tokens: int) -> list[str]
 
 
 @torch.no_grad()
-def token_logprobs(subject: Subject, texts: Sequence[str]) -> list[Tensor]:
-    """Per text, log p(token_t | tokens_<t) for every token after BOS (float64, padding dropped)."""
+def token_logprobs(subject: Subject, texts: Sequence[str], *, batch_size: int = 32) -> list[Tensor]:
+    """Per text, log p(token_t | tokens_<t) for every token after the first (after BOS where the
+    tokenizer adds one; float64, padding dropped). ``batch_size`` texts per forward: the
+    full-vocabulary log-softmax holds ``batch x length x vocab`` doubles (300 lines of held-out
+    text at SmolLM2's 49,152 tokens would be 3 GB in one batch)."""
     rows = [subject.to_tokens(t) for t in texts]
-    width = max(map(len, rows))
-    tokens = torch.full((len(rows), width), subject.pad_token_id)
-    for i, r in enumerate(rows):
-        tokens[i, : len(r)] = torch.tensor(r)
-    tokens = tokens.to(subject.device)
-    logits = subject.adapter.forward_logits(tokens[:, :-1]).double().log_softmax(-1)
-    lp = logits.gather(-1, tokens[:, 1:, None])[..., 0].cpu()
-    return [lp[i, : len(r) - 1] for i, r in enumerate(rows)]
+    out: list[Tensor] = []
+    for start in range(0, len(rows), batch_size):
+        part = rows[start : start + batch_size]
+        width = max(map(len, part))
+        tokens = torch.full((len(part), width), subject.pad_token_id)
+        for i, r in enumerate(part):
+            tokens[i, : len(r)] = torch.tensor(r)
+        tokens = tokens.to(subject.device)
+        logits = subject.adapter.forward_logits(tokens[:, :-1]).double().log_softmax(-1)
+        lp = logits.gather(-1, tokens[:, 1:, None])[..., 0].cpu()
+        out += [lp[i, : len(r) - 1] for i, r in enumerate(part)]
+    return out
 
 
 def perplexity(subject: Subject, texts: Sequence[str]) -> float:
