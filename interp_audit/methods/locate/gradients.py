@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
+from interp_audit.engine import window
 from interp_audit.engine.batched import RunContext
 from interp_audit.model.readout import readout
 from interp_audit.model.subject import Subject, quiet_tl_warnings
@@ -88,7 +89,13 @@ def gradient_run(
     rest = sorted((names | set(replace or {})) - {root})
     hooks = [(root, make_root)] + [(n, keeper(n)) for n in rest]
     mask = ctx.mask.repeat(rows, 1)
-    with torch.enable_grad(), frozen_parameters(subject), quiet_tl_warnings(), subject.hooks(hooks):
+    with (
+        torch.enable_grad(),
+        frozen_parameters(subject),
+        quiet_tl_warnings(),
+        window.at(0, int(tokens.shape[1]), ctx.batch),  # rows: ``rows`` copies of the batch
+        subject.hooks(hooks),
+    ):
         subject.adapter.forward_hidden(tokens, mask)
         answers = None if ctx.metric_ctx.answers is None else ctx.metric_ctx.answers.repeat(rows, 1)
         read = readout(
