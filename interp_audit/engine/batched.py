@@ -484,10 +484,62 @@ def plan_chunks(
         else:
             groups[start].append(i)
     chunks = []
-    for start, idxs in sorted(groups.items()):
+    for start, idxs in _merge_starts(ctx, variants, groups, per_chunk) if skip else groups.items():
         idxs.sort(key=lambda i: _entry(variants[i]))
         chunks += [(start, idxs[k : k + per_chunk]) for k in range(0, len(idxs), per_chunk)]
     return noop, chunks
+
+
+#: What one block call costs beyond its matmuls, in FLOPs at the device's dense rate: Python,
+#: op dispatch, hooks and copies on CPU (~0.7 ms at ~70 GFLOP/s, measured on the small
+#: benchmark configs), kernel launches on a GPU (~30 launches of ~10 us at ~30 TFLOP/s: not
+#: measured yet). Fixed per device kind, so a plan never depends on timing.
+CALL_OVERHEAD_FLOPS = {"cpu": 5e7, "cuda": 1e10, "mps": 1e9}
+_LOOKBACK = 64  # start groups one forward may merge, at most
+
+
+def _token_flops(subject: Subject) -> int:
+    """Matmul FLOPs of one position through one block (projections and MLP)."""
+    x = subject.adapter.sizes
+    d, h, dh, kv, dm = x["d"], x["h"], x["dh"], x["kv"], x["dm"]
+    return 2 * d * (h + 2 * kv) * dh + 2 * h * dh * d + (3 if x["gated"] else 2) * 2 * d * dm
+
+
+def _merge_starts(
+    ctx: RunContext, variants: Sequence[Variant], groups: dict[int, list[int]], per_chunk: int
+) -> list[tuple[int, list[int]]]:
+    """Start groups merged into forwards from the earliest start among them, where the block
+    calls saved cost more than the positions added (a dynamic programme over the sorted
+    starts; :data:`CALL_OVERHEAD_FLOPS`). Positions before a variant's own start change
+    nothing (its patch comes later), so they recompute base values: same numbers, to float
+    rounding. On small models, where a block call costs more than a few positions, position
+    sweeps then run as a few wide forwards instead of one thin forward per position."""
+    starts = sorted(groups)
+    if len(starts) < 2:
+        return [(s, groups[s]) for s in starts]
+    n_layers, seq = ctx.subject.n_layers, ctx.seq_len
+    overhead = CALL_OVERHEAD_FLOPS.get(ctx.subject.device.type, 1e9) / _token_flops(ctx.subject)
+    entries = {s: [_entry(variants[i]) for i in groups[s]] for s in starts}
+    layers = {s: sum(n_layers - e for e in entries[s]) for s in starts}  # block calls x rows
+    best = [0.0] * (len(starts) + 1)  # best[j]: cost of the first j groups
+    cut = [0] * (len(starts) + 1)
+    for j in range(1, len(starts) + 1):
+        best[j], rows_layers, count, first = float("inf"), 0, 0, n_layers
+        for i in range(j - 1, max(-1, j - 1 - _LOOKBACK), -1):  # groups i..j-1, from starts[i]
+            s = starts[i]
+            rows_layers += layers[s]
+            count += len(groups[s])
+            first = min(first, *entries[s])
+            calls = -(-count // per_chunk) * (n_layers - first)
+            cost = best[i] + calls * overhead + ctx.batch * rows_layers * (seq - s)
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    merged, j = [], len(starts)
+    while j:
+        i = cut[j]
+        merged.append((starts[i], [v for s in starts[i:j] for v in groups[s]]))
+        j = i
+    return merged[::-1]
 
 
 def run_chunk(ctx: RunContext, chunk: Sequence[Variant], start: int) -> Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from functools import partial
 from typing import Literal
 
 import torch
@@ -18,6 +19,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp_audit.core.errors import AuditError, ModelLoadError
+from interp_audit.model.adapters import lean
 from interp_audit.model.adapters.base import FoldTarget, ModelAdapter, WriterRole
 
 #: Architectures whose attention output is normalised before the residual add (post-norm).
@@ -80,8 +82,31 @@ class HookedAdapter(ModelAdapter):
         pad_before_real = (~m[:, :-1] & m[:, 1:]).any()
         return {"attention_mask": mask.long()} if bool(pad_before_real) else {}
 
+    def _lean_supported(self) -> list[bool]:
+        if self.__dict__.get("_lean_blocks") is None:
+            self.__dict__["_lean_blocks"] = [lean.supported(b) for b in self.model.blocks]
+        return self._lean_blocks
+
+    def _lean(self, layer: int) -> bool:
+        """Can the engine call this block the lean way now (adapters/lean.py)?"""
+        return self._lean_supported()[layer] and not lean.needs_full_block(self.model.blocks[layer])
+
+    def forward_hidden(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor | None:
+        """The base class's hooked forward, block by block the lean way where every block can
+        be (adapters/lean.py): the embeddings through TransformerLens (``stop_at_layer=0``),
+        then each block; no final norm or unembedding (nothing reads them)."""
+        kwargs = self.padding_kwargs(mask)
+        if kwargs or not self.fast_path or not all(self._lean_supported()):
+            return super().forward_hidden(tokens, mask)
+        resid = self.model(tokens, stop_at_layer=0)
+        for layer in range(self.n_layers):
+            resid = self.run_block(layer, resid)
+        return None
+
     def run_block(self, layer, resid, past_kv=None, encoder_mask=None):
         block = self.model.blocks[layer]
+        if self._lean(layer):
+            return lean.run_block(block, resid, past_kv)
         if past_kv is None:
             return block(resid)
         from transformer_lens.cache.key_value_cache_entry import (
@@ -106,11 +131,14 @@ class HookedAdapter(ModelAdapter):
             if self._cfg("use_hook_mlp_in", False)
             else resid_mid
         )
-        mlp_out = block.apply_mlp(block.ln2(mlp_in))
+        ln2 = partial(lean.norm, block.ln2) if self._lean(layer) else block.ln2
+        mlp_out = block.apply_mlp(ln2(mlp_in))
         return block.hook_resid_post(resid_mid + mlp_out)
 
     def block_kv(self, layer: int, resid: Tensor) -> tuple[Tensor, Tensor]:
         block = self.model.blocks[layer]
+        if self._lean(layer):
+            return lean.block_kv(block, resid)
         prefix = block.hook_resid_pre(resid)  # resid_pre patches apply here too
         normed = block.ln1(prefix)
         _, k, v = block.attn.calculate_qkv_matrices(normed, normed, normed)
