@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from functools import partial
 from typing import Literal
 
 import torch
@@ -82,14 +81,40 @@ class HookedAdapter(ModelAdapter):
         pad_before_real = (~m[:, :-1] & m[:, 1:]).any()
         return {"attention_mask": mask.long()} if bool(pad_before_real) else {}
 
+    @property
+    def extra_weight_bytes(self) -> int:
+        """The lean blocks' laid-out attention weights (adapters/lean.py), once built."""
+        return sum(lean.layout_bytes(b) for b, ok in zip(self.model.blocks,
+                                                          self._lean_supported(), strict=True)
+                   if ok)  # fmt: skip
+
+    @property
+    def materialises_attention_scores(self) -> bool:
+        """Lean blocks attend with scaled_dot_product_attention: no score-sized tensor per row
+        (a hook on scores or patterns sends a block to TransformerLens's, which has them)."""
+        return not all(self._lean_supported())
+
     def _lean_supported(self) -> list[bool]:
-        if self.__dict__.get("_lean_blocks") is None:
-            self.__dict__["_lean_blocks"] = [lean.supported(b) for b in self.model.blocks]
-        return self._lean_blocks
+        # asked each time: split inputs (edge attribution) switch a config flag for a while
+        return [lean.supported(b) for b in self.model.blocks]
 
     def _lean(self, layer: int) -> bool:
         """Can the engine call this block the lean way now (adapters/lean.py)?"""
-        return self._lean_supported()[layer] and not lean.needs_full_block(self.model.blocks[layer])
+        block = self.model.blocks[layer]
+        return lean.supported(block) and not lean.needs_full_block(block)
+
+    @property
+    def runs_layer_by_layer(self) -> bool:
+        """Every block called on the whole stream (no key/value cache), as TransformerLens's
+        own forward does: split inputs and local attention included."""
+        c = self._cfg
+        shortformer = c("positional_embedding_type", "standard") == "shortformer"
+        return not shortformer and c("n_devices", 1) == 1
+
+    def block_input(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
+        if self.padding_kwargs(mask):  # left padding: blocks would need TL's attention mask
+            raise AuditError("a layer-by-layer run needs right-padded (or unpadded) inputs")
+        return self.model(tokens, stop_at_layer=0)
 
     def forward_hidden(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor | None:
         """The base class's hooked forward, block by block the lean way where every block can
@@ -98,7 +123,7 @@ class HookedAdapter(ModelAdapter):
         kwargs = self.padding_kwargs(mask)
         if kwargs or not self.fast_path or not all(self._lean_supported()):
             return super().forward_hidden(tokens, mask)
-        resid = self.model(tokens, stop_at_layer=0)
+        resid = self.block_input(tokens)
         for layer in range(self.n_layers):
             resid = self.run_block(layer, resid)
         return None
@@ -131,8 +156,10 @@ class HookedAdapter(ModelAdapter):
             if self._cfg("use_hook_mlp_in", False)
             else resid_mid
         )
-        ln2 = partial(lean.norm, block.ln2) if self._lean(layer) else block.ln2
-        mlp_out = block.apply_mlp(ln2(mlp_in))
+        if self._lean(layer):
+            mlp_out = lean.mlp(block, lean.norm(block.ln2, mlp_in))
+        else:
+            mlp_out = block.apply_mlp(block.ln2(mlp_in))
         return block.hook_resid_post(resid_mid + mlp_out)
 
     def block_kv(self, layer: int, resid: Tensor) -> tuple[Tensor, Tensor]:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["block_kv", "needs_full_block", "norm", "run_block", "supported"]
+__all__ = ["block_kv", "layout_bytes", "mlp", "needs_full_block", "norm", "run_block", "supported"]
 
 _NORMS = ("LayerNorm", "LayerNormPre", "RMSNorm", "RMSNormPre")
 _ATTENTION = ("Attention", "GroupedQueryAttention")
@@ -193,6 +193,39 @@ def _mlp_in(block: nn.Module, resid: Tensor) -> Tensor:
     return block.hook_mlp_in(resid.clone()) if block.cfg.use_hook_mlp_in else resid
 
 
+def layout_bytes(block: nn.Module) -> int:
+    """Bytes of the attention weights laid out for the lean call (kept beside the model's)."""
+    attn = block.attn
+    grouped = hasattr(attn, "_W_K")
+    params = [attn.W_Q, attn.W_O, *((attn._W_K, attn._W_V) if grouped else (attn.W_K, attn.W_V))]
+    return sum(p.numel() * p.element_size() for p in params)
+
+
+def mlp(block: nn.Module, x: Tensor) -> Tensor:
+    """The block's MLP and ``hook_mlp_out`` on normalised ``x`` (lean where it can be)."""
+    return _mlp(block, x)
+
+
+def _lean_mlp(mlp: nn.Module) -> bool:
+    kind = type(mlp).__name__
+    return kind in ("MLP", "GatedMLP") and not mlp.cfg.is_layer_norm_activation()
+
+
+def _mlp(block: nn.Module, x: Tensor) -> Tensor:
+    """``block.apply_mlp(x)``: TransformerLens's MLP and gated MLP without their per-call
+    weight copies (``W.T.contiguous()``), reading the weights where they are; same hooks."""
+    mlp = block.mlp
+    if not _lean_mlp(mlp):
+        return block.apply_mlp(x)
+    if type(mlp).__name__ == "GatedMLP":
+        pre = mlp.hook_pre(torch.matmul(x, mlp.W_gate))
+        pre_linear = mlp.hook_pre_linear(torch.matmul(x, mlp.W_in))
+        post = mlp.hook_post(mlp.act_fn(pre) * pre_linear + mlp.b_in)
+    else:
+        post = mlp.hook_post(mlp.act_fn(mlp.hook_pre(torch.matmul(x, mlp.W_in) + mlp.b_in)))
+    return block.hook_mlp_out(torch.matmul(post, mlp.W_out) + mlp.b_out)
+
+
 def run_block(block: nn.Module, resid: Tensor, past_kv: tuple[Tensor, Tensor] | None = None):
     """``block(resid, past_kv_cache_entry=...)``, leaner (see the module docstring)."""
     cfg = block.cfg
@@ -201,10 +234,10 @@ def run_block(block: nn.Module, resid: Tensor, past_kv: tuple[Tensor, Tensor] | 
     if cfg.attn_only:
         return block.hook_resid_post(resid_pre + attn_out)
     if cfg.parallel_attn_mlp:  # the MLP reads resid_pre
-        mlp_out = block.apply_mlp(norm(block.ln2, _mlp_in(block, resid_pre)))
+        mlp_out = _mlp(block, norm(block.ln2, _mlp_in(block, resid_pre)))
         return block.hook_resid_post(resid_pre + attn_out + mlp_out)
     resid_mid = block.hook_resid_mid(resid_pre + attn_out)
-    mlp_out = block.apply_mlp(norm(block.ln2, _mlp_in(block, resid_mid)))
+    mlp_out = _mlp(block, norm(block.ln2, _mlp_in(block, resid_mid)))
     return block.hook_resid_post(resid_mid + mlp_out)
 
 
