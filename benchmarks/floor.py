@@ -15,10 +15,14 @@ For each config and sweep (all heads; resid_pre x positions) it prints:
   Matmul FLOPs (2 per multiply-add), causal attention counted as a triangle.
 * executed: the matmul FLOPs ``ia.patch`` really runs (``torch.utils.flop_counter``), and the
   ratio executed / floor.
-* time: wall time of ``ia.patch`` (mean +- sd over --repeats, after a warm-up), the time a plain
-  batched forward needs for the floor's FLOPs (its FLOP/s measured on this model, same run), and
-  the fraction time / floor-time.
-* TL: ``transformer_lens.patching`` on the same work, same process, and TL time / ia time;
+* time: wall time of ``ia.patch`` (mean +- sd over --repeats, after a warm-up) and, on CPU, its
+  CPU time (this process only: the figure other jobs on a shared machine do not stretch); the
+  time a plain batched TransformerLens forward needs for the floor's FLOPs (its FLOP/s measured
+  on this model, same run, same clock: CPU time on CPU, wall time on a GPU), and the fraction
+  time / floor-time; "(own fwd)" is the same fraction against the engine's own forward
+  (``adapter.forward_hidden``: lean blocks where it can), which is faster per FLOP than
+  TransformerLens's, so that column is the stricter one.
+* TL: ``transformer_lens.patching`` on the same work, same process, same clock, and TL / ia;
   with --tl-sample N only N of its serial forwards are timed and the total extrapolated (each is
   an independent forward of the same shape, so time is linear in their count; said in the output).
 
@@ -64,18 +68,22 @@ def _sync(dev) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, dev, repeats: int, warmup: bool = True) -> tuple[float, float]:
-    """(mean, sd) seconds over ``repeats`` calls, after one untimed warm-up call if asked."""
+def timed(fn, dev, repeats: int, warmup: bool = True) -> tuple[float, float, float]:
+    """(wall mean, wall sd, CPU mean) seconds over ``repeats`` calls, after one untimed
+    warm-up call if asked. CPU time (``time.process_time``, this process only) is the steadier
+    figure on a shared machine: other processes' load stretches wall time, not CPU time."""
     if warmup:
         fn()
         _sync(dev)
-    out = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         _sync(dev)
-        out.append(time.perf_counter() - t0)
-    return statistics.mean(out), statistics.stdev(out) if len(out) > 1 else 0.0
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    sd = statistics.stdev(wall) if len(wall) > 1 else 0.0
+    return statistics.mean(wall), sd, statistics.mean(cpu)
 
 
 def matmul_flops(fn):
@@ -197,18 +205,29 @@ def bench(name: str, args, out) -> None:
         with torch.no_grad():
             subject.model(plain_tokens, return_type=None)
 
+    def engine_forward():  # the engine's own forward (lean blocks where it can: adapters/lean)
+        with torch.no_grad():
+            subject.adapter.forward_hidden(plain_tokens.to(dev), None)
+
     plain_flops, _ = matmul_flops(plain)
-    plain_s, _ = timed(plain, dev, args.repeats)
-    rate = plain_flops / plain_s
+    plain_wall, _, plain_cpu = timed(plain, dev, args.repeats)
+    _, _, lean_cpu = timed(engine_forward, dev, args.repeats)
+    lean_wall, _, _ = timed(engine_forward, dev, args.repeats, warmup=False)
+    cpu_clock = dev.type == "cpu"  # on a GPU, CPU time is launch time: wall time only
+    rate = plain_flops / (plain_cpu if cpu_clock else plain_wall)
+    lean_rate = plain_flops / (lean_cpu if cpu_clock else lean_wall)
+    clock = "CPU" if cpu_clock else "wall"
     out(
         f"\n[{name}] {cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_heads} heads, vocab "
         f"{cfg.d_vocab}, {cfg.positional_embedding_type} positions, parallel attn+MLP "
         f"{bool(cfg.parallel_attn_mlp)}; {len(pairs)} pairs x {pairs.seq_len} tokens; {dev}; "
-        f"plain forward ({n_rows} rows): {plain_flops / plain_s / 1e9:.1f} GFLOP/s"
+        f"plain TransformerLens forward ({n_rows} rows): {rate / 1e9:.1f} GFLOP/s, the engine's "
+        f"own forward {lean_rate / 1e9:.1f} GFLOP/s ({clock} time)"
     )
     out(
-        f"{'sweep':<14}{'floor GF':>10}{'exec GF':>10}{'exec/floor':>11}{'ia s':>16}"
-        f"{'floor s':>9}{'time/floor':>11}{'TL s':>10}{'TL/ia':>7}{'max|diff|':>11}"
+        f"{'sweep':<14}{'floor GF':>9}{'exec GF':>9}{'exec/fl':>8}{'ia wall s':>16}"
+        f"{'ia ' + clock + ' s':>10}{'floor s':>9}{'time/floor':>11}{'(own fwd)':>10}"
+        f"{'TL s':>9}{'TL/ia':>7}{'max|diff|':>10}"
     )
     for sweep, (site, per_pos, _, _) in SWEEPS.items():
         if args.sweeps and sweep not in args.sweeps:
@@ -222,22 +241,24 @@ def bench(name: str, args, out) -> None:
         floor = floor_flops(subject, pairs, site, per_pos)
         executed, result = matmul_flops(ours)  # also the warm-up: lazy imports, kernel set-up
         values = result.values.flatten()
-        ia_mean, ia_sd = timed(ours, dev, args.repeats, warmup=False)
-        floor_s = floor / rate
+        ia_wall, ia_sd, ia_cpu = timed(ours, dev, args.repeats, warmup=False)
+        ia_s = ia_cpu if cpu_clock else ia_wall
+        floor_s, lean_floor_s = floor / rate, floor / lean_rate
         tl_run, index = tl_patch(subject, pairs, sweep, args.tl_sample)
         tl_vals = tl_run().to(values.device)  # also TL's warm-up
-        tl_mean, _ = timed(tl_run, dev, max(1, args.repeats // 2), warmup=False)
+        tl_wall, _, tl_cpu = timed(tl_run, dev, max(1, args.repeats // 2), warmup=False)
         full = values.numel()
-        tl_total = tl_mean * full / len(index)
+        tl_total = (tl_cpu if cpu_clock else tl_wall) * full / len(index)
         flat = torch.as_tensor(index.to_numpy())
         dims = [cfg.n_layers, cfg.n_heads if "head" in SWEEPS[sweep][3] else pairs.seq_len]
         lin = flat[:, 0] * dims[1] + flat[:, 1]
         diff = float((values[lin] - tl_vals.flatten()).abs().max())
         sampled = "" if len(index) == full else f" (TL: {len(index)} of {full} forwards timed)"
         out(
-            f"{sweep:<14}{floor / 1e9:>10.2f}{executed / 1e9:>10.2f}{executed / floor:>10.2f}x"
-            f"{ia_mean:>10.3f}+-{ia_sd:<4.3f}{floor_s:>9.3f}{ia_mean / floor_s:>10.2f}x"
-            f"{tl_total:>10.2f}{tl_total / ia_mean:>6.1f}x{diff:>11.1e}{sampled}"
+            f"{sweep:<14}{floor / 1e9:>9.2f}{executed / 1e9:>9.2f}{executed / floor:>7.2f}x"
+            f"{ia_wall:>10.3f}+-{ia_sd:<4.3f}{ia_s:>10.3f}{floor_s:>9.3f}"
+            f"{ia_s / floor_s:>10.2f}x{ia_s / lean_floor_s:>9.2f}x"
+            f"{tl_total:>9.2f}{tl_total / ia_s:>6.1f}x{diff:>10.1e}{sampled}"
         )
 
 

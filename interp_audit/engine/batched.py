@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from interp_audit.core.errors import AuditError
+from interp_audit.engine import window
 from interp_audit.engine.alignment import Alignment, Slot, align_source
 from interp_audit.engine.contrasts import ContrastSet
 from interp_audit.engine.executor_base import current_executor
@@ -124,6 +125,8 @@ class RunContext:
     position_map: Tensor | None = field(default=None, repr=False)
     alignment: Alignment | None = field(default=None, repr=False)
     base_side: str = "counterfactual"
+    #: layers whose attention output has a hook on it (an ablation): no mid-block entry there
+    attn_hooked: frozenset[int] = frozenset()
     _slot_rows: dict = field(default_factory=dict, repr=False)
 
     def slot_rows(self, slot: Slot) -> Tensor:
@@ -168,6 +171,14 @@ class RunContext:
     @property
     def batch(self) -> int:
         return int(self.base_tokens.shape[0])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.base_tokens.shape[1])
+
+    def window(self, offset: int):
+        """Hooks on the model see a partial forward from ``offset`` (engine/window.py)."""
+        return window.at(offset, self.seq_len, self.batch)
 
     def first_change(self, patch: Patch) -> int | None:
         """First query position where this patch changes anything, or None if it is a no-op.
@@ -225,6 +236,10 @@ class RunContext:
         """
         contrast.check_fits(subject)  # ids and lengths this model can run, pair named
         dev = subject.device
+        live = subject.live_hooks()  # the user's hooks (ablations): before ours are attached
+        # a hook that does not read the engine's window may index positions or rows its own
+        # way: then every variant runs as a full forward (see engine/window.py)
+        foreign = window.undeclared(subject.model, live)
         if direction == "denoise":
             base_tokens, source_tokens = contrast.counterfactual, contrast.clean
             base_side, source_side = "counterfactual", "clean"
@@ -239,7 +254,7 @@ class RunContext:
         source_scored = subject.scored_positions(contrast, source_side).to(dev)
         answers = None if contrast.answers is None else contrast.answers.to(dev)
         adapter = subject.adapter
-        fast = adapter.fast_path
+        fast = adapter.fast_path and not foreign
         need_kv = need_kv and adapter.kv_cache
         n = subject.n_layers
         final = subject.final_hook()
@@ -325,7 +340,19 @@ class RunContext:
             position_map=position_map,
             alignment=alignment,
             base_side=base_side,
+            attn_hooked=_attention_output_hooked(subject, live),
         )
+
+
+def _attention_output_hooked(subject: Subject, live: Sequence[str]) -> frozenset[int]:
+    """Layers with a live hook on a head's result or the attention output: a head patch's
+    change cannot be added past them (the hook would not see it)."""
+    out = set()
+    for name in live:
+        found = subject.adapter.role_of(name)
+        if found is not None and found[1] in ("head.result", "attn"):
+            out.add(found[0])
+    return frozenset(out)
 
 
 def cached_run(
@@ -343,6 +370,7 @@ def cached_run(
     with (
         torch.no_grad(),
         quiet_tl_warnings(),
+        window.at(),  # a full forward: every position, every row its own example
         subject.hooks([(name, saver(name)) for name in sorted(names)]),
     ):
         logits = subject.adapter.forward_hidden(tokens, mask)
@@ -456,10 +484,62 @@ def plan_chunks(
         else:
             groups[start].append(i)
     chunks = []
-    for start, idxs in sorted(groups.items()):
+    for start, idxs in _merge_starts(ctx, variants, groups, per_chunk) if skip else groups.items():
         idxs.sort(key=lambda i: _entry(variants[i]))
         chunks += [(start, idxs[k : k + per_chunk]) for k in range(0, len(idxs), per_chunk)]
     return noop, chunks
+
+
+#: What one block call costs beyond its matmuls, in FLOPs at the device's dense rate: Python,
+#: op dispatch, hooks and copies on CPU (~0.7 ms at ~70 GFLOP/s, measured on the small
+#: benchmark configs), kernel launches on a GPU (~30 launches of ~10 us at ~30 TFLOP/s: not
+#: measured yet). Fixed per device kind, so a plan never depends on timing.
+CALL_OVERHEAD_FLOPS = {"cpu": 5e7, "cuda": 1e10, "mps": 1e9}
+_LOOKBACK = 64  # start groups one forward may merge, at most
+
+
+def _token_flops(subject: Subject) -> int:
+    """Matmul FLOPs of one position through one block (projections and MLP)."""
+    x = subject.adapter.sizes
+    d, h, dh, kv, dm = x["d"], x["h"], x["dh"], x["kv"], x["dm"]
+    return 2 * d * (h + 2 * kv) * dh + 2 * h * dh * d + (3 if x["gated"] else 2) * 2 * d * dm
+
+
+def _merge_starts(
+    ctx: RunContext, variants: Sequence[Variant], groups: dict[int, list[int]], per_chunk: int
+) -> list[tuple[int, list[int]]]:
+    """Start groups merged into forwards from the earliest start among them, where the block
+    calls saved cost more than the positions added (a dynamic programme over the sorted
+    starts; :data:`CALL_OVERHEAD_FLOPS`). Positions before a variant's own start change
+    nothing (its patch comes later), so they recompute base values: same numbers, to float
+    rounding. On small models, where a block call costs more than a few positions, position
+    sweeps then run as a few wide forwards instead of one thin forward per position."""
+    starts = sorted(groups)
+    if len(starts) < 2:
+        return [(s, groups[s]) for s in starts]
+    n_layers, seq = ctx.subject.n_layers, ctx.seq_len
+    overhead = CALL_OVERHEAD_FLOPS.get(ctx.subject.device.type, 1e9) / _token_flops(ctx.subject)
+    entries = {s: [_entry(variants[i]) for i in groups[s]] for s in starts}
+    layers = {s: sum(n_layers - e for e in entries[s]) for s in starts}  # block calls x rows
+    best = [0.0] * (len(starts) + 1)  # best[j]: cost of the first j groups
+    cut = [0] * (len(starts) + 1)
+    for j in range(1, len(starts) + 1):
+        best[j], rows_layers, count, first = float("inf"), 0, 0, n_layers
+        for i in range(j - 1, max(-1, j - 1 - _LOOKBACK), -1):  # groups i..j-1, from starts[i]
+            s = starts[i]
+            rows_layers += layers[s]
+            count += len(groups[s])
+            first = min(first, *entries[s])
+            calls = -(-count // per_chunk) * (n_layers - first)
+            cost = best[i] + calls * overhead + ctx.batch * rows_layers * (seq - s)
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    merged, j = [], len(starts)
+    while j:
+        i = cut[j]
+        merged.append((starts[i], [v for s in starts[i:j] for v in groups[s]]))
+        j = i
+    return merged[::-1]
 
 
 def run_chunk(ctx: RunContext, chunk: Sequence[Variant], start: int) -> Tensor:
@@ -467,7 +547,8 @@ def run_chunk(ctx: RunContext, chunk: Sequence[Variant], start: int) -> Tensor:
     with torch.no_grad(), quiet_tl_warnings():
         if ctx.fast:
             return _run_chunk_fast(ctx, list(chunk), start)
-        return _run_chunk_full(ctx, list(chunk))
+        with window.at(0, ctx.seq_len, ctx.batch):
+            return _run_chunk_full(ctx, list(chunk))
 
 
 def run_variants(
@@ -534,6 +615,8 @@ def _enters_mid_block(ctx: RunContext, v: Variant) -> bool:
     if ctx.base_mid is None:
         return False
     entry = _entry(v)
+    if entry in ctx.attn_hooked:
+        return False
     return all(
         _role(ctx, p.hook) in _ATTENTION_OUTPUTS and p.hook in ctx.base_sites
         for p in v
@@ -600,10 +683,11 @@ def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor
             with subject.hooks(hooks):
                 if layer == last and one_position:
                     out, read_from = _last_block_at(
-                        subject, layer, resid, kv, hooks, start, int(scored[0])
+                        ctx, layer, resid, kv, hooks, start, int(scored[0])
                     )
                 else:
-                    out = adapter.run_block(layer, resid, past_kv=kv, encoder_mask=mask)
+                    with ctx.window(start):
+                        out = adapter.run_block(layer, resid, past_kv=kv, encoder_mask=mask)
             outs.append(out)
         if mid:
             slots = [(slot, chunk[j]) for slot, j in enumerate(mid)]
@@ -611,10 +695,9 @@ def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor
             if layer == last and one_position:
                 pos = int(scored[0])
                 resid_mid, read_from = resid_mid[:, pos - start : pos - start + 1], pos
-            hooks = _hooks_for(
-                ctx, slots, read_from if layer == last and one_position else start, layer
-            )
-            with subject.hooks(hooks):
+            offset = read_from if layer == last and one_position else start
+            hooks = _hooks_for(ctx, slots, offset, layer)
+            with subject.hooks(hooks), ctx.window(offset):
                 outs.append(adapter.run_block_after_attention(layer, resid_mid))
             order += mid
         resid = outs[0] if len(outs) == 1 else torch.cat(outs)
@@ -636,21 +719,24 @@ def _run_chunk_fast(ctx: RunContext, chunk: list[Variant], start: int) -> Tensor
 
 
 def _last_block_at(
-    subject: Subject, layer: int, resid: Tensor, kv, hooks, start: int, pos: int
+    ctx: RunContext, layer: int, resid: Tensor, kv, hooks, start: int, pos: int
 ) -> tuple[Tensor, int]:
     """The last block computed only at the scored position ``pos``.
 
     Its other positions feed nothing downstream; they only contribute keys and values, which
     are computed (through the same hooks, so k/v patches apply) without queries or MLPs.
     """
+    subject = ctx.subject
     if pos > start:
-        k, v = subject.adapter.block_kv(layer, resid[:, : pos - start])
+        with ctx.window(start):
+            k, v = subject.adapter.block_kv(layer, resid[:, : pos - start])
         k_all = k if kv is None else torch.cat([kv[0], k], dim=1)
         v_all = v if kv is None else torch.cat([kv[1], v], dim=1)
         kv = (k_all, v_all)
     for _, hook in hooks:
         hook.offset = pos
-    out = subject.adapter.run_block(layer, resid[:, pos - start : pos - start + 1], past_kv=kv)
+    with ctx.window(pos):
+        out = subject.adapter.run_block(layer, resid[:, pos - start : pos - start + 1], past_kv=kv)
     return out, pos
 
 

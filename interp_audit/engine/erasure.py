@@ -29,6 +29,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp_audit.core.errors import AuditError, ContrastError, SiteError
+from interp_audit.engine import window
 from interp_audit.engine.batched import cached_run
 from interp_audit.engine.contrasts import ContrastSet
 from interp_audit.model.components import Component, parse_components
@@ -364,13 +365,16 @@ def erase(subject: Subject, eraser: Eraser, *, only_site: bool = False) -> Itera
     def fn(act: Tensor, *, hook) -> Tensor:
         if pos is None:
             return eraser(act)
-        if max(pos) >= act.shape[1]:
-            raise ContrastError(
-                f"erasure at positions {pos}: this input has {act.shape[1]} positions"
-            )
+        at = window.current()  # the patching engine may run a slice of positions
+        full = at.full_length(act.shape[1])
+        if max(pos) >= full:
+            raise ContrastError(f"erasure at positions {pos}: this input has {full} positions")
+        local = [p - at.offset for p in pos if 0 <= p - at.offset < act.shape[1]]
+        if not local:
+            return act
         out = act.clone()
-        out[:, pos] = eraser(act[:, pos])
+        out[:, local] = eraser(act[:, local])
         return out
 
-    with subject.hooks([(h, fn) for h in hooks]):
+    with subject.hooks([(h, fn) for h in hooks]), window.declared(subject.model, hooks):
         yield subject

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from interp_audit.core.errors import AuditError, ContrastError, SiteError
+from interp_audit.engine import window
 from interp_audit.engine.batched import cached_run
 from interp_audit.engine.contrasts import ContrastSet, check_token_ids
 from interp_audit.engine.erasure import erase, fit_eraser
@@ -88,25 +89,76 @@ def _masked_mean(act: Tensor, mask: Tensor) -> Tensor:
     return act.mean(0)
 
 
-class _Replace:
-    """Hook: overwrite the selected components of an activation with ``value_fn(act)``."""
+def _cut(ref: Tensor, act: Tensor, dims: tuple[int, ...], at: window.Window) -> Tensor | None:
+    """``ref`` (``[n, ...]``, laid out over the full input) cut to the positions ``act`` covers
+    in the running forward (the engine may run a slice: :mod:`.window`); None when ``ref`` is
+    not laid out over an input of this length (or its other axes differ)."""
+    q = dims[0]
+    width = act.shape[q]
+    full = at.full_length(width)
+    if ref.ndim != act.ndim or ref.shape[q] != full:
+        return None
+    out = ref.narrow(q, at.offset, width)
+    if len(dims) > 1:  # attention patterns: keys run up to the slice's last query
+        if ref.shape[dims[1]] != full:
+            return None
+        out = out.narrow(dims[1], 0, act.shape[dims[1]])
+    return out if out.shape[1:] == act.shape[1:] else None
 
-    def __init__(self, comps: list[Component], value_fn):
+
+def _rows(ref: Tensor, rows: int, at: window.Window) -> Tensor:
+    """``ref``'s per-example rows repeated for a forward of ``rows`` rows (row r: example
+    ``r % at.batch``, the engine's variant-major layout)."""
+    examples = at.examples(rows)
+    return ref if examples is None else ref[examples.to(ref.device)]
+
+
+class _Replace:
+    """Hook: overwrite the selected components of an activation with ``value_fn(act)``.
+
+    Positions are absolute: inside the patching engine's partial forwards (a slice of
+    positions, :mod:`.window`) a component at position ``p`` is written where ``p`` falls in
+    the slice, and left alone when the slice does not hold it.
+    """
+
+    def __init__(self, comps: list[Component], value_fn, dims: tuple[int, ...] = (1,)):
         self.comps = comps
         self.value_fn = value_fn
+        self.dims = dims  # the activation's position axes (batch first)
+
+    def _index(self, c: Component, act: Tensor, at: window.Window) -> tuple | None:
+        idx = c.index()
+        if c.pos is None:
+            return idx
+        q = 2 if c.kind == "head.pattern" else 1  # [b, head, query, key] or [b, pos, ...]
+        width = act.shape[q]
+        full = at.full_length(width)
+        if c.pos >= full:
+            raise ContrastError(
+                f"component {c.label!r}: position {c.pos} is past this input's {full} positions"
+            )
+        local = c.pos - at.offset
+        if not 0 <= local < width:
+            return None  # this partial forward does not compute that position
+        return (*idx[:q], local, *idx[q + 1 :])
 
     def __call__(self, act: Tensor, *, hook) -> Tensor:
+        at = window.current()
         new = self.value_fn(act, hook.name)
         out = act.clone()
         for c in self.comps:
-            idx = c.index()
-            if c.pos is not None and c.kind != "head.pattern" and c.pos >= act.shape[1]:
-                raise ContrastError(
-                    f"component {c.label!r}: position {c.pos} is past this input's "
-                    f"{act.shape[1]} positions"
-                )
+            idx = self._index(c, act, at)
+            if idx is None:
+                continue
             out[idx] = new[idx] if new.shape == act.shape else new.expand_as(act)[idx]
         return out
+
+
+@contextlib.contextmanager
+def _attached(subject: Subject, fns: list[tuple[str, _Replace]]) -> Iterator[None]:
+    """Attach replacement hooks, declared as reading the engine's window (:mod:`.window`)."""
+    with subject.hooks(fns), window.declared(subject.model, [h for h, _ in fns]):
+        yield
 
 
 @contextlib.contextmanager
@@ -160,10 +212,12 @@ def ablate(
         return
     comps = parse_components(components, subject.shape)
     by_hook = _group(subject, comps)
+    dims = subject.adapter.position_dims
     fns = []
     if kind == "zero":
         fns = [
-            (h, _Replace(cs, lambda act, name: torch.zeros_like(act))) for h, cs in by_hook.items()
+            (h, _Replace(cs, lambda act, name: torch.zeros_like(act), dims(h)))
+            for h, cs in by_hook.items()
         ]
     else:
         if reference is None:
@@ -182,37 +236,46 @@ def ablate(
 
             def mean_value(act, name, per_pos=per_pos, token_mean=token_mean):
                 pp = per_pos[name]
-                if pp is not None and pp.shape == act.shape[1:]:
-                    return pp.unsqueeze(0).expand_as(act)
+                at = window.current()
+                cut = None if pp is None else _cut(pp.unsqueeze(0), act, dims(name), at)
+                if cut is not None:
+                    return cut.expand_as(act)
                 if per_position is True:
+                    full = list(act.shape[1:])
+                    full[dims(name)[0] - 1] = at.full_length(act.shape[dims(name)[0]])
                     raise ContrastError(
                         f"per-position mean ablation at {name}: inputs have shape "
-                        f"{tuple(act.shape[1:])} but the reference means "
+                        f"{tuple(full)} but the reference means "
                         f"{tuple(acts[name].shape[1:])}; run inputs as long as the reference "
                         "(or per_position=False)"
                     )
                 return token_mean[name].to(act.dtype)
 
-            fns = [(h, _Replace(cs, mean_value)) for h, cs in by_hook.items()]
+            fns = [(h, _Replace(cs, mean_value, dims(h))) for h, cs in by_hook.items()]
         else:
 
             def resample_value(act, name, acts=acts):
-                ref = acts[name]
-                if ref.shape[1:] != act.shape[1:]:
+                ref, at = acts[name], window.current()
+                cut = _cut(ref, act, dims(name), at)
+                if cut is None:
+                    full = list(act.shape[1:])
+                    full[dims(name)[0] - 1] = at.full_length(act.shape[dims(name)[0]])
                     raise ContrastError(
                         f"resample ablation at {name}: inputs have shape "
-                        f"{tuple(act.shape[1:])} but the reference "
+                        f"{tuple(full)} but the reference "
                         f"activations {tuple(ref.shape[1:])}; resampling needs inputs as long "
                         "as the reference prompts"
                     )
                 # the same draw for every forward of this batch size: a pair's clean and
-                # counterfactual forwards (and every ablated hook) read the same reference rows
+                # counterfactual forwards (and every ablated hook) read the same reference rows;
+                # inside the patching engine, every variant of example i reads example i's row
                 gen = torch.Generator().manual_seed(seed)
-                rows = torch.randint(0, ref.shape[0], (act.shape[0],), generator=gen)
-                return ref[rows.to(ref.device)]
+                n = at.batch or act.shape[0]
+                rows = torch.randint(0, ref.shape[0], (n,), generator=gen)
+                return _rows(cut[rows.to(ref.device)], act.shape[0], at)
 
-            fns = [(h, _Replace(cs, resample_value)) for h, cs in by_hook.items()]
-    with subject.hooks(fns):
+            fns = [(h, _Replace(cs, resample_value, dims(h))) for h, cs in by_hook.items()]
+    with _attached(subject, fns):
         yield subject
 
 
@@ -234,17 +297,23 @@ def patch_in(
     tokens, mask = _tokens_and_mask(source, subject, which)
     acts, _ = cached_run(subject, tokens.to(subject.device), mask.to(subject.device), set(by_hook))
 
+    dims = subject.adapter.position_dims
+
     def value(act, name):
-        src = acts[name]
-        if src.shape != act.shape:
+        src, at = acts[name], window.current()
+        cut = _cut(src, act, dims(name), at)
+        n = at.batch or act.shape[0]
+        if cut is None or src.shape[0] != n:
+            full = [n, *act.shape[1:]]  # what a full forward of the running input would give
+            full[dims(name)[0]] = at.full_length(act.shape[dims(name)[0]])
             raise ContrastError(
-                f"patch_in at {name}: the running input gives activations {tuple(act.shape)} "
+                f"patch_in at {name}: the running input gives activations {tuple(full)} "
                 "but the source "
                 f"gave {tuple(src.shape)}; run inputs with the source's batch size and length"
             )
-        return src.to(act.dtype)
+        return _rows(cut, act.shape[0], at).to(act.dtype)
 
-    with subject.hooks([(h, _Replace(cs, value)) for h, cs in by_hook.items()]):
+    with _attached(subject, [(h, _Replace(cs, value, dims(h))) for h, cs in by_hook.items()]):
         yield subject
 
 

@@ -29,7 +29,14 @@ import torch
 from interp_audit.core.errors import AuditError
 from interp_audit.model.subject import Subject
 
-__all__ = ["MemoryEstimate", "estimate_sweep", "max_rows", "hook_elements"]
+__all__ = [
+    "MemoryEstimate",
+    "estimate_gradient",
+    "estimate_sweep",
+    "gradient_plan",
+    "hook_elements",
+    "max_rows",
+]
 
 #: Rows per forward without a budget: the engine's historical defaults, kept so results and
 #: speed do not change for users who never set ``max_memory``.
@@ -50,6 +57,10 @@ class MemoryEstimate:
     rows: int
     budget: int | None = None
     examples: int | None = None
+    #: bytes a forward holds whatever its rows (the attention mask of a lean block call)
+    work_fixed: int = 0
+    #: what the estimate is of ("sweep", "gradient, full graph", "gradient, layer by layer")
+    what: str = "sweep"
 
     @property
     def cached_examples(self) -> int:
@@ -71,7 +82,8 @@ class MemoryEstimate:
     @property
     def activations(self) -> int:
         """Peak bytes of activations (everything but the weights) at ``rows`` rows."""
-        return self.cached_examples * self.cache_per_example + self.rows * self.work_per_row
+        cached = self.cached_examples * self.cache_per_example
+        return cached + self.rows * self.work_per_row + self.work_fixed
 
     @property
     def peak(self) -> int:
@@ -79,10 +91,12 @@ class MemoryEstimate:
 
     def describe(self) -> str:
         mib = 2**20
+        fixed = f" + {self.work_fixed / mib:.2f} MiB per forward" if self.work_fixed else ""
+        held = "cached example(s)" if self.what == "sweep" else "example(s) held"
         return (
-            f"weights {self.weights / mib:.1f} MiB + {self.cached_examples} cached example(s) x "
+            f"weights {self.weights / mib:.1f} MiB + {self.cached_examples} {held} x "
             f"{self.cache_per_example / mib:.2f} MiB + {self.rows} row(s) x "
-            f"{self.work_per_row / mib:.2f} MiB working set = {self.peak / mib:.1f} MiB"
+            f"{self.work_per_row / mib:.2f} MiB working set{fixed} = {self.peak / mib:.1f} MiB"
         )
 
 
@@ -112,7 +126,16 @@ def _cached_hooks(subject: Subject, hooks: Sequence[str] | None) -> list[str]:
     return names + list(hooks) * 2  # source run + the base run's twin (for no-op detection)
 
 
-def _work_elements(subject: Subject, seq_len: int) -> tuple[int, int]:
+def scores_held(subject: Subject, hooks: Sequence[str] | None = ()) -> bool:
+    """Do block calls hold score-sized tensors? TransformerLens's blocks do; the lean ones
+    (adapters/lean.py) do not, unless the sweep patches or something hooks scores/patterns."""
+    if subject.adapter.materialises_attention_scores:
+        return True
+    roles = [subject.adapter.role_of(n) for n in [*(hooks or ()), *subject.live_hooks()]]
+    return any(r is not None and r[1] in ("head.pattern", "head.scores") for r in roles)
+
+
+def _work_elements(subject: Subject, seq_len: int, scores_kept: bool = True) -> tuple[int, int]:
     """(elements in the model dtype, elements in float32) one row keeps alive in a forward."""
     x = _dims(subject)
     s, d, h, dh, kv, dm = seq_len, x["d"], x["h"], x["dh"], x["kv"], x["dm"]
@@ -120,7 +143,9 @@ def _work_elements(subject: Subject, seq_len: int) -> tuple[int, int]:
     past = 2 * s * kv * dh * 2  # the repeated past keys/values and their concatenation
     gqa = 2 * s * h * dh if kv != h else 0  # keys/values repeated to every query head
     attention = 2 * s * d + 5 * s * h * dh + past + gqa  # normed, q/k/v, z (+ patch copy)
-    scores = 5 * h * s * s  # scores, softmax, zeros_like, where, pattern (float32 at worst)
+    # scores, softmax, zeros_like, where, pattern (float32 at worst); a lean block's
+    # scaled_dot_product_attention keeps none (its mask is per forward: work_fixed)
+    scores = 5 * h * s * s if scores_kept else 0
     gated = x["gated"]
     mlp = 4 * s * d + (6 if gated else 4) * s * dm  # normed, pre, act temporaries, post, out
     if not subject.adapter.fast_path:  # a full forward: embeddings and every logit per row
@@ -158,15 +183,128 @@ def estimate_sweep(
         rows = per_forward * b
     item = torch.finfo(subject.dtype).bits // 8
     cached = sum(hook_elements(subject, name, seq_len) for name in _cached_hooks(subject, hooks))
-    work, scores = _work_elements(subject, seq_len)
-    weights = sum(p.numel() * p.element_size() for p in subject.model.parameters())
+    kept = scores_held(subject, hooks)
+    work, scores = _work_elements(subject, seq_len, kept)
     return MemoryEstimate(
-        weights=weights,
+        weights=weight_bytes(subject),
         cache_per_example=cached * item,
         work_per_row=work * item + scores * 4,
         rows=rows,
         budget=budget,
         examples=n_examples,
+        work_fixed=0 if kept else 5 * seq_len * seq_len,  # bool mask and its float form
+    )
+
+
+def weight_bytes(subject: Subject) -> int:
+    """The parameters, and what the adapter lays out beside them (lean blocks' attention)."""
+    params = sum(p.numel() * p.element_size() for p in subject.model.parameters())
+    return params + subject.adapter.extra_weight_bytes
+
+
+def _saved_per_layer(
+    subject: Subject, seq_len: int, scores_kept: bool, split: bool
+) -> tuple[int, int]:
+    """(model-dtype, float32) elements autograd keeps for one layer of one row: the inputs of
+    every op with a backward (norm inputs and outputs, q/k/v and their rotated copies, the
+    attention output and its log-sum-exp, the head outputs, the MLP's pre-activations and
+    products, the residual stream); TransformerLens's blocks also keep score-sized tensors."""
+    x = _dims(subject)
+    s, d, h, dh, kv, dm = seq_len, x["d"], x["h"], x["dh"], x["kv"], x["dm"]
+    split = s * (h + 2 * kv) * d if split else 0  # q/k/v inputs, one copy per head
+    attention = 6 * s * d + (4 * h + 6 * kv) * s * dh + s * h + 3 * split
+    mlp = (6 if x["gated"] else 4) * s * dm + 3 * s * d
+    scores = 4 * h * s * s if scores_kept else 0
+    return attention + mlp, scores
+
+
+def estimate_gradient(
+    subject: Subject,
+    seq_len: int,
+    rows: int,
+    capture: Sequence[str],
+    *,
+    checkpoint: bool,
+    copies: int = 4,
+    split_inputs: bool = False,
+    fixed: int = 0,
+    budget: int | None = None,
+    n_examples: int | None = None,
+) -> MemoryEstimate:
+    """Peak bytes of a gradient run (attribution) at ``rows`` rows per forward.
+
+    Held per row for the whole run: ``copies`` of every captured activation (the activation,
+    its gradient per backward, the source run's, their product) and the source run's cache.
+    Per row while the backward runs: the autograd graph of every layer (``checkpoint=False``),
+    or the residual stream at every layer plus one layer's graph (``checkpoint=True``: the
+    forward keeps only the stream; each layer is re-run with gradients on the way down).
+    ``split_inputs``: every head reads its own copy of its q/k/v input (edge attribution).
+    ``fixed``: bytes the method holds once whatever its rows (edge scores' contraction chunk).
+    """
+    item = torch.finfo(subject.dtype).bits // 8
+    n = subject.n_layers
+    held = sum(hook_elements(subject, name, seq_len) for name in capture) * copies
+    held += 2 * hook_elements(subject, subject.final_hook(), seq_len)
+    kept = split_inputs or scores_held(subject, capture)  # split inputs: no lean blocks
+    graph, graph_scores = _saved_per_layer(subject, seq_len, kept, split_inputs)
+    work, scores = _work_elements(subject, seq_len, kept)
+    stream = seq_len * _dims(subject)["d"]
+    if checkpoint:  # the stream at every layer, one layer's graph, the gradient in and out
+        per_row = n * stream + graph + work + 2 * stream
+        per_row_f32 = graph_scores + scores
+    else:
+        per_row = n * graph + work
+        per_row_f32 = n * graph_scores + scores
+    return MemoryEstimate(
+        weights=weight_bytes(subject),
+        cache_per_example=held * item,
+        work_per_row=per_row * item + per_row_f32 * 4,
+        rows=rows,
+        budget=budget,
+        examples=n_examples,
+        work_fixed=fixed + (0 if kept else 5 * seq_len * seq_len),
+        what="gradient, layer by layer" if checkpoint else "gradient, full graph",
+    )
+
+
+def gradient_plan(
+    subject: Subject,
+    seq_len: int,
+    capture: Sequence[str],
+    max_memory: int | None,
+    *,
+    copies: int = 4,
+    rows_per_example: int = 1,
+    can_checkpoint: bool = True,
+    split_inputs: bool = False,
+    fixed: int = 0,
+) -> tuple[int, bool]:
+    """(examples per gradient run, layer by layer?) that fit ``max_memory`` bytes.
+
+    ``rows_per_example``: rows one example takes in a forward (integrated gradients: its
+    steps). Prefers the whole graph (one backward, fastest) with as many examples as fit, and
+    goes layer by layer (one more forward) only when not even one example's graph fits.
+
+    Raises:
+        AuditError: not even one example fits layer by layer; the message gives the estimate.
+    """
+    if max_memory is None:
+        return max(1, max_rows(subject, seq_len) // rows_per_example), False
+    modes = (False, True) if can_checkpoint else (False,)
+    for checkpoint in modes:
+        one = estimate_gradient(
+            subject, seq_len, rows_per_example, capture, checkpoint=checkpoint, copies=copies,
+            split_inputs=split_inputs, fixed=fixed, budget=max_memory, n_examples=1,
+        )  # fmt: skip
+        per_example = 2 * one.cache_per_example + rows_per_example * one.work_per_row
+        room = int(max_memory) - one.weights - one.work_fixed
+        if room >= per_example:
+            return int(room // per_example), checkpoint
+    raise AuditError(
+        f"max_memory={int(max_memory):,} bytes ({int(max_memory) / 2**20:.1f} MiB) cannot hold "
+        f"one example of this attribution ({one.what}): {one.describe()} at {seq_len} "
+        f"positions on {subject.device}, {str(subject.dtype).replace('torch.', '')}; raise "
+        "max_memory, shorten the prompts or use a smaller dtype"
     )
 
 
@@ -204,7 +342,7 @@ def max_rows(
         if free is not None:
             rows = min(rows, max(1, int(free * FREE_FRACTION) // max(1, one.per_row)))
         return rows
-    room = int(max_memory) - one.weights
+    room = int(max_memory) - one.weights - one.work_fixed
     rows = room // max(1, one.per_row)
     if rows < 1:
         raise AuditError(
@@ -225,10 +363,13 @@ class LiveTensorBytes:
     at every op); for tests and benchmarks, not for production runs.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, exclude=()) -> None:
+        """``exclude``: tensors that existed before (a model's parameters) whose storage ops
+        inside may return views of (``W.t()``): not counted as allocations."""
         self.peak = 0
         self.current = 0
         self._live: dict[int, tuple[object, int]] = {}
+        self._old = {t.untyped_storage().data_ptr() for t in exclude}
 
     def _prune(self) -> None:
         for key, (ref, nbytes) in list(self._live.items()):
@@ -248,7 +389,7 @@ class LiveTensorBytes:
                 continue
             storage = t.untyped_storage()
             key = storage.data_ptr()
-            if key and key not in self._live:
+            if key and key not in self._live and key not in self._old:
                 self._live[key] = (StorageWeakRef(storage), storage.nbytes())
                 self.current += storage.nbytes()
         self.peak = max(self.peak, self.current)

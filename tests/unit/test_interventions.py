@@ -113,8 +113,8 @@ def test_resample_ablation_draws_reference_rows_with_seed(causal_subject):
         causal_subject.run(pairs.clean)
         causal_subject.run(pairs.counterfactual)  # the other side of each pair: same rows
     assert torch.equal(got[2], got[3]) and torch.equal(got[2], got[0])
-    for row in got[0]:
-        assert any(torch.allclose(row, r) for r in ref_acts)
+    for row in got[0]:  # to float32 rounding: the engine's lean blocks vs TransformerLens's
+        assert any(torch.allclose(row, r, atol=1e-5) for r in ref_acts)
     with pytest.raises(
         ia.ContrastError, match="resampling needs inputs as long as the reference prompts"
     ):

@@ -58,7 +58,7 @@ def test_estimate_bounds_the_measured_peak(medium, site, per_position, rows):
 def test_budget_is_kept_and_numbers_do_not_change(medium, reference):
     subject, pairs = medium
     one = estimate_sweep(subject, pairs.seq_len, 1)
-    budget = one.weights + 5 * one.per_row  # room for 5 rows: forces 2 base batches
+    budget = one.weights + one.work_fixed + 5 * one.per_row  # room for 5 rows: 2 base batches
     rows = max_rows(subject, pairs.seq_len, budget)
     assert rows == 5
     with LiveTensorBytes() as meter:

@@ -34,7 +34,7 @@ from interp_audit.audit.measure import ablated_components, ablation, clusters_of
 from interp_audit.audit.registry import CheckKind, register_check
 from interp_audit.audit.result import CheckResult
 from interp_audit.audit.sections import AblationSpec, CheckSpec
-from interp_audit.methods.locate.faithfulness import circuit_metric, site_effects_by_forwards
+from interp_audit.methods.locate.faithfulness import circuit_metric
 from interp_audit.methods.locate.patching import patch
 from interp_audit.stats.bootstrap import Verdict, cluster_bootstrap, combine
 from interp_audit.stats.population import population_intervals
@@ -114,13 +114,10 @@ def _circuit(chk: FaithfulnessCheck, ctx: AuditContext, cs, w: torch.Tensor):
         return list(chk.components), None
     labels, parts = [], []
     for sweep in [chk.sites] if isinstance(chk.sites, str) else chk.sites:
-        if ctx.subject.live_hooks():  # a repair's hooks: plain forwards honour position hooks
-            names, effects = site_effects_by_forwards(ctx.subject, cs, sweep, ctx.metric)
-        else:
-            eff = patch(ctx.subject, cs, ctx.metric, sites=sweep, per_position=True,
-                        normalize=False)  # fmt: skip
-            pe = eff.per_example.reshape(len(eff.components), -1).double()
-            names, effects = list(eff.components), pe - eff.base_values.double()  # vs the cf run
+        # under a repair's hooks too: the engine honours hooks at one position (engine/window)
+        eff = patch(ctx.subject, cs, ctx.metric, sites=sweep, per_position=True, normalize=False)
+        pe = eff.per_example.reshape(len(eff.components), -1).double()
+        names, effects = list(eff.components), pe - eff.base_values.double()  # vs the cf run
         labels += names
         parts.append(effects)
     effects = torch.cat(parts)

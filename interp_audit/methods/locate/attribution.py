@@ -30,6 +30,7 @@ from interp_audit.engine.effects import Effects
 from interp_audit.methods.locate.gradients import gradient_run
 from interp_audit.methods.locate.patching import _check_direction, sweep_effects
 from interp_audit.methods.locate.sites import plan_sites
+from interp_audit.model.memory import gradient_plan
 from interp_audit.model.metrics import Metric, get_metric
 from interp_audit.model.subject import Subject
 
@@ -65,10 +66,17 @@ def attribute(
     steps: int = 16,
     graddrop: bool = True,
     batch_size: int | None = None,
+    max_memory: int | None = None,
 ) -> Effects:
     """Estimate patching effects of every site by attribution (see module docstring).
 
     ``graddrop=False`` makes ``"atp*"`` the QK fix alone: signed estimates like ``"atp"``.
+    ``batch_size``: pairs per gradient run. ``max_memory`` (bytes: the weights and what the
+    run holds; :func:`interp_audit.model.memory.gradient_plan`) derives it instead, runs the
+    backward one layer at a time when not even one pair's whole graph fits (one more
+    forward), and splits integrated gradients' steps into several runs when one pair's steps
+    do not fit together; a budget that cannot hold one pair, one step, one layer is refused
+    up front with the estimate. Same numbers either way, to float rounding.
     """
     metric = get_metric(metric)
     _check_direction(direction)
@@ -81,12 +89,14 @@ def attribute(
     if not isinstance(contrast, ContrastSet):
         raise ContrastError(f"attribute needs a ContrastSet, got {type(contrast).__name__}")
     plan = plan_sites(subject, contrast, sites, per_position)
-    rows = batch_size or default_max_rows(subject, contrast.seq_len)
     by_hook: dict[str, list[tuple[int, Patch]]] = defaultdict(list)
     for i, (p,) in enumerate(plan.variants):
         by_hook[p.hook].append((i, p))
+    pairs, checkpoint, step_chunk = _plan(
+        subject, contrast, by_hook, method, steps, graddrop, batch_size, max_memory
+    )
     per_example, base_vals, src_vals = [], [], []
-    for part in contrast.batches(max(1, rows if method != "ig" else max(1, rows // steps))):
+    for part in contrast.batches(pairs):
         ctx = RunContext.build(
             subject,
             part,
@@ -101,11 +111,12 @@ def attribute(
             dtype=torch.promote_types(subject.dtype, torch.float32),
         )
         if method == "ig":
-            _integrated_gradients(ctx, by_hook, steps, est)
+            _integrated_gradients(ctx, by_hook, steps, est, step_chunk, checkpoint)
         else:
             ctx.base_values = _atp(
-                ctx, by_hook, est, qk_fix=method == "atp*", graddrop=method == "atp*" and graddrop
-            )
+                ctx, by_hook, est, qk_fix=method == "atp*",
+                graddrop=method == "atp*" and graddrop, checkpoint=checkpoint,
+            )  # fmt: skip
         magnitude = method == "atp*" and graddrop
         values = est.float().cpu() if magnitude else (ctx.base_values[None] + est).float().cpu()
         for i, v in enumerate(plan.variants):  # a slot a pair lacks: not estimated (NaN)
@@ -121,6 +132,18 @@ def attribute(
         "estimates": "magnitude" if magnitude else "patched metric",
         "steps": steps if method == "ig" else None,
         "n_pairs": len(contrast),
+        **(
+            {
+                "memory": {
+                    "pairs_per_run": pairs,
+                    "layer_by_layer": checkpoint,
+                    "steps_per_run": step_chunk if method == "ig" else None,
+                    "max_memory": int(max_memory),
+                }
+            }  # fmt: skip
+            if max_memory is not None
+            else {}
+        ),
     }
     return sweep_effects(
         plan,
@@ -136,6 +159,41 @@ def attribute(
     )
 
 
+def _captured(subject: Subject, by_hook, method: str) -> list[str]:
+    """Hooks a gradient run captures: the sites, and for AtP*'s QK fix each layer's q, k and
+    pattern."""
+    adapter = subject.adapter
+    capture = list(by_hook)
+    if method == "atp*":
+        qk = [h for h in by_hook if _is_query_or_key(adapter, h)]
+        parts = ("pattern", "q", "k")
+        extra = {adapter.attn(adapter.layer_of(h), part) for h in qk for part in parts}
+        capture += sorted(extra - set(by_hook))
+    return capture
+
+
+def _plan(subject, contrast, by_hook, method, steps, graddrop, batch_size, max_memory):
+    """(pairs per run, layer by layer?, integrated-gradient steps per run)."""
+    capture = _captured(subject, by_hook, method)
+    n_grads = subject.n_layers if method == "atp*" and graddrop and subject.n_layers > 1 else 1
+    copies = 3 + n_grads  # activations, source run's, product, one gradient per backward
+    if max_memory is None:
+        rows = batch_size or default_max_rows(subject, contrast.seq_len)
+        return max(1, rows if method != "ig" else rows // steps), False, steps
+    # integrated gradients: all steps of a pair in one run if they fit, else fewer per run
+    for k in range(steps, 0, -1) if method == "ig" else [1]:
+        try:
+            pairs, checkpoint = gradient_plan(
+                subject, contrast.seq_len, capture, max_memory, copies=copies, rows_per_example=k
+            )
+        except AuditError:
+            if k > 1:
+                continue
+            raise
+        return (min(batch_size, pairs) if batch_size else pairs), checkpoint, k
+    raise AssertionError("unreachable")
+
+
 def _atp(
     ctx: RunContext,
     by_hook: dict[str, list[tuple[int, Patch]]],
@@ -143,6 +201,7 @@ def _atp(
     *,
     qk_fix: bool,
     graddrop: bool,
+    checkpoint: bool = False,
 ) -> Tensor:
     """Fill ``out`` with estimated changes; return the base run's metric values."""
     subject = ctx.subject
@@ -154,7 +213,9 @@ def _atp(
     drops: list[int | None] = (
         list(range(subject.n_layers)) if graddrop and subject.n_layers > 1 else [None]
     )
-    acts, grads_all, base_values = gradient_run(ctx, ctx.base_tokens, capture, drop_layers=drops)
+    acts, grads_all, base_values = gradient_run(
+        ctx, ctx.base_tokens, capture, drop_layers=drops, checkpoint=checkpoint
+    )
     ctx.fill_unmatched(acts)  # unequal-length pairs: no source where the base has no match
     estimates = []
     for grads in grads_all:
@@ -246,22 +307,34 @@ def _qk_fix(
 
 
 def _integrated_gradients(
-    ctx: RunContext, by_hook: dict[str, list[tuple[int, Patch]]], steps: int, out: Tensor
+    ctx: RunContext,
+    by_hook: dict[str, list[tuple[int, Patch]]],
+    steps: int,
+    out: Tensor,
+    per_run: int | None = None,
+    checkpoint: bool = False,
 ) -> None:
-    """Per hook: interpolate it base -> source, average the gradient over ``steps`` midpoints."""
+    """Per hook: interpolate it base -> source, average the gradient over ``steps`` midpoints
+    (``per_run`` of them per gradient run)."""
     b = ctx.batch
+    per_run = per_run or steps
     alphas = (torch.arange(steps, device=ctx.base_tokens.device, dtype=torch.float32) + 0.5) / steps
     for hook, patches in by_hook.items():
         base, src = ctx.base_sites[hook], ctx.source[hook]
         delta = src - base
-        a = alphas.repeat_interleave(b).reshape(-1, *([1] * (base.ndim - 1))).to(base.dtype)
+        ones = [1] * (base.ndim - 1)
+        total = None
+        for first in range(0, steps, per_run):
+            k = min(per_run, steps - first)
+            a = alphas[first : first + k].repeat_interleave(b).reshape(-1, *ones).to(base.dtype)
 
-        def interpolate(act, base=base, delta=delta, a=a):
-            return base.repeat(steps, *([1] * (base.ndim - 1))) + a * delta.repeat(
-                steps, *([1] * (base.ndim - 1))
+            def interpolate(act, base=base, delta=delta, a=a, k=k, ones=ones):
+                return base.repeat(k, *ones) + a * delta.repeat(k, *ones)
+
+            tokens = ctx.base_tokens.repeat(k, 1)
+            _, grads_all, _ = gradient_run(
+                ctx, tokens, [hook], replace={hook: interpolate}, rows=k, checkpoint=checkpoint
             )
-
-        tokens = ctx.base_tokens.repeat(steps, 1)
-        _, grads_all, _ = gradient_run(ctx, tokens, [hook], replace={hook: interpolate}, rows=steps)
-        mean_grad = grads_all[0][hook].reshape(steps, b, *base.shape[1:]).mean(0)
-        _component_sums(delta * mean_grad, patches, out, ctx)
+            summed = grads_all[0][hook].reshape(k, b, *base.shape[1:]).sum(0)
+            total = summed if total is None else total + summed
+        _component_sums(delta * (total / steps), patches, out, ctx)

@@ -30,6 +30,7 @@ from interp_audit.engine.effects import Effects
 from interp_audit.methods.locate.gradients import gradient_run
 from interp_audit.methods.locate.patching import _check_direction
 from interp_audit.methods.locate.sites import unpatched_note
+from interp_audit.model.memory import gradient_plan
 from interp_audit.model.metrics import Metric, get_metric
 from interp_audit.model.readout import readout
 from interp_audit.model.subject import Subject, quiet_tl_warnings
@@ -182,11 +183,16 @@ def attribute_edges(
     steps: int = 8,
     direction: Literal["denoise", "noise"] = "denoise",
     batch_size: int | None = None,
+    max_memory: int | None = None,
 ) -> Effects:
     """Score every sender->receiver edge. Effects dims (sender, receiver); non-edges are NaN.
 
     Values estimate the change of the mean metric when that one edge carries the source run's
-    sender output instead of the base run's (not normalised).
+    sender output instead of the base run's (not normalised). ``batch_size``: pairs per
+    gradient run; ``max_memory`` (bytes, weights included) derives it instead, as
+    :func:`interp_audit.attribute` does (one layer's graph at a time when a pair's whole graph
+    does not fit; EAP-IG's steps split over runs), and the edge scores are summed over chunks
+    of positions, so no ``[pos, sender, d]`` x ``[pos, receiver, d]`` product is held whole.
     """
     metric = get_metric(metric)
     _check_direction(direction)
@@ -196,12 +202,15 @@ def attribute_edges(
         raise AuditError(f"steps={steps!r}: give a whole number of IG steps in 1..10000")
     graph = EdgeGraph.of(subject)
     has_mlp = subject.shape.has_mlp
-    rows = batch_size or default_max_rows(subject, contrast.seq_len)
+    n_steps = steps if method == "eap-ig" else 1
+    senders = sorted(_sender_hooks(subject, has_mlp))
+    receivers = _receiver_hooks(subject, has_mlp)
+    pairs, checkpoint, per_run = _edge_plan(
+        subject, contrast, senders, receivers, method, n_steps, batch_size, max_memory
+    )
     total = torch.zeros(graph.valid.shape, dtype=torch.float64)
     base_vals, src_vals = [], []
-    n_steps = steps if method == "eap-ig" else 1
-    for part in contrast.batches(max(1, rows // n_steps)):
-        senders = sorted(_sender_hooks(subject, has_mlp))
+    for part in contrast.batches(pairs):
         # EAP's gradient pass is the base run; EAP-IG's passes are interpolated, so it needs one
         ctx = RunContext.build(
             subject,
@@ -211,43 +220,20 @@ def attribute_edges(
             source_hooks=senders,
             base_run=method == "eap-ig",
         )
-        receivers = _receiver_hooks(subject, has_mlp)
         with split_inputs(subject):
             if method == "eap":
                 base_cache, grads_all, ctx.base_values = gradient_run(
-                    ctx, ctx.base_tokens, receivers + senders
+                    ctx, ctx.base_tokens, receivers + senders, checkpoint=checkpoint
                 )
                 grads = grads_all[0]
             else:
                 base_cache = ctx.base_sites
-                b = ctx.batch
-                alphas = (
-                    torch.arange(n_steps, dtype=subject.dtype, device=subject.device) + 0.5
-                ) / n_steps
-                emb_base = base_cache[subject.adapter.resid_pre(0)]
-                emb_delta = ctx.source[subject.adapter.resid_pre(0)] - emb_base
-                a = alphas.repeat_interleave(b)[:, None, None]
-                path = emb_base.repeat(n_steps, 1, 1) + a * emb_delta.repeat(n_steps, 1, 1)
-
-                def interpolate(act, path=path):
-                    return path
-
-                _, grads_all, _ = gradient_run(
-                    ctx,
-                    ctx.base_tokens.repeat(n_steps, 1),
-                    receivers,
-                    replace={subject.adapter.resid_pre(0): interpolate},
-                    rows=n_steps,
-                )
-                grads = {
-                    k: v.reshape(n_steps, b, *v.shape[1:]).mean(0) for k, v in grads_all[0].items()
-                }
+                grads = _ig_receiver_grads(ctx, receivers, n_steps, per_run, checkpoint)
         ctx.fill_unmatched(base_cache)  # unequal-length pairs: unmatched positions stay base
-        delta = _sender_outputs(subject, ctx.source, has_mlp) - _sender_outputs(
-            subject, base_cache, has_mlp
+        total += _edge_scores(
+            subject, ctx.source, base_cache, grads, has_mlp, tuple(graph.valid.shape), max_memory
         )
-        g = _receiver_grads(subject, grads, has_mlp)
-        total += torch.einsum("bpsd,bprd->sr", delta.double(), g.double()).cpu()
+        del grads, base_cache
         base_vals.append(ctx.base_values.cpu())
         src_vals.append(ctx.source_values.cpu())
     scores = (total / len(contrast)).float()
@@ -275,6 +261,94 @@ def attribute_edges(
 
 
 @torch.no_grad()
+def _edge_plan(subject, contrast, senders, receivers, method, n_steps, batch_size, max_memory):
+    """(pairs per run, layer by layer?, EAP-IG steps per run)."""
+    if max_memory is None:
+        rows = batch_size or default_max_rows(subject, contrast.seq_len)
+        return max(1, rows // n_steps), False, n_steps
+    # held: receivers' activations and gradients, senders' base and source outputs
+    capture = receivers + senders
+    for k in range(n_steps, 0, -1):
+        try:
+            pairs, checkpoint = gradient_plan(
+                subject, contrast.seq_len, capture, max_memory, copies=2, rows_per_example=k,
+                split_inputs=True, fixed=contraction_bytes(max_memory),
+            )  # fmt: skip
+        except AuditError:
+            if k > 1:
+                continue
+            raise
+        return (min(batch_size, pairs) if batch_size else pairs), checkpoint, k
+    raise AssertionError("unreachable")
+
+
+def _ig_receiver_grads(
+    ctx: RunContext, receivers: list[str], n_steps: int, per_run: int, checkpoint: bool
+) -> dict[str, Tensor]:
+    """EAP-IG: receivers' gradients averaged over embeddings interpolated base -> source,
+    ``per_run`` midpoint steps per gradient run."""
+    subject = ctx.subject
+    b = ctx.batch
+    embed = subject.adapter.resid_pre(0)
+    alphas = (torch.arange(n_steps, dtype=subject.dtype, device=subject.device) + 0.5) / n_steps
+    emb_base = ctx.base_sites[embed]
+    emb_delta = ctx.source[embed] - emb_base
+    total: dict[str, Tensor] = {}
+    for first in range(0, n_steps, per_run):
+        k = min(per_run, n_steps - first)
+        a = alphas[first : first + k].repeat_interleave(b)[:, None, None]
+        path = emb_base.repeat(k, 1, 1) + a * emb_delta.repeat(k, 1, 1)
+
+        def interpolate(act, path=path):
+            return path
+
+        _, grads_all, _ = gradient_run(
+            ctx, ctx.base_tokens.repeat(k, 1), receivers, replace={embed: interpolate}, rows=k,
+            checkpoint=checkpoint,
+        )  # fmt: skip
+        for name, g in grads_all[0].items():
+            summed = g.reshape(k, b, *g.shape[1:]).sum(0)
+            total[name] = summed if name not in total else total[name] + summed
+    return {name: g / n_steps for name, g in total.items()}
+
+
+#: bytes of one chunk of the edge-score contraction (sender deltas and receiver gradients in
+#: float64, for a chunk of positions) when no budget says otherwise
+_CONTRACTION_BYTES = 256 * 2**20
+
+
+def contraction_bytes(max_memory: int | None) -> int:
+    """At most this many bytes for one chunk of the edge-score contraction: 1/16 of a budget."""
+    return _CONTRACTION_BYTES if max_memory is None else int(max_memory) // 16
+
+
+def _edge_scores(
+    subject: Subject,
+    source: dict[str, Tensor],
+    base: dict[str, Tensor],
+    grads: dict[str, Tensor],
+    has_mlp: bool,
+    shape: tuple[int, int],
+    max_memory: int | None,
+) -> Tensor:
+    """sum over examples and positions of (sender delta) . (receiver gradient), ``shape``
+    ``[S, R]``, a chunk of positions at a time (float64)."""
+    any_act = next(iter(grads.values()))
+    b, n_pos = any_act.shape[:2]
+    per_pos = b * sum(shape) * subject.d_model * (8 + any_act.element_size())
+    room = max(per_pos, contraction_bytes(max_memory))
+    step = max(1, min(n_pos, room // per_pos))
+    total = torch.zeros(shape, dtype=torch.float64)
+    for p0 in range(0, n_pos, step):
+        src_w = {k: v[:, p0 : p0 + step] for k, v in source.items()}
+        base_w = {k: v[:, p0 : p0 + step] for k, v in base.items()}
+        grads_w = {k: v[:, p0 : p0 + step] for k, v in grads.items()}
+        delta = _sender_outputs(subject, src_w, has_mlp) - _sender_outputs(subject, base_w, has_mlp)
+        g = _receiver_grads(subject, grads_w, has_mlp)
+        total += torch.einsum("bpsd,bprd->sr", delta.double(), g.double()).cpu()
+    return total
+
+
 def patch_edges(
     subject: Subject,
     contrast: ContrastSet,

@@ -34,7 +34,7 @@ from interp_audit.model.metrics import Metric, MetricContext, get_metric
 from interp_audit.model.readout import readout
 from interp_audit.model.subject import Subject
 
-__all__ = ["circuit_metric", "node_components", "site_effects_by_forwards"]
+__all__ = ["circuit_metric", "node_components"]
 
 _NODE_KINDS = ("head", "head.q", "head.k", "head.v", "attn", "mlp", "neuron")
 
@@ -194,41 +194,3 @@ def circuit_metric(
             scored=subject.scored_positions(contrast).to(dev), answers=answers, mask=attn_mask,
         )  # fmt: skip
     return metric(read, MetricContext(answers=answers, reference=reference)).detach().cpu()
-
-
-@torch.no_grad()
-def site_effects_by_forwards(
-    subject: Subject,
-    contrast: ContrastSet,
-    sites: str | Sequence[str],
-    metric: Metric | str = "logit_diff",
-) -> tuple[list[str], Tensor]:
-    """(component labels, ``[site, pair]`` metric of the counterfactual run with that one site
-    patched in from the clean run, minus the counterfactual metric): exact denoising patching
-    per position, one full hooked forward per site, in this process.
-
-    The patching engine's fast path recomputes slices of positions, which hooks already on the
-    model for one position (a repair ablating ``L0H1.v@2``) cannot follow, and a remote executor
-    would not see those hooks at all; under a repair this is the exact way."""
-    import dataclasses
-
-    from interp_audit.engine.batched import RunContext, run_chunk
-    from interp_audit.methods.locate.sites import plan_sites
-
-    metric = get_metric(metric)
-    plan = plan_sites(subject, contrast, sites, True)
-    ctx = RunContext.build(subject, contrast, metric, direction="denoise", source_hooks=plan.hooks)
-    ctx = dataclasses.replace(ctx, fast=False)
-    # one site per forward: the batch is the pairs, as in the clean and counterfactual runs, so
-    # a repair whose values depend on the batch (resample ablation draws a reference prompt per
-    # row) reads the same rows in every run. In a causal model a site before the first position
-    # where any pair differs has the same activation in both runs: its effect is 0 exactly.
-    differs = (contrast.clean != contrast.counterfactual).any(0).nonzero()
-    first = int(differs[0]) if len(differs) and subject.adapter.causal else 0
-    base = ctx.base_values.detach().cpu().double()
-    effects = torch.zeros(len(plan.variants), len(contrast), dtype=torch.float64)
-    for i, v in enumerate(plan.variants):
-        pos = v[0].position()
-        if pos is None or pos >= first:
-            effects[i] = run_chunk(ctx, [v], 0).cpu().double()[0] - base
-    return list(plan.components), effects

@@ -264,6 +264,17 @@ class ModelAdapter:
         """TransformerLens weight-processing flags that change the activation at ``name``."""
         return hook_names.processing_affecting(name)
 
+    @property
+    def extra_weight_bytes(self) -> int:
+        """Bytes the adapter keeps beside the model's parameters (weights laid out for speed)."""
+        return 0
+
+    @property
+    def materialises_attention_scores(self) -> bool:
+        """Does a block call hold score-sized tensors (``[rows, head, pos, pos]``)? Memory
+        planning counts them per row when it does (TransformerLens's blocks do)."""
+        return True
+
     def activation_axes(self, name: str) -> tuple[str, ...]:
         """Per-example axes of the activation at hook ``name`` (``s`` positions, ``h`` heads,
         ``dh`` head width, ``kv`` key/value heads, ``d`` model width, ``dm`` MLP width)."""
@@ -322,6 +333,17 @@ class ModelAdapter:
 
     def forward_resid(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
         raise AuditError(f"{self.family} models have no sentence-embedding output")
+
+    @property
+    def runs_layer_by_layer(self) -> bool:
+        """Can a forward run as :meth:`block_input` then :meth:`run_block` layer by layer
+        (full positions, hooks firing as in a plain forward)? Gradient runs then re-run one
+        layer at a time instead of keeping every layer's graph (memory)."""
+        return False
+
+    def block_input(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The residual stream entering the first block (embeddings, through their hooks)."""
+        raise NotImplementedError
 
     def run_block(
         self,

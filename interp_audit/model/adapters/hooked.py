@@ -18,6 +18,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp_audit.core.errors import AuditError, ModelLoadError
+from interp_audit.model.adapters import lean
 from interp_audit.model.adapters.base import FoldTarget, ModelAdapter, WriterRole
 
 #: Architectures whose attention output is normalised before the residual add (post-norm).
@@ -80,8 +81,57 @@ class HookedAdapter(ModelAdapter):
         pad_before_real = (~m[:, :-1] & m[:, 1:]).any()
         return {"attention_mask": mask.long()} if bool(pad_before_real) else {}
 
+    @property
+    def extra_weight_bytes(self) -> int:
+        """The lean blocks' laid-out attention weights (adapters/lean.py), once built."""
+        return sum(lean.layout_bytes(b) for b, ok in zip(self.model.blocks,
+                                                          self._lean_supported(), strict=True)
+                   if ok)  # fmt: skip
+
+    @property
+    def materialises_attention_scores(self) -> bool:
+        """Lean blocks attend with scaled_dot_product_attention: no score-sized tensor per row
+        (a hook on scores or patterns sends a block to TransformerLens's, which has them)."""
+        return not all(self._lean_supported())
+
+    def _lean_supported(self) -> list[bool]:
+        # asked each time: split inputs (edge attribution) switch a config flag for a while
+        return [lean.supported(b) for b in self.model.blocks]
+
+    def _lean(self, layer: int) -> bool:
+        """Can the engine call this block the lean way now (adapters/lean.py)?"""
+        block = self.model.blocks[layer]
+        return lean.supported(block) and not lean.needs_full_block(block)
+
+    @property
+    def runs_layer_by_layer(self) -> bool:
+        """Every block called on the whole stream (no key/value cache), as TransformerLens's
+        own forward does: split inputs and local attention included."""
+        c = self._cfg
+        shortformer = c("positional_embedding_type", "standard") == "shortformer"
+        return not shortformer and c("n_devices", 1) == 1
+
+    def block_input(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
+        if self.padding_kwargs(mask):  # left padding: blocks would need TL's attention mask
+            raise AuditError("a layer-by-layer run needs right-padded (or unpadded) inputs")
+        return self.model(tokens, stop_at_layer=0)
+
+    def forward_hidden(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor | None:
+        """The base class's hooked forward, block by block the lean way where every block can
+        be (adapters/lean.py): the embeddings through TransformerLens (``stop_at_layer=0``),
+        then each block; no final norm or unembedding (nothing reads them)."""
+        kwargs = self.padding_kwargs(mask)
+        if kwargs or not self.fast_path or not all(self._lean_supported()):
+            return super().forward_hidden(tokens, mask)
+        resid = self.block_input(tokens)
+        for layer in range(self.n_layers):
+            resid = self.run_block(layer, resid)
+        return None
+
     def run_block(self, layer, resid, past_kv=None, encoder_mask=None):
         block = self.model.blocks[layer]
+        if self._lean(layer):
+            return lean.run_block(block, resid, past_kv)
         if past_kv is None:
             return block(resid)
         from transformer_lens.cache.key_value_cache_entry import (
@@ -106,11 +156,16 @@ class HookedAdapter(ModelAdapter):
             if self._cfg("use_hook_mlp_in", False)
             else resid_mid
         )
-        mlp_out = block.apply_mlp(block.ln2(mlp_in))
+        if self._lean(layer):
+            mlp_out = lean.mlp(block, lean.norm(block.ln2, mlp_in))
+        else:
+            mlp_out = block.apply_mlp(block.ln2(mlp_in))
         return block.hook_resid_post(resid_mid + mlp_out)
 
     def block_kv(self, layer: int, resid: Tensor) -> tuple[Tensor, Tensor]:
         block = self.model.blocks[layer]
+        if self._lean(layer):
+            return lean.block_kv(block, resid)
         prefix = block.hook_resid_pre(resid)  # resid_pre patches apply here too
         normed = block.ln1(prefix)
         _, k, v = block.attn.calculate_qkv_matrices(normed, normed, normed)

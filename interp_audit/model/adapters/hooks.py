@@ -63,6 +63,9 @@ _AXES = {
     "hook_pre": ("s", "dm"),
     "hook_post": ("s", "dm"),
     "hook_pre_linear": ("s", "dm"),
+    "hook_q_input": ("s", "h", "d"),  # split inputs (edge attribution): one copy per head
+    "hook_k_input": ("s", "kv", "d"),
+    "hook_v_input": ("s", "kv", "d"),
     "hook_scale": ("s",),
 }
 
