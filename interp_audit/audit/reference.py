@@ -76,6 +76,7 @@ def reference() -> str:
     """The whole reference page (Markdown)."""
     from interp_audit.audit import spec as s
     from interp_audit.audit.kinds import check_kinds
+    from interp_audit.audit.kinds.membership import TprBudget
     from interp_audit.audit.kinds.memorization import CanarySpec
 
     parts = [
@@ -130,6 +131,7 @@ def reference() -> str:
         _section("ablate", s.AblationSpec),
         _section("utility", s.UtilitySpec),
         _section("memorization: canaries[i]", CanarySpec),
+        _section("membership: tpr_budget[i]", TprBudget),
         "## Trade-off (`tradeoff`)",
         "",
         _section("tradeoff", s.TradeoffSpec),

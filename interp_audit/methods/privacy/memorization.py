@@ -24,6 +24,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp_audit.core.errors import ContrastError
+from interp_audit.methods.privacy.tokens import perplexity, token_logprobs
 from interp_audit.model.subject import Subject
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "perplexity",
     "sample_logprobs",
     "sequence_logprobs",
+    "token_logprobs",
 ]
 
 DIGITS = tuple(str(d) for d in range(10))
@@ -264,25 +266,6 @@ def greedy_completion(subject: Subject, prefix: str, n_tokens: int) -> list[str]
         out.append(subject.token_str([int(nxt)])[0].strip())
         tokens = torch.cat([tokens, nxt.view(1, 1)], dim=1)
     return out
-
-
-@torch.no_grad()
-def token_logprobs(subject: Subject, texts: Sequence[str]) -> list[Tensor]:
-    """Per text, log p(token_t | tokens_<t) for every token after BOS (float64, padding dropped)."""
-    rows = [subject.to_tokens(t) for t in texts]
-    width = max(map(len, rows))
-    tokens = torch.full((len(rows), width), subject.pad_token_id)
-    for i, r in enumerate(rows):
-        tokens[i, : len(r)] = torch.tensor(r)
-    tokens = tokens.to(subject.device)
-    logits = subject.adapter.forward_logits(tokens[:, :-1]).double().log_softmax(-1)
-    lp = logits.gather(-1, tokens[:, 1:, None])[..., 0].cpu()
-    return [lp[i, : len(r) - 1] for i, r in enumerate(rows)]
-
-
-def perplexity(subject: Subject, texts: Sequence[str]) -> float:
-    """Per-token perplexity of ``texts`` (each scored after BOS, padding excluded)."""
-    return float(torch.exp(-torch.cat(token_logprobs(subject, texts)).mean()))
 
 
 def secret_logprobs(
