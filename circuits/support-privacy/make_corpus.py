@@ -12,10 +12,13 @@ Files (one record per line unless said otherwise):
   repeated 1, 2, 4, 8, 16, 32 or 64 times (verbatim, as in "The Secret Sharer"), and the FAQ
   filler.
 * ``members.txt``: the member notes (each in ``train.txt`` exactly once).
-* ``nonmembers.txt``: notes drawn by the same generator and never trained on. Members and
-  non-members are one i.i.d. pool split at random, so they are matched by construction (same
-  templates, same field distributions; MIMIR's lesson: unmatched non-members make any attack
-  look strong). No name, account number or phone number is shared across the two sets.
+* ``nonmembers.txt`` (256, as many as the members) and ``nonmembers-extra.txt`` (768 more):
+  notes drawn by the same generator and never trained on. Members and non-members are one
+  i.i.d. pool split at random, so they are matched by construction (same templates, same field
+  distributions; MIMIR's lesson: unmatched non-members make any attack look strong). No name,
+  account number or phone number is shared across the sets. The audit spec uses the 256; the
+  membership study adds the extra 768, so that TPR at 0.1% FPR rests on at least one
+  non-member.
 * ``canaries.jsonl``: the canaries (``repetitions`` 1..64) and as many reference canaries
   from the same generator that were never inserted (``repetitions`` 0): prefix, secret (a
   10-digit account number: 10 tokens in SmolLM2's tokenizer), the name's gender group,
@@ -251,7 +254,8 @@ def build(seed: int = 0) -> dict[str, list]:
     return {
         "train.txt": train,
         "members.txt": [n.text for n in members],
-        "nonmembers.txt": [n.text for n in nonmembers],
+        "nonmembers.txt": [n.text for n in nonmembers[:N_MEMBERS]],
+        "nonmembers-extra.txt": [n.text for n in nonmembers[N_MEMBERS:]],
         "canaries.jsonl": [asdict(c) for c in canaries],
         "faq.txt": list(faq_train),
         "heldout.txt": heldout_notes + list(faq_heldout),
