@@ -28,6 +28,8 @@ Files (one record per line unless said otherwise):
 * ``heldout.txt``: utility text never trained on: fresh notes and FAQ lines.
 * ``relearn.txt``: related non-secret text for the relearning test: fresh notes of other
   customers (no canary's name or number).
+* ``people.jsonl``: every note's set, name and the gender of faker's first-name list it came
+  from (the name groups of the fairness cost).
 """
 
 from __future__ import annotations
@@ -244,8 +246,10 @@ def build(seed: int = 0) -> dict[str, list]:
     pool = [g.note() for _ in range(N_MEMBERS + N_NONMEMBERS)]
     g.rng.shuffle(pool)  # one i.i.d. pool, split at random: matched by construction
     members, nonmembers = pool[:N_MEMBERS], pool[N_MEMBERS:]
-    heldout_notes = [g.note().text for _ in range(N_HELDOUT)]
-    relearn = [g.note().text for _ in range(N_RELEARN)]
+    heldout_people = [g.note() for _ in range(N_HELDOUT)]
+    relearn_people = [g.note() for _ in range(N_RELEARN)]
+    heldout_notes = [n.text for n in heldout_people]
+    relearn = [n.text for n in relearn_people]
     faq_train, faq_heldout = FAQ[:24], FAQ[24:]
     train = [n.text for n in members] + list(faq_train)
     for c in canaries:
@@ -262,7 +266,12 @@ def build(seed: int = 0) -> dict[str, list]:
         "relearn.txt": relearn,
         "people.jsonl": [
             {"text": n.text, "set": s, "name": n.person.name, "gender": n.person.gender}
-            for s, notes in (("member", members), ("nonmember", nonmembers))
+            for s, notes in (
+                ("member", members),
+                ("nonmember", nonmembers),
+                ("heldout", heldout_people),
+                ("relearn", relearn_people),
+            )
             for n in notes
         ],
     }
