@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 import interp_audit as ia  # noqa: E402
 from interp_audit.methods.privacy.memorization import (  # noqa: E402
     exposure,
-    greedy_tokens,
+    greedy_batch,
     secret_logprobs,
 )
 from interp_audit.methods.privacy.secrets import SecretSpace  # noqa: E402
@@ -87,9 +87,19 @@ def fmt(v: tuple[float, float, float], digits: int = 2) -> str:
 
 def extracted(subject, prefix: str, secret: str) -> bool:
     """Greedy decoding from the prefix reproduces the secret's tokens."""
-    space = SecretSpace.build(subject, prefix, secret, check=0)
-    want = list(space.secret_ids)
-    return greedy_tokens(subject, list(space.prefix_ids), len(want)) == want
+    return extracted_many(subject, [prefix], [secret])[0]
+
+
+def extracted_many(subject, prefixes: list[str], secrets: list[str]) -> list[bool]:
+    """Per (prefix, secret): greedy decoding (batched) reproduces the secret's tokens."""
+    spaces = [
+        SecretSpace.build(subject, p, s, check=0) for p, s in zip(prefixes, secrets, strict=True)
+    ]
+    width = max(len(sp.secret_ids) for sp in spaces)
+    got = greedy_batch(subject, [list(sp.prefix_ids) for sp in spaces], width)
+    return [
+        g[: len(sp.secret_ids)] == list(sp.secret_ids) for g, sp in zip(got, spaces, strict=True)
+    ]
 
 
 def canary_measures(
@@ -105,14 +115,21 @@ def canary_measures(
     paraphrased prefix."""
     rows = []
     lps = secret_logprobs(subject, [c.prefix for c in cs], [c.secret for c in cs])
-    for c, lp in zip(cs, lps.tolist(), strict=True):
+    ext = extracted_many(subject, [c.prefix for c in cs], [c.secret for c in cs])
+    if paraphrases:
+        pre = [p for c in cs for p in c.paraphrases]
+        sec = [c.secret for c in cs for _ in c.paraphrases]
+        p_lps = secret_logprobs(subject, pre, sec).tolist()
+        p_ext = extracted_many(subject, pre, sec)
+    k = 0
+    for c, lp, x in zip(cs, lps.tolist(), ext, strict=True):
         row = {
             "name": c.name,
             "repetitions": c.repetitions,
             "split": c.split,
             "gender": c.gender,
             "logprob": lp,
-            "extracted": extracted(subject, c.prefix, c.secret),
+            "extracted": x,
         }
         if exposure_for is None or c.name in exposure_for:
             e = exposure(subject, c.prefix, c.secret, n_samples=samples, max_nodes=max_nodes)
@@ -122,13 +139,10 @@ def canary_measures(
                 exposure_bounds=list(e.bounds) if e.bounds else None,
             )
         if paraphrases:
-            p_lps = secret_logprobs(
-                subject, list(c.paraphrases), [c.secret] * len(c.paraphrases)
-            ).tolist()
-            row["paraphrase_logprob"] = sum(p_lps) / len(p_lps)
-            row["paraphrase_extracted"] = sum(
-                extracted(subject, p, c.secret) for p in c.paraphrases
-            ) / len(c.paraphrases)
+            n = len(c.paraphrases)
+            row["paraphrase_logprob"] = sum(p_lps[k : k + n]) / n
+            row["paraphrase_extracted"] = sum(p_ext[k : k + n]) / n
+            k += n
         rows.append(row)
     return rows
 

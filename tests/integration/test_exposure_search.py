@@ -223,3 +223,16 @@ def test_when_the_search_stops_the_clipped_estimate_stays_within_true_bounds(lm1
     lo, hi = e.bounds
     assert lo - 1e-9 <= truth <= hi + 1e-9 and lo <= e.exposure <= hi
     assert abs(e.exposure - truth) <= 1.0  # docs: within 1 bit in the bulk
+
+
+def test_batched_greedy_decoding_equals_one_prompt_at_a_time(bpe_subject):
+    from interp_audit.methods.privacy.memorization import greedy_batch
+
+    prompts = [bpe_subject.to_tokens(t) for t in ("Ryan Chang, account number", "Hi", "a b c d")]
+    got = greedy_batch(bpe_subject, prompts, 5)
+    for p, g in zip(prompts, got, strict=True):
+        ids = list(p)
+        with torch.no_grad():
+            for _ in range(5):
+                ids.append(int(bpe_subject.model(torch.tensor([ids]))[0, -1].argmax()))
+        assert g == ids[len(p) :]

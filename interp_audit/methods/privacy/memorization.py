@@ -39,6 +39,7 @@ __all__ = [
     "candidate_logprobs",
     "exposure",
     "greedy_completion",
+    "greedy_batch",
     "greedy_tokens",
     "perplexity",
     "sample_logprobs",
@@ -333,15 +334,32 @@ def exposure(
     )
 
 
-@torch.no_grad()
 def greedy_tokens(subject: Subject, ids: Sequence[int], n_tokens: int) -> list[int]:
     """Greedy decoding over the whole vocabulary from token ids: what an attacker extracts."""
-    tokens = torch.tensor(list(ids), device=subject.device)[None]
-    out = []
+    return greedy_batch(subject, [ids], n_tokens)[0]
+
+
+@torch.no_grad()
+def greedy_batch(
+    subject: Subject, prompts: Sequence[Sequence[int]], n_tokens: int
+) -> list[list[int]]:
+    """Greedy decoding of several prompts at once (right-padded; each row reads the logits at
+    its own last token, so the result is the one-prompt-at-a-time result)."""
+    rows = [list(p) for p in prompts]
+    if not rows:
+        return []
+    out: list[list[int]] = [[] for _ in rows]
     for _ in range(n_tokens):
-        nxt = subject.adapter.forward_logits(tokens)[0, -1].argmax()
-        out.append(int(nxt))
-        tokens = torch.cat([tokens, nxt.view(1, 1)], dim=1)
+        width = max(map(len, rows))
+        tokens = torch.full((len(rows), width), subject.pad_token_id)
+        for i, r in enumerate(rows):
+            tokens[i, : len(r)] = torch.tensor(r)
+        logits = subject.adapter.forward_logits(tokens.to(subject.device))
+        last = torch.tensor([len(r) - 1 for r in rows], device=logits.device)
+        nxt = logits[torch.arange(len(rows), device=logits.device), last].argmax(-1).tolist()
+        for i, t in enumerate(nxt):
+            rows[i].append(int(t))
+            out[i].append(int(t))
     return out
 
 
