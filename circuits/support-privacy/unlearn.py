@@ -458,6 +458,12 @@ def table(args) -> None:
         n = torch.tensor(ev["reference_canary_losses"]) * -1
         auc = auc_ci(m, n, n_boot=1000)
         tpr = tpr_ci(m, n, 0.05, n_boot=1000)
+        ref = evals.get("base")
+        if ref is not None:  # reference-model loss ratio, the base model as reference
+            m = m / torch.tensor(ref["forget_losses"])
+            n = n / torch.tensor(ref["reference_canary_losses"])
+            ref_auc = auc_ci(m, n, n_boot=1000)
+            ref_tpr = tpr_ci(m, n, 0.05, n_boot=1000)
         exps = [r["exposure"] for r in f if "exposure" in r]
         row = {
             "model": name,
@@ -468,7 +474,9 @@ def table(args) -> None:
             "extracted (paraphrase)": f"{sum(r['paraphrase_extracted'] for r in f):.1f}/{len(f)}",
             "retain extracted": f"{sum(r['extracted'] for r in ev['retain'])}/{len(ev['retain'])}",
             "membership AUC (loss)": auc,
-            "TPR@5%FPR": tpr,
+            "TPR@5%FPR (loss)": tpr,
+            "membership AUC (ref_ratio)": ref_auc if ref is not None else None,
+            "TPR@5%FPR (ref_ratio)": ref_tpr if ref is not None else None,
             "held-out loss change": ci(ppl_d) if name != "finetune" else None,
             "perplexity": math.exp(sum(ev["heldout_losses"]) / len(ev["heldout_losses"])),
         }
@@ -490,11 +498,19 @@ def table(args) -> None:
             dm = [x for x, g in zip(ppl_d, gender, strict=True) if g == "male"]
             dfm = [x for x, g in zip(ppl_d, gender, strict=True) if g == "female"]
             diff = _diff_ci(dfm, dm)
-            fair.append({"model": name, "group": "female - male", "n": len(d), "loss change": diff})
-    lines_md = ["| " + " | ".join(rows[0].keys()) + " |", "|" + "---|" * len(rows[0])]
+            fair.append(
+                {
+                    "model": name,
+                    "group": "female - male",
+                    "n": f"{len(dfm)}/{len(dm)}",
+                    "loss change": diff,
+                }
+            )
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    lines_md = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for r in rows:
         cells = []
-        for k in rows[0]:
+        for k in keys:
             v = r.get(k)
             cells.append(
                 fmt(v, 3 if "loss" in k or "AUC" in k or "TPR" in k else 2)
