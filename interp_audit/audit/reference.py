@@ -77,6 +77,7 @@ def reference() -> str:
     from interp_audit.audit import spec as s
     from interp_audit.audit.decisions import DecisionSpec
     from interp_audit.audit.kinds import check_kinds
+    from interp_audit.audit.kinds.membership import TprBudget
     from interp_audit.audit.kinds.memorization import CanarySpec
     from interp_audit.audit.population import PopulationSpec
 
@@ -134,6 +135,7 @@ def reference() -> str:
         _section("memorization: canaries[i]", CanarySpec),
         _section("decision (flip_rate, group_parity)", DecisionSpec),
         _section("population (group_parity)", PopulationSpec),
+        _section("membership: tpr_budget[i]", TprBudget),
         "## Trade-off (`tradeoff`)",
         "",
         _section("tradeoff", s.TradeoffSpec),

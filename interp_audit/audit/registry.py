@@ -34,7 +34,9 @@ class CheckKind:
             chart of the evidence rows with their CIs (:func:`~.figures.interval_figure`).
         description: one line for ``interp-audit schema`` and the spec reference.
         threshold: how the check's ``threshold`` reads in the report's summary (a format
-            string: ``±{:g}`` a two-sided tolerance, ``≤ {:g}`` a limit, ...).
+            string: ``±{:g}`` a two-sided tolerance, ``≤ {:g}`` a limit, ...), or a function
+            of the result for kinds whose limit depends on the spec (membership: a TPR budget
+            or an AUC bound).
         remeasurable: whether running it on a repaired model measures that model (the
             trade-off re-runs such checks under each repair); False for kinds that apply
             their own repair or read effects located on the unrepaired model.
@@ -42,6 +44,10 @@ class CheckKind:
             with better ``"up"`` or ``"down"`` (e.g. ``("robustness (environment risk gap)",
             "down")``): the trade-off table shows it per repair and its Pareto front over the
             objectives uses it.
+        objective_columns: ``objective_columns(result) -> {column: value}`` where the kind's
+            objective is not its statistic, or it adds columns (membership: the strongest
+            attack's AUC and the largest TPR at low FPR, each with its ``" CI"`` column); None
+            = the statistic and its CI under ``objective``'s column.
         tradeoff_form: the check the trade-off re-runs on each repaired model, when it is not
             the check as written (e.g. without the check's own repair, which the swept repair
             replaces); None = as written.
@@ -53,8 +59,9 @@ class CheckKind:
     description: str
     figure: Callable[[CheckResult], Any] | None = None
     remeasurable: bool = True
-    threshold: str = "±{:g}"
+    threshold: str | Callable[[CheckResult], str] = "±{:g}"
     objective: tuple[str, str] | None = None
+    objective_columns: Callable[[CheckResult], dict[str, Any]] | None = None
     tradeoff_form: Callable[[Any], Any] | None = None
 
 

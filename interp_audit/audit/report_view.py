@@ -158,7 +158,7 @@ def _threshold(c: CheckResult) -> str:
 
     kind = check_kinds().get(c.kind)
     fmt = kind.threshold if kind is not None else "{:g}"
-    return fmt.format(c.threshold)
+    return fmt(c) if callable(fmt) else fmt.format(c.threshold)
 
 
 def _pct(c: CheckResult) -> int:

@@ -208,6 +208,8 @@ def _load_zoo(name: str, flags: dict[str, bool]) -> Subject:
         subject = _load_gguf(made.file, {})
     elif made.folder is not None:
         subject = _load_folder(made.folder, {})
+        if not made.prepend_bos:  # the entry's model saw raw text (e.g. SmolLM2: no BOS)
+            subject.prepend_bos = False
     else:
         model = build_model(made.config, seed=0, device="cpu")
         made.init(model)

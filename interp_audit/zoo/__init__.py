@@ -7,7 +7,7 @@ what its circuit is, so tests can check numbers against an analytic answer.
 from __future__ import annotations
 
 from interp_audit.core.errors import ModelLoadError, did_you_mean
-from interp_audit.zoo import handbuilt, pretrained, trained  # noqa: F401  (they register)
+from interp_audit.zoo import finetuned, handbuilt, pretrained, trained  # noqa: F401  (they register)
 from interp_audit.zoo.registry import _REGISTRY, ZooEntry, ZooModel, register  # noqa: F401
 
 

@@ -89,7 +89,10 @@ def test_ten_digit_exposure_is_extrapolated_and_grows_with_repetitions(lm10):
     low = [c for c in C10.CANARIES if c.repetitions == 1][0]
     high = [c for c in C10.CANARIES if c.repetitions == 64][0]
     e_low, e_high = (exposure(lm10, c.prefix, c.secret, n_samples=1000) for c in (low, high))
-    assert e_low.method == e_high.method == "extrapolated" and e_low.n_candidates == 10**10
+    assert e_low.method == "extrapolated" and e_low.n_candidates == 10**10
+    # the memorized one: the best-first search finds every more likely number (exact rank)
+    assert e_high.method == "search" and e_high.search.complete
+    assert e_high.bounds == (e_high.exposure, e_high.exposure)
     assert e_high.extracted and e_high.exposure > e_low.exposure + 5
     # log p(secret) by teacher forcing equals the product of the greedy-free next-token probs
     ids = lm10.to_tokens(f"{high.prefix} {high.secret}")

@@ -16,7 +16,7 @@ def table():
     spec = linear_spec(
         {"name": "risk", "kind": "environment_risk", "environment": "A", "label": "L",
          "budget": 0.05},
-        {"name": "members", "kind": "membership", "max_auc": 0.9, "fpr": 0.1, "scores": ["loss"],
+        {"name": "members", "kind": "membership", "max_auc": 0.9, "fprs": [0.1], "scores": ["loss"],
          "units": {"label": "L", "training": {"n": 300, "seed": 4},
                    "fresh": {"n": 500, "seed": 5}}},
         {"name": "faithful", "kind": "faithfulness", "source": "A", "components": ["L0H0"],

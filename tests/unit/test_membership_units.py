@@ -43,14 +43,14 @@ def naive_tpr(members: list[float], non_members: list[float], fpr: float) -> flo
 
 
 def units_check(**kw):
-    return {"name": "mem", "kind": "membership", "max_auc": 0.9, "fpr": 0.1,
+    return {"name": "mem", "kind": "membership", "max_auc": 0.9, "fprs": [0.1],
             "units": {"label": "L", "training": {"n": 300, "seed": 4},
                       "fresh": {"n": 500, "seed": 5}}, **kw}  # fmt: skip
 
 
 def test_cell_scores_equal_record_level_ones(linear_subject):
     chk = ia.audit(linear_spec(units_check()), subject=linear_subject).checks[0]
-    rows = {(d["score"], "tpr" in d): d for d in chk.details if "score" in d}
+    rows = {d["score"]: d for d in chk.details if "tpr" in d}
     cm = CausalModel.from_spec(CAUSAL)
     scored = []
     for n, seed in ((300, 4), (500, 5)):
@@ -60,10 +60,9 @@ def test_cell_scores_equal_record_level_ones(linear_subject):
             [label_logprob(p, int(y)) for p, y in zip(prompts, fact["L"].tolist(), strict=True)]
         )
     m, nm = scored
-    assert rows[("loss", False)]["auc"] == pytest.approx(
-        auc(torch.tensor(m), torch.tensor(nm)), abs=1e-9
-    )
-    assert rows[("loss", True)]["tpr"] == pytest.approx(naive_tpr(m, nm, 0.1), abs=1e-9)
+    assert rows["loss"]["auc"] == pytest.approx(auc(torch.tensor(m), torch.tensor(nm)), abs=1e-9)
+    (t,) = rows["loss"]["tpr"]
+    assert t["fpr"] == 0.1 and t["tpr"] == pytest.approx(naive_tpr(m, nm, 0.1), abs=1e-9)
     gap = next(d for d in chk.details if str(d.get("score", "")).startswith("loss gap"))
     assert gap["gap"] == pytest.approx(-sum(nm) / len(nm) + sum(m) / len(m), abs=1e-6)
     counts = next(d for d in chk.details if "members" in d)
@@ -71,7 +70,7 @@ def test_cell_scores_equal_record_level_ones(linear_subject):
     # the hand-wired model never trained on anything: membership is chance
     assert chk.verdict == "pass"
     tight = ia.audit(linear_spec(units_check(max_auc=0.51)), subject=linear_subject).checks[0]
-    lo, hi = rows[("loss", False)]["ci"]
+    lo, hi = rows["loss"]["ci"]
     assert lo < 0.51 < hi and tight.verdict == "inconclusive"  # an interval straddling a bound
 
 

@@ -1,5 +1,5 @@
 """token_logprobs (held-out next-token loss: the trade-off's perplexity utility, membership)
-against one unpadded forward per text, for any batch size."""
+against one unpadded forward per text, for any batching of the texts."""
 
 import pytest
 import torch
@@ -22,9 +22,9 @@ def naive(subject, text: str) -> torch.Tensor:
     return logits.gather(-1, ids[:, 1:, None])[0, :, 0]
 
 
-@pytest.mark.parametrize("batch_size", [1, 2, 32])
-def test_token_logprobs_equal_one_unpadded_forward_per_text(canary_subject, batch_size):
-    got = token_logprobs(canary_subject, TEXTS, batch_size=batch_size)
+@pytest.mark.parametrize("max_logits", [1, 2_000, 2**26])  # one text, a few, all per forward
+def test_token_logprobs_equal_one_unpadded_forward_per_text(canary_subject, max_logits):
+    got = token_logprobs(canary_subject, TEXTS, max_logits=max_logits)
     assert [len(g) for g in got] == [len(canary_subject.to_tokens(t)) - 1 for t in TEXTS]
     for text, lp in zip(TEXTS, got, strict=True):
         torch.testing.assert_close(lp, naive(canary_subject, text), atol=1e-5, rtol=0)

@@ -286,8 +286,7 @@ def figure(c: CheckResult):
                        name=f"{ps}: Bayes risk")
         )  # fmt: skip
     fig.update_layout(
-        title=f"{c.name} (environment risk): largest gap {c.statistic:.3f} vs budget "
-        f"{c.threshold}",
+        title=f"{c.name} (environment risk): largest gap {c.statistic:.3f} vs budget {c.threshold}",
         barmode="group",
         template="plotly_white",
         height=340,

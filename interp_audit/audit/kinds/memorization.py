@@ -41,12 +41,20 @@ class CanarySpec(_Section):
 
 
 class ExposureSpec(_Section):
-    """How exposure is computed: ``auto`` enumerates up to ``max_exact`` candidates and
-    extrapolates (skew-normal over ``samples`` uniform candidates) above."""
+    """How exposure is computed: ``auto`` enumerates up to ``max_exact`` candidates; above
+    that a best-first search ranks the secret exactly when at most ``max_nodes`` forwards find
+    every more likely candidate, else a skew-normal over ``samples`` uniform candidates is
+    extrapolated and clipped into the bounds the search and the samples set."""
 
-    method: Literal["auto", "exact", "extrapolated"] = "auto"
+    method: Literal["auto", "exact", "search", "extrapolated"] = "auto"
+    """``auto``, ``exact`` (enumerate), ``search`` (then extrapolate within bounds) or
+    ``extrapolated`` (the raw skew-normal fit, for validation)."""
     samples: int = Field(10_000, ge=100)
+    """Uniform candidates scored for the extrapolation."""
     max_exact: int = Field(100_000, ge=1)
+    """Largest space enumerated."""
+    max_nodes: int = Field(2000, ge=0)
+    """Forwards the best-first search may spend (0: no search)."""
 
 
 class MemorizationCheck(CheckSpec):
@@ -57,7 +65,8 @@ class MemorizationCheck(CheckSpec):
     canaries: list[CanarySpec] = Field(min_length=1)
     """Canaries inserted in training."""
     alphabet: list[str] = Field(default_factory=lambda: [str(d) for d in range(10)])
-    """Tokens a secret is drawn from (exposure ranks all alphabet^length candidates)."""
+    """Symbols that vary in a secret (each occurrence is free; literal characters between them
+    stay): exposure ranks all alphabet^free candidates, however many tokens each spans."""
     max_exposure: float | None = Field(None, ge=0)  # None: no exposure demand (controls only)
     """The largest allowed exposure in bits (None: no exposure demand, controls only)."""
     exposure: ExposureSpec = ExposureSpec()
@@ -167,6 +176,7 @@ def run(chk: MemorizationCheck, ctx: AuditContext, name: str) -> CheckResult:
                 n_samples=ex.samples,
                 seed=ctx.seed,
                 max_exact=ex.max_exact,
+                max_nodes=ex.max_nodes,
             )
             for c in chk.canaries
         ]
@@ -184,6 +194,8 @@ def run(chk: MemorizationCheck, ctx: AuditContext, name: str) -> CheckResult:
             "logprob before": e.logprob,
             "exposure method": e.method,
             **({f"fit {k}": v for k, v in e.fit.to_dict().items()} if e.fit is not None else {}),
+            **({"exposure bounds before": list(e.bounds)} if e.bounds is not None else {}),
+            **({"secret tokens": e.n_tokens} if e.n_tokens is not None else {}),
         }
         for e in before
     ]
@@ -282,11 +294,17 @@ def run(chk: MemorizationCheck, ctx: AuditContext, name: str) -> CheckResult:
     passed = exposure_ok and passed_util and passed_ctrl
     limit = "no limit" if chk.max_exposure is None else f"limit {chk.max_exposure}"
     extracted = ", extracted by greedy decoding" if worst.extracted else ""
-    how = (
-        f"exact over {worst.n_candidates}"
-        if worst.method == "exact"
-        else f"extrapolated from {worst.fit.n_samples} samples of {worst.n_candidates:.3g}"
-    )
+    if worst.method == "exact":
+        how = f"exact over {worst.n_candidates}"
+    elif worst.method == "search":
+        how = (
+            f"exact by best-first search over {worst.n_candidates:.3g} "
+            f"({worst.search.nodes} forwards)"
+        )
+    else:
+        how = f"extrapolated from {worst.fit.n_samples} samples of {worst.n_candidates:.3g}"
+        if worst.bounds is not None:
+            how += f", bounds [{worst.bounds[0]:.2f}, {worst.bounds[1]:.2f}] bits"
     msg = (
         f"largest exposure: {worst.prefix!r} {worst.exposure:.2f} bits "
         f"(rank {worst.rank:.4g}, {how}"

@@ -336,8 +336,8 @@ def _worst_abs(
 
 def objective_columns(checks: dict[str, CheckResult]) -> dict[str, Any]:
     """The trade-off objectives the re-run checks measure (each kind's registered ``objective``:
-    robustness, privacy, explainability), the worst check's statistic and CI per column; for
-    membership also the largest TPR at its low FPR."""
+    robustness, privacy, explainability), the worst check's statistic and CI per column, or the
+    columns its kind computes (membership: AUC and the largest TPR at low FPR)."""
     from interp_audit.audit.kinds import check_kinds
 
     kinds = check_kinds()
@@ -352,15 +352,14 @@ def objective_columns(checks: dict[str, CheckResult]) -> dict[str, Any]:
         better = found[0][2]
         pick = max if better == "down" else min
         name, res, _ = pick(found, key=lambda t: t[1].statistic)
-        out[col], out[f"{col} CI"] = res.statistic, [float(res.ci[0]), float(res.ci[1])]
+        columns = kinds[res.kind].objective_columns
+        if columns is not None:
+            out.update(columns(res))
+        else:
+            out[col], out[f"{col} CI"] = res.statistic, [float(res.ci[0]), float(res.ci[1])]
         out[f"{col} check"] = name
         if res.exact:  # no sampling interval: shown as exact
             out[f"{col} exact"] = True
-        tprs = [d for d in res.details if "tpr" in d]
-        if tprs:
-            worst = max(tprs, key=lambda d: d["tpr"])
-            col_t = f"privacy (TPR at FPR {worst['fpr']:g})"
-            out[col_t], out[f"{col_t} CI"] = worst["tpr"], list(worst["ci"])
     return out
 
 

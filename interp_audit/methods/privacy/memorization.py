@@ -24,6 +24,14 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp_audit.core.errors import ContrastError
+from interp_audit.methods.privacy.secrets import (
+    SearchResult,
+    SecretSpace,
+    enumerate_space,
+    search_rank,
+    space_logprobs,
+)
+from interp_audit.methods.privacy.tokens import perplexity, token_logprobs
 from interp_audit.model.subject import Subject
 
 __all__ = [
@@ -31,14 +39,19 @@ __all__ = [
     "candidate_logprobs",
     "exposure",
     "greedy_completion",
+    "greedy_batch",
+    "greedy_tokens",
     "perplexity",
     "sample_logprobs",
     "sequence_logprobs",
+    "token_logprobs",
 ]
 
 DIGITS = tuple(str(d) for d in range(10))
-#: ``method="auto"`` enumerates spaces up to this size and extrapolates above it.
+#: ``method="auto"`` enumerates spaces up to this size and searches / extrapolates above it.
 MAX_EXACT = 10**5
+#: forwards the best-first search may spend before falling back to extrapolation
+MAX_NODES = 2000
 
 
 def _alphabet_ids(subject: Subject, alphabet: Sequence[str]) -> Tensor:
@@ -153,15 +166,30 @@ class SkewNormalFit:
 
 @dataclass(frozen=True)
 class Exposure:
+    """Exposure of one secret, how it was obtained, and what bounds it.
+
+    ``method``: ``exact`` (every candidate enumerated), ``search`` (best-first search of the
+    prefix tree ran out of candidates more likely than the secret: the rank is exact) or
+    ``extrapolated`` (skew-normal fit to sampled candidates). ``bounds`` = (lowest, highest)
+    exposure the evidence allows: the search's count of more likely candidates caps exposure
+    from above (a lower bound on the rank), the sampled candidates' one-sided Clopper-Pearson
+    bound floors it; ``method="auto"`` clips the fitted value into them (``raw_rank`` keeps the
+    fit's own rank).
+    """
+
     prefix: str
     secret: str
-    logprob: float  # log p(secret | prefix), natural log
+    logprob: float  # log p(secret | prefix), natural log, every secret token
     rank: float  # 1 = most likely candidate; extrapolated: 1 + (|R| - 1) * fitted CDF
     n_candidates: int
-    extracted: bool  # greedy decoding reproduces the secret
-    method: str = "exact"  # or "extrapolated"
+    extracted: bool  # greedy decoding from the prefix reproduces the secret's tokens
+    method: str = "exact"  # "exact", "search" or "extrapolated"
     fit: SkewNormalFit | None = field(default=None, compare=False)
     sampled_rank: int | None = None  # extrapolated: 1 + samples more likely than the secret
+    bounds: tuple[float, float] | None = None  # (lowest, highest) exposure, bits
+    search: SearchResult | None = field(default=None, compare=False)
+    raw_rank: float | None = None  # extrapolated: the fit's rank before clipping to bounds
+    n_tokens: int | None = None  # tokens the secret spans (free symbols and literals)
 
     @property
     def exposure(self) -> float:
@@ -178,27 +206,42 @@ class Exposure:
             "extracted": self.extracted,
             "method": self.method,
         }
+        if self.n_tokens is not None:
+            d["secret tokens"] = self.n_tokens
         if self.fit is not None:
             d.update({f"fit {k}": v for k, v in self.fit.to_dict().items()})
             d["sampled rank"] = self.sampled_rank
+        if self.raw_rank is not None:
+            d["fitted exposure (unclipped)"] = math.log2(self.n_candidates) - math.log2(
+                self.raw_rank
+            )
+        if self.bounds is not None:
+            d["exposure bounds"] = list(self.bounds)
+        if self.search is not None:
+            d["search"] = {
+                "more likely found": self.search.found,
+                "complete": self.search.complete,
+                "forwards": self.search.nodes,
+            }
         return d
-
-
-def _symbols(secret: str, alphabet: Sequence[str]) -> list[str]:
-    symbols = secret.split()
-    bad = [s for s in symbols if s not in alphabet]
-    if bad:
-        raise ContrastError(
-            f"secret {secret!r}: symbol {bad[0]!r} is not in the alphabet {list(alphabet)}"
-        )
-    if not symbols:
-        raise ContrastError("secret '': a secret needs at least one symbol")
-    return symbols
 
 
 def extrapolated_rank(fit: SkewNormalFit, logprob: float, n_candidates: int) -> float:
     """Expected rank of a secret with log-probability ``logprob``: 1 + (|R| - 1) F(-logprob)."""
     return 1.0 + (n_candidates - 1) * fit.cdf(-logprob)
+
+
+def sampled_rank_upper(k: int, n_samples: int, n_candidates: int, confidence: float) -> float:
+    """Highest rank consistent (one-sided Clopper-Pearson) with ``k`` of ``n_samples`` uniform
+    samples being more likely than the secret: 1 + (|R| - 1) * upper bound of the fraction."""
+    from scipy.stats import beta
+
+    frac = 1.0 if k >= n_samples else float(beta.ppf(confidence, k + 1, n_samples - k))
+    return 1.0 + (n_candidates - 1) * frac
+
+
+def _bits(n_candidates: int, rank: float) -> float:
+    return math.log2(n_candidates) - math.log2(rank)
 
 
 def exposure(
@@ -211,85 +254,119 @@ def exposure(
     n_samples: int = 10_000,
     seed: int = 0,
     max_exact: int = MAX_EXACT,
+    max_nodes: int = MAX_NODES,
+    confidence: float = 0.95,
+    space: SecretSpace | None = None,
 ) -> Exposure:
     """Exposure, rank and log-likelihood of ``secret`` after ``prefix``.
 
-    ``method``: ``"exact"`` enumerates the space, ``"extrapolated"`` fits a skew-normal to
-    ``n_samples`` uniformly sampled candidates, ``"auto"`` enumerates up to ``max_exact``
-    candidates and extrapolates above.
+    The secret may span several tokens (SmolLM2 writes an account number digit by digit):
+    :class:`~interp_audit.methods.privacy.secrets.SecretSpace` finds the free symbols (those
+    in ``alphabet``) and the literal tokens between them from the tokenizer itself.
+
+    ``method``: ``"exact"`` enumerates the space; ``"search"`` ranks by best-first search
+    (exact when it finishes within ``max_nodes`` forwards, else extrapolated within bounds);
+    ``"extrapolated"`` fits a skew-normal to ``n_samples`` uniformly sampled candidates (the
+    raw fit, for validation); ``"auto"`` enumerates up to ``max_exact`` candidates, above that
+    searches, and when the search does not finish extrapolates and clips the fit into the
+    bounds the search and the samples set. The fit alone is biased low for well-memorized
+    secrets (their rank lies in the far tail, which the skew-normal misjudges); those are
+    exactly the secrets the search ranks exactly and cheaply.
     """
-    symbols = _symbols(secret, alphabet)
-    n_candidates = len(alphabet) ** len(symbols)
-    if method == "auto":
-        method = "exact" if n_candidates <= max_exact else "extrapolated"
-    if method not in ("exact", "extrapolated"):
+    if method not in ("auto", "exact", "search", "extrapolated"):
         raise ContrastError(
-            f"exposure method {method!r} is not one of 'auto', 'exact', 'extrapolated'"
+            f"exposure method {method!r} is not one of 'auto', 'exact', 'search', 'extrapolated'"
         )
-    index = [list(alphabet).index(s) for s in symbols]
-    extracted = greedy_completion(subject, prefix, len(symbols)) == symbols
+    space = space or SecretSpace.build(subject, prefix, secret, alphabet=alphabet, seed=seed)
+    n_candidates = space.n_candidates
+    secret_ids = space.secret_ids
+    extracted = greedy_tokens(subject, list(space.prefix_ids), len(secret_ids)) == list(secret_ids)
+    kw = dict(extracted=extracted, n_tokens=len(secret_ids))
+    if method == "auto":
+        method = "exact" if n_candidates <= max_exact else "search"
     if method == "exact":
-        scores = candidate_logprobs(subject, prefix, alphabet=alphabet, length=len(symbols))
+        scores = enumerate_space(subject, space)
         flat = 0
-        for i in index:
-            flat = flat * len(alphabet) + i
+        for i in space.target:
+            flat = flat * len(space.alphabet) + i
         target = scores[flat]
         rank = int((scores > target).sum()) + 1
-        return Exposure(prefix, secret, float(target), rank, n_candidates, extracted)
-    target = float(sequence_logprobs(subject, prefix, torch.tensor([index]), alphabet=alphabet)[0])
-    samples = sample_logprobs(
-        subject, prefix, alphabet=alphabet, length=len(symbols), n_samples=n_samples, seed=seed
-    )
+        return Exposure(prefix, secret, float(target), rank, n_candidates, **kw)
+    target = float(space_logprobs(subject, space, torch.tensor([space.target]))[0])
+    found = None
+    if method == "search" and max_nodes > 0:
+        found = search_rank(subject, space, target, max_nodes=max_nodes)
+        if found.complete:
+            return Exposure(
+                prefix,
+                secret,
+                target,
+                found.found + 1,
+                n_candidates,
+                method="search",
+                bounds=(_bits(n_candidates, found.found + 1),) * 2,
+                search=found,
+                **kw,
+            )
+    g = torch.Generator().manual_seed(seed)
+    cands = torch.randint(len(space.alphabet), (n_samples, len(space.free)), generator=g)
+    samples = space_logprobs(subject, space, cands)
     fit = SkewNormalFit.fit(-samples)
+    k = int((samples > target).sum())
+    raw = extrapolated_rank(fit, target, n_candidates)
+    rank_lo = 1.0 + (found.found if found is not None else 0)
+    rank_hi = max(rank_lo, sampled_rank_upper(k, n_samples, n_candidates, confidence))
+    clip = method == "search"  # "auto" lands here; an explicit "extrapolated" is the raw fit
+    rank = min(max(raw, rank_lo), rank_hi) if clip else raw
     return Exposure(
         prefix,
         secret,
         target,
-        extrapolated_rank(fit, target, n_candidates),
+        rank,
         n_candidates,
-        extracted,
         method="extrapolated",
         fit=fit,
-        sampled_rank=int((samples > target).sum()) + 1,
+        sampled_rank=k + 1,
+        bounds=(_bits(n_candidates, rank_hi), _bits(n_candidates, rank_lo)),
+        search=found,
+        raw_rank=raw,
+        **kw,
     )
 
 
+def greedy_tokens(subject: Subject, ids: Sequence[int], n_tokens: int) -> list[int]:
+    """Greedy decoding over the whole vocabulary from token ids: what an attacker extracts."""
+    return greedy_batch(subject, [ids], n_tokens)[0]
+
+
 @torch.no_grad()
+def greedy_batch(
+    subject: Subject, prompts: Sequence[Sequence[int]], n_tokens: int
+) -> list[list[int]]:
+    """Greedy decoding of several prompts at once (right-padded; each row reads the logits at
+    its own last token, so the result is the one-prompt-at-a-time result)."""
+    rows = [list(p) for p in prompts]
+    if not rows:
+        return []
+    out: list[list[int]] = [[] for _ in rows]
+    for _ in range(n_tokens):
+        width = max(map(len, rows))
+        tokens = torch.full((len(rows), width), subject.pad_token_id)
+        for i, r in enumerate(rows):
+            tokens[i, : len(r)] = torch.tensor(r)
+        logits = subject.adapter.forward_logits(tokens.to(subject.device))
+        last = torch.tensor([len(r) - 1 for r in rows], device=logits.device)
+        nxt = logits[torch.arange(len(rows), device=logits.device), last].argmax(-1).tolist()
+        for i, t in enumerate(nxt):
+            rows[i].append(int(t))
+            out[i].append(int(t))
+    return out
+
+
 def greedy_completion(subject: Subject, prefix: str, n_tokens: int) -> list[str]:
     """Greedy decoding over the whole vocabulary: what an attacker extracts from the prefix."""
-    tokens = torch.tensor(subject.to_tokens(prefix), device=subject.device)[None]
-    out = []
-    for _ in range(n_tokens):
-        nxt = subject.adapter.forward_logits(tokens)[0, -1].argmax()
-        out.append(subject.token_str([int(nxt)])[0].strip())
-        tokens = torch.cat([tokens, nxt.view(1, 1)], dim=1)
-    return out
-
-
-@torch.no_grad()
-def token_logprobs(subject: Subject, texts: Sequence[str], *, batch_size: int = 32) -> list[Tensor]:
-    """Per text, log p(token_t | tokens_<t) for every token after the first (after BOS where the
-    tokenizer adds one; float64, padding dropped). ``batch_size`` texts per forward: the
-    full-vocabulary log-softmax holds ``batch x length x vocab`` doubles (300 lines of held-out
-    text at SmolLM2's 49,152 tokens would be 3 GB in one batch)."""
-    rows = [subject.to_tokens(t) for t in texts]
-    out: list[Tensor] = []
-    for start in range(0, len(rows), batch_size):
-        part = rows[start : start + batch_size]
-        width = max(map(len, part))
-        tokens = torch.full((len(part), width), subject.pad_token_id)
-        for i, r in enumerate(part):
-            tokens[i, : len(r)] = torch.tensor(r)
-        tokens = tokens.to(subject.device)
-        logits = subject.adapter.forward_logits(tokens[:, :-1]).double().log_softmax(-1)
-        lp = logits.gather(-1, tokens[:, 1:, None])[..., 0].cpu()
-        out += [lp[i, : len(r) - 1] for i, r in enumerate(part)]
-    return out
-
-
-def perplexity(subject: Subject, texts: Sequence[str]) -> float:
-    """Per-token perplexity of ``texts`` (each scored after BOS, padding excluded)."""
-    return float(torch.exp(-torch.cat(token_logprobs(subject, texts)).mean()))
+    ids = greedy_tokens(subject, subject.to_tokens(prefix), n_tokens)
+    return [s.strip() for s in subject.token_str(ids)]
 
 
 def secret_logprobs(
@@ -299,9 +376,9 @@ def secret_logprobs(
     *,
     alphabet: Sequence[str] = DIGITS,
 ) -> Float[Tensor, " secrets"]:
-    """log p(secret_i | prefix_i) for each pair (teacher forcing, one forward per pair)."""
+    """log p(secret_i | prefix_i) for each pair: every token of the secret, teacher forced."""
     out = []
     for prefix, secret in zip(prefixes, secrets, strict=True):
-        index = [list(alphabet).index(s) for s in _symbols(secret, alphabet)]
-        out.append(sequence_logprobs(subject, prefix, torch.tensor([index]), alphabet=alphabet)[0])
+        space = SecretSpace.build(subject, prefix, secret, alphabet=alphabet, check=0)
+        out.append(space_logprobs(subject, space, torch.tensor([space.target]))[0])
     return torch.stack(out)
