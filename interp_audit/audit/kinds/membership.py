@@ -352,8 +352,8 @@ def run(chk: MembershipCheck, ctx: AuditContext, name: str) -> CheckResult:
     for bname, (bv, blo, bhi) in res.blind.items():
         matched = blo <= 0.5 <= bhi
         details.append(
-            {"score": f"blind baseline: {bname}", "blind baseline": bname, "auc": bv, "ci": [blo, bhi],
-             "matched": matched, "passed": matched}
+            {"score": f"blind baseline: {bname}", "blind baseline": bname, "auc": bv,
+             "ci": [blo, bhi], "matched": matched, "passed": matched}
         )  # fmt: skip
     stat, ci, threshold, headline, measure = _headline(chk, res)
     details.append(
