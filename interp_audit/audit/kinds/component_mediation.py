@@ -142,6 +142,12 @@ def _nothing_to_mediate(chk, name, base, source, cs, kw) -> CheckResult | None:
             (
                 f"no effect left to mediate detectably: the effect {iv.point:+.4g} "
                 f"[{iv.lo:+.4g}, {iv.hi:+.4g}] includes 0, so its shares are not identified"
+                + (
+                    f"; {iv.n_clusters} clusters < min_clusters {chk.min_clusters}: too few "
+                    "independent replications to decide"
+                    if iv.n_clusters < chk.min_clusters
+                    else ""
+                )
             ),
         )
     else:
