@@ -14,14 +14,24 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+import shutil
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from interp_audit.core.errors import AuditError
+from interp_audit.core.errors import AuditError, ModelLoadError
 
-__all__ = ["check_file_target", "check_output_folder", "sha256_file", "write_atomic"]
+__all__ = [
+    "cache_root",
+    "cached_folder",
+    "check_file_target",
+    "check_output_folder",
+    "sha256_file",
+    "write_atomic",
+]
 
 #: files (relative to a run folder) that belong to a run; any of them without report.json
 #: means the run that wrote them did not finish
@@ -121,3 +131,49 @@ def check_file_target(path: str | Path, what: str) -> Path:
     if p.is_dir():
         raise AuditError(f"{what} {str(p)!r} is a folder; give a file name such as junit.xml")
     return p
+
+
+def cache_root() -> Path:
+    """Where interp_audit caches derived files: ``$INTERP_AUDIT_CACHE``, else
+    ``$XDG_CACHE_HOME/interp_audit``, else ``~/.cache/interp_audit``."""
+    env = os.environ.get("INTERP_AUDIT_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "interp_audit"
+
+
+def cached_folder(
+    root: Path, key: str, marker: str, build: Callable[[Path], dict], what: str
+) -> Path:
+    """``root/key``, built once by ``build(staging) -> marker contents`` and appearing whole or
+    not at all: built in a private staging folder, marked complete (``marker`` written last),
+    then renamed into place in one step. A present marker means a complete entry; an entry
+    without one (an interrupted run) is rebuilt. Two processes building the same entry at once
+    both succeed (the first rename wins). ``what`` names the entry in errors."""
+    folder = root / key
+    if (folder / marker).is_file():
+        return folder
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.", dir=root))
+    except OSError as err:
+        raise ModelLoadError(
+            f"cannot write {what} under {str(root)!r} ({err}); set INTERP_AUDIT_CACHE to a "
+            "writable folder"
+        ) from None
+    try:
+        contents = build(staging)
+        write_atomic(staging / marker, json.dumps(contents, indent=1))
+        if folder.exists():  # an incomplete entry (no marker) from an interrupted run
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.replace(staging, folder)
+        except OSError:
+            if not (folder / marker).is_file():  # not another process finishing first
+                raise
+    finally:
+        with contextlib.suppress(OSError):
+            if staging.exists():
+                shutil.rmtree(staging)
+    return folder

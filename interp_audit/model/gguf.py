@@ -13,11 +13,7 @@ Cache location: ``$INTERP_AUDIT_CACHE`` if set, else ``$XDG_CACHE_HOME/interp_au
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,22 +22,13 @@ from typing import Any
 import torch
 
 from interp_audit.core.errors import ModelLoadError
-from interp_audit.core.files import sha256_file, write_atomic
+from interp_audit.core.files import cache_root, cached_folder, sha256_file
 
 __all__ = ["GGUFInfo", "cache_root", "dequantized_model", "float32_folder", "read_info"]
 
 #: written last into a cache entry: its presence means the entry is complete
 MARKER = "interp_audit_gguf.json"
 GGUF_PIP = "pip install gguf"
-
-
-def cache_root() -> Path:
-    """Where interp_audit caches derived files (overridable with ``$INTERP_AUDIT_CACHE``)."""
-    env = os.environ.get("INTERP_AUDIT_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "interp_audit"
 
 
 @dataclass(frozen=True)
@@ -242,29 +229,12 @@ def float32_folder(path: str | Path, *, cache: Path | None = None) -> tuple[Path
         except (OSError, ValueError, TypeError, KeyError):
             pass  # an unreadable marker: rebuild the entry
     info = read_info(path, sha256=sha)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{info.sha256[:16]}.", dir=root))
-    except OSError as err:
-        raise ModelLoadError(
-            f"cannot write the float32 cache of {str(path)!r} under {str(root)!r} ({err}); set "
-            "INTERP_AUDIT_CACHE to a writable folder"
-        ) from None
-    try:
+
+    def build(staging: Path) -> dict:
         _convert(path, staging, info)
-        marker = {**info.to_dict(), "dtype": "float32", "converted_by": _versions()}
-        write_atomic(staging / MARKER, json.dumps(marker, indent=1))
-        if folder.exists():  # an incomplete entry (no marker) from an interrupted older run
-            shutil.rmtree(folder, ignore_errors=True)
-        try:
-            os.replace(staging, folder)
-        except OSError:
-            if not (folder / MARKER).is_file():  # not another process finishing first: an error
-                raise
-    finally:
-        with contextlib.suppress(OSError):
-            if staging.exists():
-                shutil.rmtree(staging)
+        return {**info.to_dict(), "dtype": "float32", "converted_by": _versions()}
+
+    cached_folder(root, sha, MARKER, build, f"the float32 cache of {str(path)!r}")
     return folder, info, False
 
 

