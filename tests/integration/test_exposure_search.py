@@ -161,16 +161,6 @@ def _flat(target) -> int:
     return out
 
 
-@pytest.fixture(scope="module")
-def lm4():
-    return ia.load_model("zoo:canary-lm")
-
-
-@pytest.fixture(scope="module")
-def lm10():
-    return ia.load_model("zoo:canary-lm10")
-
-
 def test_search_rank_is_the_exact_rank_or_a_lower_bound(lm4):
     """zoo:canary-lm, 4 canaries + 6 random secrets per prefix, 10^4 candidates each."""
     rng = random.Random(1)

@@ -31,16 +31,6 @@ sklearn_metrics = pytest.importorskip("sklearn.metrics")
 MEMBERSHIP = Path(__file__).resolve().parents[2] / "circuits" / "memorization"
 
 
-@pytest.fixture(scope="module")
-def lm10():
-    return ia.load_model("zoo:canary-lm10")
-
-
-@pytest.fixture(scope="module")
-def clean10():
-    return ia.load_model("zoo:canary-lm10-clean")
-
-
 def _naive(subject, text: str) -> dict[str, torch.Tensor]:
     """One plain forward: per-token log p, and mu, sigma of log p over the vocabulary."""
     ids = subject.to_tokens(text)

@@ -32,16 +32,6 @@ pytestmark = pytest.mark.integration
 BULK_ERROR, TAIL_ERROR, MEAN_ERROR = 1.0, 2.0, 0.15
 
 
-@pytest.fixture(scope="module")
-def lm4():
-    return ia.load_model("zoo:canary-lm")
-
-
-@pytest.fixture(scope="module")
-def lm10():
-    return ia.load_model("zoo:canary-lm10")
-
-
 def _index(secret: str) -> int:
     return int("".join(secret.split()))
 
