@@ -191,70 +191,38 @@ def tpr_at_fpr(members: Tensor, non_members: Tensor, fpr: float) -> float:
     return float(_tpr_rows(members.double()[None], non_members.double()[None], fpr)[0])
 
 
-def _stratified_ci(
-    members: Tensor,
-    non_members: Tensor,
-    statistic,
-    *,
-    n_boot: int,
-    confidence: float,
-    seed: int,
-) -> tuple[float, float]:
-    """Percentile CI of ``statistic(m [B, n_m], n [B, n_n]) -> [B]``, members and non-members
-    resampled separately (stratified), in chunks of draws."""
-    Resampling.of(n_boot=n_boot, confidence=confidence, seed=seed)  # validated
-    g = torch.Generator().manual_seed(seed)
-    im = torch.randint(len(members), (n_boot, len(members)), generator=g)
-    inn = torch.randint(len(non_members), (n_boot, len(non_members)), generator=g)
+def _with_ci(statistic, members: Tensor, non_members: Tensor, resampling: dict):
+    """(point, lo, hi) of ``statistic(m [B, n_m], n [B, n_n]) -> [B]``: the point on the
+    records themselves, the percentile CI over draws that resample members and non-members
+    separately (stratified), in chunks of 500 draws. ``resampling``: n_boot, confidence, seed
+    (:class:`~interp_audit.stats.bootstrap.Resampling`'s defaults where absent)."""
+    r = Resampling.of(**resampling)
+    g = torch.Generator().manual_seed(r.seed)
     m, n = members.double(), non_members.double()
+    im = torch.randint(len(m), (r.n_boot, len(m)), generator=g)
+    inn = torch.randint(len(n), (r.n_boot, len(n)), generator=g)
     draws = torch.cat(
-        [statistic(m[im[s : s + 500]], n[inn[s : s + 500]]) for s in range(0, n_boot, 500)]
+        [statistic(m[im[s : s + 500]], n[inn[s : s + 500]]) for s in range(0, r.n_boot, 500)]
     )
-    lo, hi = percentile_ci(draws, confidence).tolist()
-    return lo, hi
+    lo, hi = percentile_ci(draws, r.confidence).tolist()
+    return float(statistic(m[None], n[None])[0]), lo, hi
 
 
-def auc_ci(
-    members: Tensor,
-    non_members: Tensor,
-    *,
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """AUC and its stratified percentile CI."""
-    kw = Resampling.of(n_boot=n_boot, confidence=confidence, seed=seed).kw()
-    lo, hi = _stratified_ci(members, non_members, _auc_rows, **kw)
-    return auc(members, non_members), lo, hi
+def auc_ci(members: Tensor, non_members: Tensor, **resampling) -> tuple[float, float, float]:
+    """AUC and its stratified percentile CI (``resampling``: n_boot, confidence, seed)."""
+    return _with_ci(_auc_rows, members, non_members, resampling)
 
 
 def tpr_ci(
-    members: Tensor,
-    non_members: Tensor,
-    fpr: float,
-    *,
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
+    members: Tensor, non_members: Tensor, fpr: float, **resampling
 ) -> tuple[float, float, float]:
     """TPR at FPR <= ``fpr`` and its stratified percentile CI."""
-    kw = Resampling.of(n_boot=n_boot, confidence=confidence, seed=seed).kw()
-    lo, hi = _stratified_ci(members, non_members, lambda m, n: _tpr_rows(m, n, fpr), **kw)
-    return tpr_at_fpr(members, non_members, fpr), lo, hi
+    return _with_ci(lambda m, n: _tpr_rows(m, n, fpr), members, non_members, resampling)
 
 
-def mean_gap_ci(
-    members: Tensor,
-    non_members: Tensor,
-    *,
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """mean(non_members) - mean(members), stratified bootstrap percentile CI."""
-    kw = Resampling.of(n_boot=n_boot, confidence=confidence, seed=seed).kw()
-    lo, hi = _stratified_ci(members, non_members, lambda m, n: n.mean(1) - m.mean(1), **kw)
-    return float(non_members.double().mean() - members.double().mean()), lo, hi
+def mean_gap_ci(members: Tensor, non_members: Tensor, **resampling) -> tuple[float, float, float]:
+    """mean(non_members) - mean(members) and its stratified percentile CI."""
+    return _with_ci(lambda m, n: n.mean(1) - m.mean(1), members, non_members, resampling)
 
 
 # ---- results ----------------------------------------------------------------------------------
