@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from interp_audit.audit.evidence import EvidenceRow
 from interp_audit.audit.result import CheckResult
 
-__all__ = ["COLORS", "error_bars", "interval_figure", "row_color", "short_layout"]
+__all__ = ["COLORS", "ci_error_bars", "error_bars", "interval_figure", "row_color", "short_layout"]
 
 COLORS = {
     "pass": "#2e7d32",
@@ -35,15 +35,21 @@ def row_color(row: EvidenceRow) -> str:
     )
 
 
-def error_bars(rows: Sequence[EvidenceRow]) -> dict:
-    """Asymmetric error bars from each row's CI (none where a row has no CI)."""
-    vals = [float(r.estimate or 0.0) for r in rows]
+def ci_error_bars(values: Sequence[float], cis: Sequence[Sequence[float] | None]) -> dict:
+    """Plotly's asymmetric ``error_y`` (or ``error_x``) for ``values`` with their ``(lo, hi)``
+    CIs (none drawn where a CI is None)."""
+    pairs = list(zip(values, cis, strict=True))
     return {
         "type": "data",
         "symmetric": False,
-        "array": [r.ci[1] - v if r.ci else 0.0 for v, r in zip(vals, rows, strict=True)],
-        "arrayminus": [v - r.ci[0] if r.ci else 0.0 for v, r in zip(vals, rows, strict=True)],
+        "array": [ci[1] - v if ci else 0.0 for v, ci in pairs],
+        "arrayminus": [v - ci[0] if ci else 0.0 for v, ci in pairs],
     }
+
+
+def error_bars(rows: Sequence[EvidenceRow]) -> dict:
+    """Asymmetric error bars from each row's CI (none where a row has no CI)."""
+    return ci_error_bars([float(r.estimate or 0.0) for r in rows], [r.ci for r in rows])
 
 
 def short_layout(fig: go.Figure, title: str, height: int = 300) -> go.Figure:

@@ -264,18 +264,15 @@ def figure(c: CheckResult):
     the largest gap against the budget in the title."""
     import plotly.graph_objects as go
 
+    from interp_audit.audit.figures import ci_error_bars
+
     rows = [d for d in c.details if "environment" in d and "risk" in d]
     fig = go.Figure()
     for ps in dict.fromkeys(d["paths"] for d in rows):
         rs = [d for d in rows if d["paths"] == ps]
         err = None
         if all("ci" in d for d in rs):
-            err = {
-                "type": "data",
-                "symmetric": False,
-                "array": [d["ci"][1] - d["risk"] for d in rs],
-                "arrayminus": [d["risk"] - d["ci"][0] for d in rs],
-            }
+            err = ci_error_bars([d["risk"] for d in rs], [d["ci"] for d in rs])
         fig.add_trace(
             go.Bar(x=[d["environment"] for d in rs], y=[d["risk"] for d in rs], name=str(ps),
                    error_y=err)

@@ -249,18 +249,15 @@ def figure(c: CheckResult):
     dashed, the circuit's size on each bar."""
     import plotly.graph_objects as go
 
+    from interp_audit.audit.figures import ci_error_bars
+
     rows = [d for d in c.details if "faithfulness" in d]
     fig = go.Figure()
     for model in dict.fromkeys(d.get("model", "") for d in rows):
         rs = [d for d in rows if d.get("model", "") == model]
         err = None
         if all("ci" in d for d in rs):
-            err = {
-                "type": "data",
-                "symmetric": False,
-                "array": [d["ci"][1] - d["faithfulness"] for d in rs],
-                "arrayminus": [d["faithfulness"] - d["ci"][0] for d in rs],
-            }
+            err = ci_error_bars([d["faithfulness"] for d in rs], [d["ci"] for d in rs])
         fig.add_trace(
             go.Bar(x=[d["path"] for d in rs], y=[d["faithfulness"] for d in rs],
                    text=[f"{d['size']} comp." for d in rs], name=model or "faithfulness",

@@ -222,6 +222,8 @@ def figure(c: CheckResult):
     """Flip rates (tested, with the budget line) and the flips in each direction, with CIs."""
     import plotly.graph_objects as go
 
+    from interp_audit.audit.figures import ci_error_bars
+
     colors = {"pass": "#2e7d32", "fail": "#c62828", "inconclusive": "#ef6c00", None: "#607d8b"}
     rows = [d for d in c.details if d.get("measure") in ("flip rate", "flips")]
     labels = [
@@ -237,12 +239,7 @@ def figure(c: CheckResult):
         go.Bar(
             x=labels,
             y=vals,
-            error_y={
-                "type": "data",
-                "symmetric": False,
-                "array": [d["ci"][1] - v for v, d in zip(vals, rows, strict=True)],
-                "arrayminus": [v - d["ci"][0] for v, d in zip(vals, rows, strict=True)],
-            },
+            error_y=ci_error_bars(vals, [d["ci"] for d in rows]),
             marker_color=[colors.get(d.get("verdict"), "#607d8b") for d in rows],
         )
     )

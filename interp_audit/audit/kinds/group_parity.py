@@ -397,6 +397,8 @@ def figure(c: CheckResult):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    from interp_audit.audit.figures import ci_error_bars
+
     colors = {"pass": "#2e7d32", "fail": "#c62828", "inconclusive": "#ef6c00"}
 
     def bars(rows, label, color):
@@ -404,12 +406,7 @@ def figure(c: CheckResult):
         return go.Bar(
             x=[html.escape(label(d)) for d in rows],
             y=vals,
-            error_y={
-                "type": "data",
-                "symmetric": False,
-                "array": [d["ci"][1] - v for v, d in zip(vals, rows, strict=True)],
-                "arrayminus": [v - d["ci"][0] for v, d in zip(vals, rows, strict=True)],
-            },
+            error_y=ci_error_bars(vals, [d["ci"] for d in rows]),
             marker_color=[color(d) for d in rows],
             showlegend=False,
         )

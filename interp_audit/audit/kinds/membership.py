@@ -451,7 +451,7 @@ def figure(c: CheckResult):
     from plotly.subplots import make_subplots
 
     from interp_audit.audit.evidence import ScoreRow
-    from interp_audit.audit.figures import COLORS, error_bars, short_layout
+    from interp_audit.audit.figures import COLORS, ci_error_bars, error_bars, short_layout
 
     rows = [r for r in c.evidence if isinstance(r, ScoreRow) and r.auc is not None]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("AUC", "TPR at low FPR"))
@@ -478,12 +478,7 @@ def figure(c: CheckResult):
             go.Bar(
                 x=[r.label for r in attacks],
                 y=[t["tpr"] for t in ts],
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": [t["ci"][1] - t["tpr"] for t in ts],
-                    "arrayminus": [t["tpr"] - t["ci"][0] for t in ts],
-                },
+                error_y=ci_error_bars([t["tpr"] for t in ts], [t["ci"] for t in ts]),
                 name=f"TPR @ FPR {f:g}" + ("" if all(t["resolvable"] for t in ts) else " (n/r)"),
             ),
             row=1,

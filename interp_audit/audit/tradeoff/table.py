@@ -92,6 +92,8 @@ class Tradeoff:
         one colour per repair family; diamonds on the front, crosses where a check broke."""
         import plotly.graph_objects as go
 
+        from interp_audit.audit.figures import ci_error_bars
+
         fig = go.Figure()
         x_col = "inadmissible left" if "inadmissible left" in self.rows[0] else "checks passed"
         for family in dict.fromkeys(r["family"] for r in self.rows):
@@ -101,16 +103,7 @@ class Tradeoff:
                 go.Scatter(
                     x=[r.get(x_col, 0.0) for r in rs],
                     y=wg,
-                    error_y=dict(
-                        type="data",
-                        symmetric=False,
-                        array=[
-                            r["worst-group utility CI"][1] - y for r, y in zip(rs, wg, strict=True)
-                        ],
-                        arrayminus=[
-                            y - r["worst-group utility CI"][0] for r, y in zip(rs, wg, strict=True)
-                        ],
-                    ),
+                    error_y=ci_error_bars(wg, [r["worst-group utility CI"] for r in rs]),
                     mode="markers+text",
                     text=[str(r["k"]) if r["k"] else "" for r in rs],
                     textposition="top center",
