@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,30 +154,16 @@ class Tradeoff:
         if decisions:
             return self._decisions_markdown(rows)
         cols = [
-            ("inadmissible left", "worst inadmissible path"),
-            ("admissible kept", "least kept admissible path"),
-            ("other inadmissible left", "other worst path"),
-            ("utility cost", None),
-            ("worst-group utility", "worst group"),
+            ("inadmissible left", "inadmissible left", "worst inadmissible path"),
+            ("admissible kept", "admissible kept", "least kept admissible path"),
+            ("other inadmissible left", "other inadmissible left", "other worst path"),
+            ("utility cost", "utility cost", None),
+            ("worst-group utility", "worst-group utility", "worst group"),
         ]
-        cols = [(c, w) for c, w in cols if any(c in r for r in rows)]
-        head = ["repair", *[c for c, _ in cols]]
+        tail = []
         if any("checks broken" in r for r in rows):
-            head.append("checks broken")
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for r in rows:
-            cells = [r["repair"]]
-            for c, where in cols:
-                if c not in r:
-                    cells.append("")
-                    continue
-                lo, hi = r[f"{c} CI"]
-                at = f"{r[where]} " if where and r.get(where) else ""
-                cells.append(f"{at}{r[c]:.3f} [{lo:.3f}, {hi:.3f}]")
-            if "checks broken" in head:
-                cells.append(r.get("checks broken", "") or "-")
-            lines.append("| " + " | ".join(cells) + " |")
-        return "\n".join(lines)
+            tail = [("checks broken", lambda r: r.get("checks broken", "") or "-")]
+        return _markdown_table(rows, cols, _with_ci, tail)
 
     def _decisions_markdown(self, rows: list[dict[str, Any]]) -> str:
         cols = [
@@ -188,22 +175,13 @@ class Tradeoff:
             ("utility cost", "utility cost", None),
             ("worst-group utility", "worst-group utility", "worst group"),
         ]
-        cols = [c for c in cols if any(c[1] in r for r in rows)]
-        head = ["repair", *[c[0] for c in cols]]
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for r in rows:
-            cells = [r["repair"]]
-            for _, c, where in cols:
-                if c not in r:
-                    cells.append("")
-                    continue
-                lo, hi = r[f"{c} CI"]
-                at = f"{r[where]} " if where and r.get(where) else ""
-                signed = c.endswith("change")
-                f = "{:+.3f}" if signed else "{:.3f}"
-                cells.append(f"{at}{f.format(r[c])} [{f.format(lo)}, {f.format(hi)}]")
-            lines.append("| " + " | ".join(cells) + " |")
-        return "\n".join(lines)
+
+        def cell(r: dict[str, Any], c: str) -> str:
+            lo, hi = r[f"{c} CI"]
+            f = "{:+.3f}" if c.endswith("change") else "{:.3f}"
+            return f"{f.format(r[c])} [{f.format(lo)}, {f.format(hi)}]"
+
+        return _markdown_table(rows, cols, cell)
 
     def _objectives_markdown(self, rows: list[dict[str, Any]]) -> str:
         tpr = sorted({k for r in rows for k in r if k.startswith("privacy (TPR") and "CI" not in k})
@@ -216,22 +194,12 @@ class Tradeoff:
             ("utility cost", "utility cost", None),
             ("worst-group utility", "worst-group utility", "worst group"),
         ]
-        cols = [c for c in cols if any(c[1] in r for r in rows)]
-        head = ["repair", *[c[0] for c in cols], "pareto (four objectives)"]
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for r in rows:
-            cells = [r["repair"]]
-            for _, c, where in cols:
-                if c not in r:
-                    cells.append("")
-                    continue
-                lo, hi = r[f"{c} CI"]
-                at = f"{r[where]} " if where and r.get(where) else ""
-                ci = "(exact)" if r.get(f"{c} exact") else f"[{lo:.3f}, {hi:.3f}]"
-                cells.append(f"{at}{r[c]:.3f} {ci}")
-            cells.append("yes" if r.get("pareto (four objectives)") else "")
-            lines.append("| " + " | ".join(cells) + " |")
-        return "\n".join(lines)
+
+        def cell(r: dict[str, Any], c: str) -> str:
+            return f"{r[c]:.3f} (exact)" if r.get(f"{c} exact") else _with_ci(r, c)
+
+        front = "pareto (four objectives)"
+        return _markdown_table(rows, cols, cell, [(front, lambda r: "yes" if r.get(front) else "")])
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "ranking": self.ranking, "meta": self.meta}
@@ -341,3 +309,30 @@ def _front(rows: list[dict[str, Any]], key: str, objectives) -> None:
             for o in rows
             if o is not r
         )
+
+
+def _with_ci(r: dict[str, Any], c: str) -> str:
+    lo, hi = r[f"{c} CI"]
+    return f"{r[c]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _markdown_table(
+    rows: list[dict[str, Any]],
+    cols: list[tuple[str, str, str | None]],
+    cell: Callable[[dict[str, Any], str], str],
+    tail: Sequence[tuple[str, Callable[[dict[str, Any]], str]]] = (),
+) -> str:
+    """One Markdown row per repair. ``cols``: (heading, key, where) for each column any row
+    has, its cell ``cell(row, key)`` after the row's ``where`` (the worst path or group);
+    ``tail``: (heading, cell) columns every row has."""
+    cols = [c for c in cols if any(c[1] in r for r in rows)]
+    head = ["repair", *[c[0] for c in cols], *[h for h, _ in tail]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["repair"]]
+        for _, c, where in cols:
+            at = f"{r[where]} " if where and r.get(where) else ""
+            cells.append(f"{at}{cell(r, c)}" if c in r else "")
+        cells += [fn(r) for _, fn in tail]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
