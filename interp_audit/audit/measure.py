@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "band_family",
     "clusters_of",
     "clean_values",
+    "first_reasons",
     "groups_of",
     "pair_effects",
     "similarity_pairs",
@@ -144,6 +146,17 @@ def band_family(
     if all(exact) and m:
         correction = "exact population effects: no sampling error, no correction needed"
     return rows, ivs, combine([r["verdict"] for r in rows]), correction
+
+
+def first_reasons(
+    rows: list[dict[str, Any]], label: Callable[[dict[str, Any]], str], more: str | None = None
+) -> str:
+    """A check's reason from its failing (or inconclusive) rows: the first three rows' reasons,
+    each after ``label(row)``; with ``more`` (e.g. ``"more groups"``), how many that leaves out."""
+    text = "; ".join(f"{label(r)}: {r['reason']}" for r in rows[:3])
+    if more is not None and len(rows) > 3:
+        text += f"; and {len(rows) - 3} {more}"
+    return text
 
 
 def clean_values(subject: Subject, contrast: ContrastSet, metric: Metric) -> Tensor:

@@ -29,7 +29,7 @@ from interp_audit.audit.decisions import (
     pair_decisions,
     pair_values,
 )
-from interp_audit.audit.measure import clusters_of, groups_of
+from interp_audit.audit.measure import clusters_of, first_reasons, groups_of
 from interp_audit.audit.registry import CheckKind, register_check
 from interp_audit.audit.result import CheckResult
 from interp_audit.audit.sections import CheckSpec
@@ -164,11 +164,9 @@ def run(chk: FlipRateCheck, ctx: AuditContext, name: str) -> CheckResult:
     bad = [r for r in rows if r["verdict"] == "fail"]
     unsure = [r for r in rows if r["verdict"] == "inconclusive"]
     if bad:
-        reason = "; ".join(f"group {r['group']!r}: {r['reason']}" for r in bad[:3])
+        reason = first_reasons(bad, _group_label)
     elif unsure:
-        reason = "; ".join(f"group {r['group']!r}: {r['reason']}" for r in unsure[:3])
-        if len(unsure) > 3:
-            reason += f"; and {len(unsure) - 3} more groups"
+        reason = first_reasons(unsure, _group_label, "more groups")
     else:
         reason = f"every flip rate's interval below {chk.budget}"
     return CheckResult(
@@ -185,6 +183,10 @@ def run(chk: FlipRateCheck, ctx: AuditContext, name: str) -> CheckResult:
         clusters=flip_iv.n_clusters,
         correction=correction,
     )
+
+
+def _group_label(row: dict[str, Any]) -> str:
+    return f"group {row['group']!r}"
 
 
 def _effect_row(group: str, n: int, metric: str, iv: Interval) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from interp_audit.audit.decisions import (
     pair_values,
     population_values,
 )
+from interp_audit.audit.measure import first_reasons
 from interp_audit.audit.population import PopulationSpec, build_population
 from interp_audit.audit.registry import CheckKind, register_check
 from interp_audit.audit.result import CheckResult
@@ -291,6 +292,10 @@ def _measure(chk, part: _Partition, families, codes: Tensor, kw: dict, where: st
     return tests, shown
 
 
+def _gap_label(row: dict[str, Any]) -> str:
+    return f"{row['measure']} over {row['attribute']}"
+
+
 def run(chk: GroupParityCheck, ctx: AuditContext, name: str) -> CheckResult:
     where = f"check {name!r}"
     dec = decider(chk.decision, ctx.subject, ctx.metric, where)
@@ -365,13 +370,9 @@ def _result(chk, name, verdict, rows, shown, correction, rule, pop, metric) -> C
     if bad:
         msg += "; violated: " + ", ".join(f"{r['measure']} over {r['attribute']}" for r in bad)
     if bad:
-        reason = "; ".join(f"{r['measure']} over {r['attribute']}: {r['reason']}" for r in bad[:3])
+        reason = first_reasons(bad, _gap_label)
     elif unsure:
-        reason = "; ".join(
-            f"{r['measure']} over {r['attribute']}: {r['reason']}" for r in unsure[:3]
-        )
-        if len(unsure) > 3:
-            reason += f"; and {len(unsure) - 3} more"
+        reason = first_reasons(unsure, _gap_label, "more")
     else:
         reason = "every gap's interval below the budget" + (
             f" and every ratio's above {chk.min_ratio}" if chk.min_ratio is not None else ""

@@ -12,7 +12,13 @@ from typing import Literal
 from pydantic import Field
 
 from interp_audit.audit.context import AuditContext
-from interp_audit.audit.measure import band_family, clusters_of, groups_of, pair_effects
+from interp_audit.audit.measure import (
+    band_family,
+    clusters_of,
+    first_reasons,
+    groups_of,
+    pair_effects,
+)
 from interp_audit.audit.registry import CheckKind, register_check
 from interp_audit.audit.result import CheckResult
 from interp_audit.audit.sections import CheckSpec
@@ -57,9 +63,7 @@ def run(chk: InvarianceCheck, ctx: AuditContext, name: str) -> CheckResult:
             f"[{worst['ci'][0]:+.4f}, {worst['ci'][1]:+.4f}])"
         )
     elif unsure:
-        reason = "; ".join(f"group {r['group']!r}: {r['reason']}" for r in unsure[:3])
-        if len(unsure) > 3:
-            reason += f"; and {len(unsure) - 3} more groups"
+        reason = first_reasons(unsure, lambda r: f"group {r['group']!r}", "more groups")
     else:
         reason = f"every interval inside ±{chk.tolerance}"
     return CheckResult(
