@@ -43,6 +43,7 @@ __all__ = [
     "cluster_bootstrap",
     "cluster_bootstrap_columns",
     "cluster_codes",
+    "column_intervals",
     "combine",
     "holm",
     "interval_row",
@@ -206,11 +207,7 @@ def cluster_bootstrap_columns(
     point = statistic(torch.ones(1, n, dtype=torch.float64)).double().reshape(1, -1)
     k = point.shape[1]
     if n_clusters < 2:
-        flat = point.expand(n_boot, k)
-        return [
-            Interval(float(p), float(p), float(p), n_clusters, confidence, flat[:, j])
-            for j, p in enumerate(point[0])
-        ]
+        return column_intervals(point, None, n_clusters, confidence, n_boot=n_boot)
     gen = torch.Generator().manual_seed(seed)
     chunks = []
     for start in range(0, n_boot, _CHUNK):
@@ -221,7 +218,26 @@ def cluster_bootstrap_columns(
         chunks.append(statistic(counts[:, codes]).double().reshape(b, k))
     widen = _widening(n_clusters, confidence)
     samples = point + widen * (torch.cat(chunks) - point)
-    bounds = percentile_ci(samples, confidence, dim=0)
+    return column_intervals(point, samples, n_clusters, confidence)
+
+
+def column_intervals(
+    point: Float[Tensor, "1 k"],
+    samples: Float[Tensor, "draw k"] | None,
+    n_clusters: int,
+    confidence: float,
+    *,
+    bounds: Float[Tensor, "2 k"] | None = None,
+    n_boot: int | None = None,
+) -> list[Interval]:
+    """One :class:`Interval` per column of ``point``: percentile bounds of ``samples`` (or the
+    ``bounds`` given); ``samples`` None = no resampling possible (fewer than two units): every
+    one of ``n_boot`` draws and both bounds are the point."""
+    if samples is None:
+        samples = point.expand(n_boot, point.shape[1])
+        bounds = point.expand(2, point.shape[1])
+    elif bounds is None:
+        bounds = percentile_ci(samples, confidence, dim=0)
     return [
         Interval(
             float(point[0, j]),
@@ -231,7 +247,7 @@ def cluster_bootstrap_columns(
             confidence,
             samples[:, j],
         )
-        for j in range(k)
+        for j in range(point.shape[1])
     ]
 
 

@@ -17,7 +17,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp_audit.stats.bootstrap import MAX_BOOT, Interval, Verdict
+from interp_audit.stats.bootstrap import MAX_BOOT, Interval, Verdict, column_intervals
 
 __all__ = [
     "exact_band_verdict",
@@ -57,11 +57,7 @@ def population_intervals(
     counts = w[0].numpy()
     total = int(round(float(counts.sum())))
     if total < 2:
-        flat = point.expand(n_boot, k)
-        return [
-            Interval(float(p), float(p), float(p), total, confidence, flat[:, j])
-            for j, p in enumerate(point[0])
-        ]
+        return column_intervals(point, None, total, confidence, n_boot=n_boot)
     rng = np.random.default_rng(seed)
     probs = counts / counts.sum()
     draws = torch.from_numpy(rng.multinomial(total, probs, size=n_boot).astype(np.float64))
@@ -69,17 +65,7 @@ def population_intervals(
     alpha = (1 - confidence) / 2
     q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
     bounds = torch.nanquantile(samples, q, dim=0)  # a draw with no changed unit: nan, skipped
-    return [
-        Interval(
-            float(point[0, j]),
-            float(bounds[0, j]),
-            float(bounds[1, j]),
-            total,
-            confidence,
-            samples[:, j],
-        )
-        for j in range(k)
-    ]
+    return column_intervals(point, samples, total, confidence, bounds=bounds)
 
 
 def exact_band_verdict(point: float, tol: float) -> tuple[Verdict, str]:
