@@ -106,6 +106,14 @@ def _cut(ref: Tensor, act: Tensor, dims: tuple[int, ...], at: window.Window) -> 
     return out if out.shape[1:] == act.shape[1:] else None
 
 
+def _full_shape(act: Tensor, dims: tuple[int, ...], at: window.Window) -> tuple[int, ...]:
+    """``act``'s shape without the batch axis as a forward of the whole running input gives
+    it (the engine may run a slice of positions), for errors that name the input's shape."""
+    full = list(act.shape[1:])
+    full[dims[0] - 1] = at.full_length(act.shape[dims[0]])
+    return tuple(full)
+
+
 def _rows(ref: Tensor, rows: int, at: window.Window) -> Tensor:
     """``ref``'s per-example rows repeated for a forward of ``rows`` rows (row r: example
     ``r % at.batch``, the engine's variant-major layout)."""
@@ -241,11 +249,9 @@ def ablate(
                 if cut is not None:
                     return cut.expand_as(act)
                 if per_position is True:
-                    full = list(act.shape[1:])
-                    full[dims(name)[0] - 1] = at.full_length(act.shape[dims(name)[0]])
                     raise ContrastError(
                         f"per-position mean ablation at {name}: inputs have shape "
-                        f"{tuple(full)} but the reference means "
+                        f"{_full_shape(act, dims(name), at)} but the reference means "
                         f"{tuple(acts[name].shape[1:])}; run inputs as long as the reference "
                         "(or per_position=False)"
                     )
@@ -258,11 +264,9 @@ def ablate(
                 ref, at = acts[name], window.current()
                 cut = _cut(ref, act, dims(name), at)
                 if cut is None:
-                    full = list(act.shape[1:])
-                    full[dims(name)[0] - 1] = at.full_length(act.shape[dims(name)[0]])
                     raise ContrastError(
                         f"resample ablation at {name}: inputs have shape "
-                        f"{tuple(full)} but the reference "
+                        f"{_full_shape(act, dims(name), at)} but the reference "
                         f"activations {tuple(ref.shape[1:])}; resampling needs inputs as long "
                         "as the reference prompts"
                     )
@@ -304,10 +308,9 @@ def patch_in(
         cut = _cut(src, act, dims(name), at)
         n = at.batch or act.shape[0]
         if cut is None or src.shape[0] != n:
-            full = [n, *act.shape[1:]]  # what a full forward of the running input would give
-            full[dims(name)[0]] = at.full_length(act.shape[dims(name)[0]])
+            full = (n, *_full_shape(act, dims(name), at))
             raise ContrastError(
-                f"patch_in at {name}: the running input gives activations {tuple(full)} "
+                f"patch_in at {name}: the running input gives activations {full} "
                 "but the source "
                 f"gave {tuple(src.shape)}; run inputs with the source's batch size and length"
             )
