@@ -163,7 +163,12 @@ def pairs_contrast(subject, clean: list[str], counterfactual: list[str], answers
     pairs go through ``from_prompts`` for its error."""
     import torch
 
-    from interp_audit.engine.contrasts import ContrastSet, _pad, _refuse_unknown_words
+    from interp_audit.engine.contrasts import (
+        ContrastSet,
+        _pad,
+        _refuse_unknown_words,
+        answer_positions,
+    )
 
     tokens: dict[str, list[int]] = {}
     for text in dict.fromkeys([*clean, *counterfactual]):
@@ -188,14 +193,13 @@ def pairs_contrast(subject, clean: list[str], counterfactual: list[str], answers
                 )
             ids.append(got[0])
         ans = torch.tensor([ids] * len(clean), dtype=torch.long)
-    pos = [subject.adapter.answer_position(r, subject.tokenizer) for r in rows_c]
     strs = {t: tuple(subject.token_str(ids)) for t, ids in tokens.items()}
     out = ContrastSet(
         clean=_pad(rows_c, subject.pad_token_id),
         counterfactual=_pad(rows_f, subject.pad_token_id),
         lengths=torch.tensor([len(r) for r in rows_c]),
         answers=ans,
-        answer_pos=None if all(p is None for p in pos) else torch.tensor(pos),
+        answer_pos=answer_positions(subject, rows_c),
         pad_id=subject.pad_token_id,
         labels=(name,) * len(clean),
         clean_text=tuple(clean),

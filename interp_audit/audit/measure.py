@@ -184,7 +184,7 @@ def answer_logprobs(subject, prompts: list[str], answers, name: str):
     import dataclasses
 
     from interp_audit.core.errors import ContrastError
-    from interp_audit.engine.contrasts import _pad, _refuse_unknown_words
+    from interp_audit.engine.contrasts import _refuse_unknown_words, answer_positions
 
     if not answers:
         raise SpecError(f"{name} scores answers: declare causal.answers (e.g. [YES, NO])")
@@ -198,17 +198,12 @@ def answer_logprobs(subject, prompts: list[str], answers, name: str):
         if len(got) != 1:
             raise ContrastError(f"{name}: answer {text!r} is {len(got)} tokens, not one")
         ids.append(got[0])
-    pos = [subject.adapter.answer_position(r, subject.tokenizer) for r in rows]
-    clean = _pad(rows, subject.pad_token_id)
-    cs = ContrastSet(
-        clean=clean,
-        counterfactual=clean.clone(),
-        lengths=torch.tensor([len(r) for r in rows]),
+    cs = ContrastSet.one_sided(
+        rows,
+        prompts,
+        subject.pad_token_id,
         answers=torch.tensor([ids] * len(rows), dtype=torch.long),
-        answer_pos=None if all(p is None for p in pos) else torch.tensor(pos),
-        pad_id=subject.pad_token_id,
-        clean_text=tuple(prompts),
-        counterfactual_text=tuple(prompts),
+        answer_pos=answer_positions(subject, rows),
         meta={"factual": True},
     )
     logprob = get_metric("logprob")

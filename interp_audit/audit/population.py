@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 from interp_audit.audit.context import AuditContext
 from interp_audit.audit.sections import MAX_SCM_PAIRS, Seed, _Section
 from interp_audit.core.errors import ContrastError, SpecError, did_you_mean
-from interp_audit.engine.contrasts import ContrastSet, _pad, _refuse_unknown_words
+from interp_audit.engine.contrasts import ContrastSet, _refuse_unknown_words, answer_positions
 from interp_audit.model.subject import Subject
 
 __all__ = ["Population", "PopulationSpec", "build_population"]
@@ -167,18 +167,13 @@ class Population:
         if self.answers is not None:
             ids = [subject.single_token(a, f"{where}: population answer") for a in self.answers]
             answers = torch.tensor([ids] * len(rows), dtype=torch.long)
-        pos = [subject.adapter.answer_position(r, subject.tokenizer) for r in rows]
-        clean = _pad(rows, subject.pad_token_id)
-        return ContrastSet(
-            clean=clean,
-            counterfactual=clean.clone(),
-            lengths=torch.tensor([len(r) for r in rows]),
+        return ContrastSet.one_sided(
+            rows,
+            self.prompts,
+            subject.pad_token_id,
             answers=answers,
-            answer_pos=None if all(p is None for p in pos) else torch.tensor(pos),
-            pad_id=subject.pad_token_id,
+            answer_pos=answer_positions(subject, rows),
             clusters=self.clusters,
-            clean_text=self.prompts,
-            counterfactual_text=self.prompts,
             meta={"population": self.source},
         )
 

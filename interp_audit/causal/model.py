@@ -387,7 +387,7 @@ class CausalModel:
         self, subject, *, n: int, seed: int, label: str | None = None, group_by: str | None = None
     ):
         """Factual units only (clean = counterfactual): what utility is measured on."""
-        from interp_audit.engine.contrasts import ContrastSet, _pad
+        from interp_audit.engine.contrasts import ContrastSet
 
         units = self.scm.sample(n, seed)
         fact = self.scm.values(units)
@@ -405,16 +405,12 @@ class CausalModel:
         if group_by is not None:
             self._need_var(group_by, "group_by")
             groups = tuple(self.render.word(self.scm, group_by, v) for v in fact[group_by].tolist())
-        clean = _pad(rows, subject.pad_token_id)
-        return ContrastSet(
-            clean=clean,
-            counterfactual=clean.clone(),
-            lengths=torch.tensor([len(r) for r in rows]),
+        return ContrastSet.one_sided(
+            rows,
+            prompts,
+            subject.pad_token_id,
             answers=ans,
-            pad_id=subject.pad_token_id,
             groups=groups,
-            clean_text=tuple(prompts),
-            counterfactual_text=tuple(prompts),
             meta={"factual": True, "n": n, "seed": seed},
         )
 

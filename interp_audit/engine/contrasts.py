@@ -177,6 +177,13 @@ def _refuse_unknown_words(subject: Subject, text: str, where: str) -> None:
     )
 
 
+def answer_positions(subject: Subject, rows: Sequence[Sequence[int]]) -> Tensor | None:
+    """``[row]`` the position each tokenized prompt's metric scores, as the model's adapter
+    places it (an encoder's ``[MASK]``); None when every prompt scores its last token."""
+    pos = [subject.adapter.answer_position(r, subject.tokenizer) for r in rows]
+    return None if all(p is None for p in pos) else torch.tensor(pos)
+
+
 def check_token_ids(tokens: Tensor, d_vocab: int, n_ctx: int | None, what: str = "tokens") -> None:
     """Token ids a model can embed: integers in 0..d_vocab-1, at most n_ctx positions."""
     if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
@@ -516,11 +523,8 @@ class ContrastSet:
         cf_lengths = torch.tensor([len(r) for r in rows_f])
         width = max(int(lengths.max()), int(cf_lengths.max()))
 
-        def positions(rows):
-            pos = [subject.adapter.answer_position(r, subject.tokenizer) for r in rows]
-            return None if all(p is None for p in pos) else torch.tensor(pos)
-
-        answer_pos, cf_answer_pos = positions(rows_c), positions(rows_f)
+        answer_pos = answer_positions(subject, rows_c)
+        cf_answer_pos = answer_positions(subject, rows_f)
         unequal = not torch.equal(lengths, cf_lengths)
         out = cls(
             clean=_pad(rows_c, subject.pad_token_id, width),
@@ -543,6 +547,24 @@ class ContrastSet:
         )
         out.validate(d_vocab=subject.d_vocab)
         return out.merged_identical()
+
+    @classmethod
+    def one_sided(
+        cls, rows: Sequence[Sequence[int]], prompts: Sequence[str], pad_id: int, **fields
+    ) -> ContrastSet:
+        """Tokenized prompts as pairs whose two sides are the same (clean = counterfactual), for
+        plain forwards over the clean side: utility sets, populations, answer scoring.
+        ``fields``: the other attributes (answers, answer_pos, groups, clusters, meta)."""
+        clean = _pad(rows, pad_id)
+        return cls(
+            clean=clean,
+            counterfactual=clean.clone(),
+            lengths=torch.tensor([len(r) for r in rows]),
+            pad_id=pad_id,
+            clean_text=tuple(prompts),
+            counterfactual_text=tuple(prompts),
+            **fields,
+        )
 
     # ---- validation ------------------------------------------------------------------------
     def _describe(self, i: int) -> str:
