@@ -243,21 +243,13 @@ class CausalModel:
         elif label is None:
             ans = tuple(self.answers)
         else:
-            if label not in self.scm.variables:
-                raise SpecError(
-                    f"label {label!r} is not an SCM variable (variables: "
-                    f"{', '.join(self.scm.variables)}){did_you_mean(label, self.scm.variables)}"
-                )
+            self._need_var(label, "label")
             y = self.scm.values(d.units)[label].tolist()
             yes, no = self.answers
             ans = [(yes, no) if yi else (no, yes) for yi in y]
         groups = None
         if group_by is not None:
-            if group_by not in self.scm.variables:
-                raise SpecError(
-                    f"group_by {group_by!r} is not an SCM variable"
-                    f"{did_you_mean(group_by, self.scm.variables)}"
-                )
+            self._need_var(group_by, "group_by")
             groups = [self.render.word(self.scm, group_by, v) for v in d.factual[group_by].tolist()]
         tag = name or f"{source}: " + " + ".join(format_path(p) for p in d.paths)
         with warnings.catch_warnings():  # distinct units may render alike: each is its own cluster
