@@ -37,9 +37,8 @@ from interp_audit.audit.decisions import (
     pair_decisions,
     population_values,
 )
-from interp_audit.audit.kinds.group_parity import _partitions
+from interp_audit.audit.kinds.group_parity import _partitions, decided_population
 from interp_audit.audit.measure import groups_of
-from interp_audit.audit.population import build_population
 from interp_audit.core.errors import SpecError
 from interp_audit.engine.contrasts import ContrastSet
 from interp_audit.model.metrics import Metric, MetricContext
@@ -319,15 +318,7 @@ def gap_probe_of_check(chk: Any, ctx: AuditContext, name: str) -> GapProbe:
     ``equalized_odds`` the true- and false-positive-rate gaps."""
     where = f"check {name!r}"
     rule = check_rule(chk.decision, ctx, where)
-    default_answers = None
-    dec = decider(chk.decision, ctx.subject, ctx.metric, where)
-    if dec.by_answers:
-        pos = dec.outcomes[dec.positive]
-        default_answers = (pos, next(a for a in dec.outcomes if a != pos))
-    pop = build_population(
-        chk.population, ctx, where, attributes=chk.attributes, default_answers=default_answers
-    )
-    prompts = pop.contrast(ctx.subject, where)
+    _, pop, prompts = decided_population(chk, ctx, where)
     labels = None if pop.labels is None else torch.tensor(pop.labels, dtype=torch.float64)
     fams: list[Family] = []
     for part in _partitions(pop.attributes, chk.attributes, chk.intersections):

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from interp_audit.audit.context import AuditContext
 from interp_audit.audit.decisions import (
+    Decider,
     DecisionSpec,
     LimitTest,
     bounded,
@@ -45,11 +46,12 @@ from interp_audit.audit.decisions import (
     population_values,
 )
 from interp_audit.audit.measure import first_reasons
-from interp_audit.audit.population import PopulationSpec, build_population
+from interp_audit.audit.population import Population, PopulationSpec, build_population
 from interp_audit.audit.registry import CheckKind, register_check
 from interp_audit.audit.result import CheckResult
 from interp_audit.audit.sections import CheckSpec
 from interp_audit.core.errors import SpecError
+from interp_audit.engine.contrasts import ContrastSet
 from interp_audit.stats.bootstrap import (
     cluster_bootstrap_columns,
     cluster_codes,
@@ -296,8 +298,12 @@ def _gap_label(row: dict[str, Any]) -> str:
     return f"{row['measure']} over {row['attribute']}"
 
 
-def run(chk: GroupParityCheck, ctx: AuditContext, name: str) -> CheckResult:
-    where = f"check {name!r}"
+def decided_population(
+    chk: GroupParityCheck, ctx: AuditContext, where: str
+) -> tuple[Decider, Population, ContrastSet]:
+    """A group_parity check's decision rule bound to the model, its population (answers by
+    default the decision's two outcomes, the positive one first) and the population's prompts
+    tokenized; what the check and the repair's decision change both read."""
     dec = decider(chk.decision, ctx.subject, ctx.metric, where)
     default_answers = None
     if dec.by_answers:
@@ -306,7 +312,12 @@ def run(chk: GroupParityCheck, ctx: AuditContext, name: str) -> CheckResult:
     pop = build_population(
         chk.population, ctx, where, attributes=chk.attributes, default_answers=default_answers
     )
-    prompts = pop.contrast(ctx.subject, where)
+    return dec, pop, pop.contrast(ctx.subject, where)
+
+
+def run(chk: GroupParityCheck, ctx: AuditContext, name: str) -> CheckResult:
+    where = f"check {name!r}"
+    dec, pop, prompts = decided_population(chk, ctx, where)
     if dec.metric.needs_answers and prompts.answers is None:
         raise SpecError(
             f"{where}: the decision thresholds {dec.metric.name}, which scores answer tokens: "
