@@ -31,6 +31,7 @@ from interp_audit.stats.bootstrap import (
     holm,
     interval_row,
     mean_ci,
+    upper_verdict,
 )
 
 __all__ = [
@@ -40,11 +41,13 @@ __all__ = [
     "band_family",
     "clusters_of",
     "clean_values",
+    "cost_rows",
     "first_reasons",
     "groups_of",
     "pair_effects",
     "similarity_pairs",
     "spearman",
+    "utility_drop",
     "utility_values",
     "weighted_spearman",
     "within",
@@ -218,6 +221,46 @@ def utility_values(subject: Subject, contrast: ContrastSet, kind: str) -> Tensor
         return -clean_values(subject, contrast, get_metric("logprob")).double()
     ld = clean_values(subject, contrast, get_metric("logit_diff")).double()
     return (ld > 0).double() if kind == "accuracy" else ld
+
+
+def utility_drop(before: Tensor, after: Tensor, kind: str) -> Tensor:
+    """Per-pair utility cost of a change (:func:`utility_values` before and after): the rise
+    of a loss, else the fall of accuracy or logit difference."""
+    return (after - before) if kind == "loss" else (before - after)
+
+
+def cost_rows(
+    chk: Any,
+    contrast: ContrastSet,
+    parts: list[tuple[str, Tensor | None]],
+    drop: Tensor,
+    before: Tensor,
+    after: Tensor,
+    kw: dict[str, Any],
+    estimate: str = "cost",
+) -> list[dict[str, Any]]:
+    """The utility cost in each part (a group's pair indices, None = every pair) of
+    ``contrast``: utility before and after, the mean ``drop`` (under ``estimate``) with its
+    paired cluster-bootstrap CI and its verdict against ``chk.utility.budget``."""
+    rows = []
+    for group, idx in parts:
+        sel = slice(None) if idx is None else idx
+        iv = mean_ci(drop[sel], clusters_of(contrast, idx), **kw)
+        v, why = upper_verdict(iv, chk.utility.budget, min_clusters=chk.min_clusters)
+        rows.append(
+            {
+                "group": group,
+                "n": int(drop[sel].numel()),
+                "before": float(before[sel].mean()),
+                "after": float(after[sel].mean()),
+                estimate: iv.point,
+                **interval_row(iv),
+                "budget": chk.utility.budget,
+                "verdict": v,
+                "reason": why,
+            }
+        )
+    return rows
 
 
 def similarity_pairs(path: Path) -> tuple[list[str], list[str], Tensor]:

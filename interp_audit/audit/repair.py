@@ -42,8 +42,10 @@ from interp_audit.audit.decision_change import (
 from interp_audit.audit.measure import (
     ablated_components,
     clusters_of,
+    cost_rows,
     groups_of,
     pair_effects,
+    utility_drop,
     utility_values,
 )
 from interp_audit.audit.run import AuditReport, audit, build_context, load_subject
@@ -52,7 +54,7 @@ from interp_audit.core.errors import AuditError, SpecError
 from interp_audit.engine.repairs import FoldRefused, fold_refusal, repaired
 from interp_audit.methods.locate.patching import flat_effects_as_raw
 from interp_audit.model.subject import Subject
-from interp_audit.stats.bootstrap import band_verdict, interval_row, mean_ci, upper_verdict
+from interp_audit.stats.bootstrap import band_verdict, interval_row, mean_ci
 
 __all__ = ["COMPARISONS", "RepairOutcome", "register_comparison", "repair"]
 
@@ -226,27 +228,8 @@ def _costs(chk, before: AuditContext, fixed: Subject, kw: dict) -> list[dict[str
     metric = chk.utility.metric
     u0 = utility_values(before.subject, cs, metric)
     u1 = utility_values(fixed, cs, metric)
-    drop = (u1 - u0) if metric == "loss" else (u0 - u1)
-    rows = []
     parts = [("all", None)] + sorted(groups_of(cs).items())
-    for group, idx in parts:
-        sel = slice(None) if idx is None else idx
-        iv = mean_ci(drop[sel], clusters_of(cs, idx), **kw)
-        v, why = upper_verdict(iv, chk.utility.budget, min_clusters=chk.min_clusters)
-        rows.append(
-            {
-                "group": group,
-                "n": int(drop[sel].numel()),
-                "before": float(u0[sel].mean()),
-                "after": float(u1[sel].mean()),
-                "cost": iv.point,
-                **interval_row(iv),
-                "budget": chk.utility.budget,
-                "verdict": v,
-                "reason": why,
-            }
-        )
-    return rows
+    return cost_rows(chk, cs, parts, utility_drop(u0, u1, metric), u0, u1, kw)
 
 
 def _paths(chk, before: AuditContext, fixed: Subject, seed: int, kw: dict) -> list[dict]:

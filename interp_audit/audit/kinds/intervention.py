@@ -21,10 +21,12 @@ from interp_audit.audit.measure import (
     ablated_components,
     ablation,
     clusters_of,
+    cost_rows,
     groups_of,
     pair_effects,
     similarity_pairs,
     spearman,
+    utility_drop,
     utility_values,
     weighted_spearman,
 )
@@ -118,7 +120,7 @@ def run(chk: InterventionCheck, ctx: AuditContext, name: str) -> CheckResult:
         )
         u0, u1 = torch.tensor([spearman(u0, gold)]), torch.tensor([spearman(u1, gold)])
     else:
-        drop = (u1 - u0) if chk.utility.metric == "loss" else (u0 - u1)
+        drop = utility_drop(u0, u1, chk.utility.metric)
         cost = mean_ci(drop, clusters_of(ctx.contrasts[chk.utility.contrast]), **kw)
     effect_v, effect_why = band_verdict(after, chk.tolerance, min_clusters=chk.min_clusters)
     cost_v, cost_why = upper_verdict(cost, chk.utility.budget, min_clusters=chk.min_clusters)
@@ -203,28 +205,15 @@ def _group_rows(chk, ctx: AuditContext, name: str, drop, u0, u1, kw) -> list[dic
             f"check {name!r}: utility.per_group needs a utility contrast with groups "
             f"({chk.utility.contrast!r} has none: give it group_by)"
         )
-    clusters = clusters_of(util_cs)
-    rows = []
-    for g, idx in sorted(groups.items()):
-        sub = None if clusters is None else [clusters[i] for i in idx.tolist()]
-        iv = mean_ci(drop[idx], sub, **kw)
-        v, why = upper_verdict(iv, chk.utility.budget, min_clusters=chk.min_clusters)
-        rows.append(
-            {
-                "measure": f"utility ({chk.utility.metric}) cost, group {g}",
-                "group": g,
-                "n": len(idx),
-                "before": float(u0[idx].mean()),
-                "after": float(u1[idx].mean()),
-                "value": iv.point,
-                **interval_row(iv),
-                "budget": chk.utility.budget,
-                "verdict": v,
-                "reason": why,
-                "passed": v == "pass",
-            }
-        )
-    return rows
+    rows = cost_rows(chk, util_cs, sorted(groups.items()), drop, u0, u1, kw, estimate="value")
+    return [
+        {
+            "measure": f"utility ({chk.utility.metric}) cost, group {r['group']}",
+            **r,
+            "passed": r["verdict"] == "pass",
+        }
+        for r in rows
+    ]
 
 
 def _preserve_rows(chk, kept: list[dict], kw) -> list[dict]:
