@@ -20,17 +20,13 @@ HELP = (
 
 
 def add_arguments(p) -> None:
+    from interp_audit.cli.commands.run import add_device_argument, add_gate_argument
+
     p.add_argument("spec", help="audit spec (YAML)")
     p.add_argument("--check", required=True, help="the intervention check whose repair to ship")
     p.add_argument("--out", required=True, help="output folder (model/, report.json, before/)")
-    p.add_argument(
-        "--device", default=None, help="cpu, cuda, cuda:N, mps or auto (overrides the spec)"
-    )
-    p.add_argument(
-        "--allow-inconclusive",
-        action="store_true",
-        help="exit 0 (with a warning) when no check fails but some are inconclusive",
-    )
+    add_device_argument(p)
+    add_gate_argument(p)
 
 
 def main(args) -> int:

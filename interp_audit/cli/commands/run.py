@@ -16,14 +16,24 @@ def add_arguments(p) -> None:
     p.add_argument("spec", help="audit spec (YAML)")
     p.add_argument("--out", required=True, help="output folder for report.html, report.json")
     p.add_argument("--junit", default=None, help="also write JUnit XML here")
-    p.add_argument(
-        "--device", default=None, help="cpu, cuda, cuda:N, mps or auto (overrides the spec)"
-    )
+    add_device_argument(p)
     add_ray_argument(
         p,
         "run sweeps on Ray actors: no value starts a local cluster, 'auto' joins a running "
         "one, or host:port / ray://host:port; report.json is identical to a local run's",
     )
+    add_gate_argument(p)
+
+
+def add_device_argument(p) -> None:
+    """``--device``: where a command that audits a spec runs it."""
+    p.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:N, mps or auto (overrides the spec)"
+    )
+
+
+def add_gate_argument(p) -> None:
+    """``--allow-inconclusive``: the flag of every command whose exit code is :func:`gate`'s."""
     p.add_argument(
         "--allow-inconclusive",
         action="store_true",
