@@ -23,6 +23,7 @@ from interp_audit.methods.features.saes import (
     is_affine,
     split_activation,
 )
+from interp_audit.methods.locate.patching import metric_of_final
 from interp_audit.model.metrics import Metric, get_metric
 from interp_audit.model.subject import Subject
 
@@ -127,25 +128,6 @@ def _patcher(sae, x_base, f_base, e_base, f_src, e_src, err_index: int):
     return patched
 
 
-@torch.no_grad()
-def _metric_of_final(ctx: RunContext, final: Tensor, n: int) -> Tensor:
-    """The metric of ``n`` variants (stacked variant-major on the batch axis) whose final
-    residual stream is ``final``: an SAE on that hook needs no forward at all. ``[n, batch]``."""
-    from interp_audit.model.readout import readout
-
-    mctx = ctx.metric_ctx.repeat(n)
-    read = readout(
-        subject=ctx.subject,
-        metric=ctx.metric,
-        final=final,
-        logits=None,
-        scored=ctx.scored.repeat(n),
-        answers=mctx.answers,
-        mask=ctx.mask.repeat(n, 1),
-    )
-    return ctx.metric(read, mctx).view(n, -1)
-
-
 def patch_features(
     subject: Subject,
     contrast: ContrastSet,
@@ -186,7 +168,7 @@ def patch_features(
         patched = _patcher(sae, x_base, f_base, e_base, f_src, e_src, len(labels) - 1)
         together = x_src - e_src + e_base  # every feature from the source, the base's error
         if hook == final:
-            joint.append(_metric_of_final(ctx, together, 1)[0].cpu())
+            joint.append(metric_of_final(ctx, together, 1)[0].cpu())
         else:
             joint.append(
                 run_variants(ctx, [(Patch(hook, (), value=together),)], progress=False)[0].cpu()
@@ -201,7 +183,7 @@ def patch_features(
             chunk = todo[start : start + step]
             if hook == final:  # the patched activation is what the metric reads: no forward
                 values = torch.cat([patched(i) for i in chunk])
-                vals[chunk] = _metric_of_final(ctx, values, len(chunk)).double()
+                vals[chunk] = metric_of_final(ctx, values, len(chunk)).double()
             else:
                 variants = [(Patch(hook, (), value=patched(i)),) for i in chunk]
                 vals[chunk] = run_variants(ctx, variants, max_rows=rows, progress=False).double()

@@ -18,6 +18,8 @@ from contextvars import ContextVar
 from typing import Literal
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from interp_audit.core.errors import AuditError, ContrastError
 from interp_audit.engine.batched import RunContext, default_max_rows, run_variants
@@ -28,7 +30,27 @@ from interp_audit.methods.locate.sites import plan_sites, unpatched_note
 from interp_audit.model.metrics import Metric, get_metric
 from interp_audit.model.subject import Subject
 
-__all__ = ["flat_effects_as_raw", "normalise", "patch", "sweep_effects"]
+__all__ = ["flat_effects_as_raw", "metric_of_final", "normalise", "patch", "sweep_effects"]
+
+
+@torch.no_grad()
+def metric_of_final(ctx: RunContext, final: Tensor, n: int) -> Float[Tensor, "variant batch"]:
+    """The metric of ``n`` variants (stacked variant-major on the batch axis) whose final
+    residual stream is ``final``: what a patch at the final hook (an SAE there, or path
+    patching to the logits) changes needs no forward past it."""
+    from interp_audit.model.readout import readout
+
+    mctx = ctx.metric_ctx.repeat(n)
+    read = readout(
+        subject=ctx.subject,
+        metric=ctx.metric,
+        final=final,
+        logits=None,
+        scored=ctx.scored.repeat(n),
+        answers=mctx.answers,
+        mask=ctx.mask.repeat(n, 1),
+    )
+    return ctx.metric(read, mctx).view(n, -1)
 
 
 def _check_direction(direction: str) -> None:

@@ -24,11 +24,10 @@ from interp_audit.engine.alignment import slot_of
 from interp_audit.engine.batched import Patch, RunContext, default_max_rows, run_variants
 from interp_audit.engine.contrasts import ContrastSet
 from interp_audit.engine.effects import Effects
-from interp_audit.methods.locate.patching import _check_direction, sweep_effects
+from interp_audit.methods.locate.patching import _check_direction, metric_of_final, sweep_effects
 from interp_audit.methods.locate.sites import plan_sites, unpatched_note
 from interp_audit.model.components import parse_components
 from interp_audit.model.metrics import Metric, get_metric
-from interp_audit.model.readout import readout
 from interp_audit.model.subject import Subject, quiet_tl_warnings
 
 __all__ = ["patch_path"]
@@ -133,18 +132,7 @@ def patch_path(
             )
             k = len(chunk)
             if to_logits:
-                read = readout(
-                    subject=subject,
-                    metric=metric,
-                    final=final,
-                    logits=None,
-                    scored=ctx.scored.repeat(k),
-                    answers=None
-                    if ctx.metric_ctx.answers is None
-                    else ctx.metric_ctx.answers.repeat(k, 1),
-                    mask=ctx.mask.repeat(k, 1),
-                )
-                vals = metric(read, ctx.metric_ctx.repeat(k)).view(k, b)
+                vals = metric_of_final(ctx, final, k)
             else:
                 variants = [
                     tuple(Patch(hook, idx, value=recorded[hook][j]) for hook, idx in recv)
