@@ -165,9 +165,9 @@ def pairs_contrast(subject, clean: list[str], counterfactual: list[str], answers
 
     from interp_audit.engine.contrasts import (
         ContrastSet,
-        _pad,
         _refuse_unknown_words,
         answer_positions,
+        pad_rows,
     )
 
     tokens: dict[str, list[int]] = {}
@@ -195,8 +195,8 @@ def pairs_contrast(subject, clean: list[str], counterfactual: list[str], answers
         ans = torch.tensor([ids] * len(clean), dtype=torch.long)
     strs = {t: tuple(subject.token_str(ids)) for t, ids in tokens.items()}
     out = ContrastSet(
-        clean=_pad(rows_c, subject.pad_token_id),
-        counterfactual=_pad(rows_f, subject.pad_token_id),
+        clean=pad_rows(rows_c, subject.pad_token_id),
+        counterfactual=pad_rows(rows_f, subject.pad_token_id),
         lengths=torch.tensor([len(r) for r in rows_c]),
         answers=ans,
         answer_pos=answer_positions(subject, rows_c),

@@ -31,7 +31,7 @@ from interp_audit.engine.alignment import Alignment, Side
 if TYPE_CHECKING:
     from interp_audit.model.subject import Subject
 
-__all__ = ["ContrastSet"]
+__all__ = ["ContrastSet", "answer_positions", "pad_rows"]
 
 
 def _as_id(x, where: str) -> int:
@@ -48,7 +48,10 @@ def _as_id(x, where: str) -> int:
     return int(x)
 
 
-def _pad(rows: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> Tensor:
+def pad_rows(
+    rows: Sequence[Sequence[int]], pad_id: int, width: int | None = None
+) -> Int[Tensor, "row pos"]:
+    """Token rows right-padded with ``pad_id`` to ``width`` (default: the longest row)."""
     width = width or max(len(r) for r in rows)
     out = torch.full((len(rows), width), pad_id, dtype=torch.long)
     for i, r in enumerate(rows):
@@ -421,7 +424,7 @@ class ContrastSet:
                 raise ContrastError(f"pair {i}: the {name} prompt has no tokens")
         if not rows:
             return torch.zeros((0, 1), dtype=torch.long)
-        return _pad(rows, pad_id)
+        return pad_rows(rows, pad_id)
 
     @classmethod
     def from_prompts(
@@ -527,8 +530,8 @@ class ContrastSet:
         cf_answer_pos = answer_positions(subject, rows_f)
         unequal = not torch.equal(lengths, cf_lengths)
         out = cls(
-            clean=_pad(rows_c, subject.pad_token_id, width),
-            counterfactual=_pad(rows_f, subject.pad_token_id, width),
+            clean=pad_rows(rows_c, subject.pad_token_id, width),
+            counterfactual=pad_rows(rows_f, subject.pad_token_id, width),
             lengths=lengths,
             cf_lengths=cf_lengths if unequal else None,
             cf_answer_pos=cf_answer_pos
@@ -555,7 +558,7 @@ class ContrastSet:
         """Tokenized prompts as pairs whose two sides are the same (clean = counterfactual), for
         plain forwards over the clean side: utility sets, populations, answer scoring.
         ``fields``: the other attributes (answers, answer_pos, groups, clusters, meta)."""
-        clean = _pad(rows, pad_id)
+        clean = pad_rows(rows, pad_id)
         return cls(
             clean=clean,
             counterfactual=clean.clone(),

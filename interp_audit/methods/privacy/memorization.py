@@ -31,7 +31,7 @@ from interp_audit.methods.privacy.secrets import (
     search_rank,
     space_logprobs,
 )
-from interp_audit.methods.privacy.tokens import perplexity, token_logprobs
+from interp_audit.methods.privacy.tokens import last_token_logits, perplexity, token_logprobs
 from interp_audit.model.subject import Subject
 
 __all__ = [
@@ -350,13 +350,7 @@ def greedy_batch(
         return []
     out: list[list[int]] = [[] for _ in rows]
     for _ in range(n_tokens):
-        width = max(map(len, rows))
-        tokens = torch.full((len(rows), width), subject.pad_token_id)
-        for i, r in enumerate(rows):
-            tokens[i, : len(r)] = torch.tensor(r)
-        logits = subject.adapter.forward_logits(tokens.to(subject.device))
-        last = torch.tensor([len(r) - 1 for r in rows], device=logits.device)
-        nxt = logits[torch.arange(len(rows), device=logits.device), last].argmax(-1).tolist()
+        nxt = last_token_logits(subject, rows).argmax(-1).tolist()
         for i, t in enumerate(nxt):
             rows[i].append(int(t))
             out[i].append(int(t))

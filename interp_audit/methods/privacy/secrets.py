@@ -36,6 +36,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp_audit.core.errors import ContrastError
+from interp_audit.methods.privacy.tokens import last_token_logits
 from interp_audit.model.subject import Subject
 
 __all__ = [
@@ -261,13 +262,7 @@ def _merge_message(subject, prefix, secret_text, text, tail, t) -> str:
 # ---- scoring ----------------------------------------------------------------------------------
 def _last_logprobs(subject: Subject, rows: list[list[int]]) -> Float[Tensor, "rows vocab"]:
     """log-softmax (float64) at the last token of each row (rows padded on the right)."""
-    width = max(map(len, rows))
-    tokens = torch.full((len(rows), width), subject.pad_token_id)
-    for i, r in enumerate(rows):
-        tokens[i, : len(r)] = torch.tensor(r)
-    logits = subject.adapter.forward_logits(tokens.to(subject.device))
-    last = torch.tensor([len(r) - 1 for r in rows], device=logits.device)
-    return logits[torch.arange(len(rows), device=logits.device), last].double().log_softmax(-1)
+    return last_token_logits(subject, rows).double().log_softmax(-1)
 
 
 @torch.no_grad()

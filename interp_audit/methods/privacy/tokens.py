@@ -15,9 +15,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp_audit.engine.contrasts import pad_rows
 from interp_audit.model.subject import Subject
 
-__all__ = ["TokenStats", "perplexity", "token_logprobs", "token_statistics"]
+__all__ = ["TokenStats", "last_token_logits", "perplexity", "token_logprobs", "token_statistics"]
 
 #: largest float32 logits tensor one forward may produce (2^26 = 256 MB)
 MAX_LOGITS = 2**26
@@ -74,9 +75,7 @@ def token_statistics(
                 TokenStats(empty, empty if moments else None, empty if moments else None)
             ] * len(idx)
             continue
-        tokens = torch.full((len(idx), width), subject.pad_token_id)
-        for j, i in enumerate(idx):
-            tokens[j, : len(rows[i])] = torch.tensor(rows[i])
+        tokens = pad_rows([rows[i] for i in idx], subject.pad_token_id)
         logits = subject.adapter.forward_logits(tokens[:, :-1].to(subject.device))
         for j, i in enumerate(idx):
             n = max(len(rows[i]) - 1, 0)
@@ -90,6 +89,17 @@ def token_statistics(
             var = (p * (lp - mu[:, None]) ** 2).sum(-1)
             out.append(TokenStats(picked, mu, var.clamp_min(0).sqrt()))
     return out
+
+
+def last_token_logits(
+    subject: Subject, rows: Sequence[Sequence[int]]
+) -> Float[Tensor, "row vocab"]:
+    """The logits at each token row's own last token, from one forward of the rows
+    right-padded (a causal LM never reads the padding after a row's end)."""
+    tokens = pad_rows(rows, subject.pad_token_id)
+    logits = subject.adapter.forward_logits(tokens.to(subject.device))
+    last = torch.tensor([len(r) - 1 for r in rows], device=logits.device)
+    return logits[torch.arange(len(rows), device=logits.device), last]
 
 
 def token_logprobs(
