@@ -177,20 +177,20 @@ def circuit_metric(
     with subject.hooks(hooks):
         out, _ = cached_run(subject, clean, attn_mask, {final})
     answers = None if contrast.answers is None else contrast.answers.to(dev)
-    read = readout(
-        subject=subject,
-        metric=metric,
-        final=out[final],
-        logits=None,
-        scored=subject.scored_positions(contrast).to(dev),
-        answers=answers,
-        mask=attn_mask,
-    )
+    scored = subject.scored_positions(contrast).to(dev)
+
+    def read(cache: dict[str, Tensor]) -> Tensor:
+        return readout(
+            subject=subject,
+            metric=metric,
+            final=cache[final],
+            logits=None,
+            scored=scored,
+            answers=answers,
+            mask=attn_mask,
+        )
+
     reference = None
-    if metric.needs_reference:
-        ref, _ = cached_run(subject, clean, attn_mask, {final})
-        reference = readout(
-            subject=subject, metric=metric, final=ref[final], logits=None,
-            scored=subject.scored_positions(contrast).to(dev), answers=answers, mask=attn_mask,
-        )  # fmt: skip
-    return metric(read, MetricContext(answers=answers, reference=reference)).detach().cpu()
+    if metric.needs_reference:  # the unpatched clean run's readout
+        reference = read(cached_run(subject, clean, attn_mask, {final})[0])
+    return metric(read(out), MetricContext(answers=answers, reference=reference)).detach().cpu()
