@@ -85,19 +85,39 @@ def _split(name: str) -> tuple[int, str, str] | None:
     return (int(m[1]), m[2], m[3].lstrip("_")) if m else None
 
 
-def _gpt2(name: str, cfg) -> Slot | None:
+Layout = Callable[[str, Any], Slot | None]  # TL parameter name, HF config -> its Slot
+
+
+def _layout(top: dict[str, Slot], blocks: str):
+    """A family's layout from its block layout: ``top`` places the parameters outside the
+    blocks (embeddings, unembedding); a block parameter ``blocks.{layer}.{sub}.{p}`` goes to
+    ``block(prefix, sub, p, cfg)`` with ``prefix`` = ``blocks.format(layer=layer)``."""
+
+    def wrap(block: Callable[[str, str, str, Any], Slot | None]) -> Layout:
+        def layout(name: str, cfg) -> Slot | None:
+            if name in top:
+                return top[name]
+            parts = _split(name)
+            if parts is None:
+                return None
+            layer, sub, p = parts
+            return block(blocks.format(layer=layer), sub, p, cfg)
+
+        return layout
+
+    return wrap
+
+
+@_layout(
+    {
+        "embed.W_E": Slot("transformer.wte.weight", _copy),
+        "pos_embed.W_pos": Slot("transformer.wpe.weight", _rows),
+        "unembed.W_U": Slot("lm_head.weight", _transposed),
+    },
+    "transformer.h.{layer}.",
+)
+def _gpt2(pre: str, sub: str, p: str, cfg) -> Slot | None:
     d = cfg.n_embd
-    if name == "embed.W_E":
-        return Slot("transformer.wte.weight", _copy)
-    if name == "pos_embed.W_pos":
-        return Slot("transformer.wpe.weight", _rows)
-    if name == "unembed.W_U":
-        return Slot("lm_head.weight", _transposed)
-    parts = _split(name)
-    if parts is None:
-        return None
-    layer, sub, p = parts
-    pre = f"transformer.h.{layer}."
     table = {
         ("attn", "W_O"): (f"{pre}attn.c_proj.weight", _copy),  # [(head d_head), d_model]
         ("attn", "b_O"): (f"{pre}attn.c_proj.bias", _copy),
@@ -122,21 +142,21 @@ def _gpt2(name: str, cfg) -> Slot | None:
     return None
 
 
-def _llama_like(attn_flag: str | None, mlp_flag: str | None, qkv_bias_always: bool = False):
+def _llama_like(
+    attn_flag: str | None, mlp_flag: str | None, qkv_bias_always: bool = False
+) -> Layout:
     """Llama, Mistral, Qwen2: separate q/k/v/o projections, gated MLP without biases."""
     no_attn = "its config has no switch that adds an attention output bias (o_proj.bias)"
     no_mlp = "its config has no switch that adds an MLP output bias (down_proj.bias)"
 
-    def layout(name: str, cfg) -> Slot | None:
-        if name == "embed.W_E":
-            return Slot("model.embed_tokens.weight", _copy)
-        if name == "unembed.W_U":
-            return Slot("lm_head.weight", _transposed)
-        parts = _split(name)
-        if parts is None:
-            return None
-        layer, sub, p = parts
-        pre = f"model.layers.{layer}."
+    @_layout(
+        {
+            "embed.W_E": Slot("model.embed_tokens.weight", _copy),
+            "unembed.W_U": Slot("lm_head.weight", _transposed),
+        },
+        "model.layers.{layer}.",
+    )
+    def layout(pre: str, sub: str, p: str, cfg) -> Slot | None:
         if sub == "mlp":
             if p == "W_out":
                 return Slot(f"{pre}mlp.down_proj.weight", _transposed)
@@ -158,16 +178,14 @@ def _llama_like(attn_flag: str | None, mlp_flag: str | None, qkv_bias_always: bo
     return layout
 
 
-def _neox(name: str, cfg) -> Slot | None:
-    if name == "embed.W_E":
-        return Slot("gpt_neox.embed_in.weight", _copy)
-    if name == "unembed.W_U":
-        return Slot("lm_head.weight", _transposed)
-    parts = _split(name)
-    if parts is None:
-        return None
-    layer, sub, p = parts
-    pre = f"gpt_neox.layers.{layer}."
+@_layout(
+    {
+        "embed.W_E": Slot("gpt_neox.embed_in.weight", _copy),
+        "unembed.W_U": Slot("lm_head.weight", _transposed),
+    },
+    "gpt_neox.layers.{layer}.",
+)
+def _neox(pre: str, sub: str, p: str, cfg) -> Slot | None:
     n = cfg.num_attention_heads
     no_bias = "its attention has no bias (attention_bias: false)"
     table = {
@@ -196,7 +214,7 @@ def _neox(name: str, cfg) -> Slot | None:
 
 
 #: model_type -> TL parameter name -> its Slot (None: this family cannot hold it)
-LAYOUTS: dict[str, Callable[[str, Any], Slot | None]] = {
+LAYOUTS: dict[str, Layout] = {
     "gpt2": _gpt2,
     "llama": _llama_like("attention_bias", "mlp_bias"),
     "mistral": _llama_like(None, None),
