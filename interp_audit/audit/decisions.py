@@ -19,13 +19,11 @@ from jaxtyping import Float, Int
 from pydantic import model_validator
 from torch import Tensor
 
-from interp_audit.audit.measure import clean_values, pair_effects
+from interp_audit.audit.measure import clean_values, pair_effects, side_values
 from interp_audit.audit.sections import _Section
 from interp_audit.core.errors import ContrastError, SpecError
-from interp_audit.engine.batched import cached_run
 from interp_audit.engine.contrasts import ContrastSet, _refuse_unknown_words
 from interp_audit.model.metrics import Metric, MetricContext, get_metric
-from interp_audit.model.readout import readout
 from interp_audit.model.subject import Subject
 from interp_audit.stats.bootstrap import (
     Interval,
@@ -197,36 +195,6 @@ def population_values(
     return torch.cat([clean_values(subject, part, metric) for part in prompts.batches(BATCH)])
 
 
-def _side_values(
-    subject: Subject,
-    contrast: ContrastSet,
-    side: str,
-    metrics: list[tuple[Metric, Tensor | None]],
-) -> list[Tensor]:
-    """Every metric on one side of ``contrast`` from one plain forward (hooks respected)."""
-    dev = subject.device
-    tokens = contrast.clean if side == "clean" else contrast.counterfactual
-    mask = contrast.attention_mask(side).to(dev)
-    scored = subject.scored_positions(contrast, side).to(dev)
-    final = subject.final_hook()
-    cache, logits = cached_run(subject, tokens.to(dev), mask, {final})
-    extra = {k: v.to(dev) for k, v in contrast.extra.items()}
-    out = []
-    for metric, answers in metrics:
-        answers = None if answers is None else answers.to(dev)
-        read = readout(
-            subject=subject,
-            metric=metric,
-            final=cache[final],
-            logits=logits,
-            scored=scored,
-            answers=answers,
-            mask=mask,
-        )
-        out.append(metric(read, MetricContext(answers=answers, extra=extra)).detach().cpu())
-    return out
-
-
 def pair_values(
     subject: Subject,
     contrast: ContrastSet,
@@ -262,7 +230,7 @@ def pair_values(
             for m, a in zip(metrics, given, strict=True)
         ]
         for s, side in enumerate(sides):
-            for i, v in enumerate(_side_values(subject, part, side, bound)):
+            for i, v in enumerate(side_values(subject, part, side, bound)):
                 out[s][i].append(v)
     return [[torch.cat(vs) for vs in per_side] for per_side in out]
 

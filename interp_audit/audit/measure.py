@@ -45,6 +45,7 @@ __all__ = [
     "first_reasons",
     "groups_of",
     "pair_effects",
+    "side_values",
     "similarity_pairs",
     "spearman",
     "utility_drop",
@@ -164,21 +165,38 @@ def first_reasons(
 
 def clean_values(subject: Subject, contrast: ContrastSet, metric: Metric) -> Tensor:
     """Per-pair metric on the clean prompts alone (one forward; hooks respected)."""
+    return side_values(subject, contrast, "clean", [(metric, contrast.answers)])[0]
+
+
+def side_values(
+    subject: Subject,
+    contrast: ContrastSet,
+    side: str,
+    metrics: list[tuple[Metric, Tensor | None]],
+) -> list[Tensor]:
+    """Every metric (each with its own answers) on one side of ``contrast`` from one plain
+    forward (hooks respected); the contrast's per-pair extras reach every metric."""
     dev = subject.device
-    mask = contrast.attention_mask().to(dev)
-    answers = None if contrast.answers is None else contrast.answers.to(dev)
+    tokens = contrast.clean if side == "clean" else contrast.counterfactual
+    mask = contrast.attention_mask(side).to(dev)
+    scored = subject.scored_positions(contrast, side).to(dev)
     final = subject.final_hook()
-    cache, logits = cached_run(subject, contrast.clean.to(dev), mask, {final})
-    read = readout(
-        subject=subject,
-        metric=metric,
-        final=cache[final],
-        logits=logits,
-        scored=subject.scored_positions(contrast).to(dev),
-        answers=answers,
-        mask=mask,
-    )
-    return metric(read, MetricContext(answers=answers)).detach().cpu()
+    cache, logits = cached_run(subject, tokens.to(dev), mask, {final})
+    extra = {k: v.to(dev) for k, v in contrast.extra.items()}
+    out = []
+    for metric, answers in metrics:
+        answers = None if answers is None else answers.to(dev)
+        read = readout(
+            subject=subject,
+            metric=metric,
+            final=cache[final],
+            logits=logits,
+            scored=scored,
+            answers=answers,
+            mask=mask,
+        )
+        out.append(metric(read, MetricContext(answers=answers, extra=extra)).detach().cpu())
+    return out
 
 
 def answer_logprobs(subject, prompts: list[str], answers, name: str):

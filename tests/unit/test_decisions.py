@@ -523,3 +523,22 @@ def test_one_forward_serves_the_decision_and_the_metric_beside_it(causal_subject
     assert not torch.allclose(lc, pair_decisions(causal_subject, cs, ld)[0])
     ((only_clean, _),) = pair_values(causal_subject, cs, [ld, top], sides=("clean",))
     torch.testing.assert_close(only_clean, pair_decisions(causal_subject, cs, ld)[0])
+
+
+def test_clean_values_hand_the_contrasts_extras_to_the_metric(encoder_subject):
+    """A metric that reads per-pair extras (query_similarity) works on the clean-only path too.
+    Reference: a plain forward's mean-pooled final residual (as Subject.embed pools), by cosine
+    against each pair's query."""
+    from interp_audit.audit.measure import clean_values
+    from interp_audit.model.metrics import mean_pool
+    from tests.helpers import random_pairs
+
+    pairs = random_pairs(seed=9)
+    queries = torch.randn(len(pairs), 32, generator=torch.Generator().manual_seed(0))
+    got = clean_values(
+        encoder_subject, pairs.with_extra(query=queries), ia.metrics.query_similarity()
+    )
+    mask = pairs.attention_mask()
+    hidden = encoder_subject.run(pairs.clean, mask, return_type="resid")
+    want = torch.nn.functional.cosine_similarity(mean_pool(hidden, mask), queries, dim=-1)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
