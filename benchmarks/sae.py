@@ -24,6 +24,7 @@ def one(args, method: str) -> dict:
     import torch
 
     import interp_audit as ia
+
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from circuits.readmission import scm as R  # the case study lives at the repository root
 
