@@ -379,7 +379,7 @@ class CausalModel:
         self, subject, *, n: int, seed: int, label: str | None = None, group_by: str | None = None
     ):
         """Factual units only (clean = counterfactual): what utility is measured on."""
-        from interp_audit.engine.contrasts import ContrastSet
+        from interp_audit.engine.contrasts import ContrastSet, answer_positions
 
         units = self.scm.sample(n, seed)
         fact = self.scm.values(units)
@@ -402,6 +402,7 @@ class CausalModel:
             prompts,
             subject.pad_token_id,
             answers=ans,
+            answer_pos=answer_positions(subject, rows),  # an encoder scores its [MASK]
             groups=groups,
             meta={"factual": True, "n": n, "seed": seed},
         )
