@@ -5,8 +5,8 @@ measured, see the circuit's README) is not run here. This runs the spec's own ch
 a slice of its own data (the same contrast file, names table and templates, fewer rows) on the
 session's ``smollm2`` and compares one flip rate and one group's positive rate with plain
 ``transformers`` forwards of the same GGUF file, prompt by prompt, unpadded, tokenized by
-SmolLM2's own tokenizer. Names of unequal
-token length are part of the slice (``Latoya`` is 3 tokens, ``Mary`` 1).
+SmolLM2's own tokenizer. Names of unequal token length are part of the slice (``Latoya`` is 3
+tokens, ``Mary`` 1).
 """
 
 from __future__ import annotations
