@@ -52,13 +52,13 @@ import tempfile
 import time
 import warnings
 
-os.environ["OMP_NUM_THREADS"] = "1"
-os.environ["MKL_NUM_THREADS"] = "1"
+if __name__ == "__main__":  # one thread, set before torch loads (it is imported lazily)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-warnings.filterwarnings("ignore")
 
 from long_text import name_pairs  # noqa: E402
 
@@ -396,6 +396,7 @@ def main() -> None:
     p.add_argument("--json", default=None, help="write every figure here")
     p.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
+    warnings.filterwarnings("ignore")  # TransformerLens's deprecation notices, nnsight's
     if args.one:
         one_subprocess(args)
         return
