@@ -129,7 +129,12 @@ def main() -> None:
                    "--max-memory", str(budget)]  # fmt: skip
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode:
-                print(f"{job:<7}{tool:<5} FAILED: {res.stderr.strip().splitlines()[-1]}")
+                why = (
+                    f"killed by signal {-res.returncode} (9: the kernel's OOM killer, see dmesg)"
+                    if res.returncode < 0
+                    else (res.stderr.strip().splitlines() or ["no message"])[-1]
+                )
+                print(f"{job:<7}{tool:<5} FAILED: {why}", flush=True)
                 continue
             r = json.loads(res.stdout.strip().splitlines()[-1])
             within = r["peak_rss_mb"] * 2**20 <= budget
