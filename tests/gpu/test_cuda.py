@@ -129,3 +129,27 @@ def test_memory_estimate_bounds_cuda_peak(cuda_subject, pairs):
 def test_absent_cuda_index_is_a_clear_error():
     with pytest.raises(ModelLoadError, match="cuda:99"):
         ia.load_model("zoo:handbuilt-copy", device="cuda:99")
+
+
+@pytest.mark.parametrize("method", ["atp", "atp*"])
+def test_attribution_within_max_memory_on_cuda(cuda_subject, pairs, method):
+    """A budget that holds one pair's layer-by-layer graph (not the batch's whole graph):
+    the same estimates as without a budget, and (on CUDA) an allocator peak within it."""
+    from interp_audit.model.memory import estimate_gradient
+
+    ref = ia.attribute(cuda_subject, pairs, sites="heads", method=method, normalize=False)
+    hooks = [f"blocks.{i}.attn.hook_z" for i in range(cuda_subject.n_layers)]
+    one = estimate_gradient(cuda_subject, pairs.seq_len, 1, hooks, checkpoint=True, n_examples=1)
+    budget = int(one.peak * 1.2)
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    got = ia.attribute(
+        cuda_subject, pairs, sites="heads", method=method, normalize=False, max_memory=budget
+    )
+    scale = float(ref.values.abs().max())
+    torch.testing.assert_close(got.values, ref.values, atol=1e-5 * max(1.0, scale), rtol=0)
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+        assert torch.cuda.max_memory_allocated() <= budget, (budget, one.describe())
