@@ -412,3 +412,30 @@ class LiveTensorBytes:
     def __exit__(self, *exc) -> None:
         self._mode.__exit__(*exc)
         self._prune()
+
+
+def stepped_gradient_plan(
+    subject: Subject,
+    seq_len: int,
+    capture: Sequence[str],
+    max_memory: int,
+    *,
+    steps: int,
+    batch_size: int | None,
+    **plan,
+) -> tuple[int, bool, int]:
+    """(examples per run, layer by layer?, steps per run) for a gradient run of ``steps``
+    interpolation steps per example (integrated gradients, EAP-IG): all steps of an example in
+    one run if they fit ``max_memory``, else as many as fit. ``plan``: :func:`gradient_plan`'s
+    options. ``batch_size`` caps the examples per run."""
+    for k in range(steps, 0, -1):
+        try:
+            pairs, checkpoint = gradient_plan(
+                subject, seq_len, capture, max_memory, rows_per_example=k, **plan
+            )
+        except AuditError:
+            if k > 1:
+                continue
+            raise
+        return (min(batch_size, pairs) if batch_size else pairs), checkpoint, k
+    raise AssertionError("unreachable: steps >= 1")

@@ -30,7 +30,7 @@ from interp_audit.engine.effects import Effects
 from interp_audit.methods.locate.gradients import gradient_run
 from interp_audit.methods.locate.patching import _check_direction, sweep_effects
 from interp_audit.methods.locate.sites import plan_sites
-from interp_audit.model.memory import gradient_plan
+from interp_audit.model.memory import stepped_gradient_plan
 from interp_audit.model.metrics import Metric, get_metric
 from interp_audit.model.subject import Subject
 
@@ -181,17 +181,10 @@ def _plan(subject, contrast, by_hook, method, steps, graddrop, batch_size, max_m
         rows = batch_size or default_max_rows(subject, contrast.seq_len)
         return max(1, rows if method != "ig" else rows // steps), False, steps
     # integrated gradients: all steps of a pair in one run if they fit, else fewer per run
-    for k in range(steps, 0, -1) if method == "ig" else [1]:
-        try:
-            pairs, checkpoint = gradient_plan(
-                subject, contrast.seq_len, capture, max_memory, copies=copies, rows_per_example=k
-            )
-        except AuditError:
-            if k > 1:
-                continue
-            raise
-        return (min(batch_size, pairs) if batch_size else pairs), checkpoint, k
-    raise AssertionError("unreachable")
+    return stepped_gradient_plan(
+        subject, contrast.seq_len, capture, max_memory, steps=steps if method == "ig" else 1,
+        batch_size=batch_size, copies=copies,
+    )  # fmt: skip
 
 
 def _atp(

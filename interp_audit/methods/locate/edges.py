@@ -30,7 +30,7 @@ from interp_audit.engine.effects import Effects
 from interp_audit.methods.locate.gradients import gradient_run
 from interp_audit.methods.locate.patching import _check_direction
 from interp_audit.methods.locate.sites import unpatched_note
-from interp_audit.model.memory import gradient_plan
+from interp_audit.model.memory import stepped_gradient_plan
 from interp_audit.model.metrics import Metric, get_metric
 from interp_audit.model.readout import readout
 from interp_audit.model.subject import Subject, quiet_tl_warnings
@@ -268,18 +268,10 @@ def _edge_plan(subject, contrast, senders, receivers, method, n_steps, batch_siz
         return max(1, rows // n_steps), False, n_steps
     # held: receivers' activations and gradients, senders' base and source outputs
     capture = receivers + senders
-    for k in range(n_steps, 0, -1):
-        try:
-            pairs, checkpoint = gradient_plan(
-                subject, contrast.seq_len, capture, max_memory, copies=2, rows_per_example=k,
-                split_inputs=True, fixed=contraction_bytes(max_memory),
-            )  # fmt: skip
-        except AuditError:
-            if k > 1:
-                continue
-            raise
-        return (min(batch_size, pairs) if batch_size else pairs), checkpoint, k
-    raise AssertionError("unreachable")
+    return stepped_gradient_plan(
+        subject, contrast.seq_len, capture, max_memory, steps=n_steps, batch_size=batch_size,
+        copies=2, split_inputs=True, fixed=contraction_bytes(max_memory),
+    )  # fmt: skip
 
 
 def _ig_receiver_grads(
