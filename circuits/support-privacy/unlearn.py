@@ -334,6 +334,13 @@ def people_groups() -> dict[str, str]:
     return out
 
 
+def utility_texts(n: int) -> list[str]:
+    """Notes no edit was built or selected on, each naming one person (people.jsonl gives the
+    name's group): heldout.txt less its last 8 (rank-one's key statistics), then the 256
+    non-member notes. The utility cost per name group is measured on these."""
+    return (lines("heldout.txt")[:-8] + lines("nonmembers.txt"))[:n]
+
+
 def evaluate_model(subject, args, *, exposure: bool = True) -> dict:
     forget, retain = forget_set(args.min_reps), retain_set(args.min_reps)
     ref_canaries = canaries("reference")
@@ -348,7 +355,7 @@ def evaluate_model(subject, args, *, exposure: bool = True) -> dict:
         ),
         "retain": canary_measures(subject, retain, exposure_for=set(), paraphrases=False),
     }
-    heldout = lines("heldout.txt")[: args.heldout]
+    heldout = utility_texts(args.heldout)
     res["heldout_losses"] = record_losses(subject, heldout).tolist()
     members = [c.text for c in forget]
     non_members = [c.text for c in ref_canaries]
@@ -437,7 +444,7 @@ def table(args) -> None:
         sys.exit("evaluate finetune first")
     ft = evals["finetune"]
     groups = people_groups()
-    heldout = lines("heldout.txt")[: len(ft["heldout_losses"])]
+    heldout = utility_texts(len(ft["heldout_losses"]))
     gender = [groups.get(t, "?") for t in heldout]
     rows, fair = [], []
     order = ["finetune", *METHODS, "base"]
@@ -553,7 +560,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--samples", type=int, default=128)
     ap.add_argument("--max-nodes", type=int, default=64)
-    ap.add_argument("--heldout", type=int, default=64)
+    ap.add_argument("--heldout", type=int, default=352, help="utility texts (at most 352)")
     ap.add_argument("--relearn-steps", type=int, default=8)
     ap.add_argument("--relearn-lr", type=float, default=1e-4)
     ap.add_argument("--relearn-batch", type=int, default=8)
