@@ -335,9 +335,10 @@ def people_groups() -> dict[str, str]:
 
 
 def utility_texts(n: int) -> list[str]:
-    """Notes no edit was built or selected on, each naming one person (people.jsonl gives the
-    name's group): heldout.txt less its last 8 (rank-one's key statistics), then the 256
-    non-member notes. The utility cost per name group is measured on these."""
+    """Notes never trained on, each naming one person (people.jsonl gives the name's group),
+    none used to build an edit: heldout.txt's 96 notes (its last 8 lines are FAQ text, which
+    rank-one's key statistics used), then the 256 non-member notes. The utility cost per name
+    group is measured on these."""
     return (lines("heldout.txt")[:-8] + lines("nonmembers.txt"))[:n]
 
 
@@ -438,10 +439,10 @@ def summary(name: str, res: dict) -> None:
 
 
 # ---- the comparison table ---------------------------------------------------------------------
-def table(args) -> None:
-    evals = {p.stem: json.loads(p.read_text()) for p in sorted(EVALS.glob("*.json"))}
-    if "finetune" not in evals:
-        sys.exit("evaluate finetune first")
+def comparison(evals: dict[str, dict]) -> tuple[list[dict], list[dict]]:
+    """(one row per model: forget-set exposure and log p, paired changes against the fine-tune,
+    extraction, membership of the forget records, retain set, utility, relearning; per model
+    and name group: the held-out loss change against the fine-tune) from evaluate's JSON."""
     ft = evals["finetune"]
     groups = people_groups()
     heldout = utility_texts(len(ft["heldout_losses"]))
@@ -491,6 +492,9 @@ def table(args) -> None:
         if rl is not None:
             back = [r["logprob"] - r0["logprob"] for r, r0 in zip(rl["forget"], f, strict=True)]
             row["relearn: log p regained"] = ci(back)
+            pairs = zip(rl["forget"], ft["forget"], strict=True)
+            vs_ft = [r["logprob"] - r0["logprob"] for r, r0 in pairs]
+            row["relearn: log p change vs fine-tune"] = ci(vs_ft)
             row["relearn: extracted"] = (
                 f"{sum(r['extracted'] for r in rl['forget'])}/{len(rl['forget'])}"
             )
@@ -513,6 +517,15 @@ def table(args) -> None:
                     "loss change": diff,
                 }
             )
+    return rows, fair
+
+
+def table(args) -> None:
+    evals = {p.stem: json.loads(p.read_text()) for p in sorted(EVALS.glob("*.json"))}
+    if "finetune" not in evals:
+        sys.exit("evaluate finetune first")
+    rows, fair = comparison(evals)
+    (OUT / "table.json").write_text(json.dumps({"models": rows, "groups": fair}, indent=1) + "\n")
     keys = list(dict.fromkeys(k for r in rows for k in r))
     lines_md = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for r in rows:
