@@ -461,6 +461,8 @@ def comparison(evals: dict[str, dict]) -> tuple[list[dict], list[dict]]:
             if "exposure" in r and "exposure" in r0
         ]
         lp_d = [r["logprob"] - r0["logprob"] for r, r0 in zip(f, ft["forget"], strict=True)]
+        keep = zip(ev["retain"], ft["retain"], strict=True)
+        retain_d = [r["logprob"] - r0["logprob"] for r, r0 in keep]
         ppl_d = [a - b for a, b in zip(ev["heldout_losses"], ft["heldout_losses"], strict=True)]
         m = torch.tensor(ev["forget_losses"]) * -1
         n = torch.tensor(ev["reference_canary_losses"]) * -1
@@ -481,6 +483,7 @@ def comparison(evals: dict[str, dict]) -> tuple[list[dict], list[dict]]:
             "extracted": f"{sum(r['extracted'] for r in f)}/{len(f)}",
             "extracted (paraphrase)": f"{sum(r['paraphrase_extracted'] for r in f):.1f}/{len(f)}",
             "retain extracted": f"{sum(r['extracted'] for r in ev['retain'])}/{len(ev['retain'])}",
+            "retain log p change": ci(retain_d) if name != "finetune" else None,
             "membership AUC (loss)": auc,
             "TPR@5%FPR (loss)": tpr,
             "membership AUC (ref_ratio)": ref_auc if ref is not None else None,

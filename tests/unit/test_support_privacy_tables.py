@@ -53,7 +53,7 @@ def _eval(gen: torch.Generator, n_forget: int, n_text: int) -> dict:
     ]
     return {
         "forget": forget,
-        "retain": [{"extracted": x < 0.5} for x in u(4)],
+        "retain": [{"extracted": x < 0.5, "logprob": -20 * x} for x in u(4)],
         "heldout_losses": [1 + 2 * x for x in u(n_text)],
         "forget_losses": u(n_forget),
         "reference_canary_losses": [0.5 + x for x in u(28)],
@@ -82,6 +82,7 @@ def test_comparison_equals_a_naive_computation(unlearn):
         ("exposure change", exp_d),
         ("log p change", lp_d),
         ("relearn: log p regained", back),
+        ("retain log p change", diff(ed["retain"], ft["retain"], "logprob")),
     ]:
         v, lo, hi = row[key]
         assert v == pytest.approx(mean(want))
