@@ -257,10 +257,16 @@ def gradient_unlearn(hf, tok, cs, retain_texts: list[str], steps: int, lr: float
         torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        log.append({"step": step, "forget_loss": float(forget), "retain_loss": float(retain)})
+        log.append(
+            {
+                "step": step,
+                "forget_loss": float(forget.detach()),
+                "retain_loss": float(retain.detach()),
+            }
+        )
         print(
-            f"gradient step {step + 1}: forget loss {float(forget):.3f}, retain "
-            f"{float(retain):.3f}",
+            f"gradient step {step + 1}: forget loss {float(forget.detach()):.3f}, retain "
+            f"{float(retain.detach()):.3f}",
             flush=True,
         )
     hf.eval()
@@ -398,7 +404,7 @@ def relearn(args) -> None:
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-            print(f"relearn {name} step {step + 1}: loss {float(loss):.3f}", flush=True)
+            print(f"relearn {name} step {step + 1}: loss {float(loss.detach()):.3f}", flush=True)
         hf.eval()
         out_name = f"{name}+relearn"
         save_hf(
