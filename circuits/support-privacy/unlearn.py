@@ -510,6 +510,10 @@ def comparison(evals: dict[str, dict]) -> tuple[list[dict], list[dict]]:
             rexp = [r["exposure"] for r in rl["forget"] if "exposure" in r]
             if rexp and exps:
                 row["relearn: exposure"] = ci(rexp)
+                both = zip(rl["forget"], f, strict=True)
+                row["relearn: exposure regained"] = ci(
+                    [r["exposure"] - r0["exposure"] for r, r0 in both]
+                )
         rows.append(row)
         if name != "finetune":
             for grp in ("female", "male"):

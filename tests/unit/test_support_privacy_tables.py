@@ -83,6 +83,7 @@ def test_comparison_equals_a_naive_computation(unlearn):
         ("log p change", lp_d),
         ("relearn: log p regained", back),
         ("retain log p change", diff(ed["retain"], ft["retain"], "logprob")),
+        ("relearn: exposure regained", diff(rl["forget"], ed["forget"], "exposure")),
     ]:
         v, lo, hi = row[key]
         assert v == pytest.approx(mean(want))
