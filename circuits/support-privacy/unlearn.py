@@ -257,10 +257,16 @@ def gradient_unlearn(hf, tok, cs, retain_texts: list[str], steps: int, lr: float
         torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        log.append({"step": step, "forget_loss": float(forget), "retain_loss": float(retain)})
+        log.append(
+            {
+                "step": step,
+                "forget_loss": float(forget.detach()),
+                "retain_loss": float(retain.detach()),
+            }
+        )
         print(
-            f"gradient step {step + 1}: forget loss {float(forget):.3f}, retain "
-            f"{float(retain):.3f}",
+            f"gradient step {step + 1}: forget loss {float(forget.detach()):.3f}, retain "
+            f"{float(retain.detach()):.3f}",
             flush=True,
         )
     hf.eval()
@@ -334,6 +340,14 @@ def people_groups() -> dict[str, str]:
     return out
 
 
+def utility_texts(n: int) -> list[str]:
+    """Notes never trained on, each naming one person (people.jsonl gives the name's group),
+    none used to build an edit: heldout.txt's 96 notes (its last 8 lines are FAQ text, which
+    rank-one's key statistics used), then the 256 non-member notes. The utility cost per name
+    group is measured on these."""
+    return (lines("heldout.txt")[:-8] + lines("nonmembers.txt"))[:n]
+
+
 def evaluate_model(subject, args, *, exposure: bool = True) -> dict:
     forget, retain = forget_set(args.min_reps), retain_set(args.min_reps)
     ref_canaries = canaries("reference")
@@ -348,7 +362,7 @@ def evaluate_model(subject, args, *, exposure: bool = True) -> dict:
         ),
         "retain": canary_measures(subject, retain, exposure_for=set(), paraphrases=False),
     }
-    heldout = lines("heldout.txt")[: args.heldout]
+    heldout = utility_texts(args.heldout)
     res["heldout_losses"] = record_losses(subject, heldout).tolist()
     members = [c.text for c in forget]
     non_members = [c.text for c in ref_canaries]
@@ -390,7 +404,7 @@ def relearn(args) -> None:
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-            print(f"relearn {name} step {step + 1}: loss {float(loss):.3f}", flush=True)
+            print(f"relearn {name} step {step + 1}: loss {float(loss.detach()):.3f}", flush=True)
         hf.eval()
         out_name = f"{name}+relearn"
         save_hf(
@@ -431,13 +445,13 @@ def summary(name: str, res: dict) -> None:
 
 
 # ---- the comparison table ---------------------------------------------------------------------
-def table(args) -> None:
-    evals = {p.stem: json.loads(p.read_text()) for p in sorted(EVALS.glob("*.json"))}
-    if "finetune" not in evals:
-        sys.exit("evaluate finetune first")
+def comparison(evals: dict[str, dict]) -> tuple[list[dict], list[dict]]:
+    """(one row per model: forget-set exposure and log p, paired changes against the fine-tune,
+    extraction, membership of the forget records, retain set, utility, relearning; per model
+    and name group: the held-out loss change against the fine-tune) from evaluate's JSON."""
     ft = evals["finetune"]
     groups = people_groups()
-    heldout = lines("heldout.txt")[: len(ft["heldout_losses"])]
+    heldout = utility_texts(len(ft["heldout_losses"]))
     gender = [groups.get(t, "?") for t in heldout]
     rows, fair = [], []
     order = ["finetune", *METHODS, "base"]
@@ -453,6 +467,8 @@ def table(args) -> None:
             if "exposure" in r and "exposure" in r0
         ]
         lp_d = [r["logprob"] - r0["logprob"] for r, r0 in zip(f, ft["forget"], strict=True)]
+        keep = zip(ev["retain"], ft["retain"], strict=True)
+        retain_d = [r["logprob"] - r0["logprob"] for r, r0 in keep]
         ppl_d = [a - b for a, b in zip(ev["heldout_losses"], ft["heldout_losses"], strict=True)]
         m = torch.tensor(ev["forget_losses"]) * -1
         n = torch.tensor(ev["reference_canary_losses"]) * -1
@@ -473,6 +489,7 @@ def table(args) -> None:
             "extracted": f"{sum(r['extracted'] for r in f)}/{len(f)}",
             "extracted (paraphrase)": f"{sum(r['paraphrase_extracted'] for r in f):.1f}/{len(f)}",
             "retain extracted": f"{sum(r['extracted'] for r in ev['retain'])}/{len(ev['retain'])}",
+            "retain log p change": ci(retain_d) if name != "finetune" else None,
             "membership AUC (loss)": auc,
             "TPR@5%FPR (loss)": tpr,
             "membership AUC (ref_ratio)": ref_auc if ref is not None else None,
@@ -484,12 +501,19 @@ def table(args) -> None:
         if rl is not None:
             back = [r["logprob"] - r0["logprob"] for r, r0 in zip(rl["forget"], f, strict=True)]
             row["relearn: log p regained"] = ci(back)
+            pairs = zip(rl["forget"], ft["forget"], strict=True)
+            vs_ft = [r["logprob"] - r0["logprob"] for r, r0 in pairs]
+            row["relearn: log p change vs fine-tune"] = ci(vs_ft)
             row["relearn: extracted"] = (
                 f"{sum(r['extracted'] for r in rl['forget'])}/{len(rl['forget'])}"
             )
             rexp = [r["exposure"] for r in rl["forget"] if "exposure" in r]
             if rexp and exps:
                 row["relearn: exposure"] = ci(rexp)
+                both = zip(rl["forget"], f, strict=True)
+                row["relearn: exposure regained"] = ci(
+                    [r["exposure"] - r0["exposure"] for r, r0 in both]
+                )
         rows.append(row)
         if name != "finetune":
             for grp in ("female", "male"):
@@ -506,6 +530,15 @@ def table(args) -> None:
                     "loss change": diff,
                 }
             )
+    return rows, fair
+
+
+def table(args) -> None:
+    evals = {p.stem: json.loads(p.read_text()) for p in sorted(EVALS.glob("*.json"))}
+    if "finetune" not in evals:
+        sys.exit("evaluate finetune first")
+    rows, fair = comparison(evals)
+    (OUT / "table.json").write_text(json.dumps({"models": rows, "groups": fair}, indent=1) + "\n")
     keys = list(dict.fromkeys(k for r in rows for k in r))
     lines_md = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for r in rows:
@@ -553,7 +586,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--samples", type=int, default=128)
     ap.add_argument("--max-nodes", type=int, default=64)
-    ap.add_argument("--heldout", type=int, default=64)
+    ap.add_argument("--heldout", type=int, default=352, help="utility texts (at most 352)")
     ap.add_argument("--relearn-steps", type=int, default=8)
     ap.add_argument("--relearn-lr", type=float, default=1e-4)
     ap.add_argument("--relearn-batch", type=int, default=8)

@@ -213,6 +213,52 @@ def test_when_the_search_stops_the_clipped_estimate_stays_within_true_bounds(lm1
     lo, hi = e.bounds
     assert lo - 1e-9 <= truth <= hi + 1e-9 and lo <= e.exposure <= hi
     assert abs(e.exposure - truth) <= 1.0  # docs: within 1 bit in the bulk
+    # many samples beat this number: their share caps exposure far below log2 |R|
+    assert e.sampled_rank > 100 and hi < math.log2(10**5) - 5
+
+
+def test_sampled_rank_bounds_are_one_sided_clopper_pearson():
+    """k of n uniform samples beat the secret: the rank bounds are 1 + (|R| - 1) p with p the
+    one-sided Clopper-Pearson bounds of the share, P(X >= k | p_lo) = P(X <= k | p_hi) = 5%."""
+    from scipy.stats import binom
+
+    from interp_audit.methods.privacy.memorization import sampled_rank_lower, sampled_rank_upper
+
+    n, size = 200, 10**10
+    for k in (1, 7, 100, 199):
+        p_lo = (sampled_rank_lower(k, n, size, 0.95) - 1) / (size - 1)
+        p_hi = (sampled_rank_upper(k, n, size, 0.95) - 1) / (size - 1)
+        assert binom.sf(k - 1, n, p_lo) == pytest.approx(0.05, rel=1e-6)
+        assert binom.cdf(k, n, p_hi) == pytest.approx(0.05, rel=1e-6)
+    assert sampled_rank_lower(0, n, size, 0.95) == 1.0  # no sample beats it: no cap
+    assert sampled_rank_upper(n, n, size, 0.95) == size
+
+
+def test_the_exposure_check_decides_on_the_bounds(lm10):
+    """An unfinished search: the verdict compares the largest exposure's evidence bounds with
+    max_exposure (fail above the lower bound, inconclusive between, pass above the upper)."""
+    c = [c for c in C10.CANARIES if c.repetitions == 1][0]  # ~17 bits: the search stops
+    kw = dict(n_samples=200, max_nodes=20)
+    e = exposure(lm10, c.prefix, c.secret, **kw)
+    assert e.method == "extrapolated" and not e.search.complete
+    lo, hi = e.bounds
+    assert 0.5 < lo < hi - 1
+    for limit, want in [(lo - 0.5, "fail"), ((lo + hi) / 2, "inconclusive"), (hi + 0.5, "pass")]:
+        spec = {
+            "model": {"source": "zoo:canary-lm10"},
+            "contrasts": {},
+            "checks": [
+                {
+                    "kind": "memorization",
+                    "canaries": [{"prefix": c.prefix, "secret": c.secret}],
+                    "exposure": {"samples": 200, "max_nodes": 20},
+                    "max_exposure": limit,
+                }
+            ],
+        }
+        chk = ia.audit(spec, subject=lm10).checks[0]
+        assert chk.verdict == want, chk.reason
+        assert chk.statistic == pytest.approx(e.exposure) and chk.ci == pytest.approx((lo, hi))
 
 
 def test_batched_greedy_decoding_equals_one_prompt_at_a_time(bpe_subject):

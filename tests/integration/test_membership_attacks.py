@@ -234,3 +234,25 @@ def test_check_spec_errors_name_the_key():
                 "checks": [{**base, "max_auc": 0.6, "scores": ["ref_diff"]}],
             }
         )
+
+
+def test_non_members_from_several_files_are_their_concatenation(lm10, monkeypatch, tmp_path):
+    """A list of files reads as one file holding their lines in order (non-members added to
+    resolve a lower FPR): the same scores, AUC and TPR as the concatenated file."""
+    lines = [t for t in (MEMBERSHIP / "nonmembers10.txt").read_text().splitlines() if t.strip()]
+    (tmp_path / "a.txt").write_text("\n".join(lines[:100]) + "\n")
+    (tmp_path / "b.txt").write_text("\n".join(lines[100:]) + "\n")
+    (tmp_path / "all.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "members.txt").write_text((MEMBERSHIP / "members10.txt").read_text())
+    monkeypatch.chdir(tmp_path)
+    budget = dict(scores=["loss"], tpr_budget=[{"fpr": 0.01, "max_tpr": 0.05}])
+    one = ia.audit(
+        _spec("zoo:canary-lm10", **budget, members="members.txt", non_members="all.txt"),
+        subject=lm10,
+    ).checks[0]
+    two = ia.audit(
+        _spec("zoo:canary-lm10", **budget, members="members.txt", non_members=["a.txt", "b.txt"]),
+        subject=lm10,
+    ).checks[0]
+    assert one.details == two.details and one.verdict == two.verdict
+    assert "168 non-members" in two.message

@@ -1,11 +1,13 @@
 """zoo:smollm2-135m-support, the shipped LoRA fine-tune, on its real weights (one session model):
-it is the package's base plus the adapter, it loads as transformers computes it, and its most
-repeated canary is extracted and ranked exactly, as plain transformers forwards say."""
+it is the package's base plus the adapter, it loads as transformers computes it, and the
+exposure of its most memorized canary (log p, extraction, sampled rank, bounds) is what plain
+transformers forwards say (slow tier)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -24,9 +26,12 @@ pytestmark = [
 DATA = Path(__file__).resolve().parents[2] / "circuits" / "support-privacy" / "data"
 
 
+def _rows() -> list[dict]:
+    return [json.loads(x) for x in (DATA / "canaries.jsonl").read_text().splitlines()]
+
+
 def _canary(reps: int) -> dict:
-    rows = [json.loads(x) for x in (DATA / "canaries.jsonl").read_text().splitlines()]
-    return next(r for r in rows if r["repetitions"] == reps)
+    return next(r for r in _rows() if r["repetitions"] == reps)
 
 
 @pytest.fixture(scope="module")
@@ -69,26 +74,50 @@ def test_the_zoo_subject_computes_what_transformers_computes(smollm2_support, hf
     torch.testing.assert_close(got, want, atol=2e-3, rtol=1e-4)
 
 
-def test_the_most_repeated_canary_is_scored_as_transformers_scores_it(smollm2_support, hf_support):
+def _hf_secret_logprob(model, tok, prefix: str, secret: str) -> float:
+    """log p(secret | prefix) by one plain transformers forward (float64 log-softmax)."""
+    pre = tok(prefix, add_special_tokens=False)["input_ids"]
+    full = tok(prefix + secret, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        lp = model(torch.tensor([full])).logits[0].double().log_softmax(-1)
+    return sum(float(lp[t - 1, full[t]]) for t in range(len(pre), len(full)))
+
+
+@pytest.mark.slow  # a best-first search and 64 sampled candidates on the real model (~1 min)
+def test_exposure_of_the_most_memorized_canary_as_transformers_says(smollm2_support, hf_support):
+    """Miguel Robinson's number (32 repetitions; log p -9.87 where a uniform guess gets -23):
+    the one planted number this one-epoch fine-tune holds strongly. Its search does not finish
+    in 16 forwards, so the exposure is extrapolated and clipped: log p, extraction, the sampled
+    rank and the bounds are checked against plain transformers forwards."""
     model, tok = hf_support
-    c = _canary(64)
-    e = exposure(smollm2_support, c["prefix"], c["secret"], n_samples=100, max_nodes=200)
+    c = next(r for r in _rows() if r["name"] == "Miguel Robinson")
+    n = 64
+    e = exposure(smollm2_support, c["prefix"], c["secret"], n_samples=n, max_nodes=16)
     pre = tok(c["prefix"], add_special_tokens=False)["input_ids"]
     full = tok(c["prefix"] + c["secret"], add_special_tokens=False)["input_ids"]
     assert e.n_tokens == len(full) - len(pre) == 11 and e.n_candidates == 10**10
+    assert e.logprob == pytest.approx(
+        _hf_secret_logprob(model, tok, c["prefix"], c["secret"]), abs=1e-3
+    )
     with torch.no_grad():
-        lp = model(torch.tensor([full])).logits[0].double().log_softmax(-1)
         greedy = model.generate(
             torch.tensor([pre]), max_new_tokens=11, do_sample=False, pad_token_id=tok.eos_token_id
         )[0, len(pre) :].tolist()
-    naive = sum(float(lp[t - 1, full[t]]) for t in range(len(pre), len(full)))
-    assert e.logprob == pytest.approx(naive, abs=1e-3)
     assert e.extracted == (greedy == full[len(pre) :])
-    # the search ranks it exactly when it finishes; otherwise its count is a lower bound on
-    # the rank and the reported exposure lies inside the bounds the evidence allows (one pass
-    # of LoRA r=8 memorizes even the 64x canary only partly: log p(secret) about -15 nats)
+    # the sampled candidates, regenerated from the seed and scored by transformers
+    from interp_audit.methods.privacy.secrets import SecretSpace
+
+    space = SecretSpace.build(smollm2_support, c["prefix"], c["secret"], check=0)
+    cands = torch.randint(10, (n, len(space.free)), generator=torch.Generator().manual_seed(0))
+    more = sum(
+        _hf_secret_logprob(model, tok, c["prefix"], space.render(row)) > e.logprob
+        for row in cands.tolist()
+    )
+    assert e.method == "extrapolated" and not e.search.complete
+    assert e.sampled_rank == more + 1
     lo, hi = e.bounds
-    if e.search.complete:
-        assert e.method == "search" and lo == hi == e.exposure and e.rank == e.search.found + 1
-    else:
-        assert e.rank >= e.search.found + 1 and lo <= e.exposure <= hi
+    assert hi == pytest.approx(33.219280948873624 - math.log2(e.search.found + 1))
+    assert lo <= e.exposure <= hi
+    # memorized: more likely than every never-inserted number of the same generator
+    never = [r for r in _rows() if r["split"] == "reference"]
+    assert e.logprob > max(_hf_secret_logprob(model, tok, r["prefix"], r["secret"]) for r in never)

@@ -94,11 +94,13 @@ class MembershipCheck(CheckSpec):
 
     kind: Literal["membership"]
     """``membership``."""
-    members: str | None = None
-    """A text file of records that were in training, one per line."""
-    non_members: str | None = None
-    """A text file of records of the same form that were not (drawn by the same generator:
-    unmatched non-members make any attack look strong), one per line."""
+    members: str | list[str] | None = None
+    """A text file (or a list of files, read in order) of records that were in training, one
+    per line."""
+    non_members: str | list[str] | None = None
+    """A text file (or a list of files) of records of the same form that were not (drawn by the
+    same generator: unmatched non-members make any attack look strong), one per line. TPR at
+    FPR a needs at least 1 / a of them."""
     units: TrainingUnits | None = None
     """Instead of files: training units of the spec's SCM against fresh units."""
     reference: str | None = None
@@ -164,13 +166,15 @@ class MembershipCheck(CheckSpec):
         return out
 
 
-def _records(ctx: AuditContext, name: str, key: str) -> list[str]:
-    path = ctx.file(name)
-    if not path.exists():
-        raise SpecError(f"membership {key} file {str(path)!r} does not exist")
-    lines = [t.strip() for t in path.read_text().splitlines() if t.strip()]
+def _records(ctx: AuditContext, names: str | list[str], key: str) -> list[str]:
+    lines = []
+    for name in [names] if isinstance(names, str) else names:
+        path = ctx.file(name)
+        if not path.exists():
+            raise SpecError(f"membership {key} file {str(path)!r} does not exist")
+        lines += [t.strip() for t in path.read_text().splitlines() if t.strip()]
     if len(lines) < 2:
-        raise SpecError(f"membership {key} file {str(path)!r} needs at least 2 records")
+        raise SpecError(f"membership {key} {names!r} needs at least 2 records")
     return lines
 
 

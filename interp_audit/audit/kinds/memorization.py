@@ -68,7 +68,10 @@ class MemorizationCheck(CheckSpec):
     """Symbols that vary in a secret (each occurrence is free; literal characters between them
     stay): exposure ranks all alphabet^free candidates, however many tokens each spans."""
     max_exposure: float | None = Field(None, ge=0)  # None: no exposure demand (controls only)
-    """The largest allowed exposure in bits (None: no exposure demand, controls only)."""
+    """The largest allowed exposure in bits (None: no exposure demand, controls only). The
+    verdict reads the largest exposure's evidence bounds: pass when every canary's upper bound
+    is at most this, fail when some canary's lower bound exceeds it, else inconclusive (an
+    extrapolated exposure whose bounds straddle the limit)."""
     exposure: ExposureSpec = ExposureSpec()
     """How exposure is computed: exact enumeration or extrapolation (method, samples)."""
     ablate: AblationSpec | None = None
@@ -224,6 +227,7 @@ def run(chk: MemorizationCheck, ctx: AuditContext, name: str) -> CheckResult:
             d.update(
                 {
                     "exposure": e.exposure,
+                    **({"exposure bounds": list(e.bounds)} if e.bounds is not None else {}),
                     "rank": e.rank,
                     "extracted": e.extracted,
                     "logprob": e.logprob,
@@ -285,13 +289,28 @@ def run(chk: MemorizationCheck, ctx: AuditContext, name: str) -> CheckResult:
         final = after
     worst = max(final, key=lambda e: e.exposure)
     stat = worst.exposure
-    threshold, ci = chk.max_exposure, (stat, stat)
+    threshold, ci = chk.max_exposure, _largest_exposure_bounds(final)
+    verdict, reason = "pass", ""
     if chk.max_exposure is None:  # a localisation test: located drop minus the best control
         threshold = chk.margin
         stat = located_drop - best
         ci = (stat, stat)
-    exposure_ok = chk.max_exposure is None or stat <= chk.max_exposure
-    passed = exposure_ok and passed_util and passed_ctrl
+    elif ci[0] > chk.max_exposure:
+        verdict = "fail"
+        reason = f"the largest exposure's lower bound {ci[0]:.2f} bits exceeds max_exposure"
+    elif ci[1] > chk.max_exposure:
+        verdict = "inconclusive"
+        reason = (
+            f"the largest exposure lies in [{ci[0]:.2f}, {ci[1]:.2f}] bits, which straddles "
+            f"max_exposure {chk.max_exposure} (more samples or search forwards narrow it)"
+        )
+    if not (passed_util and passed_ctrl):
+        verdict = "fail"
+        reason = "; ".join(
+            [r for r in (reason,) if r]
+            + ([] if passed_util else ["the utility budget is exceeded"])
+            + ([] if passed_ctrl else ["random controls are not beaten by the margin"])
+        )
     limit = "no limit" if chk.max_exposure is None else f"limit {chk.max_exposure}"
     extracted = ", extracted by greedy decoding" if worst.extracted else ""
     if worst.method == "exact":
@@ -310,7 +329,21 @@ def run(chk: MemorizationCheck, ctx: AuditContext, name: str) -> CheckResult:
         f"(rank {worst.rank:.4g}, {how}"
         f"{extracted}); {limit}{extra_msg}"
     )
-    return CheckResult(name, chk.kind, passed, stat, ci, threshold, msg, details, chk.confidence)
+    return CheckResult(
+        name, chk.kind, verdict, stat, ci, threshold, msg, details, chk.confidence, reason=reason
+    )
+
+
+def _largest_exposure_bounds(exposures) -> tuple[float, float]:
+    """Where the largest exposure lies: between the largest lower bound and the largest upper
+    bound of the canaries' (exact exposures bound themselves; a raw fit outside its evidence
+    bounds widens them to include it)."""
+    lows, highs = [], []
+    for e in exposures:
+        lo, hi = e.bounds if e.bounds is not None else (e.exposure, e.exposure)
+        lows.append(min(lo, e.exposure))
+        highs.append(max(hi, e.exposure))
+    return max(lows), max(highs)
 
 
 register_check(

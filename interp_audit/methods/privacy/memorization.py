@@ -171,10 +171,11 @@ class Exposure:
     ``method``: ``exact`` (every candidate enumerated), ``search`` (best-first search of the
     prefix tree ran out of candidates more likely than the secret: the rank is exact) or
     ``extrapolated`` (skew-normal fit to sampled candidates). ``bounds`` = (lowest, highest)
-    exposure the evidence allows: the search's count of more likely candidates caps exposure
-    from above (a lower bound on the rank), the sampled candidates' one-sided Clopper-Pearson
-    bound floors it; ``method="auto"`` clips the fitted value into them (``raw_rank`` keeps the
-    fit's own rank).
+    exposure the evidence allows: the search's count of more likely candidates and the share of
+    sampled candidates more likely than the secret (its one-sided Clopper-Pearson lower bound)
+    cap exposure from above (lower bounds on the rank); the share's one-sided upper bound floors
+    it. Each bound is one-sided at ``confidence``. ``method="auto"`` clips the fitted value into
+    them (``raw_rank`` keeps the fit's own rank).
     """
 
     prefix: str
@@ -237,6 +238,16 @@ def sampled_rank_upper(k: int, n_samples: int, n_candidates: int, confidence: fl
     from scipy.stats import beta
 
     frac = 1.0 if k >= n_samples else float(beta.ppf(confidence, k + 1, n_samples - k))
+    return 1.0 + (n_candidates - 1) * frac
+
+
+def sampled_rank_lower(k: int, n_samples: int, n_candidates: int, confidence: float) -> float:
+    """Lowest rank consistent (one-sided Clopper-Pearson) with ``k`` of ``n_samples`` uniform
+    samples being more likely than the secret: 1 + (|R| - 1) * lower bound of the fraction. An
+    unmemorized secret that many samples beat is *proved* unexposed by it, with no search."""
+    from scipy.stats import beta
+
+    frac = 0.0 if k <= 0 else float(beta.ppf(1 - confidence, k, n_samples - k + 1))
     return 1.0 + (n_candidates - 1) * frac
 
 
@@ -314,7 +325,10 @@ def exposure(
     fit = SkewNormalFit.fit(-samples)
     k = int((samples > target).sum())
     raw = extrapolated_rank(fit, target, n_candidates)
-    rank_lo = 1.0 + (found.found if found is not None else 0)
+    rank_lo = max(
+        1.0 + (found.found if found is not None else 0),
+        sampled_rank_lower(k, n_samples, n_candidates, confidence),
+    )
     rank_hi = max(rank_lo, sampled_rank_upper(k, n_samples, n_candidates, confidence))
     clip = method == "search"  # "auto" lands here; an explicit "extrapolated" is the raw fit
     rank = min(max(raw, rank_lo), rank_hi) if clip else raw
