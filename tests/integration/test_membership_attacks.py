@@ -212,6 +212,9 @@ def test_check_on_a_tpr_budget_with_the_reference_attack(lm10, clean10, monkeypa
         b = rows[name]["budgets"][0]
         want = "pass" if b["ci"][1] <= 0.05 else "fail" if b["ci"][0] > 0.05 else "inconclusive"
         assert b["verdict"] == want
+        # the row's verdict is the attack's: no AUC band here, so its budget decides it
+        assert rows[name]["verdict"] == want and rows[name]["passed"] == (want == "pass")
+        assert "auc_verdict" not in rows[name]
     # trained on the records: the reference attack flags nearly all members at 1% FPR
     assert rows["ref_ratio"]["tpr"][0]["tpr"] > 0.9 and chk.verdict == "fail"
     assert "'ref_ratio'" in chk.message or "'loss'" in chk.message

@@ -197,7 +197,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(
-    ("path", "value", "words"), CASES, ids=[f"{c[0]}={c[1]!r}"[:60] for c in CASES]
+    ("path", "value", "words"),
+    CASES,
+    ids=[f"{c[0]}=" + ("<deleted>" if c[1] is DELETE else repr(c[1]))[:60] for c in CASES],
 )
 def test_bad_spec_value_is_refused_naming_key_and_valid_range(path, value, words):
     with pytest.raises(ia.SpecError) as info:

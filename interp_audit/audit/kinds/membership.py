@@ -327,8 +327,8 @@ def run(chk: MembershipCheck, ctx: AuditContext, name: str) -> CheckResult:
         }
         if chk.max_auc is not None:
             row["bounds"] = [1 - chk.max_auc, chk.max_auc]
-            row["verdict"] = _band(lo, hi, 1 - chk.max_auc, chk.max_auc)
-            verdicts.append(row["verdict"])
+            row["auc_verdict"] = _band(lo, hi, 1 - chk.max_auc, chk.max_auc)
+            verdicts.append(row["auc_verdict"])
         row["tpr"] = [t.to_dict() for t in a.tpr]
         for b in chk.tpr_budget:
             t = a.tpr_at(b.fpr)
@@ -338,8 +338,11 @@ def run(chk: MembershipCheck, ctx: AuditContext, name: str) -> CheckResult:
                  "verdict": verdict}
             )  # fmt: skip
             verdicts.append(verdict)
-        outcomes = [row.get("verdict", "pass")] + [b["verdict"] for b in row.get("budgets", [])]
-        row["passed"] = all(x == "pass" for x in outcomes)
+        outcomes = [row.get("auc_verdict", "pass")] + [
+            b["verdict"] for b in row.get("budgets", [])
+        ]
+        row["verdict"] = combine(outcomes)  # the attack's: its AUC band and every TPR budget
+        row["passed"] = row["verdict"] == "pass"
         details.append(row)
     gap, glo, ghi = res.loss_gap
     gap_row: dict[str, Any] = {
