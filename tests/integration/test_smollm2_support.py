@@ -35,7 +35,7 @@ def _canary(reps: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def hf_support():
+def hf_support(smollm2_cache):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = merged_folder(SUPPORT)
