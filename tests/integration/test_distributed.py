@@ -65,7 +65,10 @@ def executor(cluster):
     ex.close()
 
 
-@pytest.mark.parametrize("which", ["readmission", "minilm"])
+@pytest.mark.parametrize(
+    "which",
+    ["readmission", pytest.param("minilm", marks=pytest.mark.slow)],  # MiniLM: --run-slow
+)
 def test_report_json_is_identical_locally_and_on_ray(which, executor, tmp_path):
     spec = READMISSION if which == "readmission" else minilm_spec()
     local = report_json(ia.audit(spec), tmp_path / "local")

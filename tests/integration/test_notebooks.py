@@ -56,6 +56,7 @@ def test_minilm_gender_notebook_runs():
     assert "top-activating examples" in text and "heads L5H8, L5H3 (mean)" in text
 
 
+@pytest.mark.slow  # ~35 s on 2 cores: kept out of the CI tier's 10 minutes (--run-slow)
 def test_memorization_notebook_runs():
     nb = run("memorization.ipynb")
     text = outputs(nb)
@@ -73,6 +74,7 @@ def test_committed_notebooks_have_no_outputs():
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name
 
 
+@pytest.mark.slow  # ~40 s on 2 cores: kept out of the CI tier's 10 minutes (--run-slow)
 def test_hiring_notebook_shows_two_admissibility_choices():
     nb = run("hiring.ipynb")
     text = outputs(nb)
